@@ -1,0 +1,174 @@
+using Tomlyn.Model;
+
+namespace CriRuntime.Config;
+
+/// <summary>Every leaf value of the merged configuration, keyed by its path, remembering the file
+/// that set it. Binding marks leaves as used; whatever is left over is an unknown key.</summary>
+internal sealed class ConfigLeaves
+{
+    private readonly Dictionary<string, Leaf> _leaves = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _used = new(StringComparer.Ordinal);
+
+    private sealed record Leaf(string[] Path, object Value, string File);
+
+    public void Add(string file, TomlTable table) => Flatten(file, [], table);
+
+    private void Flatten(string file, string[] prefix, TomlTable table)
+    {
+        foreach (var (key, value) in table)
+        {
+            string[] path = [.. prefix, key];
+            if (value is TomlTable sub)
+            {
+                _leaves.Remove(Key(path)); // a table replaces a scalar an earlier file put here
+                Flatten(file, path, sub);
+            }
+            else
+            {
+                // A later file replaces the leaf and anything a previous file had below it.
+                foreach (var k in _leaves.Keys.Where(k => k.StartsWith(Key(path) + "\u0001", StringComparison.Ordinal)).ToList())
+                    _leaves.Remove(k);
+                _leaves[Key(path)] = new Leaf(path, value, file);
+            }
+        }
+    }
+
+    private static string Key(IEnumerable<string> path) => string.Join('\u0001', path);
+
+    /// <summary>The dotted TOML spelling of a key, quoting segments that need it.</summary>
+    public static string Display(IEnumerable<string> path) =>
+        string.Join('.', path.Select(s => s.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '_' or '-') && s.Length > 0 ? s : $"\"{s}\""));
+
+    private bool TryGet(string[] path, out Leaf leaf)
+    {
+        var key = Key(path);
+        if (_leaves.TryGetValue(key, out leaf!))
+        {
+            _used.Add(key);
+            return true;
+        }
+        return false;
+    }
+
+    private static ConfigException Bad(Leaf leaf, string reason) =>
+        new($"{leaf.File}: key '{Display(leaf.Path)}': {reason}");
+
+    public string String(string[] path, string dflt)
+    {
+        if (!TryGet(path, out var leaf)) return dflt;
+        return leaf.Value as string ?? throw Bad(leaf, $"must be a string, not {Describe(leaf.Value)}");
+    }
+
+    public string OneOf(string[] path, string dflt, string[] allowed)
+    {
+        var v = String(path, dflt);
+        if (!allowed.Contains(v))
+        {
+            TryGet(path, out var leaf);
+            throw Bad(leaf, $"'{v}' is not one of {string.Join(", ", allowed)}");
+        }
+        return v;
+    }
+
+    public string AbsolutePath(string[] path, string dflt)
+    {
+        var v = String(path, dflt);
+        if (!System.IO.Path.IsPathRooted(v))
+        {
+            TryGet(path, out var leaf);
+            throw Bad(leaf, $"'{v}' must be an absolute path");
+        }
+        return v;
+    }
+
+    public long Integer(string[] path, long dflt, long min, long max)
+    {
+        if (!TryGet(path, out var leaf)) return dflt;
+        if (leaf.Value is not long v) throw Bad(leaf, $"must be an integer, not {Describe(leaf.Value)}");
+        if (v < min || v > max) throw Bad(leaf, $"{v} is outside {min}..{max}");
+        return v;
+    }
+
+    public TimeSpan PositiveDuration(string[] path, TimeSpan dflt)
+    {
+        if (!TryGet(path, out var leaf)) return dflt;
+        if (leaf.Value is not string s) throw Bad(leaf, $"must be a duration string such as \"30s\" or \"1m\", not {Describe(leaf.Value)}");
+        if (!Duration.TryParse(s, out var d)) throw Bad(leaf, $"'{s}' is not a duration (use units ms, s, m, h: \"1m30s\")");
+        if (d <= TimeSpan.Zero) throw Bad(leaf, $"'{s}' must be greater than zero");
+        return d;
+    }
+
+    public IReadOnlyList<string> Strings(string[] path, IReadOnlyList<string> dflt)
+    {
+        if (!TryGet(path, out var leaf)) return dflt;
+        return StringList(leaf);
+    }
+
+    private static List<string> StringList(Leaf leaf)
+    {
+        if (leaf.Value is not TomlArray array) throw Bad(leaf, $"must be an array of strings, not {Describe(leaf.Value)}");
+        var list = new List<string>(array.Count);
+        foreach (var item in array)
+        {
+            if (item is not string { Length: > 0 } s) throw Bad(leaf, $"must be an array of non-empty strings; found {Describe(item)}");
+            list.Add(s);
+        }
+        return list;
+    }
+
+    public IReadOnlyList<string> AbsolutePaths(string[] path, IReadOnlyList<string> dflt)
+    {
+        if (!TryGet(path, out var leaf)) return dflt;
+        var list = StringList(leaf);
+        foreach (var p in list)
+            if (!System.IO.Path.IsPathRooted(p)) throw Bad(leaf, $"'{p}' must be an absolute path");
+        return list;
+    }
+
+    public IReadOnlyList<string> Hosts(string[] path)
+    {
+        if (!TryGet(path, out var leaf)) return [];
+        var list = StringList(leaf);
+        foreach (var h in list)
+            if (h.Contains('/') || h.Contains(' ')) throw Bad(leaf, $"'{h}' must be a host or host:port, without scheme or path");
+        return list;
+    }
+
+    /// <summary>[registry.mirrors."host"] tables: every key below the prefix names a host.</summary>
+    public IReadOnlyDictionary<string, RegistryMirror> Mirrors(string[] prefix)
+    {
+        var result = new SortedDictionary<string, RegistryMirror>(StringComparer.Ordinal);
+        var depth = prefix.Length;
+        foreach (var leaf in _leaves.Values.Where(l => l.Path.Length > depth && l.Path.Take(depth).SequenceEqual(prefix)).ToList())
+        {
+            if (leaf.Path.Length != depth + 2 || leaf.Path[depth + 1] != "endpoints")
+                continue; // left unused: reported as unknown
+            var host = leaf.Path[depth];
+            TryGet(leaf.Path, out _);
+            var endpoints = StringList(leaf);
+            foreach (var e in endpoints)
+                if (!Uri.TryCreate(e, UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https"))
+                    throw Bad(leaf, $"'{e}' must be an absolute http:// or https:// URL");
+            result[host] = new RegistryMirror(endpoints);
+        }
+        return result;
+    }
+
+    public void RejectUnknown()
+    {
+        var unknown = _leaves.Where(kv => !_used.Contains(kv.Key)).Select(kv => kv.Value).OrderBy(l => l.File, StringComparer.Ordinal).FirstOrDefault();
+        if (unknown is not null) throw Bad(unknown, "unknown key");
+    }
+
+    private static string Describe(object? v) => v switch
+    {
+        null => "nothing",
+        string s => $"the string \"{s}\"",
+        long l => $"the integer {l}",
+        double d => $"the number {d}",
+        bool b => b ? "true" : "false",
+        TomlArray => "an array",
+        TomlTable => "a table",
+        _ => v.GetType().Name,
+    };
+}

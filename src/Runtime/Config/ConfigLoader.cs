@@ -1,0 +1,107 @@
+using Tomlyn;
+using Tomlyn.Model;
+
+namespace CriRuntime.Config;
+
+/// <summary>Command-line values that override every file.</summary>
+public sealed record ConfigOverrides(string? Socket = null, string? Root = null, string? State = null, string? LogLevel = null);
+
+/// <summary>Loads the main TOML file and its conf.d drop-ins, merges them key by key (a later file
+/// wins for each leaf; tables merge, arrays are replaced whole) and binds the result, refusing
+/// unknown keys and bad values with the file and key named.</summary>
+public static class ConfigLoader
+{
+    /// <param name="configPath">The main file. When <paramref name="explicitPath"/> is false a missing
+    /// file simply means defaults.</param>
+    public static CriRuntimeConfig Load(string configPath, bool explicitPath, ConfigOverrides overrides)
+    {
+        var files = new List<string>();
+        if (File.Exists(configPath)) files.Add(configPath);
+        else if (explicitPath) throw new ConfigException($"{configPath}: config file not found");
+
+        var dropIns = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(configPath)) ?? "/", "conf.d");
+        if (Directory.Exists(dropIns))
+            files.AddRange(Directory.GetFiles(dropIns, "*.toml").Order(StringComparer.Ordinal));
+
+        var leaves = new ConfigLeaves();
+        foreach (var file in files)
+            leaves.Add(file, Parse(file));
+        return Bind(leaves, overrides);
+    }
+
+    /// <summary>Loads from TOML texts, as if each were a file of the given name (tests and tools).</summary>
+    public static CriRuntimeConfig LoadFromStrings(IEnumerable<(string Name, string Toml)> files, ConfigOverrides? overrides = null)
+    {
+        var leaves = new ConfigLeaves();
+        foreach (var (name, toml) in files)
+            leaves.Add(name, ParseText(name, toml));
+        return Bind(leaves, overrides ?? new ConfigOverrides());
+    }
+
+    private static TomlTable Parse(string file)
+    {
+        string text;
+        try { text = File.ReadAllText(file); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        { throw new ConfigException($"{file}: cannot read: {e.Message}", e); }
+        return ParseText(file, text);
+    }
+
+    private static TomlTable ParseText(string file, string text)
+    {
+        try
+        {
+            return TomlSerializer.Deserialize<TomlTable>(text, TomlContext.Default) ?? new TomlTable();
+        }
+        catch (Exception e) when (e is not ConfigException)
+        {
+            throw new ConfigException($"{file}: invalid TOML: {e.Message}", e);
+        }
+    }
+
+    private static CriRuntimeConfig Bind(ConfigLeaves c, ConfigOverrides o)
+    {
+        var defaults = new CriRuntimeConfig();
+        var cfg = new CriRuntimeConfig
+        {
+            Socket = o.Socket ?? c.AbsolutePath(["socket"], defaults.Socket),
+            Root = o.Root ?? c.AbsolutePath(["root"], defaults.Root),
+            State = o.State ?? c.AbsolutePath(["state"], defaults.State),
+            LogLevel = o.LogLevel ?? c.OneOf(["log_level"], defaults.LogLevel, LogLevels),
+            Runtime = new RuntimeSection
+            {
+                CgroupDriver = c.OneOf(["runtime", "cgroup_driver"], defaults.Runtime.CgroupDriver, ["cgroupfs", "systemd"]),
+            },
+            Cni = new CniSection
+            {
+                ConfDir = c.AbsolutePath(["cni", "conf_dir"], defaults.Cni.ConfDir),
+                BinDirs = c.AbsolutePaths(["cni", "bin_dirs"], defaults.Cni.BinDirs),
+            },
+            Registry = new RegistrySection
+            {
+                Insecure = c.Hosts(["registry", "insecure"]),
+                Mirrors = c.Mirrors(["registry", "mirrors"]),
+            },
+            Images = new ImagesSection
+            {
+                Pinned = c.Strings(["images", "pinned"], []),
+                PullProgressTimeout = c.PositiveDuration(["images", "pull_progress_timeout"], defaults.Images.PullProgressTimeout),
+            },
+            Streaming = new StreamingSection
+            {
+                Address = c.String(["streaming", "address"], defaults.Streaming.Address),
+                Port = (int)c.Integer(["streaming", "port"], defaults.Streaming.Port, 0, 65535),
+                TokenTtl = c.PositiveDuration(["streaming", "token_ttl"], defaults.Streaming.TokenTtl),
+            },
+        };
+        if (o.LogLevel is not null && !LogLevels.Contains(o.LogLevel))
+            throw new ConfigException($"--log-level: '{o.LogLevel}' is not one of {string.Join(", ", LogLevels)}");
+        foreach (var (flag, value) in new[] { ("--socket", o.Socket), ("--root", o.Root), ("--state", o.State) })
+            if (value is not null && !Path.IsPathRooted(value))
+                throw new ConfigException($"{flag}: '{value}' must be an absolute path");
+        c.RejectUnknown();
+        return cfg;
+    }
+
+    internal static readonly string[] LogLevels = ["trace", "debug", "info", "warn", "error"];
+}

@@ -1,0 +1,64 @@
+using System.Text;
+
+namespace CriRuntime.Config;
+
+/// <summary>Prints a configuration as TOML that <see cref="ConfigLoader"/> reads back to the same values
+/// (`criruntime config`).</summary>
+public static class ConfigWriter
+{
+    public static string ToToml(CriRuntimeConfig c)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("# Effective criruntime configuration (defaults, config file, conf.d drop-ins, flags).");
+        Kv(sb, "socket", Str(c.Socket));
+        Kv(sb, "root", Str(c.Root));
+        Kv(sb, "state", Str(c.State));
+        Kv(sb, "log_level", Str(c.LogLevel));
+        sb.AppendLine().AppendLine("[runtime]");
+        Kv(sb, "cgroup_driver", Str(c.Runtime.CgroupDriver));
+        sb.AppendLine().AppendLine("[cni]");
+        Kv(sb, "conf_dir", Str(c.Cni.ConfDir));
+        Kv(sb, "bin_dirs", List(c.Cni.BinDirs));
+        sb.AppendLine().AppendLine("[registry]");
+        Kv(sb, "insecure", List(c.Registry.Insecure));
+        foreach (var (host, mirror) in c.Registry.Mirrors)
+        {
+            sb.AppendLine().AppendLine($"[registry.mirrors.{Str(host)}]");
+            Kv(sb, "endpoints", List(mirror.Endpoints));
+        }
+        sb.AppendLine().AppendLine("[images]");
+        Kv(sb, "pinned", List(c.Images.Pinned));
+        Kv(sb, "pull_progress_timeout", Str(Duration.Format(c.Images.PullProgressTimeout)));
+        sb.AppendLine().AppendLine("[streaming]");
+        Kv(sb, "address", Str(c.Streaming.Address));
+        Kv(sb, "port", c.Streaming.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Kv(sb, "token_ttl", Str(Duration.Format(c.Streaming.TokenTtl)));
+        return sb.ToString();
+    }
+
+    private static void Kv(StringBuilder sb, string key, string value) => sb.Append(key).Append(" = ").AppendLine(value);
+
+    private static string List(IEnumerable<string> items) => "[" + string.Join(", ", items.Select(Str)) + "]";
+
+    /// <summary>A TOML basic string.</summary>
+    public static string Str(string s)
+    {
+        var sb = new StringBuilder("\"");
+        foreach (var ch in s)
+        {
+            switch (ch)
+            {
+                case '"': sb.Append("\\\""); break;
+                case '\\': sb.Append("\\\\"); break;
+                case '\n': sb.Append("\\n"); break;
+                case '\t': sb.Append("\\t"); break;
+                case '\r': sb.Append("\\r"); break;
+                default:
+                    if (char.IsControl(ch)) sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"\\u{(int)ch:X4}");
+                    else sb.Append(ch);
+                    break;
+            }
+        }
+        return sb.Append('"').ToString();
+    }
+}

@@ -1,0 +1,60 @@
+namespace CriRuntime.Config;
+
+/// <summary>The daemon's effective configuration: defaults, then /etc/criruntime/config.toml,
+/// then conf.d/*.toml drop-ins in name order, then command-line flags. Immutable once loaded.</summary>
+public sealed record CriRuntimeConfig
+{
+    public const string DefaultConfigPath = "/etc/criruntime/config.toml";
+
+    /// <summary>The CRI socket.</summary>
+    public string Socket { get; init; } = "/run/criruntime/criruntime.sock";
+    /// <summary>Persistent data: images, container state.</summary>
+    public string Root { get; init; } = "/var/lib/criruntime";
+    /// <summary>Runtime state that a reboot may drop: pinned namespaces, shim sockets.</summary>
+    public string State { get; init; } = "/run/criruntime";
+    public string LogLevel { get; init; } = "info";
+
+    public RuntimeSection Runtime { get; init; } = new();
+    public CniSection Cni { get; init; } = new();
+    public RegistrySection Registry { get; init; } = new();
+    public ImagesSection Images { get; init; } = new();
+    public StreamingSection Streaming { get; init; } = new();
+}
+
+public sealed record RuntimeSection
+{
+    /// <summary>"cgroupfs" or "systemd"; the kubelet's cgroupDriver must agree.</summary>
+    public string CgroupDriver { get; init; } = "cgroupfs";
+}
+
+public sealed record CniSection
+{
+    public string ConfDir { get; init; } = "/etc/cni/net.d";
+    public IReadOnlyList<string> BinDirs { get; init; } = ["/usr/lib/cni", "/opt/cni/bin"];
+}
+
+public sealed record RegistrySection
+{
+    /// <summary>Hosts (host or host:port) reached over plain http. 127.0.0.1 and localhost always are.</summary>
+    public IReadOnlyList<string> Insecure { get; init; } = [];
+    /// <summary>Per registry host, mirror endpoints tried in order before the registry itself.</summary>
+    public IReadOnlyDictionary<string, RegistryMirror> Mirrors { get; init; } = new Dictionary<string, RegistryMirror>();
+}
+
+public sealed record RegistryMirror(IReadOnlyList<string> Endpoints);
+
+public sealed record ImagesSection
+{
+    /// <summary>Image references never garbage collected; reported pinned to the kubelet.</summary>
+    public IReadOnlyList<string> Pinned { get; init; } = [];
+    /// <summary>A pull that receives no bytes for this long is aborted.</summary>
+    public TimeSpan PullProgressTimeout { get; init; } = TimeSpan.FromMinutes(1);
+}
+
+public sealed record StreamingSection
+{
+    public string Address { get; init; } = "127.0.0.1";
+    /// <summary>0 picks a free port at start.</summary>
+    public int Port { get; init; }
+    public TimeSpan TokenTtl { get; init; } = TimeSpan.FromMinutes(1);
+}

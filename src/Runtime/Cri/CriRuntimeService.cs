@@ -1,0 +1,21 @@
+using CriRuntime.Config;
+using CriRuntime.Cri.V1;
+using CriRuntime.Network;
+using CriRuntime.State;
+
+namespace CriRuntime.Cri;
+
+/// <summary>The CRI RuntimeService. Each RPC lives in its own file (Version.cs, Status.cs, ...) as a
+/// part of this class; this file holds only what they share. RPCs without a file answer
+/// Unimplemented, named by the interceptor.</summary>
+public sealed partial class CriRuntimeService(
+    CriRuntimeConfig config,
+    RuntimeConfigStore runtimeConfig,
+    CniConfigProbe cni,
+    ILogger<CriRuntimeService> log) : RuntimeService.RuntimeServiceBase
+{
+    private readonly CriRuntimeConfig _config = config;
+    private readonly RuntimeConfigStore _runtimeConfig = runtimeConfig;
+    private readonly CniConfigProbe _cni = cni;
+    private readonly ILogger<CriRuntimeService> _log = log;
+}

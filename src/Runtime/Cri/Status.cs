@@ -1,0 +1,34 @@
+using System.Text.Json;
+using CriRuntime.Cri.V1;
+using Grpc.Core;
+
+namespace CriRuntime.Cri;
+
+public sealed partial class CriRuntimeService
+{
+    public override Task<StatusResponse> Status(StatusRequest request, ServerCallContext context)
+    {
+        var network = _cni.Check();
+        var response = new StatusResponse
+        {
+            Status = new RuntimeStatus
+            {
+                Conditions =
+                {
+                    new RuntimeCondition { Type = "RuntimeReady", Status = true },
+                    network.Ready
+                        ? new RuntimeCondition { Type = "NetworkReady", Status = true }
+                        : new RuntimeCondition { Type = "NetworkReady", Status = false, Reason = "NetworkPluginNotReady", Message = network.Message },
+                },
+            },
+        };
+        if (request.Verbose)
+        {
+            response.Info["config"] = JsonSerializer.Serialize(_config, StatusJson.Default.CriRuntimeConfig);
+            response.Info["network"] = JsonSerializer.Serialize(network, StatusJson.Default.CniStatus);
+            response.Info["podCIDR"] = _runtimeConfig.PodCidr;
+            response.Info["version"] = BuildVersion;
+        }
+        return Task.FromResult(response);
+    }
+}

@@ -1,0 +1,79 @@
+using System.Runtime.InteropServices;
+
+namespace CriRuntime.Interop;
+
+/// <summary>The few libc calls the daemon needs that .NET does not expose. Each failure becomes
+/// an exception naming the operation, the path and errno (see <see cref="Errno"/>).</summary>
+internal static partial class Libc
+{
+    public const int O_RDONLY = 0;
+    public const int O_DIRECTORY = 0x10000;
+    public const int O_CLOEXEC = 0x80000;
+    public const int O_CREAT = 0x40;
+    public const int O_RDWR = 2;
+    public const int LOCK_EX = 2;
+    public const int LOCK_NB = 4;
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags, uint mode);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    public static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
+    public static partial int Flock(int fd, int operation);
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int Statx(int dirfd, string path, int flags, uint mask, byte* buffer);
+
+    public const uint S_IFMT = 0xF000, S_IFSOCK = 0xC000, S_IFDIR = 0x4000, S_IFREG = 0x8000;
+
+    /// <summary>The file type bits (S_IFMT) of a path, not following a final symlink, or null when
+    /// it does not exist. statx's layout is the same on every architecture, unlike struct stat.</summary>
+    public static unsafe uint? FileType(string path)
+    {
+        const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100;
+        const uint STATX_TYPE = 1;
+        var buffer = stackalloc byte[256];
+        if (Statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_TYPE, buffer) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == 2) return null; // ENOENT
+            throw Errno.Exception("statx", path, errno);
+        }
+        return *(ushort*)(buffer + 28) & S_IFMT;
+    }
+}
+
+/// <summary>errno to exception, in one place.</summary>
+internal static class Errno
+{
+    public const int EWOULDBLOCK = 11;
+    public const int EINTR = 4;
+
+    public static IOException Exception(string operation, string path, int errno) =>
+        new($"{operation} {path}: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})") { HResult = errno };
+
+    public static IOException Last(string operation, string path) => Exception(operation, path, Marshal.GetLastPInvokeError());
+}
+
+/// <summary>A file descriptor that closes itself. fd 0 is a valid descriptor; -1 is invalid.</summary>
+internal sealed class FdHandle : SafeHandle
+{
+    public FdHandle(int fd) : base(new IntPtr(-1), ownsHandle: true) => SetHandle(new IntPtr(fd));
+    public override bool IsInvalid => handle.ToInt64() < 0;
+    public int Fd => (int)handle.ToInt64();
+    protected override bool ReleaseHandle() => Libc.Close(Fd) == 0;
+
+    public static FdHandle Open(string path, int flags, uint mode = 0)
+    {
+        int fd;
+        do { fd = Libc.Open(path, flags | Libc.O_CLOEXEC, mode); }
+        while (fd < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+        if (fd < 0) throw Errno.Last("open", path);
+        return new FdHandle(fd);
+    }
+}

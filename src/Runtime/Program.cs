@@ -1,0 +1,5 @@
+using CriRuntime;
+using CriRuntime.Config;
+using CriRuntime.Server;
+
+return await Cli.RunAsync(args);

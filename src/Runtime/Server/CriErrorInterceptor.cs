@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using CriRuntime.Errors;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+
+namespace CriRuntime.Server;
+
+/// <summary>The one boundary between the daemon and gRPC: every call is logged once with its
+/// method, duration, outcome and the pod/container it names, and typed errors become status
+/// codes. Anything untyped is a bug: Internal, logged with its stack.</summary>
+public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log) : Interceptor
+{
+    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
+        TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            var response = await continuation(request, context).ConfigureAwait(false);
+            LogOk(context.Method, Stopwatch.GetElapsedTime(started).TotalMilliseconds, Subject(request));
+            return response;
+        }
+        catch (Exception e)
+        {
+            throw Map(e, context.Method, started, request);
+        }
+    }
+
+    public override async Task ServerStreamingServerHandler<TRequest, TResponse>(
+        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
+        ServerStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            await continuation(request, responseStream, context).ConfigureAwait(false);
+            LogOk(context.Method, Stopwatch.GetElapsedTime(started).TotalMilliseconds, Subject(request));
+        }
+        catch (Exception e)
+        {
+            throw Map(e, context.Method, started, request);
+        }
+    }
+
+    private RpcException Map(Exception e, string method, long started, object request)
+    {
+        var ms = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        var subject = Subject(request);
+        var status = ToStatus(e, method);
+        if (status.StatusCode == StatusCode.Internal)
+            LogInternal(e, method, ms, subject);
+        else if (status.StatusCode == StatusCode.Cancelled)
+            LogCancelled(method, ms, subject);
+        else
+            LogFailed(method, ms, subject, status.StatusCode, status.Detail);
+        return e as RpcException is { } re && re.StatusCode == status.StatusCode && re.Status.Detail == status.Detail
+            ? re
+            : new RpcException(status);
+    }
+
+    /// <summary>The status a caller sees for an exception. Pure, so the mapping is unit-tested.</summary>
+    public static Status ToStatus(Exception e, string method) => e switch
+    {
+        CriException c => new Status(Code(c.Kind), c.Message),
+        // Grpc.AspNetCore's generated base methods throw Unimplemented with no detail: name the RPC.
+        RpcException { StatusCode: StatusCode.Unimplemented } r when string.IsNullOrEmpty(r.Status.Detail)
+            => new Status(StatusCode.Unimplemented, $"{method} is not implemented by criruntime"),
+        RpcException r => r.Status,
+        OperationCanceledException => new Status(StatusCode.Cancelled, "the call was cancelled"),
+        _ => new Status(StatusCode.Internal, $"internal error: {e.Message}"),
+    };
+
+    public static StatusCode Code(ErrorKind kind) => kind switch
+    {
+        ErrorKind.InvalidArgument => StatusCode.InvalidArgument,
+        ErrorKind.NotFound => StatusCode.NotFound,
+        ErrorKind.AlreadyExists => StatusCode.AlreadyExists,
+        ErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
+        ErrorKind.Unavailable => StatusCode.Unavailable,
+        ErrorKind.DeadlineExceeded => StatusCode.DeadlineExceeded,
+        ErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
+        ErrorKind.Aborted => StatusCode.Aborted,
+        ErrorKind.Unimplemented => StatusCode.Unimplemented,
+        _ => StatusCode.Unknown,
+    };
+
+    /// <summary>The pod or container a request is about, read through the protobuf descriptor so
+    /// every RPC is covered without a per-message switch.</summary>
+    internal static string Subject(object request)
+    {
+        if (request is not IMessage m) return "";
+        foreach (var name in SubjectFields)
+        {
+            var field = m.Descriptor.FindFieldByName(name);
+            if (field is null || field.FieldType != Google.Protobuf.Reflection.FieldType.String || field.IsRepeated) continue;
+            if (field.Accessor.GetValue(m) is string { Length: > 0 } v) return $"{name}={v}";
+        }
+        return "";
+    }
+
+    private static readonly string[] SubjectFields = ["container_id", "pod_sandbox_id"];
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Debug, Message = "{Method} ok in {Ms:F1} ms {Subject}")]
+    private partial void LogOk(string method, double ms, string subject);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Method} failed in {Ms:F1} ms {Subject}: {Code} {Detail}")]
+    private partial void LogFailed(string method, double ms, string subject, StatusCode code, string detail);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Error, Message = "{Method} failed in {Ms:F1} ms {Subject} with an internal error")]
+    private partial void LogInternal(Exception e, string method, double ms, string subject);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Debug, Message = "{Method} cancelled after {Ms:F1} ms {Subject}")]
+    private partial void LogCancelled(string method, double ms, string subject);
+}

@@ -1,0 +1,80 @@
+using CriRuntime.Config;
+using CriRuntime.Cri;
+using CriRuntime.Network;
+using CriRuntime.State;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace CriRuntime.Server;
+
+/// <summary>Wires the daemon together and serves until SIGTERM/SIGINT.</summary>
+public static partial class Daemon
+{
+    public static async Task<int> RunAsync(CriRuntimeConfig config)
+    {
+        try
+        {
+            Directory.CreateDirectory(config.Root);
+            Directory.CreateDirectory(config.State);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StartupException($"cannot create root {config.Root} or state {config.State}: {e.Message}", e);
+        }
+
+        using var socket = CriSocket.Bind(config.Socket);
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            o.UseUtcTimestamp = true;
+        });
+        builder.Logging.SetMinimumLevel(ToLevel(config.LogLevel));
+        // Kestrel and ASP.NET log every request at Information; the interceptor already logs each RPC once.
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.ListenHandle((ulong)socket.Socket.SafeHandle.DangerousGetHandle(), l => l.Protocols = HttpProtocols.Http2);
+            k.Limits.Http2.MaxStreamsPerConnection = 1000;
+        });
+
+        builder.Services.AddSingleton(config);
+        builder.Services.AddSingleton(new RuntimeConfigStore(config.Root));
+        builder.Services.AddSingleton<CniConfigProbe>();
+        builder.Services.AddGrpc(o =>
+        {
+            o.Interceptors.Add<CriErrorInterceptor>();
+            o.MaxReceiveMessageSize = 16 * 1024 * 1024;
+            o.MaxSendMessageSize = 16 * 1024 * 1024;
+        });
+
+        var app = builder.Build();
+        app.MapGrpcService<CriRuntimeService>();
+        app.MapGrpcService<CriImageService>();
+
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("criruntime");
+        app.Lifetime.ApplicationStarted.Register(() => LogServing(log, CriRuntimeService.BuildVersion, config.Socket, config.Root, config.State));
+        await app.RunAsync();
+        LogStopped(log);
+        return 0;
+    }
+
+    private static LogLevel ToLevel(string level) => level switch
+    {
+        "trace" => LogLevel.Trace,
+        "debug" => LogLevel.Debug,
+        "warn" => LogLevel.Warning,
+        "error" => LogLevel.Error,
+        _ => LogLevel.Information,
+    };
+
+    [LoggerMessage(EventId = 100, Level = LogLevel.Information, Message = "criruntime {Version} serving CRI on {Socket} (root {Root}, state {State})")]
+    private static partial void LogServing(ILogger log, string version, string socket, string root, string state);
+
+    [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "criruntime stopped")]
+    private static partial void LogStopped(ILogger log);
+}

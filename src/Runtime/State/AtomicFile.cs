@@ -1,0 +1,47 @@
+using System.Text;
+using CriRuntime.Interop;
+
+namespace CriRuntime.State;
+
+/// <summary>Writes a file so that a crash at any moment leaves either the old or the new content,
+/// never a mix: write a temporary file beside it, fsync it, rename it over the target, fsync the
+/// directory so the rename itself is durable.</summary>
+public static class AtomicFile
+{
+    public static void Write(string path, ReadOnlySpan<byte> content, UnixFileMode mode = UnixFileMode.UserRead | UnixFileMode.UserWrite)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
+        Directory.CreateDirectory(dir);
+        var tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Environment.CurrentManagedThreadId}.tmp");
+        try
+        {
+            using (var fs = new FileStream(tmp, new FileStreamOptions
+            {
+                Mode = FileMode.Create,
+                Access = FileAccess.Write,
+                Share = FileShare.None,
+                UnixCreateMode = mode,
+            }))
+            {
+                fs.Write(content);
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(tmp); } catch (IOException) { }
+            throw;
+        }
+        FsyncDirectory(dir);
+    }
+
+    public static void WriteText(string path, string content) => Write(path, Encoding.UTF8.GetBytes(content));
+
+    private static void FsyncDirectory(string dir)
+    {
+        // .NET refuses to open directories as files, so this is a plain open(2) + fsync(2).
+        using var fd = FdHandle.Open(dir, Libc.O_RDONLY | Libc.O_DIRECTORY);
+        if (Libc.Fsync(fd.Fd) != 0) throw Errno.Last("fsync", dir);
+    }
+}
