@@ -34,4 +34,23 @@ public static class Leaks
         }
         Assert.True(problems.Count == 0, "resources leaked:\n" + string.Join('\n', problems));
     }
+
+    /// <summary>Lazily unmounts everything below <paramref name="dir"/> (deepest first) and kills
+    /// processes started from it.</summary>
+    public static void CleanUp(string dir)
+    {
+        var mounts = File.ReadLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4])
+            .Where(m => m.StartsWith(dir, StringComparison.Ordinal)).OrderByDescending(m => m.Length).ToList();
+        foreach (var m in mounts) Shell.TryRun("umount", "-l", m);
+        foreach (var procDir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(procDir), out var pid) || pid == Environment.ProcessId) continue;
+            try
+            {
+                if (File.ReadAllText(Path.Combine(procDir, "cmdline")).Contains(dir, StringComparison.Ordinal))
+                    System.Diagnostics.Process.GetProcessById(pid).Kill();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException) { }
+        }
+    }
 }
