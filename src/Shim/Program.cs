@@ -1,1 +1,3 @@
-return 0;
+using CriRuntime.Shim;
+
+return await ShimCli.RunAsync(args);

@@ -11,6 +11,9 @@ public interface IKernel
     // filesystem and mounts
     void Mount(string? source, string target, string? fstype, ulong flags, string? data);
     void Umount2(string target, int flags);
+    /// <summary>mount_setattr(2): change attributes (MOUNT_ATTR_*) of a mount, with
+    /// <paramref name="recursive"/> of every mount below it too (the "rro" family of options).</summary>
+    void MountSetattr(string path, ulong attrSet, ulong attrClr, bool recursive);
     void PivotRoot(string newRoot, string putOld);
     void Chdir(string path);
     void Chroot(string path);
@@ -51,6 +54,9 @@ public static class Linux
         MS_UNBINDABLE = 1 << 17, MS_PRIVATE = 1 << 18, MS_SLAVE = 1 << 19, MS_SHARED = 1 << 20,
         MS_RELATIME = 1 << 21, MS_STRICTATIME = 1 << 24;
     public const int MNT_DETACH = 2;
+    public const ulong MOUNT_ATTR_RDONLY = 1, MOUNT_ATTR_NOSUID = 2, MOUNT_ATTR_NODEV = 4, MOUNT_ATTR_NOEXEC = 8,
+        MOUNT_ATTR__ATIME = 0x70, MOUNT_ATTR_NOATIME = 0x10, MOUNT_ATTR_STRICTATIME = 0x20,
+        MOUNT_ATTR_NODIRATIME = 0x80, MOUNT_ATTR_NOSYMFOLLOW = 0x200000;
 
     public const int CLONE_FS = 0x200, CLONE_NEWTIME = 0x80, CLONE_NEWNS = 0x20000, CLONE_NEWCGROUP = 0x02000000,
         CLONE_NEWUTS = 0x04000000, CLONE_NEWIPC = 0x08000000, CLONE_NEWUSER = 0x10000000,

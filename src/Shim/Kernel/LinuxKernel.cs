@@ -19,6 +19,14 @@ public sealed unsafe class LinuxKernel : IKernel
 
     public void Umount2(string target, int flags) => Check(Native.Umount2(target, flags), "umount2", target);
 
+    public void MountSetattr(string path, ulong attrSet, ulong attrClr, bool recursive)
+    {
+        const int AT_FDCWD = -100, AT_RECURSIVE = 0x8000;
+        var attr = stackalloc ulong[4] { attrSet, attrClr, 0, 0 };
+        Check((int)Native.SyscallMountSetattr(Native.SYS_mount_setattr, AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, attr, 32),
+            "mount_setattr", path);
+    }
+
     public void PivotRoot(string newRoot, string putOld) =>
         Check((int)Native.SyscallPivotRoot(Native.SYS_pivot_root, newRoot, putOld), "pivot_root", $"{newRoot} {putOld}");
 

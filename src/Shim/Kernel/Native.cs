@@ -37,6 +37,12 @@ internal static unsafe partial class Native
     public static partial int Umount2(string target, int flags);
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial long SyscallPivotRoot(long number, string newRoot, string putOld);
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial long SyscallMountSetattr(long number, int dirfd, string path, int flags, ulong* attr, nuint size);
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    public static partial long Syscall2(long number, long a, long b);
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    public static partial long Syscall4(long number, long a, long b, long c, long d);
     [LibraryImport("libc", EntryPoint = "chdir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Chdir(string path);
     [LibraryImport("libc", EntryPoint = "chroot", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
@@ -115,7 +121,7 @@ internal static unsafe partial class Native
     public static partial int SigFillSet(void* set);
 
     public const long SYS_pivot_root = 155; // x86_64
-    public const long SYS_pidfd_open = 434, SYS_pidfd_send_signal = 424;
+    public const long SYS_pidfd_open = 434, SYS_pidfd_send_signal = 424, SYS_mount_setattr = 442;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct CapHeader { public uint Version; public int Pid; }

@@ -21,6 +21,8 @@ public sealed class RecordingKernel : IKernel
     public void Mount(string? source, string target, string? fstype, ulong flags, string? data) =>
         Record("mount", target, $"mount {source ?? "none"} {target} {fstype ?? "-"} {MountFlags.Format(flags)}{(string.IsNullOrEmpty(data) ? "" : " " + data)}");
     public void Umount2(string target, int flags) => Record("umount2", target, $"umount2 {target} {flags}");
+    public void MountSetattr(string path, ulong attrSet, ulong attrClr, bool recursive) =>
+        Record("mount_setattr", path, $"mount_setattr {path} set=0x{attrSet:x} clr=0x{attrClr:x}{(recursive ? " recursive" : "")}");
     public void PivotRoot(string newRoot, string putOld) => Record("pivot_root", newRoot, $"pivot_root {newRoot} {putOld}");
     public void Chdir(string path) => Record("chdir", path, $"chdir {path}");
     public void Chroot(string path) => Record("chroot", path, $"chroot {path}");
