@@ -1,5 +1,6 @@
 using CriRuntime.Config;
 using CriRuntime.Cri;
+using CriRuntime.Images;
 using CriRuntime.Network;
 using CriRuntime.State;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -45,6 +46,7 @@ public static partial class Daemon
         builder.Services.AddSingleton(config);
         builder.Services.AddSingleton(new RuntimeConfigStore(config.Root));
         builder.Services.AddSingleton<CniConfigProbe>();
+        builder.Services.AddImageService(config);
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<CriErrorInterceptor>();
@@ -53,6 +55,8 @@ public static partial class Daemon
         });
 
         var app = builder.Build();
+        // Before serving: drop what an unclean stop left half-written and collect orphaned content.
+        app.Services.GetRequiredService<ImageGarbageCollector>().Recover();
         app.MapGrpcService<CriRuntimeService>();
         app.MapGrpcService<CriImageService>();
 

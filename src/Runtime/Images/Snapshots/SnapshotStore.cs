@@ -67,11 +67,18 @@ public sealed class SnapshotStore
 
     public void Delete(Digest chainId)
     {
+        if (Detach(chainId) is { } doomed) DeleteTree(doomed);
+    }
+
+    /// <summary>Takes a snapshot out of the store at once (a rename) and returns where it now is,
+    /// for <see cref="DeleteTree"/> to remove at leisure; null when it was not there.</summary>
+    public string? Detach(Digest chainId)
+    {
         var path = Path.Combine(_dir, chainId.Hex);
-        if (!Directory.Exists(path)) return;
+        if (!Directory.Exists(path)) return null;
         var doomed = Path.Combine(_dir, $"{DeletePrefix}{chainId.Hex}-{Guid.NewGuid():N}");
         Directory.Move(path, doomed);
-        DeleteTree(doomed);
+        return doomed;
     }
 
     /// <summary>Removes what interrupted unpacks and deletions left. Only safe when nothing is unpacking.</summary>
@@ -85,7 +92,7 @@ public sealed class SnapshotStore
         }
     }
 
-    private static void DeleteTree(string path)
+    public static void DeleteTree(string path)
     {
         try { if (Directory.Exists(path)) Directory.Delete(path, recursive: true); }
         catch (DirectoryNotFoundException) { }
