@@ -64,10 +64,11 @@ public static class ConfigLoader
         var defaults = new CriRuntimeConfig();
         var cfg = new CriRuntimeConfig
         {
-            Socket = o.Socket ?? c.AbsolutePath(["socket"], defaults.Socket),
-            Root = o.Root ?? c.AbsolutePath(["root"], defaults.Root),
-            State = o.State ?? c.AbsolutePath(["state"], defaults.State),
-            LogLevel = o.LogLevel ?? c.OneOf(["log_level"], defaults.LogLevel, LogLevels),
+            // File values are always read (and validated) even when a flag overrides them.
+            Socket = c.AbsolutePath(["socket"], defaults.Socket) is var socket && o.Socket is null ? socket : o.Socket!,
+            Root = c.AbsolutePath(["root"], defaults.Root) is var root && o.Root is null ? root : o.Root!,
+            State = c.AbsolutePath(["state"], defaults.State) is var state && o.State is null ? state : o.State!,
+            LogLevel = c.OneOf(["log_level"], defaults.LogLevel, LogLevels) is var level && o.LogLevel is null ? level : o.LogLevel!,
             Runtime = new RuntimeSection
             {
                 CgroupDriver = c.OneOf(["runtime", "cgroup_driver"], defaults.Runtime.CgroupDriver, ["cgroupfs", "systemd"]),

@@ -5,17 +5,25 @@ using CriRuntime.State;
 
 namespace CriRuntime.Cri;
 
-/// <summary>The CRI RuntimeService. Each RPC lives in its own file (Version.cs, Status.cs, ...) as a
-/// part of this class; this file holds only what they share. RPCs without a file answer
+/// <summary>The CRI RuntimeService. Each RPC lives in its own file (Version.cs, RunPodSandbox.cs, ...)
+/// as a part of this class; this file holds only what they share. RPCs without a file answer
 /// Unimplemented, named by the interceptor.</summary>
 public sealed partial class CriRuntimeService(
     CriRuntimeConfig config,
     RuntimeConfigStore runtimeConfig,
     CniConfigProbe cni,
+    CniNetwork network,
+    PodSandboxStore pods,
+    TimeProvider clock,
     ILogger<CriRuntimeService> log) : RuntimeService.RuntimeServiceBase
 {
     private readonly CriRuntimeConfig _config = config;
     private readonly RuntimeConfigStore _runtimeConfig = runtimeConfig;
     private readonly CniConfigProbe _cni = cni;
+    private readonly CniNetwork _network = network;
+    private readonly PodSandboxStore _pods = pods;
+    private readonly TimeProvider _clock = clock;
     private readonly ILogger<CriRuntimeService> _log = log;
+
+    private long NowNanos() => (_clock.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100;
 }

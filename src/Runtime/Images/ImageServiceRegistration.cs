@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using CriRuntime.Config;
 using CriRuntime.Images.Content;
 using CriRuntime.Images.Registry;
@@ -13,7 +14,7 @@ public static class ImageServiceRegistration
     public static IServiceCollection AddImageService(this IServiceCollection services, CriRuntimeConfig config)
     {
         var dir = Path.Combine(config.Root, "images");
-        services.AddSingleton(TimeProvider.System);
+        services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(new ContentStore(dir));
         services.AddSingleton(new SnapshotStore(dir));
         services.AddSingleton<ImageUsage>();

@@ -2,6 +2,7 @@ using CriRuntime.Config;
 using CriRuntime.Cri;
 using CriRuntime.Images;
 using CriRuntime.Network;
+using CriRuntime.Pods;
 using CriRuntime.State;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
@@ -46,6 +47,11 @@ public static partial class Daemon
         builder.Services.AddSingleton(config);
         builder.Services.AddSingleton(new RuntimeConfigStore(config.Root));
         builder.Services.AddSingleton<CniConfigProbe>();
+        builder.Services.AddSingleton<CniPlugins>();
+        builder.Services.AddSingleton<CniNetwork>();
+        builder.Services.AddSingleton(new PodSandboxStore(config.Root));
+        builder.Services.AddSingleton<PodRecovery>();
+        builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddImageService(config);
         builder.Services.AddGrpc(o =>
         {
@@ -59,6 +65,8 @@ public static partial class Daemon
         app.Services.GetRequiredService<ImageGarbageCollector>().Recover();
         app.MapGrpcService<CriRuntimeService>();
         app.MapGrpcService<CriImageService>();
+
+        await app.Services.GetRequiredService<PodRecovery>().RunAsync(CancellationToken.None);
 
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("criruntime");
         app.Lifetime.ApplicationStarted.Register(() => LogServing(log, CriRuntimeService.BuildVersion, config.Socket, config.Root, config.State));

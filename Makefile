@@ -1,0 +1,32 @@
+# CriRuntime: `make run` starts the daemon, `make test` runs every test. Both install what is
+# missing first (Debian packages via hack/deps.sh, NuGet packages via restore).
+.PHONY: all deps build run test test-unit test-e2e bench clean
+
+CONFIGURATION ?= Debug
+DOTNET ?= dotnet
+BIN := artifacts/bin/Runtime/$(shell echo $(CONFIGURATION) | tr A-Z a-z)/criruntime
+# Extra flags for `make run`, e.g. make run ARGS="--log-level debug"
+ARGS ?=
+
+all: build
+
+deps:
+	hack/deps.sh
+
+build:
+	$(DOTNET) build CriRuntime.sln -c $(CONFIGURATION) -nologo -clp:ErrorsOnly
+
+run: deps build
+	$(BIN) serve $(ARGS)
+
+test: deps build
+	hack/test.sh $(CONFIGURATION)
+
+test-unit: build
+	hack/test.sh $(CONFIGURATION) unit
+
+test-e2e: deps build
+	hack/test.sh $(CONFIGURATION) e2e
+
+clean:
+	rm -rf artifacts

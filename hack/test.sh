@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs the unit and e2e test projects (already built) and prints one summary line
+# "tests: N passed, N failed, N skipped" that CI reads. Exit status is non-zero if any failed.
+#   hack/test.sh [Debug|Release] [unit|e2e|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config=${1:-Debug} which=${2:-all}
+projects=()
+[[ $which == all || $which == unit ]] && projects+=(tests/Unit/Unit.csproj)
+[[ $which == all || $which == e2e ]] && projects+=(tests/e2e/E2E.csproj)
+[[ $(id -u) -eq 0 ]] || echo "warning: e2e tests need root (namespaces, cgroups, mounts)" >&2
+
+passed=0 failed=0 skipped=0 status=0
+for p in "${projects[@]}"; do
+  log=$(mktemp)
+  # --no-build: `make build` built everything once; the tests run that exact build.
+  if ! dotnet test "$p" -c "$config" --no-build -nologo --logger "console;verbosity=normal" 2>&1 | tee "$log"; then
+    status=1
+  fi
+  # The runner's closing block: "Total tests: N" then "Passed: N", "Failed: N", "Skipped: N" (zeros omitted).
+  if ! grep -qE '^Total tests: [0-9]+' "$log"; then
+    echo "$p: no test summary found" >&2; status=1
+  fi
+  count() { grep -E "^ +$1: [0-9]+\$" "$log" | tail -n 1 | grep -oE '[0-9]+' || echo 0; }
+  passed=$((passed + $(count Passed))) failed=$((failed + $(count Failed))) skipped=$((skipped + $(count Skipped)))
+  rm -f "$log"
+done
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+[[ $failed -eq 0 && $status -eq 0 ]]

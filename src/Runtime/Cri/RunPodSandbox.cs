@@ -1,0 +1,142 @@
+using System.Security.Cryptography;
+using CriRuntime.Cri.V1;
+using Google.Protobuf;
+using CriRuntime.Errors;
+using CriRuntime.Namespaces;
+using CriRuntime.Network;
+using CriRuntime.Pods;
+using CriRuntime.State;
+using Grpc.Core;
+
+namespace CriRuntime.Cri;
+
+public sealed partial class CriRuntimeService
+{
+    /// <summary>A pod is its pinned namespaces (no pause process), its files and its network.
+    /// A retry of a create for the same (name, namespace, uid, attempt) gets the same pod.</summary>
+    public override async Task<RunPodSandboxResponse> RunPodSandbox(RunPodSandboxRequest request, ServerCallContext context)
+    {
+        var config = request.Config ?? throw Fail.InvalidArgument("config: required");
+        var md = config.Metadata ?? throw Fail.InvalidArgument("config.metadata: required");
+        if (string.IsNullOrEmpty(md.Name)) throw Fail.InvalidArgument("config.metadata.name: required");
+        if (string.IsNullOrEmpty(md.Namespace)) throw Fail.InvalidArgument("config.metadata.namespace: required");
+        if (string.IsNullOrEmpty(md.Uid)) throw Fail.InvalidArgument("config.metadata.uid: required");
+        if (request.RuntimeHandler is { Length: > 0 } h && h != "criruntime")
+            throw Fail.NotFound($"runtime_handler: '{h}' is not configured (known: criruntime)");
+
+        var key = PodSandboxStore.Key(md.Name, md.Namespace, md.Uid, md.Attempt);
+        if (_pods.FindByName(key) is { } existing) return new RunPodSandboxResponse { PodSandboxId = existing.Id };
+
+        // The create runs to completion even if this caller gives up: its retry will find the result.
+        var lazy = _pods.Creating.GetOrAdd(key, _ => new Lazy<Task<string>>(() => Task.Run(() => CreatePodAsync(request))));
+        try
+        {
+            var id = await lazy.Value.WaitAsync(context.CancellationToken);
+            return new RunPodSandboxResponse { PodSandboxId = id };
+        }
+        finally
+        {
+            if (lazy.Value.IsCompleted) _pods.Creating.TryRemove(new KeyValuePair<string, Lazy<Task<string>>>(key, lazy));
+        }
+    }
+
+    private async Task<string> CreatePodAsync(RunPodSandboxRequest request)
+    {
+        var config = request.Config;
+        var md = config.Metadata;
+        var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        var nsOptions = config.Linux?.SecurityContext?.NamespaceOptions ?? new NamespaceOption();
+        var hostNetwork = nsOptions.Network == NamespaceMode.Node;
+        var hostIpc = nsOptions.Ipc == NamespaceMode.Node;
+        var hostname = config.Hostname is { Length: > 0 } hn ? hn : md.Name;
+
+        var sysctls = config.Linux?.Sysctls ?? new Google.Protobuf.Collections.MapField<string, string>();
+        var byNs = sysctls.GroupBy(kv => PodSysctls.Classify(kv.Key)).ToDictionary(g => g.Key, g => g.ToList());
+        if (hostNetwork && byNs.ContainsKey(NamespaceKind.Net))
+            throw Fail.InvalidArgument("config.linux.sysctls: net.* sysctls cannot be set on a pod in the host network");
+        if (hostIpc && byNs.ContainsKey(NamespaceKind.Ipc))
+            throw Fail.InvalidArgument("config.linux.sysctls: IPC sysctls cannot be set on a pod in the host IPC namespace");
+        if (hostNetwork && byNs.ContainsKey(NamespaceKind.Uts))
+            throw Fail.InvalidArgument("config.linux.sysctls: UTS sysctls cannot be set on a pod in the host network");
+
+        await using var undo = new Rollback(_log, $"RunPodSandbox {md.Namespace}/{md.Name}");
+        var dir = _pods.PodDir(id);
+        Directory.CreateDirectory(dir);
+        undo.Add("remove pod dir", () => Directory.Delete(dir, recursive: true));
+        var nsDir = Path.Combine(_config.State, "pods", id, "ns");
+        undo.Add("remove ns dir", () => { if (Directory.Exists(Path.GetDirectoryName(nsDir))) Directory.Delete(Path.GetDirectoryName(nsDir)!, recursive: true); });
+
+        string? netns = null, ipcns = null, utsns = null;
+        if (!hostNetwork)
+        {
+            netns = Path.Combine(nsDir, "net");
+            NamespacePinner.Pin(NamespaceKind.Net, netns, () =>
+            {
+                foreach (var (k, v) in byNs.GetValueOrDefault(NamespaceKind.Net, [])) WriteSysctl(k, v);
+            });
+            undo.Add("unpin netns", () => NamespacePinner.Unpin(netns));
+            utsns = Path.Combine(nsDir, "uts");
+            NamespacePinner.Pin(NamespaceKind.Uts, utsns, () =>
+            {
+                NamespacePinner.SetHostname(hostname);
+                foreach (var (k, v) in byNs.GetValueOrDefault(NamespaceKind.Uts, [])) WriteSysctl(k, v);
+            });
+            undo.Add("unpin utsns", () => NamespacePinner.Unpin(utsns));
+        }
+        if (!hostIpc)
+        {
+            ipcns = Path.Combine(nsDir, "ipc");
+            NamespacePinner.Pin(NamespaceKind.Ipc, ipcns, () =>
+            {
+                foreach (var (k, v) in byNs.GetValueOrDefault(NamespaceKind.Ipc, [])) WriteSysctl(k, v);
+            });
+            undo.Add("unpin ipcns", () => NamespacePinner.Unpin(ipcns));
+        }
+
+        IReadOnlyList<string> ips = [];
+        string? networkName = null;
+        if (!hostNetwork)
+        {
+            var req = new PodNetworkRequest(id, netns!, md.Name, md.Namespace, md.Uid,
+                [.. config.PortMappings.Select(p => new PortMappingArg(p.HostPort, p.ContainerPort, p.Protocol.ToString().ToLowerInvariant(), p.HostIp))],
+                config.DnsConfig is { } dns ? new DnsArg([.. dns.Servers], [.. dns.Searches], [.. dns.Options]) : null);
+            undo.Add("tear down pod network", () => _network.TearDownAsync(id, CancellationToken.None));
+            var net = await _network.SetUpAsync(req, CancellationToken.None);
+            ips = net.Ips;
+            networkName = net.NetworkName;
+        }
+
+        AtomicFile.WriteText(Path.Combine(dir, "hostname"), (hostNetwork ? Environment.MachineName : hostname) + "\n");
+        AtomicFile.WriteText(Path.Combine(dir, "hosts"), hostNetwork && File.Exists("/etc/hosts") ? File.ReadAllText("/etc/hosts") : SandboxFiles.Hosts(hostname, ips));
+        AtomicFile.WriteText(Path.Combine(dir, "resolv.conf"), SandboxFiles.ResolvConf(config.DnsConfig));
+
+        var pod = new PodSandboxRecord
+        {
+            Id = id,
+            Name = md.Name,
+            Namespace = md.Namespace,
+            Uid = md.Uid,
+            Attempt = md.Attempt,
+            State = PodState.Ready,
+            CreatedAtNanos = NowNanos(),
+            RuntimeHandler = request.RuntimeHandler,
+            Config = config.ToByteArray(),
+            NetNs = netns,
+            IpcNs = ipcns,
+            UtsNs = utsns,
+            Ips = ips,
+            NetworkName = networkName,
+            Dir = dir,
+        };
+        _pods.Save(pod);
+        undo.Commit();
+        return id;
+
+        static void WriteSysctl(string key, string value)
+        {
+            try { NamespacePinner.WriteSysctl(key, value); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            { throw Fail.InvalidArgument($"config.linux.sysctls: cannot set {key}={value}: {e.Message}"); }
+        }
+    }
+}

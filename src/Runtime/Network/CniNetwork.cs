@@ -1,0 +1,180 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using CriRuntime.Config;
+using CriRuntime.Errors;
+using CriRuntime.State;
+
+namespace CriRuntime.Network;
+
+/// <summary>What a pod asks of the network.</summary>
+public sealed record PodNetworkRequest(
+    string PodId, string NetnsPath, string PodName, string PodNamespace, string PodUid,
+    IReadOnlyList<PortMappingArg> PortMappings, DnsArg? Dns = null, BandwidthArg? Bandwidth = null);
+
+public sealed record PortMappingArg(int HostPort, int ContainerPort, string Protocol, string HostIP);
+public sealed record DnsArg(IReadOnlyList<string> Servers, IReadOnlyList<string> Searches, IReadOnlyList<string> Options);
+public sealed record BandwidthArg(long IngressRate, long IngressBurst, long EgressRate, long EgressBurst);
+
+/// <summary>The pod's addresses as the plugins reported them.</summary>
+public sealed record PodNetworkStatus(string NetworkName, IReadOnlyList<string> Ips);
+
+/// <summary>What is needed to tear a pod's network down exactly as it was set up, even after the
+/// config directory changed or the daemon restarted: written before ADD, completed after.</summary>
+public sealed record CniAttachment
+{
+    public required string PodId { get; init; }
+    public required string NetnsPath { get; init; }
+    public required string IfName { get; init; }
+    public required string Args { get; init; }
+    public required string ConfigFile { get; init; }
+    public required string NetworkConfig { get; init; }
+    public required string RuntimeConfig { get; init; }
+    public string? Result { get; init; }
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(CniAttachment))]
+[JsonSerializable(typeof(PortMappingArg[]))]
+[JsonSerializable(typeof(DnsArg))]
+[JsonSerializable(typeof(BandwidthArg))]
+internal sealed partial class CniJson : JsonSerializerContext;
+
+/// <summary>Sets up and tears down pod networks with the plugin list from the CNI config dir
+/// (ADD forward through the chain with prevResult, DEL in reverse, CHECK forward), caching what
+/// DEL needs under &lt;root&gt;/cni/. Teardown is idempotent: a pod with no attachment is done.</summary>
+public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe probe, CniPlugins plugins, ILogger<CniNetwork> log)
+{
+    public const string IfName = "eth0";
+    private readonly string _cacheDir = Path.Combine(config.Root, "cni");
+
+    private string CachePath(string podId) => Path.Combine(_cacheDir, podId + ".json");
+
+    public async Task<PodNetworkStatus> SetUpAsync(PodNetworkRequest req, CancellationToken ct)
+    {
+        var status = probe.Check();
+        if (!status.Ready || status.ConfigFile is null)
+            throw Fail.FailedPrecondition($"pod network is not ready: {status.Message}");
+        var list = LoadList(status.ConfigFile);
+        var attachment = new CniAttachment
+        {
+            PodId = req.PodId,
+            NetnsPath = req.NetnsPath,
+            IfName = IfName,
+            Args = $"IgnoreUnknown=1;K8S_POD_NAMESPACE={req.PodNamespace};K8S_POD_NAME={req.PodName};K8S_POD_INFRA_CONTAINER_ID={req.PodId};K8S_POD_UID={req.PodUid}",
+            ConfigFile = status.ConfigFile,
+            NetworkConfig = list.ToJsonString(),
+            RuntimeConfig = RuntimeConfigFor(req).ToJsonString(),
+        };
+        Save(attachment);
+        try
+        {
+            var result = await InvokeChainAsync("ADD", attachment, list, ct);
+            Save(attachment with { Result = result?.ToJsonString() });
+            return new PodNetworkStatus(list["name"]!.GetValue<string>(), Ips(result));
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            // The spec asks runtimes to DEL after a failed ADD so plugins release what they took.
+            await TearDownAsync(req.PodId, CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public async Task CheckAsync(string podId, CancellationToken ct)
+    {
+        var attachment = Load(podId) ?? throw Fail.NotFound($"pod {podId} has no network attachment");
+        var list = JsonNode.Parse(attachment.NetworkConfig)!.AsObject();
+        await InvokeChainAsync("CHECK", attachment, list, ct);
+    }
+
+    /// <summary>DEL through the chain in reverse. Idempotent; the cache goes only when DEL succeeded.</summary>
+    public async Task TearDownAsync(string podId, CancellationToken ct)
+    {
+        var attachment = Load(podId);
+        if (attachment is null) return;
+        var list = JsonNode.Parse(attachment.NetworkConfig)!.AsObject();
+        await InvokeChainAsync("DEL", attachment, list, ct);
+        File.Delete(CachePath(podId));
+    }
+
+    /// <summary>Pods with a cached attachment (for the restart sweep of half-created pods).</summary>
+    public IEnumerable<string> AttachedPods() =>
+        Directory.Exists(_cacheDir) ? Directory.GetFiles(_cacheDir, "*.json").Select(f => Path.GetFileNameWithoutExtension(f)!) : [];
+
+    private async Task<JsonNode?> InvokeChainAsync(string command, CniAttachment a, JsonObject list, CancellationToken ct)
+    {
+        var version = list["cniVersion"]?.GetValue<string>() ?? "0.4.0";
+        var name = list["name"]!.GetValue<string>();
+        var pluginConfigs = list["plugins"] is JsonArray arr ? arr.Select(p => p!.AsObject()).ToList() : [list];
+        if (command == "DEL") pluginConfigs.Reverse();
+        var runtimeConfig = JsonNode.Parse(a.RuntimeConfig)!.AsObject();
+        JsonNode? prev = command == "ADD" ? null : a.Result is null ? null : JsonNode.Parse(a.Result);
+        var inv = new CniInvocation(command, a.PodId, a.NetnsPath, a.IfName, a.Args);
+        foreach (var plugin in pluginConfigs)
+        {
+            var type = plugin["type"]!.GetValue<string>();
+            var conf = (JsonObject)plugin.DeepClone();
+            conf["cniVersion"] = version;
+            conf["name"] = name;
+            var rc = new JsonObject();
+            if (plugin["capabilities"] is JsonObject caps)
+                foreach (var (cap, enabled) in caps)
+                    if (enabled?.GetValue<bool>() == true && runtimeConfig[cap] is { } v) rc[cap] = v.DeepClone();
+            if (rc.Count > 0) conf["runtimeConfig"] = rc;
+            if (prev is not null) conf["prevResult"] = prev.DeepClone();
+            var stdout = await plugins.ExecAsync(type, inv, JsonSerializer.SerializeToUtf8Bytes(conf, CniNodeJson.Default.JsonObject), ct);
+            if (command == "ADD")
+            {
+                if (string.IsNullOrWhiteSpace(stdout)) throw Fail.Unavailable($"CNI plugin {type} ADD returned no result");
+                prev = JsonNode.Parse(stdout);
+            }
+            LogPlugin(command, type, a.PodId);
+        }
+        return prev;
+    }
+
+    private static JsonObject LoadList(string file)
+    {
+        var node = JsonNode.Parse(File.ReadAllText(file))!.AsObject();
+        return node;
+    }
+
+    private static JsonObject RuntimeConfigFor(PodNetworkRequest req)
+    {
+        var rc = new JsonObject();
+        if (req.PortMappings.Count > 0)
+            rc["portMappings"] = JsonSerializer.SerializeToNode(req.PortMappings.ToArray(), CniJson.Default.PortMappingArgArray);
+        if (req.Dns is not null) rc["dns"] = JsonSerializer.SerializeToNode(req.Dns, CniJson.Default.DnsArg);
+        if (req.Bandwidth is not null) rc["bandwidth"] = JsonSerializer.SerializeToNode(req.Bandwidth, CniJson.Default.BandwidthArg);
+        return rc;
+    }
+
+    /// <summary>Addresses from a result of any CNI version: "ips" (0.3.0+) or "ip4"/"ip6" (0.2.0),
+    /// without prefix length, IPv4 first.</summary>
+    internal static IReadOnlyList<string> Ips(JsonNode? result)
+    {
+        var ips = new List<string>();
+        if (result?["ips"] is JsonArray arr)
+            foreach (var ip in arr)
+                if (ip?["address"]?.GetValue<string>() is { } a) ips.Add(a.Split('/')[0]);
+        foreach (var key in new[] { "ip4", "ip6" })
+            if (result?[key]?["ip"]?.GetValue<string>() is { } a) ips.Add(a.Split('/')[0]);
+        return [.. ips.OrderBy(i => i.Contains(':') ? 1 : 0)];
+    }
+
+    private void Save(CniAttachment a) =>
+        AtomicFile.Write(CachePath(a.PodId), JsonSerializer.SerializeToUtf8Bytes(a, CniJson.Default.CniAttachment));
+
+    private CniAttachment? Load(string podId)
+    {
+        var path = CachePath(podId);
+        return File.Exists(path) ? JsonSerializer.Deserialize(File.ReadAllBytes(path), CniJson.Default.CniAttachment) : null;
+    }
+
+    [LoggerMessage(EventId = 300, Level = LogLevel.Debug, Message = "CNI {Command} {Plugin} done for pod {PodId}")]
+    private partial void LogPlugin(string command, string plugin, string podId);
+}
+
+[JsonSerializable(typeof(JsonObject))]
+internal sealed partial class CniNodeJson : JsonSerializerContext;

@@ -1,0 +1,105 @@
+using CriRuntime.Config;
+
+namespace CriRuntime.Tests.Unit.Config;
+
+public class ConfigLoaderTests
+{
+    private static CriRuntimeConfig Load(params (string, string)[] files) => ConfigLoader.LoadFromStrings(files);
+
+    [Fact]
+    public void NoFiles_GiveDefaults()
+    {
+        var c = Load();
+        Assert.Equal("/run/criruntime/criruntime.sock", c.Socket);
+        Assert.Equal(["/usr/lib/cni", "/opt/cni/bin"], c.Cni.BinDirs);
+        Assert.Equal(TimeSpan.FromMinutes(1), c.Images.PullProgressTimeout);
+        Assert.Empty(c.Registry.Mirrors);
+    }
+
+    [Fact]
+    public void Mirrors_AreReadPerHost_InOrder()
+    {
+        var c = Load(("main.toml", """
+            [registry.mirrors."registry.k8s.io"]
+            endpoints = ["http://127.0.0.1:5000", "https://mirror.example"]
+            [registry.mirrors."docker.io"]
+            endpoints = ["http://127.0.0.1:5001"]
+            """));
+        Assert.Equal(["http://127.0.0.1:5000", "https://mirror.example"], c.Registry.Mirrors["registry.k8s.io"].Endpoints);
+        Assert.Equal(["http://127.0.0.1:5001"], c.Registry.Mirrors["docker.io"].Endpoints);
+    }
+
+    [Fact]
+    public void LaterFile_ReplacesALeaf_AndKeepsTheOthers()
+    {
+        var c = Load(("a.toml", "[cni]\nconf_dir = \"/a\"\nbin_dirs = [\"/x\"]\n"), ("b.toml", "[cni]\nconf_dir = \"/b\"\n"));
+        Assert.Equal("/b", c.Cni.ConfDir);
+        Assert.Equal(["/x"], c.Cni.BinDirs);
+    }
+
+    [Theory]
+    [InlineData("log_level = \"loud\"", "key 'log_level': 'loud' is not one of")]
+    [InlineData("root = \"relative/dir\"", "key 'root': 'relative/dir' must be an absolute path")]
+    [InlineData("[streaming]\nport = 70000", "key 'streaming.port': 70000 is outside 0..65535")]
+    [InlineData("[streaming]\nport = \"80\"", "key 'streaming.port': must be an integer")]
+    [InlineData("[images]\npull_progress_timeout = \"soon\"", "key 'images.pull_progress_timeout': 'soon' is not a duration")]
+    [InlineData("[images]\npull_progress_timeout = \"0s\"", "must be greater than zero")]
+    [InlineData("[registry]\ninsecure = [\"http://x\"]", "key 'registry.insecure': 'http://x' must be a host or host:port")]
+    [InlineData("[registry.mirrors.\"docker.io\"]\nendpoints = [\"ftp://x\"]", "key 'registry.mirrors.\"docker.io\".endpoints': 'ftp://x' must be an absolute http")]
+    [InlineData("[registry.mirrors.\"docker.io\"]\nendpoint = [\"http://x\"]", "key 'registry.mirrors.\"docker.io\".endpoint': unknown key")]
+    [InlineData("[runtim]\ncgroup_driver = \"systemd\"", "key 'runtim.cgroup_driver': unknown key")]
+    [InlineData("socket = ", "invalid TOML")]
+    public void BadInput_IsRefused_NamingFileAndKey(string toml, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => Load(("/etc/criruntime/config.toml", toml)));
+        Assert.StartsWith("/etc/criruntime/config.toml: ", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Flags_OverrideFiles_ButFileValuesAreStillValidated()
+    {
+        var c = ConfigLoader.LoadFromStrings([("f.toml", "socket = \"/a.sock\"")], new ConfigOverrides(Socket: "/b.sock"));
+        Assert.Equal("/b.sock", c.Socket);
+        Assert.Throws<ConfigException>(() => ConfigLoader.LoadFromStrings([("f.toml", "socket = 5")], new ConfigOverrides(Socket: "/b.sock")));
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.LoadFromStrings([], new ConfigOverrides(LogLevel: "chatty")));
+        Assert.StartsWith("--log-level", e.Message);
+    }
+
+    [Fact]
+    public void WrittenConfig_ReadsBackEqual()
+    {
+        var c = Load(("a.toml", """
+            log_level = "debug"
+            [registry]
+            insecure = ["r.example:5000"]
+            [registry.mirrors."quay.io"]
+            endpoints = ["http://127.0.0.1:1"]
+            [images]
+            pinned = ["registry.k8s.io/pause:3.10"]
+            pull_progress_timeout = "1h2m3s"
+            """));
+        var again = Load(("b.toml", ConfigWriter.ToToml(c)));
+        Assert.Equal(ConfigWriter.ToToml(c), ConfigWriter.ToToml(again));
+        Assert.Equal(TimeSpan.FromSeconds(3723), again.Images.PullProgressTimeout);
+    }
+
+    [Theory]
+    [InlineData("500ms", 500)]
+    [InlineData("30s", 30_000)]
+    [InlineData("1m30s", 90_000)]
+    [InlineData("2h", 7_200_000)]
+    [InlineData("1.5s", 1_500)]
+    public void Duration_ParsesGoStyle(string text, double ms)
+    {
+        Assert.True(Duration.TryParse(text, out var d));
+        Assert.Equal(ms, d.TotalMilliseconds);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("5")]
+    [InlineData("5x")]
+    [InlineData("m")]
+    public void Duration_RejectsGarbage(string text) => Assert.False(Duration.TryParse(text, out _));
+}

@@ -1,0 +1,129 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace CriRuntime.Tests.E2E.Harness;
+
+/// <summary>The real criruntime daemon as a child process, with its own temporary socket, root,
+/// state and config directory. Dispose stops it and asserts that nothing was left behind.</summary>
+public sealed partial class DaemonProcess : IDisposable
+{
+    private Process? _process;
+    private readonly StringBuilder _output = new();
+    private readonly Lock _outputLock = new();
+
+    public string Dir { get; }
+    public string Socket => Path.Combine(Dir, "run", "criruntime.sock");
+    public string Root => Path.Combine(Dir, "root");
+    public string State => Path.Combine(Dir, "run");
+    public string ConfigFile => Path.Combine(Dir, "etc", "config.toml");
+    public string DropInDir => Path.Combine(Dir, "etc", "conf.d");
+    public string CniConfDir => Path.Combine(Dir, "etc", "cni");
+    public int Pid => _process?.Id ?? 0;
+    public string Output { get { lock (_outputLock) return _output.ToString(); } }
+
+    public DaemonProcess(string? configToml = null)
+    {
+        Dir = Directory.CreateTempSubdirectory("criruntime-e2e-").FullName;
+        Directory.CreateDirectory(DropInDir);
+        Directory.CreateDirectory(CniConfDir);
+        // Every test daemon gets its own CNI config dir so the host's is never read or written.
+        File.WriteAllText(ConfigFile, configToml ?? $"[cni]\nconf_dir = \"{CniConfDir}\"\n");
+    }
+
+    /// <summary>Starts the daemon and waits until it logs that it serves (an event, not a sleep).</summary>
+    public async Task StartAsync(params string[] extraArgs)
+    {
+        if (_process is { HasExited: false }) throw new InvalidOperationException("daemon already running");
+        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var psi = new ProcessStartInfo(Repo.Daemon)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[] { "serve", "--config", ConfigFile, "--socket", Socket, "--root", Root, "--state", State, "--log-level", "debug" }.Concat(extraArgs))
+            psi.ArgumentList.Add(a);
+        var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
+        void OnLine(string? line)
+        {
+            if (line is null) return;
+            lock (_outputLock) _output.AppendLine(line);
+            if (line.Contains("serving CRI on", StringComparison.Ordinal)) ready.TrySetResult();
+        }
+        p.OutputDataReceived += (_, e) => OnLine(e.Data);
+        p.ErrorDataReceived += (_, e) => OnLine(e.Data);
+        p.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"daemon exited early:\n{Output}"));
+        p.Start();
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        _process = p;
+        await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
+    }
+
+    public CriClient Client() => new(Socket);
+
+    /// <summary>SIGTERM, then wait for a clean exit.</summary>
+    public async Task StopAsync()
+    {
+        if (_process is null || _process.HasExited) return;
+        _ = Kill(_process.Id, 15);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await _process.WaitForExitAsync(cts.Token);
+    }
+
+    /// <summary>kill -9: the daemon gets no chance to clean up.</summary>
+    public async Task KillAsync()
+    {
+        if (_process is null || _process.HasExited) return;
+        _process.Kill();
+        await _process.WaitForExitAsync();
+    }
+
+    public async Task RestartAsync()
+    {
+        await StopAsync();
+        await StartAsync();
+    }
+
+    public int? ExitCode => _process is { HasExited: true } p ? p.ExitCode : null;
+
+    /// <summary>Runs `criruntime ARGS` to completion (config printing, refused starts).</summary>
+    public static async Task<(int Code, string Stdout, string Stderr)> RunCliAsync(params string[] args)
+    {
+        var psi = new ProcessStartInfo(Repo.Daemon) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await p.WaitForExitAsync(cts.Token);
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            StopAsync().GetAwaiter().GetResult();
+        }
+        finally
+        {
+            if (_process is { HasExited: false }) _process.Kill(entireProcessTree: true);
+            _process?.Dispose();
+        }
+        try
+        {
+            if (Environment.GetEnvironmentVariable("E2E_NO_LEAKCHECK") is null) Leaks.AssertNone(Dir);
+        }
+        finally
+        {
+            // Whatever leaked is still cleaned up, so one failure does not spill into the next test.
+            Leaks.CleanUp(Dir);
+            try { Directory.Delete(Dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
+}

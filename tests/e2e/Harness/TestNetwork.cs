@@ -1,0 +1,41 @@
+namespace CriRuntime.Tests.E2E.Harness;
+
+/// <summary>A bridge CNI network private to one test daemon: its own bridge name, subnet and
+/// host-local lease directory (inside the test's directory, so leaks are visible). Dispose deletes
+/// the bridge, which the bridge plugin leaves behind by design.</summary>
+public sealed class TestNetwork : IDisposable
+{
+    private static int _counter;
+    public string Bridge { get; }
+    public string Subnet { get; }
+    public string LeaseDir { get; }
+    public string Name { get; }
+
+    public TestNetwork(DaemonProcess daemon, bool portMap = true)
+    {
+        var n = Interlocked.Increment(ref _counter) % 200;
+        Bridge = $"crirt{Environment.ProcessId % 1000}x{n}";
+        Subnet = $"10.{89 + n / 100}.{n % 100}.0/24";
+        Name = $"e2e-{n}";
+        LeaseDir = Path.Combine(daemon.Dir, "cni-leases");
+        var portmap = portMap ? """,{"type":"portmap","capabilities":{"portMappings":true},"snat":true}""" : "";
+        File.WriteAllText(Path.Combine(daemon.CniConfDir, "10-e2e.conflist"), $$$"""
+            {"cniVersion":"1.0.0","name":"{{{Name}}}","plugins":[
+              {"type":"bridge","bridge":"{{{Bridge}}}","isGateway":true,"ipMasq":false,"hairpinMode":true,
+               "ipam":{"type":"host-local","subnet":"{{{Subnet}}}","dataDir":"{{{LeaseDir}}}","routes":[{"dst":"0.0.0.0/0"}]}},
+              {"type":"loopback"}{{{portmap}}}
+            ]}
+            """);
+    }
+
+    /// <summary>IP addresses host-local still holds leases for.</summary>
+    public IReadOnlyList<string> Leases()
+    {
+        var dir = Path.Combine(LeaseDir, Name);
+        return Directory.Exists(dir)
+            ? [.. Directory.GetFiles(dir).Select(Path.GetFileName).Where(f => f is not null && char.IsAsciiDigit(f[0]))!]
+            : [];
+    }
+
+    public void Dispose() => Shell.TryRun("ip", "link", "del", Bridge);
+}
