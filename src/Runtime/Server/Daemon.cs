@@ -1,5 +1,6 @@
 using CriRuntime.Config;
 using CriRuntime.Cri;
+using CriRuntime.Images;
 using CriRuntime.Network;
 using CriRuntime.Pods;
 using CriRuntime.State;
@@ -51,6 +52,7 @@ public static partial class Daemon
         builder.Services.AddSingleton(new PodSandboxStore(config.Root));
         builder.Services.AddSingleton<PodRecovery>();
         builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddImageService(config);
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<CriErrorInterceptor>();
@@ -59,6 +61,8 @@ public static partial class Daemon
         });
 
         var app = builder.Build();
+        // Before serving: drop what an unclean stop left half-written and collect orphaned content.
+        app.Services.GetRequiredService<ImageGarbageCollector>().Recover();
         app.MapGrpcService<CriRuntimeService>();
         app.MapGrpcService<CriImageService>();
 

@@ -1,0 +1,67 @@
+using CriRuntime.Errors;
+using CriRuntime.Images.Content;
+using CriRuntime.Images.Oci;
+using CriRuntime.Images.Snapshots;
+
+namespace CriRuntime.Images;
+
+/// <summary>A stored image as the container code needs it: its id, its config (user, env,
+/// entrypoint, cmd, working dir, stop signal, volumes, ports, labels) and its unpacked layers.</summary>
+/// <param name="LayerDirs">The layers' directories, bottom layer first. overlayfs lists lowerdir
+/// top first: <c>lowerdir=string.Join(':', LayerDirs.Reverse())</c>.</param>
+public sealed record ResolvedImage(string Id, ImageRecord Record, ImageConfigFile Config, IReadOnlyList<string> LayerDirs);
+
+/// <summary>What CreateContainer uses: an image reference or id to its config and layers.</summary>
+public interface IImageResolver
+{
+    /// <summary>Resolves by id, repo digest or tag; throws NotFound when the image is not stored.</summary>
+    ResolvedImage Resolve(string image);
+}
+
+public sealed class ImageResolver(ImageStore images, ContentStore content, SnapshotStore snapshots) : IImageResolver
+{
+    public ResolvedImage Resolve(string image)
+    {
+        var record = images.Find(image) ?? throw Fail.NotFound($"image {image} not found");
+        var config = ManifestParser.ParseConfig(content.Read(Digest.Parse(record.Id)), record.Layers.Count);
+        var dirs = record.Layers.Select(l => snapshots.FsPath(Digest.Parse(l.ChainId))).ToList();
+        foreach (var d in dirs)
+            if (!Directory.Exists(d)) throw Fail.FailedPrecondition($"image {image} ({record.Id}): layer snapshot {d} is missing");
+        return new ResolvedImage(record.Id, record, config, dirs);
+    }
+}
+
+/// <summary>Bytes and inodes used under the image store (blobs, snapshots, metadata), for
+/// ImageFsInfo. Walking a large store is not free, so a result is reused for a few seconds.</summary>
+public sealed class ImageFsUsage(string dir, TimeProvider time)
+{
+    private static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(5);
+    private readonly Lock _lock = new();
+    private (DateTimeOffset At, ulong Bytes, ulong Inodes)? _last;
+
+    public string Dir => dir;
+
+    public (ulong Bytes, ulong Inodes) Measure()
+    {
+        lock (_lock)
+        {
+            var now = time.GetUtcNow();
+            if (_last is { } l && now - l.At < CacheFor) return (l.Bytes, l.Inodes);
+            ulong bytes = 0, inodes = 1;
+            var options = new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, AttributesToSkip = 0 };
+            foreach (var entry in new DirectoryInfo(dir).EnumerateFileSystemInfos("*", options))
+            {
+                inodes++;
+                if (entry is FileInfo { LinkTarget: null } f) bytes += (ulong)f.Length;
+            }
+            _last = (now, bytes, inodes);
+            return (bytes, inodes);
+        }
+    }
+
+    /// <summary>Forget the cached figure (after a pull or removal changed the store).</summary>
+    public void Invalidate()
+    {
+        lock (_lock) _last = null;
+    }
+}
