@@ -47,6 +47,23 @@ internal static class CgroupTeardown
     private static CgroupException StillPopulated(string name, IReadOnlyList<int> pids) =>
         new($"kill all in {name}: processes {string.Join(",", pids)} still present after {KillTimeout.TotalSeconds} s");
 
+    /// <summary>The pids in a cgroup and every cgroup below it: a container may have made
+    /// sub-cgroups of its own (cgroupns, systemd inside), and they are still the container.</summary>
+    public static IReadOnlyList<int> ProcessesBelow(ICgroupFs fs, string dir)
+    {
+        var pids = new List<int>(CgroupFiles.ParsePids(fs.Read($"{dir}/cgroup.procs")));
+        foreach (var child in fs.ListDirectories(dir)) pids.AddRange(ProcessesBelow(fs, $"{dir}/{child}"));
+        return pids;
+    }
+
+    /// <summary>Removes a cgroup and its sub-cgroups, deepest first (rmdir refuses a cgroup that
+    /// still has children). Everything below our cgroup is ours.</summary>
+    public static void RemoveTree(ICgroupFs fs, string dir)
+    {
+        foreach (var child in fs.ListDirectories(dir)) RemoveTree(fs, $"{dir}/{child}");
+        RemoveDir(fs, dir);
+    }
+
     /// <summary>rmdir a cgroup directory, tolerating its absence. Right after its last process
     /// exits the kernel can still count it as populated (an unreaped zombie, a css going offline)
     /// and answer EBUSY; no event marks the end of that, so this re-tries, bounded.</summary>

@@ -120,7 +120,10 @@ public sealed class V1Manager : ICgroupManager
         var memsw = $"{dir}/memory.memsw.limit_in_bytes";
         // memory.memsw.* exists only with swap accounting (CONFIG_MEMCG_SWAP, swapaccount=1);
         // without it there is no swap limit to set.
-        var swap = r.MemorySwap is { } s && _fs.Exists(memsw) ? s : (long?)null;
+        // Lifting the memory limit alone would leave memsw below it, which the kernel refuses:
+        // unlimited memory means unlimited memory+swap (runc does the same).
+        var requested = r.MemorySwap ?? (r.MemoryLimit == -1 ? -1 : null);
+        var swap = requested is { } s && _fs.Exists(memsw) ? s : (long?)null;
         var limit = r.MemoryLimit;
 
         // The kernel keeps limit <= memsw at every step, so the order depends on the direction:
@@ -151,8 +154,10 @@ public sealed class V1Manager : ICgroupManager
         foreach (var dir in Dirs) _fs.Write($"{dir}/cgroup.procs", value);
     }
 
+    /// <summary>Every pid in the cgroup or its sub-cgroups, in any hierarchy (a process can have
+    /// been moved in one hierarchy and not another).</summary>
     public IReadOnlyList<int> Processes() =>
-        [.. Dirs.SelectMany(d => CgroupFiles.ParsePids(_fs.Read($"{d}/cgroup.procs"))).Distinct().Order()];
+        [.. Dirs.SelectMany(d => CgroupTeardown.ProcessesBelow(_fs, d)).Distinct().Order()];
 
     public CgroupStats Stats()
     {
@@ -192,7 +197,7 @@ public sealed class V1Manager : ICgroupManager
                 MemoryRssBytes = memStat.Get("total_rss"),
                 MemoryCacheBytes = memStat.Get("total_cache"),
                 SwapUsageBytes = swap > usage ? swap - usage : 0,
-                MemoryLimitBytes = Value(mem, "memory.limit_in_bytes"),
+                MemoryLimitBytes = Unlimited(Value(mem, "memory.limit_in_bytes")),
                 OomKills = CgroupFiles.ParseFlatKeyed(_fs.Read($"{mem}/memory.oom_control")).Get("oom_kill"),
             };
         }
@@ -200,6 +205,10 @@ public sealed class V1Manager : ICgroupManager
             stats = stats with { PidsCurrent = Value(pids, "pids.current"), PidsLimit = Value(pids, "pids.max") };
         return stats;
     }
+
+    // v1 reports "no limit" as PAGE_COUNTER_MAX pages in bytes (9223372036854771712 on 4 KiB
+    // pages); report it as v2's "max" does, ulong.MaxValue, whatever the page size.
+    private static ulong Unlimited(ulong v) => v >= long.MaxValue / 2 ? ulong.MaxValue : v;
 
     private ulong Value(string dir, string file) => CgroupFiles.ParseValue(_fs.Read($"{dir}/{file}"));
 
@@ -239,7 +248,7 @@ public sealed class V1Manager : ICgroupManager
     public void Destroy()
     {
         if (Processes().Count > 0) KillAll();
-        foreach (var dir in Dirs) CgroupTeardown.RemoveDir(_fs, dir);
+        foreach (var dir in Dirs) CgroupTeardown.RemoveTree(_fs, dir);
     }
 
     public bool OomKilled() =>

@@ -146,7 +146,8 @@ public sealed class V2Manager : ICgroupManager
 
     public void AddProcess(int pid) => _fs.Write($"{Dir}/cgroup.procs", pid.ToString(CultureInfo.InvariantCulture));
 
-    public IReadOnlyList<int> Processes() => [.. CgroupFiles.ParsePids(_fs.Read($"{Dir}/cgroup.procs")).Order()];
+    /// <summary>Every pid in the cgroup or its sub-cgroups.</summary>
+    public IReadOnlyList<int> Processes() => [.. CgroupTeardown.ProcessesBelow(_fs, Dir).Order()];
 
     public CgroupStats Stats()
     {
@@ -219,7 +220,7 @@ public sealed class V2Manager : ICgroupManager
     {
         if (!_fs.Exists(Dir)) return;
         if (Processes().Count > 0) KillAll();
-        CgroupTeardown.RemoveDir(_fs, Dir);
+        CgroupTeardown.RemoveTree(_fs, Dir);
     }
 
     public bool OomKilled() => OomKillCount() > 0;

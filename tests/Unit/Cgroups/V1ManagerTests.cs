@@ -257,4 +257,40 @@ public sealed class V1ManagerTests : IDisposable
 
         Assert.Equal("linux.resources.pids.limit: the pids cgroup controller is not mounted", e.Message);
     }
+
+    [Fact]
+    public void V1_MemoryUnlimited_AlsoLiftsMemswFirst()
+    {
+        var m = Manager();
+        m.Create(new CgroupResources { MemoryLimit = 64 << 20, MemorySwap = 64 << 20 });
+        _fs.Writes.Clear();
+
+        m.Update(new CgroupResources { MemoryLimit = -1 });
+
+        Assert.Equal([("memory/pod/ctr/memory.memsw.limit_in_bytes", "-1"), ("memory/pod/ctr/memory.limit_in_bytes", "-1")], _fs.Writes);
+    }
+
+    [Fact]
+    public void V1_Stats_ReportsNoMemoryLimitAsMaxValue()
+    {
+        var m = Manager();
+        m.Create(new CgroupResources());
+
+        Assert.Equal(ulong.MaxValue, m.Stats().MemoryLimitBytes);
+    }
+
+    [Fact]
+    public void V1_ProcessesAndDestroy_CoverSubCgroupsTheContainerMade()
+    {
+        var m = Manager();
+        m.Create(new CgroupResources());
+        _fs.Mkdir(_fs.Abs("memory/pod/ctr/inner"));
+        _fs.Seed("memory/pod/ctr/inner/cgroup.procs", "77\n");
+
+        Assert.Equal([77], m.Processes());
+        _fs.Seed("memory/pod/ctr/inner/cgroup.procs", "");
+        m.Destroy();
+
+        Assert.False(Directory.Exists(_fs.Abs("memory/pod/ctr")));
+    }
 }
