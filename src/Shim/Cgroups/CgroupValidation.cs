@@ -51,10 +51,17 @@ public static class CgroupValidation
             // Keys name a file inside the cgroup: nothing that could climb out of it.
             if (key.Length == 0 || key.Contains('/') || key.StartsWith('.') || !key.Contains('.') || key.Contains('\0'))
                 Fail("linux.resources.unified", "key must be a cgroup file name like memory.high", key);
+            // Membership, freezing and controller delegation are the runtime's job; letting the
+            // spec write them would bypass what the manager keeps track of.
+            if (RuntimeOwnedFiles.Contains(key))
+                Fail("linux.resources.unified", "this file is managed by the runtime", key);
             if (value.Contains('\n') || value.Contains('\0'))
                 Fail($"linux.resources.unified[{key}]", "value must be a single line", value);
         }
     }
+
+    private static readonly HashSet<string> RuntimeOwnedFiles =
+        ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "cgroup.freeze", "cgroup.kill", "cgroup.type"];
 
     private static void CheckDevices(string field, IReadOnlyList<BlkioThrottle> devices)
     {

@@ -74,7 +74,8 @@ public sealed class V1Manager : ICgroupManager
     private void Apply(CgroupResources r)
     {
         if (r.CpuShares is { } shares) Write("cpu", "cpu.shares", shares.ToString(CultureInfo.InvariantCulture), "linux.resources.cpu.shares");
-        // Period first: the kernel checks a new quota against the current period.
+        // Period first: the kernel validates quota/period as a ratio (against the parent's), so the
+        // quota must be checked against the period it will run with.
         if (r.CpuPeriod is { } period) Write("cpu", "cpu.cfs_period_us", period.ToString(CultureInfo.InvariantCulture), "linux.resources.cpu.period");
         if (r.CpuQuota is { } quota) Write("cpu", "cpu.cfs_quota_us", quota.ToString(CultureInfo.InvariantCulture), "linux.resources.cpu.quota");
         if (r.CpusetCpus is { } cpus) Write("cpuset", "cpuset.cpus", cpus, "linux.resources.cpu.cpus");

@@ -22,6 +22,7 @@ public class CgroupValidationTests
         { new CgroupResources { HugepageLimits = new Dictionary<string, ulong> { ["2M"] = 1 } }, "linux.resources.hugepageLimits" },
         { new CgroupResources { Unified = new Dictionary<string, string> { ["../memory.max"] = "1" } }, "linux.resources.unified" },
         { new CgroupResources { Unified = new Dictionary<string, string> { ["memory.high"] = "1\n2" } }, "linux.resources.unified[memory.high]" },
+        { new CgroupResources { Unified = new Dictionary<string, string> { ["cgroup.procs"] = "1" } }, "linux.resources.unified: this file is managed by the runtime" },
     };
 
     [Theory]
