@@ -151,6 +151,33 @@ public sealed class RealCgroupTests : IDisposable
     }
 
     [RootCgroupFact("v1")]
+    public void RealV1_MemoryAndSwap_RaiseAndLowerInAnOrderTheKernelAccepts()
+    {
+        Track(new V1Manager(_parent, Layout));
+        var m = Track(new V1Manager($"{_parent}/ctr", Layout));
+        var memory = m.Dir("memory")!;
+        if (!File.Exists($"{Layout.V1Mounts["memory"]}/memory.memsw.limit_in_bytes")) return; // no swap accounting: nothing to order
+        string Read(string f) => File.ReadAllText($"{memory}/{f}").Trim();
+
+        m.Create(new CgroupResources { MemoryLimit = 64 << 20, MemorySwap = 128 << 20 });
+        Assert.Equal((128 << 20).ToString(), Read("memory.memsw.limit_in_bytes"));
+
+        // Raising both: a limit above the current memsw would be EINVAL if written first.
+        m.Update(new CgroupResources { MemoryLimit = 256 << 20, MemorySwap = 512 << 20 });
+        Assert.Equal((256 << 20).ToString(), Read("memory.limit_in_bytes"));
+        Assert.Equal((512 << 20).ToString(), Read("memory.memsw.limit_in_bytes"));
+
+        // Lowering both: a memsw below the current limit would be EINVAL if written first.
+        m.Update(new CgroupResources { MemoryLimit = 32 << 20, MemorySwap = 32 << 20 });
+        Assert.Equal((32 << 20).ToString(), Read("memory.limit_in_bytes"));
+        Assert.Equal((32 << 20).ToString(), Read("memory.memsw.limit_in_bytes"));
+
+        // Lifting the limit lifts memsw too.
+        m.Update(new CgroupResources { MemoryLimit = -1 });
+        Assert.Equal(ulong.MaxValue, m.Stats().MemoryLimitBytes);
+    }
+
+    [RootCgroupFact("v1")]
     public void RealV1_RefusedWrite_NamesFileValueAndErrno()
     {
         Track(new V1Manager(_parent, Layout));
