@@ -28,7 +28,8 @@ public sealed partial class DaemonProcess : IDisposable
         Directory.CreateDirectory(DropInDir);
         Directory.CreateDirectory(CniConfDir);
         // Every test daemon gets its own CNI config dir so the host's is never read or written.
-        File.WriteAllText(ConfigFile, configToml ?? $"[cni]\nconf_dir = \"{CniConfDir}\"\n");
+        // The cgroup root carries the test directory's name, so the leak check finds any cgroup left.
+        File.WriteAllText(ConfigFile, configToml ?? $"[cni]\nconf_dir = \"{CniConfDir}\"\n[runtime]\ncgroup_root = \"{Path.GetFileName(Dir)}\"\n");
     }
 
     /// <summary>Starts the daemon and waits until it logs that it serves (an event, not a sleep).</summary>
