@@ -87,7 +87,7 @@ public sealed class ContainerSupervisor
             AtomicFile.WriteText(Path.Combine(_stateDir, StateFiles.ShimPid), $"{Environment.ProcessId}\n");
             AtomicFile.WriteText(Path.Combine(_stateDir, StateFiles.ContainerPid), $"{pid}\n");
             Transition(s => s);
-            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log);
+            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle);
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or InvalidDataException or NotSupportedException or ArgumentException or UnauthorizedAccessException)
         {
@@ -99,6 +99,7 @@ public sealed class ContainerSupervisor
         }
 
         report($"ok {Environment.ProcessId} {_state.Pid}");
+        MemoryTrim.Idle();
         _spawner.WaitExit();
         // Let the pumps drain what the container wrote last; with the pid namespace gone no one
         // holds the pipes, so this is quick, but a shared pid namespace could keep a writer alive.

@@ -33,8 +33,12 @@ public sealed unsafe partial class ControlServer : IDisposable
 
     private const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
 
-    public ControlServer(string path, Func<ShimRequest, ShimResponse> handle, ShimLog log)
+    private readonly Action? _idle;
+
+    /// <param name="idle">Run after a request when no other is being answered (memory trim).</param>
+    public ControlServer(string path, Func<ShimRequest, ShimResponse> handle, ShimLog log, Action? idle = null)
     {
+        _idle = idle;
         _path = path;
         _handle = handle;
         _log = log;
@@ -126,11 +130,13 @@ public sealed unsafe partial class ControlServer : IDisposable
         }
         finally
         {
+            bool last;
             lock (_lock)
             {
-                _inflight--;
+                last = --_inflight == 0;
                 Monitor.PulseAll(_lock);
             }
+            if (last && !_closing) _idle?.Invoke();
         }
     }
 
