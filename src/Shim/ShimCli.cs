@@ -137,13 +137,10 @@ public static class ShimCli
             Console.Out.WriteLine(JsonSerializer.Serialize(response, ShimJsonContext.Default.ShimResponse));
             return response.Ok ? 0 : 1;
         }
-        catch (System.Net.Sockets.SocketException)
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException)
         {
-            // The shim is gone: its last word is state.json.
-            var state = ShimClient.ReadStateFile(client.StateDir);
-            if (state is null) { Console.Error.WriteLine($"{op}: no shim and no state in {client.StateDir}"); return 1; }
-            Console.Out.WriteLine(JsonSerializer.Serialize(new ShimResponse { Ok = op is ShimOps.State or ShimOps.Wait, State = state, Error = op is ShimOps.State or ShimOps.Wait ? null : "container has exited" }, ShimJsonContext.Default.ShimResponse));
-            return op is ShimOps.State or ShimOps.Wait ? 0 : 1;
+            Console.Error.WriteLine($"{op}: {e.Message}");
+            return 1;
         }
     }
 }

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
-using L = CriRuntime.Shim.Kernel.Linux;
+using L = CriRuntime.Shim.Kernel.Abi;
 
 namespace CriRuntime.Shim.Container;
 

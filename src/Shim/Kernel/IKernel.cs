@@ -46,7 +46,7 @@ public interface IKernel
 }
 
 /// <summary>Constants of the Linux ABI (x86_64/aarch64 agree on all of these).</summary>
-public static class Linux
+public static class Abi
 {
     public const ulong MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_SYNCHRONOUS = 16,
         MS_REMOUNT = 32, MS_MANDLOCK = 64, MS_DIRSYNC = 128, MS_NOSYMFOLLOW = 256, MS_NOATIME = 1024,

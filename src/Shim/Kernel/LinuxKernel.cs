@@ -144,12 +144,12 @@ public static class MountFlags
 {
     private static readonly (ulong Flag, string Name)[] Names =
     [
-        (Linux.MS_RDONLY, "ro"), (Linux.MS_NOSUID, "nosuid"), (Linux.MS_NODEV, "nodev"), (Linux.MS_NOEXEC, "noexec"),
-        (Linux.MS_SYNCHRONOUS, "sync"), (Linux.MS_REMOUNT, "remount"), (Linux.MS_MANDLOCK, "mand"),
-        (Linux.MS_DIRSYNC, "dirsync"), (Linux.MS_NOSYMFOLLOW, "nosymfollow"), (Linux.MS_NOATIME, "noatime"),
-        (Linux.MS_NODIRATIME, "nodiratime"), (Linux.MS_BIND, "bind"), (Linux.MS_MOVE, "move"), (Linux.MS_REC, "rec"),
-        (Linux.MS_UNBINDABLE, "unbindable"), (Linux.MS_PRIVATE, "private"), (Linux.MS_SLAVE, "slave"),
-        (Linux.MS_SHARED, "shared"), (Linux.MS_RELATIME, "relatime"), (Linux.MS_STRICTATIME, "strictatime"),
+        (Abi.MS_RDONLY, "ro"), (Abi.MS_NOSUID, "nosuid"), (Abi.MS_NODEV, "nodev"), (Abi.MS_NOEXEC, "noexec"),
+        (Abi.MS_SYNCHRONOUS, "sync"), (Abi.MS_REMOUNT, "remount"), (Abi.MS_MANDLOCK, "mand"),
+        (Abi.MS_DIRSYNC, "dirsync"), (Abi.MS_NOSYMFOLLOW, "nosymfollow"), (Abi.MS_NOATIME, "noatime"),
+        (Abi.MS_NODIRATIME, "nodiratime"), (Abi.MS_BIND, "bind"), (Abi.MS_MOVE, "move"), (Abi.MS_REC, "rec"),
+        (Abi.MS_UNBINDABLE, "unbindable"), (Abi.MS_PRIVATE, "private"), (Abi.MS_SLAVE, "slave"),
+        (Abi.MS_SHARED, "shared"), (Abi.MS_RELATIME, "relatime"), (Abi.MS_STRICTATIME, "strictatime"),
     ];
 
     /// <summary>"bind|rec|ro": readable flags for plans, logs and test assertions.</summary>

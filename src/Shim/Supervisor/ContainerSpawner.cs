@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
-using L = CriRuntime.Shim.Kernel.Linux;
+using L = CriRuntime.Shim.Kernel.Abi;
 
 namespace CriRuntime.Shim.Supervisor;
 

@@ -4,7 +4,7 @@ using CriRuntime.Oci;
 using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
-using L = CriRuntime.Shim.Kernel.Linux;
+using L = CriRuntime.Shim.Kernel.Abi;
 
 namespace CriRuntime.Shim.Supervisor;
 

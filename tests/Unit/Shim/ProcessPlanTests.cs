@@ -1,7 +1,7 @@
 using CriRuntime.Oci;
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
-using L = CriRuntime.Shim.Kernel.Linux;
+using L = CriRuntime.Shim.Kernel.Abi;
 
 namespace CriRuntime.Tests.Unit.Shim;
 

@@ -31,7 +31,7 @@ public class RootfsPlanTests
     public void Plan_MakesRootSlave_BindsRootfs_MountsInSpecOrder_ThenPivots()
     {
         var plan = Plan(Spec(Proc, Dev));
-        Assert.Equal("mount none / - slave|rec", plan[0]);
+        Assert.Equal("mount none / - rec|slave", plan[0]);
         Assert.Equal($"mount {Root} {Root} - bind|rec", plan[1]);
         var proc = plan.IndexOf($"mount proc {Root}/proc proc nosuid|nodev|noexec");
         var dev = plan.IndexOf($"mount tmpfs {Root}/dev tmpfs nosuid|strictatime mode=755,size=65536k");
@@ -83,7 +83,7 @@ public class RootfsPlanTests
         Assert.True(i > 0);
         Assert.Equal($"mount /pods/p/hosts {Root}/etc/hosts - bind|rec", plan[i + 1]);
         Assert.Equal($"mount none {Root}/etc/hosts - ro|remount|bind", plan[i + 2]);
-        Assert.Equal($"mount none {Root}/etc/hosts - private|rec", plan[i + 3]);
+        Assert.Equal($"mount none {Root}/etc/hosts - rec|private", plan[i + 3]);
         Assert.Equal($"mount_setattr {Root}/etc/hosts set=0x1 clr=0x0 recursive", plan[i + 4]);
     }
 
@@ -111,7 +111,7 @@ public class RootfsPlanTests
         Assert.Contains($"create {Root}/etc/hosts 644", k.Calls);
         Assert.Equal(
         [
-            "pivot_root . .", "mount none . - slave|rec", "umount2 . 2", "chdir /",
+            "pivot_root . .", "mount none . - rec|slave", "umount2 . 2", "chdir /",
             "sethostname h1",
             "write /proc/sys/net/ipv4/ip_forward 1",
             "mount /proc/sys /proc/sys - bind|rec",
@@ -131,7 +131,7 @@ public class RootfsPlanTests
         };
         var k = new RecordingKernel();
         foreach (var step in RootfsPlan.Build(spec, Root).OfType<MknodStep>()) step.Apply(k);
-        Assert.Equal([$"mknod {Root}/dev/fuse 20666 {CriRuntime.Shim.Kernel.Linux.Makedev(10, 229)}", $"chown {Root}/dev/fuse 1:2"], k.Calls);
+        Assert.Equal([$"mknod {Root}/dev/fuse 20666 {CriRuntime.Shim.Kernel.Abi.Makedev(10, 229)}", $"chown {Root}/dev/fuse 1:2"], k.Calls);
     }
 
     [Fact]
@@ -139,8 +139,8 @@ public class RootfsPlanTests
     {
         var o = MountOptions.Parse(["nosuid", "rw", "ro", "mode=0620", "gid=5", "newinstance", "rshared", "rnoexec"]);
         Assert.Equal("ro|nosuid", MountFlags.Format(o.Flags));
-        Assert.Equal("shared|rec", MountFlags.Format(o.Propagation));
-        Assert.Equal(CriRuntime.Shim.Kernel.Linux.MOUNT_ATTR_NOEXEC, o.RecursiveSet);
+        Assert.Equal("rec|shared", MountFlags.Format(o.Propagation));
+        Assert.Equal(CriRuntime.Shim.Kernel.Abi.MOUNT_ATTR_NOEXEC, o.RecursiveSet);
         Assert.Equal("mode=0620,gid=5,newinstance", o.Data);
     }
 

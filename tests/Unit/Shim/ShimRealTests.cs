@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Process = CriRuntime.Oci.Process;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -93,7 +94,7 @@ public sealed partial class ShimRealTests : IDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        using var p = Process.Start(psi)!;
+        using var p = System.Diagnostics.Process.Start(psi)!;
         // Reads to end of file: the daemonised shim must not hold create's stdout open.
         var stdout = await p.StandardOutput.ReadToEndAsync();
         var stderr = await p.StandardError.ReadToEndAsync();
