@@ -32,6 +32,7 @@ public static unsafe partial class ContainerInit
             // "go": the supervisor has put us in the container's cgroup, so a cgroup namespace
             // made now is rooted at it.
             if (sync.Receive() != "go") return 1;
+            if (spec.Linux?.Seccomp is not null) Seccomp.SeccompFilter.Preload();
             var cgroupNs = spec.Linux?.Namespaces?.FirstOrDefault(n => n.Type == "cgroup");
             if (cgroupNs is not null && string.IsNullOrEmpty(cgroupNs.Path)) k.Unshare(L.CLONE_NEWCGROUP);
 
@@ -55,7 +56,9 @@ public static unsafe partial class ContainerInit
             Exec(exe, process.Args, process.Env ?? [$"PATH={ProcessPlan.DefaultPath}"]);
             return 127; // not reached
         }
-        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        // This is the init process's error boundary: whatever failed (a syscall, a missing
+        // library, a bad spec), the supervisor must hear why rather than see a crash.
+        catch (Exception e)
         {
             try { Native.SetCloexec(SyncFd, false); sync.Send("error " + e.Message); } catch (IOException) { }
             return 127;

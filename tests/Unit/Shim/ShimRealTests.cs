@@ -42,7 +42,7 @@ public sealed partial class ShimRealTests : IDisposable
     private static string ShimPath() =>
         Environment.GetEnvironmentVariable("CRIRUNTIME_SHIM") is { Length: > 0 } env ? env : Path.Combine(AppContext.BaseDirectory, "criruntime-shim");
 
-    private static readonly string[] Applets = ["sh", "cat", "ls", "hostname", "touch", "readlink", "grep", "echo", "sleep", "wc", "id", "printf", "true"];
+    private static readonly string[] Applets = ["unshare", "mkdir", "sh", "cat", "ls", "hostname", "touch", "readlink", "grep", "echo", "sleep", "wc", "id", "printf", "true"];
 
     private void WriteBundle(string[] args, Action<Spec>? check = null, Func<Spec, Spec>? edit = null)
     {
@@ -160,6 +160,43 @@ public sealed partial class ShimRealTests : IDisposable
         // Only the shell and the pipeline's children exist in the pid namespace.
         var procs = int.Parse(Assert.Single(output, l => l.StartsWith("procs=", StringComparison.Ordinal))[6..]);
         Assert.InRange(procs, 1, 5);
+    }
+
+    [RootFact]
+    public async Task DefaultSeccompProfile_IsLoaded_LetsAShellRun_AndBlocksUnshare()
+    {
+        WriteBundle(["sh", "-c", """
+            grep -E '^Seccomp:' /proc/self/status
+            unshare -U true 2>/dev/null && echo userns=allowed || echo userns=blocked
+            echo still-running
+            """], edit: s => s with { Linux = s.Linux! with { Seccomp = DefaultSeccompProfile.Build(s.Process!.Capabilities!.Bounding!) } });
+        var state = await RunToExitAsync();
+        Assert.Equal(0, state.ExitCode);
+        var output = Stdout();
+        Assert.Contains("Seccomp:\t2", output);
+        Assert.Contains("userns=blocked", output); // no capability is needed for a user namespace: this is seccomp
+        Assert.Contains("still-running", output);
+    }
+
+    [RootFact]
+    public async Task SeccompRules_FromTheSpec_AreEnforced()
+    {
+        WriteBundle(["sh", "-c", "mkdir /tmp/d 2>&1; unshare -U true && echo userns=allowed"], edit: s => s with
+        {
+            Linux = s.Linux! with
+            {
+                Seccomp = new LinuxSeccomp
+                {
+                    DefaultAction = "SCMP_ACT_ALLOW",
+                    Architectures = ["SCMP_ARCH_X86_64"],
+                    Syscalls = [new LinuxSyscall { Names = ["mkdir", "mkdirat"], Action = "SCMP_ACT_ERRNO", ErrnoRet = 38 }],
+                },
+            },
+        });
+        await RunToExitAsync();
+        var output = Stdout();
+        Assert.Contains(output, l => l.Contains("mkdir", StringComparison.Ordinal) && l.Contains("not implemented", StringComparison.OrdinalIgnoreCase));
+        Assert.Contains("userns=allowed", output); // and nothing else is blocked
     }
 
     [RootFact]
