@@ -23,6 +23,8 @@ public interface IKernel
     void Mknod(string path, uint mode, ulong dev);
     void Symlink(string target, string linkPath);
     void Chown(string path, uint uid, uint gid);
+    /// <summary>The target of a symlink, or null when the path is not a symlink or does not exist.</summary>
+    string? ReadLink(string path);
     /// <summary>Follows symlinks; <see cref="FileKind.Missing"/> when nothing is there.</summary>
     FileKind Stat(string path);
     /// <summary>One write(2) of the whole value: /proc/sys/*, /proc/self/oom_score_adj.</summary>

@@ -50,6 +50,16 @@ public sealed unsafe class LinuxKernel : IKernel
     public void Symlink(string target, string linkPath) => Check(Native.Symlink(target, linkPath), "symlink", $"{linkPath} -> {target}");
     public void Chown(string path, uint uid, uint gid) => Check(Native.Chown(path, uid, gid), "chown", path);
 
+    public string? ReadLink(string path)
+    {
+        var buffer = stackalloc byte[4096];
+        var n = Native.ReadLink(path, buffer, 4096);
+        if (n >= 0) return Encoding.UTF8.GetString(buffer, (int)n);
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno is Errnos.EINVAL or Errnos.ENOENT or Errnos.ENOTDIR) return null;
+        throw new KernelException("readlink", path, errno);
+    }
+
     public FileKind Stat(string path)
     {
         const int AT_FDCWD = -100;

@@ -151,3 +151,53 @@ public class RootfsPlanTests
         Assert.Empty(RootfsPlan.Build(spec, Root));
     }
 }
+
+public class SecurePathTests
+{
+    private const string Root = "/b/rootfs";
+
+    [Fact]
+    public void AbsoluteSymlinkInTheImage_ResolvesInsideTheRootfs_NotOnTheHost()
+    {
+        var k = new RecordingKernel();
+        k.Links[$"{Root}/etc"] = "/host-etc";
+        Assert.Equal($"{Root}/host-etc/hosts", SecurePath.Resolve(k, Root, "/etc/hosts"));
+    }
+
+    [Fact]
+    public void RelativeSymlinkWithDotDots_StopsAtTheRootfs()
+    {
+        var k = new RecordingKernel();
+        k.Links[$"{Root}/data"] = "../../../../var/lib";
+        Assert.Equal($"{Root}/var/lib/x", SecurePath.Resolve(k, Root, "/data/x"));
+    }
+
+    [Fact]
+    public void ChainedSymlinks_AreFollowed_AndLoopsFail()
+    {
+        var k = new RecordingKernel();
+        k.Links[$"{Root}/a"] = "b";
+        k.Links[$"{Root}/b"] = "/c";
+        Assert.Equal($"{Root}/c/f", SecurePath.Resolve(k, Root, "/a/f"));
+        k.Links[$"{Root}/loop"] = "/loop";
+        Assert.Throws<KernelException>(() => SecurePath.Resolve(k, Root, "/loop/x"));
+    }
+
+    [Fact]
+    public void BindMountTarget_ThroughASymlinkedDirectory_LandsInTheRootfs()
+    {
+        var k = new RecordingKernel();
+        k.Files["/pods/hosts"] = FileKind.File;
+        k.Files[$"{Root}/host-etc"] = FileKind.Directory;
+        k.Links[$"{Root}/etc"] = "/host-etc";
+        var spec = new Spec
+        {
+            Root = new Root { Path = Root },
+            Mounts = [new Mount { Destination = "/etc/hosts", Type = "bind", Source = "/pods/hosts", Options = ["rbind"] }],
+            Linux = new Linux { Namespaces = [new() { Type = "mount" }] },
+        };
+        foreach (var step in RootfsPlan.Build(spec, Root)) step.Apply(k);
+        Assert.Contains($"mount /pods/hosts {Root}/host-etc/hosts - bind|rec", k.Calls);
+        Assert.DoesNotContain(k.Calls, c => c.Contains(" /host-etc", StringComparison.Ordinal));
+    }
+}
