@@ -49,6 +49,7 @@ public sealed class ContainerSupervisor
             k.Prctl(L.PR_SET_CHILD_SUBREAPER, 1);
             Directory.CreateDirectory(_stateDir);
             var spec = SpecFile.Load(_bundle);
+            CheckSupported(spec);
             _criLog = new CriLogWriter(_logPath);
             _cgroup = CgroupStandIn.Create(spec.Linux?.CgroupsPath ?? _id);
             _cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
@@ -123,6 +124,23 @@ public sealed class ContainerSupervisor
         try { _cgroup?.Destroy(); } catch (IOException e) { _log.Warn($"cgroup destroy: {e.Message}"); }
         _criLog?.Dispose();
         return 0;
+    }
+
+    /// <summary>Refuses what the shim cannot do yet rather than run a container with less
+    /// isolation than asked. An AppArmor profile on a host without AppArmor is ignored, as runc does.</summary>
+    private void CheckSupported(Spec spec)
+    {
+        if (spec.Process?.Terminal == true)
+            throw new NotSupportedException("process.terminal: terminals are not supported yet");
+        if (!string.IsNullOrEmpty(spec.Process?.ApparmorProfile))
+        {
+            var enabled = File.Exists("/sys/module/apparmor/parameters/enabled")
+                && File.ReadAllText("/sys/module/apparmor/parameters/enabled").Trim() == "Y";
+            if (enabled) throw new NotSupportedException($"process.apparmorProfile {spec.Process.ApparmorProfile}: AppArmor is not supported yet");
+            _log.Warn($"process.apparmorProfile {spec.Process.ApparmorProfile} ignored: AppArmor is not enabled on this host");
+        }
+        if (!string.IsNullOrEmpty(spec.Process?.SelinuxLabel))
+            _log.Warn($"process.selinuxLabel {spec.Process.SelinuxLabel} ignored: SELinux is not supported");
     }
 
     private bool SafeOom()
