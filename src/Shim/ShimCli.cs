@@ -21,22 +21,30 @@ public static class ShimCli
           criruntime-shim start|state|wait|reopen-log --state DIR
           criruntime-shim kill --state DIR [--signal N]          (default 9)
           criruntime-shim stop --state DIR [--signal N] [--timeout SECONDS]   (default 15, 10)
-        internal: criruntime-shim supervise ... (fd 3: readiness), criruntime-shim init --bundle DIR (fd 3: sync)
+          criruntime-shim exec --state DIR [--timeout SECONDS] -- ARGS...   (runs ARGS in the container, prints the result)
+        internal: criruntime-shim supervise ... (fd 3: readiness), criruntime-shim init --bundle DIR,
+                  criruntime-shim exec-init --pid N (fd 3: sync)
         """;
 
     public static async Task<int> RunAsync(string[] args)
     {
         if (args.Length == 0) { Console.Error.WriteLine(Usage); return 2; }
-        var opts = ParseOptions(args.AsSpan(1));
+        var dashes = Array.IndexOf(args, "--");
+        var command = dashes < 0 ? [] : args[(dashes + 1)..];
+        var opts = ParseOptions(dashes < 0 ? args.AsSpan(1) : args.AsSpan(1, dashes - 1));
         if (opts is null) { Console.Error.WriteLine(Usage); return 2; }
         switch (args[0])
         {
             case "init":
                 return ContainerInit.Run(Required(opts, "bundle"));
+            case "exec-init":
+                return ExecInit.Run(int.Parse(Required(opts, "pid"), System.Globalization.CultureInfo.InvariantCulture));
             case "create":
                 return Create(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"), args[1..]);
             case "supervise":
                 return Supervise(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"));
+            case ShimOps.Exec:
+                return await ExecAsync(opts, command).ConfigureAwait(false);
             case ShimOps.Start or ShimOps.State or ShimOps.Wait or ShimOps.ReopenLog or ShimOps.Kill or ShimOps.Stop:
                 return await ClientAsync(args[0], opts).ConfigureAwait(false);
             default:
@@ -120,6 +128,29 @@ public static class ShimCli
             catch (KernelException) { } // the caller is gone; the container is still ours to run
             ready.Dispose();
         });
+    }
+
+    private static async Task<int> ExecAsync(Dictionary<string, string> opts, string[] command)
+    {
+        var request = new ShimRequest
+        {
+            Op = ShimOps.Exec,
+            Args = command,
+            Timeout = opts.TryGetValue("timeout", out var t) ? double.Parse(t, System.Globalization.CultureInfo.InvariantCulture) : null,
+        };
+        try
+        {
+            var response = await new ShimClient(Required(opts, "state")).SendAsync(request).ConfigureAwait(false);
+            if (response.Exec is not { } result) { Console.Error.WriteLine($"exec: {response.Error}"); return 126; }
+            using (var o = Console.OpenStandardOutput()) o.Write(result.Stdout);
+            using (var e = Console.OpenStandardError()) e.Write(result.Stderr);
+            return result.ExitCode;
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException)
+        {
+            Console.Error.WriteLine($"exec: {e.Message}");
+            return 126;
+        }
     }
 
     private static async Task<int> ClientAsync(string op, Dictionary<string, string> opts)

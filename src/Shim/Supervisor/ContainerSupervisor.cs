@@ -24,6 +24,7 @@ public sealed class ContainerSupervisor
     private CriLogWriter? _criLog;
     private ICgroupManager? _cgroup;
     private string? _startError;
+    private Spec? _spec;
 
     public ContainerSupervisor(string id, string bundle, string stateDir, string logPath)
     {
@@ -50,6 +51,7 @@ public sealed class ContainerSupervisor
             Directory.CreateDirectory(_stateDir);
             var spec = SpecFile.Load(_bundle);
             CheckSupported(spec);
+            _spec = spec;
             _criLog = new CriLogWriter(_logPath);
             _cgroup = CgroupStandIn.Create(spec.Linux?.CgroupsPath ?? _id);
             _cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
@@ -196,6 +198,7 @@ public sealed class ContainerSupervisor
         ShimOps.Wait => Wait(r.Timeout),
         ShimOps.Stop => Stop(r.Signal ?? L.SIGTERM, r.Timeout ?? 10),
         ShimOps.ReopenLog => ReopenLog(),
+        ShimOps.Exec => Exec(r),
         _ => new ShimResponse { Ok = false, Error = $"unknown op \"{r.Op}\"", State = Snapshot() },
     };
 
@@ -246,6 +249,77 @@ public sealed class ContainerSupervisor
         if (!_stopped.IsSet) Spawn.Signal(_pidfd!, L.SIGKILL);
         _stopped.Wait();
         return Ok();
+    }
+
+    /// <summary>Runs a command in the running container with the container process's identity,
+    /// capabilities and seccomp profile, and returns its exit status and output (ExecSync).</summary>
+    private ShimResponse Exec(ShimRequest r)
+    {
+        if (r.Args is not { Count: > 0 }) return new ShimResponse { Ok = false, Error = "exec: args is empty", State = Snapshot() };
+        if (Snapshot().Status != ShimStatus.Running) return new ShimResponse { Ok = false, Error = $"container {_id} is not running", State = Snapshot() };
+        var spec = _spec!;
+        var process = spec.Process! with { Args = r.Args, Env = r.Env ?? spec.Process!.Env, Cwd = r.Cwd ?? spec.Process!.Cwd, Terminal = false };
+
+        var (outRead, outWrite) = Spawn.Pipe();
+        var (errRead, errWrite) = Spawn.Pipe();
+        var (syncParent, syncChild) = Spawn.SocketPair();
+        using var sync = new SyncChannel(syncParent);
+        var fds = new Dictionary<int, int> { [0] = -1, [1] = outWrite.Fd, [2] = errWrite.Fd, [ContainerInit.SyncFd] = syncChild.Fd };
+        var exited = new ManualResetEventSlim();
+        var status = 0;
+        int pid;
+        using (outWrite) using (errWrite) using (syncChild)
+            pid = _spawner.SpawnJoined(spec, Environment.ProcessPath ?? "/proc/self/exe",
+                ["criruntime-shim", "exec-init", "--pid", _state.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)], fds);
+        using var pidfd = Spawn.PidFdOpen(pid);
+        _spawner.OnExit(pid, s => { status = s; exited.Set(); });
+        _cgroup?.AddProcess(pid);
+
+        var stdout = Collect(outRead);
+        var stderr = Collect(errRead);
+        sync.Send(JsonSerializer.Serialize(spec with { Process = process }, OciJsonContext.Default.Spec));
+        var answer = sync.Receive(); // end of file: exec'd
+        var timedOut = false;
+        if (r.Timeout is { } t && !exited.Wait(TimeSpan.FromSeconds(t)))
+        {
+            timedOut = true;
+            Spawn.Signal(pidfd, Abi.SIGKILL);
+        }
+        exited.Wait();
+        stdout.Thread.Join();
+        stderr.Thread.Join();
+        if (answer is not null)
+            return new ShimResponse { Ok = false, Error = answer.StartsWith("error ", StringComparison.Ordinal) ? answer[6..] : answer, State = Snapshot() };
+        var (code, signal) = ContainerSpawner.Decode(status);
+        return new ShimResponse
+        {
+            Ok = true,
+            State = Snapshot(),
+            Exec = new ExecResult { ExitCode = code, Signal = signal, Stdout = stdout.Bytes(), Stderr = stderr.Bytes(), TimedOut = timedOut },
+        };
+    }
+
+    /// <summary>Reads a pipe to end of file on its own thread, keeping at most
+    /// <see cref="ExecResult.MaxOutput"/> bytes (the rest is read and dropped so the writer never blocks).</summary>
+    private static (Thread Thread, Func<byte[]> Bytes) Collect(FdHandle read)
+    {
+        var buffer = new MemoryStream();
+        var t = new Thread(() =>
+        {
+            using (read)
+            {
+                var chunk = new byte[16 * 1024];
+                int n;
+                try
+                {
+                    while ((n = Native.ReadSome(read.Fd, chunk, "exec output")) > 0)
+                        if (buffer.Length < ExecResult.MaxOutput) buffer.Write(chunk, 0, (int)Math.Min(n, ExecResult.MaxOutput - buffer.Length));
+                }
+                catch (KernelException) { } // a broken pipe ends the output like end of file
+            }
+        }, 256 * 1024) { IsBackground = true, Name = "exec-output" };
+        t.Start();
+        return (t, buffer.ToArray);
     }
 
     private ShimResponse ReopenLog()

@@ -42,7 +42,7 @@ public sealed partial class ShimRealTests : IDisposable
     private static string ShimPath() =>
         Environment.GetEnvironmentVariable("CRIRUNTIME_SHIM") is { Length: > 0 } env ? env : Path.Combine(AppContext.BaseDirectory, "criruntime-shim");
 
-    private static readonly string[] Applets = ["unshare", "mkdir", "sh", "cat", "ls", "hostname", "touch", "readlink", "grep", "echo", "sleep", "wc", "id", "printf", "true"];
+    private static readonly string[] Applets = ["tr", "unshare", "mkdir", "sh", "cat", "ls", "hostname", "touch", "readlink", "grep", "echo", "sleep", "wc", "id", "printf", "true"];
 
     private void WriteBundle(string[] args, Action<Spec>? check = null, Func<Spec, Spec>? edit = null)
     {
@@ -253,6 +253,39 @@ public sealed partial class ShimRealTests : IDisposable
         Assert.Contains("no-such-command", started.Error);
         var state = (await client.SendAsync(new ShimRequest { Op = ShimOps.Wait, Timeout = 30 })).State!;
         Assert.Equal("StartError", state.Reason);
+    }
+
+    [RootFact]
+    public async Task Exec_RunsInTheContainersNamespaces_WithItsIdentity_AndReturnsOutputAndStatus()
+    {
+        WriteBundle(["sleep", "1000"]);
+        await CreateAsync();
+        var client = new ShimClient(State);
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.Start })).Ok);
+
+        var r = await client.SendAsync(new ShimRequest
+        {
+            Op = ShimOps.Exec,
+            Args = ["sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname; grep NoNewPrivs /proc/self/status; echo oops >&2; exit 3"],
+        });
+        Assert.True(r.Ok, r.Error);
+        var stdout = System.Text.Encoding.UTF8.GetString(r.Exec!.Stdout);
+        Assert.Contains("sleep 1000", stdout);       // same pid namespace: pid 1 is the container's command
+        Assert.Contains("shim-e2e", stdout);         // same uts namespace
+        Assert.Contains("NoNewPrivs:\t1", stdout);   // the container's process settings
+        Assert.Equal("oops\n", System.Text.Encoding.UTF8.GetString(r.Exec.Stderr));
+        Assert.Equal(3, r.Exec.ExitCode);
+
+        var slow = await client.SendAsync(new ShimRequest { Op = ShimOps.Exec, Args = ["sleep", "100"], Timeout = 0.5 });
+        Assert.True(slow.Exec!.TimedOut);
+        Assert.Equal(137, slow.Exec.ExitCode);
+
+        var missing = await client.SendAsync(new ShimRequest { Op = ShimOps.Exec, Args = ["no-such-tool"] });
+        Assert.False(missing.Ok);
+        Assert.Contains("no-such-tool", missing.Error);
+
+        var stopped = await client.SendAsync(new ShimRequest { Op = ShimOps.Kill, Signal = 9 });
+        Assert.True(stopped.Ok);
     }
 
     [RootFact]
