@@ -21,8 +21,6 @@ public sealed record SpecInput
     /// <summary>The pod's hostname, hosts and resolv.conf files.</summary>
     public required string PodDir { get; init; }
     public required string CgroupsPath { get; init; }
-    /// <summary>The runtime's default seccomp profile (RuntimeDefault), or null when the host has none.</summary>
-    public LinuxSeccomp? DefaultSeccomp { get; init; }
 }
 
 /// <summary>Builds a container's OCI runtime spec from the kubelet's ContainerConfig, the pod and
@@ -114,7 +112,7 @@ public static class SpecBuilder
                 Resources = Resources(c.Linux?.Resources),
                 MaskedPaths = privileged ? [] : sc.MaskedPaths.Count > 0 ? [.. sc.MaskedPaths] : DefaultMaskedPaths,
                 ReadonlyPaths = privileged ? [] : sc.ReadonlyPaths.Count > 0 ? [.. sc.ReadonlyPaths] : DefaultReadonlyPaths,
-                Seccomp = privileged ? null : Seccomp(sc, input.DefaultSeccomp),
+                Seccomp = privileged ? null : Seccomp(sc, caps),
                 RootfsPropagation = "rslave",
             },
         };
@@ -278,7 +276,7 @@ public static class SpecBuilder
         };
     }
 
-    private static LinuxSeccomp? Seccomp(LinuxContainerSecurityContext sc, LinuxSeccomp? runtimeDefault)
+    private static LinuxSeccomp? Seccomp(LinuxContainerSecurityContext sc, IReadOnlyList<string> caps)
     {
         var profile = sc.Seccomp;
         if (profile is null)
@@ -288,13 +286,13 @@ public static class SpecBuilder
             var path = sc.SeccompProfilePath;
 #pragma warning restore CS0612
             if (path is "" or "unconfined") return null;
-            if (path is "runtime/default" or "docker/default") return runtimeDefault;
+            if (path is "runtime/default" or "docker/default") return DefaultSeccompProfile.Build(caps);
             if (path.StartsWith("localhost/", StringComparison.Ordinal)) return LoadLocalhost(path["localhost/".Length..]);
             throw Fail.InvalidArgument($"config.linux.security_context.seccomp_profile_path: '{path}' is not a known profile");
         }
         return profile.ProfileType switch
         {
-            SecurityProfile.Types.ProfileType.RuntimeDefault => runtimeDefault,
+            SecurityProfile.Types.ProfileType.RuntimeDefault => DefaultSeccompProfile.Build(caps),
             SecurityProfile.Types.ProfileType.Unconfined => null,
             SecurityProfile.Types.ProfileType.Localhost => LoadLocalhost(profile.LocalhostRef),
             _ => throw Fail.InvalidArgument($"config.linux.security_context.seccomp.profile_type: {profile.ProfileType} unknown"),

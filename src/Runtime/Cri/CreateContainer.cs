@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using CriRuntime.Containers;
-using CriRuntime.Containers.Seccomp;
 using CriRuntime.Cri.V1;
 using CriRuntime.Errors;
 using CriRuntime.Oci;
@@ -72,7 +71,6 @@ public sealed partial class CriRuntimeService
             UtsNs = pod.UtsNs,
             PodDir = pod.Dir,
             CgroupsPath = cgroupsPath,
-            DefaultSeccomp = SeccompProfiles.Default,
         });
         AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec));
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);

@@ -53,7 +53,7 @@ public sealed class ContainerSupervisor
             CheckSupported(spec);
             _spec = spec;
             _criLog = new CriLogWriter(_logPath);
-            _cgroup = CgroupStandIn.Create(spec.Linux?.CgroupsPath ?? _id);
+            _cgroup = CgroupManagers.Create(spec.Linux?.CgroupsPath ?? _id);
             _cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
 
             var (outRead, outWrite) = Spawn.Pipe();
