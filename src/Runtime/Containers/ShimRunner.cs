@@ -84,6 +84,22 @@ public sealed class ShimRunner(CriRuntimeConfig config)
         catch (ShimGoneException) { return ShimClient.ReadStateFile(stateDir); }
     }
 
+    /// <summary>Runs a command in the running container and returns its exit and output.</summary>
+    public async Task<ExecResult> ExecAsync(string stateDir, IReadOnlyList<string> cmd, TimeSpan? timeout, CancellationToken ct)
+    {
+        ShimResponse r;
+        try
+        {
+            r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Exec, Args = cmd, Timeout = timeout?.TotalSeconds }, ct);
+        }
+        catch (ShimGoneException)
+        {
+            throw Fail.FailedPrecondition("the container is not running");
+        }
+        if (!r.Ok || r.Exec is null) throw Fail.FailedPrecondition($"exec {string.Join(' ', cmd)}: {r.Error}");
+        return r.Exec;
+    }
+
     public async Task ReopenLogAsync(string stateDir, CancellationToken ct)
     {
         var r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.ReopenLog }, ct);

@@ -1,7 +1,7 @@
 using CriRuntime.Cgroups;
 using CriRuntime.Oci;
 
-namespace CriRuntime.Shim.Supervisor;
+namespace CriRuntime.Cgroups;
 
 /// <summary>linux.resources (OCI) → <see cref="CgroupResources"/> (the cgroup manager's input).</summary>
 public static class CgroupResourcesFromSpec

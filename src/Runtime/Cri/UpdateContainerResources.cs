@@ -1,0 +1,49 @@
+using CriRuntime.Cgroups;
+using CriRuntime.Containers;
+using CriRuntime.Cri.V1;
+using CriRuntime.Errors;
+using CriRuntime.State;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace CriRuntime.Cri;
+
+public sealed partial class CriRuntimeService
+{
+    /// <summary>Changes the cgroup limits of a created or running container, live, and keeps them
+    /// in its record so ContainerStatus reports them.</summary>
+    public override async Task<UpdateContainerResourcesResponse> UpdateContainerResources(UpdateContainerResourcesRequest request, ServerCallContext context)
+    {
+        if (request.Linux is null) throw Fail.InvalidArgument("linux: required");
+        var c = _containers.Get(request.ContainerId);
+        using (await _containers.LockAsync(c.Id, context.CancellationToken))
+        {
+            c = _containers.Find(c.Id) ?? throw Fail.NotFound($"container {request.ContainerId} not found");
+            if (c.State is ContainerPhase.Exited or ContainerPhase.Unknown)
+                throw Fail.FailedPrecondition($"container {c.Id} is not running");
+            CgroupResources resources;
+            try
+            {
+                resources = CgroupResourcesFromSpec.Map(SpecBuilder.Resources(request.Linux));
+                CgroupValidation.Validate(resources);
+            }
+            catch (ArgumentException e)
+            {
+                throw Fail.InvalidArgument(e.Message);
+            }
+            try
+            {
+                CgroupManagers.Create(c.CgroupsPath).Update(resources);
+            }
+            catch (IOException e)
+            {
+                throw Fail.FailedPrecondition($"update cgroup {c.CgroupsPath}: {e.Message}");
+            }
+            var config = ContainerConfig.Parser.ParseFrom(c.Config);
+            config.Linux ??= new LinuxContainerConfig();
+            config.Linux.Resources = request.Linux;
+            _containers.Save(c with { Config = config.ToByteArray() });
+        }
+        return new UpdateContainerResourcesResponse();
+    }
+}
