@@ -289,6 +289,24 @@ public sealed partial class ShimRealTests : IDisposable
     }
 
     [RootFact]
+    public async Task ReopenLog_AfterRotation_WritesToTheNewFile()
+    {
+        WriteBundle(["sh", "-c", "echo one; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo two"]);
+        await CreateAsync();
+        var client = new ShimClient(State);
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.Start })).Ok);
+        File.Move(Log, Log + ".1"); // what the kubelet does before asking for a reopen
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.ReopenLog })).Ok);
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.Exec, Args = ["touch", "/tmp/go"] })).Ok);
+        var final = (await client.SendAsync(new ShimRequest { Op = ShimOps.Wait, Timeout = 30 })).State!;
+        Assert.Equal(0, final.ExitCode);
+        Assert.EndsWith(" stdout F two", File.ReadAllLines(Log).Last());
+        Assert.DoesNotContain(File.ReadAllLines(Log + ".1"), l => l.EndsWith(" two", StringComparison.Ordinal));
+        // Stop and kill of an exited container succeed (the CRI's stop is idempotent).
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.Stop, Timeout = 1 })).Ok);
+    }
+
+    [RootFact]
     public async Task KillingTheShim_KillsTheContainer()
     {
         WriteBundle(["sleep", "1000"]);
