@@ -289,6 +289,45 @@ public sealed partial class ShimRealTests : IDisposable
     }
 
     [RootFact]
+    public async Task NamespaceWithAPath_IsJoined_NotCreated()
+    {
+        // A pinned network namespace, as the daemon will pin a pod's (util-linux unshare
+        // bind-mounts the new namespace onto the file).
+        var pin = Path.Combine(_dir.FullName, "netns");
+        File.WriteAllText(pin, "");
+        using (var p = System.Diagnostics.Process.Start("unshare", [$"--net={pin}", "true"])) await p.WaitForExitAsync();
+        try
+        {
+            WriteBundle(["sh", "-c", "readlink /proc/self/ns/net"], edit: s => s with
+            {
+                Linux = s.Linux! with
+                {
+                    Namespaces = [.. s.Linux!.Namespaces!.Where(n => n.Type != "network"), new LinuxNamespace { Type = "network", Path = pin }],
+                },
+            });
+            await RunToExitAsync();
+            var ino = StatInode(pin); // the namespace's inode, through the bind mount
+            Assert.Equal($"net:[{ino}]", Assert.Single(Stdout()));
+        }
+        finally
+        {
+            Umount2(pin, 2 /* MNT_DETACH */);
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "umount2", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Umount2(string target, int flags);
+
+    private static ulong StatInode(string path)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("stat", ["-L", "-c", "%i", path]) { RedirectStandardOutput = true };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var text = p.StandardOutput.ReadToEnd().Trim();
+        p.WaitForExit();
+        return ulong.Parse(text);
+    }
+
+    [RootFact]
     public async Task ReopenLog_AfterRotation_WritesToTheNewFile()
     {
         WriteBundle(["sh", "-c", "echo one; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo two"]);
