@@ -31,7 +31,7 @@ public sealed class ContainerSupervisor
         _id = id;
         _bundle = Path.GetFullPath(bundle);
         _stateDir = Path.GetFullPath(stateDir);
-        _logPath = logPath;
+        _logPath = Path.GetFullPath(logPath);
         _log = new ShimLog(Path.Combine(_stateDir, StateFiles.ShimLog));
         _state = new ShimState { Id = id, ShimPid = Environment.ProcessId, CreatedAt = DateTimeOffset.UtcNow };
     }
@@ -49,6 +49,8 @@ public sealed class ContainerSupervisor
             // the host's init, and the shim reaps them.
             k.Prctl(L.PR_SET_CHILD_SUBREAPER, 1);
             Directory.CreateDirectory(_stateDir);
+            // A long-lived process must not keep the caller's working directory (and its mount) busy.
+            k.Chdir("/");
             var spec = SpecFile.Load(_bundle);
             CheckSupported(spec);
             _spec = spec;

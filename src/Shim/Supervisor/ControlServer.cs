@@ -80,12 +80,15 @@ public sealed unsafe partial class ControlServer : IDisposable
     {
         var conns = new List<Connection>();
         var buffer = new byte[4096];
+        var fds = new PollFd[8]; // grown as connections come; a stackalloc here would grow the stack every turn
         while (!_closing)
         {
-            var fds = stackalloc PollFd[conns.Count + 1];
+            if (fds.Length < conns.Count + 1) fds = new PollFd[(conns.Count + 1) * 2];
             fds[0] = new PollFd { Fd = _listen.Fd, Events = POLLIN };
             for (var i = 0; i < conns.Count; i++) fds[i + 1] = new PollFd { Fd = conns[i].Fd.Fd, Events = POLLIN };
-            if (Poll(fds, (nuint)(conns.Count + 1), -1) < 0)
+            int ready;
+            fixed (PollFd* p = fds) ready = Poll(p, (nuint)(conns.Count + 1), -1);
+            if (ready < 0)
             {
                 if (Marshal.GetLastPInvokeError() == Errnos.EINTR) continue;
                 _log.Error($"poll {_path}: errno {Marshal.GetLastPInvokeError()}");

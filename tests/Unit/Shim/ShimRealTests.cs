@@ -289,6 +289,63 @@ public sealed partial class ShimRealTests : IDisposable
     }
 
     [RootFact]
+    public async Task NamespaceWithAPath_IsJoined_NotCreated()
+    {
+        // A pinned network namespace, as the daemon will pin a pod's (util-linux unshare
+        // bind-mounts the new namespace onto the file).
+        var pin = Path.Combine(_dir.FullName, "netns");
+        File.WriteAllText(pin, "");
+        using (var p = System.Diagnostics.Process.Start("unshare", [$"--net={pin}", "true"])) await p.WaitForExitAsync();
+        try
+        {
+            WriteBundle(["sh", "-c", "readlink /proc/self/ns/net"], edit: s => s with
+            {
+                Linux = s.Linux! with
+                {
+                    Namespaces = [.. s.Linux!.Namespaces!.Where(n => n.Type != "network"), new LinuxNamespace { Type = "network", Path = pin }],
+                },
+            });
+            await RunToExitAsync();
+            var ino = StatInode(pin); // the namespace's inode, through the bind mount
+            Assert.Equal($"net:[{ino}]", Assert.Single(Stdout()));
+        }
+        finally
+        {
+            Umount2(pin, 2 /* MNT_DETACH */);
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "umount2", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Umount2(string target, int flags);
+
+    private static ulong StatInode(string path)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("stat", ["-L", "-c", "%i", path]) { RedirectStandardOutput = true };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var text = p.StandardOutput.ReadToEnd().Trim();
+        p.WaitForExit();
+        return ulong.Parse(text);
+    }
+
+    [RootFact]
+    public async Task ReopenLog_AfterRotation_WritesToTheNewFile()
+    {
+        WriteBundle(["sh", "-c", "echo one; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo two"]);
+        await CreateAsync();
+        var client = new ShimClient(State);
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.Start })).Ok);
+        File.Move(Log, Log + ".1"); // what the kubelet does before asking for a reopen
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.ReopenLog })).Ok);
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.Exec, Args = ["touch", "/tmp/go"] })).Ok);
+        var final = (await client.SendAsync(new ShimRequest { Op = ShimOps.Wait, Timeout = 30 })).State!;
+        Assert.Equal(0, final.ExitCode);
+        Assert.EndsWith(" stdout F two", File.ReadAllLines(Log).Last());
+        Assert.DoesNotContain(File.ReadAllLines(Log + ".1"), l => l.EndsWith(" two", StringComparison.Ordinal));
+        // Stop and kill of an exited container succeed (the CRI's stop is idempotent).
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.Stop, Timeout = 1 })).Ok);
+    }
+
+    [RootFact]
     public async Task KillingTheShim_KillsTheContainer()
     {
         WriteBundle(["sleep", "1000"]);
