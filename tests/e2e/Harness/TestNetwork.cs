@@ -13,9 +13,12 @@ public sealed class TestNetwork : IDisposable
 
     public TestNetwork(DaemonProcess daemon, bool portMap = true)
     {
-        var n = Interlocked.Increment(ref _counter) % 200;
-        Bridge = $"crirt{Environment.ProcessId % 1000}x{n}";
-        Subnet = $"10.{89 + n / 100}.{n % 100}.0/24";
+        // Unique per test process and per network, so concurrent test runs (and a bridge a killed
+        // run left behind) never share a subnet: two routes for one subnet make pods unreachable.
+        var n = Interlocked.Increment(ref _counter) % 250;
+        var p = Environment.ProcessId % 150;
+        Bridge = $"crirt{Environment.ProcessId % 10000}x{n}";
+        Subnet = $"10.{100 + p}.{n}.0/24";
         Name = $"e2e-{n}";
         LeaseDir = Path.Combine(daemon.Dir, "cni-leases");
         var portmap = portMap ? """,{"type":"portmap","capabilities":{"portMappings":true},"snat":true}""" : "";
