@@ -93,8 +93,9 @@ public sealed class ImageStore
         }
     }
 
-    /// <summary>Removes what <paramref name="image"/> names: a tag removes that tag (and the repo
-    /// digests with it once no tag is left); an id or a digest reference removes every name. An
+    /// <summary>Removes what <paramref name="image"/> names: a tag removes that tag (and its
+    /// repository's digest names once that repository has no tag left; all of them once the image
+    /// has no tag left); an id or a digest reference removes every name. An
     /// image without names is dropped unless a container uses it. Returns the image it matched,
     /// or null when nothing did (removal is idempotent).</summary>
     public ImageRecord? Remove(string image, Func<ImageRecord, bool> isPinned)
@@ -110,9 +111,13 @@ public sealed class ImageStore
             ImageRecord next;
             if (byTag)
             {
-                var tag = ImageReference.Parse(image).TagName!;
-                var tags = found.RepoTags.Where(t => t != tag).ToList();
-                next = found with { RepoTags = tags, RepoDigests = tags.Count == 0 ? [] : found.RepoDigests };
+                var removed = ImageReference.Parse(image);
+                var tags = found.RepoTags.Where(t => t != removed.TagName).ToList();
+                // The repository's digest names go with its last tag.
+                var repoKept = tags.Any(t => t.StartsWith($"{removed.Name}:", StringComparison.Ordinal));
+                var digests = tags.Count == 0 ? [] : found.RepoDigests
+                    .Where(d => repoKept || !d.StartsWith($"{removed.Name}@", StringComparison.Ordinal)).ToList();
+                next = found with { RepoTags = tags, RepoDigests = digests };
             }
             else next = found with { RepoTags = [], RepoDigests = [] };
             PutOrDropLocked(next);
