@@ -21,6 +21,8 @@ public sealed class ImageStore
         _path = Path.Combine(dir, "images.json");
         _usage = usage;
         Directory.CreateDirectory(dir);
+        // AtomicFile's temporary files from a write a crash interrupted: the rename never happened.
+        foreach (var stale in Directory.EnumerateFiles(dir, ".images.json.*.tmp")) File.Delete(stale);
         if (File.Exists(_path))
         {
             var file = JsonSerializer.Deserialize(File.ReadAllBytes(_path), ImageRecordJson.Default.ImageIndexFile)
@@ -132,6 +134,19 @@ public sealed class ImageStore
             _images.Remove(image.Id);
         else
             _images[image.Id] = image;
+    }
+
+    /// <summary>Drops nameless images no container uses. For the container store to call once it
+    /// has re-marked its containers' images after a restart (usage is not persisted).</summary>
+    public void PruneUnused()
+    {
+        lock (_lock)
+        {
+            var doomed = _images.Values.Where(i => i.RepoTags.Count == 0 && i.RepoDigests.Count == 0 && !_usage.IsInUse(i.Id)).ToList();
+            if (doomed.Count == 0) return;
+            foreach (var i in doomed) _images.Remove(i.Id);
+            SaveLocked();
+        }
     }
 
     /// <summary>A nameless image kept only for its containers goes when the last one lets go.</summary>
