@@ -120,11 +120,19 @@ public sealed class PullImageTests(RegistryWithImages fixture) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task PullImage_Concurrent_SameImage_BothSucceed()
+    public async Task PullImage_Concurrent_SameImage_ShareOneDownloadPerBlob()
     {
+        var manifest = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(_registry.ImagesDir, "multilayer",
+            "blobs", "sha256", _registry.Digest("multilayer")["sha256:".Length..]))).RootElement;
+        var blobs = manifest.GetProperty("layers").EnumerateArray().Select(l => l.GetProperty("digest").GetString()!).ToList();
+        int Downloads(string digest) => File.ReadLines(Path.Combine(_registry.Dir, "registry.log"))
+            .Count(l => l.Contains($"\"GET /v2/test/multilayer/blobs/{digest} HTTP/1.1\" 200", StringComparison.Ordinal));
+        var before = blobs.Select(Downloads).ToList();
+
         var pulls = Enumerable.Range(0, 4).Select(_ => _cri.PullAsync(_registry.Image("multilayer"))).ToList();
         var ids = await Task.WhenAll(pulls);
         Assert.Single(ids.Distinct());
+        Assert.Equal(before.Select(n => n + 1), blobs.Select(Downloads));
         Assert.Equal(4, _daemon.Snapshots().Length);
         Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(_daemon.ImagesDir(), "ingest")));
     }
