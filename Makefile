@@ -17,6 +17,7 @@ build:
 	$(DOTNET) build CriRuntime.sln -c $(CONFIGURATION) -nologo -clp:ErrorsOnly
 
 run: deps build
+	hack/cni-default.sh
 	$(BIN) serve $(ARGS)
 
 test: deps build

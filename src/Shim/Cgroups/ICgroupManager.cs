@@ -31,7 +31,8 @@ public sealed record CgroupResources
 
 public sealed record BlkioThrottle(long Major, long Minor, ulong Rate);
 
-/// <summary>Usage read back from a cgroup, in v2-style units whatever the hierarchy.</summary>
+/// <summary>Usage read back from a cgroup, in v2-style units whatever the hierarchy. A limit
+/// with no value set ("max" on v2, the huge page-counter maximum on v1) reads as ulong.MaxValue.</summary>
 public sealed record CgroupStats
 {
     public ulong CpuUsageNanos { get; init; }

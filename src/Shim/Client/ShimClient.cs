@@ -1,0 +1,49 @@
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+
+namespace CriRuntime.Shim.Client;
+
+/// <summary>The daemon's side of the control socket: one connection per request. When the shim
+/// is gone (its container exited and the shim with it) the state comes from state.json, which
+/// the shim wrote before exiting.</summary>
+public sealed class ShimClient(string stateDir)
+{
+    public string StateDir { get; } = stateDir;
+
+    public async Task<ShimResponse> SendAsync(ShimRequest request, CancellationToken ct = default)
+    {
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        var path = Path.Combine(StateDir, StateFiles.Socket);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), ct).ConfigureAwait(false);
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        var line = JsonSerializer.SerializeToUtf8Bytes(request, ShimJsonContext.Default.ShimRequest);
+        await stream.WriteAsync(line, ct).ConfigureAwait(false);
+        await stream.WriteAsync("\n"u8.ToArray(), ct).ConfigureAwait(false);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        var answer = await reader.ReadLineAsync(ct).ConfigureAwait(false)
+            ?? throw new IOException($"shim {path}: connection closed without an answer to {request.Op}");
+        return JsonSerializer.Deserialize(answer, ShimJsonContext.Default.ShimResponse)
+            ?? throw new IOException($"shim {path}: empty answer to {request.Op}");
+    }
+
+    /// <summary>The live state, or the last state written when the shim is no longer there.</summary>
+    public async Task<ShimState?> StateAsync(CancellationToken ct = default)
+    {
+        try
+        {
+            var r = await SendAsync(new ShimRequest { Op = ShimOps.State }, ct).ConfigureAwait(false);
+            if (r.State is not null) return r.State;
+        }
+        catch (SocketException) { }
+        return ReadStateFile(StateDir);
+    }
+
+    public static ShimState? ReadStateFile(string stateDir)
+    {
+        var path = Path.Combine(stateDir, StateFiles.State);
+        try { return JsonSerializer.Deserialize(File.ReadAllBytes(path), ShimJsonContext.Default.ShimState); }
+        catch (FileNotFoundException) { return null; }
+        catch (DirectoryNotFoundException) { return null; }
+    }
+}

@@ -1,0 +1,69 @@
+using System.Text.Json.Serialization;
+
+namespace CriRuntime.Shim.Client;
+
+// The control protocol of one shim (docs/shim-protocol.md): a unix socket "control.sock" in the
+// container's state dir; each request is one JSON object on one line, answered by one JSON line.
+// Shared by the shim and the daemon's client.
+
+public static class ShimOps
+{
+    public const string State = "state", Start = "start", Kill = "kill", Wait = "wait", Stop = "stop", ReopenLog = "reopen-log";
+}
+
+public static class ShimStatus
+{
+    public const string Created = "created", Running = "running", Stopped = "stopped";
+}
+
+public sealed record ShimRequest
+{
+    public string Op { get; init; } = "";
+    /// <summary>kill: the signal (default SIGKILL); stop: the stop signal (default SIGTERM).</summary>
+    public int? Signal { get; init; }
+    /// <summary>stop: seconds between the stop signal and SIGKILL (default 10); wait: give up after (default forever).</summary>
+    public double? Timeout { get; init; }
+}
+
+public sealed record ShimResponse
+{
+    public bool Ok { get; init; }
+    public string? Error { get; init; }
+    public ShimState? State { get; init; }
+}
+
+/// <summary>What the shim knows of its container. Also the content of state.json in the state
+/// dir, rewritten atomically on every transition, so the last state survives the shim.</summary>
+public sealed record ShimState
+{
+    public string Id { get; init; } = "";
+    public string Status { get; init; } = ShimStatus.Created;
+    public int ShimPid { get; init; }
+    /// <summary>The container's init (pid 1 inside), as seen from the host.</summary>
+    public int Pid { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset? StartedAt { get; init; }
+    public DateTimeOffset? FinishedAt { get; init; }
+    /// <summary>The exit status; 128+n when killed by signal n (the CRI convention).</summary>
+    public int? ExitCode { get; init; }
+    public int? Signal { get; init; }
+    public bool OomKilled { get; init; }
+    /// <summary>"Completed", "Error", "OOMKilled" or "StartError", as the CRI's ContainerStatus.reason.</summary>
+    public string? Reason { get; init; }
+    public string? Message { get; init; }
+}
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(ShimRequest))]
+[JsonSerializable(typeof(ShimResponse))]
+[JsonSerializable(typeof(ShimState))]
+public sealed partial class ShimJsonContext : JsonSerializerContext;
+
+/// <summary>The well-known files of a container's state dir.</summary>
+public static class StateFiles
+{
+    public const string ShimPid = "shim.pid", ContainerPid = "container.pid", State = "state.json",
+        Socket = "control.sock", ShimLog = "shim.log";
+}

@@ -1,0 +1,35 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace CriRuntime.Oci;
+
+/// <summary>Source-generated (reflection-free, AOT-safe) JSON for config.json. camelCase is the
+/// spec's convention; explicit [JsonPropertyName]s cover its exceptions. Null members are omitted
+/// on write, as runc and containerd do, so a generated config.json stays readable.</summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    WriteIndented = true,
+    ReadCommentHandling = JsonCommentHandling.Skip,
+    AllowTrailingCommas = true)]
+[JsonSerializable(typeof(Spec))]
+public sealed partial class OciJsonContext : JsonSerializerContext;
+
+public static class SpecFile
+{
+    public const string ConfigName = "config.json";
+
+    public static Spec Parse(ReadOnlySpan<byte> json) =>
+        JsonSerializer.Deserialize(json, OciJsonContext.Default.Spec)
+        ?? throw new InvalidDataException("config.json: the document is null");
+
+    /// <summary>Reads &lt;bundle&gt;/config.json; errors name the file.</summary>
+    public static Spec Load(string bundle)
+    {
+        var path = Path.Combine(bundle, ConfigName);
+        try { return Parse(File.ReadAllBytes(path)); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
+    }
+
+    public static byte[] Serialize(Spec spec) => JsonSerializer.SerializeToUtf8Bytes(spec, OciJsonContext.Default.Spec);
+}

@@ -1,0 +1,3 @@
+using CriRuntime.Shim;
+
+return await ShimCli.RunAsync(args);

@@ -1,0 +1,149 @@
+using System.Text;
+using System.Text.Json;
+using CriRuntime.Oci;
+using CriRuntime.Shim.Client;
+using CriRuntime.Shim.Container;
+using CriRuntime.Shim.Kernel;
+using CriRuntime.Shim.Supervisor;
+
+namespace CriRuntime.Shim;
+
+/// <summary>criruntime-shim's commands. `create` is what the daemon runs; `supervise` and
+/// `init` are the shim re-executing itself; the others are thin clients of the control socket
+/// for people and scripts (the daemon uses <see cref="ShimClient"/> directly).</summary>
+public static class ShimCli
+{
+    private const string Usage = """
+        usage:
+          criruntime-shim create --id ID --bundle DIR --state DIR --log PATH
+              creates the container, leaves a daemonised shim supervising it, prints
+              {"shimPid":N,"pid":N} and exits 0 (1 and a message on stderr on failure)
+          criruntime-shim start|state|wait|reopen-log --state DIR
+          criruntime-shim kill --state DIR [--signal N]          (default 9)
+          criruntime-shim stop --state DIR [--signal N] [--timeout SECONDS]   (default 15, 10)
+        internal: criruntime-shim supervise ... (fd 3: readiness), criruntime-shim init --bundle DIR (fd 3: sync)
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args.Length == 0) { Console.Error.WriteLine(Usage); return 2; }
+        var opts = ParseOptions(args.AsSpan(1));
+        if (opts is null) { Console.Error.WriteLine(Usage); return 2; }
+        switch (args[0])
+        {
+            case "init":
+                return ContainerInit.Run(Required(opts, "bundle"));
+            case "create":
+                return Create(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"), args[1..]);
+            case "supervise":
+                return Supervise(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"));
+            case ShimOps.Start or ShimOps.State or ShimOps.Wait or ShimOps.ReopenLog or ShimOps.Kill or ShimOps.Stop:
+                return await ClientAsync(args[0], opts).ConfigureAwait(false);
+            default:
+                Console.Error.WriteLine(Usage);
+                return 2;
+        }
+    }
+
+    private static Dictionary<string, string>? ParseOptions(ReadOnlySpan<string> args)
+    {
+        var opts = new Dictionary<string, string>();
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length) return null;
+            opts[args[i][2..]] = args[++i];
+        }
+        return opts;
+    }
+
+    private static string Required(Dictionary<string, string> opts, string name) =>
+        opts.TryGetValue(name, out var v) && v.Length > 0 ? v : throw new ArgumentException($"--{name} is required");
+
+    /// <summary>Starts `supervise` in a new session with /dev/null stdio (so it holds none of the
+    /// caller's pipes) and waits on a pipe for its verdict; the shim lives on after we exit.</summary>
+    private static int Create(string id, string bundle, string stateDir, string logPath, string[] rest)
+    {
+        try
+        {
+            Directory.CreateDirectory(stateDir);
+            if (!File.Exists(Path.Combine(bundle, SpecFile.ConfigName)))
+                throw new FileNotFoundException($"{Path.Combine(bundle, SpecFile.ConfigName)}: no such file");
+            var (read, write) = Spawn.Pipe();
+            using (read)
+            {
+                using (write)
+                {
+                    Spawn.Run(Environment.ProcessPath ?? "/proc/self/exe", ["criruntime-shim", "supervise", .. rest],
+                        Spawn.CurrentEnvironment(), new Dictionary<int, int> { [0] = -1, [1] = -1, [2] = -1, [3] = write.Fd }, newSession: true);
+                }
+                var answer = ReadAll(read).Trim();
+                var parts = answer.Split(' ');
+                if (parts is ["ok", var shimPid, var pid])
+                {
+                    Console.Out.WriteLine($"{{\"shimPid\":{shimPid},\"pid\":{pid}}}");
+                    return 0;
+                }
+                Console.Error.WriteLine(answer.StartsWith("error ", StringComparison.Ordinal)
+                    ? $"create {id}: {answer[6..]}"
+                    : $"create {id}: the shim exited before reporting; see {Path.Combine(stateDir, StateFiles.ShimLog)}");
+                return 1;
+            }
+        }
+        catch (Exception e) when (e is IOException or ArgumentException)
+        {
+            Console.Error.WriteLine($"create {id}: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static string ReadAll(FdHandle fd)
+    {
+        var all = new List<byte>();
+        var buffer = new byte[512];
+        int n;
+        while ((n = Native.ReadSome(fd.Fd, buffer, "readiness pipe")) > 0) all.AddRange(buffer.AsSpan(0, n));
+        return Encoding.UTF8.GetString(all.ToArray());
+    }
+
+    private static int Supervise(string id, string bundle, string stateDir, string logPath)
+    {
+        const int ReadyFd = 3;
+        Native.SetCloexec(ReadyFd, true); // no child of ours may hold the caller's pipe
+        var ready = new FdHandle(ReadyFd);
+        var supervisor = new ContainerSupervisor(id, bundle, stateDir, logPath);
+        // Our stdio is /dev/null: a crash must at least leave its reason in shim.log.
+        AppDomain.CurrentDomain.UnhandledException += (_, e) =>
+            new ShimLog(Path.Combine(stateDir, StateFiles.ShimLog)).Error($"shim crashed: {e.ExceptionObject}");
+        return supervisor.Run(message =>
+        {
+            try { Native.WriteAll(ready.Fd, Encoding.UTF8.GetBytes(message + "\n"), "readiness pipe"); }
+            catch (KernelException) { } // the caller is gone; the container is still ours to run
+            ready.Dispose();
+        });
+    }
+
+    private static async Task<int> ClientAsync(string op, Dictionary<string, string> opts)
+    {
+        var client = new ShimClient(Required(opts, "state"));
+        var request = new ShimRequest
+        {
+            Op = op,
+            Signal = opts.TryGetValue("signal", out var s) ? int.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : null,
+            Timeout = opts.TryGetValue("timeout", out var t) ? double.Parse(t, System.Globalization.CultureInfo.InvariantCulture) : null,
+        };
+        try
+        {
+            var response = await client.SendAsync(request).ConfigureAwait(false);
+            Console.Out.WriteLine(JsonSerializer.Serialize(response, ShimJsonContext.Default.ShimResponse));
+            return response.Ok ? 0 : 1;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            // The shim is gone: its last word is state.json.
+            var state = ShimClient.ReadStateFile(client.StateDir);
+            if (state is null) { Console.Error.WriteLine($"{op}: no shim and no state in {client.StateDir}"); return 1; }
+            Console.Out.WriteLine(JsonSerializer.Serialize(new ShimResponse { Ok = op is ShimOps.State or ShimOps.Wait, State = state, Error = op is ShimOps.State or ShimOps.Wait ? null : "container has exited" }, ShimJsonContext.Default.ShimResponse));
+            return op is ShimOps.State or ShimOps.Wait ? 0 : 1;
+        }
+    }
+}

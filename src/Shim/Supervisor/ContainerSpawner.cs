@@ -1,0 +1,107 @@
+using System.Runtime.InteropServices;
+using CriRuntime.Oci;
+using CriRuntime.Shim.Kernel;
+using L = CriRuntime.Shim.Kernel.Linux;
+
+namespace CriRuntime.Shim.Supervisor;
+
+/// <summary>Starts the container init in its namespaces and reaps it.
+///
+/// Namespaces are entered on a dedicated thread: unshare(CLONE_FS) first so chdir/umask of
+/// that thread stop being shared, then setns for every namespace the spec gives by path (the
+/// pod's pinned netns/ipcns/utsns) and one unshare for the rest; a child spawned from that
+/// thread starts inside them (pid 1 of a new pid namespace). The cgroup namespace is left to
+/// the init, which must first be moved into its cgroup.
+///
+/// That thread can no longer create threads (the kernel refuses CLONE_THREAD once
+/// pid_ns_for_children differs), so it never touches the thread pool: it only spawns, then
+/// loops in waitpid and signals a <see cref="ManualResetEventSlim"/>. It stays alive as long as
+/// the container, because the init's PR_SET_PDEATHSIG fires when the *thread* that spawned it
+/// exits: the container dies with the shim, not before. As a subreaper the shim also reaps any
+/// orphan reparented to it.</summary>
+public sealed class ContainerSpawner
+{
+    private readonly ManualResetEventSlim _spawned = new();
+    private readonly ManualResetEventSlim _exited = new();
+    private Exception? _error;
+
+    public int Pid { get; private set; }
+    /// <summary>waitpid status of the init once <see cref="Exited"/> is set.</summary>
+    public int RawStatus { get; private set; }
+    public WaitHandle ExitedHandle => _exited.WaitHandle;
+    public bool HasExited => _exited.IsSet;
+
+    public int Start(Spec spec, string exe, IReadOnlyList<string> argv, IReadOnlyDictionary<int, int> fds)
+    {
+        var env = Spawn.CurrentEnvironment();
+        var thread = new Thread(() => Run(spec, exe, argv, env, fds), maxStackSize: 256 * 1024)
+        {
+            IsBackground = true,
+            Name = "container-init",
+        };
+        thread.Start();
+        _spawned.Wait();
+        if (_error is not null) throw _error;
+        return Pid;
+    }
+
+    public bool WaitExit(TimeSpan timeout) => _exited.Wait(timeout);
+    public void WaitExit() => _exited.Wait();
+
+    private void Run(Spec spec, string exe, IReadOnlyList<string> argv, IReadOnlyList<string> env, IReadOnlyDictionary<int, int> fds)
+    {
+        var k = LinuxKernel.Instance;
+        try
+        {
+            k.Unshare(L.CLONE_FS);
+            var flags = 0;
+            foreach (var ns in spec.Linux?.Namespaces ?? [])
+            {
+                if (ns.Type == "user")
+                    throw new NotSupportedException("linux.namespaces: user namespaces are not supported yet");
+                var flag = L.NamespaceFlag(ns.Type);
+                if (!string.IsNullOrEmpty(ns.Path)) k.SetNs(ns.Path, flag);
+                else if (ns.Type != "cgroup") flags |= flag;
+            }
+            if (flags != 0) k.Unshare(flags);
+            Pid = Spawn.Run(exe, argv, env, fds, newSession: true);
+        }
+        catch (Exception e)
+        {
+            _error = e;
+            _spawned.Set();
+            return;
+        }
+        _spawned.Set();
+        Reap();
+    }
+
+    private unsafe void Reap()
+    {
+        while (true)
+        {
+            int status;
+            var pid = Native.Waitpid(-1, &status, 0);
+            if (pid < 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno == Errnos.EINTR) continue;
+                return; // ECHILD: nothing left to wait for
+            }
+            if (pid == Pid)
+            {
+                RawStatus = status;
+                _exited.Set();
+            }
+        }
+    }
+
+    /// <summary>(exit code, signal): the code is 128+signal for a signalled process, as the CRI
+    /// reports it.</summary>
+    public static (int ExitCode, int? Signal) Decode(int status)
+    {
+        var sig = status & 0x7f;
+        if (sig == 0) return ((status >> 8) & 0xff, null);
+        return (128 + sig, sig);
+    }
+}

@@ -1,0 +1,237 @@
+using System.Text.Json;
+using CriRuntime.Cgroups;
+using CriRuntime.Oci;
+using CriRuntime.Shim.Client;
+using CriRuntime.Shim.Container;
+using CriRuntime.Shim.Kernel;
+using L = CriRuntime.Shim.Kernel.Linux;
+
+namespace CriRuntime.Shim.Supervisor;
+
+/// <summary>The long-lived half of the shim: creates the container, then pumps its output into
+/// the CRI log, answers the control socket, and records the exit in state.json before leaving.
+/// Every state change goes through <see cref="Transition"/>, which persists atomically.</summary>
+public sealed class ContainerSupervisor
+{
+    private readonly string _id, _bundle, _stateDir, _logPath;
+    private readonly ShimLog _log;
+    private readonly Lock _lock = new();
+    private readonly ManualResetEventSlim _stopped = new();
+    private readonly ContainerSpawner _spawner = new();
+    private ShimState _state;
+    private SyncChannel? _sync;
+    private FdHandle? _pidfd;
+    private CriLogWriter? _criLog;
+    private ICgroupManager? _cgroup;
+    private string? _startError;
+
+    public ContainerSupervisor(string id, string bundle, string stateDir, string logPath)
+    {
+        _id = id;
+        _bundle = Path.GetFullPath(bundle);
+        _stateDir = Path.GetFullPath(stateDir);
+        _logPath = logPath;
+        _log = new ShimLog(Path.Combine(_stateDir, StateFiles.ShimLog));
+        _state = new ShimState { Id = id, ShimPid = Environment.ProcessId, CreatedAt = DateTimeOffset.UtcNow };
+    }
+
+    /// <summary>Creates the container; on success reports "ok &lt;shim pid&gt; &lt;container pid&gt;"
+    /// through <paramref name="report"/>, then supervises until the container exits.</summary>
+    public int Run(Action<string> report)
+    {
+        var k = LinuxKernel.Instance;
+        List<Thread> pumps;
+        ControlServer control;
+        try
+        {
+            // Orphans of the container (an exec'd process whose parent died) come to us, not to
+            // the host's init, and the shim reaps them.
+            k.Prctl(L.PR_SET_CHILD_SUBREAPER, 1);
+            Directory.CreateDirectory(_stateDir);
+            var spec = SpecFile.Load(_bundle);
+            _criLog = new CriLogWriter(_logPath);
+            _cgroup = CgroupStandIn.Create(spec.Linux?.CgroupsPath ?? _id);
+            _cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
+
+            var (outRead, outWrite) = Spawn.Pipe();
+            var (errRead, errWrite) = Spawn.Pipe();
+            var (syncParent, syncChild) = Spawn.SocketPair();
+            var self = Environment.ProcessPath ?? "/proc/self/exe";
+            var fds = new Dictionary<int, int>
+            {
+                [0] = -1, // stdin: /dev/null until the CRI's stdin support arrives
+                [1] = outWrite.Fd,
+                [2] = errWrite.Fd,
+                [ContainerInit.SyncFd] = syncChild.Fd,
+            };
+            int pid;
+            using (outWrite) using (errWrite) using (syncChild)
+                pid = _spawner.Start(spec, self, ["criruntime-shim", "init", "--bundle", _bundle], fds);
+            _pidfd = Spawn.PidFdOpen(pid);
+            _state = _state with { Pid = pid };
+            _log.Info($"container {_id}: init pid {pid}");
+
+            _sync = new SyncChannel(syncParent);
+            _cgroup.AddProcess(pid);
+            _sync.Send("go");
+            while (true)
+            {
+                var line = _sync.Receive();
+                if (line == "created") break;
+                if (line is not null && line.StartsWith("warn ", StringComparison.Ordinal)) { _log.Warn(line[5..]); continue; }
+                var why = line is not null && line.StartsWith("error ", StringComparison.Ordinal) ? line[6..] : "container init exited during setup";
+                throw new InvalidOperationException(why);
+            }
+
+            pumps = [Pump(outRead, "stdout"), Pump(errRead, "stderr")];
+            AtomicFile.WriteText(Path.Combine(_stateDir, StateFiles.ShimPid), $"{Environment.ProcessId}\n");
+            AtomicFile.WriteText(Path.Combine(_stateDir, StateFiles.ContainerPid), $"{pid}\n");
+            Transition(s => s);
+            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or InvalidDataException or NotSupportedException or ArgumentException or UnauthorizedAccessException)
+        {
+            _log.Error($"create {_id}: {e.Message}");
+            if (_pidfd is not null) Spawn.Signal(_pidfd, L.SIGKILL);
+            _cgroup?.Destroy();
+            report("error " + e.Message);
+            return 1;
+        }
+
+        report($"ok {Environment.ProcessId} {_state.Pid}");
+        _spawner.WaitExit();
+        // Let the pumps drain what the container wrote last; with the pid namespace gone no one
+        // holds the pipes, so this is quick, but a shared pid namespace could keep a writer alive.
+        foreach (var t in pumps) t.Join(TimeSpan.FromSeconds(2));
+
+        var (code, signal) = ContainerSpawner.Decode(_spawner.RawStatus);
+        var oom = SafeOom();
+        Transition(s => s with
+        {
+            Status = ShimStatus.Stopped,
+            FinishedAt = DateTimeOffset.UtcNow,
+            ExitCode = code,
+            Signal = signal,
+            OomKilled = oom,
+            Reason = _startError is not null ? "StartError" : oom ? "OOMKilled" : code == 0 ? "Completed" : "Error",
+            Message = _startError,
+        });
+        _log.Info($"container {_id}: exited with {code}{(signal is { } sg ? $" (signal {sg})" : "")}");
+        _stopped.Set();
+        control.Close(TimeSpan.FromSeconds(5));
+        try { _cgroup?.Destroy(); } catch (IOException e) { _log.Warn($"cgroup destroy: {e.Message}"); }
+        _criLog?.Dispose();
+        return 0;
+    }
+
+    private bool SafeOom()
+    {
+        try { return _cgroup?.OomKilled() ?? false; }
+        catch (IOException e) { _log.Warn($"cgroup oom check: {e.Message}"); return false; }
+    }
+
+    private Thread Pump(FdHandle read, string stream)
+    {
+        var t = new Thread(() =>
+        {
+            using (read)
+            {
+                var framer = new LogFramer((partial, content) => _criLog!.Write(stream, partial, content.Span));
+                var buffer = new byte[32 * 1024];
+                while (true)
+                {
+                    int n;
+                    try { n = Native.ReadSome(read.Fd, buffer, stream); }
+                    catch (KernelException e) { _log.Error($"{stream}: {e.Message}"); break; }
+                    if (n == 0) break;
+                    try { framer.Feed(buffer.AsSpan(0, n)); }
+                    catch (IOException e) { _log.Error($"log {_logPath}: {e.Message}"); }
+                }
+                try { framer.Finish(); } catch (IOException e) { _log.Error($"log {_logPath}: {e.Message}"); }
+            }
+        }, 256 * 1024) { IsBackground = true, Name = "pump-" + stream };
+        t.Start();
+        return t;
+    }
+
+    private void Transition(Func<ShimState, ShimState> change)
+    {
+        lock (_lock)
+        {
+            var next = change(_state);
+            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.State), JsonSerializer.SerializeToUtf8Bytes(next, ShimJsonContext.Default.ShimState));
+            _state = next;
+        }
+    }
+
+    private ShimState Snapshot()
+    {
+        lock (_lock) return _state;
+    }
+
+    private ShimResponse Handle(ShimRequest r) => r.Op switch
+    {
+        ShimOps.State => Ok(),
+        ShimOps.Start => Start(),
+        ShimOps.Kill => Kill(r.Signal ?? L.SIGKILL),
+        ShimOps.Wait => Wait(r.Timeout),
+        ShimOps.Stop => Stop(r.Signal ?? L.SIGTERM, r.Timeout ?? 10),
+        ShimOps.ReopenLog => ReopenLog(),
+        _ => new ShimResponse { Ok = false, Error = $"unknown op \"{r.Op}\"", State = Snapshot() },
+    };
+
+    private ShimResponse Ok() => new() { Ok = true, State = Snapshot() };
+
+    private ShimResponse Start()
+    {
+        lock (_lock)
+        {
+            if (_state.Status != ShimStatus.Created)
+                return new ShimResponse { Ok = false, Error = $"container {_id} is {_state.Status}, not created", State = _state };
+            _sync!.Send("start");
+            // The init's end of the socket is close-on-exec: end of file means execve succeeded.
+            var answer = _sync.Receive();
+            if (answer is not null)
+            {
+                _startError = answer.StartsWith("error ", StringComparison.Ordinal) ? answer[6..] : answer;
+                _log.Error($"start {_id}: {_startError}");
+                return new ShimResponse { Ok = false, Error = _startError, State = _state };
+            }
+            Transition(s => s with { Status = ShimStatus.Running, StartedAt = DateTimeOffset.UtcNow });
+            _sync.Dispose();
+            return new ShimResponse { Ok = true, State = _state };
+        }
+    }
+
+    private ShimResponse Kill(int signal)
+    {
+        if (!_stopped.IsSet) Spawn.Signal(_pidfd!, signal);
+        return Ok();
+    }
+
+    private ShimResponse Wait(double? timeoutSeconds)
+    {
+        var done = timeoutSeconds is { } t ? _stopped.Wait(TimeSpan.FromSeconds(t)) : _stopped.Wait(Timeout.Infinite);
+        return done ? Ok() : new ShimResponse { Ok = false, Error = "timeout", State = Snapshot() };
+    }
+
+    /// <summary>The stop signal, then SIGKILL once the grace period is over. pid 1 of a pid
+    /// namespace ignores signals it has no handler for, hence the SIGKILL.</summary>
+    private ShimResponse Stop(int signal, double timeoutSeconds)
+    {
+        if (!_stopped.IsSet && timeoutSeconds > 0)
+        {
+            Spawn.Signal(_pidfd!, signal);
+            if (_stopped.Wait(TimeSpan.FromSeconds(timeoutSeconds))) return Ok();
+        }
+        if (!_stopped.IsSet) Spawn.Signal(_pidfd!, L.SIGKILL);
+        _stopped.Wait();
+        return Ok();
+    }
+
+    private ShimResponse ReopenLog()
+    {
+        _criLog!.Reopen();
+        return Ok();
+    }
+}

@@ -1,0 +1,128 @@
+using System.Collections;
+using System.Runtime.InteropServices;
+using System.Text;
+using CriRuntime.Shim.Kernel;
+
+namespace CriRuntime.Shim.Supervisor;
+
+/// <summary>posix_spawn(3) from managed code. glibc's posix_spawn runs only libc code in the
+/// child (clone(CLONE_VM|CLONE_VFORK), then the file actions, then execve), so no managed code
+/// runs between fork and exec. Signals are reset in the child: .NET ignores SIGPIPE and blocks
+/// some signals, and a container must start with the defaults.</summary>
+public static unsafe class Spawn
+{
+    private const short POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSID = 0x80;
+
+    /// <param name="fds">child fd → parent fd to dup there (dup2 clears close-on-exec); a
+    /// negative parent fd opens /dev/null instead. Every other descriptor is close-on-exec
+    /// (.NET and this code open everything O_CLOEXEC), so the child gets exactly these.</param>
+    public static int Run(string path, IReadOnlyList<string> argv, IReadOnlyList<string> env,
+        IReadOnlyDictionary<int, int> fds, bool newSession)
+    {
+        var fa = NativeMemory.AllocZeroed(1024);
+        var attr = NativeMemory.AllocZeroed(1024);
+        var sigs = NativeMemory.AllocZeroed(256);
+        var strings = new List<nint>();
+        try
+        {
+            Native.FileActionsInit(fa);
+            // The dup2s run in order, so a source that is also a target could be overwritten
+            // before use. Sources are fresh descriptors (above 3) in practice: refuse the rest.
+            foreach (var (to, from) in fds.OrderBy(kv => kv.Key))
+            {
+                if (from >= 0 && from != to && fds.ContainsKey(from))
+                    throw new ArgumentException($"spawn: fd {from} is both a source and a target");
+                var rc = from < 0
+                    ? Native.FileActionsAddOpen(fa, to, "/dev/null", Native.O_RDWR, 0)
+                    : Native.FileActionsAddDup2(fa, from, to);
+                if (rc != 0) throw new KernelException("posix_spawn_file_actions", $"fd {to}", rc);
+            }
+            Native.SpawnAttrInit(attr);
+            var flags = (short)(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (newSession ? POSIX_SPAWN_SETSID : 0));
+            Native.SpawnAttrSetFlags(attr, flags);
+            Native.SigFillSet(sigs);
+            Native.SpawnAttrSetSigDefault(attr, sigs);
+            Native.SigEmptySet(sigs);
+            Native.SpawnAttrSetSigMask(attr, sigs);
+
+            var argvp = Strings(argv, strings);
+            var envp = Strings(env, strings);
+            var p = Utf8(path, strings);
+            int pid;
+            var err = Native.PosixSpawn(&pid, p, fa, attr, argvp, envp);
+            if (err != 0) throw new KernelException("posix_spawn", path, err);
+            return pid;
+        }
+        finally
+        {
+            Native.FileActionsDestroy(fa);
+            Native.SpawnAttrDestroy(attr);
+            NativeMemory.Free(fa);
+            NativeMemory.Free(attr);
+            NativeMemory.Free(sigs);
+            foreach (var s in strings) NativeMemory.Free((void*)s);
+        }
+    }
+
+    public static IReadOnlyList<string> CurrentEnvironment()
+    {
+        var list = new List<string>();
+        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables()) list.Add($"{e.Key}={e.Value}");
+        return list;
+    }
+
+    private static byte* Utf8(string s, List<nint> owned)
+    {
+        var bytes = Encoding.UTF8.GetBytes(s);
+        var p = (byte*)NativeMemory.Alloc((nuint)bytes.Length + 1);
+        owned.Add((nint)p);
+        bytes.CopyTo(new Span<byte>(p, bytes.Length));
+        p[bytes.Length] = 0;
+        return p;
+    }
+
+    private static byte** Strings(IReadOnlyList<string> items, List<nint> owned)
+    {
+        var arr = (byte**)NativeMemory.Alloc((nuint)(items.Count + 1), (nuint)sizeof(byte*));
+        owned.Add((nint)arr);
+        for (var i = 0; i < items.Count; i++) arr[i] = Utf8(items[i], owned);
+        arr[items.Count] = null;
+        return arr;
+    }
+
+    /// <summary>pipe2(O_CLOEXEC): (read end, write end).</summary>
+    public static (FdHandle Read, FdHandle Write) Pipe()
+    {
+        var fds = stackalloc int[2];
+        if (Native.Pipe2(fds, Native.O_CLOEXEC) != 0) throw KernelException.Last("pipe2", "");
+        return (new FdHandle(fds[0]), new FdHandle(fds[1]));
+    }
+
+    /// <summary>A connected AF_UNIX stream pair, close-on-exec on both ends: the child's end
+    /// reaches the child by an explicit dup2 (which clears the flag), so no other child started
+    /// meanwhile can inherit it.</summary>
+    public static (FdHandle Parent, FdHandle Child) SocketPair()
+    {
+        const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
+        var fds = stackalloc int[2];
+        if (Native.SocketPair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw KernelException.Last("socketpair", "");
+        return (new FdHandle(fds[0]), new FdHandle(fds[1]));
+    }
+
+    public static FdHandle PidFdOpen(int pid)
+    {
+        var fd = (int)Native.Syscall2(Native.SYS_pidfd_open, pid, 0);
+        if (fd < 0) throw KernelException.Last("pidfd_open", pid.ToString());
+        return new FdHandle(fd);
+    }
+
+    /// <summary>Signals through a pidfd, so a recycled pid can never be hit. False when the
+    /// process is already gone.</summary>
+    public static bool Signal(FdHandle pidfd, int signal)
+    {
+        if (Native.Syscall4(Native.SYS_pidfd_send_signal, pidfd.Fd, signal, 0, 0) == 0) return true;
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno == 3 /* ESRCH */) return false;
+        throw new KernelException("pidfd_send_signal", $"signal {signal}", errno);
+    }
+}
