@@ -107,6 +107,14 @@ public sealed class LayerExtractorTests : IDisposable
     }
 
     [Fact]
+    public void Extract_SkipsXattrsWhoseBinaryValueWasLostInDecoding()
+    {
+        Extract(Tar(File_("f", "x", pax: new Dictionary<string, string> { ["SCHILY.xattr.user.bin"] = "a\uFFFDb", ["SCHILY.xattr.user.ok"] = "v" })));
+        Assert.Null(Libc.Lgetxattr(Path.Combine(Root, "f"), "user.bin"));
+        Assert.NotNull(Libc.Lgetxattr(Path.Combine(Root, "f"), "user.ok"));
+    }
+
+    [Fact]
     public void Extract_HandlesGzipAndZstd()
     {
         var tar = Tar(File_("hello", "world"));

@@ -234,6 +234,10 @@ public static class LayerExtractor
                 var name = key[PaxXattrPrefix.Length..];
                 // A layer must not forge overlay's own metadata (opaque, redirect, origin).
                 if (name.StartsWith("trusted.overlay.", StringComparison.Ordinal)) continue;
+                // TarReader hands PAX values over as UTF-8 strings; binary values that are not valid
+                // UTF-8 (security.capability often is not) arrive with U+FFFD in place of the bytes.
+                // Writing those would set a different value, e.g. other capabilities: skip instead.
+                if (value.Contains('\uFFFD')) continue;
                 try { Libc.Lsetxattr(path, name, Encoding.UTF8.GetBytes(value)); }
                 catch (IOException e) when (e.HResult is 95 or 1) // EOPNOTSUPP, EPERM (e.g. user.* on a symlink)
                 {
