@@ -43,7 +43,7 @@ public sealed class PullFailureTests : IDisposable
     [Fact]
     public async Task PullImage_NoBytesForProgressTimeout_IsDeadlineExceeded_AndKeepsNothing()
     {
-        using var stall = new StallingRegistry();
+        using var stall = new OneImageRegistry();
         var (daemon, cri) = await StartDaemonAsync("\n[images]\npull_progress_timeout = \"2s\"\n");
 
         var e = await Assert.ThrowsAsync<RpcException>(() => cri.PullAsync(stall.Image));
@@ -56,7 +56,7 @@ public sealed class PullFailureTests : IDisposable
     [Fact]
     public async Task PullImage_ClientGoesAway_CancelsThePull()
     {
-        using var stall = new StallingRegistry();
+        using var stall = new OneImageRegistry();
         var (daemon, cri) = await StartDaemonAsync();
 
         using var cts = new CancellationTokenSource();
@@ -73,7 +73,7 @@ public sealed class PullFailureTests : IDisposable
     [Fact]
     public async Task Daemon_KilledMidPull_RestartsConsistent()
     {
-        using var stall = new StallingRegistry();
+        using var stall = new OneImageRegistry();
         using var registry = new RegistryFixture().WithTestImages();
         var (daemon, cri) = await StartDaemonAsync();
         await cri.PullAsync(registry.Image("busybox"));
@@ -95,6 +95,31 @@ public sealed class PullFailureTests : IDisposable
         Assert.Single(daemon.Snapshots());
         Assert.Empty(Directory.GetDirectories(Path.Combine(daemon.ImagesDir(), "snapshots"), ".*"));
         await cri2.PullAsync(registry.Image("multilayer"));
+    }
+
+    [Fact]
+    public async Task PullImage_HostileLayer_IsRejectedNamingLayerAndEntry_AndNothingKept()
+    {
+        var tar = new MemoryStream();
+        using (var w = new System.Formats.Tar.TarWriter(tar, System.Formats.Tar.TarEntryFormat.Pax, leaveOpen: true))
+        {
+            w.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.SymbolicLink, "etc") { LinkName = "/etc" });
+            var evil = new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "etc/criruntime-pwned")
+            {
+                DataStream = new MemoryStream("x"u8.ToArray()),
+            };
+            w.WriteEntry(evil);
+        }
+        using var registry = new OneImageRegistry(tar.ToArray());
+        var (daemon, cri) = await StartDaemonAsync();
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => cri.PullAsync(registry.Image));
+        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+        Assert.Contains(registry.LayerDigest, e.Status.Detail);
+        Assert.Contains("etc/criruntime-pwned", e.Status.Detail);
+        Assert.False(File.Exists("/etc/criruntime-pwned"));
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(daemon.ImagesDir(), "snapshots")));
+        Assert.Null(await cri.StatusAsync(registry.Image));
     }
 
     [Fact]

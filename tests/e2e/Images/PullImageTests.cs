@@ -179,6 +179,27 @@ public sealed class PullImageTests(RegistryWithImages fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ListImages_FiltersByReference_AndStreamImagesAgrees()
+    {
+        var busybox = await _cri.PullAsync(_registry.Image("busybox"));
+        var multi = await _cri.PullAsync(_registry.Image("multilayer"));
+
+        var all = (await _cri.Images.ListImagesAsync(new ListImagesRequest())).Images.Select(i => i.Id).Order().ToList();
+        Assert.Equal(new[] { busybox, multi }.Order(), all);
+        var filtered = (await _cri.Images.ListImagesAsync(new ListImagesRequest
+        {
+            Filter = new ImageFilter { Image = new ImageSpec { Image = _registry.Image("multilayer") } },
+        })).Images;
+        Assert.Equal([multi], filtered.Select(i => i.Id));
+
+        var streamed = new List<string>();
+        using var call = _cri.Images.StreamImages(new StreamImagesRequest());
+        while (await call.ResponseStream.MoveNext(CancellationToken.None))
+            streamed.AddRange(call.ResponseStream.Current.Images.Select(i => i.Id));
+        Assert.Equal(all, streamed.Order());
+    }
+
+    [Fact]
     public async Task ImageFsInfo_ReportsTheImageStore()
     {
         await _cri.PullAsync(_registry.Image("busybox"));

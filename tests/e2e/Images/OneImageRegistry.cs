@@ -4,10 +4,11 @@ using System.Text;
 
 namespace CriRuntime.Tests.E2E.Images;
 
-/// <summary>A registry that serves one image, test/stall:latest, whose only layer stalls: the
-/// blob's headers and first bytes arrive, then nothing. For pull-timeout, cancellation and
-/// crash-mid-pull tests. Anonymous, plain http on 127.0.0.1.</summary>
-public sealed class StallingRegistry : IDisposable
+/// <summary>A registry that serves one image, test/stall:latest, with one uncompressed layer.
+/// Without <c>layer</c> bytes the layer stalls: the blob's headers and first bytes arrive, then
+/// nothing (pull-timeout, cancellation and crash-mid-pull tests). With them it serves that tar
+/// (hostile layer tests). Anonymous, plain http on 127.0.0.1.</summary>
+public sealed class OneImageRegistry : IDisposable
 {
     private readonly HttpListener _listener = new();
     private readonly CancellationTokenSource _stop = new();
@@ -20,11 +21,16 @@ public sealed class StallingRegistry : IDisposable
     /// <summary>Completed when the layer download has started (its first bytes were sent).</summary>
     public TaskCompletionSource LayerStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private const int LayerSize = 1 << 20;
+    private readonly byte[]? _layer;
+    private readonly int LayerSize = 1 << 20;
 
-    public StallingRegistry()
+    public string LayerDigest => _layerDigest;
+
+    public OneImageRegistry(byte[]? layer = null)
     {
-        var layerDigest = "sha256:" + Convert.ToHexStringLower(SHA256.HashData(new byte[LayerSize]));
+        _layer = layer;
+        if (layer is not null) LayerSize = layer.Length;
+        var layerDigest = "sha256:" + Convert.ToHexStringLower(SHA256.HashData(layer ?? new byte[LayerSize]));
         _layerDigest = layerDigest;
         _config = Encoding.UTF8.GetBytes($$$"""{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["{{{layerDigest}}}"]}}""");
         _configDigest = Digest(_config);
@@ -67,6 +73,11 @@ public sealed class StallingRegistry : IDisposable
                 return;
             }
             if (path == $"/v2/test/stall/blobs/{_configDigest}") { await SendAsync(response, _config, "application/octet-stream"); return; }
+            if (path == $"/v2/test/stall/blobs/{_layerDigest}" && _layer is not null)
+            {
+                await SendAsync(response, _layer, "application/octet-stream");
+                return;
+            }
             if (path == $"/v2/test/stall/blobs/{_layerDigest}")
             {
                 response.ContentLength64 = LayerSize;
