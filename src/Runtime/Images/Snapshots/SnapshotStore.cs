@@ -44,8 +44,9 @@ public sealed class SnapshotStore
             Directory.CreateDirectory(fs);
             File.SetUnixFileMode(fs, (UnixFileMode)0x1ED /* 0755 */);
             Digest actual;
-            using (var input = new FileStream(blob, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16))
-                actual = LayerExtractor.Extract(input, fs, layerDigest.ToString(), ct);
+            FileStream Open() => new(blob, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+            using (var input = Open())
+                actual = LayerExtractor.Extract(input, fs, layerDigest.ToString(), ct, Open);
             if (actual != diffId)
                 throw new DigestMismatchException(diffId, actual, $"layer {layerDigest} unpacks to {actual}, but the image config says its diff_id is {diffId}");
             var final = Path.Combine(_dir, chainId.Hex);
