@@ -15,6 +15,8 @@ deps:
 
 build:
 	$(DOTNET) build CriRuntime.sln -c $(CONFIGURATION) -nologo -clp:ErrorsOnly
+	# The shim is NativeAOT (small, fast to start); the daemon finds it next to its own binary.
+	$(DOTNET) publish src/Shim/Shim.csproj -c Release -nologo -clp:ErrorsOnly -o $(dir $(BIN))
 
 run: deps build
 	hack/cni-default.sh

@@ -1,3 +1,3 @@
 using CriRuntime.Shim;
 
-return await ShimCli.RunAsync(args);
+return ShimCli.Run(args);

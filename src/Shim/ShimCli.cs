@@ -21,28 +21,47 @@ public static class ShimCli
           criruntime-shim start|state|wait|reopen-log --state DIR
           criruntime-shim kill --state DIR [--signal N]          (default 9)
           criruntime-shim stop --state DIR [--signal N] [--timeout SECONDS]   (default 15, 10)
-        internal: criruntime-shim supervise ... (fd 3: readiness), criruntime-shim init --bundle DIR (fd 3: sync)
+          criruntime-shim exec --state DIR [--timeout SECONDS] -- ARGS...   (runs ARGS in the container, prints the result)
+        internal: criruntime-shim supervise ... (fd 3: readiness), criruntime-shim init --bundle DIR,
+                  criruntime-shim exec-init --pid N (fd 3: sync)
         """;
 
-    public static async Task<int> RunAsync(string[] args)
+    public static int Run(string[] args)
     {
-        if (args.Length == 0) { Console.Error.WriteLine(Usage); return 2; }
-        var opts = ParseOptions(args.AsSpan(1));
-        if (opts is null) { Console.Error.WriteLine(Usage); return 2; }
+        if (args.Length == 0) { Err(Usage); return 2; }
+        var dashes = Array.IndexOf(args, "--");
+        var command = dashes < 0 ? [] : args[(dashes + 1)..];
+        var opts = ParseOptions(dashes < 0 ? args.AsSpan(1) : args.AsSpan(1, dashes - 1));
+        if (opts is null) { Err(Usage); return 2; }
         switch (args[0])
         {
             case "init":
                 return ContainerInit.Run(Required(opts, "bundle"));
+            case "exec-init":
+                return ExecInit.Run(int.Parse(Required(opts, "pid"), System.Globalization.CultureInfo.InvariantCulture));
             case "create":
                 return Create(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"), args[1..]);
             case "supervise":
                 return Supervise(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"));
+            case ShimOps.Exec:
+                return Exec(opts, command);
             case ShimOps.Start or ShimOps.State or ShimOps.Wait or ShimOps.ReopenLog or ShimOps.Kill or ShimOps.Stop:
-                return await ClientAsync(args[0], opts).ConfigureAwait(false);
+                return Client(args[0], opts);
             default:
-                Console.Error.WriteLine(Usage);
+                Err(Usage);
                 return 2;
         }
+    }
+
+    // Plain write(2)s rather than System.Console: the CLI prints a line or two, and Console's
+    // terminal handling would be compiled into (and resident in) every shim.
+    private static void Out(string line) => WriteLine(1, line);
+    private static void Err(string line) => WriteLine(2, line);
+
+    private static void WriteLine(int fd, string line)
+    {
+        try { Native.WriteAll(fd, Encoding.UTF8.GetBytes(line + "\n"), fd == 1 ? "stdout" : "stderr"); }
+        catch (KernelException) { } // nobody is listening
     }
 
     private static Dictionary<string, string>? ParseOptions(ReadOnlySpan<string> args)
@@ -80,10 +99,10 @@ public static class ShimCli
                 var parts = answer.Split(' ');
                 if (parts is ["ok", var shimPid, var pid])
                 {
-                    Console.Out.WriteLine($"{{\"shimPid\":{shimPid},\"pid\":{pid}}}");
+                    Out($"{{\"shimPid\":{shimPid},\"pid\":{pid}}}");
                     return 0;
                 }
-                Console.Error.WriteLine(answer.StartsWith("error ", StringComparison.Ordinal)
+                Err(answer.StartsWith("error ", StringComparison.Ordinal)
                     ? $"create {id}: {answer[6..]}"
                     : $"create {id}: the shim exited before reporting; see {Path.Combine(stateDir, StateFiles.ShimLog)}");
                 return 1;
@@ -91,7 +110,7 @@ public static class ShimCli
         }
         catch (Exception e) when (e is IOException or ArgumentException)
         {
-            Console.Error.WriteLine($"create {id}: {e.Message}");
+            Err($"create {id}: {e.Message}");
             return 1;
         }
     }
@@ -122,9 +141,32 @@ public static class ShimCli
         });
     }
 
-    private static async Task<int> ClientAsync(string op, Dictionary<string, string> opts)
+    private static int Exec(Dictionary<string, string> opts, string[] command)
     {
-        var client = new ShimClient(Required(opts, "state"));
+        var request = new ShimRequest
+        {
+            Op = ShimOps.Exec,
+            Args = command,
+            Timeout = opts.TryGetValue("timeout", out var t) ? double.Parse(t, System.Globalization.CultureInfo.InvariantCulture) : null,
+        };
+        try
+        {
+            var response = RawControlClient.Send(Required(opts, "state"), request);
+            if (response.Exec is not { } result) { Err($"exec: {response.Error}"); return 126; }
+            Native.WriteAll(1, result.Stdout, "stdout");
+            Native.WriteAll(2, result.Stderr, "stderr");
+            return result.ExitCode;
+        }
+        catch (IOException e)
+        {
+            Err($"exec: {e.Message}");
+            return 126;
+        }
+    }
+
+    private static int Client(string op, Dictionary<string, string> opts)
+    {
+        var stateDir = Required(opts, "state");
         var request = new ShimRequest
         {
             Op = op,
@@ -133,17 +175,14 @@ public static class ShimCli
         };
         try
         {
-            var response = await client.SendAsync(request).ConfigureAwait(false);
-            Console.Out.WriteLine(JsonSerializer.Serialize(response, ShimJsonContext.Default.ShimResponse));
+            var response = RawControlClient.SendOrState(stateDir, request);
+            Out(JsonSerializer.Serialize(response, ShimJsonContext.Default.ShimResponse));
             return response.Ok ? 0 : 1;
         }
-        catch (System.Net.Sockets.SocketException)
+        catch (IOException e)
         {
-            // The shim is gone: its last word is state.json.
-            var state = ShimClient.ReadStateFile(client.StateDir);
-            if (state is null) { Console.Error.WriteLine($"{op}: no shim and no state in {client.StateDir}"); return 1; }
-            Console.Out.WriteLine(JsonSerializer.Serialize(new ShimResponse { Ok = op is ShimOps.State or ShimOps.Wait, State = state, Error = op is ShimOps.State or ShimOps.Wait ? null : "container has exited" }, ShimJsonContext.Default.ShimResponse));
-            return op is ShimOps.State or ShimOps.Wait ? 0 : 1;
+            Err($"{op}: {e.Message}");
+            return 1;
         }
     }
 }

@@ -72,6 +72,8 @@ public static class ConfigLoader
             Runtime = new RuntimeSection
             {
                 CgroupDriver = c.OneOf(["runtime", "cgroup_driver"], defaults.Runtime.CgroupDriver, ["cgroupfs", "systemd"]),
+                ShimPath = c.String(["runtime", "shim_path"], defaults.Runtime.ShimPath),
+                CgroupRoot = c.String(["runtime", "cgroup_root"], defaults.Runtime.CgroupRoot),
             },
             Cni = new CniSection
             {

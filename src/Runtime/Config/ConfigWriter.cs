@@ -16,6 +16,8 @@ public static class ConfigWriter
         Kv(sb, "log_level", Str(c.LogLevel));
         sb.AppendLine().AppendLine("[runtime]");
         Kv(sb, "cgroup_driver", Str(c.Runtime.CgroupDriver));
+        Kv(sb, "shim_path", Str(c.Runtime.ShimPath));
+        Kv(sb, "cgroup_root", Str(c.Runtime.CgroupRoot));
         sb.AppendLine().AppendLine("[cni]");
         Kv(sb, "conf_dir", Str(c.Cni.ConfDir));
         Kv(sb, "bin_dirs", List(c.Cni.BinDirs));

@@ -25,6 +25,10 @@ public sealed record RuntimeSection
 {
     /// <summary>"cgroupfs" or "systemd"; the kubelet's cgroupDriver must agree.</summary>
     public string CgroupDriver { get; init; } = "cgroupfs";
+    /// <summary>The shim binary; empty means criruntime-shim next to the criruntime binary.</summary>
+    public string ShimPath { get; init; } = "";
+    /// <summary>Parent cgroup of pods the kubelet gives no cgroup_parent (crictl, tests).</summary>
+    public string CgroupRoot { get; init; } = "criruntime";
 }
 
 public sealed record CniSection

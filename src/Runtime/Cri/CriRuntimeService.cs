@@ -14,6 +14,12 @@ public sealed partial class CriRuntimeService(
     CniConfigProbe cni,
     CniNetwork network,
     PodSandboxStore pods,
+    ContainerStore containers,
+    Images.IImageResolver images,
+    Images.IImageUsage imageUsage,
+    Containers.ShimRunner shims,
+    Containers.ContainerEvents events,
+    Containers.ExitMonitor exits,
     TimeProvider clock,
     ILogger<CriRuntimeService> log) : RuntimeService.RuntimeServiceBase
 {
@@ -22,6 +28,12 @@ public sealed partial class CriRuntimeService(
     private readonly CniConfigProbe _cni = cni;
     private readonly CniNetwork _network = network;
     private readonly PodSandboxStore _pods = pods;
+    private readonly ContainerStore _containers = containers;
+    private readonly Images.IImageResolver _images = images;
+    private readonly Images.IImageUsage _imageUsage = imageUsage;
+    private readonly Containers.ShimRunner _shims = shims;
+    private readonly Containers.ContainerEvents _events = events;
+    private readonly Containers.ExitMonitor _exits = exits;
     private readonly TimeProvider _clock = clock;
     private readonly ILogger<CriRuntimeService> _log = log;
 

@@ -16,6 +16,12 @@ public sealed partial class CriRuntimeService
             pod = _pods.Find(pod.Id);
             if (pod is null) return new RemovePodSandboxResponse();
             await StopPodLockedAsync(pod, context.CancellationToken);
+            foreach (var c in _containers.InPod(pod.Id).ToList())
+                await RemoveContainerAsync(c, context.CancellationToken);
+            // The pod cgroup is ours only when the kubelet gave no parent (it manages its own).
+            var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
+            if (string.IsNullOrEmpty(podConfig.Linux?.CgroupParent))
+                Cgroups.CgroupManagers.Create(PodCgroup(pod, podConfig)).Destroy();
             foreach (var ns in new[] { pod.NetNs, pod.IpcNs, pod.UtsNs })
                 if (ns is not null) NamespacePinner.Unpin(ns);
             var stateDir = Path.Combine(_config.State, "pods", pod.Id);

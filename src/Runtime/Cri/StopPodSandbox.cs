@@ -24,7 +24,9 @@ public sealed partial class CriRuntimeService
 
     private async Task StopPodLockedAsync(PodSandboxRecord pod, CancellationToken ct)
     {
-        // Containers are stopped first (once containers exist), then the network goes.
+        // Containers first (killed: the kubelet has already given them their grace period), then the network.
+        foreach (var c in _containers.InPod(pod.Id).ToList())
+            await StopContainerAsync(c, TimeSpan.Zero, ct);
         if (pod.NetNs is not null)
         {
             await _network.TearDownAsync(pod.Id, ct);

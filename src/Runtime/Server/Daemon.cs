@@ -51,6 +51,10 @@ public static partial class Daemon
         builder.Services.AddSingleton<CniNetwork>();
         builder.Services.AddSingleton(new PodSandboxStore(config.Root));
         builder.Services.AddSingleton<PodRecovery>();
+        builder.Services.AddSingleton(new ContainerStore(config.Root));
+        builder.Services.AddSingleton<Containers.ShimRunner>();
+        builder.Services.AddSingleton<Containers.ContainerEvents>();
+        builder.Services.AddSingleton<Containers.ExitMonitor>();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddImageService(config);
         builder.Services.AddGrpc(o =>
@@ -67,6 +71,8 @@ public static partial class Daemon
         app.MapGrpcService<CriImageService>();
 
         await app.Services.GetRequiredService<PodRecovery>().RunAsync(CancellationToken.None);
+        await app.Services.GetRequiredService<Containers.ExitMonitor>().ResumeAsync(CancellationToken.None);
+        app.Lifetime.ApplicationStopping.Register(app.Services.GetRequiredService<Containers.ExitMonitor>().StopAll);
 
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("criruntime");
         app.Lifetime.ApplicationStarted.Register(() => LogServing(log, CriRuntimeService.BuildVersion, config.Socket, config.Root, config.State));

@@ -37,89 +37,29 @@ public sealed record PodSandboxRecord
 [JsonSerializable(typeof(PodSandboxRecord))]
 internal sealed partial class PodJson : JsonSerializerContext;
 
-/// <summary>Every pod this daemon knows, in memory and on disk. Updates persist atomically before
-/// they become visible; a restart loads the same set.</summary>
+/// <summary>Every pod this daemon knows, in memory and on disk (see <see cref="RecordStore{T}"/>).</summary>
 public sealed class PodSandboxStore
 {
-    private readonly ConcurrentDictionary<string, PodSandboxRecord> _pods = new(StringComparer.Ordinal);
-    public string Dir { get; }
+    private readonly RecordStore<PodSandboxRecord> _store;
 
-    public PodSandboxStore(string root)
-    {
-        Dir = Path.Combine(root, "pods");
-        Directory.CreateDirectory(Dir);
-        foreach (var dir in Directory.GetDirectories(Dir))
-        {
-            var file = Path.Combine(dir, "sandbox.json");
-            if (!File.Exists(file)) continue; // half-created: the recovery sweep removes it
-            var pod = JsonSerializer.Deserialize(File.ReadAllBytes(file), PodJson.Default.PodSandboxRecord);
-            if (pod is not null) _pods[pod.Id] = pod;
-        }
-    }
+    public PodSandboxStore(string root) =>
+        _store = new RecordStore<PodSandboxRecord>(Path.Combine(root, "pods"), "sandbox.json", PodJson.Default.PodSandboxRecord, p => p.Id, "pod sandbox");
+
+    public string Dir => _store.Dir;
 
     public static string Key(string name, string ns, string uid, uint attempt) => $"{name}\u0001{ns}\u0001{uid}\u0001{attempt}";
 
-    public string PodDir(string id) => Path.Combine(Dir, id);
-
-    public IReadOnlyCollection<PodSandboxRecord> All => [.. _pods.Values];
-
-    public PodSandboxRecord? Find(string id) => _pods.GetValueOrDefault(id);
-
-    public PodSandboxRecord? FindByName(string key) => _pods.Values.FirstOrDefault(p => p.NameKey == key);
-
-    /// <summary>The pod with this id, or a unique pod whose id starts with it (as crictl allows).</summary>
-    public PodSandboxRecord Get(string idOrPrefix)
-    {
-        if (string.IsNullOrEmpty(idOrPrefix)) throw Fail.InvalidArgument("pod_sandbox_id: required");
-        if (_pods.TryGetValue(idOrPrefix, out var pod)) return pod;
-        var matches = _pods.Values.Where(p => p.Id.StartsWith(idOrPrefix, StringComparison.Ordinal)).Take(2).ToList();
-        return matches.Count switch
-        {
-            1 => matches[0],
-            0 => throw Fail.NotFound($"pod sandbox {idOrPrefix} not found"),
-            _ => throw Fail.InvalidArgument($"pod_sandbox_id: {idOrPrefix} matches more than one pod sandbox"),
-        };
-    }
-
-    public PodSandboxRecord? TryGet(string idOrPrefix)
-    {
-        try { return Get(idOrPrefix); }
-        catch (CriException e) when (e.Kind == ErrorKind.NotFound) { return null; }
-    }
-
-    public void Save(PodSandboxRecord pod)
-    {
-        AtomicFile.Write(Path.Combine(pod.Dir, "sandbox.json"), JsonSerializer.SerializeToUtf8Bytes(pod, PodJson.Default.PodSandboxRecord));
-        _pods[pod.Id] = pod;
-    }
-
-    /// <summary>Forgets a pod: its record goes first, so a crash midway leaves a directory without
-    /// a record, which the recovery sweep removes, never a record without its files.</summary>
-    public void Delete(string id)
-    {
-        _pods.TryRemove(id, out _);
-        var dir = PodDir(id);
-        File.Delete(Path.Combine(dir, "sandbox.json"));
-        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-    }
+    public string PodDir(string id) => _store.ItemDir(id);
+    public IReadOnlyCollection<PodSandboxRecord> All => _store.All;
+    public PodSandboxRecord? Find(string id) => _store.Find(id);
+    public PodSandboxRecord? FindByName(string key) => _store.All.FirstOrDefault(p => p.NameKey == key);
+    public PodSandboxRecord Get(string idOrPrefix) => _store.Get(idOrPrefix, "pod_sandbox_id");
+    public PodSandboxRecord? TryGet(string idOrPrefix) => _store.TryGet(idOrPrefix, "pod_sandbox_id");
+    public void Save(PodSandboxRecord pod) => _store.Save(pod);
+    public void Delete(string id) => _store.Delete(id);
+    public Task<IDisposable> LockAsync(string id, CancellationToken ct) => _store.LockAsync(id, ct);
 
     /// <summary>RunPodSandbox calls in progress by name key: a kubelet retry of a create that is
     /// still running awaits the same task and gets the same pod.</summary>
     public ConcurrentDictionary<string, Lazy<Task<string>>> Creating { get; } = new(StringComparer.Ordinal);
-
-    private readonly ConcurrentDictionary<string, SemaphoreSlim> _locks = new(StringComparer.Ordinal);
-
-    /// <summary>Serialises lifecycle changes of one pod (stop, remove, container create).</summary>
-    public async Task<IDisposable> LockAsync(string id, CancellationToken ct)
-    {
-        var sem = _locks.GetOrAdd(id, _ => new SemaphoreSlim(1, 1));
-        await sem.WaitAsync(ct).ConfigureAwait(false);
-        return new Releaser(sem);
-    }
-
-    private sealed class Releaser(SemaphoreSlim sem) : IDisposable
-    {
-        private int _done;
-        public void Dispose() { if (Interlocked.Exchange(ref _done, 1) == 0) sem.Release(); }
-    }
 }

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
-using L = CriRuntime.Shim.Kernel.Linux;
+using L = CriRuntime.Shim.Kernel.Abi;
 
 namespace CriRuntime.Shim.Container;
 
@@ -32,6 +32,8 @@ public static unsafe partial class ContainerInit
             // "go": the supervisor has put us in the container's cgroup, so a cgroup namespace
             // made now is rooted at it.
             if (sync.Receive() != "go") return 1;
+            if (spec.Linux?.Seccomp is not null) Seccomp.SeccompFilter.Preload();
+            AssemblyPreload.All();
             var cgroupNs = spec.Linux?.Namespaces?.FirstOrDefault(n => n.Type == "cgroup");
             if (cgroupNs is not null && string.IsNullOrEmpty(cgroupNs.Path)) k.Unshare(L.CLONE_NEWCGROUP);
 
@@ -46,7 +48,7 @@ public static unsafe partial class ContainerInit
             // may not keep: load it while still privileged (runc does the same).
             if (seccomp is not null && !process.NoNewPrivileges) Seccomp.SeccompFilter.Load(seccomp);
             ProcessPlan.ApplyIdentity(k, process, Capabilities.KernelLast());
-            var exe = ProcessPlan.ResolveExecutable(process, p => Access(p, 1 /* X_OK */) == 0 && Directory.Exists(p) == false);
+            var exe = ProcessPlan.ResolveExecutable(process, IsExecutable);
             if (seccomp is not null && process.NoNewPrivileges) Seccomp.SeccompFilter.Load(seccomp);
 
             k.Prctl(L.PR_SET_PDEATHSIG, L.SIGKILL);
@@ -55,12 +57,17 @@ public static unsafe partial class ContainerInit
             Exec(exe, process.Args, process.Env ?? [$"PATH={ProcessPlan.DefaultPath}"]);
             return 127; // not reached
         }
-        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        // This is the init process's error boundary: whatever failed (a syscall, a missing
+        // library, a bad spec), the supervisor must hear why rather than see a crash.
+        catch (Exception e)
         {
             try { Native.SetCloexec(SyncFd, false); sync.Send("error " + e.Message); } catch (IOException) { }
             return 127;
         }
     }
+
+    /// <summary>execvp's test, as the container's user (access(2) checks the real uid).</summary>
+    internal static bool IsExecutable(string path) => Access(path, 1 /* X_OK */) == 0 && !Directory.Exists(path);
 
     [LibraryImport("libc", EntryPoint = "access", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Access(string path, int mode);
@@ -77,7 +84,7 @@ public static unsafe partial class ContainerInit
         return n != 0;
     }
 
-    private static void Exec(string path, IReadOnlyList<string> args, IReadOnlyList<string> env)
+    internal static void Exec(string path, IReadOnlyList<string> args, IReadOnlyList<string> env)
     {
         // execve replaces the image: this memory is never freed, nor does it need to be.
         var argv = NullTerminated(args);

@@ -1,6 +1,6 @@
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
-using L = CriRuntime.Shim.Kernel.Linux;
+using L = CriRuntime.Shim.Kernel.Abi;
 
 namespace CriRuntime.Shim.Container;
 
@@ -12,15 +12,17 @@ public abstract record PlanStep
     public abstract void Apply(IKernel k);
 }
 
-public sealed record MountStep(string? Source, string Target, string? FsType, ulong Flags, string? Data) : PlanStep
+/// <param name="Root">Set when <paramref name="Target"/> lies in the rootfs: it is then resolved
+/// with <see cref="SecurePath"/> when the step runs.</param>
+public sealed record MountStep(string? Source, string Target, string? FsType, ulong Flags, string? Data, string? Root = null) : PlanStep
 {
-    public override void Apply(IKernel k) => k.Mount(Source, Target, FsType, Flags, Data);
+    public override void Apply(IKernel k) => k.Mount(Source, SecurePath.InRoot(k, Root, Target), FsType, Flags, Data);
     public override string ToString() => $"mount {Source ?? "none"} {Target} {FsType ?? "-"} {MountFlags.Format(Flags)}{(string.IsNullOrEmpty(Data) ? "" : " " + Data)}";
 }
 
-public sealed record MountSetattrStep(string Target, ulong Set, ulong Clear) : PlanStep
+public sealed record MountSetattrStep(string Target, ulong Set, ulong Clear, string? Root = null) : PlanStep
 {
-    public override void Apply(IKernel k) => k.MountSetattr(Target, Set, Clear, recursive: true);
+    public override void Apply(IKernel k) => k.MountSetattr(SecurePath.InRoot(k, Root, Target), Set, Clear, recursive: true);
     public override string ToString() => $"mount_setattr {Target} set=0x{Set:x} clr=0x{Clear:x} recursive";
 }
 
@@ -29,7 +31,7 @@ public sealed record MkdirAllStep(string Root, string Path, uint Mode = 0x1ed /*
 {
     public override void Apply(IKernel k)
     {
-        var rel = System.IO.Path.GetRelativePath(Root, Path);
+        var rel = System.IO.Path.GetRelativePath(Root, SecurePath.InRoot(k, Root, Path));
         var cur = Root;
         if (rel == ".") return;
         foreach (var part in rel.Split('/', StringSplitOptions.RemoveEmptyEntries))
@@ -51,26 +53,29 @@ public sealed record BindTargetStep(string Root, string Source, string Target) :
         if (sourceKind == FileKind.Missing) throw new KernelException("stat", Source, Errnos.ENOENT);
         if (sourceKind == FileKind.Directory) { new MkdirAllStep(Root, Target).Apply(k); return; }
         new MkdirAllStep(Root, System.IO.Path.GetDirectoryName(Target)!).Apply(k);
-        if (k.Stat(Target) == FileKind.Missing) k.CreateFile(Target, 0x1a4 /* 0644 */);
+        var target = SecurePath.InRoot(k, Root, Target);
+        if (k.Stat(target) == FileKind.Missing) k.CreateFile(target, 0x1a4 /* 0644 */);
     }
     public override string ToString() => $"bind-target {Source} -> {Target}";
 }
 
-public sealed record SymlinkStep(string Target, string LinkPath) : PlanStep
+public sealed record SymlinkStep(string Target, string LinkPath, string? Root = null) : PlanStep
 {
     public override void Apply(IKernel k)
     {
-        if (k.Stat(LinkPath) == FileKind.Missing) k.Symlink(Target, LinkPath);
+        var link = SecurePath.InRoot(k, Root, LinkPath);
+        if (k.Stat(link) == FileKind.Missing && k.ReadLink(link) is null) k.Symlink(Target, link);
     }
     public override string ToString() => $"symlink {LinkPath} -> {Target}";
 }
 
-public sealed record MknodStep(string Path, uint Mode, ulong Dev, uint? Uid, uint? Gid) : PlanStep
+public sealed record MknodStep(string Path, uint Mode, ulong Dev, uint? Uid, uint? Gid, string? Root = null) : PlanStep
 {
     public override void Apply(IKernel k)
     {
-        k.Mknod(Path, Mode, Dev);
-        if (Uid is not null || Gid is not null) k.Chown(Path, Uid ?? 0, Gid ?? 0);
+        var path = SecurePath.InRoot(k, Root, Path);
+        k.Mknod(path, Mode, Dev);
+        if (Uid is not null || Gid is not null) k.Chown(path, Uid ?? 0, Gid ?? 0);
     }
     public override string ToString() => $"mknod {Path} {Convert.ToString(Mode, 8)} {Dev}";
 }
@@ -205,10 +210,10 @@ public static class RootfsPlan
             var source = m.Source ?? throw new InvalidDataException($"mounts: bind mount on {m.Destination} has no source");
             var flags = o.Flags | L.MS_BIND;
             steps.Add(new BindTargetStep(rootfs, source, dest));
-            steps.Add(new MountStep(source, dest, null, flags & (L.MS_BIND | L.MS_REC), null));
+            steps.Add(new MountStep(source, dest, null, flags & (L.MS_BIND | L.MS_REC), null, rootfs));
             // A bind mount ignores every flag but MS_BIND|MS_REC; the others need a remount.
             var extra = flags & ~(L.MS_BIND | L.MS_REC | L.MS_REMOUNT);
-            if (extra != 0) steps.Add(new MountStep(null, dest, null, L.MS_BIND | L.MS_REMOUNT | extra, null));
+            if (extra != 0) steps.Add(new MountStep(null, dest, null, L.MS_BIND | L.MS_REMOUNT | extra, null, rootfs));
         }
         else
         {
@@ -217,10 +222,10 @@ public static class RootfsPlan
             // A cgroup-v1 style "cgroup" mount is served by the unified hierarchy (cgroup2), which
             // the container's cgroup namespace scopes to its own cgroup.
             if (type == "cgroup") type = "cgroup2";
-            steps.Add(new MountStep(m.Source ?? type, dest, type, o.Flags, o.Data));
+            steps.Add(new MountStep(m.Source ?? type, dest, type, o.Flags, o.Data, rootfs));
         }
-        if (o.Propagation != 0) steps.Add(new MountStep(null, dest, null, o.Propagation, null));
-        if (o.RecursiveSet != 0 || o.RecursiveClear != 0) steps.Add(new MountSetattrStep(dest, o.RecursiveSet, o.RecursiveClear));
+        if (o.Propagation != 0) steps.Add(new MountStep(null, dest, null, o.Propagation, null, rootfs));
+        if (o.RecursiveSet != 0 || o.RecursiveClear != 0) steps.Add(new MountSetattrStep(dest, o.RecursiveSet, o.RecursiveClear, rootfs));
     }
 
     private static void AddDev(List<PlanStep> steps, string rootfs, Oci.Linux linux)
@@ -230,7 +235,7 @@ public static class RootfsPlan
         {
             if (linux.Devices?.Any(x => Clean(x.Path) == "/dev/" + d) == true) continue;
             steps.Add(new BindTargetStep(rootfs, "/dev/" + d, $"{dev}/{d}"));
-            steps.Add(new MountStep("/dev/" + d, $"{dev}/{d}", null, L.MS_BIND, null));
+            steps.Add(new MountStep("/dev/" + d, $"{dev}/{d}", null, L.MS_BIND, null, rootfs));
         }
         foreach (var d in linux.Devices ?? [])
         {
@@ -243,13 +248,13 @@ public static class RootfsPlan
             };
             var path = InRoot(rootfs, d.Path);
             steps.Add(new MkdirAllStep(rootfs, Path.GetDirectoryName(path)!));
-            steps.Add(new MknodStep(path, type | (d.FileMode ?? 0x1b6 /* 0666 */) & 0xfff, L.Makedev((ulong)d.Major, (ulong)d.Minor), d.Uid, d.Gid));
+            steps.Add(new MknodStep(path, type | (d.FileMode ?? 0x1b6 /* 0666 */) & 0xfff, L.Makedev((ulong)d.Major, (ulong)d.Minor), d.Uid, d.Gid, rootfs));
         }
-        steps.Add(new SymlinkStep("/proc/self/fd", $"{dev}/fd"));
-        steps.Add(new SymlinkStep("/proc/self/fd/0", $"{dev}/stdin"));
-        steps.Add(new SymlinkStep("/proc/self/fd/1", $"{dev}/stdout"));
-        steps.Add(new SymlinkStep("/proc/self/fd/2", $"{dev}/stderr"));
-        steps.Add(new SymlinkStep("pts/ptmx", $"{dev}/ptmx"));
+        steps.Add(new SymlinkStep("/proc/self/fd", $"{dev}/fd", rootfs));
+        steps.Add(new SymlinkStep("/proc/self/fd/0", $"{dev}/stdin", rootfs));
+        steps.Add(new SymlinkStep("/proc/self/fd/1", $"{dev}/stdout", rootfs));
+        steps.Add(new SymlinkStep("/proc/self/fd/2", $"{dev}/stderr", rootfs));
+        steps.Add(new SymlinkStep("pts/ptmx", $"{dev}/ptmx", rootfs));
     }
 
     private static ulong? Propagation(string? name) =>

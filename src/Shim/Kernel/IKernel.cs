@@ -23,6 +23,8 @@ public interface IKernel
     void Mknod(string path, uint mode, ulong dev);
     void Symlink(string target, string linkPath);
     void Chown(string path, uint uid, uint gid);
+    /// <summary>The target of a symlink, or null when the path is not a symlink or does not exist.</summary>
+    string? ReadLink(string path);
     /// <summary>Follows symlinks; <see cref="FileKind.Missing"/> when nothing is there.</summary>
     FileKind Stat(string path);
     /// <summary>One write(2) of the whole value: /proc/sys/*, /proc/self/oom_score_adj.</summary>
@@ -46,7 +48,7 @@ public interface IKernel
 }
 
 /// <summary>Constants of the Linux ABI (x86_64/aarch64 agree on all of these).</summary>
-public static class Linux
+public static class Abi
 {
     public const ulong MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_SYNCHRONOUS = 16,
         MS_REMOUNT = 32, MS_MANDLOCK = 64, MS_DIRSYNC = 128, MS_NOSYMFOLLOW = 256, MS_NOATIME = 1024,

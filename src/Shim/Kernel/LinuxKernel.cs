@@ -50,6 +50,16 @@ public sealed unsafe class LinuxKernel : IKernel
     public void Symlink(string target, string linkPath) => Check(Native.Symlink(target, linkPath), "symlink", $"{linkPath} -> {target}");
     public void Chown(string path, uint uid, uint gid) => Check(Native.Chown(path, uid, gid), "chown", path);
 
+    public string? ReadLink(string path)
+    {
+        var buffer = stackalloc byte[4096];
+        var n = Native.ReadLink(path, buffer, 4096);
+        if (n >= 0) return Encoding.UTF8.GetString(buffer, (int)n);
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno is Errnos.EINVAL or Errnos.ENOENT or Errnos.ENOTDIR) return null;
+        throw new KernelException("readlink", path, errno);
+    }
+
     public FileKind Stat(string path)
     {
         const int AT_FDCWD = -100;
@@ -144,12 +154,12 @@ public static class MountFlags
 {
     private static readonly (ulong Flag, string Name)[] Names =
     [
-        (Linux.MS_RDONLY, "ro"), (Linux.MS_NOSUID, "nosuid"), (Linux.MS_NODEV, "nodev"), (Linux.MS_NOEXEC, "noexec"),
-        (Linux.MS_SYNCHRONOUS, "sync"), (Linux.MS_REMOUNT, "remount"), (Linux.MS_MANDLOCK, "mand"),
-        (Linux.MS_DIRSYNC, "dirsync"), (Linux.MS_NOSYMFOLLOW, "nosymfollow"), (Linux.MS_NOATIME, "noatime"),
-        (Linux.MS_NODIRATIME, "nodiratime"), (Linux.MS_BIND, "bind"), (Linux.MS_MOVE, "move"), (Linux.MS_REC, "rec"),
-        (Linux.MS_UNBINDABLE, "unbindable"), (Linux.MS_PRIVATE, "private"), (Linux.MS_SLAVE, "slave"),
-        (Linux.MS_SHARED, "shared"), (Linux.MS_RELATIME, "relatime"), (Linux.MS_STRICTATIME, "strictatime"),
+        (Abi.MS_RDONLY, "ro"), (Abi.MS_NOSUID, "nosuid"), (Abi.MS_NODEV, "nodev"), (Abi.MS_NOEXEC, "noexec"),
+        (Abi.MS_SYNCHRONOUS, "sync"), (Abi.MS_REMOUNT, "remount"), (Abi.MS_MANDLOCK, "mand"),
+        (Abi.MS_DIRSYNC, "dirsync"), (Abi.MS_NOSYMFOLLOW, "nosymfollow"), (Abi.MS_NOATIME, "noatime"),
+        (Abi.MS_NODIRATIME, "nodiratime"), (Abi.MS_BIND, "bind"), (Abi.MS_MOVE, "move"), (Abi.MS_REC, "rec"),
+        (Abi.MS_UNBINDABLE, "unbindable"), (Abi.MS_PRIVATE, "private"), (Abi.MS_SLAVE, "slave"),
+        (Abi.MS_SHARED, "shared"), (Abi.MS_RELATIME, "relatime"), (Abi.MS_STRICTATIME, "strictatime"),
     ];
 
     /// <summary>"bind|rec|ro": readable flags for plans, logs and test assertions.</summary>

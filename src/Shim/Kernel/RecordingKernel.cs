@@ -31,6 +31,9 @@ public sealed class RecordingKernel : IKernel
     public void Mknod(string path, uint mode, ulong dev) => Record("mknod", path, $"mknod {path} {Convert.ToString(mode, 8)} {dev}");
     public void Symlink(string target, string linkPath) => Record("symlink", linkPath, $"symlink {linkPath} -> {target}");
     public void Chown(string path, uint uid, uint gid) => Record("chown", path, $"chown {path} {uid}:{gid}");
+    /// <summary>Symlinks the fake filesystem has: path → target.</summary>
+    public Dictionary<string, string> Links { get; } = [];
+    public string? ReadLink(string path) => Links.GetValueOrDefault(path);
     public FileKind Stat(string path) => Files.GetValueOrDefault(path, FileKind.Missing);
     public void WriteFile(string path, string content) => Record("write", path, $"write {path} {content}");
     public FdHandle Open(string path, int flags, uint mode)

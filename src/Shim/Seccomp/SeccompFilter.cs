@@ -56,6 +56,11 @@ public static unsafe partial class SeccompFilter
         _ => throw new InvalidDataException($"linux.seccomp: unsupported operator \"{name}\""),
     };
 
+    /// <summary>Loads libseccomp now, while the host's filesystem is still visible: the filter is
+    /// built after pivot_root, when the container's rootfs (which has no libseccomp) is all there is.
+    /// Once loaded, later calls resolve against the library in memory.</summary>
+    public static void Preload() => ArchNative();
+
     /// <summary>Builds and loads the filter. Syscall names this libseccomp does not know are
     /// skipped, as runc does: profiles list syscalls of newer kernels.</summary>
     public static void Load(LinuxSeccomp spec)
@@ -80,8 +85,11 @@ public static unsafe partial class SeccompFilter
                 if (action == defaultAction) continue; // libseccomp refuses no-op rules
                 foreach (var name in rule.Names)
                 {
+                    // -1 (__NR_SCMP_ERROR): unknown to this libseccomp. Other negative numbers are
+                    // libseccomp's pseudo-syscalls (e.g. socketcall, only real on x86), which it
+                    // maps per architecture, so they are kept.
                     var nr = ResolveName(name);
-                    if (nr < 0) continue;
+                    if (nr == -1) continue;
                     AddRule(ctx, action, nr, name, rule.Args ?? []);
                 }
             }

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
-using L = CriRuntime.Shim.Kernel.Linux;
+using L = CriRuntime.Shim.Kernel.Abi;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -24,6 +24,11 @@ public sealed class ContainerSpawner
     private readonly ManualResetEventSlim _spawned = new();
     private readonly ManualResetEventSlim _exited = new();
     private Exception? _error;
+    // Exits of other children (exec'd processes), by pid; a child can exit before its caller
+    // has registered, so unclaimed statuses are kept until asked for.
+    private readonly Lock _children = new();
+    private readonly Dictionary<int, Action<int>> _onExit = [];
+    private readonly Dictionary<int, int> _unclaimed = [];
 
     public int Pid { get; private set; }
     /// <summary>waitpid status of the init once <see cref="Exited"/> is set.</summary>
@@ -92,8 +97,62 @@ public sealed class ContainerSpawner
             {
                 RawStatus = status;
                 _exited.Set();
+                continue;
             }
+            // Runs on this thread, which cannot create threads: callbacks only record and signal.
+            Action<int>? callback;
+            lock (_children)
+            {
+                if (!_onExit.Remove(pid, out callback)) _unclaimed[pid] = status;
+            }
+            callback?.Invoke(status);
         }
+    }
+
+    /// <summary>Calls <paramref name="onExit"/> with the waitpid status of child
+    /// <paramref name="pid"/> when it is reaped (at once if it already was). It runs on the reaper
+    /// thread, so it must only record and signal.</summary>
+    public void OnExit(int pid, Action<int> onExit)
+    {
+        int status;
+        lock (_children)
+        {
+            if (!_unclaimed.Remove(pid, out status)) { _onExit[pid] = onExit; return; }
+        }
+        onExit(status);
+    }
+
+    /// <summary>Spawns a process in the namespaces of the running container (all but mount and
+    /// user: a multithreaded process cannot join a mount namespace, so the child does that itself
+    /// first thing). From a short-lived dedicated thread, for the same reason as the init: after
+    /// setns(pid) a thread cannot create threads. Reaped by the init's reaper thread.</summary>
+    public int SpawnJoined(Spec spec, string exe, IReadOnlyList<string> argv, IReadOnlyDictionary<int, int> fds)
+    {
+        var env = Spawn.CurrentEnvironment();
+        var done = new ManualResetEventSlim();
+        var pid = 0;
+        Exception? error = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                var k = LinuxKernel.Instance;
+                k.Unshare(L.CLONE_FS);
+                foreach (var ns in spec.Linux?.Namespaces ?? [])
+                {
+                    if (ns.Type is "mount" or "user") continue;
+                    var name = ns.Type switch { "network" => "net", var t => t };
+                    k.SetNs($"/proc/{Pid}/ns/{name}", L.NamespaceFlag(ns.Type));
+                }
+                pid = Spawn.Run(exe, argv, env, fds, newSession: true);
+            }
+            catch (Exception e) { error = e; } // handed to the caller below
+            finally { done.Set(); }
+        }, 256 * 1024) { IsBackground = true, Name = "exec-spawn" };
+        thread.Start();
+        done.Wait();
+        if (error is not null) throw error;
+        return pid;
     }
 
     /// <summary>(exit code, signal): the code is 128+signal for a signalled process, as the CRI

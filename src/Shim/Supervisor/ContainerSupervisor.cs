@@ -4,7 +4,7 @@ using CriRuntime.Oci;
 using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
-using L = CriRuntime.Shim.Kernel.Linux;
+using L = CriRuntime.Shim.Kernel.Abi;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -24,6 +24,7 @@ public sealed class ContainerSupervisor
     private CriLogWriter? _criLog;
     private ICgroupManager? _cgroup;
     private string? _startError;
+    private Spec? _spec;
 
     public ContainerSupervisor(string id, string bundle, string stateDir, string logPath)
     {
@@ -49,8 +50,10 @@ public sealed class ContainerSupervisor
             k.Prctl(L.PR_SET_CHILD_SUBREAPER, 1);
             Directory.CreateDirectory(_stateDir);
             var spec = SpecFile.Load(_bundle);
+            CheckSupported(spec);
+            _spec = spec;
             _criLog = new CriLogWriter(_logPath);
-            _cgroup = CgroupStandIn.Create(spec.Linux?.CgroupsPath ?? _id);
+            _cgroup = CgroupManagers.Create(spec.Linux?.CgroupsPath ?? _id);
             _cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
 
             var (outRead, outWrite) = Spawn.Pipe();
@@ -87,7 +90,7 @@ public sealed class ContainerSupervisor
             AtomicFile.WriteText(Path.Combine(_stateDir, StateFiles.ShimPid), $"{Environment.ProcessId}\n");
             AtomicFile.WriteText(Path.Combine(_stateDir, StateFiles.ContainerPid), $"{pid}\n");
             Transition(s => s);
-            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log);
+            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle);
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or InvalidDataException or NotSupportedException or ArgumentException or UnauthorizedAccessException)
         {
@@ -99,6 +102,7 @@ public sealed class ContainerSupervisor
         }
 
         report($"ok {Environment.ProcessId} {_state.Pid}");
+        MemoryTrim.Idle();
         _spawner.WaitExit();
         // Let the pumps drain what the container wrote last; with the pid namespace gone no one
         // holds the pipes, so this is quick, but a shared pid namespace could keep a writer alive.
@@ -122,6 +126,23 @@ public sealed class ContainerSupervisor
         try { _cgroup?.Destroy(); } catch (IOException e) { _log.Warn($"cgroup destroy: {e.Message}"); }
         _criLog?.Dispose();
         return 0;
+    }
+
+    /// <summary>Refuses what the shim cannot do yet rather than run a container with less
+    /// isolation than asked. An AppArmor profile on a host without AppArmor is ignored, as runc does.</summary>
+    private void CheckSupported(Spec spec)
+    {
+        if (spec.Process?.Terminal == true)
+            throw new NotSupportedException("process.terminal: terminals are not supported yet");
+        if (!string.IsNullOrEmpty(spec.Process?.ApparmorProfile))
+        {
+            var enabled = File.Exists("/sys/module/apparmor/parameters/enabled")
+                && File.ReadAllText("/sys/module/apparmor/parameters/enabled").Trim() == "Y";
+            if (enabled) throw new NotSupportedException($"process.apparmorProfile {spec.Process.ApparmorProfile}: AppArmor is not supported yet");
+            _log.Warn($"process.apparmorProfile {spec.Process.ApparmorProfile} ignored: AppArmor is not enabled on this host");
+        }
+        if (!string.IsNullOrEmpty(spec.Process?.SelinuxLabel))
+            _log.Warn($"process.selinuxLabel {spec.Process.SelinuxLabel} ignored: SELinux is not supported");
     }
 
     private bool SafeOom()
@@ -177,6 +198,7 @@ public sealed class ContainerSupervisor
         ShimOps.Wait => Wait(r.Timeout),
         ShimOps.Stop => Stop(r.Signal ?? L.SIGTERM, r.Timeout ?? 10),
         ShimOps.ReopenLog => ReopenLog(),
+        ShimOps.Exec => Exec(r),
         _ => new ShimResponse { Ok = false, Error = $"unknown op \"{r.Op}\"", State = Snapshot() },
     };
 
@@ -227,6 +249,77 @@ public sealed class ContainerSupervisor
         if (!_stopped.IsSet) Spawn.Signal(_pidfd!, L.SIGKILL);
         _stopped.Wait();
         return Ok();
+    }
+
+    /// <summary>Runs a command in the running container with the container process's identity,
+    /// capabilities and seccomp profile, and returns its exit status and output (ExecSync).</summary>
+    private ShimResponse Exec(ShimRequest r)
+    {
+        if (r.Args is not { Count: > 0 }) return new ShimResponse { Ok = false, Error = "exec: args is empty", State = Snapshot() };
+        if (Snapshot().Status != ShimStatus.Running) return new ShimResponse { Ok = false, Error = $"container {_id} is not running", State = Snapshot() };
+        var spec = _spec!;
+        var process = spec.Process! with { Args = r.Args, Env = r.Env ?? spec.Process!.Env, Cwd = r.Cwd ?? spec.Process!.Cwd, Terminal = false };
+
+        var (outRead, outWrite) = Spawn.Pipe();
+        var (errRead, errWrite) = Spawn.Pipe();
+        var (syncParent, syncChild) = Spawn.SocketPair();
+        using var sync = new SyncChannel(syncParent);
+        var fds = new Dictionary<int, int> { [0] = -1, [1] = outWrite.Fd, [2] = errWrite.Fd, [ContainerInit.SyncFd] = syncChild.Fd };
+        var exited = new ManualResetEventSlim();
+        var status = 0;
+        int pid;
+        using (outWrite) using (errWrite) using (syncChild)
+            pid = _spawner.SpawnJoined(spec, Environment.ProcessPath ?? "/proc/self/exe",
+                ["criruntime-shim", "exec-init", "--pid", _state.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)], fds);
+        using var pidfd = Spawn.PidFdOpen(pid);
+        _spawner.OnExit(pid, s => { status = s; exited.Set(); });
+        _cgroup?.AddProcess(pid);
+
+        var stdout = Collect(outRead);
+        var stderr = Collect(errRead);
+        sync.Send(JsonSerializer.Serialize(spec with { Process = process }, OciJsonContext.Default.Spec));
+        var answer = sync.Receive(); // end of file: exec'd
+        var timedOut = false;
+        if (r.Timeout is { } t && !exited.Wait(TimeSpan.FromSeconds(t)))
+        {
+            timedOut = true;
+            Spawn.Signal(pidfd, Abi.SIGKILL);
+        }
+        exited.Wait();
+        stdout.Thread.Join();
+        stderr.Thread.Join();
+        if (answer is not null)
+            return new ShimResponse { Ok = false, Error = answer.StartsWith("error ", StringComparison.Ordinal) ? answer[6..] : answer, State = Snapshot() };
+        var (code, signal) = ContainerSpawner.Decode(status);
+        return new ShimResponse
+        {
+            Ok = true,
+            State = Snapshot(),
+            Exec = new ExecResult { ExitCode = code, Signal = signal, Stdout = stdout.Bytes(), Stderr = stderr.Bytes(), TimedOut = timedOut },
+        };
+    }
+
+    /// <summary>Reads a pipe to end of file on its own thread, keeping at most
+    /// <see cref="ExecResult.MaxOutput"/> bytes (the rest is read and dropped so the writer never blocks).</summary>
+    private static (Thread Thread, Func<byte[]> Bytes) Collect(FdHandle read)
+    {
+        var buffer = new MemoryStream();
+        var t = new Thread(() =>
+        {
+            using (read)
+            {
+                var chunk = new byte[16 * 1024];
+                int n;
+                try
+                {
+                    while ((n = Native.ReadSome(read.Fd, chunk, "exec output")) > 0)
+                        if (buffer.Length < ExecResult.MaxOutput) buffer.Write(chunk, 0, (int)Math.Min(n, ExecResult.MaxOutput - buffer.Length));
+                }
+                catch (KernelException) { } // a broken pipe ends the output like end of file
+            }
+        }, 256 * 1024) { IsBackground = true, Name = "exec-output" };
+        t.Start();
+        return (t, buffer.ToArray);
     }
 
     private ShimResponse ReopenLog()

@@ -7,8 +7,8 @@ using CriRuntime.Shim.Kernel;
 namespace CriRuntime.Shim.Supervisor;
 
 /// <summary>The shim's control socket (docs/shim-protocol.md): newline-delimited JSON requests,
-/// one JSON line answered per request. Raw blocking sockets on dedicated threads: an idle shim
-/// then has no epoll engine and no thread pool, only threads parked in accept(2) and read(2).</summary>
+/// one JSON line answered per request. Raw sockets and poll(2) on a dedicated thread: an idle
+/// shim then has no epoll engine and no thread pool, only a thread parked in poll(2).</summary>
 public sealed unsafe partial class ControlServer : IDisposable
 {
     private readonly string _path;
@@ -33,8 +33,12 @@ public sealed unsafe partial class ControlServer : IDisposable
 
     private const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
 
-    public ControlServer(string path, Func<ShimRequest, ShimResponse> handle, ShimLog log)
+    private readonly Action? _idle;
+
+    /// <param name="idle">Run after quick requests when no other is being answered (memory trim).</param>
+    public ControlServer(string path, Func<ShimRequest, ShimResponse> handle, ShimLog log, Action? idle = null)
     {
+        _idle = idle;
         _path = path;
         _handle = handle;
         _log = log;
@@ -51,87 +55,167 @@ public sealed unsafe partial class ControlServer : IDisposable
         if (Bind(fd, addr, 2 + bytes.Length + 1) != 0) throw KernelException.Last("bind", path);
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         if (Listen(fd, 16) != 0) throw KernelException.Last("listen", path);
-        new Thread(AcceptLoop, 128 * 1024) { IsBackground = true, Name = "control-accept" }.Start();
+        new Thread(Loop, 256 * 1024) { IsBackground = true, Name = "control" }.Start();
     }
 
-    private void AcceptLoop()
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    private static partial int Poll(PollFd* fds, nuint count, int timeout);
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd { public int Fd; public short Events; public short Revents; }
+
+    private const short POLLIN = 1, POLLERR = 8, POLLHUP = 16;
+
+    private sealed class Connection(FdHandle fd)
     {
+        public FdHandle Fd { get; } = fd;
+        public List<byte> Pending { get; } = [];
+    }
+
+    /// <summary>One thread polls the listening socket and every idle connection and answers quick
+    /// requests inline. Requests that block (wait, stop, exec) take their connection to a thread
+    /// of their own. Creating and ending threads touches a lot of runtime code, which would stay
+    /// resident in every shim: the common case runs on this one thread.</summary>
+    private void Loop()
+    {
+        var conns = new List<Connection>();
+        var buffer = new byte[4096];
         while (!_closing)
         {
-            var fd = Accept4(_listen.Fd, null, null, SOCK_CLOEXEC);
-            if (fd < 0)
+            var fds = stackalloc PollFd[conns.Count + 1];
+            fds[0] = new PollFd { Fd = _listen.Fd, Events = POLLIN };
+            for (var i = 0; i < conns.Count; i++) fds[i + 1] = new PollFd { Fd = conns[i].Fd.Fd, Events = POLLIN };
+            if (Poll(fds, (nuint)(conns.Count + 1), -1) < 0)
             {
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno == Errnos.EINTR || errno == 103 /* ECONNABORTED */) continue;
-                if (!_closing) _log.Error($"accept {_path}: errno {errno}");
+                if (Marshal.GetLastPInvokeError() == Errnos.EINTR) continue;
+                _log.Error($"poll {_path}: errno {Marshal.GetLastPInvokeError()}");
                 return;
             }
-            var conn = new FdHandle(fd);
-            new Thread(() => Serve(conn), 256 * 1024) { IsBackground = true, Name = "control-conn" }.Start();
+            if (_closing) break;
+            var answered = false;
+            for (var i = conns.Count - 1; i >= 0; i--)
+            {
+                if ((fds[i + 1].Revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+                var conn = conns[i];
+                int n;
+                try { n = Native.ReadSome(conn.Fd.Fd, buffer, _path); }
+                catch (KernelException) { n = 0; }
+                if (n == 0) { conns.RemoveAt(i); conn.Fd.Dispose(); continue; }
+                conn.Pending.AddRange(buffer.AsSpan(0, n));
+                if (conn.Pending.Count > 64 * 1024) { conns.RemoveAt(i); conn.Fd.Dispose(); continue; } // not a client of ours
+                switch (ServeLines(conn))
+                {
+                    case Outcome.Answered: answered = true; break;
+                    case Outcome.Closed: conns.RemoveAt(i); conn.Fd.Dispose(); break;
+                    case Outcome.HandedOff: conns.RemoveAt(i); break;
+                }
+            }
+            if ((fds[0].Revents & POLLIN) != 0)
+            {
+                var fd = Accept4(_listen.Fd, null, null, SOCK_CLOEXEC);
+                if (fd >= 0) conns.Add(new Connection(new FdHandle(fd)));
+            }
+            if (answered) IdleIfQuiet();
         }
+        foreach (var c in conns) c.Fd.Dispose();
     }
 
-    private void Serve(FdHandle conn)
+    private enum Outcome { Waiting, Answered, Closed, HandedOff }
+
+    /// <summary>Answers every complete line of a connection; hands the connection to a thread at
+    /// the first request that may block.</summary>
+    private Outcome ServeLines(Connection conn)
     {
-        using (conn)
+        var outcome = Outcome.Waiting;
+        int nl;
+        while ((nl = conn.Pending.IndexOf((byte)'\n')) >= 0)
         {
-            var pending = new List<byte>();
+            var line = conn.Pending.GetRange(0, nl).ToArray();
+            conn.Pending.RemoveRange(0, nl + 1);
+            var (request, error) = Parse(line);
+            if (request?.Op is ShimOps.Wait or ShimOps.Stop or ShimOps.Exec)
+            {
+                lock (_lock) _inflight++;
+                new Thread(() => ServeBlocking(conn, request), 256 * 1024) { IsBackground = true, Name = "control-" + request.Op }.Start();
+                return Outcome.HandedOff;
+            }
+            if (!Answer(conn.Fd, request, error)) return Outcome.Closed;
+            outcome = Outcome.Answered;
+        }
+        return outcome;
+    }
+
+    /// <summary>Serves one blocking request, then the rest of that connection, on this thread.</summary>
+    private void ServeBlocking(Connection conn, ShimRequest first)
+    {
+        using (conn.Fd)
+        {
+            try
+            {
+                if (!Answer(conn.Fd, first, null)) return;
+            }
+            finally
+            {
+                lock (_lock) { _inflight--; Monitor.PulseAll(_lock); }
+            }
             var buffer = new byte[4096];
             while (true)
             {
+                int nl;
+                while ((nl = conn.Pending.IndexOf((byte)'\n')) >= 0)
+                {
+                    var line = conn.Pending.GetRange(0, nl).ToArray();
+                    conn.Pending.RemoveRange(0, nl + 1);
+                    var (request, error) = Parse(line);
+                    lock (_lock) _inflight++;
+                    try { if (!Answer(conn.Fd, request, error)) return; }
+                    finally { lock (_lock) { _inflight--; Monitor.PulseAll(_lock); } }
+                }
                 int n;
-                try { n = Native.ReadSome(conn.Fd, buffer, _path); }
+                try { n = Native.ReadSome(conn.Fd.Fd, buffer, _path); }
                 catch (KernelException) { return; }
                 if (n == 0) return;
-                var span = buffer.AsSpan(0, n);
-                int nl;
-                while ((nl = span.IndexOf((byte)'\n')) >= 0)
-                {
-                    foreach (var b in span[..nl]) pending.Add(b);
-                    span = span[(nl + 1)..];
-                    var line = pending.ToArray();
-                    pending.Clear();
-                    if (!Answer(conn, line)) return;
-                }
-                foreach (var b in span) pending.Add(b);
-                if (pending.Count > 64 * 1024) return; // not a client of ours
+                conn.Pending.AddRange(buffer.AsSpan(0, n));
+                if (conn.Pending.Count > 64 * 1024) return;
             }
         }
     }
 
-    private bool Answer(FdHandle conn, byte[] line)
+    private static (ShimRequest? Request, string? Error) Parse(byte[] line)
     {
-        lock (_lock) _inflight++;
         try
         {
-            ShimResponse response;
-            try
-            {
-                var request = JsonSerializer.Deserialize(line, ShimJsonContext.Default.ShimRequest)
-                    ?? throw new InvalidDataException("empty request");
-                response = _handle(request);
-            }
-            catch (Exception e) when (e is JsonException or InvalidDataException or IOException or InvalidOperationException or ArgumentException)
-            {
-                response = new ShimResponse { Ok = false, Error = e.Message };
-            }
-            var bytes = JsonSerializer.SerializeToUtf8Bytes(response, ShimJsonContext.Default.ShimResponse);
-            try
-            {
-                Native.WriteAll(conn.Fd, bytes, _path);
-                Native.WriteAll(conn.Fd, "\n"u8, _path);
-                return true;
-            }
-            catch (KernelException) { return false; } // the client went away
+            return (JsonSerializer.Deserialize(line, ShimJsonContext.Default.ShimRequest) ?? throw new JsonException("empty request"), null);
         }
-        finally
+        catch (JsonException e) { return (null, e.Message); }
+    }
+
+    private void IdleIfQuiet()
+    {
+        bool quiet;
+        lock (_lock) quiet = _inflight == 0;
+        if (quiet && !_closing) _idle?.Invoke();
+    }
+
+    private bool Answer(FdHandle conn, ShimRequest? request, string? parseError)
+    {
+        ShimResponse response;
+        try
         {
-            lock (_lock)
-            {
-                _inflight--;
-                Monitor.PulseAll(_lock);
-            }
+            response = request is null ? new ShimResponse { Ok = false, Error = parseError } : _handle(request);
         }
+        catch (Exception e) when (e is InvalidDataException or IOException or InvalidOperationException or ArgumentException or NotSupportedException)
+        {
+            response = new ShimResponse { Ok = false, Error = e.Message };
+        }
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(response, ShimJsonContext.Default.ShimResponse);
+        try
+        {
+            Native.WriteAll(conn.Fd, bytes, _path);
+            Native.WriteAll(conn.Fd, "\n"u8, _path);
+            return true;
+        }
+        catch (KernelException) { return false; } // the client went away
     }
 
     /// <summary>Stops accepting, removes the socket (clients then read state.json) and waits up to
@@ -140,7 +224,7 @@ public sealed unsafe partial class ControlServer : IDisposable
     {
         _closing = true;
         try { File.Delete(_path); } catch (IOException) { }
-        Shutdown(_listen.Fd, 2); // wakes the accept(2)
+        Shutdown(_listen.Fd, 2); // wakes the poll(2)
         var deadline = DateTime.UtcNow + grace;
         lock (_lock)
         {

@@ -35,6 +35,17 @@ public static class Leaks
         Assert.True(problems.Count == 0, "resources leaked:\n" + string.Join('\n', problems));
     }
 
+    public static void RemoveEmptyCgroupRoot(string name)
+    {
+        if (!Directory.Exists("/sys/fs/cgroup")) return;
+        foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
+        {
+            var root = Path.Combine(hierarchy, name);
+            try { if (Directory.Exists(root)) Directory.Delete(root); }
+            catch (IOException) { } // not empty: the leak check reports what is inside
+        }
+    }
+
     /// <summary>Lazily unmounts everything below <paramref name="dir"/> (deepest first) and kills
     /// processes started from it.</summary>
     public static void CleanUp(string dir)
@@ -42,6 +53,15 @@ public static class Leaks
         var mounts = File.ReadLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4])
             .Where(m => m.StartsWith(dir, StringComparison.Ordinal)).OrderByDescending(m => m.Length).ToList();
         foreach (var m in mounts) Shell.TryRun("umount", "-l", m);
+        // Leaked cgroups named after the test: deepest first, so parents are empty when reached.
+        if (Directory.Exists("/sys/fs/cgroup"))
+            foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
+            {
+                var root = Path.Combine(hierarchy, Path.GetFileName(dir));
+                if (!Directory.Exists(root)) continue;
+                foreach (var cg in Directory.EnumerateDirectories(root, "*", SearchOption.AllDirectories).Append(root).OrderByDescending(p => p.Length))
+                    try { Directory.Delete(cg); } catch (IOException) { }
+            }
         foreach (var procDir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(procDir), out var pid) || pid == Environment.ProcessId) continue;

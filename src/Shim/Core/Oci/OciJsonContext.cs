@@ -13,6 +13,7 @@ namespace CriRuntime.Oci;
     ReadCommentHandling = JsonCommentHandling.Skip,
     AllowTrailingCommas = true)]
 [JsonSerializable(typeof(Spec))]
+[JsonSerializable(typeof(Process))]
 public sealed partial class OciJsonContext : JsonSerializerContext;
 
 public static class SpecFile

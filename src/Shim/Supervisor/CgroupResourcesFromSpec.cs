@@ -3,29 +3,6 @@ using CriRuntime.Oci;
 
 namespace CriRuntime.Shim.Supervisor;
 
-// STAND-IN until the cgroup managers (src/Shim/Cgroups, other branch) are merged: does nothing,
-// so a container runs in the shim's cgroup with no limits and OOM kills are not detected.
-// Replace CgroupStandIn.Create with the real factory once merged; nothing else changes.
-internal sealed class NoCgroupManager(string path) : ICgroupManager
-{
-    public string Path { get; } = path;
-    public void Create(CgroupResources resources) { }
-    public void AddProcess(int pid) { }
-    public void Update(CgroupResources resources) { }
-    public CgroupStats Stats() => new() { Timestamp = DateTimeOffset.UtcNow };
-    public IReadOnlyList<int> Processes() => [];
-    public void Freeze() { }
-    public void Thaw() { }
-    public void KillAll() { }
-    public void Destroy() { }
-    public bool OomKilled() => false;
-}
-
-internal static class CgroupStandIn
-{
-    public static ICgroupManager Create(string cgroupsPath) => new NoCgroupManager(cgroupsPath);
-}
-
 /// <summary>linux.resources (OCI) → <see cref="CgroupResources"/> (the cgroup manager's input).</summary>
 public static class CgroupResourcesFromSpec
 {

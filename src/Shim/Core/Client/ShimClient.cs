@@ -11,7 +11,22 @@ public sealed class ShimClient(string stateDir)
 {
     public string StateDir { get; } = stateDir;
 
+    /// <summary>Sends one request. A shim that is gone (or closing: its container has exited)
+    /// is answered from state.json: state and wait get the final state, kill and stop succeed
+    /// (the container is already stopped, and stop is idempotent), start fails.</summary>
     public async Task<ShimResponse> SendAsync(ShimRequest request, CancellationToken ct = default)
+    {
+        try { return await SendOnceAsync(request, ct).ConfigureAwait(false); }
+        catch (Exception e) when (e is SocketException or IOException && ReadStateFile(StateDir) is { Status: ShimStatus.Stopped })
+        {
+            var final = ReadStateFile(StateDir)!;
+            return request.Op == ShimOps.Start
+                ? new ShimResponse { Ok = false, Error = $"container {final.Id} has exited", State = final }
+                : new ShimResponse { Ok = true, State = final };
+        }
+    }
+
+    private async Task<ShimResponse> SendOnceAsync(ShimRequest request, CancellationToken ct)
     {
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         var path = Path.Combine(StateDir, StateFiles.Socket);
@@ -35,7 +50,7 @@ public sealed class ShimClient(string stateDir)
             var r = await SendAsync(new ShimRequest { Op = ShimOps.State }, ct).ConfigureAwait(false);
             if (r.State is not null) return r.State;
         }
-        catch (SocketException) { }
+        catch (Exception e) when (e is SocketException or IOException) { }
         return ReadStateFile(StateDir);
     }
 

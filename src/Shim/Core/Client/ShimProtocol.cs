@@ -8,7 +8,7 @@ namespace CriRuntime.Shim.Client;
 
 public static class ShimOps
 {
-    public const string State = "state", Start = "start", Kill = "kill", Wait = "wait", Stop = "stop", ReopenLog = "reopen-log";
+    public const string State = "state", Start = "start", Kill = "kill", Wait = "wait", Stop = "stop", ReopenLog = "reopen-log", Exec = "exec";
 }
 
 public static class ShimStatus
@@ -21,8 +21,25 @@ public sealed record ShimRequest
     public string Op { get; init; } = "";
     /// <summary>kill: the signal (default SIGKILL); stop: the stop signal (default SIGTERM).</summary>
     public int? Signal { get; init; }
-    /// <summary>stop: seconds between the stop signal and SIGKILL (default 10); wait: give up after (default forever).</summary>
+    /// <summary>stop: seconds between the stop signal and SIGKILL (default 10); wait: give up
+    /// after (default forever); exec: SIGKILL the process after (default forever).</summary>
     public double? Timeout { get; init; }
+    /// <summary>exec: the command; env and cwd default to the container's process.</summary>
+    public IReadOnlyList<string>? Args { get; init; }
+    public IReadOnlyList<string>? Env { get; init; }
+    public string? Cwd { get; init; }
+}
+
+/// <summary>The outcome of an exec (the CRI's ExecSync): output is captured up to
+/// <see cref="MaxOutput"/> bytes per stream (JSON base64).</summary>
+public sealed record ExecResult
+{
+    public const int MaxOutput = 16 * 1024 * 1024;
+    public int ExitCode { get; init; }
+    public int? Signal { get; init; }
+    public byte[] Stdout { get; init; } = [];
+    public byte[] Stderr { get; init; } = [];
+    public bool TimedOut { get; init; }
 }
 
 public sealed record ShimResponse
@@ -30,6 +47,7 @@ public sealed record ShimResponse
     public bool Ok { get; init; }
     public string? Error { get; init; }
     public ShimState? State { get; init; }
+    public ExecResult? Exec { get; init; }
 }
 
 /// <summary>What the shim knows of its container. Also the content of state.json in the state

@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using CriRuntime.Config;
+using CriRuntime.Errors;
+using CriRuntime.Shim.Client;
+
+namespace CriRuntime.Containers;
+
+/// <summary>The daemon's side of the per-container shims: starting one (`criruntime-shim create`)
+/// and talking to it over its control socket. A shim that is gone has left its last state in
+/// state.json; that is what is reported then.</summary>
+public sealed class ShimRunner(CriRuntimeConfig config)
+{
+    public string ShimPath { get; } = Resolve(config.Runtime.ShimPath);
+
+    private static string Resolve(string configured)
+    {
+        if (configured.Length > 0) return configured;
+        return Path.Combine(AppContext.BaseDirectory, "criruntime-shim");
+    }
+
+    /// <summary>Creates the container; returns once its init is set up and waiting for start.</summary>
+    public async Task<(int ShimPid, int Pid)> CreateAsync(string id, string bundle, string stateDir, string logPath, CancellationToken ct)
+    {
+        if (!File.Exists(ShimPath))
+            throw Fail.FailedPrecondition($"shim binary {ShimPath} not found (build it, or set runtime.shim_path)");
+        var psi = new ProcessStartInfo(ShimPath)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[] { "create", "--id", id, "--bundle", bundle, "--state", stateDir, "--log", logPath })
+            psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {ShimPath}");
+        var stdout = p.StandardOutput.ReadToEndAsync(ct);
+        var stderr = p.StandardError.ReadToEndAsync(ct);
+        await p.WaitForExitAsync(ct);
+        if (p.ExitCode != 0)
+            throw Fail.FailedPrecondition($"create container {id}: {(await stderr).Trim()}");
+        using var doc = System.Text.Json.JsonDocument.Parse(await stdout);
+        return (doc.RootElement.GetProperty("shimPid").GetInt32(), doc.RootElement.GetProperty("pid").GetInt32());
+    }
+
+    public async Task<ShimState> StartAsync(string stateDir, CancellationToken ct)
+    {
+        var r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Start }, ct);
+        if (!r.Ok) throw Fail.FailedPrecondition($"start: {r.Error}");
+        return r.State!;
+    }
+
+    /// <summary>The stop signal, SIGKILL after <paramref name="timeout"/>; returns once exited.</summary>
+    public async Task StopAsync(string stateDir, int signal, TimeSpan timeout, CancellationToken ct)
+    {
+        try
+        {
+            await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Stop, Signal = signal, Timeout = timeout.TotalSeconds }, ct);
+        }
+        catch (ShimGoneException) { }
+    }
+
+    public async Task KillAsync(string stateDir, int signal, CancellationToken ct)
+    {
+        try { await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Kill, Signal = signal }, ct); }
+        catch (ShimGoneException) { }
+    }
+
+    /// <summary>Blocks until the container exited, then returns its final state.</summary>
+    public async Task<ShimState?> WaitAsync(string stateDir, CancellationToken ct)
+    {
+        try
+        {
+            var r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Wait }, ct);
+            if (r.State is { Status: ShimStatus.Stopped }) return r.State;
+        }
+        catch (ShimGoneException) { }
+        catch (IOException) { } // the shim exited while we waited: its state file has the answer
+        return ShimClient.ReadStateFile(stateDir);
+    }
+
+    public async Task<ShimState?> StateAsync(string stateDir, CancellationToken ct)
+    {
+        try { return (await SendAsync(stateDir, new ShimRequest { Op = ShimOps.State }, ct)).State; }
+        catch (ShimGoneException) { return ShimClient.ReadStateFile(stateDir); }
+    }
+
+    public async Task ReopenLogAsync(string stateDir, CancellationToken ct)
+    {
+        var r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.ReopenLog }, ct);
+        if (!r.Ok) throw Fail.FailedPrecondition($"reopen log: {r.Error}");
+    }
+
+    private static async Task<ShimResponse> SendAsync(string stateDir, ShimRequest request, CancellationToken ct)
+    {
+        try
+        {
+            return await new ShimClient(stateDir).SendAsync(request, ct);
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.AddressNotAvailable or SocketError.NotConnected)
+        {
+            throw new ShimGoneException(stateDir, e);
+        }
+        catch (SocketException e) when (!File.Exists(Path.Combine(stateDir, StateFiles.Socket)))
+        {
+            throw new ShimGoneException(stateDir, e);
+        }
+    }
+}
+
+/// <summary>The shim no longer answers: its container has exited and the shim with it.</summary>
+public sealed class ShimGoneException(string stateDir, Exception inner) : Exception($"shim of {stateDir} is gone", inner);

@@ -1,0 +1,315 @@
+using CriRuntime.Cri.V1;
+using CriRuntime.Errors;
+using CriRuntime.Oci;
+using OciMount = CriRuntime.Oci.Mount;
+using OciProcess = CriRuntime.Oci.Process;
+
+namespace CriRuntime.Containers;
+
+/// <summary>Everything the OCI spec of one container is made from.</summary>
+public sealed record SpecInput
+{
+    public required string ContainerId { get; init; }
+    public required ContainerConfig Config { get; init; }
+    public required PodSandboxConfig PodConfig { get; init; }
+    /// <summary>The image's defaults (entrypoint, cmd, env, working dir, user); null for none.</summary>
+    public Images.Oci.ContainerDefaults? Image { get; init; }
+    public required UserResolver.Resolved User { get; init; }
+    public string? NetNs { get; init; }
+    public string? IpcNs { get; init; }
+    public string? UtsNs { get; init; }
+    /// <summary>The pod's hostname, hosts and resolv.conf files.</summary>
+    public required string PodDir { get; init; }
+    public required string CgroupsPath { get; init; }
+}
+
+/// <summary>Builds a container's OCI runtime spec from the kubelet's ContainerConfig, the pod and
+/// the image: a pure function, so every rule here is unit-tested without a kernel.</summary>
+public static class SpecBuilder
+{
+    /// <summary>The capabilities a container has unless its security context changes them (the
+    /// set Docker, containerd and CRI-O agree on).</summary>
+    public static readonly string[] DefaultCapabilities =
+    [
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+        "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    ];
+
+    public static readonly string[] AllCapabilities =
+    [
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+        "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
+        "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    ];
+
+    public static readonly string[] DefaultMaskedPaths =
+    [
+        "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+    ];
+
+    public static readonly string[] DefaultReadonlyPaths =
+        ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+    public const string DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+    public static Spec Build(SpecInput input)
+    {
+        var c = input.Config;
+        var sc = c.Linux?.SecurityContext ?? new LinuxContainerSecurityContext();
+        var privileged = sc.Privileged;
+
+        var args = Args(c, input.Image);
+        var caps = Capabilities(sc.Capabilities, privileged);
+        var process = new OciProcess
+        {
+            Terminal = c.Tty,
+            Args = args,
+            Env = Env(c, input.Image),
+            Cwd = c.WorkingDir is { Length: > 0 } wd ? wd : input.Image?.WorkingDir is { Length: > 0 } iwd ? iwd : "/",
+            User = new User
+            {
+                Uid = input.User.Uid,
+                Gid = input.User.Gid,
+                AdditionalGids = input.User.AdditionalGids.Count > 0 ? input.User.AdditionalGids : null,
+            },
+            Capabilities = new LinuxCapabilities
+            {
+                Bounding = caps,
+                Effective = caps,
+                Permitted = caps,
+                Ambient = sc.Capabilities?.AddAmbientCapabilities is { Count: > 0 } amb ? [.. amb.Select(CapName)] : null,
+            },
+            NoNewPrivileges = sc.NoNewPrivs,
+            OomScoreAdj = c.Linux?.Resources is { } r ? (int)r.OomScoreAdj : null,
+        };
+
+        var namespaces = new List<LinuxNamespace>
+        {
+            new() { Type = "mount" },
+            new() { Type = "cgroup" },
+        };
+        var nsOptions = sc.NamespaceOptions ?? new NamespaceOption();
+        if (input.NetNs is not null) namespaces.Add(new() { Type = "network", Path = input.NetNs });
+        if (input.IpcNs is not null) namespaces.Add(new() { Type = "ipc", Path = input.IpcNs });
+        if (input.UtsNs is not null) namespaces.Add(new() { Type = "uts", Path = input.UtsNs });
+        if (nsOptions.Pid != NamespaceMode.Node) namespaces.Add(new() { Type = "pid" });
+
+        return new Spec
+        {
+            Process = process,
+            Root = new Root { Path = "rootfs", Readonly = sc.ReadonlyRootfs },
+            Mounts = Mounts(input, privileged),
+            Annotations = Annotations(input),
+            Linux = new Linux
+            {
+                Namespaces = namespaces,
+                CgroupsPath = input.CgroupsPath,
+                Resources = Resources(c.Linux?.Resources),
+                MaskedPaths = privileged ? [] : sc.MaskedPaths.Count > 0 ? [.. sc.MaskedPaths] : DefaultMaskedPaths,
+                ReadonlyPaths = privileged ? [] : sc.ReadonlyPaths.Count > 0 ? [.. sc.ReadonlyPaths] : DefaultReadonlyPaths,
+                Seccomp = privileged ? null : Seccomp(sc, caps),
+                RootfsPropagation = "rslave",
+            },
+        };
+    }
+
+    /// <summary>Kubernetes' command/args over the image's entrypoint/cmd: command replaces the
+    /// entrypoint (and drops the image's cmd); args replace the cmd.</summary>
+    public static IReadOnlyList<string> Args(ContainerConfig c, Images.Oci.ContainerDefaults? image)
+    {
+        List<string> args;
+        if (c.Command.Count > 0) args = [.. c.Command, .. c.Args];
+        else args = [.. image?.Entrypoint ?? [], .. c.Args.Count > 0 ? c.Args : image?.Cmd ?? []];
+        if (args.Count == 0) throw Fail.InvalidArgument("config.command: no command given and the image has neither entrypoint nor cmd");
+        return args;
+    }
+
+    public static IReadOnlyList<string> Env(ContainerConfig c, Images.Oci.ContainerDefaults? image)
+    {
+        var env = new List<string>();
+        var index = new Dictionary<string, int>(StringComparer.Ordinal);
+        void Set(string kv)
+        {
+            var key = kv.Split('=', 2)[0];
+            if (index.TryGetValue(key, out var i)) env[i] = kv;
+            else { index[key] = env.Count; env.Add(kv); }
+        }
+        foreach (var kv in image?.Env ?? []) Set(kv);
+        if (!index.ContainsKey("PATH")) Set(DefaultPath);
+        foreach (var kv in c.Envs)
+        {
+            if (string.IsNullOrEmpty(kv.Key)) throw Fail.InvalidArgument("config.envs: an entry has an empty key");
+            Set($"{kv.Key}={kv.Value}");
+        }
+        return env;
+    }
+
+    public static IReadOnlyList<string> Capabilities(Capability? requested, bool privileged)
+    {
+        if (privileged) return AllCapabilities;
+        var set = new List<string>(DefaultCapabilities);
+        if (requested is null) return set;
+        foreach (var add in requested.AddCapabilities)
+        {
+            if (add.Equals("ALL", StringComparison.OrdinalIgnoreCase)) { set = [.. AllCapabilities]; break; }
+            var name = CapName(add);
+            if (!AllCapabilities.Contains(name)) throw Fail.InvalidArgument($"config.linux.security_context.capabilities.add_capabilities: unknown capability '{add}'");
+            if (!set.Contains(name)) set.Add(name);
+        }
+        foreach (var drop in requested.DropCapabilities)
+        {
+            if (drop.Equals("ALL", StringComparison.OrdinalIgnoreCase))
+            {
+                // drop ALL keeps only what was explicitly added.
+                set = [.. requested.AddCapabilities.Where(a => !a.Equals("ALL", StringComparison.OrdinalIgnoreCase)).Select(CapName)];
+                break;
+            }
+            set.Remove(CapName(drop));
+        }
+        return set;
+    }
+
+    private static string CapName(string cap)
+    {
+        var upper = cap.ToUpperInvariant();
+        return upper.StartsWith("CAP_", StringComparison.Ordinal) ? upper : "CAP_" + upper;
+    }
+
+    private static List<OciMount> Mounts(SpecInput input, bool privileged)
+    {
+        var c = input.Config;
+        var mounts = new List<OciMount>
+        {
+            new() { Destination = "/proc", Type = "proc", Source = "proc", Options = ["nosuid", "noexec", "nodev"] },
+            new() { Destination = "/dev", Type = "tmpfs", Source = "tmpfs", Options = ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+            new() { Destination = "/dev/pts", Type = "devpts", Source = "devpts", Options = ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
+            new() { Destination = "/dev/mqueue", Type = "mqueue", Source = "mqueue", Options = ["nosuid", "noexec", "nodev"] },
+            new() { Destination = "/sys", Type = "sysfs", Source = "sysfs", Options = ["nosuid", "noexec", "nodev", privileged ? "rw" : "ro"] },
+            new() { Destination = "/dev/shm", Type = "tmpfs", Source = "shm", Options = ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+        };
+        var userPaths = c.Mounts.Select(m => m.ContainerPath).ToHashSet(StringComparer.Ordinal);
+        foreach (var (file, dest) in new[] { ("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf") })
+        {
+            if (userPaths.Contains(dest)) continue;
+            var readOnly = c.Linux?.SecurityContext?.ReadonlyRootfs == true;
+            mounts.Add(new() { Destination = dest, Type = "bind", Source = Path.Combine(input.PodDir, file), Options = ["rbind", "rprivate", readOnly ? "ro" : "rw"] });
+        }
+        for (var i = 0; i < c.Mounts.Count; i++)
+        {
+            var m = c.Mounts[i];
+            if (string.IsNullOrEmpty(m.ContainerPath) || !m.ContainerPath.StartsWith('/'))
+                throw Fail.InvalidArgument($"config.mounts[{i}].container_path: '{m.ContainerPath}' must be an absolute path");
+            if (string.IsNullOrEmpty(m.HostPath))
+                throw Fail.InvalidArgument($"config.mounts[{i}].host_path: required");
+            if (!File.Exists(m.HostPath) && !Directory.Exists(m.HostPath))
+                throw Fail.InvalidArgument($"config.mounts[{i}].host_path: '{m.HostPath}' does not exist");
+            var options = new List<string> { "rbind" };
+            options.Add(m.Propagation switch
+            {
+                MountPropagation.PropagationHostToContainer => "rslave",
+                MountPropagation.PropagationBidirectional => "rshared",
+                _ => "rprivate",
+            });
+            options.Add(m.Readonly ? "ro" : "rw");
+            if (m.RecursiveReadOnly)
+            {
+                if (!m.Readonly) throw Fail.InvalidArgument($"config.mounts[{i}].recursive_read_only: requires readonly");
+                options.Add("rro");
+            }
+            mounts.Add(new() { Destination = m.ContainerPath, Type = "bind", Source = m.HostPath, Options = options });
+        }
+        return mounts;
+    }
+
+    private static Dictionary<string, string> Annotations(SpecInput input)
+    {
+        var a = new Dictionary<string, string>(input.Config.Annotations, StringComparer.Ordinal)
+        {
+            ["io.kubernetes.cri.container-type"] = "container",
+            ["io.kubernetes.cri.container-name"] = input.Config.Metadata?.Name ?? "",
+            ["io.kubernetes.cri.sandbox-name"] = input.PodConfig.Metadata?.Name ?? "",
+            ["io.kubernetes.cri.sandbox-namespace"] = input.PodConfig.Metadata?.Namespace ?? "",
+            ["io.kubernetes.cri.sandbox-uid"] = input.PodConfig.Metadata?.Uid ?? "",
+            ["io.kubernetes.cri.image-name"] = input.Config.Image?.Image ?? "",
+        };
+        return a;
+    }
+
+    /// <summary>CRI resources in OCI form. Zero means "not set" in the CRI.</summary>
+    public static LinuxResources? Resources(LinuxContainerResources? r)
+    {
+        if (r is null) return null;
+        if (r.CpuQuota != 0 && r.CpuQuota != -1 && r.CpuQuota < 1000)
+            throw Fail.InvalidArgument($"config.linux.resources.cpu_quota: {r.CpuQuota} must be -1 or at least 1000 (microseconds)");
+        if (r.CpuPeriod != 0 && (r.CpuPeriod < 1000 || r.CpuPeriod > 1_000_000))
+            throw Fail.InvalidArgument($"config.linux.resources.cpu_period: {r.CpuPeriod} must be between 1000 and 1000000 (microseconds)");
+        if (r.MemoryLimitInBytes < 0)
+            throw Fail.InvalidArgument($"config.linux.resources.memory_limit_in_bytes: {r.MemoryLimitInBytes} must not be negative");
+        if (r.MemoryLimitInBytes is > 0 and < 4096 * 1024)
+            throw Fail.InvalidArgument($"config.linux.resources.memory_limit_in_bytes: {r.MemoryLimitInBytes} is below the 4 MiB minimum");
+        if (r.OomScoreAdj is < -1000 or > 1000)
+            throw Fail.InvalidArgument($"config.linux.resources.oom_score_adj: {r.OomScoreAdj} is outside -1000..1000");
+        return new LinuxResources
+        {
+            Cpu = new LinuxCpu
+            {
+                Shares = r.CpuShares > 0 ? (ulong)r.CpuShares : null,
+                Quota = r.CpuQuota != 0 ? r.CpuQuota : null,
+                Period = r.CpuPeriod > 0 ? (ulong)r.CpuPeriod : null,
+                Cpus = r.CpusetCpus is { Length: > 0 } cpus ? cpus : null,
+                Mems = r.CpusetMems is { Length: > 0 } mems ? mems : null,
+            },
+            Memory = r.MemoryLimitInBytes > 0 || r.MemorySwapLimitInBytes != 0
+                ? new LinuxMemory
+                {
+                    Limit = r.MemoryLimitInBytes > 0 ? r.MemoryLimitInBytes : null,
+                    Swap = r.MemorySwapLimitInBytes != 0 ? r.MemorySwapLimitInBytes : null,
+                }
+                : null,
+            HugepageLimits = r.HugepageLimits.Count > 0 ? [.. r.HugepageLimits.Select(h => new LinuxHugepageLimit { PageSize = h.PageSize, Limit = h.Limit })] : null,
+            Unified = r.Unified.Count > 0 ? new Dictionary<string, string>(r.Unified) : null,
+        };
+    }
+
+    private static LinuxSeccomp? Seccomp(LinuxContainerSecurityContext sc, IReadOnlyList<string> caps)
+    {
+        var profile = sc.Seccomp;
+        if (profile is null)
+        {
+            // The deprecated string field: "", "unconfined", "runtime/default", "docker/default", "localhost/<path>".
+#pragma warning disable CS0612 // the deprecated field is still what older kubelets send
+            var path = sc.SeccompProfilePath;
+#pragma warning restore CS0612
+            if (path is "" or "unconfined") return null;
+            if (path is "runtime/default" or "docker/default") return DefaultSeccompProfile.Build(caps);
+            if (path.StartsWith("localhost/", StringComparison.Ordinal)) return LoadLocalhost(path["localhost/".Length..]);
+            throw Fail.InvalidArgument($"config.linux.security_context.seccomp_profile_path: '{path}' is not a known profile");
+        }
+        return profile.ProfileType switch
+        {
+            SecurityProfile.Types.ProfileType.RuntimeDefault => DefaultSeccompProfile.Build(caps),
+            SecurityProfile.Types.ProfileType.Unconfined => null,
+            SecurityProfile.Types.ProfileType.Localhost => LoadLocalhost(profile.LocalhostRef),
+            _ => throw Fail.InvalidArgument($"config.linux.security_context.seccomp.profile_type: {profile.ProfileType} unknown"),
+        };
+    }
+
+    private static LinuxSeccomp LoadLocalhost(string path)
+    {
+        if (!Path.IsPathRooted(path) || !File.Exists(path))
+            throw Fail.InvalidArgument($"config.linux.security_context.seccomp.localhost_ref: '{path}' is not an existing absolute path");
+        try
+        {
+            return Containers.Seccomp.SeccompProfiles.Parse(File.ReadAllBytes(path));
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw Fail.InvalidArgument($"config.linux.security_context.seccomp.localhost_ref: '{path}': {e.Message}");
+        }
+    }
+}

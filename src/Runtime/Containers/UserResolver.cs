@@ -1,0 +1,78 @@
+using CriRuntime.Errors;
+
+namespace CriRuntime.Containers;
+
+/// <summary>Turns the user a container asks for (CRI run_as_user/run_as_username/run_as_group, or
+/// the image's "user[:group]") into numeric ids, reading /etc/passwd and /etc/group of the
+/// container's own root file system, never the host's.</summary>
+public static class UserResolver
+{
+    public sealed record Resolved(uint Uid, uint Gid, IReadOnlyList<uint> AdditionalGids, string? Name);
+
+    public static Resolved Resolve(string rootfs, long? runAsUser, string? runAsUsername, long? runAsGroup,
+        IEnumerable<long> supplementalGroups, string? imageUser)
+    {
+        var passwd = ReadTable(Path.Combine(rootfs, "etc", "passwd"));
+        var group = ReadTable(Path.Combine(rootfs, "etc", "group"));
+
+        string? userPart = null, groupPart = null;
+        if (runAsUser is not null) userPart = runAsUser.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        else if (!string.IsNullOrEmpty(runAsUsername)) userPart = runAsUsername;
+        else if (!string.IsNullOrEmpty(imageUser))
+        {
+            var parts = imageUser.Split(':', 2);
+            userPart = parts[0];
+            groupPart = parts.Length > 1 ? parts[1] : null;
+        }
+
+        uint uid = 0, gid = 0;
+        string? name = null;
+        if (userPart is not null)
+        {
+            if (uint.TryParse(userPart, out uid))
+            {
+                var entry = passwd.FirstOrDefault(p => p.Length > 3 && p[2] == userPart);
+                if (entry is not null) { name = entry[0]; gid = uint.Parse(entry[3], System.Globalization.CultureInfo.InvariantCulture); }
+            }
+            else
+            {
+                var entry = passwd.FirstOrDefault(p => p.Length > 3 && p[0] == userPart)
+                    ?? throw Fail.InvalidArgument($"user '{userPart}' not found in the image's /etc/passwd");
+                name = entry[0];
+                uid = uint.Parse(entry[2], System.Globalization.CultureInfo.InvariantCulture);
+                gid = uint.Parse(entry[3], System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+        if (runAsGroup is not null) gid = (uint)runAsGroup.Value;
+        else if (groupPart is not null)
+        {
+            if (!uint.TryParse(groupPart, out gid))
+            {
+                var entry = group.FirstOrDefault(g => g.Length > 2 && g[0] == groupPart)
+                    ?? throw Fail.InvalidArgument($"group '{groupPart}' not found in the image's /etc/group");
+                gid = uint.Parse(entry[2], System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+        // Groups the image lists the user in, then the pod's supplemental groups.
+        var extra = new List<uint>();
+        if (name is not null)
+            foreach (var g in group)
+                if (g.Length > 3 && g[3].Split(',').Contains(name) && uint.TryParse(g[2], out var id) && id != gid) extra.Add(id);
+        foreach (var s in supplementalGroups)
+            if ((uint)s != gid) extra.Add((uint)s);
+        return new Resolved(uid, gid, [.. extra.Distinct()], name);
+    }
+
+    private static List<string[]> ReadTable(string path)
+    {
+        // The image's file may be a symlink pointing anywhere; only read it when it resolves inside.
+        try
+        {
+            if (!File.Exists(path)) return [];
+            var info = new FileInfo(path);
+            if (info.LinkTarget is not null) return [];
+            return [.. File.ReadLines(path).Where(l => l.Length > 0 && l[0] != '#').Select(l => l.Split(':'))];
+        }
+        catch (IOException) { return []; }
+    }
+}

@@ -1,0 +1,43 @@
+using CriRuntime.Cri.V1;
+using CriRuntime.State;
+using Grpc.Core;
+
+namespace CriRuntime.Cri;
+
+public sealed partial class CriRuntimeService
+{
+    public override Task<ContainerStatusResponse> ContainerStatus(ContainerStatusRequest request, ServerCallContext context)
+    {
+        var c = _containers.Get(request.ContainerId);
+        var config = ContainerConfig.Parser.ParseFrom(c.Config);
+        var status = new Cri.V1.ContainerStatus
+        {
+            Id = c.Id,
+            Metadata = config.Metadata,
+            State = ToCri(c.State),
+            CreatedAt = c.CreatedAtNanos,
+            StartedAt = c.StartedAtNanos,
+            FinishedAt = c.FinishedAtNanos,
+            ExitCode = c.ExitCode,
+            Image = new ImageSpec { Image = c.ImageRef, UserSpecifiedImage = config.Image?.UserSpecifiedImage ?? "" },
+            ImageRef = c.ImageId,
+            ImageId = c.ImageId,
+            Reason = c.Reason,
+            Message = c.Message,
+            LogPath = c.LogPath,
+        };
+        status.Labels.Add(config.Labels);
+        status.Annotations.Add(config.Annotations);
+        status.Mounts.AddRange(config.Mounts);
+        if (config.Linux?.Resources is { } r) status.Resources = new ContainerResources { Linux = r };
+        return Task.FromResult(new ContainerStatusResponse { Status = status });
+    }
+
+    private static Cri.V1.ContainerState ToCri(State.ContainerPhase s) => s switch
+    {
+        State.ContainerPhase.Created => Cri.V1.ContainerState.ContainerCreated,
+        State.ContainerPhase.Running => Cri.V1.ContainerState.ContainerRunning,
+        State.ContainerPhase.Exited => Cri.V1.ContainerState.ContainerExited,
+        _ => Cri.V1.ContainerState.ContainerUnknown,
+    };
+}

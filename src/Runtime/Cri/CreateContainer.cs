@@ -1,0 +1,120 @@
+using System.Security.Cryptography;
+using CriRuntime.Containers;
+using CriRuntime.Cri.V1;
+using CriRuntime.Errors;
+using CriRuntime.Oci;
+using CriRuntime.State;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace CriRuntime.Cri;
+
+public sealed partial class CriRuntimeService
+{
+    /// <summary>Mounts the image as an overlay root, writes the OCI bundle and has a shim create the
+    /// container (set up, waiting for StartContainer). A retry with the same (pod, name, attempt)
+    /// gets the same container.</summary>
+    public override async Task<CreateContainerResponse> CreateContainer(CreateContainerRequest request, ServerCallContext context)
+    {
+        var config = request.Config ?? throw Fail.InvalidArgument("config: required");
+        if (string.IsNullOrEmpty(config.Metadata?.Name)) throw Fail.InvalidArgument("config.metadata.name: required");
+        if (string.IsNullOrEmpty(config.Image?.Image)) throw Fail.InvalidArgument("config.image.image: required");
+        var pod = _pods.Get(request.PodSandboxId);
+        if (pod.State != PodState.Ready) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is not ready");
+
+        var key = ContainerStore.Key(pod.Id, config.Metadata.Name, config.Metadata.Attempt);
+        if (_containers.FindByName(key) is { } existing) return new CreateContainerResponse { ContainerId = existing.Id };
+        var lazy = _containers.Creating.GetOrAdd(key, _ => new Lazy<Task<string>>(() => Task.Run(() => CreateContainerAsync(request, pod))));
+        try
+        {
+            return new CreateContainerResponse { ContainerId = await lazy.Value.WaitAsync(context.CancellationToken) };
+        }
+        finally
+        {
+            if (lazy.Value.IsCompleted) _containers.Creating.TryRemove(new KeyValuePair<string, Lazy<Task<string>>>(key, lazy));
+        }
+    }
+
+    private async Task<string> CreateContainerAsync(CreateContainerRequest request, PodSandboxRecord pod)
+    {
+        var config = request.Config;
+        var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
+        var image = _images.Resolve(config.Image.Image);
+        var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        var dir = _containers.ContainerDir(id);
+        var bundle = Path.Combine(dir, "bundle");
+        var rootfs = Path.Combine(bundle, "rootfs");
+        // The shim's control socket lives here and sun_path holds only 107 bytes: keep it short.
+        // 20 hex digits (80 bits) of a random id do not collide in practice.
+        var stateDir = Path.Combine(_config.State, "c", id[..20]);
+        var logPath = LogPath(podConfig, config, dir);
+        var cgroupsPath = $"{PodCgroup(pod, podConfig)}/{id}";
+
+        await using var undo = new Rollback(_log, $"CreateContainer {config.Metadata.Name} in {pod.Id}");
+        Directory.CreateDirectory(bundle);
+        undo.Add("remove container dir", () => Directory.Delete(dir, recursive: true));
+        RootfsMount.Mount(image.LayerDirs, Path.Combine(dir, "upper"), Path.Combine(dir, "work"), rootfs);
+        undo.Add("unmount rootfs", () => RootfsMount.Unmount(rootfs));
+
+        var sc = config.Linux?.SecurityContext;
+        var user = UserResolver.Resolve(rootfs, sc?.RunAsUser?.Value, sc?.RunAsUsername, sc?.RunAsGroup?.Value,
+            [.. sc?.SupplementalGroups ?? [], .. podConfig.Linux?.SecurityContext?.SupplementalGroups ?? []], image.Config.Config?.User);
+        var spec = SpecBuilder.Build(new SpecInput
+        {
+            ContainerId = id,
+            Config = config,
+            PodConfig = podConfig,
+            Image = image.Config.Config,
+            User = user,
+            NetNs = pod.NetNs,
+            IpcNs = pod.IpcNs,
+            UtsNs = pod.UtsNs,
+            PodDir = pod.Dir,
+            CgroupsPath = cgroupsPath,
+        });
+        AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec));
+        Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
+
+        undo.Add("remove shim state", () => { if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true); });
+        undo.Add("kill container", () => _shims.KillAsync(stateDir, 9, CancellationToken.None));
+        await _shims.CreateAsync(id, bundle, stateDir, logPath, CancellationToken.None);
+
+        var record = new ContainerRecord
+        {
+            Id = id,
+            PodId = pod.Id,
+            Name = config.Metadata.Name,
+            Attempt = config.Metadata.Attempt,
+            CreatedAtNanos = NowNanos(),
+            Config = config.ToByteArray(),
+            ImageId = image.Id,
+            ImageRef = config.Image.Image,
+            LogPath = logPath,
+            BundleDir = bundle,
+            StateDir = stateDir,
+            CgroupsPath = cgroupsPath,
+        };
+        _imageUsage.MarkInUse(image.Id, id);
+        _containers.Save(record);
+        undo.Commit();
+        _events.Publish(new ContainerEventResponse { ContainerId = id, ContainerEventType = ContainerEventType.ContainerCreatedEvent, CreatedAt = record.CreatedAtNanos });
+        return id;
+    }
+
+    /// <summary>The kubelet's log path (relative to the pod's log directory), else one of our own.</summary>
+    private static string LogPath(PodSandboxConfig pod, ContainerConfig c, string containerDir)
+    {
+        if (pod.LogDirectory.Length > 0 && c.LogPath.Length > 0)
+        {
+            var path = Path.GetFullPath(Path.Combine(pod.LogDirectory, c.LogPath));
+            if (!path.StartsWith(Path.GetFullPath(pod.LogDirectory), StringComparison.Ordinal))
+                throw Fail.InvalidArgument($"config.log_path: '{c.LogPath}' leaves the pod's log directory");
+            return path;
+        }
+        return Path.Combine(containerDir, "container.log");
+    }
+
+    /// <summary>The pod's cgroup: the kubelet's cgroup_parent, else one under our cgroup root.</summary>
+    private string PodCgroup(PodSandboxRecord pod, PodSandboxConfig config) =>
+        config.Linux?.CgroupParent is { Length: > 0 } parent ? parent.TrimEnd('/') : $"/{_config.Runtime.CgroupRoot.Trim('/')}/{pod.Id}";
+}

@@ -1,0 +1,28 @@
+using CriRuntime.Cri.V1;
+using Grpc.Core;
+
+namespace CriRuntime.Cri;
+
+public sealed partial class CriRuntimeService
+{
+    /// <summary>Streams created/started/stopped/deleted events from now on, in order, until the
+    /// caller goes away.</summary>
+    public override async Task GetContainerEvents(GetEventsRequest request, IServerStreamWriter<ContainerEventResponse> responseStream, ServerCallContext context)
+    {
+        var reader = _events.Subscribe(context.CancellationToken);
+        try
+        {
+            await foreach (var e in reader.ReadAllAsync(context.CancellationToken))
+            {
+                var withPod = e.Clone();
+                if (_containers.Find(e.ContainerId) is { } c && _pods.Find(c.PodId) is { } pod)
+                {
+                    var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
+                    withPod.PodSandboxStatus = new Cri.V1.PodSandboxStatus { Id = pod.Id, Metadata = podConfig.Metadata, CreatedAt = pod.CreatedAtNanos };
+                }
+                await responseStream.WriteAsync(withPod, context.CancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested) { }
+    }
+}

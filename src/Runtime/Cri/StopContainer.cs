@@ -1,0 +1,64 @@
+using CriRuntime.Cri.V1;
+using CriRuntime.State;
+using Grpc.Core;
+
+namespace CriRuntime.Cri;
+
+public sealed partial class CriRuntimeService
+{
+    /// <summary>The container's stop signal (the kubelet's, else the image's, else SIGTERM), then
+    /// SIGKILL after the timeout. Idempotent: unknown or exited containers are success.</summary>
+    public override async Task<StopContainerResponse> StopContainer(StopContainerRequest request, ServerCallContext context)
+    {
+        var c = _containers.TryGet(request.ContainerId);
+        if (c is null) return new StopContainerResponse();
+        await StopContainerAsync(c, TimeSpan.FromSeconds(Math.Max(0, request.Timeout)), context.CancellationToken);
+        return new StopContainerResponse();
+    }
+
+    private async Task StopContainerAsync(ContainerRecord c, TimeSpan timeout, CancellationToken ct)
+    {
+        if (c.State == ContainerPhase.Exited) return;
+        if (c.State == ContainerPhase.Created)
+        {
+            // Never started: its init waits for start; kill it.
+            await _shims.KillAsync(c.StateDir, 9, ct);
+        }
+        else
+        {
+            await _shims.StopAsync(c.StateDir, StopSignal(c), timeout, ct);
+        }
+        var final = await _shims.WaitAsync(c.StateDir, ct);
+        await _exits.RecordExitAsync(c.Id, final);
+    }
+
+    private int StopSignal(ContainerRecord c)
+    {
+        var config = ContainerConfig.Parser.ParseFrom(c.Config);
+        if (config.StopSignal != Signal.RuntimeDefault) return SignalNumber(config.StopSignal.ToString());
+        try
+        {
+            var image = _images.Resolve(c.ImageId);
+            if (image.Config.Config?.StopSignal is { Length: > 0 } s) return SignalNumber(s);
+        }
+        catch (Errors.CriException) { }
+        return 15;
+    }
+
+    /// <summary>"SIGTERM", "TERM", "Sigterm", "15" → 15.</summary>
+    internal static int SignalNumber(string name)
+    {
+        if (int.TryParse(name, out var n)) return n;
+        var upper = name.ToUpperInvariant();
+        if (!upper.StartsWith("SIG", StringComparison.Ordinal)) upper = "SIG" + upper;
+        return upper switch
+        {
+            "SIGHUP" => 1, "SIGINT" => 2, "SIGQUIT" => 3, "SIGILL" => 4, "SIGTRAP" => 5, "SIGABRT" => 6, "SIGBUS" => 7,
+            "SIGFPE" => 8, "SIGKILL" => 9, "SIGUSR1" => 10, "SIGSEGV" => 11, "SIGUSR2" => 12, "SIGPIPE" => 13,
+            "SIGALRM" => 14, "SIGTERM" => 15, "SIGSTKFLT" => 16, "SIGCHLD" => 17, "SIGCONT" => 18, "SIGSTOP" => 19,
+            "SIGTSTP" => 20, "SIGTTIN" => 21, "SIGTTOU" => 22, "SIGURG" => 23, "SIGXCPU" => 24, "SIGXFSZ" => 25,
+            "SIGVTALRM" => 26, "SIGPROF" => 27, "SIGWINCH" => 28, "SIGIO" => 29, "SIGPWR" => 30, "SIGSYS" => 31,
+            _ => 15,
+        };
+    }
+}

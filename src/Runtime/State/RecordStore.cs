@@ -1,0 +1,99 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using CriRuntime.Errors;
+
+namespace CriRuntime.State;
+
+/// <summary>Records kept in memory and on disk, one directory per record with the record in
+/// &lt;dir&gt;/&lt;id&gt;/&lt;file&gt;. A record is written atomically before it becomes visible; it is
+/// deleted before its directory, so a crash midway leaves a directory without a record (which
+/// the recovery sweep removes), never a record without its files.</summary>
+public sealed class RecordStore<T> where T : class
+{
+    private readonly ConcurrentDictionary<string, T> _items = new(StringComparer.Ordinal);
+    private readonly string _file;
+    private readonly JsonTypeInfo<T> _json;
+    private readonly Func<T, string> _id;
+    private readonly string _what;
+
+    public string Dir { get; }
+
+    public RecordStore(string dir, string file, JsonTypeInfo<T> json, Func<T, string> id, string what)
+    {
+        Dir = dir;
+        _file = file;
+        _json = json;
+        _id = id;
+        _what = what;
+        Directory.CreateDirectory(dir);
+        foreach (var sub in Directory.GetDirectories(dir))
+        {
+            var path = Path.Combine(sub, file);
+            if (!File.Exists(path)) continue;
+            var item = JsonSerializer.Deserialize(File.ReadAllBytes(path), json);
+            if (item is not null) _items[id(item)] = item;
+        }
+    }
+
+    public string ItemDir(string id) => Path.Combine(Dir, id);
+
+    public IReadOnlyCollection<T> All => [.. _items.Values];
+
+    public T? Find(string id) => _items.GetValueOrDefault(id);
+
+    /// <summary>The record with this id, or the unique one whose id starts with it (as crictl allows).</summary>
+    public T Get(string idOrPrefix, string field)
+    {
+        if (string.IsNullOrEmpty(idOrPrefix)) throw Fail.InvalidArgument($"{field}: required");
+        if (_items.TryGetValue(idOrPrefix, out var item)) return item;
+        var matches = _items.Values.Where(p => _id(p).StartsWith(idOrPrefix, StringComparison.Ordinal)).Take(2).ToList();
+        return matches.Count switch
+        {
+            1 => matches[0],
+            0 => throw Fail.NotFound($"{_what} {idOrPrefix} not found"),
+            _ => throw Fail.InvalidArgument($"{field}: {idOrPrefix} matches more than one {_what}"),
+        };
+    }
+
+    public T? TryGet(string idOrPrefix, string field)
+    {
+        try { return Get(idOrPrefix, field); }
+        catch (CriException e) when (e.Kind == ErrorKind.NotFound) { return null; }
+    }
+
+    public void Save(T item)
+    {
+        var id = _id(item);
+        AtomicFile.Write(Path.Combine(ItemDir(id), _file), JsonSerializer.SerializeToUtf8Bytes(item, _json));
+        _items[id] = item;
+    }
+
+    public void Delete(string id)
+    {
+        _items.TryRemove(id, out _);
+        var dir = ItemDir(id);
+        File.Delete(Path.Combine(dir, _file));
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+    }
+
+    /// <summary>Directories with no record: what a crash left half-made.</summary>
+    public IEnumerable<string> Orphans() =>
+        Directory.GetDirectories(Dir).Where(d => !_items.ContainsKey(Path.GetFileName(d)));
+
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _locks = new(StringComparer.Ordinal);
+
+    /// <summary>Serialises lifecycle changes of one record.</summary>
+    public async Task<IDisposable> LockAsync(string id, CancellationToken ct)
+    {
+        var sem = _locks.GetOrAdd(id, _ => new SemaphoreSlim(1, 1));
+        await sem.WaitAsync(ct).ConfigureAwait(false);
+        return new Releaser(sem);
+    }
+
+    private sealed class Releaser(SemaphoreSlim sem) : IDisposable
+    {
+        private int _done;
+        public void Dispose() { if (Interlocked.Exchange(ref _done, 1) == 0) sem.Release(); }
+    }
+}

@@ -1,0 +1,60 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using CriRuntime.Shim.Client;
+using CriRuntime.Shim.Kernel;
+
+namespace CriRuntime.Shim.Supervisor;
+
+/// <summary>The shim CLI's own client of a control socket: blocking libc calls, so the shim
+/// binary does not carry System.Net.Sockets and its async engine (the daemon uses
+/// <see cref="ShimClient"/>). Every AOT-compiled type costs resident memory in every shim.</summary>
+public static unsafe partial class RawControlClient
+{
+    [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
+    private static partial int Socket(int domain, int type, int protocol);
+    [LibraryImport("libc", EntryPoint = "connect", SetLastError = true)]
+    private static partial int Connect(int fd, byte* addr, int len);
+
+    public static ShimResponse Send(string stateDir, ShimRequest request)
+    {
+        var path = Path.Combine(stateDir, StateFiles.Socket);
+        var bytes = Encoding.UTF8.GetBytes(path);
+        if (bytes.Length > 107) throw new ArgumentException($"control socket path is longer than 107 bytes: {path}");
+        var fd = Socket(1 /* AF_UNIX */, 1 /* SOCK_STREAM */ | 0x80000 /* SOCK_CLOEXEC */, 0);
+        if (fd < 0) throw KernelException.Last("socket", path);
+        using var handle = new FdHandle(fd);
+        var addr = stackalloc byte[110];
+        new Span<byte>(addr, 110).Clear();
+        *(ushort*)addr = 1;
+        bytes.CopyTo(new Span<byte>(addr + 2, 108));
+        if (Connect(fd, addr, 2 + bytes.Length + 1) != 0) throw KernelException.Last("connect", path);
+        Native.WriteAll(fd, JsonSerializer.SerializeToUtf8Bytes(request, ShimJsonContext.Default.ShimRequest), path);
+        Native.WriteAll(fd, "\n"u8, path);
+        var answer = new List<byte>();
+        var buffer = new byte[64 * 1024];
+        while (true)
+        {
+            var n = Native.ReadSome(fd, buffer, path);
+            if (n == 0) break;
+            var nl = Array.IndexOf(buffer, (byte)'\n', 0, n);
+            answer.AddRange(buffer.AsSpan(0, nl < 0 ? n : nl));
+            if (nl >= 0) break;
+        }
+        if (answer.Count == 0) throw new IOException($"{path}: connection closed without an answer to {request.Op}");
+        return JsonSerializer.Deserialize(answer.ToArray(), ShimJsonContext.Default.ShimResponse)
+            ?? throw new IOException($"{path}: empty answer to {request.Op}");
+    }
+
+    /// <summary>As <see cref="ShimClient.SendAsync"/>: a shim that is gone answers from state.json.</summary>
+    public static ShimResponse SendOrState(string stateDir, ShimRequest request)
+    {
+        try { return Send(stateDir, request); }
+        catch (IOException) when (ShimClient.ReadStateFile(stateDir) is { Status: ShimStatus.Stopped } final)
+        {
+            return request.Op == ShimOps.Start
+                ? new ShimResponse { Ok = false, Error = $"container {final.Id} has exited", State = final }
+                : new ShimResponse { Ok = true, State = final };
+        }
+    }
+}

@@ -1,0 +1,72 @@
+using CriRuntime.Cri.V1;
+using Grpc.Core;
+
+namespace CriRuntime.Tests.E2E.Harness;
+
+/// <summary>Shorthands for the CRI calls most container tests make.</summary>
+public static class PodHelpers
+{
+    public static PodSandboxConfig PodConfig(string name, string? logDir = null) => new()
+    {
+        Metadata = new PodSandboxMetadata { Name = name, Namespace = "e2e", Uid = Guid.NewGuid().ToString() },
+        Hostname = name,
+        LogDirectory = logDir ?? "",
+        Linux = new LinuxPodSandboxConfig(),
+    };
+
+    public static async Task<string> RunPodAsync(this CriClient c, PodSandboxConfig config) =>
+        (await c.Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = config })).PodSandboxId;
+
+    public static async Task PullAsync(this CriClient c, string image) =>
+        await c.Images.PullImageAsync(new PullImageRequest { Image = new ImageSpec { Image = image } });
+
+    public static ContainerConfig Container(string name, string image, params string[] command) => new()
+    {
+        Metadata = new ContainerMetadata { Name = name },
+        Image = new ImageSpec { Image = image },
+        Command = { command },
+        LogPath = name + ".log",
+        Linux = new LinuxContainerConfig { SecurityContext = new LinuxContainerSecurityContext(), Resources = new LinuxContainerResources() },
+    };
+
+    public static async Task<string> CreateAsync(this CriClient c, string podId, PodSandboxConfig pod, ContainerConfig config) =>
+        (await c.Runtime.CreateContainerAsync(new CreateContainerRequest { PodSandboxId = podId, Config = config, SandboxConfig = pod })).ContainerId;
+
+    public static async Task<string> StartNewAsync(this CriClient c, string podId, PodSandboxConfig pod, ContainerConfig config)
+    {
+        var id = await c.CreateAsync(podId, pod, config);
+        await c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id });
+        return id;
+    }
+
+    public static async Task<ContainerStatus> StatusAsync(this CriClient c, string id) =>
+        (await c.Runtime.ContainerStatusAsync(new ContainerStatusRequest { ContainerId = id })).Status;
+
+    /// <summary>Waits for the container's STOPPED event (subscribed before checking, so none is missed).</summary>
+    public static async Task<ContainerStatus> WaitExitedAsync(this CriClient c, string id, TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(60));
+        using var stream = c.Runtime.GetContainerEvents(new GetEventsRequest(), cancellationToken: cts.Token);
+        // The subscription is live once the server has the call; a status check closes the race.
+        await Task.Yield();
+        var status = await c.StatusAsync(id);
+        if (status.State == ContainerState.ContainerExited) return status;
+        try
+        {
+            while (await stream.ResponseStream.MoveNext(cts.Token))
+            {
+                var e = stream.ResponseStream.Current;
+                if (e.ContainerId == id && e.ContainerEventType == ContainerEventType.ContainerStoppedEvent) break;
+                status = await c.StatusAsync(id);
+                if (status.State == ContainerState.ContainerExited) return status;
+            }
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled) { }
+        return await c.StatusAsync(id);
+    }
+
+    /// <summary>The text of a CRI log file ("TIME STREAM TAG TEXT" lines), by stream.</summary>
+    public static string LogText(string path, string stream = "stdout") =>
+        string.Concat(File.ReadLines(path).Select(l => l.Split(' ', 4)).Where(p => p.Length == 4 && p[1] == stream)
+            .Select(p => p[2] == "F" ? p[3] + "\n" : p[3]));
+}
