@@ -20,7 +20,6 @@ public sealed class SnapshotStore
         Directory.CreateDirectory(_dir);
     }
 
-
     /// <summary>The directory to give overlayfs as a lowerdir.</summary>
     public string FsPath(Digest chainId) => Path.Combine(_dir, chainId.Hex, "fs");
 
