@@ -78,7 +78,8 @@ public sealed partial class ImagePuller(
         if (!content.Has(configDigest))
             await FetchBlobAsync(repo, reference, configDigest, manifest.Config.Size, ct).ConfigureAwait(false);
         var imageConfig = ManifestParser.ParseConfig(content.Read(configDigest), manifest.Layers.Count);
-        var chainIds = ManifestParser.ChainIds(imageConfig.RootFs!.DiffIds!);
+        var diffIds = imageConfig.RootFs?.DiffIds ?? []; // ParseConfig checked there is one per layer
+        var chainIds = ManifestParser.ChainIds(diffIds);
 
         var layers = new List<LayerRecord>();
         for (var i = 0; i < manifest.Layers.Count; i++)
@@ -87,7 +88,7 @@ public sealed partial class ImagePuller(
             var digest = Digest.Parse(l.Digest);
             lease.AddBlob(digest);
             lease.AddSnapshot(chainIds[i]);
-            layers.Add(new LayerRecord(l.Digest, l.MediaType!, l.Size, imageConfig.RootFs.DiffIds![i], chainIds[i].ToString()));
+            layers.Add(new LayerRecord(l.Digest, l.MediaType!, l.Size, diffIds[i], chainIds[i].ToString()));
         }
         using (var slots = new SemaphoreSlim(ParallelLayers))
         {

@@ -21,6 +21,8 @@ public sealed class ImageStore
         _path = Path.Combine(dir, "images.json");
         _usage = usage;
         Directory.CreateDirectory(dir);
+        // AtomicFile's temporary files from a write a crash interrupted: the rename never happened.
+        foreach (var stale in Directory.EnumerateFiles(dir, ".images.json.*.tmp")) File.Delete(stale);
         if (File.Exists(_path))
         {
             var file = JsonSerializer.Deserialize(File.ReadAllBytes(_path), ImageRecordJson.Default.ImageIndexFile)
@@ -93,8 +95,9 @@ public sealed class ImageStore
         }
     }
 
-    /// <summary>Removes what <paramref name="image"/> names: a tag removes that tag (and the repo
-    /// digests with it once no tag is left); an id or a digest reference removes every name. An
+    /// <summary>Removes what <paramref name="image"/> names: a tag removes that tag (and its
+    /// repository's digest names once that repository has no tag left; all of them once the image
+    /// has no tag left); an id or a digest reference removes every name. An
     /// image without names is dropped unless a container uses it. Returns the image it matched,
     /// or null when nothing did (removal is idempotent).</summary>
     public ImageRecord? Remove(string image, Func<ImageRecord, bool> isPinned)
@@ -110,9 +113,13 @@ public sealed class ImageStore
             ImageRecord next;
             if (byTag)
             {
-                var tag = ImageReference.Parse(image).TagName!;
-                var tags = found.RepoTags.Where(t => t != tag).ToList();
-                next = found with { RepoTags = tags, RepoDigests = tags.Count == 0 ? [] : found.RepoDigests };
+                var removed = ImageReference.Parse(image);
+                var tags = found.RepoTags.Where(t => t != removed.TagName).ToList();
+                // The repository's digest names go with its last tag.
+                var repoKept = tags.Any(t => t.StartsWith($"{removed.Name}:", StringComparison.Ordinal));
+                var digests = tags.Count == 0 ? [] : found.RepoDigests
+                    .Where(d => repoKept || !d.StartsWith($"{removed.Name}@", StringComparison.Ordinal)).ToList();
+                next = found with { RepoTags = tags, RepoDigests = digests };
             }
             else next = found with { RepoTags = [], RepoDigests = [] };
             PutOrDropLocked(next);
@@ -127,6 +134,19 @@ public sealed class ImageStore
             _images.Remove(image.Id);
         else
             _images[image.Id] = image;
+    }
+
+    /// <summary>Drops nameless images no container uses. For the container store to call once it
+    /// has re-marked its containers' images after a restart (usage is not persisted).</summary>
+    public void PruneUnused()
+    {
+        lock (_lock)
+        {
+            var doomed = _images.Values.Where(i => i.RepoTags.Count == 0 && i.RepoDigests.Count == 0 && !_usage.IsInUse(i.Id)).ToList();
+            if (doomed.Count == 0) return;
+            foreach (var i in doomed) _images.Remove(i.Id);
+            SaveLocked();
+        }
     }
 
     /// <summary>A nameless image kept only for its containers goes when the last one lets go.</summary>

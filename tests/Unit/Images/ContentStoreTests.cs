@@ -58,4 +58,35 @@ public sealed class ContentStoreTests : IDisposable
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => store.WriteVerifiedAsync(Digest.Of(data), data.Length, new MemoryStream(data), null, cts.Token));
         Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(_dir, "ingest")));
     }
+
+    [Fact]
+    public async Task WriteVerified_DiskFull_IsResourceExhausted_AndKeepsNothing()
+    {
+        var small = Path.Combine(_dir, "small");
+        Directory.CreateDirectory(small);
+        Run("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small);
+        try
+        {
+            var store = new ContentStore(small);
+            var data = new byte[1 << 20];
+            Random.Shared.NextBytes(data);
+            var e = await Assert.ThrowsAsync<CriRuntime.Errors.CriException>(() =>
+                store.WriteVerifiedAsync(Digest.Of(data), data.Length, new MemoryStream(data), null, CancellationToken.None));
+            Assert.Equal(CriRuntime.Errors.ErrorKind.ResourceExhausted, e.Kind);
+            Assert.Contains("no space left", e.Message);
+            Assert.Empty(store.List());
+            Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(small, "ingest")));
+        }
+        finally
+        {
+            Run("umount", small);
+        }
+    }
+
+    private static void Run(string file, params string[] args)
+    {
+        using var p = System.Diagnostics.Process.Start(file, args);
+        p.WaitForExit();
+        Assert.Equal(0, p.ExitCode);
+    }
 }

@@ -107,6 +107,55 @@ public sealed class LayerExtractorTests : IDisposable
     }
 
     [Fact]
+    public void Extract_SkipsXattrsWhoseBinaryValueWasLostInDecoding()
+    {
+        Extract(Tar(File_("f", "x", pax: new Dictionary<string, string> { ["SCHILY.xattr.user.bin"] = "a\uFFFDb", ["SCHILY.xattr.user.ok"] = "v" })));
+        Assert.Null(Libc.Lgetxattr(Path.Combine(Root, "f"), "user.bin"));
+        Assert.NotNull(Libc.Lgetxattr(Path.Combine(Root, "f"), "user.ok"));
+    }
+
+    [Fact]
+    public void Extract_BinaryXattrFromGnuTar_IsSetByteForByte_WithTheSecondPass()
+    {
+        var src = Path.Combine(_dir, "src");
+        Directory.CreateDirectory(src);
+        var file = Path.Combine(src, "cap-binary");
+        File.WriteAllText(file, "x");
+        byte[] raw = [0x01, 0x00, 0x00, 0x02, 0x80, 0xff, 0x00, 0x20, 0xc3];
+        Libc.Lsetxattr(file, "user.bin", raw);
+        var tarPath = Path.Combine(_dir, "layer.tar");
+        using (var p = System.Diagnostics.Process.Start("tar", ["--format=posix", "--xattrs", "--xattrs-include=user.*", "-C", src, "-cf", tarPath, "cap-binary"]))
+        {
+            p.WaitForExit();
+            Assert.Equal(0, p.ExitCode);
+        }
+        var tar = File.ReadAllBytes(tarPath);
+
+        Assert.Equal("user.bin", Assert.Single(PaxXattrScanner.Scan(new MemoryStream(tar))).Name);
+        Assert.Equal(raw, PaxXattrScanner.Scan(new MemoryStream(tar)).Single().Value);
+
+        LayerExtractor.Extract(new MemoryStream(tar), Root, "sha256:test", reopen: () => new MemoryStream(tar));
+        Assert.Equal(raw, Libc.Lgetxattr(Path.Combine(Root, "cap-binary"), "user.bin"));
+
+        var root2 = Path.Combine(_dir, "fs2");
+        Directory.CreateDirectory(root2);
+        LayerExtractor.Extract(new MemoryStream(tar), root2, "sha256:test");
+        Assert.Null(Libc.Lgetxattr(Path.Combine(root2, "cap-binary"), "user.bin")); // skipped, never mangled
+    }
+
+    [Fact]
+    public void PaxScanner_FollowsLongPathsAndSkipsData()
+    {
+        var longName = string.Join('/', Enumerable.Repeat("directory-name", 12)) + "/file";
+        var tar = Tar(
+            File_("first", new string('a', 1500), pax: new Dictionary<string, string> { ["SCHILY.xattr.user.a"] = "1" }),
+            File_(longName, "b", pax: new Dictionary<string, string> { ["SCHILY.xattr.user.b"] = "2" }));
+        var found = PaxXattrScanner.Scan(new MemoryStream(tar)).ToList();
+        Assert.Equal([("first", "user.a", "1"), (longName, "user.b", "2")],
+            found.Select(x => (x.Path, x.Name, Encoding.UTF8.GetString(x.Value))));
+    }
+
+    [Fact]
     public void Extract_HandlesGzipAndZstd()
     {
         var tar = Tar(File_("hello", "world"));

@@ -26,15 +26,32 @@ public static class LayerExtractor
     /// <summary>Extracts a (possibly gzip or zstd compressed, detected by magic bytes) layer into
     /// <paramref name="root"/>, which must exist and be empty. Returns the digest of the
     /// uncompressed tar: the layer's diff_id.</summary>
-    public static Digest Extract(Stream compressed, string root, string layer, CancellationToken ct = default)
+    /// <param name="reopen">Opens the layer again from the start, for a second pass that sets xattrs
+    /// whose binary values the tar reader could not decode; without it those are skipped.</param>
+    public static Digest Extract(Stream compressed, string root, string layer, CancellationToken ct = default, Func<Stream>? reopen = null)
     {
         try
         {
-            using var tar = Decompress(compressed);
-            using var hashing = new HashingStream(tar);
-            ExtractTar(hashing, root, layer, ct);
-            hashing.Drain(); // trailing padding belongs to the diff_id too
-            return hashing.Digest();
+            Digest diffId;
+            bool lossy;
+            using (var tar = Decompress(compressed))
+            using (var hashing = new HashingStream(tar))
+            {
+                lossy = ExtractTar(hashing, root, layer, ct);
+                hashing.Drain(); // trailing padding belongs to the diff_id too
+                diffId = hashing.Digest();
+            }
+            if (lossy && reopen is not null)
+            {
+                using var again = Decompress(reopen());
+                try { ApplyRawXattrs(again, root); }
+                catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
+                {
+                    // The tar reader accepted this layer; a header our scanner does not follow
+                    // only means the binary xattrs stay unset, as without the second pass.
+                }
+            }
+            return diffId;
         }
         catch (Exception e) when (e is InvalidDataException or EndOfStreamException or FormatException or ZstdSharp.ZstdException
                                   && !e.Message.StartsWith($"layer {layer}:", StringComparison.Ordinal))
@@ -63,8 +80,10 @@ public static class LayerExtractor
         return prefixed;
     }
 
-    private static void ExtractTar(Stream tar, string root, string layer, CancellationToken ct)
+    /// <summary>Extracts; true when some xattr value was not valid UTF-8 and was left unset.</summary>
+    private static bool ExtractTar(Stream tar, string root, string layer, CancellationToken ct)
     {
+        var lossy = false;
         root = Path.GetFullPath(root);
         var dirTimes = new List<(string Path, DateTimeOffset Time)>();
         using var reader = new TarReader(tar, leaveOpen: true);
@@ -105,7 +124,7 @@ public static class LayerExtractor
                         RemoveExisting(target);
                         Directory.CreateDirectory(target);
                     }
-                    ApplyMetadata(target, entry, isSymlink: false);
+                    lossy |= !ApplyMetadata(target, entry, isSymlink: false);
                     dirTimes.Add((target, entry.ModificationTime));
                     continue;
 
@@ -127,7 +146,7 @@ public static class LayerExtractor
                     if (string.IsNullOrEmpty(entry.LinkName)) throw new InvalidDataException(Bad("symlink without a target"));
                     RemoveExisting(target);
                     File.CreateSymbolicLink(target, entry.LinkName);
-                    ApplyMetadata(target, entry, isSymlink: true);
+                    lossy |= !ApplyMetadata(target, entry, isSymlink: true);
                     continue;
 
                 case TarEntryType.HardLink:
@@ -157,12 +176,49 @@ public static class LayerExtractor
                 default:
                     throw new InvalidDataException(Bad($"unsupported tar entry type {entry.EntryType}"));
             }
-            ApplyMetadata(target, entry, isSymlink: false);
+            lossy |= !ApplyMetadata(target, entry, isSymlink: false);
             Libc.Lutimes(target, entry.ModificationTime, entry.ModificationTime);
         }
         // Children change their directory's mtime: set directories last, deepest first.
         for (var i = dirTimes.Count - 1; i >= 0; i--)
             Libc.Lutimes(dirTimes[i].Path, dirTimes[i].Time, dirTimes[i].Time);
+        return lossy;
+    }
+
+    /// <summary>Second pass: sets the binary xattr values the first pass had to skip, on entries
+    /// that are still there, through the same "no symlinked parents" rule.</summary>
+    private static void ApplyRawXattrs(Stream tar, string root)
+    {
+        root = Path.GetFullPath(root);
+        foreach (var x in PaxXattrScanner.Scan(tar))
+        {
+            if (!IsAllowedXattr(x.Name) || IsValidUtf8(x.Value)) continue; // the first pass set these
+            if (SplitName(x.Path) is not { Length: > 0 } parts) continue;
+            if (CheckParents(root, parts.AsSpan(0, parts.Length - 1)) is not { } parent) continue;
+            var path = Path.Combine(parent, parts[^1]);
+            if (Libc.FileType(path) is null) continue;
+            SetXattr(path, x.Name, x.Value);
+        }
+    }
+
+    private static bool IsValidUtf8(byte[] value)
+    {
+        try { _ = StrictUtf8.GetString(value); return true; }
+        catch (DecoderFallbackException) { return false; }
+    }
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>A layer must not forge overlay's own metadata (opaque, redirect, origin).</summary>
+    private static bool IsAllowedXattr(string name) => !name.StartsWith("trusted.overlay.", StringComparison.Ordinal);
+
+    private static void SetXattr(string path, string name, ReadOnlySpan<byte> value)
+    {
+        try { Libc.Lsetxattr(path, name, value); }
+        catch (IOException e) when (e.HResult is 95 or 1) // EOPNOTSUPP, EPERM (e.g. user.* on a symlink)
+        {
+            // kept without the attribute, as tar --xattrs does on such a file system
+        }
     }
 
     private static TarEntry? Next(TarReader reader, string layer)
@@ -222,8 +278,10 @@ public static class LayerExtractor
         else File.Delete(path);
     }
 
-    private static void ApplyMetadata(string path, TarEntry entry, bool isSymlink)
+    /// <summary>Owner, mode and xattrs; false when an xattr value was lost in UTF-8 decoding.</summary>
+    private static bool ApplyMetadata(string path, TarEntry entry, bool isSymlink)
     {
+        var complete = true;
         Libc.Lchown(path, entry.Uid, entry.Gid);
         if (!isSymlink) Libc.Chmod(path, (uint)entry.Mode); // after chown, which clears setuid/setgid
         if (entry is PaxTarEntry pax)
@@ -232,16 +290,16 @@ public static class LayerExtractor
             {
                 if (!key.StartsWith(PaxXattrPrefix, StringComparison.Ordinal)) continue;
                 var name = key[PaxXattrPrefix.Length..];
-                // A layer must not forge overlay's own metadata (opaque, redirect, origin).
-                if (name.StartsWith("trusted.overlay.", StringComparison.Ordinal)) continue;
-                try { Libc.Lsetxattr(path, name, Encoding.UTF8.GetBytes(value)); }
-                catch (IOException e) when (e.HResult is 95 or 1) // EOPNOTSUPP, EPERM (e.g. user.* on a symlink)
-                {
-                    // kept without the attribute, as tar --xattrs does on such a file system
-                }
+                if (!IsAllowedXattr(name)) continue;
+                // TarReader hands PAX values over as UTF-8 strings; binary values that are not valid
+                // UTF-8 (security.capability often is not) arrive with U+FFFD in place of the bytes.
+                // Writing those would set a different value, e.g. other capabilities: the raw pass does.
+                if (value.Contains('\uFFFD')) { complete = false; continue; }
+                SetXattr(path, name, Encoding.UTF8.GetBytes(value));
             }
         }
         if (isSymlink) Libc.Lutimes(path, entry.ModificationTime, entry.ModificationTime);
+        return complete;
     }
 
     /// <summary>Hashes every byte read through it (the diff_id of the uncompressed tar).</summary>

@@ -20,7 +20,6 @@ public sealed class SnapshotStore
         Directory.CreateDirectory(_dir);
     }
 
-
     /// <summary>The directory to give overlayfs as a lowerdir.</summary>
     public string FsPath(Digest chainId) => Path.Combine(_dir, chainId.Hex, "fs");
 
@@ -44,8 +43,9 @@ public sealed class SnapshotStore
             Directory.CreateDirectory(fs);
             File.SetUnixFileMode(fs, (UnixFileMode)0x1ED /* 0755 */);
             Digest actual;
-            using (var input = new FileStream(blob, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16))
-                actual = LayerExtractor.Extract(input, fs, layerDigest.ToString(), ct);
+            FileStream Open() => new(blob, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+            using (var input = Open())
+                actual = LayerExtractor.Extract(input, fs, layerDigest.ToString(), ct, Open);
             if (actual != diffId)
                 throw new DigestMismatchException(diffId, actual, $"layer {layerDigest} unpacks to {actual}, but the image config says its diff_id is {diffId}");
             var final = Path.Combine(_dir, chainId.Hex);
