@@ -2,6 +2,7 @@ using CriRuntime.Config;
 using CriRuntime.Cri.V1;
 using CriRuntime.Network;
 using CriRuntime.State;
+using CriRuntime.Streaming;
 
 namespace CriRuntime.Cri;
 
@@ -14,6 +15,7 @@ public sealed partial class CriRuntimeService(
     CniConfigProbe cni,
     CniNetwork network,
     PodSandboxStore pods,
+    StreamingServer streaming,
     TimeProvider clock,
     ILogger<CriRuntimeService> log) : RuntimeService.RuntimeServiceBase
 {
@@ -22,6 +24,7 @@ public sealed partial class CriRuntimeService(
     private readonly CniConfigProbe _cni = cni;
     private readonly CniNetwork _network = network;
     private readonly PodSandboxStore _pods = pods;
+    private readonly StreamingServer _streaming = streaming;
     private readonly TimeProvider _clock = clock;
     private readonly ILogger<CriRuntimeService> _log = log;
 

@@ -1,0 +1,96 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using CriRuntime.Config;
+using CriRuntime.Cri.V1;
+using CriRuntime.Server;
+using CriRuntime.Streaming.PortForward;
+using CriRuntime.Streaming.RemoteCommand;
+
+namespace CriRuntime.Streaming;
+
+/// <summary>The [streaming] HTTP/1.1 listener, bound before the host starts so the port (0 = any
+/// free one) is known when the first URL is handed out. Kestrel serves it as a second listener of
+/// the daemon's WebApplication.</summary>
+public sealed class StreamingListener : IDisposable
+{
+    public Socket Socket { get; }
+    public IPEndPoint EndPoint { get; }
+    /// <summary>http://ADDR:PORT (IPv6 in brackets), the prefix of every streaming URL.</summary>
+    public string BaseUrl { get; }
+
+    private StreamingListener(Socket socket)
+    {
+        Socket = socket;
+        EndPoint = (IPEndPoint)socket.LocalEndPoint!;
+        BaseUrl = "http://" + (EndPoint.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{EndPoint.Address}]" : EndPoint.Address.ToString())
+            + ":" + EndPoint.Port.ToString(CultureInfo.InvariantCulture);
+    }
+
+    public static StreamingListener Bind(StreamingSection config)
+    {
+        if (!IPAddress.TryParse(config.Address, out var address))
+            throw new StartupException($"streaming.address: \"{config.Address}\" is not an IP address");
+        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(new IPEndPoint(address, config.Port));
+            socket.Listen(512);
+            return new StreamingListener(socket);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new StartupException($"streaming: cannot listen on {config.Address}:{config.Port}: {e.Message}", e);
+        }
+    }
+
+    public void Dispose() => Socket.Dispose();
+}
+
+/// <summary>Hands out single-use streaming URLs for Exec/Attach/PortForward and serves them:
+/// GET or POST /exec/TOKEN, /attach/TOKEN, /portforward/TOKEN on the streaming listener only.
+/// An unknown, used or expired token is 404, as kubelet's streaming server answers.</summary>
+public sealed class StreamingServer(StreamingListener listener, StreamingRequestCache cache, IStreamingRuntime runtime,
+    RemoteCommandServer remoteCommand, PortForwardServer portForward)
+{
+    public IStreamingRuntime Runtime => runtime;
+    public StreamingRequestCache Cache => cache;
+
+    public string Url(string kind, string token) => $"{listener.BaseUrl}/{kind}/{token}";
+
+    public ExecResponse Exec(ExecRequest request) => new() { Url = Url("exec", cache.Insert(request)) };
+    public AttachResponse Attach(AttachRequest request) => new() { Url = Url("attach", cache.Insert(request)) };
+    public PortForwardResponse PortForward(PortForwardRequest request) => new() { Url = Url("portforward", cache.Insert(request)) };
+
+    public void Map(IEndpointRouteBuilder endpoints)
+    {
+        string[] methods = ["GET", "POST"];
+        endpoints.MapMethods("/exec/{token}", methods, ServeExecAsync);
+        endpoints.MapMethods("/attach/{token}", methods, ServeAttachAsync);
+        endpoints.MapMethods("/portforward/{token}", methods, ServePortForwardAsync);
+    }
+
+    private Task ServeExecAsync(HttpContext context) =>
+        Take<ExecRequest>(context) is { } r ? remoteCommand.ServeAsync(context, RemoteCommandRequest.From(r)) : NotFound(context);
+
+    private Task ServeAttachAsync(HttpContext context) =>
+        Take<AttachRequest>(context) is { } r ? remoteCommand.ServeAsync(context, RemoteCommandRequest.From(r)) : NotFound(context);
+
+    private Task ServePortForwardAsync(HttpContext context) =>
+        Take<PortForwardRequest>(context) is { } r ? portForward.ServeAsync(context, r) : NotFound(context);
+
+    /// <summary>The request behind the URL's token, consumed; null for other listeners (the CRI
+    /// socket) and for tokens unknown, used or expired.</summary>
+    private T? Take<T>(HttpContext context) where T : class, Google.Protobuf.IMessage
+    {
+        if (context.Connection.LocalPort != listener.EndPoint.Port) return null;
+        return context.Request.RouteValues["token"] is string token ? cache.Consume<T>(token) : null;
+    }
+
+    private static Task NotFound(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status404NotFound;
+        return context.Response.WriteAsync("404 page not found\n");
+    }
+}
