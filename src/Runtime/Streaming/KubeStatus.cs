@@ -42,6 +42,7 @@ public sealed record KubeStatus
     public static KubeStatus? Parse(ReadOnlySpan<byte> json) => JsonSerializer.Deserialize(json, StreamingJson.Default.KubeStatus);
 
     /// <summary>The exit code the status reports: 0 for Success, the ExitCode cause, else null.</summary>
+    [JsonIgnore]
     public int? ReportedExitCode =>
         Status == "Success" ? 0
         : Reason == "NonZeroExitCode" && Details?.Causes?.FirstOrDefault(c => c.Reason == "ExitCode") is { Message: { } m }

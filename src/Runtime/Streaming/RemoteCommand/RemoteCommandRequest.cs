@@ -34,5 +34,9 @@ public sealed record RemoteCommandRequest(string ContainerId, IReadOnlyList<stri
         {
             return KubeStatus.InternalError($"stream to container {ContainerId} broke: {e.Message}");
         }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return KubeStatus.InternalError("the client closed the connection");
+        }
     }
 }
