@@ -52,8 +52,11 @@ public sealed class StreamingListener : IDisposable
 /// GET or POST /exec/TOKEN, /attach/TOKEN, /portforward/TOKEN on the streaming listener only.
 /// An unknown, used or expired token is 404, as kubelet's streaming server answers.</summary>
 public sealed class StreamingServer(StreamingListener listener, StreamingRequestCache cache, IStreamingRuntime runtime,
-    RemoteCommandServer remoteCommand, PortForwardServer portForward)
+    RemoteCommandServer remoteCommand, PortForwardServer portForward, IHostApplicationLifetime lifetime)
 {
+    /// <summary>Open sessions end when the daemon stops; they do not hold its shutdown.</summary>
+    private CancellationToken Stopping => lifetime.ApplicationStopping;
+
     public IStreamingRuntime Runtime => runtime;
     public StreamingRequestCache Cache => cache;
 
@@ -72,13 +75,13 @@ public sealed class StreamingServer(StreamingListener listener, StreamingRequest
     }
 
     private Task ServeExecAsync(HttpContext context) =>
-        Take<ExecRequest>(context) is { } r ? remoteCommand.ServeAsync(context, RemoteCommandRequest.From(r)) : NotFound(context);
+        Take<ExecRequest>(context) is { } r ? remoteCommand.ServeAsync(context, RemoteCommandRequest.From(r), Stopping) : NotFound(context);
 
     private Task ServeAttachAsync(HttpContext context) =>
-        Take<AttachRequest>(context) is { } r ? remoteCommand.ServeAsync(context, RemoteCommandRequest.From(r)) : NotFound(context);
+        Take<AttachRequest>(context) is { } r ? remoteCommand.ServeAsync(context, RemoteCommandRequest.From(r), Stopping) : NotFound(context);
 
     private Task ServePortForwardAsync(HttpContext context) =>
-        Take<PortForwardRequest>(context) is { } r ? portForward.ServeAsync(context, r) : NotFound(context);
+        Take<PortForwardRequest>(context) is { } r ? portForward.ServeAsync(context, r, Stopping) : NotFound(context);
 
     /// <summary>The request behind the URL's token, consumed; null for other listeners (the CRI
     /// socket) and for tokens unknown, used or expired.</summary>

@@ -51,8 +51,14 @@ public class PortForwardTests
         {
             try
             {
-                await Cri.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = PodId });
-                await Cri.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = PodId });
+                // A fresh channel: a test may have restarted the daemon under the old one.
+                using var c = Daemon.Client();
+                await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = PodId });
+                await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = PodId });
+            }
+            catch (RpcException e)
+            {
+                throw new InvalidOperationException($"removing pod {PodId}: {e.Status}\ndaemon output:\n{Daemon.Output}", e);
             }
             finally
             {
@@ -186,6 +192,25 @@ public class PortForwardTests
         var err = Encoding.UTF8.GetString(await ws.ReadChannelAsync(1, 2 + "error forwarding port 18086".Length, cts.Token));
         Assert.EndsWith("error forwarding port 18086", err);
         Assert.Equal(0, f.Daemon.ExitCode ?? 0);
+    }
+
+    [Fact]
+    public async Task DaemonStop_EndsOpenSessions_InsteadOfWaitingForThem()
+    {
+        await using var f = await PodFixture.StartAsync("pf-stop");
+        using var echo = PodEchoServer.Start(f.NetNs, 18087);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        await using var session = await SpdyClientSession.ConnectAsync(await f.UrlAsync(), ["portforward.k8s.io"], cts.Token);
+        var (data, _) = await session.ForwardAsync(18087, 0, cts.Token);
+        await data.WriteAsync("idle soon"u8.ToArray(), cts.Token);
+        Assert.Equal("idle soon", Encoding.UTF8.GetString(await ReadExactly(data, 9, cts.Token)));
+
+        var stopping = System.Diagnostics.Stopwatch.StartNew();
+        await f.Daemon.StopAsync();
+        Assert.True(stopping.Elapsed < TimeSpan.FromSeconds(10), $"stop took {stopping.Elapsed} with a session open");
+        Assert.Equal(0, f.Daemon.ExitCode);
+        Assert.Equal("", await ReadToEnd(data, cts.Token)); // the client sees its session end
+        await f.Daemon.StartAsync(); // the pod survives the restart; the fixture removes it
     }
 
     [Fact]

@@ -19,20 +19,22 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
 {
     public static readonly IReadOnlyList<string> SpdyProtocols = ["portforward.k8s.io"];
 
-    public async Task ServeAsync(HttpContext context, Cri.V1.PortForwardRequest request)
+    /// <summary>Serves the session; <paramref name="stopping"/> (daemon shutdown) aborts it.</summary>
+    public async Task ServeAsync(HttpContext context, Cri.V1.PortForwardRequest request, CancellationToken stopping)
     {
         if (context.WebSockets.IsWebSocketRequest)
-            await ServeWebSocketAsync(context, request).ConfigureAwait(false);
+            await ServeWebSocketAsync(context, request, stopping).ConfigureAwait(false);
         else
-            await ServeSpdyAsync(context, request.PodSandboxId).ConfigureAwait(false);
+            await ServeSpdyAsync(context, request.PodSandboxId, stopping).ConfigureAwait(false);
     }
 
-    private async Task ServeSpdyAsync(HttpContext context, string podId)
+    private async Task ServeSpdyAsync(HttpContext context, string podId, CancellationToken stopping)
     {
         var accepted = await SpdyUpgrade.AcceptAsync(context, SpdyProtocols).ConfigureAwait(false);
         if (accepted is null) return;
         await using var connection = accepted.Value.Connection;
         var reading = connection.RunAsync(CancellationToken.None);
+        using var abort = stopping.Register(() => _ = connection.DisposeAsync().AsTask());
         await ServeSpdyStreamsAsync(connection, podId).ConfigureAwait(false);
         await connection.DisposeAsync().ConfigureAwait(false);
         await reading.ConfigureAwait(false);
@@ -127,7 +129,7 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
         catch (Exception e) when (e is IOException or ObjectDisposedException) { }
     }
 
-    private async Task ServeWebSocketAsync(HttpContext context, Cri.V1.PortForwardRequest request)
+    private async Task ServeWebSocketAsync(HttpContext context, Cri.V1.PortForwardRequest request, CancellationToken stopping)
     {
         List<int> ports;
         try
@@ -154,6 +156,7 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
             return;
         }
         using var socket = await context.WebSockets.AcceptWebSocketAsync(protocol.Name.Length > 0 ? protocol.Name : null).ConfigureAwait(false);
+        using var abort = stopping.Register(socket.Abort);
         await ServeChannelsAsync(new ChannelWebSocket(socket, protocol, ports.Count * 2), request.PodSandboxId, ports).ConfigureAwait(false);
     }
 

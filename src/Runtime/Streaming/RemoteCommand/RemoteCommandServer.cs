@@ -20,21 +20,23 @@ public sealed partial class RemoteCommandServer(IStreamingRuntime runtime, ILogg
 
     private const int StdinChannel = 0, StdoutChannel = 1, StderrChannel = 2, ErrorChannel = 3, ResizeChannel = 4;
 
-    public async Task ServeAsync(HttpContext context, RemoteCommandRequest request)
+    /// <summary>Serves the session; <paramref name="stopping"/> (daemon shutdown) aborts it.</summary>
+    public async Task ServeAsync(HttpContext context, RemoteCommandRequest request, CancellationToken stopping)
     {
         if (context.WebSockets.IsWebSocketRequest)
-            await ServeWebSocketAsync(context, request).ConfigureAwait(false);
+            await ServeWebSocketAsync(context, request, stopping).ConfigureAwait(false);
         else
-            await ServeSpdyAsync(context, request).ConfigureAwait(false);
+            await ServeSpdyAsync(context, request, stopping).ConfigureAwait(false);
     }
 
-    private async Task ServeSpdyAsync(HttpContext context, RemoteCommandRequest request)
+    private async Task ServeSpdyAsync(HttpContext context, RemoteCommandRequest request, CancellationToken stopping)
     {
         var accepted = await SpdyUpgrade.AcceptAsync(context, SpdyProtocols).ConfigureAwait(false);
         if (accepted is null) return;
         var (connection, protocol) = accepted.Value;
-        await using var _ = connection;
+        await using var owned = connection;
         var reading = connection.RunAsync(CancellationToken.None);
+        using var abort = stopping.Register(() => _ = connection.DisposeAsync().AsTask());
         var version = protocol switch { "v4.channel.k8s.io" => 4, "v3.channel.k8s.io" => 3, "v2.channel.k8s.io" => 2, _ => 1 };
         var session = await ServeSpdyStreamsAsync(connection, request, version).ConfigureAwait(false);
         if (session is null) LogStreamsTimedOut(log, request.ContainerId, StreamCreationTimeout.TotalSeconds);
@@ -101,7 +103,7 @@ public sealed partial class RemoteCommandServer(IStreamingRuntime runtime, ILogg
         : status.Status == "Success" ? []
         : Encoding.UTF8.GetBytes(status.Message ?? "command failed");
 
-    private async Task ServeWebSocketAsync(HttpContext context, RemoteCommandRequest request)
+    private async Task ServeWebSocketAsync(HttpContext context, RemoteCommandRequest request, CancellationToken stopping)
     {
         var protocol = ChannelProtocol.Negotiate([.. context.WebSockets.WebSocketRequestedProtocols], ChannelProtocol.RemoteCommand);
         if (protocol is null)
@@ -111,6 +113,7 @@ public sealed partial class RemoteCommandServer(IStreamingRuntime runtime, ILogg
             return;
         }
         using var socket = await context.WebSockets.AcceptWebSocketAsync(protocol.Name.Length > 0 ? protocol.Name : null).ConfigureAwait(false);
+        using var abort = stopping.Register(socket.Abort);
         var mux = new ChannelWebSocket(socket, protocol, 5);
         await ServeChannelsAsync(mux, request).ConfigureAwait(false);
     }

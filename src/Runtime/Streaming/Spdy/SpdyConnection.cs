@@ -40,13 +40,16 @@ public sealed class SpdyConnection : IAsyncDisposable
     /// <summary>Reads frames until the transport ends; then every stream sees end of input.</summary>
     public async Task RunAsync(CancellationToken ct)
     {
+        // Dispose must end a pending read too: not every transport aborts reads when disposed
+        // (Kestrel's upgraded stream does not).
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _closed.Token);
         try
         {
-            while (!ct.IsCancellationRequested)
+            while (!linked.IsCancellationRequested)
             {
-                var frame = await _framer.ReadAsync(_transport, ct).ConfigureAwait(false);
+                var frame = await _framer.ReadAsync(_transport, linked.Token).ConfigureAwait(false);
                 if (frame is null) break;
-                if (!await HandleAsync(frame, ct).ConfigureAwait(false)) break;
+                if (!await HandleAsync(frame, linked.Token).ConfigureAwait(false)) break;
             }
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SpdyProtocolException)
