@@ -1,52 +1,8 @@
-using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
-using CriRuntime.Config;
 using CriRuntime.Cri.V1;
-using CriRuntime.Server;
 using CriRuntime.Streaming.PortForward;
 using CriRuntime.Streaming.RemoteCommand;
 
 namespace CriRuntime.Streaming;
-
-/// <summary>The [streaming] HTTP/1.1 listener, bound before the host starts so the port (0 = any
-/// free one) is known when the first URL is handed out. Kestrel serves it as a second listener of
-/// the daemon's WebApplication.</summary>
-public sealed class StreamingListener : IDisposable
-{
-    public Socket Socket { get; }
-    public IPEndPoint EndPoint { get; }
-    /// <summary>http://ADDR:PORT (IPv6 in brackets), the prefix of every streaming URL.</summary>
-    public string BaseUrl { get; }
-
-    private StreamingListener(Socket socket)
-    {
-        Socket = socket;
-        EndPoint = (IPEndPoint)socket.LocalEndPoint!;
-        BaseUrl = "http://" + (EndPoint.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{EndPoint.Address}]" : EndPoint.Address.ToString())
-            + ":" + EndPoint.Port.ToString(CultureInfo.InvariantCulture);
-    }
-
-    public static StreamingListener Bind(StreamingSection config)
-    {
-        if (!IPAddress.TryParse(config.Address, out var address))
-            throw new StartupException($"streaming.address: \"{config.Address}\" is not an IP address");
-        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            socket.Bind(new IPEndPoint(address, config.Port));
-            socket.Listen(512);
-            return new StreamingListener(socket);
-        }
-        catch (SocketException e)
-        {
-            socket.Dispose();
-            throw new StartupException($"streaming: cannot listen on {config.Address}:{config.Port}: {e.Message}", e);
-        }
-    }
-
-    public void Dispose() => Socket.Dispose();
-}
 
 /// <summary>Hands out single-use streaming URLs for Exec/Attach/PortForward and serves them:
 /// GET or POST /exec/TOKEN, /attach/TOKEN, /portforward/TOKEN on the streaming listener only.
