@@ -54,6 +54,34 @@ public class SpdyFramingTests
         }
     }
 
+    /// <summary>Our compressed blocks inflated by a different inflater (.NET's DeflateStream),
+    /// which cannot take a preset dictionary: so the raw deflate data is preceded by a stored
+    /// block holding the dictionary (putting it in the window, which is all a preset dictionary
+    /// is) and followed by a final empty block.</summary>
+    [Fact]
+    public void OurHeaderBlocks_InflateWithAnIndependentInflater()
+    {
+        using var c = new HeaderCompressor();
+        var first = new SpdyHeaders().Add("streamtype", "data").Add("port", "8080").Add("requestid", "0").Encode();
+        var second = new SpdyHeaders().Add("streamtype", "error").Add("port", "8080").Add("requestid", "0").Encode();
+        var z1 = c.Compress(first);
+        var z2 = c.Compress(second); // same context: may point back into the first block
+        Assert.True(z1.Length < first.Length && z2.Length < second.Length);
+
+        var dict = SpdyDictionary.Bytes.ToArray();
+        var raw = new MemoryStream();
+        raw.Write([0x00, (byte)dict.Length, (byte)(dict.Length >> 8), (byte)~dict.Length, (byte)(~dict.Length >> 8)]);
+        raw.Write(dict);
+        raw.Write(z1.AsSpan(6)); // after CMF, FLG and the 4-byte dictionary id
+        raw.Write(z2);
+        raw.Write([0x01, 0x00, 0x00, 0xFF, 0xFF]);
+        raw.Position = 0;
+        using var inflater = new System.IO.Compression.DeflateStream(raw, System.IO.Compression.CompressionMode.Decompress);
+        var output = new MemoryStream();
+        inflater.CopyTo(output);
+        Assert.Equal([.. dict, .. first, .. second], output.ToArray());
+    }
+
     /// <summary>A SYN_STREAM built byte by byte the way a Go spdystream peer may send it (a zlib
     /// stream with the dictionary id and stored deflate blocks, sync flushed), decoded by us.</summary>
     [Fact]
