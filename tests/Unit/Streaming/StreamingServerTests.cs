@@ -77,7 +77,7 @@ public sealed class StreamingServerTests : IAsyncLifetime
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         var url = _server.Exec(new ExecRequest { ContainerId = "c1", Cmd = { "exit", "3" }, Stdin = true, Stdout = true, Stderr = true }).Url;
-        var (status, head, upgraded) = await Upgrade(url, ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io"], cts.Token);
+        var (status, head, upgraded) = await Upgrade(url, ["v4.channel.k8s.io", "v3.channel.k8s.io"], cts.Token);
         Assert.Equal(101, status);
         Assert.Contains("X-Stream-Protocol-Version: v4.channel.k8s.io", head);
         Assert.Contains("Upgrade: SPDY/3.1", head);
@@ -122,6 +122,23 @@ public sealed class StreamingServerTests : IAsyncLifetime
         Assert.Equal("hi", channels[1]);
         Assert.Equal("""{"metadata":{},"status":"Success"}""", channels[3]);
         Assert.Contains("attach c2 tty=False", _fake.Calls);
+    }
+
+    [Fact]
+    public async Task Exec_OverSpdy_WithoutProtocolHeader_FallsBackToV1_MessageOnlyErrors()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var url = _server.Exec(new ExecRequest { ContainerId = "c1", Cmd = { "exit", "2" }, Stdout = true }).Url;
+        var (status, head, upgraded) = await Upgrade(url, [], cts.Token);
+        Assert.Equal(101, status);
+        Assert.DoesNotContain("X-Stream-Protocol-Version", head);
+        await using var client = new SpdyConnection(upgraded!, isServer: false);
+        var reading = client.RunAsync(CancellationToken.None);
+        var error = await client.OpenStreamAsync(new SpdyHeaders().Add("streamType", "error"), cts.Token);
+        var stdout = await client.OpenStreamAsync(new SpdyHeaders().Add("streamType", "stdout"), cts.Token);
+        Assert.Equal("no stdin\n", await ReadAll(stdout, cts.Token));
+        Assert.Equal("command terminated with non-zero exit code: exit status 2", await ReadAll(error, cts.Token));
+        await reading.WaitAsync(cts.Token);
     }
 
     [Fact]

@@ -13,7 +13,8 @@ namespace CriRuntime.Streaming.RemoteCommand;
 /// older protocols write only a failure's message.</summary>
 public sealed partial class RemoteCommandServer(IStreamingRuntime runtime, ILogger<RemoteCommandServer> log)
 {
-    public static readonly IReadOnlyList<string> SpdyProtocols = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
+    /// <summary>v5 over SPDY is v4 (its close signal is WebSocket only); kubelet accepts it so.</summary>
+    public static readonly IReadOnlyList<string> SpdyProtocols = ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
 
     /// <summary>How long a SPDY client has to open all its streams (kubelet's default).</summary>
     public TimeSpan StreamCreationTimeout { get; init; } = TimeSpan.FromSeconds(30);
@@ -37,7 +38,7 @@ public sealed partial class RemoteCommandServer(IStreamingRuntime runtime, ILogg
         await using var owned = connection;
         var reading = connection.RunAsync(CancellationToken.None);
         using var abort = stopping.Register(() => _ = connection.DisposeAsync().AsTask());
-        var version = protocol switch { "v4.channel.k8s.io" => 4, "v3.channel.k8s.io" => 3, "v2.channel.k8s.io" => 2, _ => 1 };
+        var version = protocol switch { "v5.channel.k8s.io" or "v4.channel.k8s.io" => 4, "v3.channel.k8s.io" => 3, "v2.channel.k8s.io" => 2, _ => 1 };
         var session = await ServeSpdyStreamsAsync(connection, request, version).ConfigureAwait(false);
         if (session is null) LogStreamsTimedOut(log, request.ContainerId, StreamCreationTimeout.TotalSeconds);
         await connection.DisposeAsync().ConfigureAwait(false);

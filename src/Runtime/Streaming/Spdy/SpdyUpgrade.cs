@@ -5,7 +5,7 @@ namespace CriRuntime.Streaming.Spdy;
 /// <summary>The server half of the Kubernetes SPDY upgrade (apimachinery httpstream/spdy and
 /// httpstream.Handshake): the client sends Connection: Upgrade, Upgrade: SPDY/3.1 and one or more
 /// X-Stream-Protocol-Version headers in its order of preference; we answer 101 with the first one
-/// we support, or 400/403 naming what is wrong.</summary>
+/// we support (or, when it names none, with none: the oldest protocol), else 400/403 saying why.</summary>
 public static class SpdyUpgrade
 {
     public const string ProtocolHeader = "X-Stream-Protocol-Version";
@@ -25,12 +25,8 @@ public static class SpdyUpgrade
         }
         var offered = context.Request.Headers[ProtocolHeader]
             .SelectMany(v => (v ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).ToList();
-        if (offered.Count == 0)
-        {
-            await RefuseAsync(context, StatusCodes.Status400BadRequest, $"unable to upgrade: {ProtocolHeader} is required").ConfigureAwait(false);
-            return null;
-        }
-        var protocol = offered.FirstOrDefault(p => supported.Contains(p, StringComparer.Ordinal));
+        // A client that names no protocol gets the oldest one ("" here), as kubelet does.
+        var protocol = offered.Count == 0 ? "" : offered.FirstOrDefault(p => supported.Contains(p, StringComparer.Ordinal));
         if (protocol is null)
         {
             foreach (var p in supported) context.Response.Headers.Append(AcceptedProtocolsHeader, p);
@@ -38,7 +34,7 @@ public static class SpdyUpgrade
                 $"unable to upgrade: unable to negotiate protocol: client supports [{string.Join(' ', offered)}], server accepts [{string.Join(' ', supported)}]").ConfigureAwait(false);
             return null;
         }
-        context.Response.Headers[ProtocolHeader] = protocol;
+        if (protocol.Length > 0) context.Response.Headers[ProtocolHeader] = protocol;
         context.Response.Headers.Upgrade = "SPDY/3.1";
         var transport = await upgrade.UpgradeAsync().ConfigureAwait(false);
         return (new SpdyConnection(transport, isServer: true), protocol);
