@@ -46,7 +46,7 @@ public static partial class Daemon
             k.ListenHandle((ulong)socket.Socket.SafeHandle.DangerousGetHandle(), l => l.Protocols = HttpProtocols.Http2);
             k.Limits.Http2.MaxStreamsPerConnection = 1000;
             // exec/attach/port-forward: HTTP/1.1 upgraded to SPDY/3.1 or WebSocket.
-            k.ListenHandle((ulong)streamingListener.Socket.SafeHandle.DangerousGetHandle(), l => l.Protocols = HttpProtocols.Http1);
+            k.ListenHandle(streamingListener.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http1);
         });
 
         builder.Services.AddSingleton(config);

@@ -30,7 +30,7 @@ public sealed class StreamingServerTests : IAsyncLifetime
         _listener = StreamingListener.Bind(new StreamingSection { Address = "127.0.0.1", Port = 0 });
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.ListenHandle((ulong)_listener.Socket.SafeHandle.DangerousGetHandle(), l => l.Protocols = HttpProtocols.Http1));
+        builder.WebHost.ConfigureKestrel(k => k.ListenHandle(_listener.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http1));
         builder.Services.AddSingleton(_listener);
         builder.Services.AddSingleton(new StreamingRequestCache(TimeProvider.System, TimeSpan.FromMinutes(1)));
         builder.Services.AddSingleton<IStreamingRuntime>(_fake);
@@ -48,6 +48,7 @@ public sealed class StreamingServerTests : IAsyncLifetime
     {
         await _app.StopAsync();
         await _app.DisposeAsync();
+        _listener.Dispose();
     }
 
     /// <summary>POST with the SPDY upgrade headers; the status line and, on 101, the socket.</summary>
