@@ -183,3 +183,29 @@ public class RemoteCommandTests
         Assert.Contains("not available until containers exist", status.Message);
     }
 }
+
+public class PortForwardSessionTests
+{
+    [Fact]
+    public async Task HalfAPair_TimesOut_WithAMessageOnItsErrorStream()
+    {
+        var (a, b) = TestDuplex.Pair();
+        await using var client = new SpdyConnection(a, isServer: false);
+        await using var server = new SpdyConnection(b, isServer: true);
+        var runs = Task.WhenAll(client.RunAsync(CancellationToken.None), server.RunAsync(CancellationToken.None));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var pf = new CriRuntime.Streaming.PortForward.PortForwardServer(new FakeRuntime(), NullLogger<CriRuntime.Streaming.PortForward.PortForwardServer>.Instance)
+        {
+            StreamCreationTimeout = TimeSpan.FromMilliseconds(200),
+        };
+        var serving = pf.ServeSpdyStreamsAsync(server, "pod1");
+        var error = await client.OpenStreamAsync(new SpdyHeaders().Add("streamType", "error").Add("port", "80").Add("requestID", "1"), cts.Token);
+        await error.CloseWriteAsync(cts.Token);
+        var m = new MemoryStream();
+        await error.CopyToAsync(m, cts.Token);
+        Assert.Equal("error forwarding port 80 to pod pod1: timed out waiting for the client to create the stream pair", Encoding.UTF8.GetString(m.ToArray()));
+        await client.DisposeAsync();
+        await serving.WaitAsync(cts.Token);
+        await runs.WaitAsync(cts.Token);
+    }
+}

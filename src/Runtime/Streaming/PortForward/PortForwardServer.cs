@@ -19,6 +19,9 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
 {
     public static readonly IReadOnlyList<string> SpdyProtocols = ["portforward.k8s.io"];
 
+    /// <summary>How long the second stream of a pair may take after the first (kubelet's default).</summary>
+    public TimeSpan StreamCreationTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Serves the session; <paramref name="stopping"/> (daemon shutdown) aborts it.</summary>
     public async Task ServeAsync(HttpContext context, Cri.V1.PortForwardRequest request, CancellationToken stopping)
     {
@@ -43,8 +46,9 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
     /// <summary>Pairs the client's streams and forwards each pair until the client leaves.</summary>
     internal async Task ServeSpdyStreamsAsync(SpdyConnection connection, string podId)
     {
+        // Half-made pairs by request id; shared with their expiry timers, so always under the lock.
         var pending = new Dictionary<string, (SpdyStream? Data, SpdyStream? Error)>(StringComparer.Ordinal);
-        var forwards = new List<Task>();
+        var tasks = new List<Task>();
         try
         {
             await foreach (var stream in connection.IncomingStreams.ReadAllAsync(connection.Closed).ConfigureAwait(false))
@@ -56,25 +60,48 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
                     continue;
                 }
                 var id = RequestId(stream, type);
-                var pair = pending.GetValueOrDefault(id);
-                if (type == "data" ? pair.Data is not null : pair.Error is not null)
+                (SpdyStream? Data, SpdyStream? Error) pair;
+                bool duplicate = false, complete = false;
+                lock (pending)
                 {
+                    pair = pending.GetValueOrDefault(id);
+                    duplicate = type == "data" ? pair.Data is not null : pair.Error is not null;
+                    if (!duplicate)
+                    {
+                        pair = type == "data" ? pair with { Data = stream } : pair with { Error = stream };
+                        complete = pair.Data is not null && pair.Error is not null;
+                        if (complete) pending.Remove(id);
+                        else pending[id] = pair;
+                    }
+                }
+                if (duplicate)
                     await stream.Reset(RstStatus.ProtocolError).ConfigureAwait(false);
-                    continue;
-                }
-                pair = type == "data" ? pair with { Data = stream } : pair with { Error = stream };
-                if (pair.Data is null || pair.Error is null)
-                {
-                    pending[id] = pair;
-                    continue;
-                }
-                pending.Remove(id);
-                forwards.Add(ForwardSpdyPairAsync(podId, pair.Data, pair.Error, connection.Closed));
-                forwards.RemoveAll(t => t.IsCompleted);
+                else if (complete)
+                    tasks.Add(ForwardSpdyPairAsync(podId, pair.Data!, pair.Error!, connection.Closed));
+                else
+                    tasks.Add(ExpireAsync(pending, id, podId, connection.Closed));
+                tasks.RemoveAll(t => t.IsCompleted);
             }
         }
         catch (OperationCanceledException) { }
-        await Task.WhenAll(forwards).ConfigureAwait(false);
+        await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    /// <summary>A pair whose second stream does not come in time is refused on its error stream
+    /// (if it has one) and reset, as kubelet does.</summary>
+    private async Task ExpireAsync(Dictionary<string, (SpdyStream? Data, SpdyStream? Error)> pending, string id, string podId, CancellationToken ct)
+    {
+        try { await Task.Delay(StreamCreationTimeout, ct).ConfigureAwait(false); }
+        catch (OperationCanceledException) { return; }
+        (SpdyStream? Data, SpdyStream? Error) pair;
+        lock (pending)
+            if (!pending.Remove(id, out pair)) return;
+        if (pair.Error is not null)
+        {
+            await ReportAsync(pair.Error, podId, pair.Error.Headers.Get("port") ?? "", "timed out waiting for the client to create the stream pair").ConfigureAwait(false);
+            await pair.Error.CloseWriteAsync().ConfigureAwait(false);
+        }
+        if (pair.Data is not null) await pair.Data.Reset(RstStatus.Cancel).ConfigureAwait(false);
     }
 
     /// <summary>The requestID header; clients older than it pair by stream id (error first, then

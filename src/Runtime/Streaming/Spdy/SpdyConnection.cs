@@ -145,8 +145,8 @@ public sealed class SpdyConnection : IAsyncDisposable
         {
             _writeLock.Release();
         }
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _closed.Token);
-        await stream.Replied.WaitAsync(linked.Token).ConfigureAwait(false);
+        // No race with the session closing: Shutdown fails every unanswered stream's reply.
+        await stream.Replied.WaitAsync(ct).ConfigureAwait(false);
         return stream;
     }
 
