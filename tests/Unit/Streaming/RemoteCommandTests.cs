@@ -99,7 +99,7 @@ public class RemoteCommandTests
             // Go's json.Encoder: one object per resize, newline separated; split across writes.
             await resize!.WriteAsync("{\"Width\":80,\"Height\":24}\n{\"Width\":1"u8.ToArray());
             await resize.WriteAsync("00,\"Height\":40}\n"u8.ToArray());
-            await resize.CloseWriteAsync();
+            // Left open, as client-go leaves it until the session ends.
         });
         Assert.Equal("hello over spdy", r.Stdout);
         Assert.Equal([new TerminalSize(80, 24), new TerminalSize(100, 40)], fake.Resizes);

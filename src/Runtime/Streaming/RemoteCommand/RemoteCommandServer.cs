@@ -77,10 +77,12 @@ public sealed partial class RemoteCommandServer(IStreamingRuntime runtime, ILogg
         var error = streams["error"];
         Channel<TerminalSize>? resize = null;
         Task resizing = Task.CompletedTask;
+        // Resizes stop with the command: the client need not close its resize stream first.
+        using var commandDone = CancellationTokenSource.CreateLinkedTokenSource(connection.Closed);
         if (streams.TryGetValue("resize", out var resizeStream))
         {
             resize = Channel.CreateUnbounded<TerminalSize>();
-            resizing = ResizeDecoder.PumpAsync(resizeStream, resize.Writer, connection.Closed);
+            resizing = ResizeDecoder.PumpAsync(resizeStream, resize.Writer, commandDone.Token);
         }
         var status = await request.RunAsync(runtime, new RemoteCommandRequest.Streams(
             streams.GetValueOrDefault("stdin"), streams.GetValueOrDefault("stdout"), streams.GetValueOrDefault("stderr"), resize?.Reader),
@@ -95,6 +97,7 @@ public sealed partial class RemoteCommandServer(IStreamingRuntime runtime, ILogg
         catch (IOException) { } // the client is gone; nobody to tell
         foreach (var s in streams.Values) await s.CloseWriteAsync().ConfigureAwait(false);
         resize?.Writer.TryComplete();
+        await commandDone.CancelAsync().ConfigureAwait(false);
         await resizing.ConfigureAwait(false);
         return status;
     }
