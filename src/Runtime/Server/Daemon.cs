@@ -4,6 +4,9 @@ using CriRuntime.Images;
 using CriRuntime.Network;
 using CriRuntime.Pods;
 using CriRuntime.State;
+using CriRuntime.Streaming;
+using CriRuntime.Streaming.PortForward;
+using CriRuntime.Streaming.RemoteCommand;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace CriRuntime.Server;
@@ -24,6 +27,7 @@ public static partial class Daemon
         }
 
         using var socket = CriSocket.Bind(config.Socket);
+        using var streamingListener = StreamingListener.Bind(config.Streaming);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
@@ -42,6 +46,8 @@ public static partial class Daemon
         {
             k.ListenHandle((ulong)socket.Socket.SafeHandle.DangerousGetHandle(), l => l.Protocols = HttpProtocols.Http2);
             k.Limits.Http2.MaxStreamsPerConnection = 1000;
+            // exec/attach/port-forward: HTTP/1.1 upgraded to SPDY/3.1 or WebSocket.
+            k.ListenHandle(streamingListener.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http1);
         });
 
         builder.Services.AddSingleton(config);
@@ -57,6 +63,13 @@ public static partial class Daemon
         builder.Services.AddSingleton<Containers.ExitMonitor>();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddImageService(config);
+        builder.Services.AddSingleton(streamingListener);
+        builder.Services.AddSingleton(sp => new StreamingRequestCache(sp.GetRequiredService<TimeProvider>(), config.Streaming.TokenTtl));
+        builder.Services.AddSingleton<SandboxPortForwarder>();
+        builder.Services.AddSingleton<IStreamingRuntime, StreamingRuntime>();
+        builder.Services.AddSingleton<RemoteCommandServer>();
+        builder.Services.AddSingleton<PortForwardServer>();
+        builder.Services.AddSingleton<StreamingServer>();
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<CriErrorInterceptor>();
@@ -69,13 +82,19 @@ public static partial class Daemon
         app.Services.GetRequiredService<ImageGarbageCollector>().Recover();
         app.MapGrpcService<CriRuntimeService>();
         app.MapGrpcService<CriImageService>();
+        app.UseWebSockets();
+        app.Services.GetRequiredService<StreamingServer>().Map(app);
 
         await app.Services.GetRequiredService<PodRecovery>().RunAsync(CancellationToken.None);
         await app.Services.GetRequiredService<Containers.ExitMonitor>().ResumeAsync(CancellationToken.None);
         app.Lifetime.ApplicationStopping.Register(app.Services.GetRequiredService<Containers.ExitMonitor>().StopAll);
 
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("criruntime");
-        app.Lifetime.ApplicationStarted.Register(() => LogServing(log, CriRuntimeService.BuildVersion, config.Socket, config.Root, config.State));
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            LogServing(log, CriRuntimeService.BuildVersion, config.Socket, config.Root, config.State);
+            LogStreaming(log, streamingListener.BaseUrl);
+        });
         await app.RunAsync();
         LogStopped(log);
         return 0;
@@ -92,6 +111,9 @@ public static partial class Daemon
 
     [LoggerMessage(EventId = 100, Level = LogLevel.Information, Message = "criruntime {Version} serving CRI on {Socket} (root {Root}, state {State})")]
     private static partial void LogServing(ILogger log, string version, string socket, string root, string state);
+
+    [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "streaming server on {Url}")]
+    private static partial void LogStreaming(ILogger log, string url);
 
     [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "criruntime stopped")]
     private static partial void LogStopped(ILogger log);

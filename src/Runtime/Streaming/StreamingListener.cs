@@ -1,0 +1,62 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using CriRuntime.Config;
+using CriRuntime.Server;
+
+namespace CriRuntime.Streaming;
+
+/// <summary>The [streaming] HTTP/1.1 listener, bound before the host starts so the port (0 = any
+/// free one) is known when the first URL is handed out. Kestrel serves it as a second listener of
+/// the daemon's WebApplication.</summary>
+public sealed partial class StreamingListener : IDisposable
+{
+    public Socket Socket { get; }
+    public IPEndPoint EndPoint { get; }
+    /// <summary>http://ADDR:PORT (IPv6 in brackets), the prefix of every streaming URL.</summary>
+    public string BaseUrl { get; }
+
+    private StreamingListener(Socket socket)
+    {
+        Socket = socket;
+        EndPoint = (IPEndPoint)socket.LocalEndPoint!;
+        BaseUrl = "http://" + (EndPoint.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{EndPoint.Address}]" : EndPoint.Address.ToString())
+            + ":" + EndPoint.Port.ToString(CultureInfo.InvariantCulture);
+    }
+
+    public static StreamingListener Bind(StreamingSection config)
+    {
+        if (!IPAddress.TryParse(config.Address, out var address))
+            throw new StartupException($"streaming.address: \"{config.Address}\" is not an IP address");
+        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(new IPEndPoint(address, config.Port));
+            socket.Listen(512);
+            return new StreamingListener(socket);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new StartupException($"streaming: cannot listen on {config.Address}:{config.Port}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>A duplicate of the listening socket's descriptor for Kestrel's ListenHandle: Kestrel
+    /// closes the descriptor it is given when it stops, and <see cref="Dispose"/> closes ours, so
+    /// each descriptor is closed exactly once (never a number the process has since reused).</summary>
+    public ulong DuplicateForKestrel()
+    {
+        var fd = Fcntl((int)Socket.Handle, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) throw new StartupException($"streaming: fcntl(F_DUPFD_CLOEXEC) on the listening socket failed: errno {Marshal.GetLastPInvokeError()}");
+        return (ulong)fd;
+    }
+
+    public void Dispose() => Socket.Dispose();
+
+    private const int F_DUPFD_CLOEXEC = 1030;
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    private static partial int Fcntl(int fd, int cmd, int arg);
+}

@@ -1,0 +1,162 @@
+using System.Net.Sockets;
+using System.Net.WebSockets;
+using System.Text;
+using CriRuntime.Config;
+using CriRuntime.Cri.V1;
+using CriRuntime.Streaming;
+using CriRuntime.Streaming.PortForward;
+using CriRuntime.Streaming.RemoteCommand;
+using CriRuntime.Streaming.Spdy;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace CriRuntime.Tests.Unit.Streaming;
+
+/// <summary>The streaming server over real HTTP on loopback (Kestrel, as the daemon wires it) with
+/// the fake backend: exec and attach through the SPDY upgrade and through WebSocket, as kubectl
+/// would reach them once containers exist.</summary>
+public sealed class StreamingServerTests : IAsyncLifetime
+{
+    private readonly FakeRuntime _fake = new();
+    private WebApplication _app = null!;
+    private StreamingListener _listener = null!;
+    private StreamingServer _server = null!;
+
+    public async Task InitializeAsync()
+    {
+        _listener = StreamingListener.Bind(new StreamingSection { Address = "127.0.0.1", Port = 0 });
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.ListenHandle(_listener.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http1));
+        builder.Services.AddSingleton(_listener);
+        builder.Services.AddSingleton(new StreamingRequestCache(TimeProvider.System, TimeSpan.FromMinutes(1)));
+        builder.Services.AddSingleton<IStreamingRuntime>(_fake);
+        builder.Services.AddSingleton<RemoteCommandServer>();
+        builder.Services.AddSingleton<PortForwardServer>();
+        builder.Services.AddSingleton<StreamingServer>();
+        _app = builder.Build();
+        _app.UseWebSockets();
+        _server = _app.Services.GetRequiredService<StreamingServer>();
+        _server.Map(_app);
+        await _app.StartAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+        _listener.Dispose();
+    }
+
+    /// <summary>POST with the SPDY upgrade headers; the status line and, on 101, the socket.</summary>
+    private static async Task<(int Status, string Head, Stream? Upgraded)> Upgrade(string url, string[] protocols, CancellationToken ct)
+    {
+        var uri = new Uri(url);
+        var tcp = new TcpClient();
+        await tcp.ConnectAsync(uri.Host, uri.Port, ct);
+        var s = tcp.GetStream();
+        var request = $"POST {uri.PathAndQuery} HTTP/1.1\r\nHost: {uri.Authority}\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+            + string.Concat(protocols.Select(p => $"X-Stream-Protocol-Version: {p}\r\n")) + "\r\n";
+        await s.WriteAsync(Encoding.ASCII.GetBytes(request), ct);
+        var head = new List<byte>();
+        var one = new byte[1];
+        while (head.Count < 4 || !(head[^4] == '\r' && head[^3] == '\n' && head[^2] == '\r' && head[^1] == '\n'))
+        {
+            if (await s.ReadAsync(one, ct) == 0) break;
+            head.Add(one[0]);
+        }
+        var text = Encoding.ASCII.GetString([.. head]);
+        var status = int.Parse(text.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        return (status, text, status == 101 ? s : null);
+    }
+
+    [Fact]
+    public async Task Exec_OverSpdyUpgrade_StreamsAndReportsExitCode3()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var url = _server.Exec(new ExecRequest { ContainerId = "c1", Cmd = { "exit", "3" }, Stdin = true, Stdout = true, Stderr = true }).Url;
+        var (status, head, upgraded) = await Upgrade(url, ["v4.channel.k8s.io", "v3.channel.k8s.io"], cts.Token);
+        Assert.Equal(101, status);
+        Assert.Contains("X-Stream-Protocol-Version: v4.channel.k8s.io", head);
+        Assert.Contains("Upgrade: SPDY/3.1", head);
+
+        await using var client = new SpdyConnection(upgraded!, isServer: false);
+        var reading = client.RunAsync(CancellationToken.None);
+        Task<SpdyStream> Open(string type) => client.OpenStreamAsync(new SpdyHeaders().Add("streamType", type), cts.Token);
+        var error = await Open("error");
+        var stdin = await Open("stdin");
+        var stdout = await Open("stdout");
+        var stderr = await Open("stderr");
+        await stdin.WriteAsync("typed"u8.ToArray(), cts.Token);
+        await stdin.CloseWriteAsync(cts.Token);
+        Assert.Equal("typed", await ReadAll(stdout, cts.Token));
+        Assert.Equal("to stderr\n", await ReadAll(stderr, cts.Token));
+        Assert.Equal(3, KubeStatus.Parse(Encoding.UTF8.GetBytes(await ReadAll(error, cts.Token)))!.ReportedExitCode);
+        await reading.WaitAsync(cts.Token); // the server ends the session (GOAWAY, close)
+        Assert.Contains("exec c1 exit 3 tty=False", _fake.Calls);
+    }
+
+    [Fact]
+    public async Task Attach_OverWebSocketV5_EchoesAndReportsSuccess()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var url = _server.Attach(new AttachRequest { ContainerId = "c2", Stdin = true, Stdout = true }).Url;
+        using var ws = new ClientWebSocket();
+        ws.Options.AddSubProtocol("v5.channel.k8s.io");
+        ws.Options.AddSubProtocol("v4.channel.k8s.io");
+        await ws.ConnectAsync(new Uri("ws" + url["http".Length..]), cts.Token);
+        Assert.Equal("v5.channel.k8s.io", ws.SubProtocol);
+        await ws.SendAsync(new byte[] { 0, (byte)'h', (byte)'i' }, WebSocketMessageType.Binary, true, cts.Token);
+        await ws.SendAsync(new byte[] { 255, 0 }, WebSocketMessageType.Binary, true, cts.Token);
+        var channels = new Dictionary<int, string>();
+        var buffer = new byte[4096];
+        while (true)
+        {
+            var r = await ws.ReceiveAsync(buffer, cts.Token);
+            if (r.MessageType == WebSocketMessageType.Close) break;
+            channels[buffer[0]] = channels.GetValueOrDefault(buffer[0], "") + Encoding.UTF8.GetString(buffer, 1, r.Count - 1);
+        }
+        await ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, cts.Token);
+        Assert.Equal("hi", channels[1]);
+        Assert.Equal("""{"metadata":{},"status":"Success"}""", channels[3]);
+        Assert.Contains("attach c2 tty=False", _fake.Calls);
+    }
+
+    [Fact]
+    public async Task Exec_OverSpdy_WithoutProtocolHeader_FallsBackToV1_MessageOnlyErrors()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var url = _server.Exec(new ExecRequest { ContainerId = "c1", Cmd = { "exit", "2" }, Stdout = true }).Url;
+        var (status, head, upgraded) = await Upgrade(url, [], cts.Token);
+        Assert.Equal(101, status);
+        Assert.DoesNotContain("X-Stream-Protocol-Version", head);
+        await using var client = new SpdyConnection(upgraded!, isServer: false);
+        var reading = client.RunAsync(CancellationToken.None);
+        var error = await client.OpenStreamAsync(new SpdyHeaders().Add("streamType", "error"), cts.Token);
+        var stdout = await client.OpenStreamAsync(new SpdyHeaders().Add("streamType", "stdout"), cts.Token);
+        Assert.Equal("no stdin\n", await ReadAll(stdout, cts.Token));
+        Assert.Equal("command terminated with non-zero exit code: exit status 2", await ReadAll(error, cts.Token));
+        await reading.WaitAsync(cts.Token);
+    }
+
+    [Fact]
+    public async Task UnsupportedProtocol_Is403_ListingWhatIsAccepted_AndTheTokenIsSpent()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var url = _server.Exec(new ExecRequest { ContainerId = "c1", Cmd = { "ls" }, Stdout = true }).Url;
+        var (status, head, _) = await Upgrade(url, ["v9.channel.k8s.io"], cts.Token);
+        Assert.Equal(403, status);
+        Assert.Contains("X-Accepted-Stream-Protocol-Versions: v4.channel.k8s.io", head);
+        Assert.Equal(404, (await Upgrade(url, ["v4.channel.k8s.io"], cts.Token)).Status);
+    }
+
+    private static async Task<string> ReadAll(Stream s, CancellationToken ct)
+    {
+        var m = new MemoryStream();
+        await s.CopyToAsync(m, ct);
+        return Encoding.UTF8.GetString(m.ToArray());
+    }
+}
