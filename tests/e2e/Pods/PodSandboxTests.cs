@@ -188,4 +188,29 @@ public class PodSandboxTests
         }
         Assert.Empty(net.Leases());
     }
+
+    [Fact]
+    public async Task StreamPodSandboxes_StreamsWhatListPodSandboxReturns_WithFilters()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var ids = new List<string>();
+        foreach (var name in new[] { "s1", "s2", "s3" })
+            ids.Add((await c.Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = Pod(name) })).PodSandboxId);
+
+        async Task<List<string>> Stream(PodSandboxFilter? filter)
+        {
+            var got = new List<string>();
+            using var call = c.Runtime.StreamPodSandboxes(new StreamPodSandboxesRequest { Filter = filter });
+            while (await call.ResponseStream.MoveNext(CancellationToken.None))
+                got.AddRange(call.ResponseStream.Current.PodSandboxes.Select(p => p.Id));
+            return got;
+        }
+        Assert.Equal(ids, await Stream(null));
+        Assert.Equal([ids[1]], await Stream(new PodSandboxFilter { LabelSelector = { ["app"] = "s2" } }));
+        foreach (var id in ids) await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = id });
+        Assert.Empty(await Stream(null));
+    }
 }
