@@ -17,6 +17,18 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Open(string path, int flags, uint mode);
 
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    private static partial int Fcntl(int fd, int cmd, int arg);
+
+    /// <summary>fcntl(F_DUPFD_CLOEXEC): a second descriptor for the same open file.</summary>
+    public static int DupCloexec(int fd, string what)
+    {
+        const int F_DUPFD_CLOEXEC = 1030;
+        var dup = Fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (dup < 0) throw Errno.Last("fcntl(F_DUPFD_CLOEXEC)", what);
+        return dup;
+    }
+
     [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
     public static partial int Fsync(int fd);
 

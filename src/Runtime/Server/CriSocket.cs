@@ -81,6 +81,10 @@ public sealed class CriSocket : IDisposable
         throw new StartupException($"{path}: a live process is already listening on this socket");
     }
 
+    /// <summary>A duplicate of the listening descriptor for Kestrel's ListenHandle, so that Kestrel
+    /// and <see cref="Dispose"/> each close a descriptor of their own exactly once.</summary>
+    public ulong DuplicateForKestrel() => (ulong)Libc.DupCloexec((int)Socket.Handle, Path);
+
     public void Dispose()
     {
         Socket.Dispose();

@@ -44,7 +44,8 @@ public static partial class Daemon
 
         builder.WebHost.ConfigureKestrel(k =>
         {
-            k.ListenHandle((ulong)socket.Socket.SafeHandle.DangerousGetHandle(), l => l.Protocols = HttpProtocols.Http2);
+            // Kestrel closes the descriptor it is given; CriSocket closes its own: give Kestrel a duplicate.
+            k.ListenHandle(socket.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http2);
             k.Limits.Http2.MaxStreamsPerConnection = 1000;
             // exec/attach/port-forward: HTTP/1.1 upgraded to SPDY/3.1 or WebSocket.
             k.ListenHandle(streamingListener.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http1);
@@ -79,6 +80,11 @@ public static partial class Daemon
 
         var app = builder.Build();
         // Before serving: drop what an unclean stop left half-written and collect orphaned content.
+        // Image use is not persisted: re-mark what every known container is built from first, so
+        // neither pruning nor the collector can take layers from under a container.
+        var usage = app.Services.GetRequiredService<IImageUsage>();
+        foreach (var c in app.Services.GetRequiredService<ContainerStore>().All) usage.MarkInUse(c.ImageId, c.Id);
+        app.Services.GetRequiredService<ImageStore>().PruneUnused();
         app.Services.GetRequiredService<ImageGarbageCollector>().Recover();
         app.MapGrpcService<CriRuntimeService>();
         app.MapGrpcService<CriImageService>();

@@ -46,17 +46,8 @@ public sealed partial class StreamingListener : IDisposable
     /// <summary>A duplicate of the listening socket's descriptor for Kestrel's ListenHandle: Kestrel
     /// closes the descriptor it is given when it stops, and <see cref="Dispose"/> closes ours, so
     /// each descriptor is closed exactly once (never a number the process has since reused).</summary>
-    public ulong DuplicateForKestrel()
-    {
-        var fd = Fcntl((int)Socket.Handle, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) throw new StartupException($"streaming: fcntl(F_DUPFD_CLOEXEC) on the listening socket failed: errno {Marshal.GetLastPInvokeError()}");
-        return (ulong)fd;
-    }
+    public ulong DuplicateForKestrel() => (ulong)Interop.Libc.DupCloexec((int)Socket.Handle, $"streaming listener {BaseUrl}");
 
     public void Dispose() => Socket.Dispose();
 
-    private const int F_DUPFD_CLOEXEC = 1030;
-
-    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
-    private static partial int Fcntl(int fd, int cmd, int arg);
 }

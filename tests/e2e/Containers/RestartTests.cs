@@ -51,4 +51,35 @@ public class RestartTests(RegistryWithImages fixture)
             await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
         }
     }
+
+    [Fact]
+    public async Task ImageRemovedWhileInUse_KeepsItsLayersAcrossRestart_UntilTheContainerGoes()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        var image = _registry.Image("busybox");
+        var pod = PodConfig("inuse");
+        string podId, id;
+        using (var c = d.Client())
+        {
+            await c.PullAsync(image);
+            podId = await c.RunPodAsync(pod);
+            id = await c.StartNewAsync(podId, pod, Container("main", image, "sleep", "3600"));
+            await c.Images.RemoveImageAsync(new RemoveImageRequest { Image = new ImageSpec { Image = image } });
+        }
+        var snapshots = Path.Combine(d.Root, "images", "snapshots");
+        var layers = Directory.GetDirectories(snapshots);
+        Assert.NotEmpty(layers);
+
+        await d.RestartAsync();
+        using (var c = d.Client())
+        {
+            // The restart re-marks the container's image before collecting: its layers stay.
+            Assert.All(layers, l => Assert.True(Directory.Exists(l), $"{l} was collected under a running container"));
+            Assert.Equal("0", (await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "sh", "-c", "ls /bin/busybox >/dev/null; echo $?" }, Timeout = 10 })).Stdout.ToStringUtf8().Trim());
+            await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+            Assert.Empty((await c.Images.ListImagesAsync(new ListImagesRequest())).Images);
+        }
+    }
 }
