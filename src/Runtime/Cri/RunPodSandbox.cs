@@ -106,6 +106,26 @@ public sealed partial class CriRuntimeService
             networkName = net.NetworkName;
         }
 
+        // Pod-level limits (resources, else none) go on the pod cgroup when it is ours; with a
+        // cgroup_parent the kubelet owns and sizes the pod cgroup itself.
+        if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && config.Linux?.Resources is { } podResources)
+        {
+            var podCgroup = $"/{_config.Runtime.CgroupRoot.Trim('/')}/{id}";
+            Cgroups.CgroupResources limits;
+            try
+            {
+                limits = Cgroups.CgroupResourcesFromSpec.Map(Containers.SpecBuilder.Resources(podResources));
+                Cgroups.CgroupValidation.Validate(limits);
+            }
+            catch (ArgumentException e)
+            {
+                throw Fail.InvalidArgument($"config.linux.resources: {e.Message}");
+            }
+            var manager = Cgroups.CgroupManagers.Create(podCgroup);
+            manager.Create(limits);
+            undo.Add("remove pod cgroup", manager.Destroy);
+        }
+
         AtomicFile.WriteText(Path.Combine(dir, "hostname"), (hostNetwork ? Environment.MachineName : hostname) + "\n");
         AtomicFile.WriteText(Path.Combine(dir, "hosts"), hostNetwork && File.Exists("/etc/hosts") ? File.ReadAllText("/etc/hosts") : SandboxFiles.Hosts(hostname, ips));
         AtomicFile.WriteText(Path.Combine(dir, "resolv.conf"), SandboxFiles.ResolvConf(config.DnsConfig));

@@ -213,4 +213,36 @@ public class PodSandboxTests
         foreach (var id in ids) await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = id });
         Assert.Empty(await Stream(null));
     }
+
+    [Fact]
+    public async Task PodResources_LimitThePodCgroup_AndUpdatePodSandboxResourcesChangesThemLive()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var config = Pod("sized");
+        config.Linux.Resources = new LinuxContainerResources { MemoryLimitInBytes = 64 * 1024 * 1024, CpuPeriod = 100_000, CpuQuota = 50_000 };
+        var id = (await c.Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = config })).PodSandboxId;
+        var cgroup = $"{Path.GetFileName(d.Dir)}/{id}";
+        Assert.Equal("67108864", File.ReadAllText($"/sys/fs/cgroup/memory/{cgroup}/memory.limit_in_bytes").Trim());
+        Assert.Equal("50000", File.ReadAllText($"/sys/fs/cgroup/cpu/{cgroup}/cpu.cfs_quota_us").Trim());
+
+        await c.Runtime.UpdatePodSandboxResourcesAsync(new UpdatePodSandboxResourcesRequest
+        {
+            PodSandboxId = id,
+            Resources = new LinuxContainerResources { MemoryLimitInBytes = 128 * 1024 * 1024 },
+        });
+        Assert.Equal("134217728", File.ReadAllText($"/sys/fs/cgroup/memory/{cgroup}/memory.limit_in_bytes").Trim());
+        var bad = await Assert.ThrowsAsync<RpcException>(async () => await c.Runtime.UpdatePodSandboxResourcesAsync(new UpdatePodSandboxResourcesRequest
+        {
+            PodSandboxId = id,
+            Resources = new LinuxContainerResources { CpuQuota = 7 },
+        }));
+        Assert.Equal(StatusCode.InvalidArgument, bad.StatusCode);
+        Assert.Contains("cpu_quota", bad.Status.Detail);
+
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = id });
+        Assert.False(Directory.Exists($"/sys/fs/cgroup/memory/{cgroup}"));
+    }
 }
