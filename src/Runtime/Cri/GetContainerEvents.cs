@@ -10,6 +10,10 @@ public sealed partial class CriRuntimeService
     public override async Task GetContainerEvents(GetEventsRequest request, IServerStreamWriter<ContainerEventResponse> responseStream, ServerCallContext context)
     {
         var reader = _events.Subscribe(context.CancellationToken);
+        // Headers go out once the subscription exists: a client that awaits them knows it will
+        // see every event from then on. Kestrel holds written headers until a flush.
+        await context.WriteResponseHeadersAsync(new Metadata());
+        await context.GetHttpContext().Response.Body.FlushAsync(context.CancellationToken);
         try
         {
             await foreach (var e in reader.ReadAllAsync(context.CancellationToken))

@@ -130,4 +130,43 @@ public class ContainerLifecycleTests(RegistryWithImages fixture)
         Assert.Empty(Directory.GetDirectories(Path.Combine(d.Root, "containers")));
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
+
+    [Fact]
+    public async Task GetContainerEvents_ReportsCreatedStartedStoppedDeleted_InOrder()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("events");
+        var podId = await c.RunPodAsync(pod);
+
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var stream = c.Runtime.GetContainerEvents(new GetEventsRequest(), cancellationToken: cts.Token);
+        var received = new List<ContainerEventResponse>();
+        await stream.ResponseHeadersAsync;
+        var reader = Task.Run(async () =>
+        {
+            while (await stream.ResponseStream.MoveNext(cts.Token))
+            {
+                received.Add(stream.ResponseStream.Current);
+                if (stream.ResponseStream.Current.ContainerEventType == ContainerEventType.ContainerDeletedEvent) return;
+            }
+        });
+
+        var id = await c.StartNewAsync(podId, pod, Container("brief", image, "true"));
+        await c.WaitExitedAsync(id);
+        await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
+        await reader.WaitAsync(cts.Token);
+
+        var mine = received.Where(e => e.ContainerId == id).ToList();
+        Assert.Equal(
+            [ContainerEventType.ContainerCreatedEvent, ContainerEventType.ContainerStartedEvent, ContainerEventType.ContainerStoppedEvent, ContainerEventType.ContainerDeletedEvent],
+            mine.Select(e => e.ContainerEventType));
+        Assert.True(mine.Zip(mine.Skip(1)).All(p => p.First.CreatedAt <= p.Second.CreatedAt), "event timestamps go backwards");
+        Assert.Equal(podId, mine[0].PodSandboxStatus.Id);
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
 }

@@ -47,8 +47,8 @@ public static class PodHelpers
     {
         using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(60));
         using var stream = c.Runtime.GetContainerEvents(new GetEventsRequest(), cancellationToken: cts.Token);
-        // The subscription is live once the server has the call; a status check closes the race.
-        await Task.Yield();
+        // The server sends the response headers once it has subscribed: from then on no event is missed.
+        await stream.ResponseHeadersAsync;
         var status = await c.StatusAsync(id);
         if (status.State == ContainerState.ContainerExited) return status;
         try
