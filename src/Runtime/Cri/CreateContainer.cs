@@ -24,15 +24,8 @@ public sealed partial class CriRuntimeService
 
         var key = ContainerStore.Key(pod.Id, config.Metadata.Name, config.Metadata.Attempt);
         if (_containers.FindByName(key) is { } existing) return new CreateContainerResponse { ContainerId = existing.Id };
-        var lazy = _containers.Creating.GetOrAdd(key, _ => new Lazy<Task<string>>(() => Task.Run(() => CreateContainerAsync(request, pod))));
-        try
-        {
-            return new CreateContainerResponse { ContainerId = await lazy.Value.WaitAsync(context.CancellationToken) };
-        }
-        finally
-        {
-            if (lazy.Value.IsCompleted) _containers.Creating.TryRemove(new KeyValuePair<string, Lazy<Task<string>>>(key, lazy));
-        }
+        var id = await _containers.Creating.RunAsync(key, () => CreateContainerAsync(request, pod), context.CancellationToken);
+        return new CreateContainerResponse { ContainerId = id };
     }
 
     private async Task<string> CreateContainerAsync(CreateContainerRequest request, PodSandboxRecord pod)
@@ -48,7 +41,7 @@ public sealed partial class CriRuntimeService
         // 20 hex digits (80 bits) of a random id do not collide in practice.
         var stateDir = Path.Combine(_config.State, "c", id[..20]);
         var logPath = LogPath(podConfig, config, dir);
-        var cgroupsPath = $"{PodCgroup(pod, podConfig)}/{id}";
+        var cgroupsPath = $"{PodCgroup(pod.Id, podConfig)}/{id}";
 
         await using var undo = new Rollback(_log, $"CreateContainer {config.Metadata.Name} in {pod.Id}");
         Directory.CreateDirectory(bundle);
@@ -115,6 +108,6 @@ public sealed partial class CriRuntimeService
     }
 
     /// <summary>The pod's cgroup: the kubelet's cgroup_parent, else one under our cgroup root.</summary>
-    private string PodCgroup(PodSandboxRecord pod, PodSandboxConfig config) =>
-        config.Linux?.CgroupParent is { Length: > 0 } parent ? parent.TrimEnd('/') : $"/{_config.Runtime.CgroupRoot.Trim('/')}/{pod.Id}";
+    private string PodCgroup(string podId, PodSandboxConfig config) =>
+        config.Linux?.CgroupParent is { Length: > 0 } parent ? parent.TrimEnd('/') : $"/{_config.Runtime.CgroupRoot.Trim('/')}/{podId}";
 }

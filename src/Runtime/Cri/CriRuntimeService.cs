@@ -40,5 +40,5 @@ public sealed partial class CriRuntimeService(
     private readonly TimeProvider _clock = clock;
     private readonly ILogger<CriRuntimeService> _log = log;
 
-    private long NowNanos() => (_clock.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100;
+    private long NowNanos() => Containers.ExitMonitor.Nanos(_clock.GetUtcNow());
 }

@@ -21,7 +21,7 @@ public sealed partial class CriRuntimeService
             // The pod cgroup is ours only when the kubelet gave no parent (it manages its own).
             var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
             if (string.IsNullOrEmpty(podConfig.Linux?.CgroupParent))
-                Cgroups.CgroupManagers.Create(PodCgroup(pod, podConfig)).Destroy();
+                Cgroups.CgroupManagers.Create(PodCgroup(pod.Id, podConfig)).Destroy();
             foreach (var ns in new[] { pod.NetNs, pod.IpcNs, pod.UtsNs })
                 if (ns is not null) NamespacePinner.Unpin(ns);
             var stateDir = Path.Combine(_config.State, "pods", pod.Id);

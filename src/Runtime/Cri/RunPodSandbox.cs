@@ -27,17 +27,8 @@ public sealed partial class CriRuntimeService
         var key = PodSandboxStore.Key(md.Name, md.Namespace, md.Uid, md.Attempt);
         if (_pods.FindByName(key) is { } existing) return new RunPodSandboxResponse { PodSandboxId = existing.Id };
 
-        // The create runs to completion even if this caller gives up: its retry will find the result.
-        var lazy = _pods.Creating.GetOrAdd(key, _ => new Lazy<Task<string>>(() => Task.Run(() => CreatePodAsync(request))));
-        try
-        {
-            var id = await lazy.Value.WaitAsync(context.CancellationToken);
-            return new RunPodSandboxResponse { PodSandboxId = id };
-        }
-        finally
-        {
-            if (lazy.Value.IsCompleted) _pods.Creating.TryRemove(new KeyValuePair<string, Lazy<Task<string>>>(key, lazy));
-        }
+        var id = await _pods.Creating.RunAsync(key, () => CreatePodAsync(request), context.CancellationToken);
+        return new RunPodSandboxResponse { PodSandboxId = id };
     }
 
     private async Task<string> CreatePodAsync(RunPodSandboxRequest request)
@@ -110,18 +101,8 @@ public sealed partial class CriRuntimeService
         // cgroup_parent the kubelet owns and sizes the pod cgroup itself.
         if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && config.Linux?.Resources is { } podResources)
         {
-            var podCgroup = $"/{_config.Runtime.CgroupRoot.Trim('/')}/{id}";
-            Cgroups.CgroupResources limits;
-            try
-            {
-                limits = Cgroups.CgroupResourcesFromSpec.Map(Containers.SpecBuilder.Resources(podResources));
-                Cgroups.CgroupValidation.Validate(limits);
-            }
-            catch (ArgumentException e)
-            {
-                throw Fail.InvalidArgument($"config.linux.resources: {e.Message}");
-            }
-            var manager = Cgroups.CgroupManagers.Create(podCgroup);
+            var limits = Containers.ResourceLimits.From(podResources, "config.linux.resources: ");
+            var manager = Cgroups.CgroupManagers.Create(PodCgroup(id, config));
             manager.Create(limits);
             undo.Add("remove pod cgroup", manager.Destroy);
         }

@@ -21,16 +21,7 @@ public sealed partial class CriRuntimeService
             c = _containers.Find(c.Id) ?? throw Fail.NotFound($"container {request.ContainerId} not found");
             if (c.State is ContainerPhase.Exited or ContainerPhase.Unknown)
                 throw Fail.FailedPrecondition($"container {c.Id} is not running");
-            CgroupResources resources;
-            try
-            {
-                resources = CgroupResourcesFromSpec.Map(SpecBuilder.Resources(request.Linux));
-                CgroupValidation.Validate(resources);
-            }
-            catch (ArgumentException e)
-            {
-                throw Fail.InvalidArgument(e.Message);
-            }
+            var resources = ResourceLimits.From(request.Linux);
             try
             {
                 CgroupManagers.Create(c.CgroupsPath).Update(resources);

@@ -19,21 +19,12 @@ public sealed partial class CriRuntimeService
         {
             pod = _pods.Find(pod.Id) ?? throw Fail.NotFound($"pod sandbox {request.PodSandboxId} not found");
             var config = PodSandboxConfig.Parser.ParseFrom(pod.Config);
-            CgroupResources resources;
-            try
-            {
-                resources = CgroupResourcesFromSpec.Map(SpecBuilder.Resources(request.Resources));
-                CgroupValidation.Validate(resources);
-                CgroupValidation.Validate(CgroupResourcesFromSpec.Map(SpecBuilder.Resources(request.Overhead)));
-            }
-            catch (ArgumentException e)
-            {
-                throw Fail.InvalidArgument(e.Message);
-            }
+            var resources = ResourceLimits.From(request.Resources);
+            ResourceLimits.From(request.Overhead); // validated, kept, not applied: the kubelet sizes the parent
             if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && request.Resources is not null)
             {
-                try { CgroupManagers.Create(PodCgroup(pod, config)).Create(resources); } // idempotent; the cgroup may not exist before a container
-                catch (IOException e) { throw Fail.FailedPrecondition($"update pod cgroup {PodCgroup(pod, config)}: {e.Message}"); }
+                try { CgroupManagers.Create(PodCgroup(pod.Id, config)).Create(resources); } // idempotent; the cgroup may not exist before a container
+                catch (IOException e) { throw Fail.FailedPrecondition($"update pod cgroup {PodCgroup(pod.Id, config)}: {e.Message}"); }
             }
             config.Linux ??= new LinuxPodSandboxConfig();
             if (request.Resources is not null) config.Linux.Resources = request.Resources;

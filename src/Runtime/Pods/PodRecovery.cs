@@ -35,12 +35,10 @@ public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore
             Directory.Delete(dir, recursive: true);
             LogSwept("namespace pins", id);
         }
-        foreach (var dir in Directory.GetDirectories(pods.Dir))
+        foreach (var dir in pods.Orphans().ToList())
         {
-            var id = Path.GetFileName(dir);
-            if (known.Contains(id)) continue;
             Directory.Delete(dir, recursive: true);
-            LogSwept("pod directory", id);
+            LogSwept("pod directory", Path.GetFileName(dir));
         }
         foreach (var pod in pods.All.Where(p => p.State == PodState.Ready))
         {

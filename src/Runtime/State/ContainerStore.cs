@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text.Json.Serialization;
 
 namespace CriRuntime.State;
@@ -57,9 +56,8 @@ public sealed class ContainerStore
     public ContainerRecord? TryGet(string idOrPrefix) => _store.TryGet(idOrPrefix, "container_id");
     public void Save(ContainerRecord c) => _store.Save(c);
     public void Delete(string id) => _store.Delete(id);
-    public IEnumerable<string> Orphans() => _store.Orphans();
     public Task<IDisposable> LockAsync(string id, CancellationToken ct) => _store.LockAsync(id, ct);
 
-    /// <summary>CreateContainer calls in progress by name key (see PodSandboxStore.Creating).</summary>
-    public ConcurrentDictionary<string, Lazy<Task<string>>> Creating { get; } = new(StringComparer.Ordinal);
+    /// <summary>CreateContainer calls in progress by name key.</summary>
+    public SingleFlight Creating { get; } = new();
 }

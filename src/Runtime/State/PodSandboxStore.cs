@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using CriRuntime.Errors;
@@ -59,7 +58,9 @@ public sealed class PodSandboxStore
     public void Delete(string id) => _store.Delete(id);
     public Task<IDisposable> LockAsync(string id, CancellationToken ct) => _store.LockAsync(id, ct);
 
-    /// <summary>RunPodSandbox calls in progress by name key: a kubelet retry of a create that is
-    /// still running awaits the same task and gets the same pod.</summary>
-    public ConcurrentDictionary<string, Lazy<Task<string>>> Creating { get; } = new(StringComparer.Ordinal);
+    /// <summary>Directories with no pod record: what a crash left half-made.</summary>
+    public IEnumerable<string> Orphans() => _store.Orphans();
+
+    /// <summary>RunPodSandbox calls in progress by name key.</summary>
+    public SingleFlight Creating { get; } = new();
 }

@@ -4,6 +4,7 @@ using CriRuntime.Oci;
 using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.State;
 using L = CriRuntime.Shim.Kernel.Abi;
 
 namespace CriRuntime.Shim.Supervisor;
@@ -22,6 +23,8 @@ public sealed class ContainerSupervisor
     private SyncChannel? _sync;
     private FdHandle? _pidfd;
     private CriLogWriter? _criLog;
+    /// <summary>The state files the daemon reads: owner read-write, group read.</summary>
+    private const UnixFileMode StateFileMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead;
     private ICgroupManager? _cgroup;
     private string? _startError;
     private Spec? _spec;
@@ -89,8 +92,8 @@ public sealed class ContainerSupervisor
             }
 
             pumps = [Pump(outRead, "stdout"), Pump(errRead, "stderr")];
-            AtomicFile.WriteText(Path.Combine(_stateDir, StateFiles.ShimPid), $"{Environment.ProcessId}\n");
-            AtomicFile.WriteText(Path.Combine(_stateDir, StateFiles.ContainerPid), $"{pid}\n");
+            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode);
+            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode);
             Transition(s => s);
             control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle);
         }
@@ -182,7 +185,7 @@ public sealed class ContainerSupervisor
         lock (_lock)
         {
             var next = change(_state);
-            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.State), JsonSerializer.SerializeToUtf8Bytes(next, ShimJsonContext.Default.ShimState));
+            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.State), JsonSerializer.SerializeToUtf8Bytes(next, ShimJsonContext.Default.ShimState), StateFileMode);
             _state = next;
         }
     }

@@ -1,12 +1,12 @@
+using System.Runtime.InteropServices;
 using System.Text;
-using CriRuntime.Interop;
 
 namespace CriRuntime.State;
 
 /// <summary>Writes a file so that a crash at any moment leaves either the old or the new content,
 /// never a mix: write a temporary file beside it, fsync it, rename it over the target, fsync the
-/// directory so the rename itself is durable.</summary>
-public static class AtomicFile
+/// directory so the rename itself is durable. Shared by the daemon and the shim.</summary>
+public static partial class AtomicFile
 {
     public static void Write(string path, ReadOnlySpan<byte> content, UnixFileMode mode = UnixFileMode.UserRead | UnixFileMode.UserWrite)
     {
@@ -41,7 +41,31 @@ public static class AtomicFile
     private static void FsyncDirectory(string dir)
     {
         // .NET refuses to open directories as files, so this is a plain open(2) + fsync(2).
-        using var fd = FdHandle.Open(dir, Libc.O_RDONLY | Libc.O_DIRECTORY);
-        if (Libc.Fsync(fd.Fd) != 0) throw Errno.Last("fsync", dir);
+        const int O_RDONLY = 0, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;
+        var fd = Open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) throw Error("open", dir);
+        try
+        {
+            if (Fsync(fd) != 0) throw Error("fsync", dir);
+        }
+        finally
+        {
+            Close(fd);
+        }
     }
+
+    private static IOException Error(string operation, string path)
+    {
+        var errno = Marshal.GetLastPInvokeError();
+        return new IOException($"{operation} {path}: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})") { HResult = errno };
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int Close(int fd);
 }
