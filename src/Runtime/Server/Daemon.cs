@@ -62,6 +62,7 @@ public static partial class Daemon
         builder.Services.AddSingleton<Containers.ShimRunner>();
         builder.Services.AddSingleton<Containers.ContainerEvents>();
         builder.Services.AddSingleton<Containers.ExitMonitor>();
+        builder.Services.AddSingleton<Containers.ContainerRecovery>();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddImageService(config);
         builder.Services.AddSingleton(streamingListener);
@@ -91,6 +92,7 @@ public static partial class Daemon
         app.UseWebSockets();
         app.Services.GetRequiredService<StreamingServer>().Map(app);
 
+        await app.Services.GetRequiredService<Containers.ContainerRecovery>().RunAsync(CancellationToken.None);
         await app.Services.GetRequiredService<PodRecovery>().RunAsync(CancellationToken.None);
         await app.Services.GetRequiredService<Containers.ExitMonitor>().ResumeAsync(CancellationToken.None);
         app.Lifetime.ApplicationStopping.Register(app.Services.GetRequiredService<Containers.ExitMonitor>().StopAll);

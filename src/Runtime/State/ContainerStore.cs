@@ -56,6 +56,8 @@ public sealed class ContainerStore
     public ContainerRecord? TryGet(string idOrPrefix) => _store.TryGet(idOrPrefix, "container_id");
     public void Save(ContainerRecord c) => _store.Save(c);
     public void Delete(string id) => _store.Delete(id);
+    /// <summary>Container directories without a record: half-created by a crash.</summary>
+    public IEnumerable<string> Orphans() => _store.Orphans();
     public Task<IDisposable> LockAsync(string id, CancellationToken ct) => _store.LockAsync(id, ct);
 
     /// <summary>CreateContainer calls in progress by name key.</summary>

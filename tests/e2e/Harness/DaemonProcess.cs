@@ -20,6 +20,8 @@ public sealed partial class DaemonProcess : IDisposable
     public string DropInDir => Path.Combine(Dir, "etc", "conf.d");
     public string CniConfDir => Path.Combine(Dir, "etc", "cni");
     public int Pid => _process?.Id ?? 0;
+    /// <summary>Extra environment of the next start (e.g. CRIRUNTIME_FAULT for crash tests).</summary>
+    public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
     public string Output { get { lock (_outputLock) return _output.ToString(); } }
 
     public DaemonProcess(string? configToml = null)
@@ -45,6 +47,7 @@ public sealed partial class DaemonProcess : IDisposable
         };
         foreach (var a in new[] { "serve", "--config", ConfigFile, "--socket", Socket, "--root", Root, "--state", State, "--log-level", "debug" }.Concat(extraArgs))
             psi.ArgumentList.Add(a);
+        foreach (var (k, v) in Environment) psi.Environment[k] = v;
         var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
         void OnLine(string? line)
         {
@@ -79,6 +82,14 @@ public sealed partial class DaemonProcess : IDisposable
         if (_process is null || _process.HasExited) return;
         _process.Kill();
         await _process.WaitForExitAsync();
+    }
+
+    /// <summary>Waits for the daemon to die on its own (a fault point killed it).</summary>
+    public async Task WaitForExitAsync(TimeSpan timeout)
+    {
+        if (_process is null) return;
+        using var cts = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cts.Token);
     }
 
     public async Task RestartAsync()
@@ -118,7 +129,7 @@ public sealed partial class DaemonProcess : IDisposable
         Leaks.RemoveEmptyCgroupRoot(Path.GetFileName(Dir));
         try
         {
-            if (Environment.GetEnvironmentVariable("E2E_NO_LEAKCHECK") is null) Leaks.AssertNone(Dir);
+            if (System.Environment.GetEnvironmentVariable("E2E_NO_LEAKCHECK") is null) Leaks.AssertNone(Dir);
         }
         finally
         {

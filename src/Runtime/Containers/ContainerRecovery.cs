@@ -1,0 +1,87 @@
+using CriRuntime.Config;
+using CriRuntime.Oci;
+using CriRuntime.State;
+
+namespace CriRuntime.Containers;
+
+/// <summary>Runs once at start, before serving and before exits are resumed: removes what a
+/// crash during CreateContainer left without a container record. CreateContainer writes the
+/// record last, so a container directory without one (overlay mounted on bundle/rootfs, maybe a
+/// created-but-never-started container under its shim, its state dir &lt;state&gt;/c/&lt;id[..20]&gt;,
+/// its cgroup) is half-made: the shim's container is killed, the cgroup named in the bundle's
+/// config.json removed, the rootfs unmounted and both directories deleted, each step logged.
+/// Shim state dirs that belong to no container at all are killed and removed the same way.</summary>
+public sealed partial class ContainerRecovery(CriRuntimeConfig config, ContainerStore containers, ShimRunner shims, ILogger<ContainerRecovery> log)
+{
+    private static readonly TimeSpan KillTimeout = TimeSpan.FromSeconds(30);
+
+    public async Task RunAsync(CancellationToken ct)
+    {
+        foreach (var dir in containers.Orphans().ToList())
+        {
+            var id = Path.GetFileName(dir);
+            try
+            {
+                await SweepAsync(id, dir, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LogSweepFailed(e, id);
+            }
+        }
+        var known = containers.All.Select(c => c.StateDir).ToHashSet(StringComparer.Ordinal);
+        var shimDirs = Path.Combine(config.State, "c");
+        foreach (var stateDir in Directory.Exists(shimDirs) ? Directory.GetDirectories(shimDirs) : [])
+        {
+            if (known.Contains(stateDir)) continue;
+            try
+            {
+                await KillShimAsync(Path.GetFileName(stateDir), stateDir, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LogSweepFailed(e, Path.GetFileName(stateDir));
+            }
+        }
+    }
+
+    private async Task SweepAsync(string id, string dir, CancellationToken ct)
+    {
+        if (id.Length >= 20) await KillShimAsync(id, Path.Combine(config.State, "c", id[..20]), ct);
+        var bundle = Path.Combine(dir, "bundle");
+        if (File.Exists(Path.Combine(bundle, SpecFile.ConfigName)) && SpecFile.Load(bundle).Linux?.CgroupsPath is { Length: > 0 } cgroup)
+        {
+            // The path was made for this container alone (pod cgroup/<id>): ours to remove.
+            Cgroups.CgroupManagers.Create(cgroup).Destroy();
+            LogSwept("cgroup " + cgroup, id);
+        }
+        var rootfs = Path.Combine(bundle, "rootfs");
+        if (Directory.Exists(rootfs))
+        {
+            RootfsMount.Unmount(rootfs);
+            LogSwept("rootfs mount", id);
+        }
+        Directory.Delete(dir, recursive: true);
+        LogSwept("directory", id);
+    }
+
+    /// <summary>SIGKILLs the shim's container (created, waiting for a start that never comes),
+    /// waits for the shim to record its exit, then removes the state dir.</summary>
+    private async Task KillShimAsync(string id, string stateDir, CancellationToken ct)
+    {
+        if (!Directory.Exists(stateDir)) return;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(KillTimeout);
+        await shims.KillAsync(stateDir, 9, timeout.Token);
+        await shims.WaitAsync(stateDir, timeout.Token);
+        LogSwept("shim's container", id);
+        Directory.Delete(stateDir, recursive: true);
+        LogSwept("shim state dir", id);
+    }
+
+    [LoggerMessage(EventId = 410, Level = LogLevel.Information, Message = "recovery: removed the {What} of half-created container {ContainerId}")]
+    private partial void LogSwept(string what, string containerId);
+
+    [LoggerMessage(EventId = 411, Level = LogLevel.Warning, Message = "recovery: could not clean up half-created container {ContainerId}")]
+    private partial void LogSweepFailed(Exception e, string containerId);
+}

@@ -1,0 +1,21 @@
+namespace CriRuntime.Testing;
+
+/// <summary>Crash points for e2e tests of recovery: when $CRIRUNTIME_FAULT names a point, the
+/// daemon SIGKILLs itself on reaching it, mid-operation, exactly as a crash or an OOM kill
+/// would. Unset (always, outside tests) this is one string comparison.</summary>
+public static class FaultPoints
+{
+    /// <summary>CreateContainer, after the rootfs is mounted and the shim created the container,
+    /// before the container record is written.</summary>
+    public const string CreateContainerAfterShim = "create-container-after-shim";
+
+    private static readonly string? Armed = Environment.GetEnvironmentVariable("CRIRUNTIME_FAULT");
+
+    public static void Crash(string point)
+    {
+        if (Armed != point) return;
+        Console.Error.WriteLine($"fault point {point}: killing the daemon (CRIRUNTIME_FAULT)");
+        Console.Error.Flush();
+        System.Diagnostics.Process.GetCurrentProcess().Kill();
+    }
+}
