@@ -38,6 +38,8 @@ public sealed record CgroupStats
     public ulong CpuUsageNanos { get; init; }
     public ulong CpuUserNanos { get; init; }
     public ulong CpuSystemNanos { get; init; }
+    /// <summary>CFS enforcement periods elapsed (nr_periods), of which CpuThrottledPeriods throttled.</summary>
+    public ulong CpuPeriods { get; init; }
     public ulong CpuThrottledPeriods { get; init; }
     public ulong CpuThrottledNanos { get; init; }
     public ulong MemoryUsageBytes { get; init; }

@@ -183,7 +183,7 @@ public sealed class V1Manager : ICgroupManager
         if (Dir("cpu") is { } cpu)
         {
             var cpuStat = CgroupFiles.ParseFlatKeyed(_fs.Read($"{cpu}/cpu.stat"));
-            stats = stats with { CpuThrottledPeriods = cpuStat.Get("nr_throttled"), CpuThrottledNanos = cpuStat.Get("throttled_time") };
+            stats = stats with { CpuPeriods = cpuStat.Get("nr_periods"), CpuThrottledPeriods = cpuStat.Get("nr_throttled"), CpuThrottledNanos = cpuStat.Get("throttled_time") };
         }
         if (Dir("memory") is { } mem)
         {

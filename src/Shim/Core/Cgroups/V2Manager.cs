@@ -161,6 +161,7 @@ public sealed class V2Manager : ICgroupManager
             CpuUsageNanos = cpu.Get("usage_usec") * 1000,
             CpuUserNanos = cpu.Get("user_usec") * 1000,
             CpuSystemNanos = cpu.Get("system_usec") * 1000,
+            CpuPeriods = cpu.Get("nr_periods"),
             CpuThrottledPeriods = cpu.Get("nr_throttled"),
             CpuThrottledNanos = cpu.Get("throttled_usec") * 1000,
             MemoryUsageBytes = usage,
