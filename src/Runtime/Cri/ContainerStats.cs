@@ -33,8 +33,9 @@ public sealed partial class CriRuntimeService
         var now = NowNanos();
         if (c.State == ContainerPhase.Running && TryCgroupStats(c.CgroupsPath) is { } s)
         {
-            stats.Cpu = new CpuUsage { Timestamp = now, UsageCoreNanoSeconds = new UInt64Value { Value = s.CpuUsageNanos } };
+            stats.Cpu = Cpu(s, now);
             stats.Memory = Memory(s, now);
+            stats.Io = Io(s, now);
             stats.Swap = new SwapUsage { Timestamp = now, SwapUsageBytes = new UInt64Value { Value = s.SwapUsageBytes } };
         }
         var (bytes, inodes) = Containers.DiskUsage.Measure(Path.Combine(_containers.ContainerDir(c.Id), "upper"));
@@ -48,6 +49,17 @@ public sealed partial class CriRuntimeService
         return stats;
     }
 
+    private static CpuUsage Cpu(CgroupStats s, long now) =>
+        new() { Timestamp = now, UsageCoreNanoSeconds = new UInt64Value { Value = s.CpuUsageNanos }, Psi = Psi(s.CpuPressure) };
+
+    /// <summary>Only PSI so far; absent (not zero) where the kernel keeps no PSI for the cgroup.</summary>
+    private static IoUsage? Io(CgroupStats s, long now) => s.IoPressure is null ? null : new IoUsage { Timestamp = now, Psi = Psi(s.IoPressure) };
+
+    private static PsiStats? Psi(Cgroups.Pressure? p) => p is null ? null : new PsiStats { Some = Psi(p.Some), Full = Psi(p.Full) };
+
+    private static PsiData? Psi(Cgroups.PsiLine? l) =>
+        l is null ? null : new PsiData { Total = l.TotalMicros, Avg10 = l.Avg10, Avg60 = l.Avg60, Avg300 = l.Avg300 };
+
     private static MemoryUsage Memory(CgroupStats s, long now)
     {
         var m = new MemoryUsage
@@ -56,6 +68,7 @@ public sealed partial class CriRuntimeService
             WorkingSetBytes = new UInt64Value { Value = s.MemoryWorkingSetBytes },
             UsageBytes = new UInt64Value { Value = s.MemoryUsageBytes },
             RssBytes = new UInt64Value { Value = s.MemoryRssBytes },
+            Psi = Psi(s.MemoryPressure),
         };
         if (s.MemoryLimitBytes is > 0 and < ulong.MaxValue)
             m.AvailableBytes = new UInt64Value { Value = s.MemoryLimitBytes > s.MemoryWorkingSetBytes ? s.MemoryLimitBytes - s.MemoryWorkingSetBytes : 0 };

@@ -31,8 +31,9 @@ public sealed partial class CriRuntimeService
         var linux = new LinuxPodSandboxStats();
         if (TryCgroupStats(PodCgroup(pod.Id, config)) is { } s)
         {
-            linux.Cpu = new CpuUsage { Timestamp = now, UsageCoreNanoSeconds = new UInt64Value { Value = s.CpuUsageNanos } };
+            linux.Cpu = Cpu(s, now);
             linux.Memory = Memory(s, now);
+            linux.Io = Io(s, now);
             linux.Process = new ProcessUsage { Timestamp = now, ProcessCount = new UInt64Value { Value = s.PidsCurrent } };
         }
         if (pod.NetNs is not null && NamespacePinner.IsPinned(pod.NetNs))

@@ -85,6 +85,19 @@ public sealed class HybridManagerTests : IDisposable
     }
 
     [Fact]
+    public void Hybrid_Stats_TakePsiFromTheCgroup2Mount_WhereTasksAreTracked()
+    {
+        var m = Manager();
+        m.Create(new CgroupResources());
+        _fs.Seed("unified/pod/ctr/cpu.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00 total=77\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n");
+
+        var s = m.Stats();
+
+        Assert.Equal(77UL, s.CpuPressure!.Some!.TotalMicros);
+        Assert.Null(s.MemoryPressure); // no memory.pressure in this tree: absent, not zero
+    }
+
+    [Fact]
     public void Hybrid_Freeze_UsesTheV1Freezer()
     {
         var m = Manager();

@@ -29,6 +29,41 @@ internal static class CgroupFiles
         return result;
     }
 
+    /// <summary>A PSI file (cpu.pressure, memory.pressure, io.pressure):
+    /// "some avg10=0.12 avg60=0.05 avg300=0.00 total=123456" and a "full" line alike. Null when the
+    /// file is missing (no PSI: CONFIG_PSI off, psi=0, or a v1-only cgroup) or has no such line.</summary>
+    public static Pressure? ParsePressure(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        PsiLine? some = null, full = null;
+        foreach (var raw in text.AsSpan().EnumerateLines())
+        {
+            var line = raw.Trim();
+            var space = line.IndexOf(' ');
+            if (space <= 0) continue;
+            var kind = line[..space];
+            double avg10 = 0, avg60 = 0, avg300 = 0;
+            ulong total = 0;
+            foreach (var range in line[(space + 1)..].Split(' '))
+            {
+                var field = line[(space + 1)..][range];
+                var eq = field.IndexOf('=');
+                if (eq <= 0) continue;
+                var key = field[..eq];
+                var value = field[(eq + 1)..];
+                var inv = System.Globalization.CultureInfo.InvariantCulture;
+                if (key.SequenceEqual("avg10")) double.TryParse(value, inv, out avg10);
+                else if (key.SequenceEqual("avg60")) double.TryParse(value, inv, out avg60);
+                else if (key.SequenceEqual("avg300")) double.TryParse(value, inv, out avg300);
+                else if (key.SequenceEqual("total")) ulong.TryParse(value, inv, out total);
+            }
+            var psi = new PsiLine(total, avg10, avg60, avg300);
+            if (kind.SequenceEqual("some")) some = psi;
+            else if (kind.SequenceEqual("full")) full = psi;
+        }
+        return some is null && full is null ? null : new Pressure(some, full);
+    }
+
     public static ulong Get(this Dictionary<string, ulong> map, string key) => map.TryGetValue(key, out var v) ? v : 0;
 
     /// <summary>The pids listed in a cgroup.procs file.</summary>

@@ -57,10 +57,12 @@ public sealed class HybridManager : ICgroupManager
 
     public CgroupStats Stats()
     {
-        var stats = _v1.Stats();
+        // PSI is tracked by the cgroup2 membership of tasks, so the cgroup2 mount has real
+        // per-cgroup pressure files even with no controller enabled there.
+        var v2 = _v2.Stats();
+        var stats = _v1.Stats() with { CpuPressure = v2.CpuPressure, MemoryPressure = v2.MemoryPressure, IoPressure = v2.IoPressure };
         if (_layout.V1Mounts.ContainsKey("cpuacct")) return stats;
         // Without v1 cpuacct, the v2 core cpu.stat (there even with no controller enabled) has usage.
-        var v2 = _v2.Stats();
         return stats with { CpuUsageNanos = v2.CpuUsageNanos, CpuUserNanos = v2.CpuUserNanos, CpuSystemNanos = v2.CpuSystemNanos };
     }
 

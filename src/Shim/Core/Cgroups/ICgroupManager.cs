@@ -52,8 +52,19 @@ public sealed record CgroupStats
     public ulong OomKills { get; init; }
     public ulong PidsCurrent { get; init; }
     public ulong PidsLimit { get; init; }
+    /// <summary>Pressure stall information of the cgroup; null where the kernel keeps none for it
+    /// (only cgroup2 has per-cgroup PSI; a v1-only cgroup has no PSI, which is not zero PSI).</summary>
+    public Pressure? CpuPressure { get; init; }
+    public Pressure? MemoryPressure { get; init; }
+    public Pressure? IoPressure { get; init; }
     public DateTimeOffset Timestamp { get; init; }
 }
+
+/// <summary>One line of a PSI file: stall time in microseconds and the running averages in percent.</summary>
+public sealed record PsiLine(ulong TotalMicros, double Avg10, double Avg60, double Avg300);
+
+/// <summary>A PSI file: "some" (at least one task stalled) and "full" (all non-idle tasks stalled).</summary>
+public sealed record Pressure(PsiLine? Some, PsiLine? Full);
 
 /// <summary>One cgroup, wherever it lives (v1 controllers, unified v2, or hybrid). Every v1/v2
 /// difference stays behind this interface: business code never asks which version it runs on.

@@ -173,6 +173,9 @@ public sealed class V2Manager : ICgroupManager
             OomKills = OomKillCount(),
             PidsCurrent = Value("pids.current"),
             PidsLimit = Value("pids.max"),
+            CpuPressure = CgroupFiles.ParsePressure(_fs.Read($"{Dir}/cpu.pressure")),
+            MemoryPressure = CgroupFiles.ParsePressure(_fs.Read($"{Dir}/memory.pressure")),
+            IoPressure = CgroupFiles.ParsePressure(_fs.Read($"{Dir}/io.pressure")),
         };
     }
 
