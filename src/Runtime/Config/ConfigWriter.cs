@@ -18,6 +18,7 @@ public static class ConfigWriter
         Kv(sb, "cgroup_driver", Str(c.Runtime.CgroupDriver));
         Kv(sb, "shim_path", Str(c.Runtime.ShimPath));
         Kv(sb, "cgroup_root", Str(c.Runtime.CgroupRoot));
+        Kv(sb, "pids_limit", c.Runtime.PidsLimit.ToString(System.Globalization.CultureInfo.InvariantCulture));
         sb.AppendLine().AppendLine("[cni]");
         Kv(sb, "conf_dir", Str(c.Cni.ConfDir));
         Kv(sb, "bin_dirs", List(c.Cni.BinDirs));

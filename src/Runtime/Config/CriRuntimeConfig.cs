@@ -29,6 +29,11 @@ public sealed record RuntimeSection
     public string ShimPath { get; init; } = "";
     /// <summary>Parent cgroup of pods the kubelet gives no cgroup_parent (crictl, tests).</summary>
     public string CgroupRoot { get; init; } = "criruntime";
+    /// <summary>pids.max of every container's cgroup; 0 leaves it unlimited (the kubelet's
+    /// podPidsLimit, on the pod cgroup, is then the bound). The CRI has no per-container value.</summary>
+    public long PidsLimit { get; init; }
+    /// <summary>The largest pid the kernel can hand out (PID_MAX_LIMIT on 64-bit).</summary>
+    public const long MaxPidsLimit = 4_194_304;
 }
 
 public sealed record CniSection

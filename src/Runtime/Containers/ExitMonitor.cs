@@ -1,3 +1,4 @@
+using CriRuntime.Cgroups;
 using CriRuntime.Cri.V1;
 using CriRuntime.Shim.Client;
 using CriRuntime.State;
@@ -22,7 +23,7 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
         {
             var c = containers.Find(id);
             if (c is null) return;
-            var final = await shims.WaitAsync(c.StateDir, _stopping.Token);
+            var final = await shims.WaitAsync(id, c.StateDir, _stopping.Token);
             await RecordExitAsync(id, final);
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested) { }
@@ -32,23 +33,26 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
         }
     }
 
-    /// <summary>Copies the shim's final state into the record, once, and tells subscribers.</summary>
-    public async Task<ContainerRecord?> RecordExitAsync(string id, ShimState? final)
+    /// <summary>Copies the shim's final state into the record, once, and tells subscribers. When
+    /// the shim is gone, whatever it left in the container's cgroup is killed and the cgroup
+    /// removed (a shim that exits normally does that itself; one killed with -9 cannot).</summary>
+    public async Task<ContainerRecord?> RecordExitAsync(string id, ShimState final)
     {
         using (await containers.LockAsync(id, CancellationToken.None))
         {
             var c = containers.Find(id);
             if (c is null || c.State == ContainerPhase.Exited) return c;
-            var finished = final?.FinishedAt ?? DateTimeOffset.UtcNow;
+            var finished = final.FinishedAt ?? DateTimeOffset.UtcNow;
             var updated = c with
             {
                 State = ContainerPhase.Exited,
-                StartedAtNanos = final?.StartedAt is { } s ? Nanos(s) : c.StartedAtNanos,
+                StartedAtNanos = final.StartedAt is { } s ? Nanos(s) : c.StartedAtNanos,
                 FinishedAtNanos = Nanos(finished),
-                ExitCode = final?.ExitCode ?? 255,
-                Reason = final?.Reason ?? "Unknown",
-                Message = final?.Message ?? (final is null ? "the container's shim disappeared without recording an exit" : ""),
+                ExitCode = final.ExitCode ?? ShimClient.UnknownExitCode,
+                Reason = final.Reason ?? "Unknown",
+                Message = final.Message ?? "",
             };
+            if (!ShimClient.IsShimAlive(c.StateDir)) DestroyCgroup(c);
             containers.Save(updated);
             events.Publish(new ContainerEventResponse
             {
@@ -56,27 +60,37 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
                 ContainerEventType = ContainerEventType.ContainerStoppedEvent,
                 CreatedAt = updated.FinishedAtNanos,
             });
-            LogExited(id, updated.ExitCode, updated.Reason);
+            LogExited(id, updated.ExitCode, updated.Reason, updated.Message);
             return updated;
         }
     }
 
+    private void DestroyCgroup(ContainerRecord c)
+    {
+        try { CgroupManagers.Create(c.CgroupsPath).Destroy(); }
+        catch (IOException e) { LogCgroupCleanupFailed(e, c.Id, c.CgroupsPath); }
+    }
+
     /// <summary>At daemon start: every container that was running is watched again (or its exit,
-    /// which happened while we were down, recorded).</summary>
+    /// which happened while we were down, recorded); a created one whose shim died is recorded
+    /// exited, so it can be removed.</summary>
     public async Task ResumeAsync(CancellationToken ct)
     {
-        foreach (var c in containers.All.Where(c => c.State == ContainerPhase.Running))
+        foreach (var c in containers.All.Where(c => c.State is ContainerPhase.Running or ContainerPhase.Created))
         {
-            var state = await shims.StateAsync(c.StateDir, ct);
-            if (state is { Status: ShimStatus.Running }) Watch(c);
-            else await RecordExitAsync(c.Id, state);
+            var state = await shims.StateAsync(c.Id, c.StateDir, ct);
+            if (state.Status == ShimStatus.Stopped) await RecordExitAsync(c.Id, state);
+            else if (c.State == ContainerPhase.Running) Watch(c);
         }
     }
 
     public static long Nanos(DateTimeOffset t) => (t - DateTimeOffset.UnixEpoch).Ticks * 100;
 
-    [LoggerMessage(EventId = 500, Level = LogLevel.Information, Message = "container {ContainerId} exited with {ExitCode} ({Reason})")]
-    private partial void LogExited(string containerId, int exitCode, string reason);
+    [LoggerMessage(EventId = 500, Level = LogLevel.Information, Message = "container {ContainerId} exited with {ExitCode} ({Reason}) {Message}")]
+    private partial void LogExited(string containerId, int exitCode, string reason, string message);
+
+    [LoggerMessage(EventId = 502, Level = LogLevel.Warning, Message = "container {ContainerId}: removing cgroup {CgroupPath} after its shim died failed")]
+    private partial void LogCgroupCleanupFailed(Exception e, string containerId, string cgroupPath);
 
     [LoggerMessage(EventId = 501, Level = LogLevel.Warning, Message = "watching container {ContainerId} failed")]
     private partial void LogWatchFailed(Exception e, string containerId);

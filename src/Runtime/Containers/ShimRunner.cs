@@ -65,23 +65,41 @@ public sealed class ShimRunner(CriRuntimeConfig config)
         catch (ShimGoneException) { }
     }
 
-    /// <summary>Blocks until the container exited, then returns its final state.</summary>
-    public async Task<ShimState?> WaitAsync(string stateDir, CancellationToken ct)
+    /// <summary>Blocks until the container exited, then returns its final state. A shim that
+    /// died without recording the exit (kill -9) yields <see cref="ShimClient.ShimDied"/>.</summary>
+    public async Task<ShimState> WaitAsync(string id, string stateDir, CancellationToken ct)
+    {
+        // A broken connection to a shim that still runs is retried; a few, since the shim closes
+        // connections only when its container has exited (and then state.json says so).
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                var r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Wait }, ct);
+                if (r.State is { Status: ShimStatus.Stopped }) return r.State;
+            }
+            catch (ShimGoneException) { }
+            catch (IOException) { } // the shim exited while we waited: its state file has the answer
+            var last = ShimClient.ReadStateFile(stateDir);
+            if (last is { Status: ShimStatus.Stopped }) return last;
+            if (!ShimClient.IsShimAlive(stateDir) || attempt >= 3) return ShimClient.ShimDied(last, id, DateTimeOffset.UtcNow);
+        }
+    }
+
+    /// <summary>The live state; the last recorded one when the shim has exited; a
+    /// <see cref="ShimClient.ShimDied"/> state when it died without recording an exit.</summary>
+    public async Task<ShimState> StateAsync(string id, string stateDir, CancellationToken ct)
     {
         try
         {
-            var r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Wait }, ct);
-            if (r.State is { Status: ShimStatus.Stopped }) return r.State;
+            if ((await SendAsync(stateDir, new ShimRequest { Op = ShimOps.State }, ct)).State is { } live) return live;
         }
         catch (ShimGoneException) { }
-        catch (IOException) { } // the shim exited while we waited: its state file has the answer
-        return ShimClient.ReadStateFile(stateDir);
-    }
-
-    public async Task<ShimState?> StateAsync(string stateDir, CancellationToken ct)
-    {
-        try { return (await SendAsync(stateDir, new ShimRequest { Op = ShimOps.State }, ct)).State; }
-        catch (ShimGoneException) { return ShimClient.ReadStateFile(stateDir); }
+        catch (IOException) { }
+        var last = ShimClient.ReadStateFile(stateDir);
+        return last is { Status: ShimStatus.Stopped } || ShimClient.IsShimAlive(stateDir) && last is not null
+            ? last
+            : ShimClient.ShimDied(last, id, DateTimeOffset.UtcNow);
     }
 
     /// <summary>Runs a command in the running container and returns its exit and output.</summary>

@@ -21,6 +21,8 @@ public sealed record SpecInput
     /// <summary>The pod's hostname, hosts and resolv.conf files.</summary>
     public required string PodDir { get; init; }
     public required string CgroupsPath { get; init; }
+    /// <summary>The runtime's pids_limit for every container; 0 for none.</summary>
+    public long PidsLimit { get; init; }
 }
 
 /// <summary>Builds a container's OCI runtime spec from the kubelet's ContainerConfig, the pod and
@@ -109,7 +111,7 @@ public static class SpecBuilder
             {
                 Namespaces = namespaces,
                 CgroupsPath = input.CgroupsPath,
-                Resources = Resources(c.Linux?.Resources),
+                Resources = WithPidsLimit(Resources(c.Linux?.Resources), input.PidsLimit),
                 MaskedPaths = privileged ? [] : sc.MaskedPaths.Count > 0 ? [.. sc.MaskedPaths] : DefaultMaskedPaths,
                 ReadonlyPaths = privileged ? [] : sc.ReadonlyPaths.Count > 0 ? [.. sc.ReadonlyPaths] : DefaultReadonlyPaths,
                 Seccomp = privileged ? null : Seccomp(sc, caps),
@@ -275,6 +277,10 @@ public static class SpecBuilder
             Unified = r.Unified.Count > 0 ? new Dictionary<string, string>(r.Unified) : null,
         };
     }
+
+    /// <summary>The runtime-wide pids limit (config runtime.pids_limit; the CRI has no per-container one).</summary>
+    public static LinuxResources? WithPidsLimit(LinuxResources? r, long limit) =>
+        limit <= 0 ? r : (r ?? new LinuxResources()) with { Pids = new LinuxPids { Limit = limit } };
 
     private static LinuxSeccomp? Seccomp(LinuxContainerSecurityContext sc, IReadOnlyList<string> caps)
     {

@@ -64,6 +64,7 @@ public sealed partial class CriRuntimeService
             UtsNs = pod.UtsNs,
             PodDir = pod.Dir,
             CgroupsPath = cgroupsPath,
+            PidsLimit = _config.Runtime.PidsLimit,
         });
         AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec));
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);

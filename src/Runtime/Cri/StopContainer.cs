@@ -28,7 +28,7 @@ public sealed partial class CriRuntimeService
         {
             await _shims.StopAsync(c.StateDir, StopSignal(c), timeout, ct);
         }
-        var final = await _shims.WaitAsync(c.StateDir, ct);
+        var final = await _shims.WaitAsync(c.Id, c.StateDir, ct);
         await _exits.RecordExitAsync(c.Id, final);
     }
 

@@ -14,6 +14,13 @@ public class ConfigLoaderTests
         Assert.Equal(["/usr/lib/cni", "/opt/cni/bin"], c.Cni.BinDirs);
         Assert.Equal(TimeSpan.FromMinutes(1), c.Images.PullProgressTimeout);
         Assert.Empty(c.Registry.Mirrors);
+        Assert.Equal(0, c.Runtime.PidsLimit); // unlimited: the kubelet's podPidsLimit bounds the pod
+    }
+
+    [Fact]
+    public void PidsLimit_IsRead()
+    {
+        Assert.Equal(4096, Load(("main.toml", "[runtime]\npids_limit = 4096\n")).Runtime.PidsLimit);
     }
 
     [Fact]
@@ -48,6 +55,8 @@ public class ConfigLoaderTests
     [InlineData("[registry.mirrors.\"docker.io\"]\nendpoints = [\"ftp://x\"]", "key 'registry.mirrors.\"docker.io\".endpoints': 'ftp://x' must be an absolute http")]
     [InlineData("[registry.mirrors.\"docker.io\"]\nendpoint = [\"http://x\"]", "key 'registry.mirrors.\"docker.io\".endpoint': unknown key")]
     [InlineData("[runtim]\ncgroup_driver = \"systemd\"", "key 'runtim.cgroup_driver': unknown key")]
+    [InlineData("[runtime]\npids_limit = -1", "key 'runtime.pids_limit': -1 is outside 0..4194304")]
+    [InlineData("[runtime]\npids_limit = \"1024\"", "key 'runtime.pids_limit': must be an integer")]
     [InlineData("socket = ", "invalid TOML")]
     public void BadInput_IsRefused_NamingFileAndKey(string toml, string expected)
     {
@@ -71,6 +80,8 @@ public class ConfigLoaderTests
     {
         var c = Load(("a.toml", """
             log_level = "debug"
+            [runtime]
+            pids_limit = 77
             [registry]
             insecure = ["r.example:5000"]
             [registry.mirrors."quay.io"]
@@ -82,6 +93,7 @@ public class ConfigLoaderTests
         var again = Load(("b.toml", ConfigWriter.ToToml(c)));
         Assert.Equal(ConfigWriter.ToToml(c), ConfigWriter.ToToml(again));
         Assert.Equal(TimeSpan.FromSeconds(3723), again.Images.PullProgressTimeout);
+        Assert.Equal(77, again.Runtime.PidsLimit);
     }
 
     [Theory]

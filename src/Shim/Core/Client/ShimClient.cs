@@ -54,6 +54,40 @@ public sealed class ShimClient(string stateDir)
         return ReadStateFile(StateDir);
     }
 
+    /// <summary>Whether the shim of <paramref name="stateDir"/> still runs: the pid in shim.pid
+    /// is a `criruntime-shim supervise` for this state dir (a reused pid is another program).</summary>
+    public static bool IsShimAlive(string stateDir)
+    {
+        try
+        {
+            var pid = int.Parse(File.ReadAllText(Path.Combine(stateDir, StateFiles.ShimPid)).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            var args = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
+            var full = Path.GetFullPath(stateDir);
+            return args.Contains("supervise") && args.Any(a => a == stateDir || a == full);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or OverflowException)
+        {
+            return false; // no shim.pid (never created) or no such process
+        }
+    }
+
+    /// <summary>The final state of a container whose shim died before recording one (killed, or
+    /// crashed): its init has PR_SET_PDEATHSIG=SIGKILL, so the container died with the shim, but no
+    /// one reaped it for us and its exit status is unknown: 255, as other runtimes report then.</summary>
+    public static ShimState ShimDied(ShimState? last, string id, DateTimeOffset now) => (last ?? new ShimState { Id = id }) with
+    {
+        Status = ShimStatus.Stopped,
+        FinishedAt = now,
+        ExitCode = UnknownExitCode,
+        Signal = null,
+        Reason = "Error",
+        Message = $"the container's shim{(last is { ShimPid: > 0 } l ? $" (pid {l.ShimPid})" : "")} died without recording the container's exit " +
+            "(killed or crashed); the container was killed with it, exit status unknown",
+    };
+
+    /// <summary>The exit code reported when the real one is unknown.</summary>
+    public const int UnknownExitCode = 255;
+
     public static ShimState? ReadStateFile(string stateDir)
     {
         var path = Path.Combine(stateDir, StateFiles.State);

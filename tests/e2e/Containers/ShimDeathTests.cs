@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using CriRuntime.Cri.V1;
+using CriRuntime.Tests.E2E.Harness;
+using Grpc.Core;
+using static CriRuntime.Tests.E2E.Harness.PodHelpers;
+
+namespace CriRuntime.Tests.E2E.Containers;
+
+/// <summary>A shim killed with -9 takes its container with it (PR_SET_PDEATHSIG); the daemon
+/// reports the container exited with a reason, whether it was running at the time or not, and
+/// leaves nothing behind (the leak check of Dispose also looks for the container's cgroup).</summary>
+[Collection(RegistryCollection.Name)]
+public class ShimDeathTests(RegistryWithImages fixture)
+{
+    private readonly RegistryFixture _registry = fixture.Registry;
+
+    [Fact]
+    public async Task ShimKill9_ContainerExitedWithReason_StoppedEvent_Removable()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        var image = _registry.Image("busybox");
+        var pod = PodConfig("shimkill");
+        using var c = d.Client();
+        await c.PullAsync(image);
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
+        var (shimPid, containerPid) = Pids(d, id);
+
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var events = c.Runtime.GetContainerEvents(new GetEventsRequest(), cancellationToken: cts.Token);
+        await events.ResponseHeadersAsync; // subscribed: the STOPPED event cannot be missed
+        Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
+        KillNine(shimPid);
+
+        var stopped = false;
+        while (!stopped && await events.ResponseStream.MoveNext(cts.Token))
+            stopped = events.ResponseStream.Current is { ContainerEventType: ContainerEventType.ContainerStoppedEvent } e && e.ContainerId == id;
+        Assert.True(stopped, "no CONTAINER_STOPPED event for the container whose shim was killed");
+
+        AssertDiedWithShim(await c.StatusAsync(id));
+        Assert.False(IsRunning(containerPid), $"container process {containerPid} outlived its shim");
+        await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
+        await Assert.ThrowsAsync<RpcException>(() => c.StatusAsync(id));
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
+    [Fact]
+    public async Task ShimKill9_WhileDaemonIsDown_RestartReportsExitedWithReason_Removable()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        var image = _registry.Image("busybox");
+        var pod = PodConfig("shimkill-down");
+        string podId, id;
+        using (var c = d.Client())
+        {
+            await c.PullAsync(image);
+            podId = await c.RunPodAsync(pod);
+            id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
+        }
+        var (shimPid, containerPid) = Pids(d, id);
+
+        await d.KillAsync();
+        KillNine(shimPid);
+        await d.StartAsync();
+
+        using (var c = d.Client())
+        {
+            AssertDiedWithShim(await c.StatusAsync(id));
+            Assert.False(IsRunning(containerPid), $"container process {containerPid} outlived its shim");
+            await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
+            await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+        }
+    }
+
+    private static void AssertDiedWithShim(ContainerStatus status)
+    {
+        Assert.Equal(ContainerState.ContainerExited, status.State);
+        Assert.Equal(255, status.ExitCode);
+        Assert.Equal("Error", status.Reason);
+        Assert.Contains("shim", status.Message, StringComparison.Ordinal);
+        Assert.True(status.FinishedAt >= status.StartedAt && status.FinishedAt > 0);
+    }
+
+    /// <summary>The shim's and the container's pids, from the container's state dir.</summary>
+    private static (int Shim, int Container) Pids(DaemonProcess d, string id)
+    {
+        var stateDir = Path.Combine(d.State, "c", id[..20]);
+        return (int.Parse(File.ReadAllText(Path.Combine(stateDir, "shim.pid")).Trim()),
+            int.Parse(File.ReadAllText(Path.Combine(stateDir, "container.pid")).Trim()));
+    }
+
+    private static void KillNine(int shimPid)
+    {
+        using var shim = Process.GetProcessById(shimPid);
+        Assert.Contains("supervise", File.ReadAllText($"/proc/{shimPid}/cmdline"), StringComparison.Ordinal);
+        shim.Kill(); // SIGKILL
+        shim.WaitForExit();
+    }
+
+    /// <summary>Alive and not a zombie (a killed process nobody reaped yet is gone for our purposes).</summary>
+    private static bool IsRunning(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/stat").Split(") ")[1][0] is not ('Z' or 'X'); }
+        catch (IOException) { return false; }
+    }
+}
