@@ -118,6 +118,35 @@ public sealed class ShimRunner(CriRuntimeConfig config)
         return r.Exec;
     }
 
+    /// <summary>Starts an interactive exec (exec-stream) or attaches (attach): the shim's answer
+    /// and the sockets of the process's stdio. Refusals become FailedPrecondition.</summary>
+    public async Task<ShimStream> OpenStreamAsync(string stateDir, ShimRequest request, CancellationToken ct)
+    {
+        ShimStream stream;
+        try
+        {
+            stream = await ShimStream.OpenAsync(stateDir, request, ct);
+        }
+        catch (SocketException)
+        {
+            throw Fail.FailedPrecondition("the container is not running");
+        }
+        if (!stream.First.Ok)
+        {
+            stream.Dispose();
+            throw Fail.FailedPrecondition($"{request.Op}: {stream.First.Error}");
+        }
+        return stream;
+    }
+
+    /// <summary>Resizes the terminal of exec'd process <paramref name="pid"/>, or the container's
+    /// own when null. A session that has just ended is not an error.</summary>
+    public async Task ResizeAsync(string stateDir, int? pid, ushort width, ushort height, CancellationToken ct)
+    {
+        try { await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Resize, Pid = pid, Width = width, Height = height }, ct); }
+        catch (ShimGoneException) { }
+    }
+
     public async Task ReopenLogAsync(string stateDir, CancellationToken ct)
     {
         var r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.ReopenLog }, ct);

@@ -239,6 +239,7 @@ public static class SpecBuilder
             ["io.kubernetes.cri.sandbox-uid"] = input.PodConfig.Metadata?.Uid ?? "",
             ["io.kubernetes.cri.image-name"] = input.Config.Image?.Image ?? "",
         };
+        if (input.Config.Stdin) a[CriRuntime.Shim.Client.ShimAnnotations.Stdin] = "true";
         return a;
     }
 

@@ -1,18 +1,24 @@
+using System.Net.Sockets;
 using System.Threading.Channels;
 using CriRuntime.Containers;
+using CriRuntime.Cri.V1;
 using CriRuntime.Errors;
+using CriRuntime.Shim.Client;
 using CriRuntime.State;
 using CriRuntime.Streaming.PortForward;
 
 namespace CriRuntime.Streaming;
 
-/// <summary>The daemon's <see cref="IStreamingRuntime"/>. Port forwarding into the pod's network
-/// namespace is complete. Exec runs through the shim's exec: without stdin and without a
-/// terminal its output is delivered when the command ends; interactive exec (stdin, tty) and
-/// attach need streaming stdio from the shim, which it does not offer yet, and say so.</summary>
+/// <summary>The daemon's <see cref="IStreamingRuntime"/>. Exec and attach go through the
+/// container's shim (exec-stream, attach): the shim starts the process (with a terminal made in
+/// the container's devpts, or stdio sockets) and passes the daemon connected unix sockets, which
+/// are relayed here to the client's streams, live, in both directions. Port forwarding runs in
+/// the pod's network namespace.</summary>
 public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, ContainerStore containers, ShimRunner shims) : IStreamingRuntime
 {
-    private const string NotInteractive = "interactive sessions (stdin, tty, attach) are not supported by criruntime yet; exec without -i/-t works";
+    /// <summary>How long output may still arrive after the process exited (a background child
+    /// holding stdout is not waited for beyond this).</summary>
+    private static readonly TimeSpan OutputGrace = TimeSpan.FromSeconds(2);
 
     public void EnsureContainerRunning(string containerId)
     {
@@ -23,18 +29,140 @@ public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, Contain
     public async Task<int> ExecAsync(string containerId, IReadOnlyList<string> cmd, bool tty, Stream? stdin, Stream? stdout, Stream? stderr,
         ChannelReader<TerminalSize>? resize, CancellationToken ct)
     {
-        if (tty || stdin is not null) throw Fail.FailedPrecondition(NotInteractive);
         var c = containers.Get(containerId);
         if (c.State != ContainerPhase.Running) throw Fail.FailedPrecondition($"container {c.Id} is not running");
-        var result = await shims.ExecAsync(c.StateDir, cmd, null, ct);
-        if (stdout is not null) await stdout.WriteAsync(result.Stdout, ct);
-        if (stderr is not null) await stderr.WriteAsync(result.Stderr, ct);
-        return result.ExitCode;
+        using var session = await shims.OpenStreamAsync(c.StateDir,
+            new ShimRequest { Op = ShimOps.ExecStream, Args = cmd, Tty = tty, Stdin = stdin is not null }, ct);
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var pid = session.First.Pid;
+
+        var outputs = new List<Task>();
+        var inputs = new List<Task>();
+        if (tty)
+        {
+            var terminal = session["tty"] ?? throw Fail.Unavailable("exec-stream: the shim sent no terminal");
+            outputs.Add(CopyOutAsync(terminal, stdout, done.Token));
+            if (stdin is not null) inputs.Add(CopyInAsync(stdin, terminal, shutdownOnEnd: true, done.Token));
+            if (resize is not null) inputs.Add(ResizeAsync(c.StateDir, pid, resize, done.Token));
+        }
+        else
+        {
+            outputs.Add(CopyOutAsync(session["stdout"]!, stdout, done.Token));
+            outputs.Add(CopyOutAsync(session["stderr"]!, stderr, done.Token));
+            if (stdin is not null && session["stdin"] is { } inSocket) inputs.Add(CopyInAsync(stdin, inSocket, shutdownOnEnd: true, done.Token));
+        }
+
+        try
+        {
+            var final = await session.NextAsync(ct)
+                ?? throw Fail.FailedPrecondition($"container {c.Id} exited during the exec");
+            if (final.Exec is not { } result) throw Fail.Unavailable($"exec: {final.Error ?? "the shim reported no exit status"}");
+            await Task.WhenAny(Task.WhenAll(outputs), Task.Delay(OutputGrace, ct));
+            return result.ExitCode;
+        }
+        finally
+        {
+            await done.CancelAsync();
+            await Quietly(outputs.Concat(inputs));
+        }
     }
 
-    public Task<int> AttachAsync(string containerId, bool tty, Stream? stdin, Stream? stdout, Stream? stderr,
-        ChannelReader<TerminalSize>? resize, CancellationToken ct) => throw Fail.FailedPrecondition(NotInteractive);
+    public async Task<int> AttachAsync(string containerId, bool tty, Stream? stdin, Stream? stdout, Stream? stderr,
+        ChannelReader<TerminalSize>? resize, CancellationToken ct)
+    {
+        var c = containers.Get(containerId);
+        if (c.State != ContainerPhase.Running) throw Fail.FailedPrecondition($"container {c.Id} is not running");
+        var config = ContainerConfig.Parser.ParseFrom(c.Config);
+        if (stdin is not null && !config.Stdin)
+            throw Fail.FailedPrecondition($"container {c.Id} was not created with stdin: true; attach without stdin");
+        if (tty != config.Tty)
+            throw Fail.FailedPrecondition($"container {c.Id} has tty: {config.Tty.ToString().ToLowerInvariant()}; attach with the same tty setting");
+        using var session = await shims.OpenStreamAsync(c.StateDir, new ShimRequest { Op = ShimOps.Attach, Stdin = stdin is not null }, ct);
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(ct);
+
+        var outputs = new List<Task>();
+        var inputs = new List<Task>();
+        if (session["tty"] is { } terminal)
+        {
+            outputs.Add(CopyOutAsync(terminal, stdout, done.Token));
+            if (stdin is not null) inputs.Add(CopyInAsync(stdin, terminal, shutdownOnEnd: true, done.Token));
+            if (resize is not null) inputs.Add(ResizeAsync(c.StateDir, null, resize, done.Token));
+        }
+        else
+        {
+            outputs.Add(CopyOutAsync(session["stdout"]!, stdout, done.Token));
+            outputs.Add(CopyOutAsync(session["stderr"]!, stderr, done.Token));
+            // stdin_once: the first attach that closes stdin closes it for the container too
+            // (shutdown of the container's own stdin socket); otherwise it stays open for the next.
+            if (stdin is not null && session["stdin"] is { } inSocket)
+                inputs.Add(CopyInAsync(stdin, inSocket, shutdownOnEnd: config.StdinOnce, done.Token));
+        }
+
+        try
+        {
+            // The shim ends the output streams when the container exits (or drops a client
+            // that does not keep up with the output).
+            await Task.WhenAll(outputs).WaitAsync(ct);
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            wait.CancelAfter(TimeSpan.FromSeconds(5));
+            var state = await shims.WaitAsync(c.StateDir, wait.Token);
+            return state?.ExitCode ?? throw Fail.Unavailable($"attach to container {c.Id}: the output ended but the container has not exited");
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw Fail.Unavailable($"attach to container {c.Id}: the output ended but the container has not exited");
+        }
+        finally
+        {
+            await done.CancelAsync();
+            await Quietly(outputs.Concat(inputs));
+        }
+    }
 
     public Task PortForwardAsync(string podSandboxId, int port, Stream stream, CancellationToken ct) =>
         portForwarder.ForwardAsync(podSandboxId, port, stream, ct);
+
+    /// <summary>socket → client stream until end of file; without a client stream the output is
+    /// read and dropped (the process must not block on a full socket).</summary>
+    private static async Task CopyOutAsync(Socket socket, Stream? to, CancellationToken ct)
+    {
+        var buffer = new byte[32 * 1024];
+        while (true)
+        {
+            var n = await socket.ReceiveAsync(buffer, SocketFlags.None, ct);
+            if (n == 0) return;
+            if (to is not null) await to.WriteAsync(buffer.AsMemory(0, n), ct);
+        }
+    }
+
+    /// <summary>client stream → socket; at the client's end of stdin, shut the socket's write side
+    /// (end of file for the process; VEOF for a terminal).</summary>
+    private static async Task CopyInAsync(Stream from, Socket socket, bool shutdownOnEnd, CancellationToken ct)
+    {
+        var buffer = new byte[16 * 1024];
+        while (true)
+        {
+            var n = await from.ReadAsync(buffer, ct);
+            if (n == 0) break;
+            await socket.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, ct);
+        }
+        if (shutdownOnEnd) socket.Shutdown(SocketShutdown.Send);
+    }
+
+    private async Task ResizeAsync(string stateDir, int? pid, ChannelReader<TerminalSize> sizes, CancellationToken ct)
+    {
+        await foreach (var size in sizes.ReadAllAsync(ct))
+            await shims.ResizeAsync(stateDir, pid, size.Width, size.Height, ct);
+    }
+
+    /// <summary>Waits for the relays after the session ended; their cancellation and the client or
+    /// process having gone are the expected ways for them to stop.</summary>
+    private static async Task Quietly(IEnumerable<Task> tasks)
+    {
+        foreach (var t in tasks)
+        {
+            try { await t; }
+            catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ObjectDisposedException or CriException) { }
+        }
+    }
 }

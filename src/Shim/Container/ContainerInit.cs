@@ -39,6 +39,7 @@ public static unsafe partial class ContainerInit
 
             foreach (var step in RootfsPlan.Build(spec, rootfs)) step.Apply(k);
             ProcessPlan.ApplyLimits(k, process, w => sync.Send("warn " + w));
+            if (process.Terminal) Terminal.Setup(k, sync.Handle);
 
             sync.Send("created");
             if (sync.Receive() != "start") return 1; // supervisor gone or gave up: never run the command

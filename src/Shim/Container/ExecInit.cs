@@ -32,6 +32,7 @@ public static class ExecInit
             k.SetNs($"/proc/{containerPid}/ns/mnt", L.CLONE_NEWNS);
             k.Chdir("/");
             ProcessPlan.ApplyLimits(k, process, _ => { });
+            if (process.Terminal) Terminal.Setup(k, sync.Handle);
 
             if (seccomp is not null && !process.NoNewPrivileges) Seccomp.SeccompFilter.Load(seccomp);
             ProcessPlan.ApplyIdentity(k, process, Capabilities.KernelLast());

@@ -11,6 +11,16 @@ namespace CriRuntime.Shim.Container;
 public sealed class SyncChannel(FdHandle fd) : IDisposable
 {
     public FdHandle Handle => fd;
+    private readonly List<int> _fds = [];
+
+    /// <summary>A descriptor that came with a received line (the "pty" master), or null.</summary>
+    public FdHandle? TakeFd()
+    {
+        if (_fds.Count == 0) return null;
+        var first = _fds[0];
+        _fds.RemoveAt(0);
+        return new FdHandle(first);
+    }
 
     public void Send(string line) => Native.WriteAll(fd.Fd, Encoding.UTF8.GetBytes(line.Replace('\n', ' ') + "\n"), "sync socket");
 
@@ -22,13 +32,18 @@ public sealed class SyncChannel(FdHandle fd) : IDisposable
         while (true)
         {
             int n;
-            try { n = Native.ReadSome(fd.Fd, one, "sync socket"); }
-            catch (KernelException e) when (e.Errno == 104 /* ECONNRESET */) { n = 0; }
+            // recvmsg, not read: a read(2) would silently close descriptors sent with the line.
+            try { n = Shim.Client.FdPassing.Receive(fd.Fd, one, _fds, dontWait: false); }
+            catch (IOException e) when (e.HResult == 104 /* ECONNRESET */) { n = 0; }
             if (n == 0) return buffer.Count == 0 ? null : Encoding.UTF8.GetString(buffer.ToArray());
             if (one[0] == (byte)'\n') return Encoding.UTF8.GetString(buffer.ToArray());
             buffer.Add(one[0]);
         }
     }
 
-    public void Dispose() => fd.Dispose();
+    public void Dispose()
+    {
+        while (TakeFd() is { } extra) extra.Dispose();
+        fd.Dispose();
+    }
 }

@@ -45,6 +45,17 @@ public interface IKernel
     void SetResUid(uint uid);
     void SetRlimit(int resource, ulong soft, ulong hard);
     void Umask(uint mask);
+
+    // terminals and descriptors (src/Shim/Container/Terminal.cs)
+    /// <summary>Unlocks the pty whose master is <paramref name="master"/> (TIOCSPTLCK 0) and opens
+    /// its peer (TIOCGPTPEER, O_RDWR|O_NOCTTY): no path lookup, so always the same devpts instance.</summary>
+    FdHandle OpenPtyPeer(FdHandle master);
+    /// <summary>setsid (already a session leader is fine) and TIOCSCTTY: <paramref name="tty"/>
+    /// becomes the calling process's controlling terminal.</summary>
+    void SetControllingTerminal(FdHandle tty);
+    void Dup2(FdHandle from, int to);
+    /// <summary>Writes "<paramref name="message"/>\n" with <paramref name="fd"/> attached (SCM_RIGHTS).</summary>
+    void SendFd(FdHandle socket, string message, FdHandle fd);
 }
 
 /// <summary>Constants of the Linux ABI (x86_64/aarch64 agree on all of these).</summary>

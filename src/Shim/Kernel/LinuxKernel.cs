@@ -5,7 +5,7 @@ namespace CriRuntime.Shim.Kernel;
 
 /// <summary>The real kernel: each method is one libc call, errno turned into
 /// <see cref="KernelException"/> naming the call and its path.</summary>
-public sealed unsafe class LinuxKernel : IKernel
+public sealed unsafe partial class LinuxKernel : IKernel
 {
     public static readonly LinuxKernel Instance = new();
 

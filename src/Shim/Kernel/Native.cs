@@ -26,6 +26,10 @@ internal static unsafe partial class Native
     public static partial int Fcntl(int fd, int cmd, int arg);
     [LibraryImport("libc", EntryPoint = "dup2", SetLastError = true)]
     public static partial int Dup2(int oldfd, int newfd);
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int IoctlInt(int fd, ulong request, int arg);
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int IoctlPtr(int fd, ulong request, void* arg);
     [LibraryImport("libc", EntryPoint = "pipe2", SetLastError = true)]
     public static partial int Pipe2(int* fds, int flags);
     [LibraryImport("libc", EntryPoint = "socketpair", SetLastError = true)]

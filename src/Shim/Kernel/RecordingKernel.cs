@@ -54,4 +54,12 @@ public sealed class RecordingKernel : IKernel
     public void SetResUid(uint uid) => Record("setresuid", "", $"setresuid {uid}");
     public void SetRlimit(int resource, ulong soft, ulong hard) => Record("setrlimit", "", $"setrlimit {resource} {soft} {hard}");
     public void Umask(uint mask) => Record("umask", "", $"umask {Convert.ToString(mask, 8)}");
+    public FdHandle OpenPtyPeer(FdHandle master)
+    {
+        Record("ioctl", "", "ioctl TIOCSPTLCK 0; ioctl TIOCGPTPEER O_RDWR|O_NOCTTY");
+        return new FdHandle(-1);
+    }
+    public void SetControllingTerminal(FdHandle tty) => Record("ioctl", "", "setsid; ioctl TIOCSCTTY");
+    public void Dup2(FdHandle from, int to) => Record("dup2", "", $"dup2 peer {to}");
+    public void SendFd(FdHandle socket, string message, FdHandle fd) => Record("sendmsg", "", $"sendmsg \"{message}\" SCM_RIGHTS 1");
 }

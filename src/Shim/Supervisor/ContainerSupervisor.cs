@@ -12,7 +12,7 @@ namespace CriRuntime.Shim.Supervisor;
 /// <summary>The long-lived half of the shim: creates the container, then pumps its output into
 /// the CRI log, answers the control socket, and records the exit in state.json before leaving.
 /// Every state change goes through <see cref="Transition"/>, which persists atomically.</summary>
-public sealed class ContainerSupervisor
+public sealed partial class ContainerSupervisor
 {
     private readonly string _id, _bundle, _stateDir, _logPath;
     private readonly ShimLog _log;
@@ -61,19 +61,26 @@ public sealed class ContainerSupervisor
             _cgroup = CgroupManagers.Create(spec.Linux?.CgroupsPath ?? _id);
             _cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
 
-            var (outRead, outWrite) = Spawn.Pipe();
-            var (errRead, errWrite) = Spawn.Pipe();
+            // With a terminal the init makes its own pty and sends the master ("pty" below);
+            // until then its stdio is /dev/null.
+            var terminal = spec.Process?.Terminal == true;
+            var (outRead, outWrite) = terminal ? (null, null) : Spawn.Pipe();
+            var (errRead, errWrite) = terminal ? (null, null) : Spawn.Pipe();
+            // CRI stdin: a socket, so that attach can hand the daemon the container's stdin
+            // itself and stdin_once is one shutdown(SHUT_WR) (docs/shim-protocol.md, "Streams").
+            var (stdinOurs, stdinChild) = !terminal && WantsStdin(spec) ? Spawn.SocketPair() : (null, null);
+            _stdin = stdinOurs;
             var (syncParent, syncChild) = Spawn.SocketPair();
             var self = Environment.ProcessPath ?? "/proc/self/exe";
             var fds = new Dictionary<int, int>
             {
-                [0] = -1, // stdin: /dev/null until the CRI's stdin support arrives
-                [1] = outWrite.Fd,
-                [2] = errWrite.Fd,
+                [0] = stdinChild?.Fd ?? -1,
+                [1] = outWrite?.Fd ?? -1,
+                [2] = errWrite?.Fd ?? -1,
                 [ContainerInit.SyncFd] = syncChild.Fd,
             };
             int pid;
-            using (outWrite) using (errWrite) using (syncChild)
+            using (outWrite) using (errWrite) using (syncChild) using (stdinChild)
                 pid = _spawner.Start(spec, self, ["criruntime-shim", "init", "--bundle", _bundle], fds);
             _pidfd = Spawn.PidFdOpen(pid);
             _state = _state with { Pid = pid };
@@ -86,16 +93,18 @@ public sealed class ContainerSupervisor
             {
                 var line = _sync.Receive();
                 if (line == "created") break;
+                if (line == Terminal.PtyMessage) { _tty = _sync.TakeFd() ?? throw new InvalidDataException("init sent \"pty\" without the terminal"); continue; }
                 if (line is not null && line.StartsWith("warn ", StringComparison.Ordinal)) { _log.Warn(line[5..]); continue; }
                 var why = line is not null && line.StartsWith("error ", StringComparison.Ordinal) ? line[6..] : "container init exited during setup";
                 throw new InvalidOperationException(why);
             }
 
-            pumps = [Pump(outRead, "stdout"), Pump(errRead, "stderr")];
+            // A terminal's output is logged as stdout (as other runtimes do).
+            pumps = _tty is not null ? [Pump(_tty, "stdout", ownsFd: false)] : [Pump(outRead!, "stdout"), Pump(errRead!, "stderr")];
             AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode);
             AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode);
             Transition(s => s);
-            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle);
+            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream);
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or InvalidDataException or NotSupportedException or ArgumentException or UnauthorizedAccessException)
         {
@@ -112,6 +121,7 @@ public sealed class ContainerSupervisor
         // Let the pumps drain what the container wrote last; with the pid namespace gone no one
         // holds the pipes, so this is quick, but a shared pid namespace could keep a writer alive.
         foreach (var t in pumps) t.Join(TimeSpan.FromSeconds(2));
+        _attachers.CloseAll();
 
         var (code, signal) = ContainerSpawner.Decode(_spawner.RawStatus);
         var oom = SafeOom();
@@ -130,6 +140,8 @@ public sealed class ContainerSupervisor
         control.Close(TimeSpan.FromSeconds(5));
         try { _cgroup?.Destroy(); } catch (IOException e) { _log.Warn($"cgroup destroy: {e.Message}"); }
         _criLog?.Dispose();
+        _tty?.Dispose();
+        _stdin?.Dispose();
         return 0;
     }
 
@@ -137,8 +149,6 @@ public sealed class ContainerSupervisor
     /// isolation than asked. An AppArmor profile on a host without AppArmor is ignored, as runc does.</summary>
     private void CheckSupported(Spec spec)
     {
-        if (spec.Process?.Terminal == true)
-            throw new NotSupportedException("process.terminal: terminals are not supported yet");
         if (!string.IsNullOrEmpty(spec.Process?.ApparmorProfile))
         {
             var enabled = File.Exists("/sys/module/apparmor/parameters/enabled")
@@ -156,11 +166,16 @@ public sealed class ContainerSupervisor
         catch (IOException e) { _log.Warn($"cgroup oom check: {e.Message}"); return false; }
     }
 
-    private Thread Pump(FdHandle read, string stream)
+    /// <summary>Whether the daemon asked for a stdin (the CRI's stdin: true; the OCI spec has no
+    /// field for it).</summary>
+    private static bool WantsStdin(Spec spec) =>
+        spec.Annotations?.GetValueOrDefault(ShimAnnotations.Stdin) == "true";
+
+    private Thread Pump(FdHandle read, string stream, bool ownsFd = true)
     {
         var t = new Thread(() =>
         {
-            using (read)
+            using (ownsFd ? read : null)
             {
                 var framer = new LogFramer((partial, content) => _criLog!.Write(stream, partial, content.Span));
                 var buffer = new byte[32 * 1024];
@@ -168,11 +183,14 @@ public sealed class ContainerSupervisor
                 {
                     int n;
                     try { n = Native.ReadSome(read.Fd, buffer, stream); }
+                    catch (KernelException e) when (e.Errno == 5 /* EIO */ && !ownsFd) { break; } // the terminal has no writer left
                     catch (KernelException e) { _log.Error($"{stream}: {e.Message}"); break; }
                     if (n == 0) break;
                     try { framer.Feed(buffer.AsSpan(0, n)); }
                     catch (IOException e) { _log.Error($"log {_logPath}: {e.Message}"); }
+                    _attachers.Broadcast(stream, buffer.AsSpan(0, n));
                 }
+                _attachers.End(stream);
                 try { framer.Finish(); } catch (IOException e) { _log.Error($"log {_logPath}: {e.Message}"); }
             }
         }, 256 * 1024) { IsBackground = true, Name = "pump-" + stream };
@@ -204,6 +222,7 @@ public sealed class ContainerSupervisor
         ShimOps.Stop => Stop(r.Signal ?? L.SIGTERM, r.Timeout ?? 10),
         ShimOps.ReopenLog => ReopenLog(),
         ShimOps.Exec => Exec(r),
+        ShimOps.Resize => Resize(r),
         _ => new ShimResponse { Ok = false, Error = $"unknown op \"{r.Op}\"", State = Snapshot() },
     };
 

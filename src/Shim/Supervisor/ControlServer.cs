@@ -34,11 +34,16 @@ public sealed unsafe partial class ControlServer : IDisposable
     private const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
 
     private readonly Action? _idle;
+    private readonly Action<ShimRequest, FdHandle>? _stream;
 
     /// <param name="idle">Run after quick requests when no other is being answered (memory trim).</param>
-    public ControlServer(string path, Func<ShimRequest, ShimResponse> handle, ShimLog log, Action? idle = null)
+    /// <param name="stream">Serves exec-stream and attach on a thread of their own: it writes its
+    /// answers (with descriptors) to the connection itself, which is closed when it returns.</param>
+    public ControlServer(string path, Func<ShimRequest, ShimResponse> handle, ShimLog log, Action? idle = null,
+        Action<ShimRequest, FdHandle>? stream = null)
     {
         _idle = idle;
+        _stream = stream;
         _path = path;
         _handle = handle;
         _log = log;
@@ -136,6 +141,19 @@ public sealed unsafe partial class ControlServer : IDisposable
             var line = conn.Pending.GetRange(0, nl).ToArray();
             conn.Pending.RemoveRange(0, nl + 1);
             var (request, error) = Parse(line);
+            if (request?.Op is ShimOps.ExecStream or ShimOps.Attach && _stream is not null)
+            {
+                lock (_lock) _inflight++;
+                new Thread(() =>
+                {
+                    using (conn.Fd)
+                    {
+                        try { _stream(request, conn.Fd); }
+                        finally { lock (_lock) { _inflight--; Monitor.PulseAll(_lock); } }
+                    }
+                }, 256 * 1024) { IsBackground = true, Name = "control-" + request.Op }.Start();
+                return Outcome.HandedOff;
+            }
             if (request?.Op is ShimOps.Wait or ShimOps.Stop or ShimOps.Exec)
             {
                 lock (_lock) _inflight++;

@@ -8,7 +8,16 @@ namespace CriRuntime.Shim.Client;
 
 public static class ShimOps
 {
-    public const string State = "state", Start = "start", Kill = "kill", Wait = "wait", Stop = "stop", ReopenLog = "reopen-log", Exec = "exec";
+    public const string State = "state", Start = "start", Kill = "kill", Wait = "wait", Stop = "stop", ReopenLog = "reopen-log", Exec = "exec",
+        ExecStream = "exec-stream", Attach = "attach", Resize = "resize";
+}
+
+/// <summary>What the daemon tells the shim through config.json's annotations, for what the OCI
+/// spec has no field.</summary>
+public static class ShimAnnotations
+{
+    /// <summary>"true": the container gets a stdin (the CRI's stdin), which attach can write to.</summary>
+    public const string Stdin = "io.criruntime.stdin";
 }
 
 public static class ShimStatus
@@ -28,6 +37,15 @@ public sealed record ShimRequest
     public IReadOnlyList<string>? Args { get; init; }
     public IReadOnlyList<string>? Env { get; init; }
     public string? Cwd { get; init; }
+    /// <summary>exec-stream: run the command on a terminal (stdout and stderr are the terminal).</summary>
+    public bool? Tty { get; init; }
+    /// <summary>exec-stream, attach: the caller wants to write to the process's stdin.</summary>
+    public bool? Stdin { get; init; }
+    /// <summary>resize: the exec'd process (its pid, from the exec-stream answer) whose terminal
+    /// changes size; absent for the container's own terminal.</summary>
+    public int? Pid { get; init; }
+    public ushort? Width { get; init; }
+    public ushort? Height { get; init; }
 }
 
 /// <summary>The outcome of an exec (the CRI's ExecSync): output is captured up to
@@ -48,6 +66,12 @@ public sealed record ShimResponse
     public string? Error { get; init; }
     public ShimState? State { get; init; }
     public ExecResult? Exec { get; init; }
+    /// <summary>exec-stream, attach: what each descriptor passed with this answer (SCM_RIGHTS) is,
+    /// in order: "stdin", "stdout", "stderr" (connected unix stream sockets) or "tty" (one
+    /// socket carrying the terminal both ways).</summary>
+    public IReadOnlyList<string>? Fds { get; init; }
+    /// <summary>exec-stream: the host pid of the process (for resize).</summary>
+    public int? Pid { get; init; }
 }
 
 /// <summary>What the shim knows of its container. Also the content of state.json in the state
