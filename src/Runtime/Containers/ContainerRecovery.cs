@@ -73,7 +73,7 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(KillTimeout);
         await shims.KillAsync(stateDir, 9, timeout.Token);
-        await shims.WaitAsync(stateDir, timeout.Token);
+        await shims.WaitAsync(id, stateDir, timeout.Token);
         LogSwept("shim's container", id);
         Directory.Delete(stateDir, recursive: true);
         LogSwept("shim state dir", id);

@@ -105,7 +105,7 @@ public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, Contain
             await Task.WhenAll(outputs).WaitAsync(ct);
             using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
             wait.CancelAfter(TimeSpan.FromSeconds(5));
-            var state = await shims.WaitAsync(c.StateDir, wait.Token);
+            var state = await shims.WaitAsync(c.Id, c.StateDir, wait.Token);
             return state?.ExitCode ?? throw Fail.Unavailable($"attach to container {c.Id}: the output ended but the container has not exited");
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
