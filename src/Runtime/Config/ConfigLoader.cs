@@ -74,6 +74,7 @@ public static class ConfigLoader
                 CgroupDriver = c.OneOf(["runtime", "cgroup_driver"], defaults.Runtime.CgroupDriver, ["cgroupfs", "systemd"]),
                 ShimPath = c.String(["runtime", "shim_path"], defaults.Runtime.ShimPath),
                 CgroupRoot = c.String(["runtime", "cgroup_root"], defaults.Runtime.CgroupRoot),
+                Handlers = c.Handlers(["runtime", "handlers"]),
             },
             Cni = new CniSection
             {

@@ -29,6 +29,18 @@ public sealed record RuntimeSection
     public string ShimPath { get; init; } = "";
     /// <summary>Parent cgroup of pods the kubelet gives no cgroup_parent (crictl, tests).</summary>
     public string CgroupRoot { get; init; } = "criruntime";
+    /// <summary>[runtime.handlers.NAME]: the RuntimeClass handlers accepted besides the default
+    /// ("" or "criruntime"), by name.</summary>
+    public IReadOnlyDictionary<string, RuntimeHandlerConfig> Handlers { get; init; } = new Dictionary<string, RuntimeHandlerConfig>();
+
+    /// <summary>The name the default handler also answers to.</summary>
+    public const string DefaultHandler = "criruntime";
+}
+
+/// <summary>One runtime handler: the shim that runs its pods' containers (empty: runtime.shim_path).</summary>
+public sealed record RuntimeHandlerConfig
+{
+    public string ShimPath { get; init; } = "";
 }
 
 public sealed record CniSection
