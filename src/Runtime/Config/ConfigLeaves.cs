@@ -18,7 +18,13 @@ internal sealed class ConfigLeaves
         foreach (var (key, value) in table)
         {
             string[] path = [.. prefix, key];
-            if (value is TomlTable sub)
+            if (value is TomlTable { Count: 0 } empty)
+            {
+                // An empty table still says something ([runtime.handlers.fast]: accept "fast").
+                if (!_leaves.Keys.Any(k => k.StartsWith(Key(path) + "\u0001", StringComparison.Ordinal)))
+                    _leaves[Key(path)] = new Leaf(path, empty, file);
+            }
+            else if (value is TomlTable sub)
             {
                 _leaves.Remove(Key(path)); // a table replaces a scalar an earlier file put here
                 Flatten(file, path, sub);
@@ -153,6 +159,36 @@ internal sealed class ConfigLeaves
         }
         return result;
     }
+
+    /// <summary>[runtime.handlers.NAME] tables: each NAME (a DNS label, as RuntimeClass handlers
+    /// are) with its optional shim_path.</summary>
+    public IReadOnlyDictionary<string, RuntimeHandlerConfig> Handlers(string[] prefix)
+    {
+        var result = new SortedDictionary<string, RuntimeHandlerConfig>(StringComparer.Ordinal);
+        var depth = prefix.Length;
+        foreach (var leaf in _leaves.Values.Where(l => l.Path.Length > depth && l.Path.Take(depth).SequenceEqual(prefix)).OrderBy(l => l.Path.Length).ToList())
+        {
+            var name = leaf.Path[depth];
+            if (!IsDnsLabel(name)) throw Bad(leaf, $"handler name '{name}' must be a DNS label (lower-case letters, digits, '-'; at most 63)");
+            if (name == RuntimeSection.DefaultHandler) throw Bad(leaf, $"'{name}' is the default handler's name and cannot be redefined");
+            if (leaf.Path.Length == depth + 1 && leaf.Value is TomlTable)
+            {
+                TryGet(leaf.Path, out _);
+                result.TryAdd(name, new RuntimeHandlerConfig());
+            }
+            else if (leaf.Path.Length == depth + 2 && leaf.Path[depth + 1] == "shim_path")
+            {
+                var shim = String(leaf.Path, "");
+                if (shim.Length > 0 && !System.IO.Path.IsPathRooted(shim)) throw Bad(leaf, $"'{shim}' must be an absolute path");
+                result[name] = new RuntimeHandlerConfig { ShimPath = shim };
+            }
+            // anything else is left unused: reported as unknown
+        }
+        return result;
+    }
+
+    private static bool IsDnsLabel(string s) =>
+        s.Length is > 0 and <= 63 && s.All(ch => char.IsAsciiLetterLower(ch) || char.IsAsciiDigit(ch) || ch == '-') && s[0] != '-' && s[^1] != '-';
 
     public void RejectUnknown()
     {

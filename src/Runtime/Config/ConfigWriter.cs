@@ -19,6 +19,11 @@ public static class ConfigWriter
         Kv(sb, "shim_path", Str(c.Runtime.ShimPath));
         Kv(sb, "cgroup_root", Str(c.Runtime.CgroupRoot));
         Kv(sb, "pids_limit", c.Runtime.PidsLimit.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var (name, handler) in c.Runtime.Handlers)
+        {
+            sb.AppendLine().AppendLine($"[runtime.handlers.{Str(name)}]");
+            Kv(sb, "shim_path", Str(handler.ShimPath));
+        }
         sb.AppendLine().AppendLine("[cni]");
         Kv(sb, "conf_dir", Str(c.Cni.ConfDir));
         Kv(sb, "bin_dirs", List(c.Cni.BinDirs));

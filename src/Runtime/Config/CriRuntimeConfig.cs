@@ -34,6 +34,18 @@ public sealed record RuntimeSection
     public long PidsLimit { get; init; }
     /// <summary>The largest pid the kernel can hand out (PID_MAX_LIMIT on 64-bit).</summary>
     public const long MaxPidsLimit = 4_194_304;
+    /// <summary>[runtime.handlers.NAME]: the RuntimeClass handlers accepted besides the default
+    /// ("" or "criruntime"), by name.</summary>
+    public IReadOnlyDictionary<string, RuntimeHandlerConfig> Handlers { get; init; } = new Dictionary<string, RuntimeHandlerConfig>();
+
+    /// <summary>The name the default handler also answers to.</summary>
+    public const string DefaultHandler = "criruntime";
+}
+
+/// <summary>One runtime handler: the shim that runs its pods' containers (empty: runtime.shim_path).</summary>
+public sealed record RuntimeHandlerConfig
+{
+    public string ShimPath { get; init; } = "";
 }
 
 public sealed record CniSection

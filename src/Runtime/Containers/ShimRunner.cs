@@ -13,6 +13,10 @@ public sealed class ShimRunner(CriRuntimeConfig config)
 {
     public string ShimPath { get; } = Resolve(config.Runtime.ShimPath);
 
+    /// <summary>The shim of a runtime handler ("" and "criruntime" are the default).</summary>
+    public string ShimPathFor(string handler) =>
+        config.Runtime.Handlers.TryGetValue(handler, out var h) && h.ShimPath.Length > 0 ? h.ShimPath : ShimPath;
+
     private static string Resolve(string configured)
     {
         if (configured.Length > 0) return configured;
@@ -20,11 +24,12 @@ public sealed class ShimRunner(CriRuntimeConfig config)
     }
 
     /// <summary>Creates the container; returns once its init is set up and waiting for start.</summary>
-    public async Task<(int ShimPid, int Pid)> CreateAsync(string id, string bundle, string stateDir, string logPath, CancellationToken ct)
+    public async Task<(int ShimPid, int Pid)> CreateAsync(string id, string bundle, string stateDir, string logPath, string handler, CancellationToken ct)
     {
-        if (!File.Exists(ShimPath))
-            throw Fail.FailedPrecondition($"shim binary {ShimPath} not found (build it, or set runtime.shim_path)");
-        var psi = new ProcessStartInfo(ShimPath)
+        var shimPath = ShimPathFor(handler);
+        if (!File.Exists(shimPath))
+            throw Fail.FailedPrecondition($"shim binary {shimPath} of runtime handler '{handler}' not found (build it, or set runtime.shim_path / runtime.handlers.NAME.shim_path)");
+        var psi = new ProcessStartInfo(shimPath)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -32,7 +37,7 @@ public sealed class ShimRunner(CriRuntimeConfig config)
         };
         foreach (var a in new[] { "create", "--id", id, "--bundle", bundle, "--state", stateDir, "--log", logPath })
             psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {ShimPath}");
+        using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {shimPath}");
         var stdout = p.StandardOutput.ReadToEndAsync(ct);
         var stderr = p.StandardError.ReadToEndAsync(ct);
         await p.WaitForExitAsync(ct);

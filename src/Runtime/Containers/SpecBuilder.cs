@@ -101,6 +101,7 @@ public static class SpecBuilder
         if (input.UtsNs is not null) namespaces.Add(new() { Type = "uts", Path = input.UtsNs });
         if (nsOptions.Pid != NamespaceMode.Node) namespaces.Add(new() { Type = "pid" });
 
+        var devices = ContainerDevices.Map(c.Devices, privileged, p => Interop.Libc.DeviceInfo(p));
         return new Spec
         {
             Process = process,
@@ -111,7 +112,8 @@ public static class SpecBuilder
             {
                 Namespaces = namespaces,
                 CgroupsPath = input.CgroupsPath,
-                Resources = WithPidsLimit(Resources(c.Linux?.Resources), input.PidsLimit),
+                Devices = devices.Nodes,
+                Resources = WithPidsLimit((Resources(c.Linux?.Resources) ?? new LinuxResources()) with { Devices = devices.Rules }, input.PidsLimit),
                 MaskedPaths = privileged ? [] : sc.MaskedPaths.Count > 0 ? [.. sc.MaskedPaths] : DefaultMaskedPaths,
                 ReadonlyPaths = privileged ? [] : sc.ReadonlyPaths.Count > 0 ? [.. sc.ReadonlyPaths] : DefaultReadonlyPaths,
                 Seccomp = privileged ? null : Seccomp(sc, caps),

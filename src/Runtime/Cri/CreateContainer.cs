@@ -71,7 +71,7 @@ public sealed partial class CriRuntimeService
 
         undo.Add("remove shim state", () => { if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true); });
         undo.Add("kill container", () => _shims.KillAsync(stateDir, 9, CancellationToken.None));
-        await _shims.CreateAsync(id, bundle, stateDir, logPath, CancellationToken.None);
+        await _shims.CreateAsync(id, bundle, stateDir, logPath, pod.RuntimeHandler, CancellationToken.None);
         Testing.FaultPoints.Crash(Testing.FaultPoints.CreateContainerAfterShim);
 
         var record = new ContainerRecord

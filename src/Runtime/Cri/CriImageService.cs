@@ -16,7 +16,8 @@ public sealed partial class CriImageService(
     PinnedImages pinned,
     ImageUsage usage,
     ImageFsUsage fsUsage,
-    ContentStore content) : ImageService.ImageServiceBase
+    ContentStore content,
+    State.ContainerStore containers) : ImageService.ImageServiceBase
 {
     private readonly ImagePuller _puller = puller;
     private readonly ImageStore _images = images;
@@ -25,6 +26,7 @@ public sealed partial class CriImageService(
     private readonly ImageUsage _usage = usage;
     private readonly ImageFsUsage _fsUsage = fsUsage;
     private readonly ContentStore _content = content;
+    private readonly State.ContainerStore _containers = containers;
 
     /// <summary>The CRI view of a stored image. uid/username come from the config's User
     /// ("uid[:gid]" gives uid, a name gives username), as the kubelet's runAsNonRoot check expects.</summary>

@@ -1,3 +1,4 @@
+using CriRuntime.Config;
 using System.Security.Cryptography;
 using CriRuntime.Cri.V1;
 using Google.Protobuf;
@@ -21,8 +22,8 @@ public sealed partial class CriRuntimeService
         if (string.IsNullOrEmpty(md.Name)) throw Fail.InvalidArgument("config.metadata.name: required");
         if (string.IsNullOrEmpty(md.Namespace)) throw Fail.InvalidArgument("config.metadata.namespace: required");
         if (string.IsNullOrEmpty(md.Uid)) throw Fail.InvalidArgument("config.metadata.uid: required");
-        if (request.RuntimeHandler is { Length: > 0 } h && h != "criruntime")
-            throw Fail.NotFound($"runtime_handler: '{h}' is not configured (known: criruntime)");
+        if (request.RuntimeHandler is { Length: > 0 } h && h != RuntimeSection.DefaultHandler && !_config.Runtime.Handlers.ContainsKey(h))
+            throw Fail.NotFound($"runtime_handler: no runtime for \"{h}\" is configured (known: {string.Join(", ", HandlerNames().Where(n => n.Length > 0))})");
 
         var key = PodSandboxStore.Key(md.Name, md.Namespace, md.Uid, md.Attempt);
         if (_pods.FindByName(key) is { } existing) return new RunPodSandboxResponse { PodSandboxId = existing.Id };

@@ -22,6 +22,9 @@ public sealed partial class CriRuntimeService
                 },
             },
         };
+        // rro through mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE) in the shim; no user namespaces yet.
+        foreach (var name in HandlerNames())
+            response.RuntimeHandlers.Add(new RuntimeHandler { Name = name, Features = new RuntimeHandlerFeatures { RecursiveReadOnlyMounts = true, UserNamespaces = false } });
         if (request.Verbose)
         {
             response.Info["config"] = JsonSerializer.Serialize(_config, StatusJson.Default.CriRuntimeConfig);
@@ -31,4 +34,7 @@ public sealed partial class CriRuntimeService
         }
         return Task.FromResult(response);
     }
+
+    /// <summary>"" (the default, as the kubelet names it), its alias, then the configured ones.</summary>
+    private IEnumerable<string> HandlerNames() => ["", Config.RuntimeSection.DefaultHandler, .. _config.Runtime.Handlers.Keys];
 }

@@ -80,6 +80,24 @@ internal static partial class Libc
         }
         return *(ushort*)(buffer + 28) & S_IFMT;
     }
+
+
+    /// <summary>Mode (type and permission bits) and device number of a path, following symlinks
+    /// (/dev/disk/by-id/... are links), or null when it does not exist.</summary>
+    public static unsafe (uint Mode, uint Major, uint Minor)? DeviceInfo(string path)
+    {
+        const int AT_FDCWD = -100;
+        const uint STATX_TYPE = 1, STATX_MODE = 2;
+        var buffer = stackalloc byte[256];
+        if (Statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_MODE, buffer) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == 2) return null;
+            throw Errno.Exception("statx", path, errno);
+        }
+        // struct statx: stx_mode at 28, stx_rdev_major/minor at 128/132.
+        return (*(ushort*)(buffer + 28), *(uint*)(buffer + 128), *(uint*)(buffer + 132));
+    }
 }
 
 /// <summary>errno to exception, in one place.</summary>

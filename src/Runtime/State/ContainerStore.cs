@@ -47,6 +47,8 @@ public sealed class ContainerStore
 
     public static string Key(string podId, string name, uint attempt) => $"{podId}\u0001{name}\u0001{attempt}";
 
+    /// <summary>&lt;root&gt;/containers: every container's directory (bundle, writable layer) is below.</summary>
+    public string Dir => _store.Dir;
     public string ContainerDir(string id) => _store.ItemDir(id);
     public IReadOnlyCollection<ContainerRecord> All => _store.All;
     public IEnumerable<ContainerRecord> InPod(string podId) => _store.All.Where(c => c.PodId == podId);

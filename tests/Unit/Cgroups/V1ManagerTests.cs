@@ -29,6 +29,7 @@ public sealed class V1ManagerTests : IDisposable
         Seed("blkio", ("blkio.bfq.weight", "100"), ("blkio.throttle.read_bps_device", ""), ("blkio.throttle.write_iops_device", ""));
         Seed("freezer", ("freezer.state", "THAWED"));
         Seed("hugetlb", ("hugetlb.2MB.limit_in_bytes", Unlimited));
+        Seed("devices", ("devices.allow", ""), ("devices.deny", ""), ("devices.list", "a *:* rwm\n"));
     }
 
     private void Seed(string hierarchy, params (string File, string Content)[] files)
@@ -39,6 +40,28 @@ public sealed class V1ManagerTests : IDisposable
     public void Dispose() => _fs.Dispose();
 
     private V1Manager Manager(string path = "pod/ctr") => new(path, _layout, _fs);
+
+    [Fact]
+    public void V1_Devices_WriteEachRuleInOrder_OnePerWrite()
+    {
+        var m = Manager();
+
+        m.Create(new CgroupResources
+        {
+            Devices = [new(false, "a", null, null, "rwm"), new(true, "c", null, null, "m"), new(true, "c", 1, 5, "rw")],
+        });
+
+        Assert.Equal(
+            [("devices/pod/ctr/devices.deny", "a *:* rwm"), ("devices/pod/ctr/devices.allow", "c *:* m"), ("devices/pod/ctr/devices.allow", "c 1:5 rw")],
+            _fs.Writes.Where(w => w.File.StartsWith("devices/", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void V1_NoDeviceRules_LeaveTheDeviceCgroupAlone()
+    {
+        Manager().Create(new CgroupResources());
+        Assert.DoesNotContain(_fs.Writes, w => w.File.StartsWith("devices/", StringComparison.Ordinal));
+    }
 
     [Fact]
     public void V1_Create_MakesTheCgroupOnceInEveryHierarchy()

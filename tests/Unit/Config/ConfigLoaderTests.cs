@@ -37,6 +37,38 @@ public class ConfigLoaderTests
     }
 
     [Fact]
+    public void RuntimeHandlers_AreReadByName_EmptyTableMeaningTheDefaultShim()
+    {
+        var c = Load(("main.toml", """
+            [runtime.handlers.fast]
+            shim_path = "/opt/fast/criruntime-shim"
+            [runtime.handlers.plain]
+            """));
+        Assert.Equal(["fast", "plain"], c.Runtime.Handlers.Keys.Order());
+        Assert.Equal("/opt/fast/criruntime-shim", c.Runtime.Handlers["fast"].ShimPath);
+        Assert.Equal("", c.Runtime.Handlers["plain"].ShimPath);
+        Assert.Empty(Load().Runtime.Handlers);
+    }
+
+    [Fact]
+    public void RuntimeHandlers_ADropInAddsToAHandlerAnEarlierFileDeclared()
+    {
+        var c = Load(("a.toml", "[runtime.handlers.fast]\n"), ("b.toml", "[runtime.handlers.fast]\nshim_path = \"/x/shim\"\n"));
+        Assert.Equal("/x/shim", Assert.Single(c.Runtime.Handlers).Value.ShimPath);
+    }
+
+    [Theory]
+    [InlineData("[runtime.handlers.Fast]\n", "handler name 'Fast' must be a DNS label")]
+    [InlineData("[runtime.handlers.criruntime]\n", "default handler's name")]
+    [InlineData("[runtime.handlers.fast]\nshim_path = \"rel/shim\"\n", "'rel/shim' must be an absolute path")]
+    [InlineData("[runtime.handlers.fast]\nshim = \"/x\"\n", "runtime.handlers.fast.shim': unknown key")]
+    public void RuntimeHandlers_BadEntries_AreRefusedNamingTheKey(string toml, string message)
+    {
+        var e = Assert.Throws<ConfigException>(() => Load(("main.toml", toml)));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
     public void LaterFile_ReplacesALeaf_AndKeepsTheOthers()
     {
         var c = Load(("a.toml", "[cni]\nconf_dir = \"/a\"\nbin_dirs = [\"/x\"]\n"), ("b.toml", "[cni]\nconf_dir = \"/b\"\n"));
@@ -82,6 +114,8 @@ public class ConfigLoaderTests
             log_level = "debug"
             [runtime]
             pids_limit = 77
+            [runtime.handlers.fast]
+            shim_path = "/opt/fast/shim"
             [registry]
             insecure = ["r.example:5000"]
             [registry.mirrors."quay.io"]
@@ -94,6 +128,7 @@ public class ConfigLoaderTests
         Assert.Equal(ConfigWriter.ToToml(c), ConfigWriter.ToToml(again));
         Assert.Equal(TimeSpan.FromSeconds(3723), again.Images.PullProgressTimeout);
         Assert.Equal(77, again.Runtime.PidsLimit);
+        Assert.Equal("/opt/fast/shim", again.Runtime.Handlers["fast"].ShimPath);
     }
 
     [Theory]

@@ -5,8 +5,8 @@ namespace CriRuntime.Cri;
 
 public sealed partial class CriImageService
 {
-    /// <summary>Bytes and inodes used by the image store. Container writable layers are not
-    /// reported separately yet (the kubelet then treats them as on the same file system).</summary>
+    /// <summary>Bytes and inodes used by the image store, and (container_filesystems) by the
+    /// writable layers of every container (their overlay upper dirs under &lt;root&gt;/containers).</summary>
     public override Task<ImageFsInfoResponse> ImageFsInfo(ImageFsInfoRequest request, ServerCallContext context)
     {
         var (bytes, inodes) = _fsUsage.Measure();
@@ -17,6 +17,20 @@ public sealed partial class CriImageService
             FsId = new FilesystemIdentifier { Mountpoint = _fsUsage.Dir },
             UsedBytes = new UInt64Value { Value = bytes },
             InodesUsed = new UInt64Value { Value = inodes },
+        });
+        ulong layerBytes = 0, layerInodes = 0;
+        foreach (var c in _containers.All)
+        {
+            var (b, i) = Containers.DiskUsage.Measure(Path.Combine(_containers.ContainerDir(c.Id), "upper"));
+            layerBytes += b;
+            layerInodes += i;
+        }
+        response.ContainerFilesystems.Add(new FilesystemUsage
+        {
+            Timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000,
+            FsId = new FilesystemIdentifier { Mountpoint = _containers.Dir },
+            UsedBytes = new UInt64Value { Value = layerBytes },
+            InodesUsed = new UInt64Value { Value = layerInodes },
         });
         return Task.FromResult(response);
     }

@@ -27,9 +27,21 @@ public sealed record CgroupResources
     public IReadOnlyDictionary<string, ulong> HugepageLimits { get; init; } = new Dictionary<string, ulong>();
     /// <summary>Raw v2 files (CRI "unified"); refused on v1.</summary>
     public IReadOnlyDictionary<string, string> Unified { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Device access rules (OCI linux.resources.devices), enforced by the v1 devices
+    /// controller; empty leaves the device cgroup as it is. cgroup v2 would need an eBPF
+    /// device program, which is not implemented: v2 ignores these rules.</summary>
+    public IReadOnlyList<DeviceRule> Devices { get; init; } = [];
 }
 
 public sealed record BlkioThrottle(long Major, long Minor, ulong Rate);
+
+/// <summary>A device cgroup rule, applied in order: Type "a" (all), "c" or "b"; a null major or
+/// minor is the wildcard "*"; Access a subset of "rwm".</summary>
+public sealed record DeviceRule(bool Allow, string Type, long? Major, long? Minor, string Access)
+{
+    public override string ToString() => $"{Type} {(Major is { } ma ? ma.ToString(System.Globalization.CultureInfo.InvariantCulture) : "*")}:{(Minor is { } mi ? mi.ToString(System.Globalization.CultureInfo.InvariantCulture) : "*")} {Access}";
+}
 
 /// <summary>Usage read back from a cgroup, in v2-style units whatever the hierarchy. A limit
 /// with no value set ("max" on v2, the huge page-counter maximum on v1) reads as ulong.MaxValue.</summary>

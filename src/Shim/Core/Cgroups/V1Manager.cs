@@ -96,6 +96,7 @@ public sealed class V1Manager : ICgroupManager
                 : throw new CgroupException($"linux.resources.blockIO.weight: no blkio.weight or blkio.bfq.weight in {dir} (no proportional I/O scheduler)");
             _fs.Write($"{dir}/{file}", weight.ToString(CultureInfo.InvariantCulture));
         }
+        ApplyDevices(r.Devices);
         Throttle("blkio.throttle.read_bps_device", r.BlkioThrottleReadBps, "linux.resources.blockIO.throttleReadBpsDevice");
         Throttle("blkio.throttle.write_bps_device", r.BlkioThrottleWriteBps, "linux.resources.blockIO.throttleWriteBpsDevice");
         Throttle("blkio.throttle.read_iops_device", r.BlkioThrottleReadIops, "linux.resources.blockIO.throttleReadIOPSDevice");
@@ -133,6 +134,15 @@ public sealed class V1Manager : ICgroupManager
         if (swap is { } first && swapFirst) _fs.Write(memsw, first.ToString(CultureInfo.InvariantCulture));
         if (limit is { } l) _fs.Write($"{dir}/memory.limit_in_bytes", l.ToString(CultureInfo.InvariantCulture));
         if (swap is { } last && !swapFirst) _fs.Write(memsw, last.ToString(CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>One rule per write to devices.allow or devices.deny, in order (the first is
+    /// normally "deny all", then the allowed devices).</summary>
+    private void ApplyDevices(IReadOnlyList<DeviceRule> rules)
+    {
+        if (rules.Count == 0) return;
+        var dir = Require("devices", "linux.resources.devices");
+        foreach (var rule in rules) _fs.Write($"{dir}/{(rule.Allow ? "devices.allow" : "devices.deny")}", rule.ToString());
     }
 
     private void Throttle(string file, IReadOnlyList<BlkioThrottle> devices, string field)
