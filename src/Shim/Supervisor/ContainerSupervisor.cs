@@ -178,7 +178,7 @@ public sealed partial class ContainerSupervisor
             using (ownsFd ? read : null)
             {
                 var framer = new LogFramer((partial, content) => _criLog!.Write(stream, partial, content.Span));
-                var buffer = new byte[32 * 1024];
+                var buffer = new byte[8 * 1024]; // live for the container's whole life: kept small
                 while (true)
                 {
                     int n;
@@ -203,7 +203,7 @@ public sealed partial class ContainerSupervisor
         lock (_lock)
         {
             var next = change(_state);
-            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.State), JsonSerializer.SerializeToUtf8Bytes(next, ShimJsonContext.Default.ShimState), StateFileMode);
+            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.State), JsonSerializer.SerializeToUtf8Bytes(next, ShimJson.Transient().ShimState), StateFileMode);
             _state = next;
         }
     }

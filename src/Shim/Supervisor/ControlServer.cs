@@ -19,6 +19,10 @@ public sealed unsafe partial class ControlServer : IDisposable
     private readonly object _lock = new();
     private int _inflight;
     private volatile bool _closing;
+    /// <summary>`wait`s without a timeout, parked until <see cref="Close"/> answers them: an idle
+    /// shim always has the daemon's, and a thread per wait would keep its stack and the thread
+    /// start-up code resident for the container's whole life.</summary>
+    private readonly List<(Connection Conn, ShimRequest Request)> _waiters = [];
 
     [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
     private static partial int Socket(int domain, int type, int protocol);
@@ -36,7 +40,8 @@ public sealed unsafe partial class ControlServer : IDisposable
     private readonly Action? _idle;
     private readonly Action<ShimRequest, FdHandle>? _stream;
 
-    /// <param name="idle">Run after quick requests when no other is being answered (memory trim).</param>
+    /// <param name="idle">Run before answering a quick request, and after parking a wait, when no
+    /// other request is being served (the memory trim).</param>
     /// <param name="stream">Serves exec-stream and attach on a thread of their own: it writes its
     /// answers (with descriptors) to the connection itself, which is closed when it returns.</param>
     public ControlServer(string path, Func<ShimRequest, ShimResponse> handle, ShimLog log, Action? idle = null,
@@ -100,7 +105,7 @@ public sealed unsafe partial class ControlServer : IDisposable
                 return;
             }
             if (_closing) break;
-            var answered = false;
+            var parked = false;
             for (var i = conns.Count - 1; i >= 0; i--)
             {
                 if ((fds[i + 1].Revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
@@ -113,9 +118,10 @@ public sealed unsafe partial class ControlServer : IDisposable
                 if (conn.Pending.Count > 64 * 1024) { conns.RemoveAt(i); conn.Fd.Dispose(); continue; } // not a client of ours
                 switch (ServeLines(conn))
                 {
-                    case Outcome.Answered: answered = true; break;
+                    case Outcome.Answered: break;
                     case Outcome.Closed: conns.RemoveAt(i); conn.Fd.Dispose(); break;
                     case Outcome.HandedOff: conns.RemoveAt(i); break;
+                    case Outcome.Parked: conns.RemoveAt(i); parked = true; break;
                 }
             }
             if ((fds[0].Revents & POLLIN) != 0)
@@ -123,12 +129,12 @@ public sealed unsafe partial class ControlServer : IDisposable
                 var fd = Accept4(_listen.Fd, null, null, SOCK_CLOEXEC);
                 if (fd >= 0) conns.Add(new Connection(new FdHandle(fd)));
             }
-            if (answered) IdleIfQuiet();
+            if (parked) IdleIfQuiet(); // the wait will not be answered until the exit: the shim is idle now
         }
         foreach (var c in conns) c.Fd.Dispose();
     }
 
-    private enum Outcome { Waiting, Answered, Closed, HandedOff }
+    private enum Outcome { Waiting, Answered, Closed, HandedOff, Parked }
 
     /// <summary>Answers every complete line of a connection; hands the connection to a thread at
     /// the first request that may block.</summary>
@@ -154,13 +160,32 @@ public sealed unsafe partial class ControlServer : IDisposable
                 }, 256 * 1024) { IsBackground = true, Name = "control-" + request.Op }.Start();
                 return Outcome.HandedOff;
             }
+            if (request is { Op: ShimOps.Wait, Timeout: null })
+            {
+                lock (_lock)
+                {
+                    if (!_closing)
+                    {
+                        _waiters.Add((conn, request));
+                        return Outcome.Parked;
+                    }
+                }
+                // Closing: the container has exited, so the wait is answered at once, inline.
+            }
             if (request?.Op is ShimOps.Wait or ShimOps.Stop or ShimOps.Exec)
             {
                 lock (_lock) _inflight++;
                 new Thread(() => ServeBlocking(conn, request), 256 * 1024) { IsBackground = true, Name = "control-" + request.Op }.Start();
                 return Outcome.HandedOff;
             }
-            if (!Answer(conn.Fd, request, error)) return Outcome.Closed;
+            var answer = Respond(request, error);
+            // Trimmed before answering, so a client that has its answer finds the shim idle;
+            // except after start, whose latency counts (the daemon's wait follows, and trims).
+            var last = conn.Pending.IndexOf((byte)'\n') < 0;
+            var startOp = request?.Op == ShimOps.Start;
+            if (last && !startOp) IdleIfQuiet();
+            if (!Send(conn.Fd, answer)) return Outcome.Closed;
+            if (last && startOp) IdleIfQuiet();
             outcome = Outcome.Answered;
         }
         return outcome;
@@ -206,7 +231,7 @@ public sealed unsafe partial class ControlServer : IDisposable
     {
         try
         {
-            return (JsonSerializer.Deserialize(line, ShimJsonContext.Default.ShimRequest) ?? throw new JsonException("empty request"), null);
+            return (JsonSerializer.Deserialize(line, ShimJson.Transient().ShimRequest) ?? throw new JsonException("empty request"), null);
         }
         catch (JsonException e) { return (null, e.Message); }
     }
@@ -218,7 +243,9 @@ public sealed unsafe partial class ControlServer : IDisposable
         if (quiet && !_closing) _idle?.Invoke();
     }
 
-    private bool Answer(FdHandle conn, ShimRequest? request, string? parseError)
+    private bool Answer(FdHandle conn, ShimRequest? request, string? parseError) => Send(conn, Respond(request, parseError));
+
+    private byte[] Respond(ShimRequest? request, string? parseError)
     {
         ShimResponse response;
         try
@@ -229,7 +256,11 @@ public sealed unsafe partial class ControlServer : IDisposable
         {
             response = new ShimResponse { Ok = false, Error = e.Message };
         }
-        var bytes = JsonSerializer.SerializeToUtf8Bytes(response, ShimJsonContext.Default.ShimResponse);
+        return JsonSerializer.SerializeToUtf8Bytes(response, ShimJson.Transient().ShimResponse);
+    }
+
+    private bool Send(FdHandle conn, byte[] bytes)
+    {
         try
         {
             Native.WriteAll(conn.Fd, bytes, _path);
@@ -243,9 +274,17 @@ public sealed unsafe partial class ControlServer : IDisposable
     /// <paramref name="grace"/> for requests being answered (e.g. "wait" callers learning of the exit).</summary>
     public void Close(TimeSpan grace)
     {
-        _closing = true;
+        (Connection Conn, ShimRequest Request)[] waiters;
+        lock (_lock)
+        {
+            _closing = true;
+            waiters = [.. _waiters];
+            _waiters.Clear();
+        }
         try { File.Delete(_path); } catch (IOException) { }
         Shutdown(_listen.Fd, 2); // wakes the poll(2)
+        foreach (var (conn, request) in waiters)
+            using (conn.Fd) Answer(conn.Fd, request, null);
         var deadline = DateTime.UtcNow + grace;
         lock (_lock)
         {

@@ -17,12 +17,19 @@ public static unsafe partial class MemoryTrim
     [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
     private static partial int Madvise(nint addr, nuint length, int advice);
 
+    [LibraryImport("libc", EntryPoint = "malloc_trim")]
+    private static partial int MallocTrim(nuint pad);
+
     private const int MADV_DONTNEED = 4;
     private const int BufferSize = 4 << 20; // smaps of a shim is ~100 KiB; malloc serves this with mmap, freed at once
 
     public static void Idle()
     {
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        // Finalizers the collection queued run on the finalizer thread; were they still running
+        // during the scan below, the code they touch would stay resident.
+        GC.WaitForPendingFinalizers();
+        MallocTrim(0); // gives back free pages inside the malloc heap, not only at its top
         DropCleanFilePages();
     }
 

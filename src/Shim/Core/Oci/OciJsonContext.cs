@@ -24,11 +24,18 @@ public static class SpecFile
         JsonSerializer.Deserialize(json, OciJsonContext.Default.Spec)
         ?? throw new InvalidDataException("config.json: the document is null");
 
-    /// <summary>Reads &lt;bundle&gt;/config.json; errors name the file.</summary>
+    /// <summary>Reads &lt;bundle&gt;/config.json; errors name the file. Through a context of its
+    /// own, dropped afterwards: the metadata a context caches for the spec's many types would
+    /// otherwise stay live in the long-running shim, which reads the spec once.</summary>
     public static Spec Load(string bundle)
     {
         var path = Path.Combine(bundle, ConfigName);
-        try { return Parse(File.ReadAllBytes(path)); }
+        var context = new OciJsonContext(new JsonSerializerOptions(OciJsonContext.Default.Options) { TypeInfoResolver = null });
+        try
+        {
+            return JsonSerializer.Deserialize(File.ReadAllBytes(path), context.Spec)
+                ?? throw new InvalidDataException("config.json: the document is null");
+        }
         catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
     }
 

@@ -1,0 +1,58 @@
+using CriRuntime.Cri.V1;
+using CriRuntime.Tests.E2E.Harness;
+using static CriRuntime.Tests.E2E.Harness.PodHelpers;
+
+namespace CriRuntime.Tests.E2E.Containers;
+
+/// <summary>An idle shim (one per running container) stays within its memory budget, read from
+/// the kernel's /proc/&lt;pid&gt;/smaps_rollup of the real `criruntime-shim supervise` processes
+/// while the daemon waits on them (docs/shim-protocol.md, "Footprint"): at most 3 MB RSS, and at
+/// most 1 MB private memory, which is the PSS each shim tends to as containers are added (its
+/// shared pages, code and runtime data, are split between all shims).</summary>
+[Collection(RegistryCollection.Name)]
+public class ShimFootprintTests(RegistryWithImages fixture)
+{
+    private const long MaxRssKb = 3 * 1024, MaxPrivateKb = 1024;
+    private readonly RegistryFixture _registry = fixture.Registry;
+
+    [Fact(Skip = "target not met yet: idle shims measure ~4.3-4.5 MB RSS, ~2.6 MB private (docs/shim-protocol.md, Footprint); " +
+        "a 64 KiB gen0 budget (DOTNET_GCGen0MaxBudget=10000) brings them to ~2.6 MB / ~0.85 MB but makes ShimRealTests flaky")]
+    public async Task IdleShims_StayWithin3MbRss_And1MbPrivate()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("footprint");
+        var podId = await c.RunPodAsync(pod);
+        var ids = new List<string>();
+        for (var i = 0; i < 3; i++)
+            ids.Add(await c.StartNewAsync(podId, pod, Container($"idle{i}", image, "sleep", "3600")));
+        // A quick request to each shim, as a log rotation makes: the shim trims before it answers.
+        foreach (var id in ids) await c.Runtime.ReopenContainerLogAsync(new ReopenContainerLogRequest { ContainerId = id });
+
+        var rollups = ids.Select(id => Rollup(int.Parse(File.ReadAllText(Path.Combine(d.State, "c", id[..20], "shim.pid")).Trim()))).ToList();
+        var report = string.Join('\n', rollups.Select(r => $"shim {r.Pid}: Rss {r.Rss} kB, Pss {r.Pss} kB, private {r.Private} kB"));
+        foreach (var r in rollups)
+        {
+            Assert.True(r.Rss <= MaxRssKb, $"idle shim Rss {r.Rss} kB > {MaxRssKb} kB\n{report}");
+            Assert.True(r.Private <= MaxPrivateKb, $"idle shim private memory {r.Private} kB > {MaxPrivateKb} kB\n{report}");
+            Assert.True(r.Pss < r.Rss, $"no page of the shim is shared with the others\n{report}");
+        }
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
+    private static (int Pid, long Rss, long Pss, long Private) Rollup(int pid)
+    {
+        Assert.Contains("supervise", File.ReadAllText($"/proc/{pid}/cmdline"));
+        var values = new Dictionary<string, long>();
+        foreach (var line in File.ReadLines($"/proc/{pid}/smaps_rollup"))
+        {
+            var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (parts is [var key, var value, "kB"]) values[key.TrimEnd(':')] = long.Parse(value);
+        }
+        return (pid, values["Rss"], values["Pss"], values["Private_Clean"] + values["Private_Dirty"]);
+    }
+}
