@@ -31,5 +31,14 @@ test-unit: build
 test-e2e: deps build
 	hack/test.sh $(CONFIGURATION) e2e
 
+# Benchmarks side by side with containerd (hack/bench): prints the table and writes
+# docs/benchmarks.md. Measures a Release daemon; flags: make bench BENCH_ARGS=--help
+BENCH_CONFIGURATION ?= Release
+BENCH_ARGS ?=
+bench:
+	hack/deps.sh --bench
+	$(MAKE) build CONFIGURATION=$(BENCH_CONFIGURATION)
+	artifacts/bin/Bench/$(shell echo $(BENCH_CONFIGURATION) | tr A-Z a-z)/criruntime-bench --configuration $(BENCH_CONFIGURATION) $(BENCH_ARGS)
+
 clean:
 	rm -rf artifacts
