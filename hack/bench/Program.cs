@@ -83,6 +83,11 @@ try
     foreach (var n in opts.Density)
         foreach (var rt in runtimes)
         {
+            if (rt is Containerd && n > opts.ContainerdDensityMax)
+            {
+                Console.WriteLine($"[{rt.Name}] density: {n} pods skipped (--containerd-density-max {opts.ContainerdDensityMax})");
+                continue;
+            }
             Console.WriteLine($"[{rt.Name}] density: {n} pods ...");
             var d = await new Workloads(rt, env).DensityAsync(n, opts.DensityParallelism, ct);
             report.Density.Add((rt.Name, d));

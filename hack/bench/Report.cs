@@ -77,6 +77,7 @@ public sealed class Report(Options opts, string repo)
             var c = Density.FirstOrDefault(d => d.Runtime == Ctd && d.Result.Pods == n).Result;
             sb.AppendLine($"### {n} pods");
             sb.AppendLine();
+            if (c is null && opts.Runtimes.Contains(Ctd)) sb.AppendLine($"containerd not run at {n} pods (`--containerd-density-max {opts.ContainerdDensityMax}`: its run takes about 12 minutes here).\n");
             sb.AppendLine("| measure | criruntime | containerd | ours/containerd |");
             sb.AppendLine("|---|---:|---:|---:|");
             void Row(string what, Func<DensityResult, double> f, string fmt = "F1")
