@@ -8,7 +8,7 @@ public sealed class Report(Options opts, string repo)
 {
     private const string Ours = "criruntime", Ctd = "containerd";
     public IReadOnlyList<RuntimeUnderTest> Runtimes { get; set; } = [];
-    public Dictionary<string, PullResult> Pull { get; } = [];
+    public Dictionary<string, PullSamples> Pull { get; } = [];
     public Dictionary<string, Samples> Sequential { get; } = [];
     public Dictionary<string, (Samples Samples, double WallSeconds)> Concurrent { get; } = [];
     public List<(string Runtime, DensityResult Result)> Density { get; } = [];
@@ -107,7 +107,7 @@ public sealed class Report(Options opts, string repo)
 
         sb.AppendLine("## Image pull");
         sb.AppendLine();
-        sb.AppendLine($"PullImage of `test/multilayer` (4 gzip layers: busybox + 3 small layers with links and whiteouts) from the local registry, {opts.PullIterations} times per runtime. Before each pull the image is removed with RemoveImage; both runtimes garbage-collect the content synchronously then (ours on RemoveImage, containerd's CRI deletes with a synchronous GC), and a pull counts as cold when no layer blob was left under the runtime's root.");
+        sb.AppendLine($"PullImage of `test/multilayer` (4 gzip layers: busybox + 3 small layers with links and whiteouts) from the local registry, {opts.PullIterations} times per runtime after one warm-up pull, the runtimes taking turns. Before each pull the image is removed with RemoveImage; both runtimes garbage-collect the content synchronously then (ours on RemoveImage, containerd's CRI deletes with a synchronous GC), and a pull counts as cold when no layer blob was left under the runtime's root.");
         sb.AppendLine();
         sb.AppendLine("| runtime | p50 (ms) | p90 (ms) | cold pulls | errors |");
         sb.AppendLine("|---|---:|---:|---:|---:|");

@@ -22,7 +22,15 @@ public sealed record DensityResult(int Pods, int Running, double StartSeconds, d
     long DaemonRssKb, int DaemonFds, long ShimRssKb, long ShimPssKb, int Shims, long PauseRssKb, long PausePssKb, int Pauses,
     long MemUsedKb, IReadOnlyList<string> Errors);
 
-public sealed record PullResult(IReadOnlyList<double> Ms, int Cold, IReadOnlyList<string> Errors);
+/// <summary>Cold pulls: before each, the image is removed and the runtime's garbage collection
+/// (synchronous in both: ours on RemoveImage, containerd's CRI deletes with SynchronousDelete)
+/// has dropped its layers; a pull counts as cold when no layer blob is left under the root.</summary>
+public sealed class PullSamples
+{
+    public List<double> Ms { get; } = [];
+    public int Cold { get; set; }
+    public List<string> Errors { get; } = [];
+}
 
 /// <summary>The measured workloads, the same for both runtimes.</summary>
 public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
@@ -204,32 +212,21 @@ public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
             pause.RssKb, pause.PssKb, pause.Count, memUsed, errors);
     }
 
-    /// <summary>Cold pulls: before each, the image is removed and the runtime's garbage collection
-    /// (synchronous in both: ours on RemoveImage, containerd's CRI deletes with SynchronousDelete)
-    /// has dropped its layers; an iteration counts as cold when no layer blob is left under the root.</summary>
-    public async Task<PullResult> PullColdAsync(string image, IReadOnlyList<string> layerDigests, int iterations, CancellationToken ct)
+    public async Task PullColdOnceAsync(string image, IReadOnlyList<string> layerDigests, PullSamples into, CancellationToken ct)
     {
-        var ms = new List<double>();
-        var errors = new List<string>();
-        var cold = 0;
         using var c = Client();
-        for (var i = 0; i < iterations; i++)
+        try
         {
-            try
-            {
-                await RemoveImageAsync(c, image, ct);
-                if (!LayerBlobsPresent(layerDigests)) cold++;
-                var sw = Stopwatch.StartNew();
-                await c.Images.PullImageAsync(new PullImageRequest { Image = new ImageSpec { Image = image } }, Call(ct));
-                ms.Add(sw.Elapsed.TotalMilliseconds);
-            }
-            catch (RpcException e)
-            {
-                errors.Add($"pull {i}: {e.Status.StatusCode} {e.Status.Detail}");
-            }
+            await RemoveImageAsync(c, image, ct);
+            if (!LayerBlobsPresent(layerDigests)) into.Cold++;
+            var sw = Stopwatch.StartNew();
+            await c.Images.PullImageAsync(new PullImageRequest { Image = new ImageSpec { Image = image } }, Call(ct));
+            into.Ms.Add(sw.Elapsed.TotalMilliseconds);
         }
-        await RemoveImageAsync(c, image, ct);
-        return new PullResult(ms, cold, errors);
+        catch (RpcException e)
+        {
+            into.Errors.Add($"pull: {e.Status.StatusCode} {e.Status.Detail}");
+        }
     }
 
     public async Task RemoveImageAsync(CriClient c, string image, CancellationToken ct)
