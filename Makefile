@@ -31,5 +31,17 @@ test-unit: build
 test-e2e: deps build
 	hack/test.sh $(CONFIGURATION) e2e
 
+# Benchmarks side by side with containerd (hack/bench): prints the table and writes
+# docs/benchmarks.md. Measures a Release daemon; flags: make bench BENCH_ARGS=--help
+BENCH_CONFIGURATION ?= Release
+BENCH_ARGS ?=
+BENCH_DIR := artifacts/bin/Runtime/$(shell echo $(BENCH_CONFIGURATION) | tr A-Z a-z)
+bench:
+	hack/deps.sh --bench
+	# Only what is measured (the bench builds the daemon through its project reference), not the tests.
+	$(DOTNET) build hack/bench/Bench.csproj -c $(BENCH_CONFIGURATION) -nologo -clp:ErrorsOnly
+	$(DOTNET) publish src/Shim/Shim.csproj -c Release -nologo -clp:ErrorsOnly -o $(BENCH_DIR)/
+	artifacts/bin/Bench/$(shell echo $(BENCH_CONFIGURATION) | tr A-Z a-z)/criruntime-bench --configuration $(BENCH_CONFIGURATION) $(BENCH_ARGS)
+
 clean:
 	rm -rf artifacts

@@ -1,0 +1,68 @@
+using System.Globalization;
+
+namespace CriRuntime.Bench;
+
+/// <summary>Command-line flags; the defaults fit `make bench` in about 15 minutes on 2 cores.</summary>
+public sealed record Options
+{
+    public string Configuration { get; init; } = "release";
+    public int LifecycleIterations { get; init; } = 20;
+    public int Clients { get; init; } = 10;
+    public int ConcurrentIterations { get; init; } = 2;
+    public IReadOnlyList<int> Density { get; init; } = [100, 500];
+    /// <summary>containerd takes ~3× our time per pod here: its 500-pod run alone would take
+    /// ~12 of the 15 minutes, so by default it runs the smaller density runs only.</summary>
+    public int ContainerdDensityMax { get; init; } = 100;
+    public int DensityParallelism { get; init; } = 10;
+    public int PullIterations { get; init; } = 5;
+    public IReadOnlyList<string> Runtimes { get; init; } = ["criruntime", "containerd"];
+    public string? Doc { get; init; } = "docs/benchmarks.md";
+    public string Command { get; init; } = "make bench";
+
+    public const string Usage = """
+        usage: criruntime-bench [flags]
+          --configuration CFG       daemon build to measure: artifacts/bin/Runtime/CFG (default release)
+          --lifecycle N             sequential pod lifecycles per runtime (default 20)
+          --clients N               concurrent CRI clients (default 10)
+          --concurrent-iterations N lifecycles per concurrent client (default 2)
+          --density N,N             pod counts of the density runs, in order (default 100,500; 0 skips)
+          --density-parallelism N   clients starting and tearing down density pods (default 10)
+          --containerd-density-max N  skip containerd's density runs above N pods (default 100:
+                                    its 500-pod run takes ~12 minutes here; 0 = no limit)
+          --pull N                  cold pulls of the multi-layer image per runtime (default 5)
+          --runtimes A,B            criruntime and/or containerd (default both)
+          --doc PATH|-              markdown report to write (default docs/benchmarks.md; - for none)
+        """;
+
+    public static Options Parse(string[] args)
+    {
+        var o = new Options();
+        for (var i = 0; i < args.Length; i++)
+        {
+            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            int Int() { var v = Value(); return int.TryParse(v, CultureInfo.InvariantCulture, out var n) && n >= 0 ? n : throw new ArgumentException($"{args[i - 1]}: not a count: {v}"); }
+            o = args[i] switch
+            {
+                "--configuration" => o with { Configuration = Value().ToLowerInvariant() },
+                "--lifecycle" => o with { LifecycleIterations = Int() },
+                "--clients" => o with { Clients = Math.Max(1, Int()) },
+                "--concurrent-iterations" => o with { ConcurrentIterations = Int() },
+                "--density" => o with { Density = [.. Value().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).Where(n => n > 0)] },
+                "--density-parallelism" => o with { DensityParallelism = Math.Max(1, Int()) },
+                "--containerd-density-max" => o with { ContainerdDensityMax = Int() is var m && m == 0 ? int.MaxValue : m },
+                "--pull" => o with { PullIterations = Int() },
+                "--runtimes" => o with { Runtimes = Value().Split(',', StringSplitOptions.RemoveEmptyEntries) },
+                "--doc" => o with { Doc = Value() is "-" ? null : args[i] },
+                "-h" or "--help" => throw new HelpRequested(),
+                _ => throw new ArgumentException($"unknown flag {args[i]}"),
+            };
+        }
+        foreach (var r in o.Runtimes)
+            if (r is not ("criruntime" or "containerd")) throw new ArgumentException($"--runtimes: unknown runtime {r}");
+        // `make bench` passes --configuration itself; the rest is what a person typed.
+        var typed = args.Where((a, i) => a != "--configuration" && (i == 0 || args[i - 1] != "--configuration")).ToList();
+        return o with { Command = typed.Count == 0 ? "make bench" : "make bench BENCH_ARGS=\"" + string.Join(' ', typed) + "\"" };
+    }
+}
+
+public sealed class HelpRequested : Exception;
