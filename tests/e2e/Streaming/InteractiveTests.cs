@@ -84,13 +84,37 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         {
             var m = pattern.Match(seen.ToString());
             if (m.Success) return m;
-            var n = await stream.ReadAsync(buffer, ct);
+            int n;
+            try { n = await stream.ReadAsync(buffer, ct); }
+            catch (OperationCanceledException e) { throw new TimeoutException($"no /{pattern}/ in time; saw: {seen}", e); }
             if (n == 0) throw new EndOfStreamException($"output ended before /{pattern}/; saw: {seen}");
             seen.Append(Encoding.UTF8.GetString(buffer, 0, n));
         }
     }
 
-    private async Task<(DaemonProcess D, TestNetwork Net, CriClient C, string PodId, PodSandboxConfig Pod)> StartAsync(string name, string? logDir = null)
+    /// <summary>A daemon with one pod. Disposing removes the pod first, so a failing test reports
+    /// its own failure, not the leak check's complaint about what it left behind.</summary>
+    private sealed class PodSession : IAsyncDisposable
+    {
+        public required DaemonProcess D { get; init; }
+        public required TestNetwork Net { get; init; }
+        public required CriClient C { get; init; }
+        public required string PodId { get; init; }
+        public required PodSandboxConfig Pod { get; init; }
+
+        public async ValueTask DisposeAsync()
+        {
+            try { await C.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = PodId }); }
+            finally
+            {
+                C.Dispose();
+                Net.Dispose();
+                D.Dispose();
+            }
+        }
+    }
+
+    private async Task<PodSession> StartAsync(string name, string? logDir = null)
     {
         var d = new DaemonProcess();
         var net = new TestNetwork(d);
@@ -98,17 +122,19 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         var c = d.Client();
         await c.PullAsync(_registry.Image("busybox"));
         var pod = PodConfig(name, logDir is null ? null : Path.Combine(d.Dir, logDir));
-        return (d, net, c, await c.RunPodAsync(pod), pod);
+        return new PodSession { D = d, Net = net, C = c, PodId = await c.RunPodAsync(pod), Pod = pod };
     }
 
-    [GeneratedRegex(@"(\d+) (\d+)\r?\n")]
+    /// <summary>busybox `stty size`: "ROWS COLS", or an error while the size is still 0x0 (no
+    /// resize has reached the terminal yet).</summary>
+    [GeneratedRegex(@"(?:(\d+) (\d+)|stty: standard input[^\n]*)\r?\n")]
     private static partial Regex SttySize();
 
     [Fact]
     public async Task ExecTty_OverSpdy_SttySizeSeesTheResize_AndTheExitCodeIsReported()
     {
-        var (d, net, c, podId, pod) = await StartAsync("tty");
-        using var _d = d; using var _n = net; using var _c = c;
+        await using var s = await StartAsync("tty");
+        var (c, podId, pod) = (s.C, s.PodId, s.Pod);
         var id = await c.StartNewAsync(podId, pod, Container("main", _registry.Image("busybox"), "sleep", "3600"));
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
 
@@ -135,14 +161,13 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         var status = await cmd.StatusAsync(cts.Token);
         Assert.Equal("NonZeroExitCode", status.Reason);
         Assert.Equal(7, status.ExitCode);
-        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
     [Fact]
     public async Task ExecStdin_OverSpdy_CatEchoesLive_AndEndsWithStdinClose()
     {
-        var (d, net, c, podId, pod) = await StartAsync("stdin");
-        using var _d = d; using var _n = net; using var _c = c;
+        await using var s = await StartAsync("stdin");
+        var (c, podId, pod) = (s.C, s.PodId, s.Pod);
         var id = await c.StartNewAsync(podId, pod, Container("main", _registry.Image("busybox"), "sleep", "3600"));
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
 
@@ -159,14 +184,13 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         Assert.Equal("first line\nsecond\n", seen + Encoding.UTF8.GetString(rest.ToArray()));
         var status = await cmd.StatusAsync(cts.Token);
         Assert.Equal("Success", status.Kind);
-        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
     [Fact]
     public async Task Exec_OverSpdy_ReportsAFailingExitCode_AndStderr()
     {
-        var (d, net, c, podId, pod) = await StartAsync("fail");
-        using var _d = d; using var _n = net; using var _c = c;
+        await using var s = await StartAsync("fail");
+        var (c, podId, pod) = (s.C, s.PodId, s.Pod);
         var id = await c.StartNewAsync(podId, pod, Container("main", _registry.Image("busybox"), "sleep", "3600"));
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
 
@@ -179,14 +203,13 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         Assert.Equal("Failure", status.Kind);
         Assert.Equal("NonZeroExitCode", status.Reason);
         Assert.Equal(42, status.ExitCode);
-        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
     [Fact]
     public async Task TwentyConcurrentExecs_OverWebSocket_EachGetsItsOwnOutputAndExitCode()
     {
-        var (d, net, c, podId, pod) = await StartAsync("many");
-        using var _d = d; using var _n = net; using var _c = c;
+        await using var s = await StartAsync("many");
+        var (c, podId, pod) = (s.C, s.PodId, s.Pod);
         var id = await c.StartNewAsync(podId, pod, Container("main", _registry.Image("busybox"), "sleep", "3600"));
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(120));
 
@@ -208,7 +231,6 @@ public partial class InteractiveTests(RegistryWithImages fixture)
             Assert.Equal($"session-{i}-in{i}\n", output);
             Assert.Equal(i % 4, status.ExitCode);
         }
-        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
     private static async Task<Dictionary<byte, string>> ReadAllChannelsAsync(ClientWebSocket ws, CancellationToken ct)
@@ -235,10 +257,10 @@ public partial class InteractiveTests(RegistryWithImages fixture)
     }
 
     [Fact]
-    public async Task AttachToATtyContainer_SeesItsOutput_AndFeedsItsStdin_AndTheLogHasIt()
+    public async Task AttachToATtyContainer_SeesItsOutput_FeedsItsStdin_Resizes_AndTheLogHasIt()
     {
-        var (d, net, c, podId, pod) = await StartAsync("attach", logDir: "logs");
-        using var _d = d; using var _n = net; using var _c = c;
+        await using var s = await StartAsync("attach", logDir: "logs");
+        var (c, podId, pod) = (s.C, s.PodId, s.Pod);
         var config = Container("main", _registry.Image("busybox"), "sh");
         config.Tty = true;
         config.Stdin = true;
@@ -252,6 +274,16 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         // The quotes keep the typed line (echoed by the terminal) apart from the command's output.
         await cmd.Stdin!.WriteAsync("echo attached-''$((6*7))\n"u8.ToArray(), cts.Token);
         await ReadUntilAsync(cmd.Stdout!, seen, new Regex("attached-42"), cts.Token);
+        // Resize applies to the container's own terminal (asked until seen, as in the exec test).
+        var sizes = new List<string>();
+        for (var attempt = 0; attempt < 20 && !sizes.Contains("30 90"); attempt++)
+        {
+            await cmd.Stdin.WriteAsync("stty size\n"u8.ToArray(), cts.Token);
+            var m = await ReadUntilAsync(cmd.Stdout!, seen, SttySize(), cts.Token);
+            sizes.Add($"{m.Groups[1].Value} {m.Groups[2].Value}");
+            seen.Remove(0, m.Index + m.Length);
+        }
+        Assert.Contains("30 90", sizes);
 
         await cmd.Stdin.WriteAsync("exit 3\n"u8.ToArray(), cts.Token);
         var status = await cmd.StatusAsync(cts.Token);
@@ -260,14 +292,13 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         Assert.Equal(3, exited.ExitCode);
         // A terminal's output is logged as stdout.
         Assert.Contains("attached-42", LogText(exited.LogPath, "stdout"));
-        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
     [Fact]
     public async Task AttachWithStdinOnce_OverWebSocket_ClosingStdinEndsTheContainersInput()
     {
-        var (d, net, c, podId, pod) = await StartAsync("stdinonce", logDir: "logs");
-        using var _d = d; using var _n = net; using var _c = c;
+        await using var s = await StartAsync("stdinonce", logDir: "logs");
+        var (c, podId, pod) = (s.C, s.PodId, s.Pod);
         var config = Container("main", _registry.Image("busybox"), "sh", "-c", "while read line; do echo got-$line; done; echo stdin-closed; exit 5");
         config.Stdin = true;
         config.StdinOnce = true;
@@ -284,6 +315,5 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         var channels = await ReadAllChannelsAsync(ws, cts.Token);
         Assert.Equal("got-one\ngot-two\nstdin-closed\n", channels.GetValueOrDefault((byte)1));
         Assert.Equal(5, Status.Parse(channels[3]).ExitCode);
-        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 }
