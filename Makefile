@@ -1,10 +1,13 @@
 # CriRuntime: `make run` starts the daemon, `make test` runs every test. Both install what is
 # missing first (Debian packages via hack/deps.sh, NuGet packages via restore).
-.PHONY: all deps build run test test-unit test-e2e bench clean
+.PHONY: all deps build publish run test test-unit test-e2e bench clean
 
 CONFIGURATION ?= Debug
 DOTNET ?= dotnet
-BIN := artifacts/bin/Runtime/$(shell echo $(CONFIGURATION) | tr A-Z a-z)/criruntime
+# What `make run`, the e2e tests and the benchmark run: the daemon and the shim, both NativeAOT,
+# side by side (the daemon finds criruntime-shim next to itself).
+DIST := artifacts/dist
+BIN := $(DIST)/criruntime
 # Extra flags for `make run`, e.g. make run ARGS="--log-level debug"
 ARGS ?=
 
@@ -15,8 +18,13 @@ deps:
 
 build:
 	$(DOTNET) build CriRuntime.sln -c $(CONFIGURATION) -nologo -clp:ErrorsOnly
-	# The shim is NativeAOT (small, fast to start); the daemon finds it next to its own binary.
-	$(DOTNET) publish src/Shim/Shim.csproj -c Release -nologo -clp:ErrorsOnly -o $(dir $(BIN))
+	$(MAKE) --no-print-directory publish
+	# The JIT daemon of the solution build finds a shim next to it too (debugging: CRIRUNTIME_BIN=...).
+	cp $(DIST)/criruntime-shim artifacts/bin/Runtime/$(shell echo $(CONFIGURATION) | tr A-Z a-z)/
+
+publish:
+	$(DOTNET) publish src/Shim/Shim.csproj -c Release -nologo -clp:ErrorsOnly -o $(DIST)/
+	$(DOTNET) publish src/Runtime/Runtime.csproj -c Release -nologo -clp:ErrorsOnly -o $(DIST)/
 
 run: deps build
 	hack/cni-default.sh
@@ -32,16 +40,15 @@ test-e2e: deps build
 	hack/test.sh $(CONFIGURATION) e2e
 
 # Benchmarks side by side with containerd (hack/bench): prints the table and writes
-# docs/benchmarks.md. Measures a Release daemon; flags: make bench BENCH_ARGS=--help
-BENCH_CONFIGURATION ?= Release
+# docs/benchmarks.md. Measures the NativeAOT daemon and shim of $(DIST).
+# Flags: make bench BENCH_ARGS=--help
 BENCH_ARGS ?=
-BENCH_DIR := artifacts/bin/Runtime/$(shell echo $(BENCH_CONFIGURATION) | tr A-Z a-z)
 bench:
 	hack/deps.sh --bench
-	# Only what is measured (the bench builds the daemon through its project reference), not the tests.
-	$(DOTNET) build hack/bench/Bench.csproj -c $(BENCH_CONFIGURATION) -nologo -clp:ErrorsOnly
-	$(DOTNET) publish src/Shim/Shim.csproj -c Release -nologo -clp:ErrorsOnly -o $(BENCH_DIR)/
-	artifacts/bin/Bench/$(shell echo $(BENCH_CONFIGURATION) | tr A-Z a-z)/criruntime-bench --configuration $(BENCH_CONFIGURATION) $(BENCH_ARGS)
+	# Only what is measured and the bench itself, not the tests.
+	$(DOTNET) build hack/bench/Bench.csproj -c Release -nologo -clp:ErrorsOnly
+	$(MAKE) --no-print-directory publish
+	artifacts/bin/Bench/release/criruntime-bench $(BENCH_ARGS)
 
 clean:
 	rm -rf artifacts

@@ -5,7 +5,7 @@ namespace CriRuntime.Bench;
 /// <summary>Command-line flags; the defaults fit `make bench` in about 15 minutes on 2 cores.</summary>
 public sealed record Options
 {
-    public string Configuration { get; init; } = "release";
+    public string Daemon { get; init; } = "artifacts/dist/criruntime";
     public int LifecycleIterations { get; init; } = 20;
     public int Clients { get; init; } = 10;
     public int ConcurrentIterations { get; init; } = 2;
@@ -21,7 +21,7 @@ public sealed record Options
 
     public const string Usage = """
         usage: criruntime-bench [flags]
-          --configuration CFG       daemon build to measure: artifacts/bin/Runtime/CFG (default release)
+          --daemon PATH             daemon binary to measure, the shim next to it (default artifacts/dist/criruntime, NativeAOT)
           --lifecycle N             sequential pod lifecycles per runtime (default 20)
           --clients N               concurrent CRI clients (default 10)
           --concurrent-iterations N lifecycles per concurrent client (default 2)
@@ -43,7 +43,7 @@ public sealed record Options
             int Int() { var v = Value(); return int.TryParse(v, CultureInfo.InvariantCulture, out var n) && n >= 0 ? n : throw new ArgumentException($"{args[i - 1]}: not a count: {v}"); }
             o = args[i] switch
             {
-                "--configuration" => o with { Configuration = Value().ToLowerInvariant() },
+                "--daemon" => o with { Daemon = Value() },
                 "--lifecycle" => o with { LifecycleIterations = Int() },
                 "--clients" => o with { Clients = Math.Max(1, Int()) },
                 "--concurrent-iterations" => o with { ConcurrentIterations = Int() },
@@ -59,9 +59,7 @@ public sealed record Options
         }
         foreach (var r in o.Runtimes)
             if (r is not ("criruntime" or "containerd")) throw new ArgumentException($"--runtimes: unknown runtime {r}");
-        // `make bench` passes --configuration itself; the rest is what a person typed.
-        var typed = args.Where((a, i) => a != "--configuration" && (i == 0 || args[i - 1] != "--configuration")).ToList();
-        return o with { Command = typed.Count == 0 ? "make bench" : "make bench BENCH_ARGS=\"" + string.Join(' ', typed) + "\"" };
+        return o with { Command = args.Length == 0 ? "make bench" : "make bench BENCH_ARGS=\"" + string.Join(' ', args) + "\"" };
     }
 }
 

@@ -33,8 +33,8 @@ try
         var dir = Path.Combine(env.Dir, name);
         if (name == "criruntime")
         {
-            var bin = Path.Combine(repo, "artifacts", "bin", "Runtime", opts.Configuration, "criruntime");
-            if (!File.Exists(bin)) throw new InvalidOperationException($"{bin} not found: run make build CONFIGURATION={opts.Configuration}");
+            var bin = Path.GetFullPath(opts.Daemon, repo);
+            if (!File.Exists(bin)) throw new InvalidOperationException($"{bin} not found: run make build");
             var ours = new OurRuntime(dir, bin, env.CniConfDir);
             runtimes.Add(ours);
             await ours.StartAsync(Path.Combine(env.LogDir, "criruntime.log"));

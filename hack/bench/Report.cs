@@ -38,7 +38,7 @@ public sealed class Report(Options opts, string repo)
         sb.AppendLine($"- Date: {_started:yyyy-MM-dd HH:mm} UTC; commit measured: `{Git("rev-parse", "HEAD").Trim()}`{(Git("status", "--porcelain", "--untracked-files=no", "--", "src").Trim().Length > 0 ? " (with uncommitted changes under src/)" : "")}");
         sb.AppendLine($"- Machine: {CpuModel()}, {Environment.ProcessorCount} cores, {Mb(Stats.MeminfoKb(File.ReadAllText("/proc/meminfo"), "MemTotal")) } MiB RAM, kernel {File.ReadAllText("/proc/sys/kernel/osrelease").Trim()}, Debian {Read("/etc/debian_version")}; cgroups v1 (hybrid). The machine is shared with other work, so absolute numbers are noisy; the ratios are from the same run.");
         foreach (var rt in Runtimes) sb.AppendLine($"- {rt.Name}: {rt.Version}");
-        sb.AppendLine($"- runc: {First(Procs.TryRun("runc", "--version").Stdout)}; containerd binary: {First(Procs.TryRun("containerd", "--version").Stdout)}; .NET {Environment.Version}; our daemon build: {opts.Configuration}");
+        sb.AppendLine($"- runc: {First(Procs.TryRun("runc", "--version").Stdout)}; containerd binary: {First(Procs.TryRun("containerd", "--version").Stdout)}; .NET {Environment.Version}; our daemon: {opts.Daemon}");
         sb.AppendLine($"- Reproduce: `{opts.Command}` (as root; flags: `make bench BENCH_ARGS=--help`)");
         sb.AppendLine();
 

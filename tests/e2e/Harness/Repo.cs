@@ -12,11 +12,12 @@ public static class Repo
         throw new InvalidOperationException($"CriRuntime.sln not found above {AppContext.BaseDirectory}");
     }
 
-    /// <summary>The daemon binary: $CRIRUNTIME_BIN, else the debug build.</summary>
+    /// <summary>The daemon binary: $CRIRUNTIME_BIN, else what `make build` publishes and `make run`
+    /// runs: the NativeAOT daemon with the shim next to it.</summary>
     public static string Daemon =>
         Environment.GetEnvironmentVariable("CRIRUNTIME_BIN") is { Length: > 0 } bin
             ? bin
-            : Path.Combine(Root, "artifacts", "bin", "Runtime", "debug", "criruntime");
+            : Path.Combine(Root, "artifacts", "dist", "criruntime");
 
     public static string Hack(string relative) => Path.Combine(Root, "hack", relative);
 }
