@@ -5,6 +5,7 @@
 CONFIGURATION ?= Debug
 DOTNET ?= dotnet
 BIN := artifacts/bin/Runtime/$(shell echo $(CONFIGURATION) | tr A-Z a-z)/criruntime
+POD_INIT_CFLAGS ?= -O2 -Wall -Wextra -Werror -std=gnu11
 # Extra flags for `make run`, e.g. make run ARGS="--log-level debug"
 ARGS ?=
 
@@ -17,6 +18,8 @@ build:
 	$(DOTNET) build CriRuntime.sln -c $(CONFIGURATION) -nologo -clp:ErrorsOnly
 	# The shim is NativeAOT (small, fast to start); the daemon finds it next to its own binary.
 	$(DOTNET) publish src/Shim/Shim.csproj -c Release -nologo -clp:ErrorsOnly -o $(dir $(BIN))
+	# The pod init (pid 1 of a pod's shared pid namespace) is plain C: one runs per such pod.
+	$(CC) $(POD_INIT_CFLAGS) -o $(dir $(BIN))criruntime-pod-init src/PodInit/pod-init.c
 
 run: deps build
 	hack/cni-default.sh
@@ -41,6 +44,7 @@ bench:
 	# Only what is measured (the bench builds the daemon through its project reference), not the tests.
 	$(DOTNET) build hack/bench/Bench.csproj -c $(BENCH_CONFIGURATION) -nologo -clp:ErrorsOnly
 	$(DOTNET) publish src/Shim/Shim.csproj -c Release -nologo -clp:ErrorsOnly -o $(BENCH_DIR)/
+	$(CC) $(POD_INIT_CFLAGS) -o $(BENCH_DIR)/criruntime-pod-init src/PodInit/pod-init.c
 	artifacts/bin/Bench/$(shell echo $(BENCH_CONFIGURATION) | tr A-Z a-z)/criruntime-bench --configuration $(BENCH_CONFIGURATION) $(BENCH_ARGS)
 
 clean:
