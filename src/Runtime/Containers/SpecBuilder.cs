@@ -18,6 +18,8 @@ public sealed record SpecInput
     public string? NetNs { get; init; }
     public string? IpcNs { get; init; }
     public string? UtsNs { get; init; }
+    /// <summary>The pod's shared pid namespace (pinned), when the pod has one.</summary>
+    public string? PidNs { get; init; }
     /// <summary>The pod's hostname, hosts and resolv.conf files.</summary>
     public required string PodDir { get; init; }
     public required string CgroupsPath { get; init; }
@@ -95,11 +97,23 @@ public static class SpecBuilder
             new() { Type = "mount" },
             new() { Type = "cgroup" },
         };
-        var nsOptions = sc.NamespaceOptions ?? new NamespaceOption();
         if (input.NetNs is not null) namespaces.Add(new() { Type = "network", Path = input.NetNs });
         if (input.IpcNs is not null) namespaces.Add(new() { Type = "ipc", Path = input.IpcNs });
         if (input.UtsNs is not null) namespaces.Add(new() { Type = "uts", Path = input.UtsNs });
-        if (nsOptions.Pid != NamespaceMode.Node) namespaces.Add(new() { Type = "pid" });
+        // POD is the protobuf default: without namespace_options a container gets its own.
+        switch (sc.NamespaceOptions?.Pid ?? NamespaceMode.Container)
+        {
+            case NamespaceMode.Node:
+                break; // the host's: no pid namespace of its own
+            case NamespaceMode.Pod:
+                // Joined, so the container's process is not pid 1: the pod init is.
+                namespaces.Add(new() { Type = "pid", Path = input.PidNs ?? throw Fail.InvalidArgument(
+                    "config.linux.security_context.namespace_options.pid: POD, but the pod sandbox was not created with namespace_options.pid POD") });
+                break;
+            default: // CONTAINER (TARGET, another container's namespace, is not implemented: its own too)
+                namespaces.Add(new() { Type = "pid" });
+                break;
+        }
 
         var devices = ContainerDevices.Map(c.Devices, privileged, p => Interop.Libc.DeviceInfo(p));
         return new Spec

@@ -62,6 +62,7 @@ public sealed partial class CriRuntimeService
             NetNs = pod.NetNs,
             IpcNs = pod.IpcNs,
             UtsNs = pod.UtsNs,
+            PidNs = pod.PidNs,
             PodDir = pod.Dir,
             CgroupsPath = cgroupsPath,
             PidsLimit = _config.Runtime.PidsLimit,
@@ -112,4 +113,8 @@ public sealed partial class CriRuntimeService
     /// <summary>The pod's cgroup: the kubelet's cgroup_parent, else one under our cgroup root.</summary>
     private string PodCgroup(string podId, PodSandboxConfig config) =>
         config.Linux?.CgroupParent is { Length: > 0 } parent ? parent.TrimEnd('/') : $"/{_config.Runtime.CgroupRoot.Trim('/')}/{podId}";
+
+    /// <summary>The pod init's cgroup (pods with a shared pid namespace): a leaf below the pod's,
+    /// named so that it cannot be taken for a container's (64 hex digits).</summary>
+    private string PodInitCgroup(string podId, PodSandboxConfig config) => $"{PodCgroup(podId, config)}/{Pods.PodInit.CgroupLeaf}";
 }

@@ -34,14 +34,14 @@ public sealed partial class CriRuntimeService
         var response = new PodSandboxStatusResponse { Status = status, Timestamp = NowNanos() };
         if (request.Verbose)
         {
-            response.Info["info"] = JsonSerializer.Serialize(new PodVerboseInfo(pod.Id, pod.NetNs, pod.IpcNs, pod.UtsNs, pod.NetworkName, pod.Dir, pod.CgroupPath),
+            response.Info["info"] = JsonSerializer.Serialize(new PodVerboseInfo(pod.Id, pod.NetNs, pod.IpcNs, pod.UtsNs, pod.PidNs, pod.PodInitPid, pod.NetworkName, pod.Dir, pod.CgroupPath),
                 PodVerboseJson.Default.PodVerboseInfo);
         }
         return Task.FromResult(response);
     }
 }
 
-internal sealed record PodVerboseInfo(string Id, string? NetNs, string? IpcNs, string? UtsNs, string? Network, string Dir, string? CgroupPath);
+internal sealed record PodVerboseInfo(string Id, string? NetNs, string? IpcNs, string? UtsNs, string? PidNs, int? PodInitPid, string? Network, string Dir, string? CgroupPath);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(PodVerboseInfo))]

@@ -18,11 +18,12 @@ public sealed partial class CriRuntimeService
             await StopPodLockedAsync(pod, context.CancellationToken);
             foreach (var c in _containers.InPod(pod.Id).ToList())
                 await RemoveContainerAsync(c, context.CancellationToken);
-            // The pod cgroup is ours only when the kubelet gave no parent (it manages its own).
             var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
+            if (pod.PodInitPid is not null) Cgroups.CgroupManagers.Create(PodInitCgroup(pod.Id, podConfig)).Destroy();
+            // The pod cgroup is ours only when the kubelet gave no parent (it manages its own).
             if (string.IsNullOrEmpty(podConfig.Linux?.CgroupParent))
                 Cgroups.CgroupManagers.Create(PodCgroup(pod.Id, podConfig)).Destroy();
-            foreach (var ns in new[] { pod.NetNs, pod.IpcNs, pod.UtsNs })
+            foreach (var ns in new[] { pod.NetNs, pod.IpcNs, pod.UtsNs, pod.PidNs })
                 if (ns is not null) NamespacePinner.Unpin(ns);
             var stateDir = Path.Combine(_config.State, "pods", pod.Id);
             if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true);

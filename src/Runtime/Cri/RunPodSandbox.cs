@@ -85,6 +85,41 @@ public sealed partial class CriRuntimeService
             undo.Add("unpin ipcns", () => NamespacePinner.Unpin(ipcns));
         }
 
+        // Pod-level limits (resources, else none) go on the pod cgroup when it is ours; with a
+        // cgroup_parent the kubelet owns and sizes the pod cgroup itself.
+        if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && config.Linux?.Resources is { } podResources)
+        {
+            var limits = Containers.ResourceLimits.From(podResources, "config.linux.resources: ");
+            var manager = Cgroups.CgroupManagers.Create(PodCgroup(id, config));
+            manager.Create(limits);
+            undo.Add("remove pod cgroup", manager.Destroy);
+        }
+
+        // A shared pid namespace needs a pid 1 that lives as long as the pod: the pod init, in its
+        // own cgroup below the pod's; its namespace is pinned next to the others for the containers.
+        string? pidns = null;
+        int? podInitPid = null;
+        // POD is the protobuf default (0): only a config that carries namespace_options (the
+        // kubelet's always does) asks for it; without them each container has its own, as before.
+        if (config.Linux?.SecurityContext?.NamespaceOptions is { Pid: NamespaceMode.Pod })
+        {
+            var pid = await PodInit.StartAsync(id, _config.State, CancellationToken.None);
+            podInitPid = pid;
+            undo.Add("stop pod init", () => PodInit.StopAsync(pid, id, _config.State));
+            if (string.IsNullOrEmpty(config.Linux?.CgroupParent)) // ours, made as the init cgroup's parent
+                undo.Add("remove pod cgroup", Cgroups.CgroupManagers.Create(PodCgroup(id, config)).Destroy);
+            var initCgroup = Cgroups.CgroupManagers.Create(PodInitCgroup(id, config));
+            initCgroup.Create(new Cgroups.CgroupResources());
+            undo.Add("remove pod init cgroup", initCgroup.Destroy);
+            initCgroup.AddProcess(pid);
+            pidns = Path.Combine(nsDir, "pid");
+            NamespacePinner.PinExisting($"/proc/{pid}/ns/pid", pidns);
+            undo.Add("unpin pidns", () => NamespacePinner.Unpin(pidns));
+            // The pin was made through the pid: make sure it still named our pod init then.
+            if (!PodInit.IsRunning(pid, id, _config.State)) throw Fail.Unavailable($"pod init {pid} of pod {id} exited during RunPodSandbox");
+            Testing.FaultPoints.Crash(Testing.FaultPoints.RunPodSandboxAfterPodInit);
+        }
+
         IReadOnlyList<string> ips = [];
         string? networkName = null;
         if (!hostNetwork)
@@ -96,16 +131,6 @@ public sealed partial class CriRuntimeService
             var net = await _network.SetUpAsync(req, CancellationToken.None);
             ips = net.Ips;
             networkName = net.NetworkName;
-        }
-
-        // Pod-level limits (resources, else none) go on the pod cgroup when it is ours; with a
-        // cgroup_parent the kubelet owns and sizes the pod cgroup itself.
-        if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && config.Linux?.Resources is { } podResources)
-        {
-            var limits = Containers.ResourceLimits.From(podResources, "config.linux.resources: ");
-            var manager = Cgroups.CgroupManagers.Create(PodCgroup(id, config));
-            manager.Create(limits);
-            undo.Add("remove pod cgroup", manager.Destroy);
         }
 
         AtomicFile.WriteText(Path.Combine(dir, "hostname"), (hostNetwork ? Environment.MachineName : hostname) + "\n");
@@ -126,6 +151,8 @@ public sealed partial class CriRuntimeService
             NetNs = netns,
             IpcNs = ipcns,
             UtsNs = utsns,
+            PidNs = pidns,
+            PodInitPid = podInitPid,
             Ips = ips,
             NetworkName = networkName,
             Dir = dir,

@@ -1,5 +1,6 @@
 using CriRuntime.Cri.V1;
 using CriRuntime.Namespaces;
+using CriRuntime.Pods;
 using CriRuntime.State;
 using Grpc.Core;
 
@@ -24,9 +25,12 @@ public sealed partial class CriRuntimeService
 
     private async Task StopPodLockedAsync(PodSandboxRecord pod, CancellationToken ct)
     {
-        // Containers first (killed: the kubelet has already given them their grace period), then the network.
+        // Containers first (killed: the kubelet has already given them their grace period).
         foreach (var c in _containers.InPod(pod.Id).ToList())
             await StopContainerAsync(c, TimeSpan.Zero, ct);
+        // Then the pod init (the kernel kills whatever is left in the shared pid namespace with it).
+        if (pod.PodInitPid is { } initPid) await PodInit.StopAsync(initPid, pod.Id, _config.State);
+        if (pod.PidNs is not null) NamespacePinner.Unpin(pod.PidNs);
         if (pod.NetNs is not null)
         {
             await _network.TearDownAsync(pod.Id, ct);

@@ -62,6 +62,19 @@ public static class NamespacePinner
         }
     }
 
+    /// <summary>Pins the namespace at <paramref name="source"/> (e.g. /proc/PID/ns/pid of a process
+    /// that made it) at <paramref name="path"/>, so it has a stable path independent of the pid.
+    /// On failure nothing is left.</summary>
+    public static void PinExisting(string source, string path)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        using (File.Create(path)) { }
+        if (Libc.Mount(source, path, null, Libc.MS_BIND, null) == 0) return;
+        var error = Errno.Last($"bind mount {source} on", path);
+        TryDelete(path);
+        throw error;
+    }
+
     /// <summary>Runs <paramref name="action"/> on a thread that joined the namespace pinned at
     /// <paramref name="path"/> (e.g. to write per-namespace sysctls).</summary>
     public static void RunIn(NamespaceKind kind, string path, Action action)

@@ -6,9 +6,9 @@ using CriRuntime.State;
 namespace CriRuntime.Pods;
 
 /// <summary>Runs once at start, before serving: whatever a crash left half-made is removed
-/// (namespace pins and directories without a pod record, network attachments of pods that
-/// never got recorded), and pods whose pinned namespaces vanished (a reboot clears /run) are
-/// marked NotReady so the kubelet recreates them.</summary>
+/// (namespace pins, pod inits and directories without a pod record, network attachments of
+/// pods that never got recorded), and pods whose pinned namespaces (or pod init) vanished (a
+/// reboot clears /run) are marked NotReady so the kubelet recreates them.</summary>
 public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore pods, CniNetwork network, ILogger<PodRecovery> log)
 {
     public async Task RunAsync(CancellationToken ct)
@@ -26,12 +26,32 @@ public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore
                 LogSweepFailed(e, "network attachment", podId);
             }
         }
+        foreach (var (pid, podId) in PodInit.Running(config.State).Where(p => !known.Contains(p.PodId)).ToList())
+        {
+            try
+            {
+                var cgroup = PodInit.CgroupOf(pid);
+                await PodInit.StopAsync(pid, podId, config.State);
+                if (cgroup is not null)
+                {
+                    Cgroups.CgroupManagers.Create(cgroup).Destroy();
+                    // Its parent is the pod cgroup: ours to remove unless the kubelet gave it.
+                    var parent = cgroup[..cgroup.LastIndexOf('/')];
+                    if (parent == $"/{config.Runtime.CgroupRoot.Trim('/')}/{podId}") Cgroups.CgroupManagers.Create(parent).Destroy();
+                }
+                LogSwept("pod init", podId);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LogSweepFailed(e, "pod init", podId);
+            }
+        }
         var stateDir = Path.Combine(config.State, "pods");
         foreach (var dir in Directory.Exists(stateDir) ? Directory.GetDirectories(stateDir) : [])
         {
             var id = Path.GetFileName(dir);
             if (known.Contains(id)) continue;
-            foreach (var ns in new[] { "net", "ipc", "uts" }) NamespacePinner.Unpin(Path.Combine(dir, "ns", ns));
+            foreach (var ns in new[] { "net", "ipc", "uts", "pid" }) NamespacePinner.Unpin(Path.Combine(dir, "ns", ns));
             Directory.Delete(dir, recursive: true);
             LogSwept("namespace pins", id);
         }
@@ -42,8 +62,10 @@ public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore
         }
         foreach (var pod in pods.All.Where(p => p.State == PodState.Ready))
         {
-            var pins = new[] { pod.NetNs, pod.IpcNs, pod.UtsNs }.Where(p => p is not null);
-            if (pins.All(p => NamespacePinner.IsPinned(p!))) continue;
+            var pins = new[] { pod.NetNs, pod.IpcNs, pod.UtsNs, pod.PidNs }.Where(p => p is not null);
+            // A shared pid namespace also needs its pid 1: once that is gone no process can start in it.
+            var initAlive = pod.PodInitPid is not { } initPid || PodInit.IsRunning(initPid, pod.Id, config.State);
+            if (initAlive && pins.All(p => NamespacePinner.IsPinned(p!))) continue;
             pods.Save(pod with { State = PodState.NotReady });
             LogLostNamespaces(pod.Id);
         }

@@ -23,6 +23,11 @@ public sealed record PodSandboxRecord
     public string? NetNs { get; init; }
     public string? IpcNs { get; init; }
     public string? UtsNs { get; init; }
+    /// <summary>The pod's shared pid namespace (NamespaceMode POD), pinned from its pod init;
+    /// null when each container has its own (or uses the host's).</summary>
+    public string? PidNs { get; init; }
+    /// <summary>Host pid of the pod init, pid 1 of <see cref="PidNs"/> (see Pods.PodInit).</summary>
+    public int? PodInitPid { get; init; }
     public IReadOnlyList<string> Ips { get; init; } = [];
     public string? NetworkName { get; init; }
     public string? CgroupPath { get; init; }

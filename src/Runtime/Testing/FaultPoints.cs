@@ -9,6 +9,10 @@ public static class FaultPoints
     /// before the container record is written.</summary>
     public const string CreateContainerAfterShim = "create-container-after-shim";
 
+    /// <summary>RunPodSandbox of a pod with a shared pid namespace, once its pod init runs,
+    /// before the pod record is written.</summary>
+    public const string RunPodSandboxAfterPodInit = "run-pod-sandbox-after-pod-init";
+
     private static readonly string? Armed = Environment.GetEnvironmentVariable("CRIRUNTIME_FAULT");
 
     public static void Crash(string point)

@@ -118,8 +118,15 @@ public sealed partial class ContainerSupervisor
         report($"ok {Environment.ProcessId} {_state.Pid}");
         MemoryTrim.Idle();
         _spawner.WaitExit();
+        // In its own pid namespace the container's other processes died with its init. In the
+        // pod's shared one (joined by path) they live on, reparented to the pod init, and
+        // PR_SET_PDEATHSIG never reaches them either: the container's cgroup is what holds them all.
+        if (_spec?.Linux?.Namespaces?.Any(n => n.Type == "pid" && !string.IsNullOrEmpty(n.Path)) == true)
+        {
+            try { _cgroup?.KillAll(); } catch (IOException e) { _log.Warn($"cgroup kill: {e.Message}"); }
+        }
         // Let the pumps drain what the container wrote last; with the pid namespace gone no one
-        // holds the pipes, so this is quick, but a shared pid namespace could keep a writer alive.
+        // holds the pipes, so this is quick.
         foreach (var t in pumps) t.Join(TimeSpan.FromSeconds(2));
         _attachers.CloseAll();
 
