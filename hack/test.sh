@@ -11,6 +11,7 @@ projects=()
 [[ $(id -u) -eq 0 ]] || echo "warning: e2e tests need root (namespaces, cgroups, mounts)" >&2
 
 passed=0 failed=0 skipped=0 status=0
+failures=()
 for p in "${projects[@]}"; do
   log=$(mktemp)
   # --no-build: `make build` built everything once; the tests run that exact build.
@@ -23,7 +24,15 @@ for p in "${projects[@]}"; do
   fi
   count() { grep -E "^ +$1: [0-9]+\$" "$log" | tail -n 1 | grep -oE '[0-9]+' || echo 0; }
   passed=$((passed + $(count Passed))) failed=$((failed + $(count Failed))) skipped=$((skipped + $(count Skipped)))
+  # Failed tests again, with the first lines of their message, so the end of the output
+  # (all a CI log may keep) names them.
+  while IFS= read -r line; do failures+=("$line"); done < <(
+    grep -E -A4 '^ +Failed [A-Za-z_.]' "$log" | grep -vE '^ +Stack Trace:' | cut -c1-300 || true)
   rm -f "$log"
 done
+if ((${#failures[@]})); then
+  echo "---- failed tests ----"
+  printf '%s\n' "${failures[@]}"
+fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 [[ $failed -eq 0 && $status -eq 0 ]]
