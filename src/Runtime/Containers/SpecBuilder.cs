@@ -20,6 +20,8 @@ public sealed record SpecInput
     public string? UtsNs { get; init; }
     /// <summary>The pod's shared pid namespace (pinned), when the pod has one.</summary>
     public string? PidNs { get; init; }
+    /// <summary>pid TARGET: the target container's pid namespace (/proc/PID/ns/pid of its init).</summary>
+    public string? TargetPidNs { get; init; }
     /// <summary>The pod's hostname, hosts and resolv.conf files.</summary>
     public required string PodDir { get; init; }
     public required string CgroupsPath { get; init; }
@@ -110,7 +112,12 @@ public static class SpecBuilder
                 namespaces.Add(new() { Type = "pid", Path = input.PidNs ?? throw Fail.InvalidArgument(
                     "config.linux.security_context.namespace_options.pid: POD, but the pod sandbox was not created with namespace_options.pid POD") });
                 break;
-            default: // CONTAINER (TARGET, another container's namespace, is not implemented: its own too)
+            case NamespaceMode.Target:
+                // Another container's (kubectl debug --target): CreateContainer resolved it.
+                namespaces.Add(new() { Type = "pid", Path = input.TargetPidNs ?? throw Fail.InvalidArgument(
+                    "config.linux.security_context.namespace_options.target_id: required with pid TARGET") });
+                break;
+            default: // CONTAINER
                 namespaces.Add(new() { Type = "pid" });
                 break;
         }

@@ -50,6 +50,7 @@ public sealed partial class CriRuntimeService
         undo.Add("unmount rootfs", () => RootfsMount.Unmount(rootfs));
 
         var sc = config.Linux?.SecurityContext;
+        var target = sc?.NamespaceOptions is { Pid: NamespaceMode.Target } ns ? await TargetInitAsync(ns, pod) : ((string Id, int Pid)?)null;
         var user = UserResolver.Resolve(rootfs, sc?.RunAsUser?.Value, sc?.RunAsUsername, sc?.RunAsGroup?.Value,
             [.. sc?.SupplementalGroups ?? [], .. podConfig.Linux?.SecurityContext?.SupplementalGroups ?? []], image.Config.Config?.User);
         var spec = SpecBuilder.Build(new SpecInput
@@ -63,6 +64,7 @@ public sealed partial class CriRuntimeService
             IpcNs = pod.IpcNs,
             UtsNs = pod.UtsNs,
             PidNs = pod.PidNs,
+            TargetPidNs = target is { } t ? $"/proc/{t.Pid}/ns/pid" : null,
             PodDir = pod.Dir,
             CgroupsPath = cgroupsPath,
             PidsLimit = _config.Runtime.PidsLimit,
@@ -74,6 +76,11 @@ public sealed partial class CriRuntimeService
         undo.Add("kill container", () => _shims.KillAsync(stateDir, 9, CancellationToken.None));
         await _shims.CreateAsync(id, bundle, stateDir, logPath, pod.RuntimeHandler, CancellationToken.None);
         Testing.FaultPoints.Crash(Testing.FaultPoints.CreateContainerAfterShim);
+        // The shim has joined /proc/PID/ns/pid by now. Had the target's init exited and its pid
+        // been reused in between, the container would be in a stranger's namespace: the target
+        // still running with the same init since before the join rules that out.
+        if (target is { } before && await TargetInitAsync(sc!.NamespaceOptions, pod) is var after && after.Pid != before.Pid)
+            throw Fail.FailedPrecondition($"config.linux.security_context.namespace_options.target_id: container {before.Id} restarted while the container was created");
 
         var record = new ContainerRecord
         {
@@ -95,6 +102,21 @@ public sealed partial class CriRuntimeService
         undo.Commit();
         _events.Publish(new ContainerEventResponse { ContainerId = id, ContainerEventType = ContainerEventType.ContainerCreatedEvent, CreatedAt = record.CreatedAtNanos });
         return id;
+    }
+
+    /// <summary>pid TARGET: the running container of the same pod whose pid namespace to join,
+    /// and its init's host pid.</summary>
+    private async Task<(string Id, int Pid)> TargetInitAsync(NamespaceOption ns, PodSandboxRecord pod)
+    {
+        const string field = "config.linux.security_context.namespace_options.target_id";
+        if (ns.TargetId.Length == 0) throw Fail.InvalidArgument($"{field}: required with pid TARGET");
+        var target = _containers.TryGet(ns.TargetId) ?? throw Fail.NotFound($"{field}: container {ns.TargetId} not found");
+        if (target.PodId != pod.Id)
+            throw Fail.InvalidArgument($"{field}: container {target.Id} is in pod {target.PodId}, not in {pod.Id}");
+        var state = await _shims.StateAsync(target.Id, target.StateDir, CancellationToken.None);
+        if (state.Status != Shim.Client.ShimStatus.Running || state.Pid <= 0)
+            throw Fail.FailedPrecondition($"{field}: container {target.Id} is not running");
+        return (target.Id, state.Pid);
     }
 
     /// <summary>The kubelet's log path (relative to the pod's log directory), else one of our own.</summary>

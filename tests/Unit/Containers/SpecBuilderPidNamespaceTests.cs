@@ -69,4 +69,20 @@ public class SpecBuilderPidNamespaceTests
     {
         Assert.Null(PidNamespace(Input(NamespaceMode.Node, null)));
     }
+
+    [Fact]
+    public void Target_JoinsTheTargetContainersPidNamespace_NotThePods()
+    {
+        var ns = PidNamespace(Input(NamespaceMode.Target, "/run/criruntime/pods/p1/ns/pid") with { TargetPidNs = "/proc/4242/ns/pid" });
+        Assert.NotNull(ns);
+        Assert.Equal("/proc/4242/ns/pid", ns.Path);
+    }
+
+    [Fact]
+    public void Target_Unresolved_IsRefused_NamingTheField()
+    {
+        var e = Assert.Throws<CriException>(() => SpecBuilder.Build(Input(NamespaceMode.Target, null)));
+        Assert.Equal(ErrorKind.InvalidArgument, e.Kind);
+        Assert.Contains("namespace_options.target_id", e.Message);
+    }
 }
