@@ -27,7 +27,7 @@ for p in "${projects[@]}"; do
   # Failed tests again, with the first lines of their message, so the end of the output
   # (all a CI log may keep) names them.
   while IFS= read -r line; do failures+=("$line"); done < <(
-    grep -E -A4 '^ +Failed [A-Za-z_.]' "$log" | grep -vE '^ +Stack Trace:' | cut -c1-300 || true)
+    grep -E -A6 '^ +Failed [A-Za-z_.]' "$log" | grep -vE '^ +Stack Trace:' | cut -c1-300 || true)
   rm -f "$log"
 done
 if ((${#failures[@]})); then

@@ -16,8 +16,8 @@ namespace CriRuntime.Streaming;
 /// the pod's network namespace.</summary>
 public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, ContainerStore containers, ShimRunner shims) : IStreamingRuntime
 {
-    /// <summary>How long output may still arrive after the process exited (a background child
-    /// holding stdout is not waited for beyond this).</summary>
+    /// <summary>How long the output may stand still after the process exited before the session
+    /// ends without its end of file (a background child holding stdout is not waited for).</summary>
     private static readonly TimeSpan OutputGrace = TimeSpan.FromSeconds(2);
 
     public void EnsureContainerRunning(string containerId)
@@ -38,17 +38,20 @@ public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, Contain
 
         var outputs = new List<Task>();
         var inputs = new List<Task>();
+        var progress = new OutputProgress();
         if (tty)
         {
             var terminal = session["tty"] ?? throw Fail.Unavailable("exec-stream: the shim sent no terminal");
-            outputs.Add(CopyOutAsync(terminal, stdout, done.Token));
+            progress.Sockets.Add(terminal);
+            outputs.Add(CopyOutAsync(terminal, stdout, done.Token, progress));
             if (stdin is not null) inputs.Add(CopyInAsync(stdin, terminal, shutdownOnEnd: true, done.Token));
             if (resize is not null) inputs.Add(ResizeAsync(c.StateDir, pid, resize, done.Token));
         }
         else
         {
-            outputs.Add(CopyOutAsync(session["stdout"]!, stdout, done.Token));
-            outputs.Add(CopyOutAsync(session["stderr"]!, stderr, done.Token));
+            progress.Sockets.AddRange([session["stdout"]!, session["stderr"]!]);
+            outputs.Add(CopyOutAsync(session["stdout"]!, stdout, done.Token, progress));
+            outputs.Add(CopyOutAsync(session["stderr"]!, stderr, done.Token, progress));
             if (stdin is not null && session["stdin"] is { } inSocket) inputs.Add(CopyInAsync(stdin, inSocket, shutdownOnEnd: true, done.Token));
         }
 
@@ -57,7 +60,7 @@ public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, Contain
             var final = await session.NextAsync(ct)
                 ?? throw Fail.FailedPrecondition($"container {c.Id} exited during the exec");
             if (final.Exec is not { } result) throw Fail.Unavailable($"exec: {final.Error ?? "the shim reported no exit status"}");
-            await Task.WhenAny(Task.WhenAll(outputs), Task.Delay(OutputGrace, ct));
+            await DrainAsync(Task.WhenAll(outputs), progress, ct);
             return result.ExitCode;
         }
         finally
@@ -122,16 +125,58 @@ public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, Contain
     public Task PortForwardAsync(string podSandboxId, int port, Stream stream, CancellationToken ct) =>
         portForwarder.ForwardAsync(podSandboxId, port, stream, ct);
 
+    /// <summary>What the output relays of one exec have done, for <see cref="DrainAsync"/>.</summary>
+    private sealed class OutputProgress
+    {
+        public long Chunks;
+        /// <summary>Chunks read and not yet written to the client.</summary>
+        public int InFlight;
+        public readonly List<Socket> Sockets = [];
+        public bool Moved(long since) =>
+            Interlocked.Read(ref Chunks) != since || Volatile.Read(ref InFlight) > 0 || Sockets.Any(Pending);
+
+        private static bool Pending(Socket s)
+        {
+            try { return s.Available > 0; }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException) { return false; }
+        }
+    }
+
+    /// <summary>After the process exited: waits for its output to reach end of file. Output that
+    /// has been written is always delivered, however slowly this process gets to it (a loaded
+    /// node must not cut it short); only output that stands still for <see cref="OutputGrace"/>
+    /// without an end of file (a background child holding the stream) ends the wait.</summary>
+    private static async Task DrainAsync(Task outputs, OutputProgress progress, CancellationToken ct)
+    {
+        while (true)
+        {
+            var before = Interlocked.Read(ref progress.Chunks);
+            if (await Task.WhenAny(outputs, Task.Delay(OutputGrace, ct)) == outputs || !progress.Moved(before)) return;
+        }
+    }
+
     /// <summary>socket → client stream until end of file; without a client stream the output is
     /// read and dropped (the process must not block on a full socket).</summary>
-    private static async Task CopyOutAsync(Socket socket, Stream? to, CancellationToken ct)
+    private static async Task CopyOutAsync(Socket socket, Stream? to, CancellationToken ct, OutputProgress? progress = null)
     {
         var buffer = new byte[32 * 1024];
         while (true)
         {
             var n = await socket.ReceiveAsync(buffer, SocketFlags.None, ct);
             if (n == 0) return;
-            if (to is not null) await to.WriteAsync(buffer.AsMemory(0, n), ct);
+            if (progress is not null) Interlocked.Increment(ref progress.InFlight);
+            try
+            {
+                if (to is not null) await to.WriteAsync(buffer.AsMemory(0, n), ct);
+            }
+            finally
+            {
+                if (progress is not null)
+                {
+                    Interlocked.Decrement(ref progress.InFlight);
+                    Interlocked.Increment(ref progress.Chunks);
+                }
+            }
         }
     }
 

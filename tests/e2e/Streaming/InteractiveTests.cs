@@ -224,11 +224,12 @@ public partial class InteractiveTests(RegistryWithImages fixture)
             await ws.ConnectAsync(new Uri(url.Replace("http://", "ws://")), cts.Token);
             await ws.SendAsync(Encoding.UTF8.GetBytes($"\0in{i}\n"), WebSocketMessageType.Binary, true, cts.Token);
             var channels = await ReadAllChannelsAsync(ws, cts.Token);
-            return (i, Out: channels.GetValueOrDefault((byte)1) ?? "", Status: Status.Parse(channels[3]));
+            return (i, Out: channels.GetValueOrDefault((byte)1) ?? "", Status: Status.Parse(channels[3]),
+                All: string.Join(", ", channels.Select(kv => $"{kv.Key}: {kv.Value}")));
         }));
-        foreach (var (i, output, status) in results)
+        foreach (var (i, output, status, all) in results)
         {
-            Assert.Equal($"session-{i}-in{i}\n", output);
+            Assert.True($"session-{i}-in{i}\n" == output, $"session {i}: stdout {output}; every channel: {all}");
             Assert.Equal(i % 4, status.ExitCode);
         }
     }
