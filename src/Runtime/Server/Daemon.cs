@@ -26,6 +26,7 @@ public static partial class Daemon
             throw new StartupException($"cannot create root {config.Root} or state {config.State}: {e.Message}", e);
         }
 
+        HostChecks.CgroupDriver(config);
         using var socket = CriSocket.Bind(config.Socket);
         using var streamingListener = StreamingListener.Bind(config.Streaming);
 

@@ -18,6 +18,18 @@ public class ConfigTests
     }
 
     [Fact]
+    public async Task SystemdCgroupDriver_OnAHostWithoutSystemd_StopsTheStart_SayingWhy()
+    {
+        if (Directory.Exists("/run/systemd/system")) return; // a systemd host gets the other refusal (HostChecksTests)
+        using var d = new DaemonProcess("[runtime]\ncgroup_driver = \"systemd\"\n");
+        var (code, _, stderr) = await DaemonProcess.RunCliAsync("serve", "--config", d.ConfigFile, "--socket", d.Socket, "--root", d.Root, "--state", d.State);
+        Assert.Equal(2, code);
+        Assert.Contains("runtime.cgroup_driver", stderr);
+        Assert.Contains("/run/systemd/system", stderr);
+        Assert.False(File.Exists(d.Socket));
+    }
+
+    [Fact]
     public async Task UnknownKey_InADropIn_StopsTheStart_NamingTheDropIn()
     {
         using var d = new DaemonProcess();
