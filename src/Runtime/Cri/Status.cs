@@ -6,9 +6,9 @@ namespace CriRuntime.Cri;
 
 public sealed partial class CriRuntimeService
 {
-    public override Task<StatusResponse> Status(StatusRequest request, ServerCallContext context)
+    public override async Task<StatusResponse> Status(StatusRequest request, ServerCallContext context)
     {
-        var network = _cni.Check();
+        var network = await _network.StatusAsync(context.CancellationToken);
         var response = new StatusResponse
         {
             Status = new RuntimeStatus
@@ -32,7 +32,7 @@ public sealed partial class CriRuntimeService
             response.Info["podCIDR"] = _runtimeConfig.PodCidr;
             response.Info["version"] = BuildVersion;
         }
-        return Task.FromResult(response);
+        return response;
     }
 
     /// <summary>"" (the default, as the kubelet names it), its alias, then the configured ones.</summary>

@@ -104,7 +104,7 @@ public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe p
 
     private async Task<JsonNode?> InvokeChainAsync(string command, CniAttachment a, JsonObject list, CancellationToken ct)
     {
-        var version = list["cniVersion"]?.GetValue<string>() ?? "0.4.0";
+        var version = Version(list);
         var name = list["name"]!.GetValue<string>();
         var pluginConfigs = list["plugins"] is JsonArray arr ? arr.Select(p => p!.AsObject()).ToList() : [list];
         if (command == "DEL") pluginConfigs.Reverse();
@@ -133,6 +133,109 @@ public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe p
         }
         return prev;
     }
+
+    /// <summary>The spec versions this runtime speaks, oldest first.</summary>
+    internal static readonly string[] SupportedVersions = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+    /// <summary>The version to speak with a network config: the highest of its `cniVersions`
+    /// (1.1.0) that this runtime speaks, else its `cniVersion`.</summary>
+    internal static string Version(JsonObject list)
+    {
+        if (list["cniVersions"] is JsonArray versions)
+        {
+            var both = versions.Select(v => v?.GetValue<string>()).Where(v => v is not null && SupportedVersions.Contains(v))
+                .OrderBy(v => System.Version.Parse(v!)).LastOrDefault();
+            if (both is not null) return both;
+        }
+        return list["cniVersion"]?.GetValue<string>() ?? "0.4.0";
+    }
+
+    private static bool AtLeast(string version, string min) =>
+        System.Version.TryParse(version, out var v) && v >= System.Version.Parse(min);
+
+    /// <summary>NetworkReady: the config probe, then, for networks of spec 1.1.0 and later, STATUS
+    /// of every plugin in the list (a plugin may say it cannot take pods now, e.g. error 50 while
+    /// its daemon is down).</summary>
+    public async Task<CniStatus> StatusAsync(CancellationToken ct)
+    {
+        var status = probe.Check();
+        if (!status.Ready || status.ConfigFile is null) return status;
+        JsonObject list;
+        try { list = LoadList(status.ConfigFile); }
+        catch (Exception e) when (e is JsonException or IOException or InvalidOperationException)
+        {
+            return status with { Ready = false, Message = $"{status.ConfigFile}: {e.Message}" };
+        }
+        var version = Version(list);
+        if (!AtLeast(version, "1.1.0")) return status;
+        foreach (var plugin in Plugins(list))
+        {
+            var type = plugin["type"]!.GetValue<string>();
+            try
+            {
+                await plugins.ExecAsync(type, new CniInvocation("STATUS", "", "", "", ""), PluginConf(plugin, list, version), ct);
+            }
+            catch (CriException e)
+            {
+                return status with { Ready = false, Message = $"{status.ConfigFile}: {e.Message}" };
+            }
+        }
+        return status;
+    }
+
+    /// <summary>CNI GC (spec 1.1.0 and later, unless the config says `disableGC`): every plugin of
+    /// the current network is told which attachments are still in use (those with a cached ADD:
+    /// pods that exist), so it can release what a pod lost without a DEL left behind (leases,
+    /// rules). Never instead of DEL; a failure is logged, not fatal.</summary>
+    public async Task GarbageCollectAsync(CancellationToken ct)
+    {
+        var status = probe.Check();
+        if (!status.Ready || status.ConfigFile is null) return;
+        var list = LoadList(status.ConfigFile);
+        var version = Version(list);
+        if (!AtLeast(version, "1.1.0") || list["disableGC"]?.GetValue<bool>() == true) return;
+        var name = list["name"]!.GetValue<string>();
+        var valid = new JsonArray();
+        foreach (var podId in AttachedPods().Order(StringComparer.Ordinal))
+        {
+            var a = Load(podId);
+            if (a is null || JsonNode.Parse(a.NetworkConfig)?["name"]?.GetValue<string>() != name) continue;
+            valid.Add((JsonNode)new JsonObject { ["containerID"] = a.PodId, ["ifname"] = a.IfName });
+        }
+        foreach (var plugin in Plugins(list))
+        {
+            var type = plugin["type"]!.GetValue<string>();
+            var conf = JsonNode.Parse(PluginConf(plugin, list, version))!.AsObject();
+            conf["cni.dev/valid-attachments"] = valid.DeepClone();
+            try
+            {
+                await plugins.ExecAsync(type, new CniInvocation("GC", "", "", "", ""), JsonSerializer.SerializeToUtf8Bytes(conf, CniNodeJson.Default.JsonObject), ct);
+                LogGc(type, name, valid.Count);
+            }
+            catch (CriException e)
+            {
+                LogGcFailed(type, name, e.Message);
+            }
+        }
+    }
+
+    private static IEnumerable<JsonObject> Plugins(JsonObject list) =>
+        list["plugins"] is JsonArray arr ? arr.Select(p => p!.AsObject()) : [list];
+
+    /// <summary>A plugin's own config with the list's version and name, nothing of a pod.</summary>
+    private static byte[] PluginConf(JsonObject plugin, JsonObject list, string version)
+    {
+        var conf = (JsonObject)plugin.DeepClone();
+        conf["cniVersion"] = version;
+        conf["name"] = list["name"]!.GetValue<string>();
+        return JsonSerializer.SerializeToUtf8Bytes(conf, CniNodeJson.Default.JsonObject);
+    }
+
+    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "CNI GC {Plugin} of network {Network}: {Valid} attachments in use")]
+    private partial void LogGc(string plugin, string network, int valid);
+
+    [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "CNI GC {Plugin} of network {Network} failed: {Error}")]
+    private partial void LogGcFailed(string plugin, string network, string error);
 
     private static JsonObject LoadList(string file)
     {

@@ -35,10 +35,11 @@ public sealed class CniPlugins(CriRuntimeConfig config)
         psi.Environment.Clear();
         psi.Environment["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin";
         psi.Environment["CNI_COMMAND"] = inv.Command;
-        psi.Environment["CNI_CONTAINERID"] = inv.ContainerId;
-        psi.Environment["CNI_NETNS"] = inv.NetnsPath;
-        psi.Environment["CNI_IFNAME"] = inv.IfName;
-        psi.Environment["CNI_ARGS"] = inv.Args;
+        // STATUS and GC concern no container: they get only CNI_COMMAND and CNI_PATH.
+        if (inv.ContainerId.Length > 0) psi.Environment["CNI_CONTAINERID"] = inv.ContainerId;
+        if (inv.NetnsPath.Length > 0) psi.Environment["CNI_NETNS"] = inv.NetnsPath;
+        if (inv.IfName.Length > 0) psi.Environment["CNI_IFNAME"] = inv.IfName;
+        if (inv.Args.Length > 0) psi.Environment["CNI_ARGS"] = inv.Args;
         psi.Environment["CNI_PATH"] = string.Join(':', _binDirs);
         using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start CNI plugin {type}");
         var stdout = p.StandardOutput.ReadToEndAsync(ct);

@@ -95,6 +95,8 @@ public static partial class Daemon
 
         await app.Services.GetRequiredService<Containers.ContainerRecovery>().RunAsync(CancellationToken.None);
         await app.Services.GetRequiredService<PodRecovery>().RunAsync(CancellationToken.None);
+        // Before serving: no ADD may run between GC's list of attachments in use and the plugins acting on it.
+        await app.Services.GetRequiredService<CniNetwork>().GarbageCollectAsync(CancellationToken.None);
         await app.Services.GetRequiredService<Containers.ExitMonitor>().ResumeAsync(CancellationToken.None);
         app.Lifetime.ApplicationStopping.Register(app.Services.GetRequiredService<Containers.ExitMonitor>().StopAll);
 
