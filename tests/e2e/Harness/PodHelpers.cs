@@ -65,6 +65,15 @@ public static class PodHelpers
         return await c.StatusAsync(id);
     }
 
+    /// <summary>ExecSync that must succeed: its stdout; a non-zero exit fails the test with stderr.</summary>
+    public static async Task<string> ExecOkAsync(this CriClient c, string id, params string[] cmd)
+    {
+        var r = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { cmd }, Timeout = 30 });
+        if (r.ExitCode != 0)
+            throw new Xunit.Sdk.XunitException($"{string.Join(' ', cmd)} in {id}: exit {r.ExitCode}: {r.Stderr.ToStringUtf8()}");
+        return r.Stdout.ToStringUtf8();
+    }
+
     /// <summary>The text of a CRI log file ("TIME STREAM TAG TEXT" lines), by stream.</summary>
     public static string LogText(string path, string stream = "stdout") =>
         string.Concat(File.ReadLines(path).Select(l => l.Split(' ', 4)).Where(p => p.Length == 4 && p[1] == stream)

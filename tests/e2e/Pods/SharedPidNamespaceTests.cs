@@ -28,19 +28,12 @@ public class SharedPidNamespaceTests(RegistryWithImages fixture)
         return config;
     }
 
-    private static async Task<string> Exec(CriClient c, string id, params string[] cmd)
-    {
-        var r = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { cmd }, Timeout = 30 });
-        Assert.True(r.ExitCode == 0, $"{string.Join(' ', cmd)} in {id}: exit {r.ExitCode}: {r.Stderr.ToStringUtf8()}");
-        return r.Stdout.ToStringUtf8();
-    }
-
     /// <summary>The command lines of every process the container sees, from its /proc.</summary>
     private static async Task<string> Processes(CriClient c, string id) =>
-        await Exec(c, id, "sh", "-c", "for p in /proc/[0-9]*; do echo \"${p#/proc/} $(tr '\\0' ' ' < $p/cmdline)\"; done");
+        await c.ExecOkAsync(id, "sh", "-c", "for p in /proc/[0-9]*; do echo \"${p#/proc/} $(tr '\\0' ' ' < $p/cmdline)\"; done");
 
     private static async Task<string> Pid1(CriClient c, string id) =>
-        (await Exec(c, id, "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline")).Trim();
+        (await c.ExecOkAsync(id, "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline")).Trim();
 
     private static async Task<JsonElement> VerboseInfo(CriClient c, string podId)
     {
@@ -80,7 +73,7 @@ public class SharedPidNamespaceTests(RegistryWithImages fixture)
             Assert.Contains("sleep 3602", ps);
         }
         // busybox ps agrees: the other container's process is listed by pid.
-        Assert.Contains("sleep 3601", await Exec(c, second, "ps", "-o", "pid,args"));
+        Assert.Contains("sleep 3601", await c.ExecOkAsync(second, "ps", "-o", "pid,args"));
 
         await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = first, Timeout = 0 });
         await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = first });

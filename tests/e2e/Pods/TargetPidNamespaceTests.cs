@@ -19,27 +19,15 @@ public class TargetPidNamespaceTests(RegistryWithImages fixture)
         return config;
     }
 
-    private static async Task<string> Exec(CriClient c, string id, params string[] cmd)
-    {
-        var r = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { cmd }, Timeout = 30 });
-        Assert.True(r.ExitCode == 0, $"{string.Join(' ', cmd)} in {id}: exit {r.ExitCode}: {r.Stderr.ToStringUtf8()}");
-        return r.Stdout.ToStringUtf8();
-    }
-
     private static Task<string> Processes(CriClient c, string id) =>
-        Exec(c, id, "sh", "-c", "for p in /proc/[0-9]*; do echo \"${p#/proc/} $(tr '\\0' ' ' < $p/cmdline)\"; done");
+        c.ExecOkAsync(id, "sh", "-c", "for p in /proc/[0-9]*; do echo \"${p#/proc/} $(tr '\\0' ' ' < $p/cmdline)\"; done");
 
     [Fact]
     public async Task DebugContainer_SeesTheTargetsProcesses_TheTargetIsPid1_OthersStayApart()
     {
-        using var d = new DaemonProcess();
-        using var net = new TestNetwork(d);
-        await d.StartAsync();
-        using var c = d.Client();
-        var image = _registry.Image("busybox");
-        await c.PullAsync(image);
-        var pod = PodConfig("target-pid");
-        var podId = await c.RunPodAsync(pod);
+        await using var node = await TestNode.StartAsync(_registry);
+        var (c, image) = (node.C, node.Busybox);
+        var (podId, pod) = await node.RunPodAsync("target-pid");
         var app = await c.StartNewAsync(podId, pod, Container("app", image, "sleep", "3701"));
         var other = await c.StartNewAsync(podId, pod, Container("other", image, "sleep", "3702"));
 
@@ -51,25 +39,16 @@ public class TargetPidNamespaceTests(RegistryWithImages fixture)
         Assert.Contains("sleep 3700", await Processes(c, app)); // the target sees the debugger too
         Assert.DoesNotContain("sleep 3700", await Processes(c, other));
         // Same namespace, by inode, as the target's.
-        Assert.Equal((await Exec(c, app, "readlink", "/proc/self/ns/pid")).Trim(), (await Exec(c, debugger, "readlink", "/proc/self/ns/pid")).Trim());
-
-        await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = podId });
-        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+        Assert.Equal((await c.ExecOkAsync(app, "readlink", "/proc/self/ns/pid")).Trim(), (await c.ExecOkAsync(debugger, "readlink", "/proc/self/ns/pid")).Trim());
     }
 
     [Fact]
     public async Task Target_Missing_Unknown_OfAnotherPod_OrNotRunning_IsRefused_NamingTheField()
     {
-        using var d = new DaemonProcess();
-        using var net = new TestNetwork(d);
-        await d.StartAsync();
-        using var c = d.Client();
-        var image = _registry.Image("busybox");
-        await c.PullAsync(image);
-        var pod = PodConfig("target-bad");
-        var podId = await c.RunPodAsync(pod);
-        var otherPod = PodConfig("target-bad-other");
-        var otherPodId = await c.RunPodAsync(otherPod);
+        await using var node = await TestNode.StartAsync(_registry);
+        var (c, image) = (node.C, node.Busybox);
+        var (podId, pod) = await node.RunPodAsync("target-bad");
+        var (otherPodId, otherPod) = await node.RunPodAsync("target-bad-other");
         var elsewhere = await c.StartNewAsync(otherPodId, otherPod, Container("elsewhere", image, "sleep", "3703"));
         var created = await c.CreateAsync(podId, pod, Container("created", image, "sleep", "3704"));
 
@@ -96,11 +75,5 @@ public class TargetPidNamespaceTests(RegistryWithImages fixture)
         // Nothing of the refused containers is left: only the two real ones are listed.
         var listed = await c.Runtime.ListContainersAsync(new ListContainersRequest());
         Assert.Equal(new[] { created, elsewhere }.Order(), listed.Containers.Select(x => x.Id).Order());
-
-        foreach (var p in new[] { podId, otherPodId })
-        {
-            await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = p });
-            await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = p });
-        }
     }
 }

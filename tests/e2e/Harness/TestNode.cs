@@ -1,0 +1,63 @@
+using CriRuntime.Cri.V1;
+
+namespace CriRuntime.Tests.E2E.Harness;
+
+/// <summary>What most container tests start with: a daemon of their own with a private bridge
+/// network, a client, and the busybox image of the registry fixture pulled. Dispose tears the
+/// pods it made down, then the client, network and daemon (whose Dispose runs the leak check).</summary>
+public sealed class TestNode : IAsyncDisposable
+{
+    public required DaemonProcess D { get; init; }
+    public required TestNetwork Net { get; init; }
+    public required CriClient C { get; init; }
+    public required string Busybox { get; init; }
+    private readonly List<string> _pods = [];
+
+    public static async Task<TestNode> StartAsync(RegistryFixture registry)
+    {
+        var d = new DaemonProcess();
+        var net = new TestNetwork(d);
+        try
+        {
+            await d.StartAsync();
+            var c = d.Client();
+            var busybox = registry.Image("busybox");
+            await c.PullAsync(busybox);
+            return new TestNode { D = d, Net = net, C = c, Busybox = busybox };
+        }
+        catch
+        {
+            net.Dispose();
+            d.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A pod (config from <see cref="PodHelpers.PodConfig"/>) removed again at Dispose.</summary>
+    public async Task<(string Id, PodSandboxConfig Config)> RunPodAsync(string name, Action<PodSandboxConfig>? configure = null)
+    {
+        var config = PodHelpers.PodConfig(name);
+        configure?.Invoke(config);
+        var id = await C.RunPodAsync(config);
+        _pods.Add(id);
+        return (id, config);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            foreach (var id in _pods)
+            {
+                await C.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = id });
+                await C.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = id });
+            }
+        }
+        finally
+        {
+            C.Dispose();
+            Net.Dispose();
+            D.Dispose();
+        }
+    }
+}
