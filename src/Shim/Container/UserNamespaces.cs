@@ -56,7 +56,8 @@ public static class UserNamespaces
     /// be in its user namespace already (<paramref name="initPid"/>).</summary>
     public static void SendSetup(IKernel k, SyncChannel sync, Spec spec, string rootfs, int initPid)
     {
-        using (var userns = k.Open($"/proc/{initPid}/ns/user", 0 /* O_RDONLY */, 0))
+        var mapped = spec.Annotations?.GetValueOrDefault(Client.ShimAnnotations.RootfsIdmapped) == "true";
+        using (var userns = mapped ? null : k.Open($"/proc/{initPid}/ns/user", 0 /* O_RDONLY */, 0))
         using (var tree = k.CloneMount(rootfs, recursive: false, idmapTo: userns))
             k.SendFd(sync.Handle, RootfsMessage, tree);
         var mounts = spec.Mounts ?? [];
@@ -78,7 +79,7 @@ public static class UserNamespaces
 /// <summary>Init side: the detached mounts received from the supervisor (<see cref="UserNamespaces"/>).</summary>
 public sealed class DelegatedMounts : IDisposable
 {
-    public FdHandle? Root { get; private set; }
+    public FdHandle? Root { get; set; }
     public Dictionary<int, (FdHandle Tree, bool IsDirectory)> Binds { get; } = [];
     public Spec? Spec { get; private set; }
 
