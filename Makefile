@@ -5,7 +5,8 @@
 CONFIGURATION ?= Debug
 DOTNET ?= dotnet
 # What `make run`, the e2e tests and the benchmark run: the daemon and the shim, both NativeAOT,
-# side by side (the daemon finds criruntime-shim and criruntime-pod-init next to itself).
+# side by side (the daemon finds criruntime-shim, criruntime-pod-init and criruntime-nsexec next
+# to itself; the shim finds criruntime-nsexec next to itself).
 DIST := artifacts/dist
 BIN := $(DIST)/criruntime
 POD_INIT_CFLAGS ?= -O2 -Wall -Wextra -Werror -std=gnu11
@@ -22,13 +23,15 @@ build:
 	$(MAKE) --no-print-directory publish
 	# The JIT daemon of the solution build finds the shim and pod init next to it too
 	# (debugging: CRIRUNTIME_BIN=...).
-	cp $(DIST)/criruntime-shim $(DIST)/criruntime-pod-init artifacts/bin/Runtime/$(shell echo $(CONFIGURATION) | tr A-Z a-z)/
+	cp $(DIST)/criruntime-shim $(DIST)/criruntime-pod-init $(DIST)/criruntime-nsexec artifacts/bin/Runtime/$(shell echo $(CONFIGURATION) | tr A-Z a-z)/
 
 publish:
 	$(DOTNET) publish src/Shim/Shim.csproj -c Release -nologo -clp:ErrorsOnly -o $(DIST)/
 	$(DOTNET) publish src/Runtime/Runtime.csproj -c Release -nologo -clp:ErrorsOnly -o $(DIST)/
 	# The pod init (pid 1 of a pod's shared pid namespace) is plain C: one runs per such pod.
 	$(CC) $(POD_INIT_CFLAGS) -o $(DIST)/criruntime-pod-init src/PodInit/pod-init.c
+	# User namespaces: a .NET process has threads, and only a single-threaded one may enter one.
+	$(CC) $(POD_INIT_CFLAGS) -o $(DIST)/criruntime-nsexec src/NsExec/nsexec.c
 
 run: deps build
 	hack/cni-default.sh

@@ -18,6 +18,8 @@ public sealed record SpecInput
     public string? NetNs { get; init; }
     public string? IpcNs { get; init; }
     public string? UtsNs { get; init; }
+    /// <summary>The pod's user namespace (pinned), when it has one (userns_options POD).</summary>
+    public string? UserNs { get; init; }
     /// <summary>The pod's shared pid namespace (pinned), when the pod has one.</summary>
     public string? PidNs { get; init; }
     /// <summary>pid TARGET: the target container's pid namespace (/proc/PID/ns/pid of its init).</summary>
@@ -99,6 +101,7 @@ public static class SpecBuilder
             new() { Type = "mount" },
             new() { Type = "cgroup" },
         };
+        UserNamespace(sc.NamespaceOptions?.UsernsOptions, input, namespaces);
         if (input.NetNs is not null) namespaces.Add(new() { Type = "network", Path = input.NetNs });
         if (input.IpcNs is not null) namespaces.Add(new() { Type = "ipc", Path = input.IpcNs });
         if (input.UtsNs is not null) namespaces.Add(new() { Type = "uts", Path = input.UtsNs });
@@ -141,6 +144,26 @@ public static class SpecBuilder
                 RootfsPropagation = "rslave",
             },
         };
+    }
+
+    /// <summary>A container joins its pod's user namespace; its own userns_options (kubelet sends the
+    /// pod's) must agree with the pod: a container cannot leave the pod's user namespace nor
+    /// have one the pod was not created with.</summary>
+    private static void UserNamespace(Cri.V1.UserNamespace? requested, SpecInput input, List<LinuxNamespace> namespaces)
+    {
+        const string field = "config.linux.security_context.namespace_options.userns_options";
+        var mappings = Pods.PodUserNamespace.Validate(requested, field);
+        if (input.UserNs is null)
+        {
+            if (mappings is not null) throw Fail.InvalidArgument($"{field}: POD, but the pod sandbox was not created with a user namespace");
+            return;
+        }
+        if (requested is { Mode: NamespaceMode.Node })
+            throw Fail.InvalidArgument($"{field}: NODE, but its pod sandbox has a user namespace of its own");
+        if (mappings is { } m && input.PodConfig.Linux?.SecurityContext?.NamespaceOptions?.UsernsOptions is { } pod
+            && (!m.Uid.Equals(pod.Uids[0]) || !m.Gid.Equals(pod.Gids[0])))
+            throw Fail.InvalidArgument($"{field}: the mappings differ from the pod sandbox's");
+        namespaces.Add(new() { Type = "user", Path = input.UserNs });
     }
 
     /// <summary>Kubernetes' command/args over the image's entrypoint/cmd: command replaces the
@@ -263,6 +286,8 @@ public static class SpecBuilder
             ["io.kubernetes.cri.image-name"] = input.Config.Image?.Image ?? "",
         };
         if (input.Config.Stdin) a[CriRuntime.Shim.Client.ShimAnnotations.Stdin] = "true";
+        // CreateContainer mounts the rootfs of a container in a user namespace on idmapped layers.
+        if (input.UserNs is not null) a[CriRuntime.Shim.Client.ShimAnnotations.RootfsIdmapped] = "true";
         return a;
     }
 

@@ -46,7 +46,11 @@ public sealed partial class CriRuntimeService
         await using var undo = new Rollback(_log, $"CreateContainer {config.Metadata.Name} in {pod.Id}");
         Directory.CreateDirectory(bundle);
         undo.Add("remove container dir", () => Directory.Delete(dir, recursive: true));
-        RootfsMount.Mount(image.LayerDirs, Path.Combine(dir, "upper"), Path.Combine(dir, "work"), rootfs);
+        if (pod.UserNs is not null && Pods.PodUserNamespace.Validate(podConfig.Linux?.SecurityContext?.NamespaceOptions?.UsernsOptions) is { } maps)
+            IdmappedRootfs.Mount(image.LayerDirs, Path.Combine(dir, "upper"), Path.Combine(dir, "work"), rootfs, pod.UserNs, Path.Combine(dir, "idmap"),
+                maps.Uid.HostId, maps.Gid.HostId);
+        else
+            RootfsMount.Mount(image.LayerDirs, Path.Combine(dir, "upper"), Path.Combine(dir, "work"), rootfs);
         undo.Add("unmount rootfs", () => RootfsMount.Unmount(rootfs));
 
         var sc = config.Linux?.SecurityContext;
@@ -63,6 +67,7 @@ public sealed partial class CriRuntimeService
             NetNs = pod.NetNs,
             IpcNs = pod.IpcNs,
             UtsNs = pod.UtsNs,
+            UserNs = pod.UserNs,
             PidNs = pod.PidNs,
             TargetPidNs = target is { } t ? $"/proc/{t.Pid}/ns/pid" : null,
             PodDir = pod.Dir,

@@ -23,7 +23,7 @@ public sealed partial class CriRuntimeService
             // The pod cgroup is ours only when the kubelet gave no parent (it manages its own).
             if (string.IsNullOrEmpty(podConfig.Linux?.CgroupParent))
                 Cgroups.CgroupManagers.Create(PodCgroup(pod.Id, podConfig)).Destroy();
-            foreach (var ns in new[] { pod.NetNs, pod.IpcNs, pod.UtsNs, pod.PidNs })
+            foreach (var ns in new[] { pod.NetNs, pod.IpcNs, pod.UtsNs, pod.PidNs, pod.UserNs })
                 if (ns is not null) NamespacePinner.Unpin(ns);
             var stateDir = Path.Combine(_config.State, "pods", pod.Id);
             if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true);

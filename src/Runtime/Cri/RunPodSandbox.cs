@@ -50,6 +50,9 @@ public sealed partial class CriRuntimeService
             throw Fail.InvalidArgument("config.linux.sysctls: IPC sysctls cannot be set on a pod in the host IPC namespace");
         if (hostNetwork && byNs.ContainsKey(NamespaceKind.Uts))
             throw Fail.InvalidArgument("config.linux.sysctls: UTS sysctls cannot be set on a pod in the host network");
+        var userns = PodUserNamespace.Validate(nsOptions.UsernsOptions);
+        if (userns is not null && (hostNetwork || hostIpc || nsOptions.Pid is NamespaceMode.Node or NamespaceMode.Pod))
+            throw Fail.InvalidArgument("config.linux.security_context.namespace_options.userns_options: a user namespace (POD) cannot be combined with the host's network, IPC or pid namespace, nor (yet) with a pod-shared pid namespace");
 
         await using var undo = new Rollback(_log, $"RunPodSandbox {md.Namespace}/{md.Name}");
         var dir = _pods.PodDir(id);
@@ -58,31 +61,49 @@ public sealed partial class CriRuntimeService
         var nsDir = Path.Combine(_config.State, "pods", id, "ns");
         undo.Add("remove ns dir", () => { if (Directory.Exists(Path.GetDirectoryName(nsDir))) Directory.Delete(Path.GetDirectoryName(nsDir)!, recursive: true); });
 
-        string? netns = null, ipcns = null, utsns = null;
-        if (!hostNetwork)
+        string? netns = null, ipcns = null, utsns = null, userNs = null;
+        if (userns is { } maps)
         {
-            netns = Path.Combine(nsDir, "net");
-            NamespacePinner.Pin(NamespaceKind.Net, netns, () =>
-            {
-                foreach (var (k, v) in byNs.GetValueOrDefault(NamespaceKind.Net, [])) WriteSysctl(k, v);
-            });
-            undo.Add("unpin netns", () => NamespacePinner.Unpin(netns));
-            utsns = Path.Combine(nsDir, "uts");
-            NamespacePinner.Pin(NamespaceKind.Uts, utsns, () =>
+            // The pod's namespaces are made inside its user namespace (owned by it) by the helper,
+            // then set up from here through setns: host root may enter them.
+            var pins = await PodUserNamespace.CreateAsync(nsDir, maps.Uid, maps.Gid, CancellationToken.None);
+            undo.Add("unpin the pod's user namespace and those it owns", () => { foreach (var p in pins.All) NamespacePinner.Unpin(p); });
+            (userNs, netns, ipcns, utsns) = (pins.User, pins.Net, pins.Ipc, pins.Uts);
+            NamespacePinner.RunIn(NamespaceKind.Net, netns, () => { foreach (var (k, v) in byNs.GetValueOrDefault(NamespaceKind.Net, [])) WriteSysctl(k, v); });
+            NamespacePinner.RunIn(NamespaceKind.Uts, utsns, () =>
             {
                 NamespacePinner.SetHostname(hostname);
                 foreach (var (k, v) in byNs.GetValueOrDefault(NamespaceKind.Uts, [])) WriteSysctl(k, v);
             });
-            undo.Add("unpin utsns", () => NamespacePinner.Unpin(utsns));
+            NamespacePinner.RunIn(NamespaceKind.Ipc, ipcns, () => { foreach (var (k, v) in byNs.GetValueOrDefault(NamespaceKind.Ipc, [])) WriteSysctl(k, v); });
         }
-        if (!hostIpc)
+        else
         {
-            ipcns = Path.Combine(nsDir, "ipc");
-            NamespacePinner.Pin(NamespaceKind.Ipc, ipcns, () =>
+            if (!hostNetwork)
             {
-                foreach (var (k, v) in byNs.GetValueOrDefault(NamespaceKind.Ipc, [])) WriteSysctl(k, v);
-            });
-            undo.Add("unpin ipcns", () => NamespacePinner.Unpin(ipcns));
+                netns = Path.Combine(nsDir, "net");
+                NamespacePinner.Pin(NamespaceKind.Net, netns, () =>
+                {
+                    foreach (var (k, v) in byNs.GetValueOrDefault(NamespaceKind.Net, [])) WriteSysctl(k, v);
+                });
+                undo.Add("unpin netns", () => NamespacePinner.Unpin(netns));
+                utsns = Path.Combine(nsDir, "uts");
+                NamespacePinner.Pin(NamespaceKind.Uts, utsns, () =>
+                {
+                    NamespacePinner.SetHostname(hostname);
+                    foreach (var (k, v) in byNs.GetValueOrDefault(NamespaceKind.Uts, [])) WriteSysctl(k, v);
+                });
+                undo.Add("unpin utsns", () => NamespacePinner.Unpin(utsns));
+            }
+            if (!hostIpc)
+            {
+                ipcns = Path.Combine(nsDir, "ipc");
+                NamespacePinner.Pin(NamespaceKind.Ipc, ipcns, () =>
+                {
+                    foreach (var (k, v) in byNs.GetValueOrDefault(NamespaceKind.Ipc, [])) WriteSysctl(k, v);
+                });
+                undo.Add("unpin ipcns", () => NamespacePinner.Unpin(ipcns));
+            }
         }
 
         // Pod-level limits (resources, else none) go on the pod cgroup when it is ours; with a
@@ -151,6 +172,7 @@ public sealed partial class CriRuntimeService
             NetNs = netns,
             IpcNs = ipcns,
             UtsNs = utsns,
+            UserNs = userNs,
             PidNs = pidns,
             PodInitPid = podInitPid,
             Ips = ips,

@@ -22,9 +22,11 @@ public sealed partial class CriRuntimeService
                 },
             },
         };
-        // rro through mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE) in the shim; no user namespaces yet.
+        // rro through mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE) in the shim; user namespaces
+        // (userns_options POD) with idmapped rootfs through criruntime-nsexec, when it is installed.
+        var userns = File.Exists(Pods.PodUserNamespace.BinaryPath);
         foreach (var name in HandlerNames())
-            response.RuntimeHandlers.Add(new RuntimeHandler { Name = name, Features = new RuntimeHandlerFeatures { RecursiveReadOnlyMounts = true, UserNamespaces = false } });
+            response.RuntimeHandlers.Add(new RuntimeHandler { Name = name, Features = new RuntimeHandlerFeatures { RecursiveReadOnlyMounts = true, UserNamespaces = userns } });
         if (request.Verbose)
         {
             response.Info["config"] = JsonSerializer.Serialize(_config, StatusJson.Default.CriRuntimeConfig);

@@ -51,7 +51,7 @@ public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore
         {
             var id = Path.GetFileName(dir);
             if (known.Contains(id)) continue;
-            foreach (var ns in new[] { "net", "ipc", "uts", "pid" }) NamespacePinner.Unpin(Path.Combine(dir, "ns", ns));
+            foreach (var ns in new[] { "net", "ipc", "uts", "pid", "user" }) NamespacePinner.Unpin(Path.Combine(dir, "ns", ns));
             Directory.Delete(dir, recursive: true);
             LogSwept("namespace pins", id);
         }
@@ -62,7 +62,7 @@ public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore
         }
         foreach (var pod in pods.All.Where(p => p.State == PodState.Ready))
         {
-            var pins = new[] { pod.NetNs, pod.IpcNs, pod.UtsNs, pod.PidNs }.Where(p => p is not null);
+            var pins = new[] { pod.NetNs, pod.IpcNs, pod.UtsNs, pod.PidNs, pod.UserNs }.Where(p => p is not null);
             // A shared pid namespace also needs its pid 1: once that is gone no process can start in it.
             var initAlive = pod.PodInitPid is not { } initPid || PodInit.IsRunning(initPid, pod.Id, config.State);
             if (initAlive && pins.All(p => NamespacePinner.IsPinned(p!))) continue;

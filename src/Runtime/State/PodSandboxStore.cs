@@ -23,6 +23,9 @@ public sealed record PodSandboxRecord
     public string? NetNs { get; init; }
     public string? IpcNs { get; init; }
     public string? UtsNs { get; init; }
+    /// <summary>The pod's user namespace (userns_options mode POD), which owns its net, IPC and UTS
+    /// namespaces; null in the host's.</summary>
+    public string? UserNs { get; init; }
     /// <summary>The pod's shared pid namespace (NamespaceMode POD), pinned from its pod init;
     /// null when each container has its own (or uses the host's).</summary>
     public string? PidNs { get; init; }

@@ -24,20 +24,28 @@ public static unsafe partial class ContainerInit
             // The supervisor dies → we die. The parent is the supervisor thread that spawned us,
             // which lives as long as the supervisor. Set again after setresuid, which clears it.
             k.Prctl(L.PR_SET_PDEATHSIG, L.SIGKILL);
-            var spec = SpecFile.Load(bundle);
-            var process = spec.Process ?? throw new InvalidDataException("config.json has no process");
-            var rootfs = spec.Root?.Path ?? "rootfs";
-            rootfs = Path.GetFullPath(Path.IsPathRooted(rootfs) ? rootfs : Path.Combine(bundle, rootfs));
-
             // "go": the supervisor has put us in the container's cgroup, so a cgroup namespace
-            // made now is rooted at it.
-            if (sync.Receive() != "go") return 1;
+            // made now is rooted at it. A container in a user namespace gets its spec and the
+            // mounts only host root can make first (UserNamespaces).
+            using var delegated = new DelegatedMounts();
+            var line = sync.Receive();
+            while (line is not null && delegated.Accept(line, sync)) line = sync.Receive();
+            if (line != "go") return 1;
+            var spec = delegated.Spec ?? SpecFile.Load(bundle);
+            var process = spec.Process ?? throw new InvalidDataException("config.json has no process");
+            string rootfs;
+            if (delegated.Root is not null) rootfs = UserNamespaces.InitRootfs;
+            else
+            {
+                rootfs = spec.Root?.Path ?? "rootfs";
+                rootfs = Path.GetFullPath(Path.IsPathRooted(rootfs) ? rootfs : Path.Combine(bundle, rootfs));
+            }
             if (spec.Linux?.Seccomp is not null) Seccomp.SeccompFilter.Preload();
             AssemblyPreload.All();
             var cgroupNs = spec.Linux?.Namespaces?.FirstOrDefault(n => n.Type == "cgroup");
             if (cgroupNs is not null && string.IsNullOrEmpty(cgroupNs.Path)) k.Unshare(L.CLONE_NEWCGROUP);
 
-            foreach (var step in RootfsPlan.Build(spec, rootfs)) step.Apply(k);
+            foreach (var step in RootfsPlan.Build(spec, rootfs, delegated)) step.Apply(k);
             ProcessPlan.ApplyLimits(k, process, w => sync.Send("warn " + w));
             if (process.Terminal) Terminal.Setup(k, sync.Handle);
 

@@ -20,6 +20,19 @@ public sealed record MountStep(string? Source, string Target, string? FsType, ul
     public override string ToString() => $"mount {Source ?? "none"} {Target} {FsType ?? "-"} {MountFlags.Format(Flags)}{(string.IsNullOrEmpty(Data) ? "" : " " + Data)}";
 }
 
+/// <summary>Attaches a detached mount the supervisor made (<see cref="UserNamespaces"/>) at
+/// <see cref="Target"/> ("." = the working directory); <see cref="Enter"/> then makes it the
+/// working directory (it hides the directory it covers).</summary>
+public sealed record AttachTreeStep(FdHandle Tree, string What, string Target, string? Root = null, bool Enter = false) : PlanStep
+{
+    public override void Apply(IKernel k)
+    {
+        k.MoveMount(Tree, Target == "." ? "." : SecurePath.InRoot(k, Root, Target));
+        if (Enter) k.Fchdir(Tree);
+    }
+    public override string ToString() => $"move_mount {What} {Target}{(Enter ? "; fchdir" : "")}";
+}
+
 public sealed record MountSetattrStep(string Target, ulong Set, ulong Clear, string? Root = null) : PlanStep
 {
     public override void Apply(IKernel k) => k.MountSetattr(SecurePath.InRoot(k, Root, Target), Set, Clear, recursive: true);
@@ -45,11 +58,13 @@ public sealed record MkdirAllStep(string Root, string Path, uint Mode = 0x1ed /*
 
 /// <summary>A bind mount needs a target of the same kind as its source: a directory for a
 /// directory, an empty file for anything else (files, sockets, device nodes).</summary>
-public sealed record BindTargetStep(string Root, string Source, string Target) : PlanStep
+/// <param name="SourceIsDirectory">Known already (the source was cloned by the supervisor and may
+/// not be reachable from here): no stat of the source.</param>
+public sealed record BindTargetStep(string Root, string Source, string Target, bool? SourceIsDirectory = null) : PlanStep
 {
     public override void Apply(IKernel k)
     {
-        var sourceKind = k.Stat(Source);
+        var sourceKind = SourceIsDirectory switch { true => FileKind.Directory, false => FileKind.File, null => k.Stat(Source) };
         if (sourceKind == FileKind.Missing) throw new KernelException("stat", Source, Errnos.ENOENT);
         if (sourceKind == FileKind.Directory) { new MkdirAllStep(Root, Target).Apply(k); return; }
         new MkdirAllStep(Root, System.IO.Path.GetDirectoryName(Target)!).Apply(k);
@@ -159,7 +174,13 @@ public static class RootfsPlan
     /// namespaces) and gives the same node.</summary>
     public static readonly string[] DefaultDevices = ["null", "zero", "full", "random", "urandom", "tty"];
 
-    public static IReadOnlyList<PlanStep> Build(Spec spec, string rootfs)
+    /// <param name="delegated">For a container in a user namespace: detached mounts the supervisor
+    /// made as host root (<see cref="UserNamespaces"/>). The idmapped rootfs is attached over the
+    /// working directory (the rootfs) instead of a bind mount of the rootfs onto itself, so the
+    /// image's files owned by host root are owned by the namespace's root, and what the container
+    /// writes lands on disk with the ids it had inside; <paramref name="rootfs"/> is then
+    /// <see cref="UserNamespaces.InitRootfs"/>. Bind mounts attach their clones.</param>
+    public static IReadOnlyList<PlanStep> Build(Spec spec, string rootfs, DelegatedMounts? delegated = null)
     {
         var linux = spec.Linux ?? new Oci.Linux();
         var steps = new List<PlanStep>();
@@ -171,10 +192,13 @@ public static class RootfsPlan
             // the spec asks) before the first mount.
             steps.Add(new MountStep(null, "/", null, Propagation(linux.RootfsPropagation) ?? (L.MS_SLAVE | L.MS_REC), null));
             // pivot_root needs the new root to be a mount point of its own.
-            steps.Add(new MountStep(rootfs, rootfs, null, L.MS_BIND | L.MS_REC, null));
+            steps.Add(delegated?.Root is { } root
+                ? new AttachTreeStep(root, "idmapped-rootfs", ".", Enter: true)
+                : new MountStep(rootfs, rootfs, null, L.MS_BIND | L.MS_REC, null));
 
             var mounts = spec.Mounts ?? [];
-            foreach (var m in mounts) AddMount(steps, rootfs, m);
+            for (var i = 0; i < mounts.Count; i++)
+                AddMount(steps, rootfs, mounts[i], delegated?.Binds.TryGetValue(i, out var b) == true ? b : null);
 
             if (mounts.Any(m => Clean(m.Destination) == "/dev")) AddDev(steps, rootfs, linux);
 
@@ -201,7 +225,7 @@ public static class RootfsPlan
         return steps;
     }
 
-    private static void AddMount(List<PlanStep> steps, string rootfs, Mount m)
+    private static void AddMount(List<PlanStep> steps, string rootfs, Mount m, (FdHandle Tree, bool IsDirectory)? clone)
     {
         var dest = InRoot(rootfs, m.Destination);
         var o = MountOptions.Parse(m.Options);
@@ -209,8 +233,16 @@ public static class RootfsPlan
         {
             var source = m.Source ?? throw new InvalidDataException($"mounts: bind mount on {m.Destination} has no source");
             var flags = o.Flags | L.MS_BIND;
-            steps.Add(new BindTargetStep(rootfs, source, dest));
-            steps.Add(new MountStep(source, dest, null, flags & (L.MS_BIND | L.MS_REC), null, rootfs));
+            if (clone is { } c)
+            {
+                steps.Add(new BindTargetStep(rootfs, source, dest, c.IsDirectory));
+                steps.Add(new AttachTreeStep(c.Tree, source, dest, rootfs));
+            }
+            else
+            {
+                steps.Add(new BindTargetStep(rootfs, source, dest));
+                steps.Add(new MountStep(source, dest, null, flags & (L.MS_BIND | L.MS_REC), null, rootfs));
+            }
             // A bind mount ignores every flag but MS_BIND|MS_REC; the others need a remount.
             var extra = flags & ~(L.MS_BIND | L.MS_REC | L.MS_REMOUNT);
             if (extra != 0) steps.Add(new MountStep(null, dest, null, L.MS_BIND | L.MS_REMOUNT | extra, null, rootfs));

@@ -15,6 +15,16 @@ public interface IKernel
     /// <paramref name="recursive"/> of every mount below it too (the "rro" family of options).</summary>
     void MountSetattr(string path, ulong attrSet, ulong attrClr, bool recursive);
     void PivotRoot(string newRoot, string putOld);
+    /// <summary>open_tree(OPEN_TREE_CLONE) of <paramref name="path"/>: a detached copy of the mount
+    /// (of the tree below it too when <paramref name="recursive"/>), and with
+    /// <paramref name="idmapTo"/> (a user namespace) mount_setattr MOUNT_ATTR_IDMAP, so its files
+    /// show that namespace's ids for the host's.</summary>
+    FdHandle CloneMount(string path, bool recursive, FdHandle? idmapTo);
+    /// <summary>move_mount(2) of a detached tree (<see cref="CloneMount"/>) onto <paramref name="target"/>
+    /// ("." is the working directory itself).</summary>
+    void MoveMount(FdHandle tree, string target);
+    /// <summary>fchdir(2): e.g. into an attached tree, whose mount now hides the directory it covers.</summary>
+    void Fchdir(FdHandle dir);
     void Chdir(string path);
     void Chroot(string path);
     void Mkdir(string path, uint mode);

@@ -24,6 +24,13 @@ public sealed class RecordingKernel : IKernel
     public void MountSetattr(string path, ulong attrSet, ulong attrClr, bool recursive) =>
         Record("mount_setattr", path, $"mount_setattr {path} set=0x{attrSet:x} clr=0x{attrClr:x}{(recursive ? " recursive" : "")}");
     public void PivotRoot(string newRoot, string putOld) => Record("pivot_root", newRoot, $"pivot_root {newRoot} {putOld}");
+    public FdHandle CloneMount(string path, bool recursive, FdHandle? idmapTo)
+    {
+        Record("open_tree", path, $"open_tree {path} clone{(recursive ? "|recursive" : "")}{(idmapTo is not null ? "; mount_setattr idmap" : "")}");
+        return new FdHandle(-1);
+    }
+    public void MoveMount(FdHandle tree, string target) => Record("move_mount", target, $"move_mount tree {target}");
+    public void Fchdir(FdHandle dir) => Record("fchdir", "", "fchdir tree");
     public void Chdir(string path) => Record("chdir", path, $"chdir {path}");
     public void Chroot(string path) => Record("chroot", path, $"chroot {path}");
     public void Mkdir(string path, uint mode) => Record("mkdir", path, $"mkdir {path} {Convert.ToString(mode, 8)}");

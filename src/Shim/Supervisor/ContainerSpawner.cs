@@ -36,10 +36,12 @@ public sealed class ContainerSpawner
     public WaitHandle ExitedHandle => _exited.WaitHandle;
     public bool HasExited => _exited.IsSet;
 
-    public int Start(Spec spec, string exe, IReadOnlyList<string> argv, IReadOnlyDictionary<int, int> fds)
+    /// <param name="rootfs">The container's rootfs: the working directory of an init that starts in a
+    /// user namespace (it may not be able to reach it by path: see UserNamespaces).</param>
+    public int Start(Spec spec, string exe, IReadOnlyList<string> argv, IReadOnlyDictionary<int, int> fds, string? rootfs = null)
     {
         var env = Spawn.CurrentEnvironment();
-        var thread = new Thread(() => Run(spec, exe, argv, env, fds), maxStackSize: 256 * 1024)
+        var thread = new Thread(() => Run(spec, exe, argv, env, fds, rootfs), maxStackSize: 256 * 1024)
         {
             IsBackground = true,
             Name = "container-init",
@@ -53,23 +55,33 @@ public sealed class ContainerSpawner
     public bool WaitExit(TimeSpan timeout) => _exited.Wait(timeout);
     public void WaitExit() => _exited.Wait();
 
-    private void Run(Spec spec, string exe, IReadOnlyList<string> argv, IReadOnlyList<string> env, IReadOnlyDictionary<int, int> fds)
+    private void Run(Spec spec, string exe, IReadOnlyList<string> argv, IReadOnlyList<string> env, IReadOnlyDictionary<int, int> fds, string? rootfs)
     {
         var k = LinuxKernel.Instance;
         try
         {
             k.Unshare(L.CLONE_FS);
             var flags = 0;
+            LinuxNamespace? user = null;
+            // Namespaces given by path are joined here, before any user namespace (as host root we
+            // may join them all); those made new are made by whoever ends up owning them.
             foreach (var ns in spec.Linux?.Namespaces ?? [])
             {
-                if (ns.Type == "user")
-                    throw new NotSupportedException("linux.namespaces: user namespaces are not supported yet");
+                if (ns.Type == "user") { user = ns; continue; }
                 var flag = L.NamespaceFlag(ns.Type);
                 if (!string.IsNullOrEmpty(ns.Path)) k.SetNs(ns.Path, flag);
                 else if (ns.Type != "cgroup") flags |= flag;
             }
-            if (flags != 0) k.Unshare(flags);
-            Pid = Spawn.Run(exe, argv, env, fds, newSession: true);
+            if (user is null)
+            {
+                if (flags != 0) k.Unshare(flags);
+                Pid = Spawn.Run(exe, argv, env, fds, newSession: true);
+            }
+            else
+            {
+                if (rootfs is not null) k.Chdir(rootfs);
+                Pid = NsExec.Start(spec, user, flags, exe, argv, env, fds);
+            }
         }
         catch (Exception e)
         {
@@ -122,9 +134,9 @@ public sealed class ContainerSpawner
         onExit(status);
     }
 
-    /// <summary>Spawns a process in the namespaces of the running container (all but mount and
-    /// user: a multithreaded process cannot join a mount namespace, so the child does that itself
-    /// first thing). From a short-lived dedicated thread, for the same reason as the init: after
+    /// <summary>Spawns a process in the namespaces of the running container (all but mount: a
+    /// multithreaded process cannot join a mount namespace, so the child does that itself first
+    /// thing; a user namespace is joined through <see cref="NsExec"/>). From a short-lived dedicated thread, for the same reason as the init: after
     /// setns(pid) a thread cannot create threads. Reaped by the init's reaper thread.</summary>
     public int SpawnJoined(Spec spec, string exe, IReadOnlyList<string> argv, IReadOnlyDictionary<int, int> fds)
     {
@@ -138,13 +150,19 @@ public sealed class ContainerSpawner
             {
                 var k = LinuxKernel.Instance;
                 k.Unshare(L.CLONE_FS);
+                var inUserNs = false;
                 foreach (var ns in spec.Linux?.Namespaces ?? [])
                 {
+                    if (ns.Type == "user") inUserNs = true;
                     if (ns.Type is "mount" or "user") continue;
                     var name = ns.Type switch { "network" => "net", var t => t };
                     k.SetNs($"/proc/{Pid}/ns/{name}", L.NamespaceFlag(ns.Type));
                 }
-                pid = Spawn.Run(exe, argv, env, fds, newSession: true);
+                // In a user namespace the process must join it too (as its root, like the init
+                // before it took the container's identity): only the single-threaded helper can.
+                pid = inUserNs
+                    ? NsExec.Start(spec, new LinuxNamespace { Type = "user", Path = $"/proc/{Pid}/ns/user" }, 0, exe, argv, env, fds)
+                    : Spawn.Run(exe, argv, env, fds, newSession: true);
             }
             catch (Exception e) { error = e; } // handed to the caller below
             finally { done.Set(); }

@@ -80,14 +80,16 @@ public sealed partial class ContainerSupervisor
                 [ContainerInit.SyncFd] = syncChild.Fd,
             };
             int pid;
+            var rootfs = Path.GetFullPath(Path.Combine(_bundle, spec.Root?.Path ?? "rootfs"));
             using (outWrite) using (errWrite) using (syncChild) using (stdinChild)
-                pid = _spawner.Start(spec, self, ["criruntime-shim", "init", "--bundle", _bundle], fds);
+                pid = _spawner.Start(spec, self, ["criruntime-shim", "init", "--bundle", _bundle], fds, rootfs);
             _pidfd = Spawn.PidFdOpen(pid);
             _state = _state with { Pid = pid };
             _log.Info($"container {_id}: init pid {pid}");
 
             _sync = new SyncChannel(syncParent);
             _cgroup.AddProcess(pid);
+            if (UserNamespaces.UserNamespace(spec) is not null) UserNamespaces.SendSetup(k, _sync, spec, rootfs, pid);
             _sync.Send("go");
             while (true)
             {

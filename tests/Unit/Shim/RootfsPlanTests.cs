@@ -28,6 +28,30 @@ public class RootfsPlanTests
     private static List<string> Plan(Spec spec) => RootfsPlan.Build(spec, Root).Select(s => s.ToString()!).ToList();
 
     [Fact]
+    public void UserNamespace_AttachesTheIdmappedRootfs_AndBindsFromClones_WithoutTouchingTheSources()
+    {
+        using var delegated = new DelegatedMounts { Root = new CriRuntime.Shim.Kernel.FdHandle(-1) };
+        delegated.Binds[1] = (new CriRuntime.Shim.Kernel.FdHandle(-1), false);
+        var hosts = new Mount { Destination = "/etc/hosts", Type = "bind", Source = "/private/pod/hosts", Options = ["rbind", "ro"] };
+        var steps = RootfsPlan.Build(Spec(Proc, hosts), UserNamespaces.InitRootfs, delegated);
+        var plan = steps.Select(s => s.ToString()!).ToList();
+        Assert.Equal("mount none / - rec|slave", plan[0]);
+        Assert.Equal("move_mount idmapped-rootfs .; fchdir", plan[1]); // not a bind of the rootfs onto itself
+        Assert.Contains("move_mount /private/pod/hosts /proc/self/cwd/etc/hosts", plan);
+        Assert.DoesNotContain(plan, l => l.StartsWith("mount /private/pod/hosts", StringComparison.Ordinal));
+        Assert.Contains("mount none /proc/self/cwd/etc/hosts - ro|remount|bind", plan);
+
+        // Run on the fake kernel, which has no /private/pod/hosts: the source is never looked at.
+        var k = new CriRuntime.Shim.Kernel.RecordingKernel();
+        k.Files["/proc/self/cwd/etc"] = CriRuntime.Shim.Kernel.FileKind.Directory;
+        foreach (var step in steps.TakeWhile(s => s is not PivotRootStep)) step.Apply(k);
+        Assert.Contains("move_mount tree .", k.Calls);
+        Assert.Contains("fchdir tree", k.Calls);
+        Assert.Contains("create /proc/self/cwd/etc/hosts 644", k.Calls);
+        Assert.Contains("move_mount tree /proc/self/cwd/etc/hosts", k.Calls);
+    }
+
+    [Fact]
     public void Plan_MakesRootSlave_BindsRootfs_MountsInSpecOrder_ThenPivots()
     {
         var plan = Plan(Spec(Proc, Dev));

@@ -94,6 +94,8 @@ public sealed partial class ShimRealTests : IDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        // The helper for user namespaces, built from this checkout (the JIT shim has none next to it).
+        if (Environment.GetEnvironmentVariable("CRIRUNTIME_NSEXEC") is null) psi.Environment["CRIRUNTIME_NSEXEC"] = NsExecTests.Binary;
         using var p = System.Diagnostics.Process.Start(psi)!;
         // Reads to end of file: the daemonised shim must not hold create's stdout open.
         var stdout = await p.StandardOutput.ReadToEndAsync();
@@ -313,6 +315,87 @@ public sealed partial class ShimRealTests : IDisposable
         {
             Umount2(pin, 2 /* MNT_DETACH */);
         }
+    }
+
+    [RootFact]
+    public async Task UserNamespace_RootInside_MappedOutside_IdmappedRootfs_AndExecJoinsIt()
+    {
+        // Files of the "image" belong to host root; the bundle dir is private to host root
+        // (0700, as the daemon's are): the container's root, host uid 200000, reaches neither by path.
+        File.WriteAllText(Path.Combine(_dir.FullName, "hostfile"), "from the host\n");
+        WriteBundle(["sh", "-c", """
+            echo uid=$(id -u) gid=$(id -g)
+            echo map=$(cat /proc/self/uid_map)
+            echo owner=$(ls -ln /bin/busybox | tr -s ' ' | cut -d' ' -f3)
+            echo bind=$(cat /etc/hostfile)
+            touch /written && echo wrote
+            echo pid=$$
+            sleep 1000
+            """], edit: s => s with
+        {
+            Root = new Root { Path = "rootfs" },
+            Mounts = [.. s.Mounts!, new Mount { Destination = "/etc/hostfile", Type = "bind", Source = Path.Combine(_dir.FullName, "hostfile"), Options = ["rbind", "ro"] }],
+            Linux = s.Linux! with
+            {
+                Namespaces = [.. s.Linux!.Namespaces!, new LinuxNamespace { Type = "user" }],
+                UidMappings = [new IdMapping { ContainerId = 0, HostId = 200000, Size = 65536 }],
+                GidMappings = [new IdMapping { ContainerId = 0, HostId = 200000, Size = 65536 }],
+            },
+        });
+        foreach (var a in new[] { "cut", "tr", "id" })
+            if (!File.Exists(Path.Combine(Bundle, "rootfs/bin", a))) File.CreateSymbolicLink(Path.Combine(Bundle, "rootfs/bin", a), "busybox");
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(_dir.FullName));
+
+        var (_, pid) = await CreateAsync();
+        var client = new ShimClient(State);
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.Start })).Ok);
+        string[] output = [];
+        for (var i = 0; i < 100 && !output.Any(l => l.StartsWith("pid=", StringComparison.Ordinal)); i++)
+        {
+            await Task.Delay(50); // the log is a file: nothing to wait on but its growth
+            output = File.Exists(Log) ? Stdout() : [];
+        }
+        Assert.True(output.Contains("uid=0 gid=0"), string.Join('\n', output) + ShimLog());
+        Assert.Contains("map= 0 200000 65536", output); // the fields of uid_map, split by the shell
+        Assert.Contains("owner=0", output);          // host root's file, through the idmapped rootfs
+        Assert.Contains("bind=from the host", output); // a bind mount of a source it could not reach
+        Assert.Contains("wrote", output);
+        Assert.Contains("pid=1", output);
+        // From the host: the container runs as 200000.
+        Assert.Contains(File.ReadAllLines($"/proc/{pid}/status"), l => l.StartsWith("Uid:\t200000\t200000\t200000", StringComparison.Ordinal));
+        // What it wrote lands in the rootfs owned by the id it had inside (0): the mapping is the mount's, not the files'.
+        Assert.Equal(0, Stat(Path.Combine(Bundle, "rootfs/written")));
+
+        var r = await client.SendAsync(new ShimRequest { Op = ShimOps.Exec, Args = ["sh", "-c", "id -u; readlink /proc/self/ns/user; readlink /proc/1/ns/user"] });
+        Assert.True(r.Ok, r.Error);
+        var lines = System.Text.Encoding.UTF8.GetString(r.Exec!.Stdout).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("0", lines[0]);
+        Assert.Equal(lines[2], lines[1]); // the exec joined the container's user namespace
+        Assert.Equal(new FileInfo($"/proc/{pid}/ns/user").LinkTarget, lines[1]);
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.Kill, Signal = 9 })).Ok);
+        Assert.True((await client.SendAsync(new ShimRequest { Op = ShimOps.Wait, Timeout = 10 })).Ok);
+    }
+
+    [RootFact]
+    public async Task UserNamespace_WithoutMappings_IsRefused_ByField()
+    {
+        WriteBundle(["true"], edit: s => s with { Linux = s.Linux! with { Namespaces = [.. s.Linux!.Namespaces!, new LinuxNamespace { Type = "user" }] } });
+        var psi = new ProcessStartInfo(ShimPath(), ["create", "--id", "e2e", "--bundle", Bundle, "--state", State, "--log", Log]) { RedirectStandardError = true, RedirectStandardOutput = true };
+        psi.Environment["CRIRUNTIME_NSEXEC"] = NsExecTests.Binary;
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var stderr = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        Assert.Equal(1, p.ExitCode);
+        Assert.Contains("linux.uidMappings: required for a new user namespace", stderr);
+    }
+
+    private static long Stat(string path)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%u", path]) { RedirectStandardOutput = true };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var text = p.StandardOutput.ReadToEnd().Trim();
+        p.WaitForExit();
+        return long.Parse(text);
     }
 
     [LibraryImport("libc", EntryPoint = "umount2", StringMarshalling = StringMarshalling.Utf8)]

@@ -18,6 +18,10 @@ public static class ShimAnnotations
 {
     /// <summary>"true": the container gets a stdin (the CRI's stdin), which attach can write to.</summary>
     public const string Stdin = "io.criruntime.stdin";
+    /// <summary>"true": the rootfs is mapped to the container's user namespace already (the daemon
+    /// mounted the overlay on idmapped layers, overlayfs itself cannot be idmapped): the shim
+    /// passes it to the init as it is.</summary>
+    public const string RootfsIdmapped = "io.criruntime.rootfs-idmapped";
 }
 
 public static class ShimStatus
