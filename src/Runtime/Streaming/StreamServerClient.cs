@@ -155,6 +155,10 @@ public sealed partial class StreamServerClient(CriRuntimeConfig config, StreamTa
             var stderr = await process.StandardError.ReadToEndAsync(timeout.Token);
             throw Fail.Unavailable($"stream server did not start: {stderr.Trim()}");
         }
+        StreamControlResponse started;
+        try { started = StreamControlCodec.DecodeResponse(System.Text.Encoding.UTF8.GetBytes(ready)); }
+        catch (System.Text.Json.JsonException e) { throw Fail.Unavailable($"stream server: bad ready line \"{ready}\": {e.Message}"); }
+        if (!started.Ok) throw Fail.Unavailable($"stream server did not start: {started.Error}");
         var c = await ConnectRunningAsync(ct) ?? throw Fail.Unavailable($"stream server {process.Id} started but its control socket {SocketPath} does not answer");
         LogStarted(log, process.Id, c.Hello.BaseUrl ?? "");
         return c;

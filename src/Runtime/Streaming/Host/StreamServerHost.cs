@@ -35,6 +35,30 @@ public static partial class StreamServerHost
     {
         Libc.Setsid();
         Directory.CreateDirectory(options.State);
+        // The standard descriptors leave the daemon (its pipes die with it) before anything uses
+        // them (.NET's Console keeps a dup of fd 1 from its first use); the ready line goes to the
+        // daemon's pipe through a descriptor of its own.
+        using var ready = Detach(Path.Combine(options.State, LogName));
+        try
+        {
+            return await ServeAsync(options, ready);
+        }
+        catch (Exception e) when (e is StartupException or IOException && !ready.IsClosed)
+        {
+            // The daemon reads the reason from its pipe (stderr is the log file by now).
+            WriteReady(ready, new StreamControlResponse { Error = e.Message });
+            throw;
+        }
+    }
+
+    private static void WriteReady(Microsoft.Win32.SafeHandles.SafeFileHandle ready, StreamControlResponse line)
+    {
+        using var stream = new FileStream(ready, FileAccess.Write, bufferSize: 0);
+        stream.Write(StreamControlCodec.Encode(line));
+    }
+
+    private static async Task<int> ServeAsync(StreamServerOptions options, Microsoft.Win32.SafeHandles.SafeFileHandle ready)
+    {
         var socketPath = Path.Combine(options.State, SocketName);
         using var lockFd = await LockAsync(Path.Combine(options.State, LockName));
         using var listener = StreamingListener.Bind(new StreamingSection { Address = options.Address, Port = options.Port });
@@ -73,11 +97,8 @@ public static partial class StreamServerHost
         await app.StartAsync();
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("criruntime.stream-server");
 
-        // The ready line, the only thing written to the daemon's pipe; then the standard
-        // descriptors leave the daemon (its pipes die with it) for the log file.
-        Console.Out.Write(System.Text.Encoding.UTF8.GetString(StreamControlCodec.Encode(Hello(listener, sessions))));
-        Console.Out.Flush();
-        Detach(Path.Combine(options.State, LogName));
+        // The ready line, the only thing written to the daemon's pipe: both sockets listen now.
+        WriteReady(ready, Hello(listener, sessions));
         LogServing(log, Environment.ProcessId, listener.BaseUrl, socketPath);
 
         var released = 0;
@@ -154,14 +175,16 @@ public static partial class StreamServerHost
     }
 
     /// <summary>stdin from /dev/null, stdout and stderr to the log file (truncated: it is this
-    /// server's).</summary>
-    private static void Detach(string logPath)
+    /// server's); returns the original stdout (the daemon's pipe) for the ready line.</summary>
+    private static Microsoft.Win32.SafeHandles.SafeFileHandle Detach(string logPath)
     {
+        var stdout = new Microsoft.Win32.SafeHandles.SafeFileHandle(Libc.DupCloexec(1, "stdout"), ownsHandle: true);
         using var devNull = FdHandle.Open("/dev/null", Libc.O_RDWR);
         using var logFile = FdHandle.Open(logPath, Libc.O_RDWR | Libc.O_CREAT | 0x200 /* O_TRUNC */, 0x180 /* 0600 */);
         Libc.Dup2(devNull.Fd, 0, "/dev/null");
         Libc.Dup2(logFile.Fd, 1, logPath);
         Libc.Dup2(logFile.Fd, 2, logPath);
+        return stdout;
     }
 
     private static async Task ServeControlAsync(Socket control, ControlHandler handler, CancellationToken ct)
@@ -196,7 +219,8 @@ public static partial class StreamServerHost
                     {
                         answer = new StreamControlResponse { Error = $"bad control request: {e.Message}" };
                     }
-                    await stream.WriteAsync(StreamControlCodec.Encode(answer), ct).ConfigureAwait(false);
+                    // Not cancellable: the answer to a bye must get out even as the server exits.
+                    await stream.WriteAsync(StreamControlCodec.Encode(answer), CancellationToken.None).ConfigureAwait(false);
                 }
             }
             catch (Exception e) when (e is IOException or OperationCanceledException or InvalidDataException or SocketException)
