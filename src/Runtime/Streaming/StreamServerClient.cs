@@ -174,17 +174,14 @@ public sealed partial class StreamServerClient(CriRuntimeConfig config, StreamTa
         {
             if (_connection is null) return;
             var bye = await _connection.CallAsync(new StreamControlRequest { Op = StreamControlOps.Bye }, CancellationToken.None);
-            if (bye.Exiting == true && bye.Pid is int pid)
-            {
-                using var pidfd = Libc.PidfdOpen(pid);
-                _connection.Dispose();
-                _connection = null;
-                if (pidfd is not null) await Task.Run(() => Libc.PidfdWaitExit(pidfd, TimeSpan.FromSeconds(10)));
-            }
-            else
-            {
-                LogLeftSessions(log, bye.Pid ?? 0, bye.Sessions ?? 0);
-            }
+            using var pidfd = bye.Pid is int pid ? Libc.PidfdOpen(pid) : null;
+            _connection.Dispose();
+            _connection = null;
+            if (pidfd is null) return;
+            // Exiting: wait for it. Sessions open: they may be ending right now (their containers
+            // were just removed), so give them a moment, then leave them to the server.
+            var exited = await Task.Run(() => Libc.PidfdWaitExit(pidfd, bye.Exiting == true ? TimeSpan.FromSeconds(10) : TimeSpan.FromSeconds(2)));
+            if (!exited) LogLeftSessions(log, bye.Pid ?? 0, bye.Sessions ?? 0);
         }
         catch (Exception e) when (e is IOException or SocketException) { }
         finally
