@@ -14,8 +14,9 @@ namespace CriRuntime.Streaming;
 /// running for this state directory at start (or has it drain when it no longer fits the config or
 /// this build), starts one on the first streaming request otherwise, and registers each request
 /// for a URL. One control connection, kept open for the daemon's life (that is how the server
-/// knows a daemon is there), one request at a time.</summary>
-public sealed partial class StreamServerClient(CriRuntimeConfig config, StreamTargets targets, ILogger<StreamServerClient> log) : IDisposable
+/// knows a daemon is there), one request at a time. Not IDisposable on purpose: the host
+/// disposes its services when it stops, and <see cref="DetachAsync"/> runs after that.</summary>
+public sealed partial class StreamServerClient(CriRuntimeConfig config, StreamTargets targets, ILogger<StreamServerClient> log)
 {
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -183,7 +184,7 @@ public sealed partial class StreamServerClient(CriRuntimeConfig config, StreamTa
             var exited = await Task.Run(() => Libc.PidfdWaitExit(pidfd, bye.Exiting == true ? TimeSpan.FromSeconds(10) : TimeSpan.FromSeconds(2)));
             if (!exited) LogLeftSessions(log, bye.Pid ?? 0, bye.Sessions ?? 0);
         }
-        catch (Exception e) when (e is IOException or SocketException) { }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { }
         finally
         {
             _connection?.Dispose();
@@ -191,8 +192,6 @@ public sealed partial class StreamServerClient(CriRuntimeConfig config, StreamTa
             _gate.Release();
         }
     }
-
-    public void Dispose() => _connection?.Dispose();
 
     private sealed class Connection : IDisposable
     {
