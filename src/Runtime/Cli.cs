@@ -7,11 +7,13 @@ namespace CriRuntime;
 public static class Cli
 {
     private const string Usage = """
-        usage: criruntime [serve|config|version] [flags]
+        usage: criruntime [serve|config|version|stream-server] [flags]
 
-          serve      run the CRI daemon (default)
-          config     print the effective configuration as TOML and exit
-          version    print the version and exit
+          serve          run the CRI daemon (default)
+          config         print the effective configuration as TOML and exit
+          version        print the version and exit
+          stream-server  serve exec/attach/port-forward sessions (started by the daemon:
+                         --state, --address, --port, --log-level)
 
         flags:
           --config FILE      main config file (default /etc/criruntime/config.toml; drop-ins in its conf.d/)
@@ -24,7 +26,7 @@ public static class Cli
     public static async Task<int> RunAsync(string[] args)
     {
         var command = "serve";
-        string? configPath = null, socket = null, root = null, state = null, logLevel = null;
+        string? configPath = null, socket = null, root = null, state = null, logLevel = null, address = null, port = null;
         try
         {
             for (var i = 0; i < args.Length; i++)
@@ -41,7 +43,9 @@ public static class Cli
                 }
                 switch (arg)
                 {
-                    case "serve" or "config" or "version" when i == 0: command = arg; break;
+                    case "serve" or "config" or "version" or "stream-server" when i == 0: command = arg; break;
+                    case "--address" when command == "stream-server": address = Value(); break;
+                    case "--port" when command == "stream-server": port = Value(); break;
                     case "--config": configPath = Value(); break;
                     case "--socket": socket = Value(); break;
                     case "--root": root = Value(); break;
@@ -55,6 +59,13 @@ public static class Cli
             {
                 Console.WriteLine($"criruntime {Cri.CriRuntimeService.BuildVersion} (CRI {Cri.CriRuntimeService.ApiVersion})");
                 return 0;
+            }
+            if (command == "stream-server")
+            {
+                if (state is null || address is null || port is null
+                    || !int.TryParse(port, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var p) || p > 65535)
+                    throw new ConfigException($"stream-server: needs --state DIR --address IP --port N (0-65535)\n{Usage}");
+                return await Streaming.Host.StreamServerHost.RunAsync(new Streaming.Host.StreamServerOptions(state, address, p, logLevel ?? "info"));
             }
             var config = ConfigLoader.Load(configPath ?? CriRuntimeConfig.DefaultConfigPath, configPath is not null,
                 new ConfigOverrides(socket, root, state, logLevel));

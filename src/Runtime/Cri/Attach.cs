@@ -8,7 +8,6 @@ public sealed partial class CriRuntimeService
     public override Task<AttachResponse> Attach(AttachRequest request, ServerCallContext context)
     {
         ValidateStreams("attach", request.ContainerId, request.Stdin, request.Stdout, request.Stderr, request.Tty);
-        _streaming.Runtime.EnsureContainerRunning(request.ContainerId);
-        return Task.FromResult(_streaming.Attach(request));
+        return _streaming.AttachAsync(request, context.CancellationToken);
     }
 }

@@ -21,7 +21,7 @@ public sealed partial class CriRuntimeService(
     Containers.ShimRunner shims,
     Containers.ContainerEvents events,
     Containers.ExitMonitor exits,
-    StreamingServer streaming,
+    StreamServerClient streaming,
     TimeProvider clock,
     ILogger<CriRuntimeService> log) : RuntimeService.RuntimeServiceBase
 {
@@ -36,7 +36,7 @@ public sealed partial class CriRuntimeService(
     private readonly Containers.ShimRunner _shims = shims;
     private readonly Containers.ContainerEvents _events = events;
     private readonly Containers.ExitMonitor _exits = exits;
-    private readonly StreamingServer _streaming = streaming;
+    private readonly StreamServerClient _streaming = streaming;
     private readonly TimeProvider _clock = clock;
     private readonly ILogger<CriRuntimeService> _log = log;
 

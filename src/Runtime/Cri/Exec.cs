@@ -6,14 +6,14 @@ namespace CriRuntime.Cri;
 
 public sealed partial class CriRuntimeService
 {
-    /// <summary>Validates the exec and returns a single-use URL on the streaming server; the
+    /// <summary>Validates the exec and returns a single-use URL on the stream server (registered
+    /// there with the container's shim, so it is served even if this daemon is gone by then); the
     /// command runs when the client connects there.</summary>
     public override Task<ExecResponse> Exec(ExecRequest request, ServerCallContext context)
     {
         ValidateStreams("exec", request.ContainerId, request.Stdin, request.Stdout, request.Stderr, request.Tty);
         if (request.Cmd.Count == 0 || request.Cmd[0].Length == 0) throw Fail.InvalidArgument("cmd: required (the command to run)");
-        _streaming.Runtime.EnsureContainerRunning(request.ContainerId);
-        return Task.FromResult(_streaming.Exec(request));
+        return _streaming.ExecAsync(request, context.CancellationToken);
     }
 
     /// <summary>kubelet's rules for exec and attach: a container, at least one stream, and no

@@ -1,6 +1,5 @@
 using CriRuntime.Cri.V1;
 using CriRuntime.Errors;
-using CriRuntime.State;
 using Grpc.Core;
 
 namespace CriRuntime.Cri;
@@ -12,9 +11,8 @@ public sealed partial class CriRuntimeService
     public override Task<PortForwardResponse> PortForward(PortForwardRequest request, ServerCallContext context)
     {
         var pod = _pods.Get(request.PodSandboxId);
-        if (pod.State != PodState.Ready) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is not ready");
         foreach (var port in request.Port)
             if (port is < 1 or > 65535) throw Fail.InvalidArgument($"port: {port} is out of range 1-65535");
-        return Task.FromResult(_streaming.PortForward(new PortForwardRequest(request) { PodSandboxId = pod.Id }));
+        return _streaming.PortForwardAsync(new PortForwardRequest(request) { PodSandboxId = pod.Id }, context.CancellationToken);
     }
 }

@@ -5,8 +5,6 @@ using CriRuntime.Network;
 using CriRuntime.Pods;
 using CriRuntime.State;
 using CriRuntime.Streaming;
-using CriRuntime.Streaming.PortForward;
-using CriRuntime.Streaming.RemoteCommand;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace CriRuntime.Server;
@@ -27,8 +25,9 @@ public static partial class Daemon
         }
 
         HostChecks.CgroupDriver(config);
+        if (!System.Net.IPAddress.TryParse(config.Streaming.Address, out _))
+            throw new StartupException($"streaming.address: \"{config.Streaming.Address}\" is not an IP address");
         using var socket = CriSocket.Bind(config.Socket);
-        using var streamingListener = StreamingListener.Bind(config.Streaming);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
@@ -48,8 +47,6 @@ public static partial class Daemon
             // Kestrel closes the descriptor it is given; CriSocket closes its own: give Kestrel a duplicate.
             k.ListenHandle(socket.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http2);
             k.Limits.Http2.MaxStreamsPerConnection = 1000;
-            // exec/attach/port-forward: HTTP/1.1 upgraded to SPDY/3.1 or WebSocket.
-            k.ListenHandle(streamingListener.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http1);
         });
 
         builder.Services.AddSingleton(config);
@@ -66,13 +63,10 @@ public static partial class Daemon
         builder.Services.AddSingleton<Containers.ContainerRecovery>();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddImageService(config);
-        builder.Services.AddSingleton(streamingListener);
-        builder.Services.AddSingleton(sp => new StreamingRequestCache(sp.GetRequiredService<TimeProvider>(), config.Streaming.TokenTtl));
-        builder.Services.AddSingleton<SandboxPortForwarder>();
-        builder.Services.AddSingleton<IStreamingRuntime, StreamingRuntime>();
-        builder.Services.AddSingleton<RemoteCommandServer>();
-        builder.Services.AddSingleton<PortForwardServer>();
-        builder.Services.AddSingleton<StreamingServer>();
+        // exec/attach/port-forward are served by the stream server process (Streaming/Host), so
+        // that sessions outlive this daemon; the daemon resolves and registers them.
+        builder.Services.AddSingleton<StreamTargets>();
+        builder.Services.AddSingleton<StreamServerClient>();
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<CriErrorInterceptor>();
@@ -90,8 +84,6 @@ public static partial class Daemon
         app.Services.GetRequiredService<ImageGarbageCollector>().Recover();
         app.MapGrpcService<CriRuntimeService>();
         app.MapGrpcService<CriImageService>();
-        app.UseWebSockets();
-        app.Services.GetRequiredService<StreamingServer>().Map(app);
 
         await app.Services.GetRequiredService<Containers.ContainerRecovery>().RunAsync(CancellationToken.None);
         await app.Services.GetRequiredService<PodRecovery>().RunAsync(CancellationToken.None);
@@ -99,19 +91,22 @@ public static partial class Daemon
         await app.Services.GetRequiredService<CniNetwork>().GarbageCollectAsync(CancellationToken.None);
         await app.Services.GetRequiredService<Containers.ExitMonitor>().ResumeAsync(CancellationToken.None);
         app.Lifetime.ApplicationStopping.Register(app.Services.GetRequiredService<Containers.ExitMonitor>().StopAll);
+        var streamServer = app.Services.GetRequiredService<StreamServerClient>();
+        await streamServer.AdoptAsync(CancellationToken.None);
 
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("criruntime");
         app.Lifetime.ApplicationStarted.Register(() =>
         {
             LogServing(log, CriRuntimeService.BuildVersion, config.Socket, config.Root, config.State);
-            LogStreaming(log, streamingListener.BaseUrl);
+            LogStreaming(log, streamServer.BaseUrl ?? "(started with the first Exec, Attach or PortForward)");
         });
         await app.RunAsync();
+        await streamServer.DetachAsync();
         LogStopped(log);
         return 0;
     }
 
-    private static LogLevel ToLevel(string level) => level switch
+    internal static LogLevel ToLevel(string level) => level switch
     {
         "trace" => LogLevel.Trace,
         "debug" => LogLevel.Debug,

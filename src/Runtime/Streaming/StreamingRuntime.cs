@@ -1,36 +1,27 @@
 using System.Net.Sockets;
 using System.Threading.Channels;
 using CriRuntime.Containers;
-using CriRuntime.Cri.V1;
 using CriRuntime.Errors;
 using CriRuntime.Shim.Client;
-using CriRuntime.State;
 using CriRuntime.Streaming.PortForward;
 
 namespace CriRuntime.Streaming;
 
-/// <summary>The daemon's <see cref="IStreamingRuntime"/>. Exec and attach go through the
+/// <summary>The stream server's <see cref="IStreamingRuntime"/>. Exec and attach go through the
 /// container's shim (exec-stream, attach): the shim starts the process (with a terminal made in
-/// the container's devpts, or stdio sockets) and passes the daemon connected unix sockets, which
-/// are relayed here to the client's streams, live, in both directions. Port forwarding runs in
-/// the pod's network namespace.</summary>
-public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, ContainerStore containers, ShimRunner shims) : IStreamingRuntime
+/// the container's devpts, or stdio sockets) and passes connected unix sockets, which are relayed
+/// here to the client's streams, live, in both directions. Port forwarding runs in the pod's
+/// network namespace. Everything it needs comes with the target (the daemon resolved it when it
+/// handed out the URL), so it runs in the stream server process, without the daemon's stores.</summary>
+public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, ShimRunner shims) : IStreamingRuntime
 {
     /// <summary>How long the output may stand still after the process exited before the session
     /// ends without its end of file (a background child holding stdout is not waited for).</summary>
     private static readonly TimeSpan OutputGrace = TimeSpan.FromSeconds(2);
 
-    public void EnsureContainerRunning(string containerId)
-    {
-        var c = containers.Get(containerId);
-        if (c.State != ContainerPhase.Running) throw Fail.FailedPrecondition($"container {c.Id} is not running");
-    }
-
-    public async Task<int> ExecAsync(string containerId, IReadOnlyList<string> cmd, bool tty, Stream? stdin, Stream? stdout, Stream? stderr,
+    public async Task<int> ExecAsync(ContainerTarget c, IReadOnlyList<string> cmd, bool tty, Stream? stdin, Stream? stdout, Stream? stderr,
         ChannelReader<TerminalSize>? resize, CancellationToken ct)
     {
-        var c = containers.Get(containerId);
-        if (c.State != ContainerPhase.Running) throw Fail.FailedPrecondition($"container {c.Id} is not running");
         using var session = await shims.OpenStreamAsync(c.StateDir,
             new ShimRequest { Op = ShimOps.ExecStream, Args = cmd, Tty = tty, Stdin = stdin is not null }, ct);
         using var done = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -70,16 +61,13 @@ public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, Contain
         }
     }
 
-    public async Task<int> AttachAsync(string containerId, bool tty, Stream? stdin, Stream? stdout, Stream? stderr,
+    public async Task<int> AttachAsync(ContainerTarget c, bool tty, Stream? stdin, Stream? stdout, Stream? stderr,
         ChannelReader<TerminalSize>? resize, CancellationToken ct)
     {
-        var c = containers.Get(containerId);
-        if (c.State != ContainerPhase.Running) throw Fail.FailedPrecondition($"container {c.Id} is not running");
-        var config = ContainerConfig.Parser.ParseFrom(c.Config);
-        if (stdin is not null && !config.Stdin)
+        if (stdin is not null && !c.Stdin)
             throw Fail.FailedPrecondition($"container {c.Id} was not created with stdin: true; attach without stdin");
-        if (tty != config.Tty)
-            throw Fail.FailedPrecondition($"container {c.Id} has tty: {config.Tty.ToString().ToLowerInvariant()}; attach with the same tty setting");
+        if (tty != c.Tty)
+            throw Fail.FailedPrecondition($"container {c.Id} has tty: {c.Tty.ToString().ToLowerInvariant()}; attach with the same tty setting");
         using var session = await shims.OpenStreamAsync(c.StateDir, new ShimRequest { Op = ShimOps.Attach, Stdin = stdin is not null }, ct);
         using var done = CancellationTokenSource.CreateLinkedTokenSource(ct);
 
@@ -98,7 +86,7 @@ public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, Contain
             // stdin_once: the first attach that closes stdin closes it for the container too
             // (shutdown of the container's own stdin socket); otherwise it stays open for the next.
             if (stdin is not null && session["stdin"] is { } inSocket)
-                inputs.Add(CopyInAsync(stdin, inSocket, shutdownOnEnd: config.StdinOnce, done.Token));
+                inputs.Add(CopyInAsync(stdin, inSocket, shutdownOnEnd: c.StdinOnce, done.Token));
         }
 
         try
@@ -122,8 +110,8 @@ public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, Contain
         }
     }
 
-    public Task PortForwardAsync(string podSandboxId, int port, Stream stream, CancellationToken ct) =>
-        portForwarder.ForwardAsync(podSandboxId, port, stream, ct);
+    public Task PortForwardAsync(PodTarget pod, int port, Stream stream, CancellationToken ct) =>
+        portForwarder.ForwardAsync(pod, port, stream, ct);
 
     /// <summary>What the output relays of one exec have done, for <see cref="DrainAsync"/>.</summary>
     private sealed class OutputProgress

@@ -59,7 +59,7 @@ public class RemoteCommandTests
     public async Task SpdyV4_Exec_Exit0_StreamsStdoutStderr_AndReportsSuccess()
     {
         var fake = new FakeRuntime();
-        var r = await RunSpdy(fake, new RemoteCommandRequest("c1", ["exit", "0"], true, true, true, false), 4);
+        var r = await RunSpdy(fake, new RemoteCommandRequest(new ContainerTarget("c1"), ["exit", "0"], true, true, true, false), 4);
         Assert.Equal("hello over spdy", r.Stdout);
         Assert.Equal("to stderr\n", r.Stderr);
         Assert.Equal("""{"metadata":{},"status":"Success"}""", Encoding.UTF8.GetString(r.Error));
@@ -69,7 +69,7 @@ public class RemoteCommandTests
     [Fact]
     public async Task SpdyV4_Exec_Exit3_ReportsNonZeroExitCode_AsClientGoReadsIt()
     {
-        var r = await RunSpdy(new FakeRuntime(), new RemoteCommandRequest("c1", ["exit", "3"], true, true, true, false), 4);
+        var r = await RunSpdy(new FakeRuntime(), new RemoteCommandRequest(new ContainerTarget("c1"), ["exit", "3"], true, true, true, false), 4);
         using var doc = JsonDocument.Parse(r.Error);
         var root = doc.RootElement;
         Assert.Equal("Failure", root.GetProperty("status").GetString());
@@ -83,9 +83,9 @@ public class RemoteCommandTests
     [Fact]
     public async Task SpdyV2_Failure_WritesOnlyTheMessage_AndSuccessNothing()
     {
-        var ok = await RunSpdy(new FakeRuntime(), new RemoteCommandRequest("c1", ["exit", "0"], false, true, false, false), 2);
+        var ok = await RunSpdy(new FakeRuntime(), new RemoteCommandRequest(new ContainerTarget("c1"), ["exit", "0"], false, true, false, false), 2);
         Assert.Empty(ok.Error);
-        var failed = await RunSpdy(new FakeRuntime(), new RemoteCommandRequest("c1", ["exit", "3"], false, true, false, false), 2);
+        var failed = await RunSpdy(new FakeRuntime(), new RemoteCommandRequest(new ContainerTarget("c1"), ["exit", "3"], false, true, false, false), 2);
         Assert.Contains("non-zero exit code", Encoding.UTF8.GetString(failed.Error));
     }
 
@@ -93,7 +93,7 @@ public class RemoteCommandTests
     public async Task SpdyV4_Tty_DecodesResizeMessages()
     {
         var fake = new FakeRuntime { ExpectResizes = 2 };
-        var r = await RunSpdy(fake, new RemoteCommandRequest("c1", ["sh"], true, true, false, true), 4, async resize =>
+        var r = await RunSpdy(fake, new RemoteCommandRequest(new ContainerTarget("c1"), ["sh"], true, true, false, true), 4, async resize =>
         {
             Assert.NotNull(resize);
             // Go's json.Encoder: one object per resize, newline separated; split across writes.
@@ -109,7 +109,7 @@ public class RemoteCommandTests
     public async Task SpdyAttach_UsesTheAttachBackend()
     {
         var fake = new FakeRuntime();
-        var r = await RunSpdy(fake, new RemoteCommandRequest("c9", null, true, true, false, false), 4);
+        var r = await RunSpdy(fake, new RemoteCommandRequest(new ContainerTarget("c9"), null, true, true, false, false), 4);
         Assert.Equal("hello over spdy", r.Stdout);
         Assert.Equal(["attach c9 tty=False"], fake.Calls);
     }
@@ -154,7 +154,7 @@ public class RemoteCommandTests
     [Fact]
     public async Task WebSocketV5_Exec_Exit3_StdinClosedByChannel255()
     {
-        var (status, channels, order) = await RunWebSocket(new FakeRuntime(), new RemoteCommandRequest("c1", ["exit", "3"], true, true, true, false), ChannelProtocol.V5);
+        var (status, channels, order) = await RunWebSocket(new FakeRuntime(), new RemoteCommandRequest(new ContainerTarget("c1"), ["exit", "3"], true, true, true, false), ChannelProtocol.V5);
         Assert.Equal(1, order[0]); // the empty "connected" message on stdout
         Assert.Equal("hello over websocket", channels[1]);
         Assert.Equal("to stderr\n", channels[2]);
@@ -167,7 +167,7 @@ public class RemoteCommandTests
     {
         // v4 cannot half-close stdin, so this exec takes none.
         var fake = new FakeRuntime { ExpectResizes = 1 };
-        var (_, channels, _) = await RunWebSocket(fake, new RemoteCommandRequest("c1", ["exit", "0"], false, true, false, true), ChannelProtocol.V4Base64);
+        var (_, channels, _) = await RunWebSocket(fake, new RemoteCommandRequest(new ContainerTarget("c1"), ["exit", "0"], false, true, false, true), ChannelProtocol.V4Base64);
         Assert.Equal("no stdin\n", channels[1]);
         Assert.Equal("""{"metadata":{},"status":"Success"}""", channels[3]);
         Assert.Equal([new TerminalSize(120, 50)], fake.Resizes);
@@ -179,11 +179,12 @@ public class RemoteCommandTests
         var root = Directory.CreateTempSubdirectory("criruntime-unit-").FullName;
         try
         {
-            var runtime = new CriRuntime.Streaming.StreamingRuntime(null!, new CriRuntime.State.ContainerStore(root), null!);
-            var status = await new RemoteCommandRequest("c1", ["ls"], false, true, false, false)
+            // A container whose shim is gone: no control socket in its state directory.
+            var runtime = new CriRuntime.Streaming.StreamingRuntime(null!, new CriRuntime.Containers.ShimRunner(new CriRuntime.Config.CriRuntimeConfig()));
+            var status = await new RemoteCommandRequest(new ContainerTarget("c1", root), ["ls"], false, true, false, false)
                 .RunAsync(runtime, new RemoteCommandRequest.Streams(null, Stream.Null, null, null), CancellationToken.None);
             Assert.Equal("InternalError", status.Reason);
-            Assert.Contains("container c1 not found", status.Message);
+            Assert.Contains("container c1: the container is not running", status.Message);
         }
         finally
         {
@@ -206,7 +207,7 @@ public class PortForwardSessionTests
         {
             StreamCreationTimeout = TimeSpan.FromMilliseconds(200),
         };
-        var serving = pf.ServeSpdyStreamsAsync(server, "pod1");
+        var serving = pf.ServeSpdyStreamsAsync(server, new PodTarget("pod1"));
         var error = await client.OpenStreamAsync(new SpdyHeaders().Add("streamType", "error").Add("port", "80").Add("requestID", "1"), cts.Token);
         await error.CloseWriteAsync(cts.Token);
         var m = new MemoryStream();

@@ -56,4 +56,18 @@ public class StreamingRequestCacheTests
         cache.Insert(new ExecRequest());
         Assert.Equal(1, cache.Count);
     }
+
+    [Fact]
+    public void Token_ExpiresAfterTheTtlGivenWithIt()
+    {
+        // The daemon sends its configured token_ttl with each registration.
+        var clock = new ManualClock(T0);
+        var cache = new StreamingRequestCache(clock, TimeSpan.FromMinutes(1));
+        var shortLived = cache.Insert(new ExecRequest(), TimeSpan.FromSeconds(5));
+        var longLived = cache.Insert(new ExecRequest(), TimeSpan.FromMinutes(5));
+        clock.Advance(TimeSpan.FromSeconds(5));
+        Assert.Null(cache.Consume<ExecRequest>(shortLived));
+        clock.Advance(TimeSpan.FromMinutes(3));
+        Assert.NotNull(cache.Consume<ExecRequest>(longLived));
+    }
 }

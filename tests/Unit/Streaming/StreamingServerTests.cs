@@ -21,6 +21,7 @@ namespace CriRuntime.Tests.Unit.Streaming;
 public sealed class StreamingServerTests : IAsyncLifetime
 {
     private readonly FakeRuntime _fake = new();
+    private readonly CriRuntime.Streaming.Host.StreamSessions _sessions = new();
     private WebApplication _app = null!;
     private StreamingListener _listener = null!;
     private StreamingServer _server = null!;
@@ -34,6 +35,7 @@ public sealed class StreamingServerTests : IAsyncLifetime
         builder.Services.AddSingleton(_listener);
         builder.Services.AddSingleton(new StreamingRequestCache(TimeProvider.System, TimeSpan.FromMinutes(1)));
         builder.Services.AddSingleton<IStreamingRuntime>(_fake);
+        builder.Services.AddSingleton(_sessions);
         builder.Services.AddSingleton<RemoteCommandServer>();
         builder.Services.AddSingleton<PortForwardServer>();
         builder.Services.AddSingleton<StreamingServer>();

@@ -55,20 +55,18 @@ public sealed class FakeRuntime : IStreamingRuntime
     public int ExpectResizes { get; init; }
     public List<string> Calls { get; } = [];
 
-    public void EnsureContainerRunning(string containerId) { }
-
-    public async Task<int> ExecAsync(string containerId, IReadOnlyList<string> cmd, bool tty, Stream? stdin, Stream? stdout, Stream? stderr,
+    public async Task<int> ExecAsync(ContainerTarget container, IReadOnlyList<string> cmd, bool tty, Stream? stdin, Stream? stdout, Stream? stderr,
         ChannelReader<TerminalSize>? resize, CancellationToken ct)
     {
-        Calls.Add($"exec {containerId} {string.Join(' ', cmd)} tty={tty}");
+        Calls.Add($"exec {container.Id} {string.Join(' ', cmd)} tty={tty}");
         await RunAsync(stdin, stdout, stderr, resize, ct);
         return cmd is ["exit", var code] ? int.Parse(code, System.Globalization.CultureInfo.InvariantCulture) : 0;
     }
 
-    public async Task<int> AttachAsync(string containerId, bool tty, Stream? stdin, Stream? stdout, Stream? stderr,
+    public async Task<int> AttachAsync(ContainerTarget container, bool tty, Stream? stdin, Stream? stdout, Stream? stderr,
         ChannelReader<TerminalSize>? resize, CancellationToken ct)
     {
-        Calls.Add($"attach {containerId} tty={tty}");
+        Calls.Add($"attach {container.Id} tty={tty}");
         await RunAsync(stdin, stdout, stderr, resize, ct);
         return 0;
     }
@@ -88,7 +86,7 @@ public sealed class FakeRuntime : IStreamingRuntime
         }
     }
 
-    public Task PortForwardAsync(string podSandboxId, int port, Stream stream, CancellationToken ct) => throw new NotSupportedException();
+    public Task PortForwardAsync(PodTarget pod, int port, Stream stream, CancellationToken ct) => throw new NotSupportedException();
 }
 
 /// <summary>A clock the test moves by hand.</summary>

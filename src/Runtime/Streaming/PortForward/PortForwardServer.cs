@@ -23,28 +23,28 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
     public TimeSpan StreamCreationTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Serves the session; <paramref name="stopping"/> (daemon shutdown) aborts it.</summary>
-    public async Task ServeAsync(HttpContext context, Cri.V1.PortForwardRequest request, CancellationToken stopping)
+    public async Task ServeAsync(HttpContext context, Cri.V1.PortForwardRequest request, PodTarget pod, CancellationToken stopping)
     {
         if (context.WebSockets.IsWebSocketRequest)
-            await ServeWebSocketAsync(context, request, stopping).ConfigureAwait(false);
+            await ServeWebSocketAsync(context, request, pod, stopping).ConfigureAwait(false);
         else
-            await ServeSpdyAsync(context, request.PodSandboxId, stopping).ConfigureAwait(false);
+            await ServeSpdyAsync(context, pod, stopping).ConfigureAwait(false);
     }
 
-    private async Task ServeSpdyAsync(HttpContext context, string podId, CancellationToken stopping)
+    private async Task ServeSpdyAsync(HttpContext context, PodTarget pod, CancellationToken stopping)
     {
         var accepted = await SpdyUpgrade.AcceptAsync(context, SpdyProtocols).ConfigureAwait(false);
         if (accepted is null) return;
         await using var connection = accepted.Value.Connection;
         var reading = connection.RunAsync(CancellationToken.None);
         using var abort = stopping.Register(() => _ = connection.DisposeAsync().AsTask());
-        await ServeSpdyStreamsAsync(connection, podId).ConfigureAwait(false);
+        await ServeSpdyStreamsAsync(connection, pod).ConfigureAwait(false);
         await connection.DisposeAsync().ConfigureAwait(false);
         await reading.ConfigureAwait(false);
     }
 
     /// <summary>Pairs the client's streams and forwards each pair until the client leaves.</summary>
-    internal async Task ServeSpdyStreamsAsync(SpdyConnection connection, string podId)
+    internal async Task ServeSpdyStreamsAsync(SpdyConnection connection, PodTarget pod)
     {
         // Half-made pairs by request id; shared with their expiry timers, so always under the lock.
         var pending = new Dictionary<string, (SpdyStream? Data, SpdyStream? Error)>(StringComparer.Ordinal);
@@ -77,9 +77,9 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
                 if (duplicate)
                     await stream.Reset(RstStatus.ProtocolError).ConfigureAwait(false);
                 else if (complete)
-                    tasks.Add(ForwardSpdyPairAsync(podId, pair.Data!, pair.Error!, connection.Closed));
+                    tasks.Add(ForwardSpdyPairAsync(pod, pair.Data!, pair.Error!, connection.Closed));
                 else
-                    tasks.Add(ExpireAsync(pending, id, podId, connection.Closed));
+                    tasks.Add(ExpireAsync(pending, id, pod.Id, connection.Closed));
                 tasks.RemoveAll(t => t.IsCompleted);
             }
         }
@@ -110,18 +110,18 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
         stream.Headers.Get("requestID") is { Length: > 0 } id ? id
         : (type == "error" ? stream.Id : stream.Id - 2).ToString(CultureInfo.InvariantCulture);
 
-    private async Task ForwardSpdyPairAsync(string podId, SpdyStream data, SpdyStream error, CancellationToken ct)
+    private async Task ForwardSpdyPairAsync(PodTarget pod, SpdyStream data, SpdyStream error, CancellationToken ct)
     {
         var portHeader = data.Headers.Get("port") ?? "";
         try
         {
             if (!ushort.TryParse(portHeader, NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port == 0)
                 throw Fail.InvalidArgument($"invalid port header {portHeader}");
-            await ForwardAsync(podId, port, data, error, ct).ConfigureAwait(false);
+            await ForwardAsync(pod, port, data, error, ct).ConfigureAwait(false);
         }
         catch (CriException e)
         {
-            await ReportAsync(error, podId, portHeader, e.Message).ConfigureAwait(false);
+            await ReportAsync(error, pod.Id, portHeader, e.Message).ConfigureAwait(false);
         }
         finally
         {
@@ -130,15 +130,15 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
         }
     }
 
-    private async Task ForwardAsync(string podId, int port, Stream data, Stream error, CancellationToken ct)
+    private async Task ForwardAsync(PodTarget pod, int port, Stream data, Stream error, CancellationToken ct)
     {
         try
         {
-            await runtime.PortForwardAsync(podId, port, data, ct).ConfigureAwait(false);
+            await runtime.PortForwardAsync(pod, port, data, ct).ConfigureAwait(false);
         }
         catch (CriException e)
         {
-            await ReportAsync(error, podId, port.ToString(CultureInfo.InvariantCulture), e.Message).ConfigureAwait(false);
+            await ReportAsync(error, pod.Id, port.ToString(CultureInfo.InvariantCulture), e.Message).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
         {
@@ -156,7 +156,7 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
         catch (Exception e) when (e is IOException or ObjectDisposedException) { }
     }
 
-    private async Task ServeWebSocketAsync(HttpContext context, Cri.V1.PortForwardRequest request, CancellationToken stopping)
+    private async Task ServeWebSocketAsync(HttpContext context, Cri.V1.PortForwardRequest request, PodTarget pod, CancellationToken stopping)
     {
         List<int> ports;
         try
@@ -184,10 +184,10 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
         }
         using var socket = await context.WebSockets.AcceptWebSocketAsync(protocol.Name.Length > 0 ? protocol.Name : null).ConfigureAwait(false);
         using var abort = stopping.Register(socket.Abort);
-        await ServeChannelsAsync(new ChannelWebSocket(socket, protocol, ports.Count * 2), request.PodSandboxId, ports).ConfigureAwait(false);
+        await ServeChannelsAsync(new ChannelWebSocket(socket, protocol, ports.Count * 2), pod, ports).ConfigureAwait(false);
     }
 
-    internal async Task ServeChannelsAsync(ChannelWebSocket mux, string podId, IReadOnlyList<int> ports)
+    internal async Task ServeChannelsAsync(ChannelWebSocket mux, PodTarget pod, IReadOnlyList<int> ports)
     {
         using var gone = new CancellationTokenSource();
         var reading = mux.RunAsync(CancellationToken.None).ContinueWith(_ => gone.Cancel(), TaskScheduler.Default);
@@ -198,7 +198,7 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
             BinaryPrimitives.WriteUInt16LittleEndian(prefix, (ushort)ports[i]);
             await mux.SendAsync((byte)(2 * i), prefix, gone.Token).ConfigureAwait(false);
             await mux.SendAsync((byte)(2 * i + 1), prefix, gone.Token).ConfigureAwait(false);
-            forwards.Add(ForwardAsync(podId, ports[i], mux.Duplex((byte)(2 * i)), mux.Output((byte)(2 * i + 1)), gone.Token));
+            forwards.Add(ForwardAsync(pod, ports[i], mux.Duplex((byte)(2 * i)), mux.Output((byte)(2 * i + 1)), gone.Token));
         }
         await Task.WhenAll(forwards).ConfigureAwait(false);
         await mux.CloseAsync(CancellationToken.None).ConfigureAwait(false);

@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Sockets;
 using CriRuntime.Errors;
 using CriRuntime.Namespaces;
-using CriRuntime.State;
 
 namespace CriRuntime.Streaming.PortForward;
 
@@ -10,13 +9,11 @@ namespace CriRuntime.Streaming.PortForward;
 /// pinned network namespace (a socket stays in the namespace it was created in), so connecting to
 /// 127.0.0.1:PORT reaches the pod's loopback, then it is used from any thread. No process is
 /// started in the pod and nothing is needed inside it (no socat, no nsenter).</summary>
-public sealed class SandboxPortForwarder(PodSandboxStore pods)
+public sealed class SandboxPortForwarder
 {
-    public async Task ForwardAsync(string podSandboxId, int port, Stream stream, CancellationToken ct)
+    public async Task ForwardAsync(PodTarget pod, int port, Stream stream, CancellationToken ct)
     {
         if (port is < 1 or > 65535) throw Fail.InvalidArgument($"port {port} is out of range 1-65535");
-        var pod = pods.Get(podSandboxId);
-        if (pod.State != PodState.Ready) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is not ready");
         var socket = CreateSocket(pod);
         try
         {
@@ -36,9 +33,10 @@ public sealed class SandboxPortForwarder(PodSandboxStore pods)
         }
     }
 
-    private static Socket CreateSocket(PodSandboxRecord pod)
+    private static Socket CreateSocket(PodTarget pod)
     {
         if (pod.NetNs is null) return NewSocket(); // host network pod: the host's loopback is the pod's
+        if (!File.Exists(pod.NetNs)) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is not ready (its network namespace {pod.NetNs} is gone)");
         Socket? socket = null;
         NamespacePinner.RunIn(NamespaceKind.Net, pod.NetNs, () => socket = NewSocket());
         return socket!;
