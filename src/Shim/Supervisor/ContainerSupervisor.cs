@@ -101,8 +101,9 @@ public sealed partial class ContainerSupervisor
 
             // A terminal's output is logged as stdout (as other runtimes do).
             pumps = _tty is not null ? [Pump(_tty, "stdout", ownsFd: false)] : [Pump(outRead!, "stdout"), Pump(errRead!, "stderr")];
-            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode);
-            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode);
+            // Pids mean nothing after a reboot: atomic, not durable (AtomicFile; docs/shim-protocol.md).
+            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode, durable: false);
+            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode, durable: false);
             Transition(s => s);
             control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream);
         }
@@ -239,7 +240,10 @@ public sealed partial class ContainerSupervisor
         lock (_lock)
         {
             var next = change(_state);
-            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.State), JsonSerializer.SerializeToUtf8Bytes(next, ShimJson.Transient().ShimState), StateFileMode);
+            // Created and running are states of a live process, void after a reboot: atomic is
+            // enough. The exit status is the record that must outlast everything: durable.
+            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.State), JsonSerializer.SerializeToUtf8Bytes(next, ShimJson.Transient().ShimState), StateFileMode,
+                durable: next.Status == ShimStatus.Stopped);
             _state = next;
         }
     }
