@@ -93,7 +93,7 @@ public static class ShimCli
                 using (write)
                 {
                     Spawn.Run(Environment.ProcessPath ?? "/proc/self/exe", ["criruntime-shim", "supervise", .. rest],
-                        Spawn.CurrentEnvironment(), new Dictionary<int, int> { [0] = -1, [1] = -1, [2] = -1, [3] = write.Fd }, newSession: true);
+                        [.. Spawn.CurrentEnvironment(), .. SupervisorTuning.Environment], new Dictionary<int, int> { [0] = -1, [1] = -1, [2] = -1, [3] = write.Fd }, newSession: true);
                 }
                 var answer = ReadAll(read).Trim();
                 var parts = answer.Split(' ');

@@ -49,7 +49,7 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
     {
         if (id.Length >= 20) await KillShimAsync(id, Path.Combine(config.State, "c", id[..20]), ct);
         var bundle = Path.Combine(dir, "bundle");
-        if (File.Exists(Path.Combine(bundle, SpecFile.ConfigName)) && SpecFile.Load(bundle).Linux?.CgroupsPath is { Length: > 0 } cgroup)
+        if (CgroupsPath(bundle) is { Length: > 0 } cgroup)
         {
             // The path was made for this container alone (pod cgroup/<id>): ours to remove.
             Cgroups.CgroupManagers.Create(cgroup).Destroy();
@@ -63,6 +63,16 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
         }
         Directory.Delete(dir, recursive: true);
         LogSwept("directory", id);
+    }
+
+    /// <summary>The cgroup named in the bundle's config.json. CreateContainer writes it atomically
+    /// but not durably (it matters only while the container lives), so after a crash of the host
+    /// it may be unreadable; the cgroup did not survive that either.</summary>
+    private static string? CgroupsPath(string bundle)
+    {
+        if (!File.Exists(Path.Combine(bundle, SpecFile.ConfigName))) return null;
+        try { return SpecFile.Load(bundle).Linux?.CgroupsPath; }
+        catch (InvalidDataException) { return null; }
     }
 
     /// <summary>SIGKILLs the shim's container (created, waiting for a start that never comes),

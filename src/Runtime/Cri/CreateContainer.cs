@@ -74,7 +74,9 @@ public sealed partial class CriRuntimeService
             CgroupsPath = cgroupsPath,
             PidsLimit = _config.Runtime.PidsLimit,
         });
-        AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec));
+        // Read by the shim now and by ContainerRecovery after a daemon crash, never after a reboot
+        // (the container is gone then): atomic, not durable.
+        AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec), durable: false);
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
 
         undo.Add("remove shim state", () => { if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true); });

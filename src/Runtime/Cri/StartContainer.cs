@@ -18,7 +18,10 @@ public sealed partial class CriRuntimeService
                 throw Fail.FailedPrecondition($"container {c.Id} is {c.State.ToString().ToLowerInvariant()}, not created");
             var state = await _shims.StartAsync(c.StateDir, CancellationToken.None);
             c = c with { State = ContainerPhase.Running, StartedAtNanos = state.StartedAt is { } s ? ExitMonitor.Nanos(s) : NowNanos() };
-            _containers.Save(c);
+            // Created → running describes a live process: after a reboot the container has
+            // exited whichever phase the record kept, so this update needs no fsync (kill -9 of
+            // the daemon cannot lose it: the rename is atomic and the page cache outlives us).
+            _containers.Save(c, durable: false);
         }
         _events.Publish(new ContainerEventResponse { ContainerId = c.Id, ContainerEventType = ContainerEventType.ContainerStartedEvent, CreatedAt = c.StartedAtNanos });
         _exits.Watch(c);

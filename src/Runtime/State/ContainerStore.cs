@@ -56,7 +56,7 @@ public sealed class ContainerStore
     public ContainerRecord? FindByName(string key) => _store.All.FirstOrDefault(c => c.NameKey == key);
     public ContainerRecord Get(string idOrPrefix) => _store.Get(idOrPrefix, "container_id");
     public ContainerRecord? TryGet(string idOrPrefix) => _store.TryGet(idOrPrefix, "container_id");
-    public void Save(ContainerRecord c) => _store.Save(c);
+    public void Save(ContainerRecord c, bool durable = true) => _store.Save(c, durable);
     public void Delete(string id) => _store.Delete(id);
     /// <summary>Container directories without a record: half-created by a crash.</summary>
     public IEnumerable<string> Orphans() => _store.Orphans();

@@ -62,10 +62,12 @@ public sealed class RecordStore<T> where T : class
         catch (CriException e) when (e.Kind == ErrorKind.NotFound) { return null; }
     }
 
-    public void Save(T item)
+    /// <param name="durable">false for an update that only a crash of the host could lose and
+    /// that a reboot voids anyway (see <see cref="AtomicFile"/>); the rename keeps it atomic.</param>
+    public void Save(T item, bool durable = true)
     {
         var id = _id(item);
-        AtomicFile.Write(Path.Combine(ItemDir(id), _file), JsonSerializer.SerializeToUtf8Bytes(item, _json));
+        AtomicFile.Write(Path.Combine(ItemDir(id), _file), JsonSerializer.SerializeToUtf8Bytes(item, _json), durable: durable);
         _items[id] = item;
     }
 

@@ -97,14 +97,15 @@ public sealed partial class ContainerSupervisor
                 if (line == "created") break;
                 if (line == Terminal.PtyMessage) { _tty = _sync.TakeFd() ?? throw new InvalidDataException("init sent \"pty\" without the terminal"); continue; }
                 if (line is not null && line.StartsWith("warn ", StringComparison.Ordinal)) { _log.Warn(line[5..]); continue; }
-                var why = line is not null && line.StartsWith("error ", StringComparison.Ordinal) ? line[6..] : "container init exited during setup";
+                var why = line is not null && line.StartsWith("error ", StringComparison.Ordinal) ? line[6..] : InitDied(errRead);
                 throw new InvalidOperationException(why);
             }
 
             // A terminal's output is logged as stdout (as other runtimes do).
             pumps = _tty is not null ? [Pump(_tty, "stdout", ownsFd: false)] : [Pump(outRead!, "stdout"), Pump(errRead!, "stderr")];
-            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode);
-            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode);
+            // Pids mean nothing after a reboot: atomic, not durable (AtomicFile; docs/shim-protocol.md).
+            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode, durable: false);
+            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode, durable: false);
             Transition(s => s);
             control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream);
         }
@@ -152,6 +153,35 @@ public sealed partial class ContainerSupervisor
         _tty?.Dispose();
         _stdin?.Dispose();
         return 0;
+    }
+
+    /// <summary>Why the init closed the sync socket without a word: how it ended and the last of
+    /// what it wrote on stderr (a runtime that failed before its error handler ran writes there).
+    /// It has closed the socket, so it is exiting: its end is waited for briefly.</summary>
+    private string InitDied(FdHandle? stderr)
+    {
+        var how = _spawner.WaitExit(TimeSpan.FromSeconds(2))
+            ? ContainerSpawner.Decode(_spawner.RawStatus) switch
+            {
+                (_, { } signal) => $"killed by signal {signal}",
+                var (code, _) => $"exit code {code}",
+            }
+            : "still running";
+        var said = "";
+        if (stderr is not null && _spawner.HasExited)
+        {
+            var buffer = new byte[2048];
+            var length = 0;
+            try
+            {
+                int n;
+                while (length < buffer.Length && (n = Native.ReadSome(stderr.Fd, buffer.AsSpan(length), "init stderr")) > 0) length += n;
+            }
+            catch (KernelException) { } // nothing more to learn
+            said = System.Text.Encoding.UTF8.GetString(buffer, 0, length).Trim();
+            if (said.Length > 0) said = ": " + said.ReplaceLineEndings(" | ");
+        }
+        return $"container init exited during setup ({how}){said}";
     }
 
     /// <summary>Refuses what the shim cannot do yet rather than run a container with less
@@ -212,7 +242,10 @@ public sealed partial class ContainerSupervisor
         lock (_lock)
         {
             var next = change(_state);
-            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.State), JsonSerializer.SerializeToUtf8Bytes(next, ShimJson.Transient().ShimState), StateFileMode);
+            // Created and running are states of a live process, void after a reboot: atomic is
+            // enough. The exit status is the record that must outlast everything: durable.
+            AtomicFile.Write(Path.Combine(_stateDir, StateFiles.State), JsonSerializer.SerializeToUtf8Bytes(next, ShimJson.Transient().ShimState), StateFileMode,
+                durable: next.Status == ShimStatus.Stopped);
             _state = next;
         }
     }

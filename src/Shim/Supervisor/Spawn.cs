@@ -64,10 +64,16 @@ public static unsafe class Spawn
         }
     }
 
+    /// <summary>This process's environment for a child, without the supervisor's own runtime
+    /// settings (<see cref="SupervisorTuning"/>): a child that needs them is given them explicitly.</summary>
     public static IReadOnlyList<string> CurrentEnvironment()
     {
         var list = new List<string>();
-        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables()) list.Add($"{e.Key}={e.Value}");
+        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
+        {
+            var entry = $"{e.Key}={e.Value}";
+            if (!SupervisorTuning.Sets(entry)) list.Add(entry);
+        }
         return list;
     }
 

@@ -15,8 +15,7 @@ public class ShimFootprintTests(RegistryWithImages fixture)
     private const long MaxRssKb = 3 * 1024, MaxPrivateKb = 1024;
     private readonly RegistryFixture _registry = fixture.Registry;
 
-    [Fact(Skip = "target not met yet: idle shims measure ~4.3-4.5 MB RSS, ~2.6 MB private (docs/shim-protocol.md, Footprint); " +
-        "a 64 KiB gen0 budget (DOTNET_GCGen0MaxBudget=10000) brings them to ~2.6 MB / ~0.85 MB but makes ShimRealTests flaky")]
+    [Fact]
     public async Task IdleShims_StayWithin3MbRss_And1MbPrivate()
     {
         using var d = new DaemonProcess();

@@ -94,5 +94,8 @@ public sealed class ShimClient(string stateDir)
         try { return JsonSerializer.Deserialize(File.ReadAllBytes(path), ShimJsonContext.Default.ShimState); }
         catch (FileNotFoundException) { return null; }
         catch (DirectoryNotFoundException) { return null; }
+        // Only a host crash leaves a state file unreadable (it is replaced by rename, and written
+        // without fsync while the container is created or running): the shim is gone then too.
+        catch (JsonException) { return null; }
     }
 }

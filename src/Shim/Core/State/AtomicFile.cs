@@ -5,10 +5,16 @@ namespace CriRuntime.State;
 
 /// <summary>Writes a file so that a crash at any moment leaves either the old or the new content,
 /// never a mix: write a temporary file beside it, fsync it, rename it over the target, fsync the
-/// directory so the rename itself is durable. Shared by the daemon and the shim.</summary>
+/// directory so the rename itself is durable. Shared by the daemon and the shim.
+///
+/// <c>durable: false</c> skips both fsyncs and keeps the rename. A process killed at any point
+/// (kill -9 of the daemon or a shim) still leaves the old or the new content, since the page
+/// cache outlives it; only a crash of the host itself can lose the write. That is for runtime
+/// state that a reboot makes meaningless anyway (pids, a running container's status), which lives
+/// under the state directory, /run: a tmpfs on a real host.</summary>
 public static partial class AtomicFile
 {
-    public static void Write(string path, ReadOnlySpan<byte> content, UnixFileMode mode = UnixFileMode.UserRead | UnixFileMode.UserWrite)
+    public static void Write(string path, ReadOnlySpan<byte> content, UnixFileMode mode = UnixFileMode.UserRead | UnixFileMode.UserWrite, bool durable = true)
     {
         var dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
         Directory.CreateDirectory(dir);
@@ -24,7 +30,7 @@ public static partial class AtomicFile
             }))
             {
                 fs.Write(content);
-                fs.Flush(flushToDisk: true);
+                fs.Flush(flushToDisk: durable);
             }
             File.Move(tmp, path, overwrite: true);
         }
@@ -33,7 +39,7 @@ public static partial class AtomicFile
             try { File.Delete(tmp); } catch (IOException) { }
             throw;
         }
-        FsyncDirectory(dir);
+        if (durable) FsyncDirectory(dir);
     }
 
     public static void WriteText(string path, string content) => Write(path, Encoding.UTF8.GetBytes(content));
