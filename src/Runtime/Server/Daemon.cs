@@ -30,14 +30,7 @@ public static partial class Daemon
         using var socket = CriSocket.Bind(config.Socket);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-        builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-            o.UseUtcTimestamp = true;
-        });
-        builder.Logging.SetMinimumLevel(ToLevel(config.LogLevel));
+        ConfigureLogging(builder.Logging, config.LogLevel);
         // Kestrel and ASP.NET log every request at Information; the interceptor already logs each RPC once.
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
@@ -104,6 +97,19 @@ public static partial class Daemon
         await streamServer.DetachAsync();
         LogStopped(log);
         return 0;
+    }
+
+    /// <summary>One line per record, UTC timestamps, on stderr: the daemon's and the stream server's.</summary>
+    internal static void ConfigureLogging(ILoggingBuilder logging, string level)
+    {
+        logging.ClearProviders();
+        logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            o.UseUtcTimestamp = true;
+        });
+        logging.SetMinimumLevel(ToLevel(level));
     }
 
     internal static LogLevel ToLevel(string level) => level switch

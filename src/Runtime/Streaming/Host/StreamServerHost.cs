@@ -65,14 +65,7 @@ public static partial class StreamServerHost
         var control = BindControl(socketPath);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-        builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-            o.UseUtcTimestamp = true;
-        });
-        builder.Logging.SetMinimumLevel(Daemon.ToLevel(options.LogLevel));
+        Daemon.ConfigureLogging(builder.Logging, options.LogLevel);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
         builder.WebHost.ConfigureKestrel(k => k.ListenHandle(listener.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http1));
