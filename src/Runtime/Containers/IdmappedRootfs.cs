@@ -26,27 +26,20 @@ public static partial class IdmappedRootfs
         uint rootUid, uint rootGid)
     {
         Directory.CreateDirectory(upper);
-        Directory.CreateDirectory(work);
-        Directory.CreateDirectory(target);
         if (Chown(upper, rootUid, rootGid) != 0) throw Errno.Last("chown", upper);
         using var userns = FdHandle.Open(usernsPath, Libc.O_RDONLY);
         var staged = new List<string>();
         try
         {
-            string Stage(string source, string name)
+            foreach (var (layer, i) in layers.Select((l, i) => (l, i)))
             {
-                var at = Path.Combine(stagingDir, name);
+                var at = Path.Combine(stagingDir, i.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 Directory.CreateDirectory(at);
-                using var tree = CloneIdmapped(source, userns);
+                using var tree = CloneIdmapped(layer, userns);
                 if (MoveMount(SYS_move_mount, tree.Fd, "", AT_FDCWD, at, MOVE_MOUNT_F_EMPTY_PATH) != 0) throw Errno.Last("move_mount", at);
                 staged.Add(at);
-                return at;
             }
-            var lower = layers.Select((l, i) => Stage(l, i.ToString(System.Globalization.CultureInfo.InvariantCulture))).Reverse().ToList();
-            var data = $"lowerdir={string.Join(':', lower)},upperdir={upper},workdir={work}";
-            if (data.Length >= 4096)
-                throw Errors.Fail.FailedPrecondition($"overlay mount options for {target} exceed a page ({data.Length} bytes, {layers.Count} layers)");
-            if (Libc.Mount("overlay", target, "overlay", 0, data) != 0) throw Errno.Last("mount overlay (idmapped layers) on", target);
+            RootfsMount.Mount(staged, upper, work, target);
         }
         finally
         {

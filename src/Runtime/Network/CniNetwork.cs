@@ -105,8 +105,7 @@ public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe p
     private async Task<JsonNode?> InvokeChainAsync(string command, CniAttachment a, JsonObject list, CancellationToken ct)
     {
         var version = Version(list);
-        var name = list["name"]!.GetValue<string>();
-        var pluginConfigs = list["plugins"] is JsonArray arr ? arr.Select(p => p!.AsObject()).ToList() : [list];
+        var pluginConfigs = Plugins(list).ToList();
         if (command == "DEL") pluginConfigs.Reverse();
         var runtimeConfig = JsonNode.Parse(a.RuntimeConfig)!.AsObject();
         JsonNode? prev = command == "ADD" ? null : a.Result is null ? null : JsonNode.Parse(a.Result);
@@ -114,16 +113,14 @@ public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe p
         foreach (var plugin in pluginConfigs)
         {
             var type = plugin["type"]!.GetValue<string>();
-            var conf = (JsonObject)plugin.DeepClone();
-            conf["cniVersion"] = version;
-            conf["name"] = name;
+            var conf = PluginConf(plugin, list, version);
             var rc = new JsonObject();
             if (plugin["capabilities"] is JsonObject caps)
                 foreach (var (cap, enabled) in caps)
                     if (enabled?.GetValue<bool>() == true && runtimeConfig[cap] is { } v) rc[cap] = v.DeepClone();
             if (rc.Count > 0) conf["runtimeConfig"] = rc;
             if (prev is not null) conf["prevResult"] = prev.DeepClone();
-            var stdout = await plugins.ExecAsync(type, inv, JsonSerializer.SerializeToUtf8Bytes(conf, CniNodeJson.Default.JsonObject), ct);
+            var stdout = await plugins.ExecAsync(type, inv, Serialize(conf), ct);
             if (command == "ADD")
             {
                 if (string.IsNullOrWhiteSpace(stdout)) throw Fail.Unavailable($"CNI plugin {type} ADD returned no result");
@@ -173,7 +170,7 @@ public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe p
             var type = plugin["type"]!.GetValue<string>();
             try
             {
-                await plugins.ExecAsync(type, new CniInvocation("STATUS", "", "", "", ""), PluginConf(plugin, list, version), ct);
+                await plugins.ExecAsync(type, new CniInvocation("STATUS", "", "", "", ""), Serialize(PluginConf(plugin, list, version)), ct);
             }
             catch (CriException e)
             {
@@ -205,11 +202,11 @@ public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe p
         foreach (var plugin in Plugins(list))
         {
             var type = plugin["type"]!.GetValue<string>();
-            var conf = JsonNode.Parse(PluginConf(plugin, list, version))!.AsObject();
+            var conf = PluginConf(plugin, list, version);
             conf["cni.dev/valid-attachments"] = valid.DeepClone();
             try
             {
-                await plugins.ExecAsync(type, new CniInvocation("GC", "", "", "", ""), JsonSerializer.SerializeToUtf8Bytes(conf, CniNodeJson.Default.JsonObject), ct);
+                await plugins.ExecAsync(type, new CniInvocation("GC", "", "", "", ""), Serialize(conf), ct);
                 LogGc(type, name, valid.Count);
             }
             catch (CriException e)
@@ -222,14 +219,17 @@ public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe p
     private static IEnumerable<JsonObject> Plugins(JsonObject list) =>
         list["plugins"] is JsonArray arr ? arr.Select(p => p!.AsObject()) : [list];
 
-    /// <summary>A plugin's own config with the list's version and name, nothing of a pod.</summary>
-    private static byte[] PluginConf(JsonObject plugin, JsonObject list, string version)
+    /// <summary>A copy of a plugin's own config with the list's version and name added, as every
+    /// command passes it (ADD/CHECK/DEL add what concerns the pod).</summary>
+    private static JsonObject PluginConf(JsonObject plugin, JsonObject list, string version)
     {
         var conf = (JsonObject)plugin.DeepClone();
         conf["cniVersion"] = version;
         conf["name"] = list["name"]!.GetValue<string>();
-        return JsonSerializer.SerializeToUtf8Bytes(conf, CniNodeJson.Default.JsonObject);
+        return conf;
     }
+
+    private static byte[] Serialize(JsonObject conf) => JsonSerializer.SerializeToUtf8Bytes(conf, CniNodeJson.Default.JsonObject);
 
     [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "CNI GC {Plugin} of network {Network}: {Valid} attachments in use")]
     private partial void LogGc(string plugin, string network, int valid);

@@ -25,8 +25,7 @@ public static partial class Daemon
         }
 
         HostChecks.CgroupDriver(config);
-        if (!System.Net.IPAddress.TryParse(config.Streaming.Address, out _))
-            throw new StartupException($"streaming.address: \"{config.Streaming.Address}\" is not an IP address");
+        StreamingListener.Address(config.Streaming);
         using var socket = CriSocket.Bind(config.Socket);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });

@@ -25,10 +25,16 @@ public sealed partial class StreamingListener : IDisposable
             + ":" + EndPoint.Port.ToString(CultureInfo.InvariantCulture);
     }
 
+    /// <summary>streaming.address as an IP address; checked by the daemon at start too, before any
+    /// stream server (which binds it) exists.</summary>
+    public static IPAddress Address(StreamingSection config) =>
+        IPAddress.TryParse(config.Address, out var address)
+            ? address
+            : throw new StartupException($"streaming.address: \"{config.Address}\" is not an IP address");
+
     public static StreamingListener Bind(StreamingSection config)
     {
-        if (!IPAddress.TryParse(config.Address, out var address))
-            throw new StartupException($"streaming.address: \"{config.Address}\" is not an IP address");
+        var address = Address(config);
         var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
