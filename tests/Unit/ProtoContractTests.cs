@@ -5,13 +5,13 @@ using Google.Protobuf.Reflection;
 namespace CriRuntime.Tests.Unit;
 
 /// <summary>Our cri/ proto must be the upstream runtime.v1 contract to the field: compare the
-/// compiled descriptor with shared/cri/runtime-v1.descriptor.json (the upstream definition as data).</summary>
+/// compiled descriptor with cri/upstream/runtime-v1.descriptor.json (the upstream definition as data, kept in this repository).</summary>
 public class ProtoContractTests
 {
     private static JsonElement Upstream()
     {
         var path = Path.Combine(AppContext.BaseDirectory, "runtime-v1.descriptor.json");
-        Assert.True(File.Exists(path), $"{path} missing: shared/cri must sit beside the repository");
+        Assert.True(File.Exists(path), $"{path} missing: cri/upstream/runtime-v1.descriptor.json is copied to the test output by Unit.csproj");
         return JsonDocument.Parse(File.ReadAllBytes(path)).RootElement.Clone();
     }
 
