@@ -189,10 +189,19 @@ public static class SpecBuilder
         }
         foreach (var kv in image?.Env ?? []) Set(kv);
         if (!index.ContainsKey("PATH")) Set(DefaultPath);
-        foreach (var kv in c.Envs)
+        for (var i = 0; i < c.Envs.Count; i++)
         {
-            if (string.IsNullOrEmpty(kv.Key)) throw Fail.InvalidArgument("config.envs: an entry has an empty key");
-            Set($"{kv.Key}={kv.Value}");
+            var kv = c.Envs[i];
+            if (string.IsNullOrEmpty(kv.Key)) throw Fail.InvalidArgument($"config.envs[{i}].key: required");
+            if (kv.Key.Contains('=') || kv.Key.Contains('\0'))
+                throw Fail.InvalidArgument($"config.envs[{i}].key: '{kv.Key}' must not contain '=' or NUL");
+            // KeyValue.value is bytes in runtime.v1 (it was string; the wire format is the same) and
+            // the kubelet and crictl send UTF-8. The OCI config is JSON, which holds text only: bytes
+            // that are not UTF-8 become U+FFFD here, as in containerd and CRI-O (Go's JSON encoder
+            // replaces them the same way). A NUL would end the string at exec: refused.
+            var value = kv.Value.ToStringUtf8();
+            if (value.Contains('\0')) throw Fail.InvalidArgument($"config.envs[{i}].value: the value of {kv.Key} contains NUL");
+            Set($"{kv.Key}={value}");
         }
         return env;
     }
