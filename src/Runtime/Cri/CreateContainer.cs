@@ -126,17 +126,21 @@ public sealed partial class CriRuntimeService
         return (target.Id, state.Pid);
     }
 
-    /// <summary>The kubelet's log path (relative to the pod's log directory), else one of our own.</summary>
-    private static string LogPath(PodSandboxConfig pod, ContainerConfig c, string containerDir)
+    /// <summary>The kubelet's log path (relative to the pod's log directory, e.g.
+    /// "NAME/0.log"), else one of our own. The result must stay inside the log directory,
+    /// compared by path components (a text prefix would let "../logs-other/x" through).</summary>
+    internal static string LogPath(PodSandboxConfig pod, ContainerConfig c, string containerDir)
     {
-        if (pod.LogDirectory.Length > 0 && c.LogPath.Length > 0)
-        {
-            var path = Path.GetFullPath(Path.Combine(pod.LogDirectory, c.LogPath));
-            if (!path.StartsWith(Path.GetFullPath(pod.LogDirectory), StringComparison.Ordinal))
-                throw Fail.InvalidArgument($"config.log_path: '{c.LogPath}' leaves the pod's log directory");
-            return path;
-        }
-        return Path.Combine(containerDir, "container.log");
+        // Without both (crictl may send neither) the log goes next to the container's state.
+        if (pod.LogDirectory.Length == 0 || c.LogPath.Length == 0) return Path.Combine(containerDir, "container.log");
+        if (Path.IsPathRooted(c.LogPath))
+            throw Fail.InvalidArgument($"config.log_path: '{c.LogPath}' must be relative to the pod's log_directory");
+        var root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(pod.LogDirectory));
+        var path = Path.GetFullPath(Path.Combine(root, c.LogPath));
+        var relative = Path.GetRelativePath(root, path);
+        if (relative == "." || relative == ".." || relative.StartsWith("../", StringComparison.Ordinal) || Path.IsPathRooted(relative))
+            throw Fail.InvalidArgument($"config.log_path: '{c.LogPath}' leaves the pod's log_directory {root}");
+        return path;
     }
 
     /// <summary>The pod's cgroup: the kubelet's cgroup_parent, else one under our cgroup root.</summary>

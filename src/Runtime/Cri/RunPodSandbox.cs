@@ -40,7 +40,10 @@ public sealed partial class CriRuntimeService
         var nsOptions = config.Linux?.SecurityContext?.NamespaceOptions ?? new NamespaceOption();
         var hostNetwork = nsOptions.Network == NamespaceMode.Node;
         var hostIpc = nsOptions.Ipc == NamespaceMode.Node;
-        var hostname = config.Hostname is { Length: > 0 } hn ? hn : md.Name;
+        var hostname = PodHostname.For(config, System.Net.Dns.GetHostName);
+        if (config.LogDirectory.Length > 0 && !Path.IsPathRooted(config.LogDirectory))
+            throw Fail.InvalidArgument($"config.log_directory: '{config.LogDirectory}' must be an absolute path");
+        var ports = PortMappings.ForCni(config.PortMappings);
 
         var sysctls = config.Linux?.Sysctls ?? new Google.Protobuf.Collections.MapField<string, string>();
         var byNs = sysctls.GroupBy(kv => PodSysctls.Classify(kv.Key)).ToDictionary(g => g.Key, g => g.ToList());
@@ -146,7 +149,7 @@ public sealed partial class CriRuntimeService
         if (!hostNetwork)
         {
             var req = new PodNetworkRequest(id, netns!, md.Name, md.Namespace, md.Uid,
-                [.. config.PortMappings.Select(p => new PortMappingArg(p.HostPort, p.ContainerPort, p.Protocol.ToString().ToLowerInvariant(), p.HostIp))],
+                ports,
                 config.DnsConfig is { } dns ? new DnsArg([.. dns.Servers], [.. dns.Searches], [.. dns.Options]) : null);
             undo.Add("tear down pod network", () => _network.TearDownAsync(id, CancellationToken.None));
             var net = await _network.SetUpAsync(req, CancellationToken.None);
@@ -154,7 +157,8 @@ public sealed partial class CriRuntimeService
             networkName = net.NetworkName;
         }
 
-        AtomicFile.WriteText(Path.Combine(dir, "hostname"), (hostNetwork ? Environment.MachineName : hostname) + "\n");
+        // Environment.MachineName would drop the domain part of the node's name: not that.
+        AtomicFile.WriteText(Path.Combine(dir, "hostname"), (hostNetwork ? System.Net.Dns.GetHostName() : hostname) + "\n");
         AtomicFile.WriteText(Path.Combine(dir, "hosts"), hostNetwork && File.Exists("/etc/hosts") ? File.ReadAllText("/etc/hosts") : SandboxFiles.Hosts(hostname, ips));
         AtomicFile.WriteText(Path.Combine(dir, "resolv.conf"), SandboxFiles.ResolvConf(config.DnsConfig));
 

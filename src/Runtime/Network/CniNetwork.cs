@@ -76,7 +76,16 @@ public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe p
         catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
         {
             // The spec asks runtimes to DEL after a failed ADD so plugins release what they took.
-            await TearDownAsync(req.PodId, CancellationToken.None).ConfigureAwait(false);
+            // The ADD's error is what the caller must see: a failing DEL is logged and its
+            // attachment kept in the cache, for the caller's rollback or the start-up GC to retry.
+            try
+            {
+                await TearDownAsync(req.PodId, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception del) when (del is CriException or IOException or System.Text.Json.JsonException)
+            {
+                LogDelAfterAddFailed(req.PodId, del.Message);
+            }
             throw;
         }
     }
@@ -230,6 +239,9 @@ public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe p
     }
 
     private static byte[] Serialize(JsonObject conf) => JsonSerializer.SerializeToUtf8Bytes(conf, CniNodeJson.Default.JsonObject);
+
+    [LoggerMessage(EventId = 303, Level = LogLevel.Warning, Message = "CNI DEL after a failed ADD of pod {PodId} failed too: {Error}")]
+    private partial void LogDelAfterAddFailed(string podId, string error);
 
     [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "CNI GC {Plugin} of network {Network}: {Valid} attachments in use")]
     private partial void LogGc(string plugin, string network, int valid);
