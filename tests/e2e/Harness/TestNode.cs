@@ -43,6 +43,9 @@ public sealed class TestNode : IAsyncDisposable
         return (id, config);
     }
 
+    /// <summary>A pod made some other way, to be removed at Dispose too.</summary>
+    public void Track(string podId) => _pods.Add(podId);
+
     public async ValueTask DisposeAsync()
     {
         try

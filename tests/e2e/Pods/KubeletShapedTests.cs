@@ -1,0 +1,186 @@
+using CriRuntime.Cri.V1;
+using CriRuntime.Tests.E2E.Harness;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace CriRuntime.Tests.E2E.Pods;
+
+/// <summary>Pods and containers requested the way the kubelet requests them (<see cref="Kubelet"/>),
+/// checked from inside the container: env values, hostname, port mappings without host ports,
+/// log paths, and the errors a malformed request gets.</summary>
+[Collection(RegistryCollection.Name)]
+public class KubeletShapedTests(RegistryWithImages fixture)
+{
+    private readonly RegistryFixture _registry = fixture.Registry;
+
+    private static KubePod Pod(TestNode node, string name) => new() { Name = name, LogRoot = Path.Combine(node.D.Dir, "kubelet", "logs") };
+
+    /// <summary>The kubelet creates containers by image id (what ImageStatus reported for the pulled reference).</summary>
+    private static async Task<string> ImageId(CriClient c, string image) =>
+        (await c.Images.ImageStatusAsync(new ImageStatusRequest { Image = new ImageSpec { Image = image } })).Image.Id;
+
+    private static async Task<(string Pod, string Container)> RunAsync(TestNode node, KubePod pod, PodSandboxConfig sandbox, string name,
+        string[] command, IReadOnlyDictionary<string, string>? env = null)
+    {
+        var podId = await node.C.RunPodAsync(sandbox);
+        node.Track(podId);
+        var config = Kubelet.Container(pod, name, await ImageId(node.C, node.Busybox), node.Busybox, command, env);
+        return (podId, await node.C.StartNewAsync(podId, sandbox, config));
+    }
+
+    [Fact]
+    public async Task OrdinaryPod_WithContainerPortsWithoutHostPorts_RunsAndItsContainerSeesItsEnvHostnameAndFiles()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        // Two containerPorts, neither with a hostPort: the kubelet sends both with host_port 0.
+        var pod = Pod(node, "web") with { Ports = [(8080, 0), (9090, 0)] };
+        var sandbox = Kubelet.Sandbox(pod);
+        var env = new Dictionary<string, string>
+        {
+            ["FOO"] = "bar",
+            ["WITH_SPACES_AND_EQUALS"] = "a b=c",
+            ["UTF8"] = "héllo ✓",
+            ["EMPTY"] = "",
+        };
+        var (podId, id) = await RunAsync(node, pod, sandbox, "app", ["sleep", "3600"], env);
+
+        var inside = (await node.C.ExecOkAsync(id, "env")).Split('\n');
+        Assert.Contains("FOO=bar", inside);
+        Assert.Contains("WITH_SPACES_AND_EQUALS=a b=c", inside);
+        Assert.Contains("UTF8=héllo ✓", inside);
+        Assert.Contains("EMPTY=", inside);
+        Assert.DoesNotContain(inside, l => l.Contains("ByteString", StringComparison.Ordinal));
+        Assert.Equal("web", (await node.C.ExecOkAsync(id, "hostname")).Trim());
+        Assert.Equal("web", (await node.C.ExecOkAsync(id, "cat", "/etc/hostname")).Trim());
+        Assert.Contains("# Kubernetes-managed hosts file.", await node.C.ExecOkAsync(id, "cat", "/etc/hosts"));
+        Assert.Contains("options ndots:5", await node.C.ExecOkAsync(id, "cat", "/etc/resolv.conf"));
+        await node.C.ExecOkAsync(id, "sh", "-c", "echo done > /dev/termination-log");
+
+        var status = await node.C.StatusAsync(id);
+        Assert.Equal(Path.Combine(Kubelet.LogDirectory(pod), "app", "0.log"), status.LogPath);
+        Assert.True(File.Exists(status.LogPath));
+        Assert.Equal("web", status.Labels["io.kubernetes.pod.name"]);
+        var podStatus = (await node.C.Runtime.PodSandboxStatusAsync(new PodSandboxStatusRequest { PodSandboxId = podId })).Status;
+        Assert.Equal(PodSandboxState.SandboxReady, podStatus.State);
+        Assert.NotEmpty(podStatus.Network.Ip);
+    }
+
+    [Fact]
+    public async Task PodWithoutHostname_GetsTheNodesHostname_EvenWhenItsNameIsLongerThanAHostname()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var pod = Pod(node, "a-pod-whose-name-is-much-longer-than-the-sixty-four-bytes-a-hostname-may-have-x");
+        var sandbox = Kubelet.Sandbox(pod);
+        sandbox.Hostname = "";
+        var (_, id) = await RunAsync(node, pod, sandbox, "app", ["sleep", "3600"]);
+        Assert.Equal(System.Net.Dns.GetHostName(), (await node.C.ExecOkAsync(id, "hostname")).Trim());
+    }
+
+    [Fact]
+    public async Task HostNetworkPod_AsTheKubeletSendsIt_HasTheNodesHostnameAndNetworkNamespace()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var pod = Pod(node, "hostnet") with { HostNetwork = true };
+        var sandbox = Kubelet.Sandbox(pod);
+        Assert.Empty(sandbox.Hostname); // the kubelet sends none for a host-network pod
+        var (_, id) = await RunAsync(node, pod, sandbox, "app", ["sleep", "3600"]);
+        Assert.Equal(System.Net.Dns.GetHostName(), (await node.C.ExecOkAsync(id, "hostname")).Trim());
+        // The host's network namespace: the same namespace inode as the test process's.
+        Assert.Equal(new FileInfo("/proc/self/ns/net").LinkTarget, (await node.C.ExecOkAsync(id, "readlink", "/proc/self/ns/net")).Trim());
+    }
+
+    [Theory]
+    [InlineData("name-of-sixty-five-bytes-is-one-byte-more-than-linux-allows-xxxxx")]
+    [InlineData("under_score")]
+    [InlineData("-leading-dash")]
+    [InlineData("new\nline")]
+    public async Task Hostname_TooLongOrInvalid_IsInvalidArgumentNamingConfigHostname(string hostname)
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var sandbox = Kubelet.Sandbox(Pod(node, "badhost"));
+        sandbox.Hostname = hostname;
+        var e = await Assert.ThrowsAsync<RpcException>(() => node.C.RunPodAsync(sandbox));
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("config.hostname", e.Status.Detail);
+        Assert.Empty((await node.C.Runtime.ListPodSandboxAsync(new ListPodSandboxRequest())).Items);
+    }
+
+    [Theory]
+    [InlineData(-1, 80, "config.port_mappings[0].host_port")]
+    [InlineData(99999, 80, "config.port_mappings[0].host_port")]
+    [InlineData(0, 0, "config.port_mappings[0].container_port")]
+    [InlineData(8080, 70000, "config.port_mappings[0].container_port")]
+    public async Task PortMapping_OutOfRange_IsInvalidArgumentNamingTheField_AndNoNetworkIsSetUp(int hostPort, int containerPort, string field)
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var sandbox = Kubelet.Sandbox(Pod(node, "badport") with { Ports = [(containerPort, hostPort)] });
+        var e = await Assert.ThrowsAsync<RpcException>(() => node.C.RunPodAsync(sandbox));
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains(field, e.Status.Detail);
+        Assert.Empty(node.Net.Leases()); // no CNI ADD was made
+    }
+
+    [Fact]
+    public async Task LogPath_LeavingTheLogDirectory_IsInvalidArgument_EvenWhenTheSiblingSharesItsPrefix()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var pod = Pod(node, "logs");
+        var sandbox = Kubelet.Sandbox(pod);
+        var podId = await node.C.RunPodAsync(sandbox);
+        node.Track(podId);
+        var config = Kubelet.Container(pod, "app", await ImageId(node.C, node.Busybox), node.Busybox, ["true"]);
+        // "<dir>-evil/x.log" starts with "<dir>" as text but is outside it.
+        config.LogPath = $"../{Path.GetFileName(Kubelet.LogDirectory(pod))}-evil/x.log";
+        var e = await Assert.ThrowsAsync<RpcException>(() => node.C.CreateAsync(podId, sandbox, config));
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("config.log_path", e.Status.Detail);
+        Assert.False(Directory.Exists(Kubelet.LogDirectory(pod) + "-evil"));
+    }
+
+    [Fact]
+    public async Task RelativeLogDirectory_IsInvalidArgumentNamingIt()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var sandbox = Kubelet.Sandbox(Pod(node, "rel-logs"));
+        sandbox.LogDirectory = "var/log/pods/x";
+        var e = await Assert.ThrowsAsync<RpcException>(() => node.C.RunPodAsync(sandbox));
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("config.log_directory", e.Status.Detail);
+    }
+
+    [Fact]
+    public async Task EnvValue_IsDecodedAsUtf8_InTheBundleConfigToo()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var pod = Pod(node, "envbundle");
+        var sandbox = Kubelet.Sandbox(pod);
+        var podId = await node.C.RunPodAsync(sandbox);
+        node.Track(podId);
+        var config = Kubelet.Container(pod, "app", await ImageId(node.C, node.Busybox), node.Busybox, ["true"]);
+        // Not UTF-8: decoded with U+FFFD in its place, as containerd's and CRI-O's JSON encoders do.
+        config.Envs.Add(new KeyValue { Key = "RAW", Value = ByteString.CopyFrom(0x61, 0xff, 0x62) });
+        config.Envs.Add(new KeyValue { Key = "FOO", Value = ByteString.CopyFromUtf8("bar") });
+        var id = await node.C.CreateAsync(podId, sandbox, config);
+        var bundle = File.ReadAllText(Directory.GetFiles(Path.Combine(node.D.Root), "config.json", SearchOption.AllDirectories)
+            .Single(f => f.Contains(id, StringComparison.Ordinal)));
+        Assert.Contains("\"FOO=bar\"", bundle);
+        Assert.Contains("\"RAW=a\\uFFFDb\"", bundle, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Theory]
+    [InlineData("", "config.envs[0].key")]
+    [InlineData("A=B", "config.envs[0].key")]
+    public async Task EnvKey_EmptyOrWithEquals_IsInvalidArgumentNamingTheEntry(string key, string field)
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var pod = Pod(node, "badenv");
+        var sandbox = Kubelet.Sandbox(pod);
+        var podId = await node.C.RunPodAsync(sandbox);
+        node.Track(podId);
+        var config = Kubelet.Container(pod, "app", await ImageId(node.C, node.Busybox), node.Busybox, ["true"]);
+        config.Envs.Add(new KeyValue { Key = key, Value = ByteString.CopyFromUtf8("x") });
+        var e = await Assert.ThrowsAsync<RpcException>(() => node.C.CreateAsync(podId, sandbox, config));
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains(field, e.Status.Detail);
+    }
+}
