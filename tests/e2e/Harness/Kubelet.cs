@@ -111,6 +111,14 @@ public static class Kubelet
                 },
             },
         };
+        // Every huge page size the node has, limited to 0 unless requested (kuberuntime
+        // GetHugepageLimitsFromResources); sizes named as the kubelet names them ("2MB", "1GB").
+        foreach (var dir in Directory.Exists("/sys/kernel/mm/hugepages") ? Directory.GetDirectories("/sys/kernel/mm/hugepages", "hugepages-*kB") : [])
+        {
+            var kb = long.Parse(Path.GetFileName(dir)["hugepages-".Length..^"kB".Length], System.Globalization.CultureInfo.InvariantCulture);
+            var size = kb >= 1024 * 1024 ? $"{kb / (1024 * 1024)}GB" : kb >= 1024 ? $"{kb / 1024}MB" : $"{kb}KB";
+            c.Linux.Resources.HugepageLimits.Add(new HugepageLimit { PageSize = size, Limit = 0 });
+        }
         if (!p.Privileged)
         {
             c.Linux.SecurityContext.MaskedPaths.Add(MaskedPaths);
