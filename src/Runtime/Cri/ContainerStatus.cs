@@ -10,6 +10,7 @@ public sealed partial class CriRuntimeService
     {
         var c = _containers.Get(request.ContainerId);
         var config = ContainerConfig.Parser.ParseFrom(c.Config);
+        var image = _images.Find(c.ImageId);
         var status = new Cri.V1.ContainerStatus
         {
             Id = c.Id,
@@ -19,8 +20,11 @@ public sealed partial class CriRuntimeService
             StartedAt = c.StartedAtNanos,
             FinishedAt = c.FinishedAtNanos,
             ExitCode = c.ExitCode,
-            Image = new ImageSpec { Image = c.ImageRef, UserSpecifiedImage = config.Image?.UserSpecifiedImage ?? "" },
-            ImageRef = c.ImageId,
+            // The kubelet creates containers by image id and shows these in the pod's status as
+            // image and imageID: like containerd, the image's first tag and its repo digest when
+            // the image is still stored, else what the container was created from.
+            Image = new ImageSpec { Image = image?.RepoTags.FirstOrDefault() ?? c.ImageRef, UserSpecifiedImage = config.Image?.UserSpecifiedImage ?? "" },
+            ImageRef = image?.RepoDigests.FirstOrDefault() ?? c.ImageId,
             ImageId = c.ImageId,
             Reason = c.Reason,
             Message = c.Message,

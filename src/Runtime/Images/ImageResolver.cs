@@ -16,6 +16,9 @@ public interface IImageResolver
 {
     /// <summary>Resolves by id, repo digest or tag; throws NotFound when the image is not stored.</summary>
     ResolvedImage Resolve(string image);
+
+    /// <summary>The stored image's record (names and digests), or null when it is gone.</summary>
+    ImageRecord? Find(string image);
 }
 
 public sealed class ImageResolver(ImageStore images, ContentStore content, SnapshotStore snapshots) : IImageResolver
@@ -29,6 +32,8 @@ public sealed class ImageResolver(ImageStore images, ContentStore content, Snaps
             if (!Directory.Exists(d)) throw Fail.FailedPrecondition($"image {image} ({record.Id}): layer snapshot {d} is missing");
         return new ResolvedImage(record.Id, record, config, dirs);
     }
+
+    public ImageRecord? Find(string image) => images.Find(image);
 }
 
 /// <summary>Bytes and inodes used under the image store (blobs, snapshots, metadata), for

@@ -60,6 +60,11 @@ public class KubeletShapedTests(RegistryWithImages fixture)
         Assert.Equal(Path.Combine(Kubelet.LogDirectory(pod), "app", "0.log"), status.LogPath);
         Assert.True(File.Exists(status.LogPath));
         Assert.Equal("web", status.Labels["io.kubernetes.pod.name"]);
+        // Created by image id, reported by name and repo digest (the pod status' image and imageID).
+        Assert.Equal(node.Busybox, status.Image.Image);
+        Assert.Equal(node.Busybox, status.Image.UserSpecifiedImage);
+        Assert.Equal($"{node.Busybox[..node.Busybox.LastIndexOf(':')]}@", status.ImageRef[..(node.Busybox.LastIndexOf(':') + 1)]);
+        Assert.StartsWith("sha256:", status.ImageId);
         var podStatus = (await node.C.Runtime.PodSandboxStatusAsync(new PodSandboxStatusRequest { PodSandboxId = podId })).Status;
         Assert.Equal(PodSandboxState.SandboxReady, podStatus.State);
         Assert.NotEmpty(podStatus.Network.Ip);
