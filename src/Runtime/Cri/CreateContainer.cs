@@ -108,6 +108,8 @@ public sealed partial class CriRuntimeService
         _containers.Save(record);
         undo.Commit();
         _events.Publish(new ContainerEventResponse { ContainerId = id, ContainerEventType = ContainerEventType.ContainerCreatedEvent, CreatedAt = record.CreatedAtNanos });
+        // Watched from now on: a shim that dies before StartContainer leaves an exited container.
+        _exits.Watch(record);
         return id;
     }
 
