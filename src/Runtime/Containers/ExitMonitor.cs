@@ -5,10 +5,12 @@ using CriRuntime.State;
 
 namespace CriRuntime.Containers;
 
-/// <summary>Learns when containers exit: for each running container one wait on its shim's
-/// control socket; when it returns, the exit is recorded in the container store (so it outlives
-/// the shim) and a CONTAINER_STOPPED event is published. At start the daemon resumes watching
-/// every container it had, and records exits that happened while it was down.</summary>
+/// <summary>Learns when containers exit: for each container, from its creation on, one wait on its
+/// shim's control socket; when it returns, the exit is recorded in the container store (so it
+/// outlives the shim) and a CONTAINER_STOPPED event is published. A created container is watched
+/// too: its shim can die (kill -9, OOM kill) before StartContainer, and then the container is
+/// exited, not created. At start the daemon resumes watching every container it had, and records
+/// exits that happened while it was down.</summary>
 public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner shims, ContainerEvents events, ILogger<ExitMonitor> log)
 {
     private readonly CancellationTokenSource _stopping = new();
@@ -71,16 +73,15 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
         catch (IOException e) { LogCgroupCleanupFailed(e, c.Id, c.CgroupsPath); }
     }
 
-    /// <summary>At daemon start: every container that was running is watched again (or its exit,
-    /// which happened while we were down, recorded); a created one whose shim died is recorded
-    /// exited, so it can be removed.</summary>
+    /// <summary>At daemon start: every container that was created or running is watched again,
+    /// or its exit, which happened while we were down (its shim may have died with it), recorded.</summary>
     public async Task ResumeAsync(CancellationToken ct)
     {
         foreach (var c in containers.All.Where(c => c.State is ContainerPhase.Running or ContainerPhase.Created))
         {
             var state = await shims.StateAsync(c.Id, c.StateDir, ct);
             if (state.Status == ShimStatus.Stopped) await RecordExitAsync(c.Id, state);
-            else if (c.State == ContainerPhase.Running) Watch(c);
+            else Watch(c);
         }
     }
 

@@ -7,11 +7,21 @@ namespace CriRuntime.Containers;
 /// container's own root file system, never the host's.</summary>
 public static class UserResolver
 {
+    /// <summary>The process's identity as decided at creation: <see cref="AdditionalGids"/> is
+    /// what setgroups(2) gets, the primary gid first (as containerd puts it, so a process that
+    /// changes its gid keeps the group), then the image's groups for the user (policy Merge
+    /// only), then the requested supplemental groups; without duplicates.</summary>
     public sealed record Resolved(uint Uid, uint Gid, IReadOnlyList<uint> AdditionalGids, string? Name);
 
+    /// <param name="supplementalGroups">The requested groups (the kubelet puts the pod's
+    /// supplementalGroups and fsGroup in every container's security context).</param>
+    /// <param name="policy">supplemental_groups_policy: Merge adds the groups the image's
+    /// /etc/group lists the user in, Strict only the requested ones.</param>
     public static Resolved Resolve(string rootfs, long? runAsUser, string? runAsUsername, long? runAsGroup,
-        IEnumerable<long> supplementalGroups, string? imageUser)
+        IEnumerable<long> supplementalGroups, string? imageUser, Cri.V1.SupplementalGroupsPolicy policy = Cri.V1.SupplementalGroupsPolicy.Merge)
     {
+        if (policy is not (Cri.V1.SupplementalGroupsPolicy.Merge or Cri.V1.SupplementalGroupsPolicy.Strict))
+            throw Fail.InvalidArgument($"config.linux.security_context.supplemental_groups_policy: {(int)policy} is neither Merge (0) nor Strict (1)");
         var passwd = ReadTable(Path.Combine(rootfs, "etc", "passwd"));
         var group = ReadTable(Path.Combine(rootfs, "etc", "group"));
 
@@ -53,14 +63,12 @@ public static class UserResolver
                 gid = uint.Parse(entry[2], System.Globalization.CultureInfo.InvariantCulture);
             }
         }
-        // Groups the image lists the user in, then the pod's supplemental groups.
-        var extra = new List<uint>();
-        if (name is not null)
+        var groups = new List<uint> { gid };
+        if (policy == Cri.V1.SupplementalGroupsPolicy.Merge && name is not null)
             foreach (var g in group)
-                if (g.Length > 3 && g[3].Split(',').Contains(name) && uint.TryParse(g[2], out var id) && id != gid) extra.Add(id);
-        foreach (var s in supplementalGroups)
-            if ((uint)s != gid) extra.Add((uint)s);
-        return new Resolved(uid, gid, [.. extra.Distinct()], name);
+                if (g.Length > 3 && g[3].Split(',').Contains(name) && uint.TryParse(g[2], out var id)) groups.Add(id);
+        foreach (var s in supplementalGroups) groups.Add((uint)s);
+        return new Resolved(uid, gid, [.. groups.Distinct()], name);
     }
 
     private static List<string[]> ReadTable(string path)

@@ -33,6 +33,11 @@ public sealed partial class CriRuntimeService
         status.Labels.Add(config.Labels);
         status.Annotations.Add(config.Annotations);
         status.Mounts.AddRange(config.Mounts);
+        if (c.User is { } u)
+        {
+            status.User = new ContainerUser { Linux = new LinuxContainerUser { Uid = u.Uid, Gid = u.Gid } };
+            status.User.Linux.SupplementalGroups.AddRange(u.SupplementalGroups.Select(g => (long)g));
+        }
         if (config.Linux?.Resources is { } r) status.Resources = new ContainerResources { Linux = r };
         return Task.FromResult(new ContainerStatusResponse { Status = status });
     }

@@ -56,7 +56,8 @@ public sealed partial class CriRuntimeService
         var sc = config.Linux?.SecurityContext;
         var target = sc?.NamespaceOptions is { Pid: NamespaceMode.Target } ns ? await TargetInitAsync(ns, pod) : ((string Id, int Pid)?)null;
         var user = UserResolver.Resolve(rootfs, sc?.RunAsUser?.Value, sc?.RunAsUsername, sc?.RunAsGroup?.Value,
-            [.. sc?.SupplementalGroups ?? [], .. podConfig.Linux?.SecurityContext?.SupplementalGroups ?? []], image.Config.Config?.User);
+            [.. sc?.SupplementalGroups ?? [], .. podConfig.Linux?.SecurityContext?.SupplementalGroups ?? []], image.Config.Config?.User,
+            sc?.SupplementalGroupsPolicy ?? SupplementalGroupsPolicy.Merge);
         var spec = SpecBuilder.Build(new SpecInput
         {
             ContainerId = id,
@@ -103,11 +104,14 @@ public sealed partial class CriRuntimeService
             BundleDir = bundle,
             StateDir = stateDir,
             CgroupsPath = cgroupsPath,
+            User = new ContainerUserRecord(user.Uid, user.Gid, user.AdditionalGids),
         };
         _imageUsage.MarkInUse(image.Id, id);
         _containers.Save(record);
         undo.Commit();
         _events.Publish(new ContainerEventResponse { ContainerId = id, ContainerEventType = ContainerEventType.ContainerCreatedEvent, CreatedAt = record.CreatedAtNanos });
+        // Watched from now on: a shim that dies before StartContainer leaves an exited container.
+        _exits.Watch(record);
         return id;
     }
 

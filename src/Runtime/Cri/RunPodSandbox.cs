@@ -148,6 +148,8 @@ public sealed partial class CriRuntimeService
         string? networkName = null;
         if (!hostNetwork)
         {
+            // The kubelet sends every declared container port; only those with a host port are
+            // port mappings for CNI (host_port 0 is "none", as containerd and CRI-O skip it).
             var req = new PodNetworkRequest(id, netns!, md.Name, md.Namespace, md.Uid,
                 ports,
                 config.DnsConfig is { } dns ? new DnsArg([.. dns.Servers], [.. dns.Searches], [.. dns.Options]) : null);

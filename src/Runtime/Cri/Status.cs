@@ -27,6 +27,9 @@ public sealed partial class CriRuntimeService
         var userns = File.Exists(Pods.PodUserNamespace.BinaryPath);
         foreach (var name in HandlerNames())
             response.RuntimeHandlers.Add(new RuntimeHandler { Name = name, Features = new RuntimeHandlerFeatures { RecursiveReadOnlyMounts = true, UserNamespaces = userns } });
+        // supplemental_groups_policy Merge and Strict (UserResolver), the effective ids in
+        // ContainerStatus.user: the kubelet passes the pod's policy only when this is set.
+        response.Features = new RuntimeFeatures { SupplementalGroupsPolicy = true };
         if (request.Verbose)
         {
             response.Info["config"] = JsonSerializer.Serialize(_config, StatusJson.Default.CriRuntimeConfig);

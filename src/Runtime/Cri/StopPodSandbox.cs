@@ -25,6 +25,12 @@ public sealed partial class CriRuntimeService
 
     private async Task StopPodLockedAsync(PodSandboxRecord pod, CancellationToken ct)
     {
+        // NotReady, durably, before anything is torn down (as containerd and CRI-O do): a crash at
+        // any later point leaves a pod reported NotReady, never a Ready one whose network (and IP,
+        // back in the pool) is gone; the kubelet's retried stop or remove finishes the teardown,
+        // each step of which is idempotent.
+        if (pod.State != PodState.NotReady)
+            _pods.Save(pod with { State = PodState.NotReady });
         // Containers first (killed: the kubelet has already given them their grace period).
         foreach (var c in _containers.InPod(pod.Id).ToList())
             await StopContainerAsync(c, TimeSpan.Zero, ct);
@@ -34,9 +40,8 @@ public sealed partial class CriRuntimeService
         if (pod.NetNs is not null)
         {
             await _network.TearDownAsync(pod.Id, ct);
+            Testing.FaultPoints.Crash(Testing.FaultPoints.StopPodSandboxAfterNetworkTeardown);
             NamespacePinner.Unpin(pod.NetNs);
         }
-        if (pod.State != PodState.NotReady)
-            _pods.Save(pod with { State = PodState.NotReady });
     }
 }

@@ -28,10 +28,17 @@ public sealed record ContainerRecord
     public int ExitCode { get; init; }
     public string Reason { get; init; } = "";
     public string Message { get; init; } = "";
+    /// <summary>The process identity decided at creation (what ContainerStatus reports as
+    /// user.linux); null in records written before it was kept.</summary>
+    public ContainerUserRecord? User { get; init; }
 
     [JsonIgnore]
     public string NameKey => ContainerStore.Key(PodId, Name, Attempt);
 }
+
+/// <summary>uid, gid and the groups setgroups(2) gets (the primary gid among them), as the
+/// container's process sees them: inside a user namespace, the ids inside it.</summary>
+public sealed record ContainerUserRecord(uint Uid, uint Gid, IReadOnlyList<uint> SupplementalGroups);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, UseStringEnumConverter = true, WriteIndented = true)]
 [JsonSerializable(typeof(ContainerRecord))]

@@ -13,6 +13,10 @@ public static class FaultPoints
     /// before the pod record is written.</summary>
     public const string RunPodSandboxAfterPodInit = "run-pod-sandbox-after-pod-init";
 
+    /// <summary>StopPodSandbox, after the CNI DEL of the pod's network, before its network
+    /// namespace is unpinned.</summary>
+    public const string StopPodSandboxAfterNetworkTeardown = "stop-pod-sandbox-after-network-teardown";
+
     private static readonly string? Armed = Environment.GetEnvironmentVariable("CRIRUNTIME_FAULT");
 
     public static void Crash(string point)

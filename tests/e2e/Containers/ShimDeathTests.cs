@@ -7,8 +7,8 @@ using static CriRuntime.Tests.E2E.Harness.PodHelpers;
 namespace CriRuntime.Tests.E2E.Containers;
 
 /// <summary>A shim killed with -9 takes its container with it (PR_SET_PDEATHSIG); the daemon
-/// reports the container exited with a reason, whether it was running at the time or not, and
-/// leaves nothing behind (the leak check of Dispose also looks for the container's cgroup).</summary>
+/// reports the container exited with a reason, whether it was running at the time or only
+/// created, whether the daemon was up or not, and leaves nothing behind (the leak check of Dispose also looks for the container's cgroup).</summary>
 [Collection(RegistryCollection.Name)]
 public class ShimDeathTests(RegistryWithImages fixture)
 {
@@ -76,6 +76,72 @@ public class ShimDeathTests(RegistryWithImages fixture)
         }
     }
 
+    [Fact]
+    public async Task ShimKill9_OfCreatedContainer_ExitedWithReason_CgroupRemoved_StartIsFailedPrecondition()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        var image = _registry.Image("busybox");
+        var pod = PodConfig("shimkill-created");
+        using var c = d.Client();
+        await c.PullAsync(image);
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.CreateAsync(podId, pod, Container("never-started", image, "sleep", "3600"));
+        Assert.Equal(ContainerState.ContainerCreated, (await c.StatusAsync(id)).State);
+        Assert.NotEmpty(ContainerCgroups(d, id));
+        var shimPid = ShimPid(d, id);
+
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var events = c.Runtime.GetContainerEvents(new GetEventsRequest(), cancellationToken: cts.Token);
+        await events.ResponseHeadersAsync;
+        KillNine(shimPid);
+        var stopped = false;
+        while (!stopped && await events.ResponseStream.MoveNext(cts.Token))
+            stopped = events.ResponseStream.Current is { ContainerEventType: ContainerEventType.ContainerStoppedEvent } e && e.ContainerId == id;
+        Assert.True(stopped, "no CONTAINER_STOPPED event for the created container whose shim was killed");
+
+        AssertDiedWithShim(await c.StatusAsync(id));
+        Assert.Empty(ContainerCgroups(d, id));
+        var start = await Assert.ThrowsAsync<RpcException>(() => c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id }).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, start.StatusCode);
+        Assert.Contains("exited", start.Status.Detail, StringComparison.Ordinal);
+        await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
+    [Fact]
+    public async Task ShimKill9_OfCreatedContainer_WhileDaemonIsDown_RestartReportsExited_StartIsFailedPrecondition()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        var image = _registry.Image("busybox");
+        var pod = PodConfig("shimkill-created-down");
+        string podId, id;
+        using (var c = d.Client())
+        {
+            await c.PullAsync(image);
+            podId = await c.RunPodAsync(pod);
+            id = await c.CreateAsync(podId, pod, Container("never-started", image, "sleep", "3600"));
+        }
+        var shimPid = ShimPid(d, id);
+
+        await d.KillAsync();
+        KillNine(shimPid);
+        await d.StartAsync();
+
+        using (var c = d.Client())
+        {
+            AssertDiedWithShim(await c.StatusAsync(id));
+            Assert.Empty(ContainerCgroups(d, id));
+            var start = await Assert.ThrowsAsync<RpcException>(() => c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id }).ResponseAsync);
+            Assert.Equal(StatusCode.FailedPrecondition, start.StatusCode);
+            await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
+            await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+        }
+    }
+
     private static void AssertDiedWithShim(ContainerStatus status)
     {
         Assert.Equal(ContainerState.ContainerExited, status.State);
@@ -92,6 +158,19 @@ public class ShimDeathTests(RegistryWithImages fixture)
         return (int.Parse(File.ReadAllText(Path.Combine(stateDir, "shim.pid")).Trim()),
             int.Parse(File.ReadAllText(Path.Combine(stateDir, "container.pid")).Trim()));
     }
+
+    private static int ShimPid(DaemonProcess d, string id) =>
+        int.Parse(File.ReadAllText(Path.Combine(d.State, "c", id[..20], "shim.pid")).Trim());
+
+    /// <summary>The container's cgroup directories in every hierarchy (the daemon's cgroup_root is
+    /// named after its test directory; below it pod, then container).</summary>
+    private static List<string> ContainerCgroups(DaemonProcess d, string id) =>
+        [.. Directory.EnumerateDirectories("/sys/fs/cgroup")
+            .Select(h => Path.Combine(h, Path.GetFileName(d.Dir)))
+            .Where(Directory.Exists)
+            .SelectMany(root => Directory.EnumerateDirectories(root))
+            .Select(pod => Path.Combine(pod, id))
+            .Where(Directory.Exists)];
 
     private static void KillNine(int shimPid)
     {
