@@ -51,8 +51,8 @@ public sealed partial class CriRuntimeService
         if (hostNetwork && byNs.ContainsKey(NamespaceKind.Uts))
             throw Fail.InvalidArgument("config.linux.sysctls: UTS sysctls cannot be set on a pod in the host network");
         var userns = PodUserNamespace.Validate(nsOptions.UsernsOptions);
-        if (userns is not null && (hostNetwork || hostIpc || nsOptions.Pid is NamespaceMode.Node or NamespaceMode.Pod))
-            throw Fail.InvalidArgument("config.linux.security_context.namespace_options.userns_options: a user namespace (POD) cannot be combined with the host's network, IPC or pid namespace, nor (yet) with a pod-shared pid namespace");
+        if (userns is not null && (hostNetwork || hostIpc || nsOptions.Pid is NamespaceMode.Node))
+            throw Fail.InvalidArgument("config.linux.security_context.namespace_options.userns_options: a user namespace (POD) cannot be combined with the host's network, IPC or pid namespace");
 
         await using var undo = new Rollback(_log, $"RunPodSandbox {md.Namespace}/{md.Name}");
         var dir = _pods.PodDir(id);
@@ -124,7 +124,7 @@ public sealed partial class CriRuntimeService
         // kubelet's always does) asks for it; without them each container has its own, as before.
         if (config.Linux?.SecurityContext?.NamespaceOptions is { Pid: NamespaceMode.Pod })
         {
-            var pid = await PodInit.StartAsync(id, _config.State, CancellationToken.None);
+            var pid = await PodInit.StartAsync(id, _config.State, userNs, CancellationToken.None);
             podInitPid = pid;
             undo.Add("stop pod init", () => PodInit.StopAsync(pid, id, _config.State));
             if (string.IsNullOrEmpty(config.Linux?.CgroupParent)) // ours, made as the init cgroup's parent
