@@ -252,8 +252,8 @@ public static class SpecBuilder
             var m = c.Mounts[i];
             if (string.IsNullOrEmpty(m.ContainerPath) || !m.ContainerPath.StartsWith('/'))
                 throw Fail.InvalidArgument($"config.mounts[{i}].container_path: '{m.ContainerPath}' must be an absolute path");
-            if (string.IsNullOrEmpty(m.HostPath))
-                throw Fail.InvalidArgument($"config.mounts[{i}].host_path: required");
+            if (MountSources.BindSourceProblem(m.HostPath) is { } why)
+                throw Fail.InvalidArgument($"config.mounts[{i}].host_path: {why}");
             if (!File.Exists(m.HostPath) && !Directory.Exists(m.HostPath))
                 throw Fail.InvalidArgument($"config.mounts[{i}].host_path: '{m.HostPath}' does not exist");
             var options = new List<string> { "rbind" };
@@ -267,6 +267,10 @@ public static class SpecBuilder
             if (m.RecursiveReadOnly)
             {
                 if (!m.Readonly) throw Fail.InvalidArgument($"config.mounts[{i}].recursive_read_only: requires readonly");
+                // As containerd and CRI-O: a submount propagated in later (rslave/rshared) would
+                // arrive writable, so the mount would not stay read-only all the way down.
+                if (m.Propagation != MountPropagation.PropagationPrivate)
+                    throw Fail.InvalidArgument($"config.mounts[{i}].propagation: recursive_read_only needs PROPAGATION_PRIVATE, got {m.Propagation}");
                 options.Add("rro");
             }
             mounts.Add(new() { Destination = m.ContainerPath, Type = "bind", Source = m.HostPath, Options = options });
