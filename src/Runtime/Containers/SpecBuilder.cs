@@ -295,20 +295,11 @@ public static class SpecBuilder
         return a;
     }
 
-    /// <summary>CRI resources in OCI form. Zero means "not set" in the CRI.</summary>
+    /// <summary>CRI resources in OCI form. Zero means "not set" in the CRI. Validated by
+    /// <see cref="ResourceLimits.From"/>, which every RPC taking resources calls first.</summary>
     public static LinuxResources? Resources(LinuxContainerResources? r)
     {
         if (r is null) return null;
-        if (r.CpuQuota != 0 && r.CpuQuota != -1 && r.CpuQuota < 1000)
-            throw Fail.InvalidArgument($"config.linux.resources.cpu_quota: {r.CpuQuota} must be -1 or at least 1000 (microseconds)");
-        if (r.CpuPeriod != 0 && (r.CpuPeriod < 1000 || r.CpuPeriod > 1_000_000))
-            throw Fail.InvalidArgument($"config.linux.resources.cpu_period: {r.CpuPeriod} must be between 1000 and 1000000 (microseconds)");
-        if (r.MemoryLimitInBytes < 0)
-            throw Fail.InvalidArgument($"config.linux.resources.memory_limit_in_bytes: {r.MemoryLimitInBytes} must not be negative");
-        if (r.MemoryLimitInBytes is > 0 and < 4096 * 1024)
-            throw Fail.InvalidArgument($"config.linux.resources.memory_limit_in_bytes: {r.MemoryLimitInBytes} is below the 4 MiB minimum");
-        if (r.OomScoreAdj is < -1000 or > 1000)
-            throw Fail.InvalidArgument($"config.linux.resources.oom_score_adj: {r.OomScoreAdj} is outside -1000..1000");
         return new LinuxResources
         {
             Cpu = new LinuxCpu

@@ -22,6 +22,8 @@ public sealed partial class CriRuntimeService
         if (string.IsNullOrEmpty(md.Name)) throw Fail.InvalidArgument("config.metadata.name: required");
         if (string.IsNullOrEmpty(md.Namespace)) throw Fail.InvalidArgument("config.metadata.namespace: required");
         if (string.IsNullOrEmpty(md.Uid)) throw Fail.InvalidArgument("config.metadata.uid: required");
+        SandboxFiles.Validate(config.DnsConfig);
+        if (config.Linux?.Resources is { } resources) Containers.ResourceLimits.From(resources, "config.linux.resources");
         if (request.RuntimeHandler is { Length: > 0 } h && h != RuntimeSection.DefaultHandler && !_config.Runtime.Handlers.ContainsKey(h))
             throw Fail.NotFound($"runtime_handler: no runtime for \"{h}\" is configured (known: {string.Join(", ", HandlerNames().Where(n => n.Length > 0))})");
 
@@ -110,7 +112,7 @@ public sealed partial class CriRuntimeService
         // cgroup_parent the kubelet owns and sizes the pod cgroup itself.
         if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && config.Linux?.Resources is { } podResources)
         {
-            var limits = Containers.ResourceLimits.From(podResources, "config.linux.resources: ");
+            var limits = Containers.ResourceLimits.From(podResources, "config.linux.resources");
             var manager = Cgroups.CgroupManagers.Create(PodCgroup(id, config));
             manager.Create(limits);
             undo.Add("remove pod cgroup", manager.Destroy);
