@@ -148,7 +148,9 @@ public sealed partial class CriRuntimeService
         if (!hostNetwork)
         {
             var req = new PodNetworkRequest(id, netns!, md.Name, md.Namespace, md.Uid,
-                [.. config.PortMappings.Select(p => new PortMappingArg(p.HostPort, p.ContainerPort, p.Protocol.ToString().ToLowerInvariant(), p.HostIp))],
+                // The kubelet lists every container port, host_port 0 for those not published:
+                // as containerd, only published ones go to the plugins (portmap refuses port 0).
+                [.. config.PortMappings.Where(p => p.HostPort > 0).Select(p => new PortMappingArg(p.HostPort, p.ContainerPort, p.Protocol.ToString().ToLowerInvariant(), p.HostIp))],
                 config.DnsConfig is { } dns ? new DnsArg([.. dns.Servers], [.. dns.Searches], [.. dns.Options]) : null);
             undo.Add("tear down pod network", () => _network.TearDownAsync(id, CancellationToken.None));
             var net = await _network.SetUpAsync(req, CancellationToken.None);
