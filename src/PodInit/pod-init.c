@@ -3,12 +3,15 @@
  * A pid namespace dies with its pid 1, so a pod whose containers share one needs a pid 1 that
  * lives as long as the pod rather than its first container. This is it, and all it does:
  *
- *   criruntime-pod-init POD_ID STATE_DIR
+ *   criruntime-pod-init POD_ID STATE_DIR [USERNS]
  *
  * unshares a new pid namespace, forks the pod init into it (pid 1 there), prints the init's
- * host pid on stdout and exits 0. The arguments are not used; they are in the init's cmdline so
- * the daemon can tell its own pod init from a process that reused the pid (and find the inits of
- * pods it never recorded after a crash). The init, in its own session with stdio on /dev/null
+ * host pid on stdout and exits 0. POD_ID and STATE_DIR are not used; they are in the init's
+ * cmdline so the daemon can tell its own pod init from a process that reused the pid (and find
+ * the inits of pods it never recorded after a crash). With USERNS (the pod's pinned user
+ * namespace, userns_options POD) it first joins that namespace and becomes its root, so the pid
+ * namespace is owned by it: the containers' root, root only there, may then mount their /proc.
+ * (Single-threaded, so it may setns(CLONE_NEWUSER), which the daemon cannot.) The init, in its own session with stdio on /dev/null
  * and no other descriptor, reaps the orphans the pod's containers leave it and exits 0 on
  * SIGTERM or SIGINT; everything else is ignored (SIGKILL from the daemon still ends it). When it
  * exits, the kernel kills every process left in the namespace.
@@ -18,6 +21,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -54,9 +58,8 @@ static int pod_init(const sigset_t *waited) {
 }
 
 int main(int argc, char **argv) {
-    (void)argv;
-    if (argc != 3) {
-        fputs("usage: criruntime-pod-init POD_ID STATE_DIR\n", stderr);
+    if (argc != 3 && argc != 4) {
+        fputs("usage: criruntime-pod-init POD_ID STATE_DIR [USERNS]\n", stderr);
         return 2;
     }
     /* Set before fork, so no signal can reach the init before it waits for them. Pid 1 of a
@@ -78,6 +81,16 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     if (sigprocmask(SIG_SETMASK, &waited, NULL) != 0) return fail("sigprocmask");
 
+    if (argc == 4) {
+        int fd = open(argv[3], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return fail(argv[3]);
+        if (setns(fd, CLONE_NEWUSER) != 0) return fail("setns(user)");
+        close(fd);
+        /* Root of the user namespace (host root is unmapped there): groups first, while allowed. */
+        if (setgroups(0, NULL) != 0) return fail("setgroups");
+        if (setresgid(0, 0, 0) != 0) return fail("setresgid(0)");
+        if (setresuid(0, 0, 0) != 0) return fail("setresuid(0)");
+    }
     if (unshare(CLONE_NEWPID) != 0) return fail("unshare(CLONE_NEWPID)");
     pid_t pid = fork();
     if (pid < 0) return fail("fork");

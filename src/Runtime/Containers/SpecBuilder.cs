@@ -261,8 +261,8 @@ public static class SpecBuilder
             var m = c.Mounts[i];
             if (string.IsNullOrEmpty(m.ContainerPath) || !m.ContainerPath.StartsWith('/'))
                 throw Fail.InvalidArgument($"config.mounts[{i}].container_path: '{m.ContainerPath}' must be an absolute path");
-            if (string.IsNullOrEmpty(m.HostPath))
-                throw Fail.InvalidArgument($"config.mounts[{i}].host_path: required");
+            if (MountSources.BindSourceProblem(m.HostPath) is { } why)
+                throw Fail.InvalidArgument($"config.mounts[{i}].host_path: {why}");
             if (!File.Exists(m.HostPath) && !Directory.Exists(m.HostPath))
                 throw Fail.InvalidArgument($"config.mounts[{i}].host_path: '{m.HostPath}' does not exist");
             var options = new List<string> { "rbind" };
@@ -276,6 +276,10 @@ public static class SpecBuilder
             if (m.RecursiveReadOnly)
             {
                 if (!m.Readonly) throw Fail.InvalidArgument($"config.mounts[{i}].recursive_read_only: requires readonly");
+                // As containerd and CRI-O: a submount propagated in later (rslave/rshared) would
+                // arrive writable, so the mount would not stay read-only all the way down.
+                if (m.Propagation != MountPropagation.PropagationPrivate)
+                    throw Fail.InvalidArgument($"config.mounts[{i}].propagation: recursive_read_only needs PROPAGATION_PRIVATE, got {m.Propagation}");
                 options.Add("rro");
             }
             mounts.Add(new() { Destination = m.ContainerPath, Type = "bind", Source = m.HostPath, Options = options });
@@ -300,20 +304,11 @@ public static class SpecBuilder
         return a;
     }
 
-    /// <summary>CRI resources in OCI form. Zero means "not set" in the CRI.</summary>
+    /// <summary>CRI resources in OCI form. Zero means "not set" in the CRI. Validated by
+    /// <see cref="ResourceLimits.From"/>, which every RPC taking resources calls first.</summary>
     public static LinuxResources? Resources(LinuxContainerResources? r)
     {
         if (r is null) return null;
-        if (r.CpuQuota != 0 && r.CpuQuota != -1 && r.CpuQuota < 1000)
-            throw Fail.InvalidArgument($"config.linux.resources.cpu_quota: {r.CpuQuota} must be -1 or at least 1000 (microseconds)");
-        if (r.CpuPeriod != 0 && (r.CpuPeriod < 1000 || r.CpuPeriod > 1_000_000))
-            throw Fail.InvalidArgument($"config.linux.resources.cpu_period: {r.CpuPeriod} must be between 1000 and 1000000 (microseconds)");
-        if (r.MemoryLimitInBytes < 0)
-            throw Fail.InvalidArgument($"config.linux.resources.memory_limit_in_bytes: {r.MemoryLimitInBytes} must not be negative");
-        if (r.MemoryLimitInBytes is > 0 and < 4096 * 1024)
-            throw Fail.InvalidArgument($"config.linux.resources.memory_limit_in_bytes: {r.MemoryLimitInBytes} is below the 4 MiB minimum");
-        if (r.OomScoreAdj is < -1000 or > 1000)
-            throw Fail.InvalidArgument($"config.linux.resources.oom_score_adj: {r.OomScoreAdj} is outside -1000..1000");
         return new LinuxResources
         {
             Cpu = new LinuxCpu

@@ -22,6 +22,11 @@ public static class UserResolver
     {
         if (policy is not (Cri.V1.SupplementalGroupsPolicy.Merge or Cri.V1.SupplementalGroupsPolicy.Strict))
             throw Fail.InvalidArgument($"config.linux.security_context.supplemental_groups_policy: {(int)policy} is neither Merge (0) nor Strict (1)");
+        // As containerd and CRI-O: a group alone is refused even when the image names a user
+        // (the kubelet's runAsGroup is meant to come with runAsUser; half of an image's user:group
+        // overridden is not a combination any of them builds).
+        if (runAsGroup is not null && runAsUser is null && string.IsNullOrEmpty(runAsUsername))
+            throw Fail.InvalidArgument($"config.linux.security_context.run_as_group: {runAsGroup} is set without run_as_user or run_as_username");
         var passwd = ReadTable(Path.Combine(rootfs, "etc", "passwd"));
         var group = ReadTable(Path.Combine(rootfs, "etc", "group"));
 

@@ -19,6 +19,8 @@ public sealed partial class CriRuntimeService
         var config = request.Config ?? throw Fail.InvalidArgument("config: required");
         if (string.IsNullOrEmpty(config.Metadata?.Name)) throw Fail.InvalidArgument("config.metadata.name: required");
         if (string.IsNullOrEmpty(config.Image?.Image)) throw Fail.InvalidArgument("config.image.image: required");
+        // Before anything is made: what the shim would refuse later, refused here naming the CRI field.
+        ResourceLimits.From(config.Linux?.Resources, "config.linux.resources");
         var pod = _pods.Get(request.PodSandboxId);
         if (pod.State != PodState.Ready) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is not ready");
 

@@ -14,10 +14,9 @@ public sealed partial class CriRuntimeService
     public override async Task<ExecSyncResponse> ExecSync(ExecSyncRequest request, ServerCallContext context)
     {
         if (request.Cmd.Count == 0) throw Fail.InvalidArgument("cmd: required");
-        if (request.Timeout < 0) throw Fail.InvalidArgument($"timeout: {request.Timeout} must not be negative");
+        var timeout = ExecTimeout(request.Timeout);
         var c = _containers.Get(request.ContainerId);
         if (c.State != ContainerPhase.Running) throw Fail.FailedPrecondition($"container {c.Id} is not running");
-        var timeout = request.Timeout > 0 ? TimeSpan.FromSeconds(request.Timeout) : (TimeSpan?)null;
         var result = await _shims.ExecAsync(c.StateDir, [.. request.Cmd], timeout, context.CancellationToken);
         if (result.TimedOut)
             throw Fail.DeadlineExceeded($"command {string.Join(' ', request.Cmd)} timed out after {request.Timeout}s");
@@ -27,5 +26,18 @@ public sealed partial class CriRuntimeService
             Stdout = ByteString.CopyFrom(result.Stdout),
             Stderr = ByteString.CopyFrom(result.Stderr),
         };
+    }
+
+    /// <summary>The CRI's timeout in seconds (0: none) as what the shim waits: at most
+    /// int.MaxValue milliseconds (a wait handle's limit, ~24.8 days), so a longer one, which only
+    /// a client that means "no timeout" sends, waits without one. One that is not even a
+    /// TimeSpan is a malformed request.</summary>
+    internal static TimeSpan? ExecTimeout(long seconds)
+    {
+        if (seconds < 0) throw Fail.InvalidArgument($"timeout: {seconds} must not be negative");
+        if (seconds > (long)TimeSpan.MaxValue.TotalSeconds)
+            throw Fail.InvalidArgument($"timeout: {seconds} seconds is beyond what can be represented (at most {(long)TimeSpan.MaxValue.TotalSeconds})");
+        if (seconds == 0 || seconds > int.MaxValue / 1000) return null;
+        return TimeSpan.FromSeconds(seconds);
     }
 }

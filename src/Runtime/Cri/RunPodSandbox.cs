@@ -22,6 +22,8 @@ public sealed partial class CriRuntimeService
         if (string.IsNullOrEmpty(md.Name)) throw Fail.InvalidArgument("config.metadata.name: required");
         if (string.IsNullOrEmpty(md.Namespace)) throw Fail.InvalidArgument("config.metadata.namespace: required");
         if (string.IsNullOrEmpty(md.Uid)) throw Fail.InvalidArgument("config.metadata.uid: required");
+        SandboxFiles.Validate(config.DnsConfig);
+        if (config.Linux?.Resources is { } resources) Containers.ResourceLimits.From(resources, "config.linux.resources");
         if (request.RuntimeHandler is { Length: > 0 } h && h != RuntimeSection.DefaultHandler && !_config.Runtime.Handlers.ContainsKey(h))
             throw Fail.NotFound($"runtime_handler: no runtime for \"{h}\" is configured (known: {string.Join(", ", HandlerNames().Where(n => n.Length > 0))})");
 
@@ -54,8 +56,8 @@ public sealed partial class CriRuntimeService
         if (hostNetwork && byNs.ContainsKey(NamespaceKind.Uts))
             throw Fail.InvalidArgument("config.linux.sysctls: UTS sysctls cannot be set on a pod in the host network");
         var userns = PodUserNamespace.Validate(nsOptions.UsernsOptions);
-        if (userns is not null && (hostNetwork || hostIpc || nsOptions.Pid is NamespaceMode.Node or NamespaceMode.Pod))
-            throw Fail.InvalidArgument("config.linux.security_context.namespace_options.userns_options: a user namespace (POD) cannot be combined with the host's network, IPC or pid namespace, nor (yet) with a pod-shared pid namespace");
+        if (userns is not null && (hostNetwork || hostIpc || nsOptions.Pid is NamespaceMode.Node))
+            throw Fail.InvalidArgument("config.linux.security_context.namespace_options.userns_options: a user namespace (POD) cannot be combined with the host's network, IPC or pid namespace");
 
         await using var undo = new Rollback(_log, $"RunPodSandbox {md.Namespace}/{md.Name}");
         var dir = _pods.PodDir(id);
@@ -113,7 +115,7 @@ public sealed partial class CriRuntimeService
         // cgroup_parent the kubelet owns and sizes the pod cgroup itself.
         if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && config.Linux?.Resources is { } podResources)
         {
-            var limits = Containers.ResourceLimits.From(podResources, "config.linux.resources: ");
+            var limits = Containers.ResourceLimits.From(podResources, "config.linux.resources");
             var manager = Cgroups.CgroupManagers.Create(PodCgroup(id, config));
             manager.Create(limits);
             undo.Add("remove pod cgroup", manager.Destroy);
@@ -127,7 +129,7 @@ public sealed partial class CriRuntimeService
         // kubelet's always does) asks for it; without them each container has its own, as before.
         if (config.Linux?.SecurityContext?.NamespaceOptions is { Pid: NamespaceMode.Pod })
         {
-            var pid = await PodInit.StartAsync(id, _config.State, CancellationToken.None);
+            var pid = await PodInit.StartAsync(id, _config.State, userNs, CancellationToken.None);
             podInitPid = pid;
             undo.Add("stop pod init", () => PodInit.StopAsync(pid, id, _config.State));
             if (string.IsNullOrEmpty(config.Linux?.CgroupParent)) // ours, made as the init cgroup's parent

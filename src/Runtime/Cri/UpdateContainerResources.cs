@@ -15,13 +15,13 @@ public sealed partial class CriRuntimeService
     public override async Task<UpdateContainerResourcesResponse> UpdateContainerResources(UpdateContainerResourcesRequest request, ServerCallContext context)
     {
         if (request.Linux is null) throw Fail.InvalidArgument("linux: required");
+        var resources = ResourceLimits.From(request.Linux, "linux");
         var c = _containers.Get(request.ContainerId);
         using (await _containers.LockAsync(c.Id, context.CancellationToken))
         {
             c = _containers.Find(c.Id) ?? throw Fail.NotFound($"container {request.ContainerId} not found");
             if (c.State is ContainerPhase.Exited or ContainerPhase.Unknown)
                 throw Fail.FailedPrecondition($"container {c.Id} is not running");
-            var resources = ResourceLimits.From(request.Linux);
             try
             {
                 CgroupManagers.Create(c.CgroupsPath).Update(resources);

@@ -14,13 +14,13 @@ public sealed partial class CriRuntimeService
     /// pod cgroup is the kubelet's to write.</summary>
     public override async Task<UpdatePodSandboxResourcesResponse> UpdatePodSandboxResources(UpdatePodSandboxResourcesRequest request, ServerCallContext context)
     {
+        var resources = ResourceLimits.From(request.Resources, "resources");
+        ResourceLimits.From(request.Overhead, "overhead"); // validated, kept, not applied: the kubelet sizes the parent
         var pod = _pods.Get(request.PodSandboxId);
         using (await _pods.LockAsync(pod.Id, context.CancellationToken))
         {
             pod = _pods.Find(pod.Id) ?? throw Fail.NotFound($"pod sandbox {request.PodSandboxId} not found");
             var config = PodSandboxConfig.Parser.ParseFrom(pod.Config);
-            var resources = ResourceLimits.From(request.Resources);
-            ResourceLimits.From(request.Overhead); // validated, kept, not applied: the kubelet sizes the parent
             if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && request.Resources is not null)
             {
                 try { CgroupManagers.Create(PodCgroup(pod.Id, config)).Create(resources); } // idempotent; the cgroup may not exist before a container

@@ -8,8 +8,10 @@ namespace CriRuntime.Pods;
 /// <summary>The pid 1 of a pod's shared pid namespace (NamespaceMode POD): `criruntime-pod-init`
 /// (src/PodInit/pod-init.c), next to the daemon's binary. A pid namespace dies with its pid 1, so
 /// the pod needs one that lives as long as the pod, not its first container. Its cmdline,
-/// `criruntime-pod-init POD_ID STATE_DIR`, is its identity: a recorded pid is only ever acted on
-/// through a pidfd whose process has that cmdline, so a reused pid is never signalled.</summary>
+/// `criruntime-pod-init POD_ID STATE_DIR [USERNS]`, is its identity: a recorded pid is only ever
+/// acted on through a pidfd whose process has that cmdline, so a reused pid is never signalled.
+/// In a pod with a user namespace (USERNS, its pin) the init joins it first and is its root, so
+/// the pid namespace is owned by the pod's user namespace, as the containers' other ones are.</summary>
 public static class PodInit
 {
     public const string BinaryName = "criruntime-pod-init";
@@ -18,8 +20,9 @@ public static class PodInit
 
     public static string BinaryPath => Path.Combine(AppContext.BaseDirectory, BinaryName);
 
-    /// <summary>Starts the pod init of <paramref name="podId"/>; returns its host pid.</summary>
-    public static async Task<int> StartAsync(string podId, string stateDir, CancellationToken ct)
+    /// <summary>Starts the pod init of <paramref name="podId"/>, in the user namespace pinned at
+    /// <paramref name="userNs"/> when the pod has one; returns its host pid.</summary>
+    public static async Task<int> StartAsync(string podId, string stateDir, string? userNs, CancellationToken ct)
     {
         if (!File.Exists(BinaryPath))
             throw Fail.FailedPrecondition($"config.linux.security_context.namespace_options.pid: POD needs {BinaryPath}, which is missing (`make build` builds it)");
@@ -31,6 +34,7 @@ public static class PodInit
         };
         psi.ArgumentList.Add(podId);
         psi.ArgumentList.Add(stateDir);
+        if (userNs is not null) psi.ArgumentList.Add(userNs);
         using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {BinaryPath}");
         var stdout = p.StandardOutput.ReadToEndAsync(ct);
         var stderr = p.StandardError.ReadToEndAsync(ct);
@@ -68,7 +72,7 @@ public static class PodInit
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid)) continue;
-            if (Args(pid) is [var exe, var podId, var dirArg] && IsPodInit(exe) && dirArg == stateDir)
+            if (Args(pid) is [var exe, var podId, var dirArg, ..] and { Length: 3 or 4 } && IsPodInit(exe) && dirArg == stateDir)
                 yield return (pid, podId);
         }
     }
@@ -95,7 +99,7 @@ public static class PodInit
     {
         var pidfd = Libc.PidfdOpen(pid);
         if (pidfd is null) return null;
-        if (Args(pid) is [var exe, var id, var dir] && IsPodInit(exe) && id == podId && dir == stateDir) return pidfd;
+        if (Args(pid) is [var exe, var id, var dir, ..] and { Length: 3 or 4 } && IsPodInit(exe) && id == podId && dir == stateDir) return pidfd;
         pidfd.Dispose();
         return null;
     }

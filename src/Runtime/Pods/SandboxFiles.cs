@@ -6,6 +6,27 @@ namespace CriRuntime.Pods;
 /// <summary>The per-pod files containers bind-mount: hostname, hosts, resolv.conf.</summary>
 public static class SandboxFiles
 {
+    /// <summary>Every DNS server, search domain and option ends up as a word on a line of the
+    /// pod's resolv.conf (and in the CNI plugins' runtimeConfig): a newline or another control
+    /// character would add lines the kubelet never asked for, so they are refused, naming the entry.</summary>
+    public static void Validate(DNSConfig? dns)
+    {
+        if (dns is null) return;
+        Check(dns.Servers, "servers");
+        Check(dns.Searches, "searches");
+        Check(dns.Options, "options");
+
+        static void Check(IReadOnlyList<string> values, string field)
+        {
+            for (var i = 0; i < values.Count; i++)
+                if (values[i].Any(char.IsControl))
+                    throw Errors.Fail.InvalidArgument($"config.dns_config.{field}[{i}]: {Quote(values[i])} contains a control character (newline, tab, NUL...)");
+        }
+
+        static string Quote(string v) =>
+            "'" + string.Concat(v.Select(c => char.IsControl(c) ? $"\\x{(int)c:x2}" : c.ToString())) + "'";
+    }
+
     public static string ResolvConf(DNSConfig? dns, string hostResolvConf = "/etc/resolv.conf")
     {
         if (dns is null || (dns.Servers.Count == 0 && dns.Searches.Count == 0 && dns.Options.Count == 0))

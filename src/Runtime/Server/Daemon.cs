@@ -59,6 +59,8 @@ public static partial class Daemon
         // that sessions outlive this daemon; the daemon resolves and registers them.
         builder.Services.AddSingleton<StreamTargets>();
         builder.Services.AddSingleton<StreamServerClient>();
+        builder.Services.AddSingleton<CriRuntimeService>();
+        builder.Services.AddSingleton<CriImageService>();
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<CriErrorInterceptor>();
@@ -74,8 +76,10 @@ public static partial class Daemon
         foreach (var c in app.Services.GetRequiredService<ContainerStore>().All) usage.MarkInUse(c.ImageId, c.Id);
         app.Services.GetRequiredService<ImageStore>().PruneUnused();
         app.Services.GetRequiredService<ImageGarbageCollector>().Recover();
-        app.MapGrpcService<CriRuntimeService>();
-        app.MapGrpcService<CriImageService>();
+        // Through definitions whose request parsing answers InvalidArgument (see CriServiceDefinitions);
+        // the services hold no per-call state, so one instance each serves every call.
+        app.MapGrpcService(sp => CriServiceDefinitions.Runtime(sp.GetRequiredService<CriRuntimeService>()));
+        app.MapGrpcService(sp => CriServiceDefinitions.Images(sp.GetRequiredService<CriImageService>()));
 
         await app.Services.GetRequiredService<Containers.ContainerRecovery>().RunAsync(CancellationToken.None);
         await app.Services.GetRequiredService<PodRecovery>().RunAsync(CancellationToken.None);

@@ -231,7 +231,9 @@ public static class RootfsPlan
         var o = MountOptions.Parse(m.Options);
         if (o.IsBind || m.Type == "bind")
         {
-            var source = m.Source ?? throw new InvalidDataException($"mounts: bind mount on {m.Destination} has no source");
+            if (MountSources.BindSourceProblem(m.Source) is { } why)
+                throw new InvalidDataException($"mounts: source of the bind mount on {m.Destination}: {why}");
+            var source = m.Source!;
             var flags = o.Flags | L.MS_BIND;
             if (clone is { } c)
             {

@@ -13,8 +13,8 @@ public class CgroupValidationTests
         { new CgroupResources { CpusetCpus = "0-a" }, "linux.resources.cpu.cpus" },
         { new CgroupResources { CpusetCpus = "3-1" }, "linux.resources.cpu.cpus" },
         { new CgroupResources { MemoryLimit = 0 }, "linux.resources.memory.limit" },
-        { new CgroupResources { MemorySwap = 100 }, "linux.resources.memory.swap: needs linux.resources.memory.limit" },
-        { new CgroupResources { MemoryLimit = 200, MemorySwap = 100 }, "linux.resources.memory.swap: must be >= memory.limit" },
+        { new CgroupResources { MemorySwap = 100 }, "linux.resources.memory.swap: needs a memory limit" },
+        { new CgroupResources { MemoryLimit = 200, MemorySwap = 100 }, "linux.resources.memory.swap: must be >= the memory limit" },
         { new CgroupResources { MemorySwappiness = 101 }, "linux.resources.memory.swappiness" },
         { new CgroupResources { PidsLimit = -2 }, "linux.resources.pids.limit" },
         { new CgroupResources { BlkioWeight = 5 }, "linux.resources.blockIO.weight" },
@@ -29,8 +29,11 @@ public class CgroupValidationTests
     [MemberData(nameof(Invalid))]
     public void Validate_RejectsOutOfRangeValues_NamingTheField(CgroupResources resources, string expected)
     {
-        var e = Assert.Throws<ArgumentException>(() => CgroupValidation.Validate(resources));
+        var e = Assert.Throws<CgroupValidationException>(() => CgroupValidation.Validate(resources));
         Assert.StartsWith(expected, e.Message);
+        // The field alone, typed, for callers that name it in their own schema (the daemon: CRI).
+        Assert.StartsWith(e.Field + ": ", e.Message);
+        Assert.StartsWith("linux.resources.", e.Field);
     }
 
     [Fact]

@@ -111,6 +111,16 @@ public class RootfsPlanTests
         Assert.Equal($"mount_setattr {Root}/etc/hosts set=0x1 clr=0x0 recursive", plan[i + 4]);
     }
 
+    [Theory]
+    [InlineData("pods/p/hosts")]
+    [InlineData("")]
+    public void BindMount_WithARelativeOrNoSource_IsRefused_NamingTheMount(string source)
+    {
+        var m = new Mount { Destination = "/etc/hosts", Type = "bind", Source = source, Options = ["rbind"] };
+        var e = Assert.Throws<InvalidDataException>(() => Plan(Spec(m)));
+        Assert.StartsWith("mounts: source of the bind mount on /etc/hosts: ", e.Message);
+    }
+
     [Fact]
     public void Destination_CannotClimbOutOfTheRootfs_Lexically()
     {

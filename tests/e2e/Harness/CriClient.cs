@@ -10,6 +10,8 @@ public sealed class CriClient : IDisposable
     private readonly GrpcChannel _channel;
     public RuntimeService.RuntimeServiceClient Runtime { get; }
     public ImageService.ImageServiceClient Images { get; }
+    /// <summary>The channel's invoker, for calls the typed clients cannot make (raw request bytes).</summary>
+    public Grpc.Core.CallInvoker Invoker => _channel.CreateCallInvoker();
 
     public CriClient(string socketPath)
     {

@@ -105,6 +105,75 @@ public class UserNamespaceTests(RegistryWithImages fixture)
         // Dispose: the leak check finds no mount (the user namespace pin included), cgroup or process left.
     }
 
+    /// <summary>hostUsers: false with shareProcessNamespace: true. The pod init is pid 1 of a pid
+    /// namespace owned by the pod's user namespace (so the containers' root, root only there, may
+    /// mount their /proc), both containers are in it and see each other.</summary>
+    [Fact]
+    public async Task PodUserns_WithPodPidNamespace_ContainersShareIt_Pid1IsThePodInit_InThePodsUserNamespace()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var options = new NamespaceOption { Network = NamespaceMode.Pod, Pid = NamespaceMode.Pod, Ipc = NamespaceMode.Pod, UsernsOptions = PodUserns() };
+        var pod = PodConfig("userns-shared-pid");
+        pod.DnsConfig = new DNSConfig { Servers = { "10.96.0.10" }, Searches = { "e2e.svc.cluster.local" }, Options = { "ndots:5" } };
+        pod.Labels["app"] = "userns-shared-pid";
+        pod.Linux.SecurityContext = new LinuxSandboxSecurityContext { NamespaceOptions = options };
+        var podId = await c.RunPodAsync(pod);
+        var info = System.Text.Json.JsonDocument.Parse((await c.Runtime.PodSandboxStatusAsync(new PodSandboxStatusRequest { PodSandboxId = podId, Verbose = true })).Info["info"]).RootElement;
+        var initPid = info.GetProperty("podInitPid").GetInt32();
+        // The pod init runs as the user namespace's root: host 200000.
+        Assert.Contains(File.ReadAllLines($"/proc/{initPid}/status"), l => l.StartsWith($"Uid:\t{HostId}\t{HostId}\t{HostId}", StringComparison.Ordinal));
+
+        ContainerConfig Shared(string name, params string[] command)
+        {
+            var config = Container(name, image, command);
+            config.Envs.Add(new CriRuntime.Cri.V1.KeyValue { Key = "ROLE", Value = Google.Protobuf.ByteString.CopyFromUtf8(name) });
+            config.Linux.SecurityContext.NamespaceOptions = options.Clone();
+            return config;
+        }
+        var first = await c.StartNewAsync(podId, pod, Shared("first", "sleep", "3601"));
+        var second = await c.StartNewAsync(podId, pod, Shared("second", "sleep", "3602"));
+
+        foreach (var id in new[] { first, second })
+        {
+            var pid1 = (await Exec(c, id, "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline")).Trim();
+            Assert.Contains("criruntime-pod-init", pid1);
+            Assert.Contains(podId, pid1);
+            var ps = await Exec(c, id, "ps", "-o", "pid,args");
+            Assert.Contains("sleep 3601", ps);
+            Assert.Contains("sleep 3602", ps);
+            Assert.Equal("0", await Exec(c, id, "id", "-u"));
+            Assert.Equal($"0 {HostId} {Length}", string.Join(' ', (await Exec(c, id, "cat", "/proc/self/uid_map")).Split(' ', StringSplitOptions.RemoveEmptyEntries)));
+            // The pod init's namespaces as the container sees them: the same pid and user namespace.
+            Assert.Equal(new FileInfo($"/proc/{initPid}/ns/pid").LinkTarget, await Exec(c, id, "readlink", "/proc/self/ns/pid"));
+            Assert.Equal(new FileInfo($"/proc/{initPid}/ns/user").LinkTarget, await Exec(c, id, "readlink", "/proc/self/ns/user"));
+        }
+        Assert.NotEqual(new FileInfo("/proc/self/ns/user").LinkTarget, new FileInfo($"/proc/{initPid}/ns/user").LinkTarget);
+
+        await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = podId });
+        Assert.False(File.Exists($"/proc/{initPid}/cmdline") && File.ReadAllText($"/proc/{initPid}/cmdline").Length > 0, "the pod init outlived StopPodSandbox");
+        Assert.Equal(ContainerState.ContainerExited, (await c.StatusAsync(second)).State);
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+        // Dispose: the leak check finds no process (pod init), mount (pid and user pins) or cgroup left.
+    }
+
+    [Fact]
+    public async Task PodUserns_WithTheHostsPidNamespace_IsInvalidArgument()
+    {
+        using var d = new DaemonProcess();
+        await d.StartAsync();
+        using var c = d.Client();
+        var pod = PodConfig("userns-host-pid");
+        pod.Linux.SecurityContext = new LinuxSandboxSecurityContext { NamespaceOptions = new NamespaceOption { Pid = NamespaceMode.Node, UsernsOptions = PodUserns() } };
+        var e = await Assert.ThrowsAsync<RpcException>(() => c.RunPodAsync(pod));
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("userns_options", e.Status.Detail);
+    }
+
     [Theory]
     [InlineData("two-uid-mappings")]
     [InlineData("container-id-not-0")]

@@ -26,9 +26,9 @@ public static class CgroupValidation
             if (swap != -1 && swap <= 0) Fail($"{mem}.swap", "must be -1 or > 0", swap);
             // OCI swap counts memory+swap; without a memory limit there is nothing to add swap to.
             if (swap > 0 && r.MemoryLimit is not > 0)
-                Fail($"{mem}.swap", "needs linux.resources.memory.limit > 0 in the same request", swap);
+                Fail($"{mem}.swap", "needs a memory limit > 0 in the same request", swap);
             if (swap > 0 && r.MemoryLimit is > 0 && swap < r.MemoryLimit)
-                Fail($"{mem}.swap", $"must be >= memory.limit ({r.MemoryLimit}): it counts memory plus swap", swap);
+                Fail($"{mem}.swap", $"must be >= the memory limit ({r.MemoryLimit}): it counts memory plus swap", swap);
         }
         if (r.MemorySwappiness is { } swappiness && swappiness is < 0 or > 100)
             Fail($"{mem}.swappiness", "must be between 0 and 100", swappiness);
@@ -90,5 +90,16 @@ public static class CgroupValidation
     }
 
     private static void Fail(string field, string rule, object value) =>
-        throw new ArgumentException($"{field}: {rule} (got {value})");
+        throw new CgroupValidationException(field, rule, value);
+}
+
+/// <summary>A resource the kernel would refuse: <see cref="Field"/> is the OCI field
+/// ("linux.resources.cpu.shares"), so a caller speaking another schema (the daemon: CRI) can name
+/// its own field for the same value instead of parsing the message.</summary>
+public sealed class CgroupValidationException(string field, string rule, object value)
+    : ArgumentException($"{field}: {rule} (got {value})")
+{
+    public string Field { get; } = field;
+    public string Rule { get; } = rule;
+    public object Value { get; } = value;
 }
