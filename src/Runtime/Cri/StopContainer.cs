@@ -12,7 +12,9 @@ public sealed partial class CriRuntimeService
     {
         var c = _containers.TryGet(request.ContainerId);
         if (c is null) return new StopContainerResponse();
-        await StopContainerAsync(c, TimeSpan.FromSeconds(Math.Max(0, request.Timeout)), context.CancellationToken);
+        // A grace period is the kubelet's to choose (terminationGracePeriodSeconds): one longer than
+        // a wait can take (int.MaxValue ms, ~24.8 days) waits that long, not an Internal error.
+        await StopContainerAsync(c, TimeSpan.FromSeconds(Math.Clamp(request.Timeout, 0, int.MaxValue / 1000)), context.CancellationToken);
         return new StopContainerResponse();
     }
 

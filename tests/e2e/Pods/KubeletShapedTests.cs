@@ -188,4 +188,16 @@ public class KubeletShapedTests(RegistryWithImages fixture)
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
         Assert.Contains(field, e.Status.Detail);
     }
+
+    [Fact]
+    public async Task StopContainer_WithAGracePeriodBeyondWhatAWaitCanTake_StopsOnTheSignal()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var pod = Pod(node, "graceful");
+        var (_, id) = await RunAsync(node, pod, Kubelet.Sandbox(pod), "app", ["sh", "-c", "trap 'exit 3' TERM; while true; do sleep 1; done"]);
+        await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = long.MaxValue });
+        var status = await node.C.StatusAsync(id);
+        Assert.Equal(ContainerState.ContainerExited, status.State);
+        Assert.Equal(3, status.ExitCode);
+    }
 }
