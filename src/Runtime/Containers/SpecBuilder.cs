@@ -192,7 +192,7 @@ public static class SpecBuilder
         foreach (var kv in c.Envs)
         {
             if (string.IsNullOrEmpty(kv.Key)) throw Fail.InvalidArgument("config.envs: an entry has an empty key");
-            Set($"{kv.Key}={kv.Value}");
+            Set($"{kv.Key}={kv.Value.ToStringUtf8()}"); // a ByteString here (our api.proto has bytes), UTF-8 from the kubelet
         }
         return env;
     }
