@@ -145,8 +145,11 @@ public sealed partial class CriRuntimeService
         string? networkName = null;
         if (!hostNetwork)
         {
+            // The kubelet lists every declared containerPort, with host_port 0 when the pod spec
+            // sets none: only those with a host port are mappings (containerd skips the rest too;
+            // the portmap plugin refuses port 0).
             var req = new PodNetworkRequest(id, netns!, md.Name, md.Namespace, md.Uid,
-                [.. config.PortMappings.Select(p => new PortMappingArg(p.HostPort, p.ContainerPort, p.Protocol.ToString().ToLowerInvariant(), p.HostIp))],
+                [.. config.PortMappings.Where(p => p.HostPort > 0).Select(p => new PortMappingArg(p.HostPort, p.ContainerPort, p.Protocol.ToString().ToLowerInvariant(), p.HostIp))],
                 config.DnsConfig is { } dns ? new DnsArg([.. dns.Servers], [.. dns.Searches], [.. dns.Options]) : null);
             undo.Add("tear down pod network", () => _network.TearDownAsync(id, CancellationToken.None));
             var net = await _network.SetUpAsync(req, CancellationToken.None);
