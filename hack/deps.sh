@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(
   docker-registry skopeo busybox-static runc containernetworking-plugins
   libseccomp-dev gcc make clang zlib1g-dev iproute2 iputils-ping util-linux iptables apache2-utils
-  zstd jq curl procps psmisc tar gzip coreutils ca-certificates
+  zstd jq curl procps psmisc tar gzip coreutils ca-certificates umoci
 )
 for arg in "$@"; do
   case "$arg" in

@@ -3,9 +3,13 @@
 #   OUT_DIR/busybox     one gzip layer: static busybox + applet symlinks + passwd/group
 #   OUT_DIR/multilayer  busybox layer + 3 gzip layers exercising hard/sym links and whiteouts
 #   OUT_DIR/zstd        the busybox layer compressed with zstd
+#   OUT_DIR/umoci       written by umoci, not by this script: the same busybox rootfs, a directory
+#                       owned by uid 1000, a whiteout, and a config set with `umoci config`
+#                       (umoci 0.4.7 ends its layer tars right after the last entry's data: no
+#                       padding, no end-of-archive blocks)
 # Each layout gets tag "latest" and OUT_DIR/NAME/digest holds its manifest digest.
 # Output is reproducible for a given busybox-static package (fixed mtimes, owners, order).
-# Needs root (files owned by uid 1000 are staged with chown), GNU tar, gzip, zstd, jq.
+# Needs root (files owned by uid 1000 are staged with chown), GNU tar, gzip, zstd, jq, umoci.
 # Usage: hack/images/build-images.sh OUT_DIR
 set -euo pipefail
 [[ $# -eq 1 ]] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
@@ -125,3 +129,27 @@ mkimage busybox "$GZ" "$WORK/busybox.tar:$WORK/busybox.tar.gz"
 mkimage multilayer "$GZ" "$WORK/busybox.tar:$WORK/busybox.tar.gz" \
   "$WORK/data1.tar:$WORK/data1.tar.gz" "$WORK/data2.tar:$WORK/data2.tar.gz" "$WORK/data3.tar:$WORK/data3.tar.gz"
 mkimage zstd application/vnd.oci.image.layer.v1.tar+zstd "$WORK/busybox.tar:$WORK/busybox.tar.zst"
+
+# --- umoci: a second, independent image writer ----------------------------------------------
+# Manifest, config and layer blobs all come from umoci; only file mtimes and "created" are pinned.
+command -v umoci >/dev/null || { echo "umoci is not installed (run hack/deps.sh)" >&2; exit 1; }
+s=$WORK/u; mkdir -p "$s/srv/umoci"
+echo "inserted by umoci" >"$s/srv/umoci/inserted.txt"
+chown -R 0:0 "$s"; chown -R 1000:1000 "$s/srv/umoci"; chmod 0640 "$s/srv/umoci/inserted.txt"
+find "$WORK/l1" "$s" -exec touch -h -d "@$EPOCH" {} +
+U=$OUT/umoci; rm -rf "$U"
+umoci init --layout "$U"
+umoci new --image "$U:latest"
+umoci insert --image "$U:latest" --history.created "$CREATED" --history.created_by "busybox-static rootfs" "$WORK/l1" /
+umoci insert --image "$U:latest" --history.created "$CREATED" --history.created_by "srv/umoci" "$s/srv" /srv
+umoci insert --image "$U:latest" --history.created "$CREATED" --history.created_by "no vi" --whiteout /bin/vi
+umoci config --image "$U:latest" --created "$CREATED" --author "criruntime tests" \
+  --history.created "$CREATED" --history.created_by "umoci config" \
+  --config.entrypoint /bin/sleep --config.cmd 3600 \
+  --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin --config.env UMOCI_GREETING=hello-from-umoci \
+  --config.workingdir /srv/umoci --config.user app \
+  --config.label org.opencontainers.image.title=umoci-busybox --config.label built-by=umoci \
+  --config.exposedports 8080/tcp --config.stopsignal SIGTERM \
+  --manifest.annotation org.example.tool=umoci
+umoci gc --layout "$U"
+jq -r '.manifests[0].digest' "$U/index.json" >"$U/digest"

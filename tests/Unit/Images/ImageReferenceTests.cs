@@ -50,6 +50,15 @@ public class ImageReferenceTests
         Assert.Equal(Hex, r.Digest!.Value.Hex);
     }
 
+    [Fact]
+    public void TagAndDigest_RecordsNoTag_TheDigestDecides()
+    {
+        var r = ImageReference.Parse($"127.0.0.1:5000/test/umoci:latest@sha256:{Hex}");
+        Assert.Null(r.TagName);
+        Assert.Equal($"127.0.0.1:5000/test/umoci@sha256:{Hex}", r.DigestName(r.Digest!.Value));
+        Assert.Equal($"127.0.0.1:5000/test/umoci:latest@sha256:{Hex}", r.ToString());
+    }
+
     [Theory]
     [InlineData("")]
     [InlineData("Busybox")]                          // uppercase repository

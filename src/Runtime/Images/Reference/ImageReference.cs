@@ -26,8 +26,10 @@ public sealed partial record ImageReference(string Domain, string Path, string? 
     /// <summary>"docker.io/library/busybox".</summary>
     public string Name => $"{Domain}/{Path}";
 
-    /// <summary>The name and tag, or null for a digest-only reference: what repo_tags lists.</summary>
-    public string? TagName => Tag is null ? null : $"{Name}:{Tag}";
+    /// <summary>The name and tag: what repo_tags lists. Null for a reference with a digest, also
+    /// "repo:tag@sha256:..." (the digest decides the image and the tag is not recorded, as
+    /// containerd's ParseDockerRef drops it): the tag may name another image by now.</summary>
+    public string? TagName => Tag is null || Digest is not null ? null : $"{Name}:{Tag}";
 
     /// <summary>name@digest for a given manifest digest: what repo_digests lists.</summary>
     public string DigestName(Digest digest) => $"{Name}@{digest}";

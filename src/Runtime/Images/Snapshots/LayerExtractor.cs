@@ -37,7 +37,7 @@ public static class LayerExtractor
             using (var tar = Decompress(compressed))
             using (var hashing = new HashingStream(tar))
             {
-                lossy = ExtractTar(hashing, root, layer, ct);
+                lossy = ExtractTar(new TarEndTracker(hashing), root, layer, ct);
                 hashing.Drain(); // trailing padding belongs to the diff_id too
                 diffId = hashing.Digest();
             }
@@ -81,14 +81,14 @@ public static class LayerExtractor
     }
 
     /// <summary>Extracts; true when some xattr value was not valid UTF-8 and was left unset.</summary>
-    private static bool ExtractTar(Stream tar, string root, string layer, CancellationToken ct)
+    private static bool ExtractTar(TarEndTracker tar, string root, string layer, CancellationToken ct)
     {
         var lossy = false;
         root = Path.GetFullPath(root);
         var dirTimes = new List<(string Path, DateTimeOffset Time)>();
         using var reader = new TarReader(tar, leaveOpen: true);
         TarEntry? entry;
-        while ((entry = Next(reader, layer)) is not null)
+        while ((entry = Next(reader, tar, layer)) is not null)
         {
             ct.ThrowIfCancellationRequested();
             if (entry.EntryType is TarEntryType.GlobalExtendedAttributes) continue;
@@ -139,6 +139,9 @@ public static class LayerExtractor
                     }))
                     {
                         entry.DataStream?.CopyTo(file);
+                        // The entry's data stream just stops where the tar does.
+                        if (file.Position != entry.Length)
+                            throw new InvalidDataException(Bad($"the tar ends inside this entry's data ({file.Position} of {entry.Length} bytes)"));
                     }
                     break;
 
@@ -221,12 +224,21 @@ public static class LayerExtractor
         }
     }
 
-    private static TarEntry? Next(TarReader reader, string layer)
+    private static TarEntry? Next(TarReader reader, TarEndTracker tar, string layer)
     {
-        try { return reader.GetNextEntry(copyData: false); }
+        try
+        {
+            var entry = reader.GetNextEntry(copyData: false);
+            if (entry is not null) tar.EntryRead(entry.Name, entry.Length);
+            return entry;
+        }
+        catch (EndOfStreamException) when (tar.EndedCleanly)
+        {
+            return null; // no end-of-archive blocks (or padding): see TarEndTracker
+        }
         catch (Exception e) when (e is FormatException or InvalidDataException or EndOfStreamException)
         {
-            throw new InvalidDataException($"layer {layer}: malformed tar: {e.Message}", e);
+            throw new InvalidDataException($"layer {layer}: malformed tar: {(tar.AtEnd ? tar.Truncation() : e.Message)}", e);
         }
     }
 
