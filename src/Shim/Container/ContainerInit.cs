@@ -56,6 +56,7 @@ public static unsafe partial class ContainerInit
             // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the container
             // may not keep: load it while still privileged (runc does the same).
             if (seccomp is not null && !process.NoNewPrivileges) Seccomp.SeccompFilter.Load(seccomp);
+            ProcessPlan.CheckHeld(process, Capabilities.HeldBounding());
             ProcessPlan.ApplyIdentity(k, process, Capabilities.KernelLast());
             var exe = ProcessPlan.ResolveExecutable(process, IsExecutable);
             if (seccomp is not null && process.NoNewPrivileges) Seccomp.SeccompFilter.Load(seccomp);
