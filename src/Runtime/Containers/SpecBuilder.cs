@@ -256,6 +256,15 @@ public static class SpecBuilder
             new() { Destination = "/dev/shm", Type = "tmpfs", Source = "shm", Options = ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
         };
         var userPaths = c.Mounts.Select(m => m.ContainerPath).ToHashSet(StringComparer.Ordinal);
+        // The container's own cgroup, so runtimes (JVM, Go, .NET, nginx) read their limits: the shim
+        // mounts it in the container's cgroup namespace (see the shim's CgroupMountPlan). Read-only
+        // unless privileged, as containerd's default and WithPrivileged have it.
+        if (!userPaths.Contains("/sys/fs/cgroup"))
+            mounts.Insert(mounts.FindIndex(m => m.Destination == "/sys") + 1, new()
+            {
+                Destination = "/sys/fs/cgroup", Type = "cgroup", Source = "cgroup",
+                Options = ["nosuid", "noexec", "nodev", "relatime", privileged ? "rw" : "ro"],
+            });
         foreach (var (file, dest) in new[] { ("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf") })
         {
             if (userPaths.Contains(dest)) continue;
