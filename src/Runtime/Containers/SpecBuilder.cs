@@ -29,6 +29,9 @@ public sealed record SpecInput
     public required string CgroupsPath { get; init; }
     /// <summary>The runtime's pids_limit for every container; 0 for none.</summary>
     public long PidsLimit { get; init; }
+    /// <summary>The capabilities the runtime holds (<see cref="RuntimeCapabilities.Bounding"/>):
+    /// what privileged and add_capabilities ALL grant, and the most any container can have.</summary>
+    public required IReadOnlyList<string> RuntimeCapabilities { get; init; }
 }
 
 /// <summary>Builds a container's OCI runtime spec from the kubelet's ContainerConfig, the pod and
@@ -43,6 +46,7 @@ public static class SpecBuilder
         "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
     ];
 
+    /// <summary>Every capability this runtime knows, in capability number order (linux/capability.h).</summary>
     public static readonly string[] AllCapabilities =
     [
         "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
@@ -72,7 +76,7 @@ public static class SpecBuilder
         var privileged = sc.Privileged;
 
         var args = Args(c, input.Image);
-        var caps = Capabilities(sc.Capabilities, privileged);
+        var caps = Capabilities(sc.Capabilities, privileged, input.RuntimeCapabilities);
         var process = new OciProcess
         {
             Terminal = c.Tty,
@@ -206,30 +210,41 @@ public static class SpecBuilder
         return env;
     }
 
-    public static IReadOnlyList<string> Capabilities(Capability? requested, bool privileged)
+    /// <summary>The container's capabilities, as containerd computes them: privileged and
+    /// add_capabilities ALL give what the runtime holds (<paramref name="runtime"/>, its bounding
+    /// set), not every capability the kernel knows, which a host lacking one could not grant;
+    /// adds and drops then apply in that order (ALL plus drop CHOWN is all but CHOWN; drop ALL
+    /// keeps only the explicit adds). The default set is trimmed to what the runtime holds too.
+    /// An explicit add of a capability the runtime lacks is refused: containerd passes it on
+    /// and runc's capset then fails the start with EPERM; here CreateContainer says which.</summary>
+    public static IReadOnlyList<string> Capabilities(Capability? requested, bool privileged, IReadOnlyList<string> runtime)
     {
-        if (privileged) return AllCapabilities;
-        var set = new List<string>(DefaultCapabilities);
+        if (privileged) return runtime;
+        var set = DefaultCapabilities.Where(runtime.Contains).ToList();
         if (requested is null) return set;
-        foreach (var add in requested.AddCapabilities)
+        if (requested.AddCapabilities.Any(IsAll)) set = [.. runtime];
+        foreach (var add in requested.AddCapabilities.Where(a => !IsAll(a)))
         {
-            if (add.Equals("ALL", StringComparison.OrdinalIgnoreCase)) { set = [.. AllCapabilities]; break; }
             var name = CapName(add);
             if (!AllCapabilities.Contains(name)) throw Fail.InvalidArgument($"config.linux.security_context.capabilities.add_capabilities: unknown capability '{add}'");
+            if (!runtime.Contains(name))
+                throw Fail.FailedPrecondition($"config.linux.security_context.capabilities.add_capabilities: {name} is not in the runtime's bounding set, so no container on this host can have it");
             if (!set.Contains(name)) set.Add(name);
         }
         foreach (var drop in requested.DropCapabilities)
         {
-            if (drop.Equals("ALL", StringComparison.OrdinalIgnoreCase))
+            if (IsAll(drop))
             {
                 // drop ALL keeps only what was explicitly added.
-                set = [.. requested.AddCapabilities.Where(a => !a.Equals("ALL", StringComparison.OrdinalIgnoreCase)).Select(CapName)];
+                set = [.. requested.AddCapabilities.Where(a => !IsAll(a)).Select(CapName).Distinct()];
                 break;
             }
             set.Remove(CapName(drop));
         }
         return set;
     }
+
+    private static bool IsAll(string cap) => cap.Equals("ALL", StringComparison.OrdinalIgnoreCase);
 
     private static string CapName(string cap)
     {
@@ -250,6 +265,15 @@ public static class SpecBuilder
             new() { Destination = "/dev/shm", Type = "tmpfs", Source = "shm", Options = ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
         };
         var userPaths = c.Mounts.Select(m => m.ContainerPath).ToHashSet(StringComparer.Ordinal);
+        // The container's own cgroup, so runtimes (JVM, Go, .NET, nginx) read their limits: the shim
+        // mounts it in the container's cgroup namespace (see the shim's CgroupMountPlan). Read-only
+        // unless privileged, as containerd's default and WithPrivileged have it.
+        if (!userPaths.Contains("/sys/fs/cgroup"))
+            mounts.Insert(mounts.FindIndex(m => m.Destination == "/sys") + 1, new()
+            {
+                Destination = "/sys/fs/cgroup", Type = "cgroup", Source = "cgroup",
+                Options = ["nosuid", "noexec", "nodev", "relatime", privileged ? "rw" : "ro"],
+            });
         foreach (var (file, dest) in new[] { ("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf") })
         {
             if (userPaths.Contains(dest)) continue;

@@ -76,6 +76,7 @@ public sealed partial class CriRuntimeService
             PodDir = pod.Dir,
             CgroupsPath = cgroupsPath,
             PidsLimit = _config.Runtime.PidsLimit,
+            RuntimeCapabilities = RuntimeCapabilities.Bounding,
         });
         // Read by the shim now and by ContainerRecovery after a daemon crash, never after a reboot
         // (the container is gone then): atomic, not durable.

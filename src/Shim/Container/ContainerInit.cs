@@ -45,7 +45,9 @@ public static unsafe partial class ContainerInit
             var cgroupNs = spec.Linux?.Namespaces?.FirstOrDefault(n => n.Type == "cgroup");
             if (cgroupNs is not null && string.IsNullOrEmpty(cgroupNs.Path)) k.Unshare(L.CLONE_NEWCGROUP);
 
-            foreach (var step in RootfsPlan.Build(spec, rootfs, delegated)) step.Apply(k);
+            // The host's hierarchies, from this mount namespace (still a copy of the host's).
+            var cgroups = spec.Mounts?.Any(m => m.Type == "cgroup") == true ? Cgroups.CgroupLayout.Detect() : null;
+            foreach (var step in RootfsPlan.Build(spec, rootfs, delegated, cgroups)) step.Apply(k);
             ProcessPlan.ApplyLimits(k, process, w => sync.Send("warn " + w));
             if (process.Terminal) Terminal.Setup(k, sync.Handle);
 
@@ -56,6 +58,7 @@ public static unsafe partial class ContainerInit
             // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the container
             // may not keep: load it while still privileged (runc does the same).
             if (seccomp is not null && !process.NoNewPrivileges) Seccomp.SeccompFilter.Load(seccomp);
+            ProcessPlan.CheckHeld(process, Capabilities.HeldBounding());
             ProcessPlan.ApplyIdentity(k, process, Capabilities.KernelLast());
             var exe = ProcessPlan.ResolveExecutable(process, IsExecutable);
             if (seccomp is not null && process.NoNewPrivileges) Seccomp.SeccompFilter.Load(seccomp);

@@ -35,6 +35,7 @@ public static class ExecInit
             if (process.Terminal) Terminal.Setup(k, sync.Handle);
 
             if (seccomp is not null && !process.NoNewPrivileges) Seccomp.SeccompFilter.Load(seccomp);
+            ProcessPlan.CheckHeld(process, Capabilities.HeldBounding());
             ProcessPlan.ApplyIdentity(k, process, Capabilities.KernelLast());
             var exe = ProcessPlan.ResolveExecutable(process, ContainerInit.IsExecutable);
             if (seccomp is not null && process.NoNewPrivileges) Seccomp.SeccompFilter.Load(seccomp);

@@ -62,6 +62,17 @@ public static class ProcessPlan
         if (p.NoNewPrivileges) k.Prctl(L.PR_SET_NO_NEW_PRIVS, 1);
     }
 
+    /// <summary>A spec asking for capabilities outside <paramref name="held"/> (the shim's bounding
+    /// set, which the daemon's caps the spec by) would have capset fail with a bare EPERM; this
+    /// names them instead.</summary>
+    public static void CheckHeld(Process p, ulong held)
+    {
+        var caps = p.Capabilities ?? new LinuxCapabilities();
+        var asked = Capabilities.Mask(caps.Effective) | Capabilities.Mask(caps.Permitted) | Capabilities.Mask(caps.Inheritable) | Capabilities.Mask(caps.Ambient);
+        if ((asked & ~held) is var missing and not 0)
+            throw new InvalidDataException($"process.capabilities: {Capabilities.Names(missing)} not in the runtime's bounding set (CapBnd {held:x16}), so the container cannot have them");
+    }
+
     public const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
     /// <summary>execvp's search, done before exec so a missing command is reported by name:

@@ -1,3 +1,4 @@
+using CriRuntime.Cgroups;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
 using L = CriRuntime.Shim.Kernel.Abi;
@@ -180,7 +181,9 @@ public static class RootfsPlan
     /// image's files owned by host root are owned by the namespace's root, and what the container
     /// writes lands on disk with the ids it had inside; <paramref name="rootfs"/> is then
     /// <see cref="UserNamespaces.InitRootfs"/>. Bind mounts attach their clones.</param>
-    public static IReadOnlyList<PlanStep> Build(Spec spec, string rootfs, DelegatedMounts? delegated = null)
+    /// <param name="cgroups">The host's cgroup layout (<see cref="CgroupLayout.Detect"/>), needed
+    /// when the spec has a "cgroup" mount (<see cref="CgroupMountPlan"/>).</param>
+    public static IReadOnlyList<PlanStep> Build(Spec spec, string rootfs, DelegatedMounts? delegated = null, CgroupLayout? cgroups = null)
     {
         var linux = spec.Linux ?? new Oci.Linux();
         var steps = new List<PlanStep>();
@@ -198,7 +201,17 @@ public static class RootfsPlan
 
             var mounts = spec.Mounts ?? [];
             for (var i = 0; i < mounts.Count; i++)
+            {
+                if (mounts[i].Type == "cgroup")
+                {
+                    // Mounted in the container's cgroup namespace, so that / is its own cgroup.
+                    if (!Has("cgroup")) throw new InvalidDataException($"mounts: the cgroup mount on {mounts[i].Destination} needs a cgroup namespace in linux.namespaces");
+                    CgroupMountPlan.Add(steps, rootfs, InRoot(rootfs, mounts[i].Destination), MountOptions.Parse(mounts[i].Options),
+                        cgroups ?? throw new ArgumentNullException(nameof(cgroups), "a cgroup mount needs the host's cgroup layout"));
+                    continue;
+                }
                 AddMount(steps, rootfs, mounts[i], delegated?.Binds.TryGetValue(i, out var b) == true ? b : null);
+            }
 
             if (mounts.Any(m => Clean(m.Destination) == "/dev")) AddDev(steps, rootfs, linux);
 
@@ -252,11 +265,7 @@ public static class RootfsPlan
         else
         {
             steps.Add(new MkdirAllStep(rootfs, dest));
-            var type = m.Type;
-            // A cgroup-v1 style "cgroup" mount is served by the unified hierarchy (cgroup2), which
-            // the container's cgroup namespace scopes to its own cgroup.
-            if (type == "cgroup") type = "cgroup2";
-            steps.Add(new MountStep(m.Source ?? type, dest, type, o.Flags, o.Data, rootfs));
+            steps.Add(new MountStep(m.Source ?? m.Type, dest, m.Type, o.Flags, o.Data, rootfs));
         }
         if (o.Propagation != 0) steps.Add(new MountStep(null, dest, null, o.Propagation, null, rootfs));
         if (o.RecursiveSet != 0 || o.RecursiveClear != 0) steps.Add(new MountSetattrStep(dest, o.RecursiveSet, o.RecursiveClear, rootfs));

@@ -36,6 +36,20 @@ public static class Capabilities
         return mask;
     }
 
+    /// <summary>This process's bounding set (CapBnd of /proc/self/status): the most a container
+    /// it starts can have.</summary>
+    public static ulong HeldBounding()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("CapBnd:", StringComparison.Ordinal))
+                return ulong.Parse(line.AsSpan(7).Trim(), System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture);
+        throw new InvalidDataException("/proc/self/status: no CapBnd line");
+    }
+
+    /// <summary>The names of the capabilities in <paramref name="mask"/>, comma-separated.</summary>
+    public static string Names(ulong mask) =>
+        string.Join(", ", Enumerable.Range(0, 64).Where(b => (mask & (1UL << b)) != 0).Select(b => b < ByNumber.Length ? ByNumber[b] : $"capability {b}"));
+
     /// <summary>The highest capability the running kernel knows (/proc/sys/kernel/cap_last_cap),
     /// so PR_CAPBSET_DROP is not asked about capabilities it has never heard of.</summary>
     public static int KernelLast()

@@ -25,6 +25,7 @@ public class SpecBuilderPidNamespaceTests
         PidNs = podPidNs,
         PodDir = "/run/criruntime-test/pod",
         CgroupsPath = "/criruntime/p/c1",
+        RuntimeCapabilities = SpecBuilder.AllCapabilities,
     };
 
     private static CriRuntime.Oci.LinuxNamespace? PidNamespace(SpecInput input) =>

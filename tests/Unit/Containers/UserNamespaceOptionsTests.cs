@@ -88,6 +88,7 @@ public class UserNamespaceOptionsTests
         UserNs = podUserNs,
         PodDir = "/run/criruntime-test/pod",
         CgroupsPath = "/criruntime/p/c1",
+        RuntimeCapabilities = SpecBuilder.AllCapabilities,
     };
 
     [Fact]

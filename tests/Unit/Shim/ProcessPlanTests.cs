@@ -123,4 +123,15 @@ public class ProcessPlanTests
         Assert.Contains("mount /proc", e.Message);
         Assert.Contains("errno 1", e.Message);
     }
+
+    [Fact]
+    public void CheckHeld_NamesTheCapabilitiesTheRuntimeLacks()
+    {
+        const ulong withoutSysResource = 0x1fffeffffff;
+        var p = new Process { Args = ["x"], User = new User(), Capabilities = new LinuxCapabilities { Permitted = ["CAP_CHOWN", "CAP_SYS_RESOURCE"], Effective = ["CAP_CHOWN"] } };
+        var e = Assert.Throws<InvalidDataException>(() => ProcessPlan.CheckHeld(p, withoutSysResource));
+        Assert.Contains("CAP_SYS_RESOURCE", e.Message);
+        Assert.DoesNotContain("CAP_CHOWN", e.Message);
+        ProcessPlan.CheckHeld(p, ulong.MaxValue);
+    }
 }
