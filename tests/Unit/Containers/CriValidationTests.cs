@@ -65,6 +65,7 @@ public class CriValidationTests
         User = new UserResolver.Resolved(0, 0, [], null),
         PodDir = "/run/criruntime-test/pod",
         CgroupsPath = "/criruntime/p/c1",
+        RuntimeCapabilities = SpecBuilder.AllCapabilities,
     };
 
     private static ContainerConfig WithMount(Mount m) => new()
