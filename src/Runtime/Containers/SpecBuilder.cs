@@ -27,6 +27,9 @@ public sealed record SpecInput
     /// <summary>The pod's hostname, hosts and resolv.conf files.</summary>
     public required string PodDir { get; init; }
     public required string CgroupsPath { get; init; }
+    /// <summary>The host's device nodes (<see cref="HostDevices"/>), which a privileged container
+    /// gets in its /dev; null or empty for none.</summary>
+    public IReadOnlyList<LinuxDevice>? HostDevices { get; init; }
     /// <summary>The runtime's pids_limit for every container; 0 for none.</summary>
     public long PidsLimit { get; init; }
     /// <summary>The capabilities the runtime holds (<see cref="RuntimeCapabilities.Bounding"/>):
@@ -130,6 +133,12 @@ public static class SpecBuilder
         }
 
         var devices = ContainerDevices.Map(c.Devices, privileged, p => Interop.Libc.DeviceInfo(p));
+        if (privileged && input.HostDevices is { Count: > 0 } host)
+        {
+            // The host's nodes first; a requested device at the same path wins.
+            var requested = devices.Nodes.Select(n => n.Path).ToHashSet(StringComparer.Ordinal);
+            devices = ([.. host.Where(h => !requested.Contains(h.Path)), .. devices.Nodes], devices.Rules);
+        }
         return new Spec
         {
             Process = process,

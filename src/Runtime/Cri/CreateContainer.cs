@@ -75,6 +75,9 @@ public sealed partial class CriRuntimeService
             TargetPidNs = target is { } t ? $"/proc/{t.Pid}/ns/pid" : null,
             PodDir = pod.Dir,
             CgroupsPath = cgroupsPath,
+            HostDevices = sc?.Privileged == true
+                ? HostDevices.Scan("/dev", d => Directory.EnumerateFileSystemEntries(d).Select(e => Path.GetFileName(e)), p => Interop.Libc.DeviceInfo(p, followSymlinks: false))
+                : null,
             PidsLimit = _config.Runtime.PidsLimit,
             RuntimeCapabilities = RuntimeCapabilities.Bounding,
         });

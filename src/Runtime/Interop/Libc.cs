@@ -84,12 +84,12 @@ internal static partial class Libc
 
     /// <summary>Mode (type and permission bits) and device number of a path, following symlinks
     /// (/dev/disk/by-id/... are links), or null when it does not exist.</summary>
-    public static unsafe (uint Mode, uint Major, uint Minor)? DeviceInfo(string path)
+    public static unsafe (uint Mode, uint Major, uint Minor)? DeviceInfo(string path, bool followSymlinks = true)
     {
-        const int AT_FDCWD = -100;
+        const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100;
         const uint STATX_TYPE = 1, STATX_MODE = 2;
         var buffer = stackalloc byte[256];
-        if (Statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_MODE, buffer) != 0)
+        if (Statx(AT_FDCWD, path, followSymlinks ? 0 : AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE, buffer) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
             if (errno == 2) return null;

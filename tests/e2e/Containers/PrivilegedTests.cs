@@ -80,7 +80,22 @@ public class PrivilegedTests(RegistryWithImages fixture)
         Assert.Contains(mounts.Split('\n'), l => l.Contains(" /sys/fs/cgroup/memory cgroup rw,", StringComparison.Ordinal));
         Assert.DoesNotContain(mounts.Split('\n'), l => l.Contains(" /proc/kcore ", StringComparison.Ordinal)); // not masked
         Assert.Equal("a *:* rwm", (await n.C.ExecOkAsync(id, "cat", "/sys/fs/cgroup/devices/devices.list")).Trim());
+
+        // The host's device nodes, as containerd and CRI-O give a privileged container: every
+        // character and block device of the host's /dev (top level here) with its numbers.
+        const string devices = "for f in /dev/*; do [ -c \"$f\" ] || [ -b \"$f\" ] && echo \"${f#/dev/}\"; done; true";
+        var host = Shell.Run("sh", "-c", devices).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Where(f => f is not ("console" or "ptmx")).ToList();
+        Assert.NotEmpty(host);
+        var inside = (await n.C.ExecOkAsync(id, "sh", "-c", devices)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Empty(host.Except(inside));
+        var loop = host.FirstOrDefault(h => h.StartsWith("loop", StringComparison.Ordinal));
+        if (loop is not null)
+            Assert.Equal(Stat($"/dev/{loop}"), (await n.C.ExecOkAsync(id, "stat", "-c", "%t:%T", $"/dev/{loop}")).Trim());
     }
+
+    /// <summary>A device node's major:minor in hex, as `stat -c %t:%T` prints them.</summary>
+    private static string Stat(string path) => Shell.Run("stat", "-c", "%t:%T", path).Trim();
 
     [Fact]
     public async Task AddAll_Container_GetsTheRuntimesBoundingSet_MinusItsDrops()
