@@ -35,9 +35,9 @@ public sealed class UserResolverTests : IDisposable
     }
 
     [Fact]
-    public void Merge_OfTheImageUserByName_WithRunAsGroup_KeepsTheImageGroups()
+    public void Merge_OfAUserByName_WithRunAsGroup_KeepsTheUsersImageGroups()
     {
-        var user = UserResolver.Resolve(_rootfs, null, null, 3000, [], "app", SupplementalGroupsPolicy.Merge);
+        var user = UserResolver.Resolve(_rootfs, null, "app", 3000, [], null, SupplementalGroupsPolicy.Merge);
         Assert.Equal((1000u, 3000u), (user.Uid, user.Gid));
         Assert.Equal([3000u, 50000u], user.AdditionalGids);
     }

@@ -148,7 +148,8 @@ public sealed class UmociImageTests(RegistryWithImages fixture) : IAsyncLifetime
         var (_, containerId) = await RunAsync("umoci-tag", id, Tagged);
         var status = await PodHelpers.StatusAsync(_cri, containerId);
         Assert.Equal(ContainerState.ContainerRunning, status.State);
-        Assert.Equal(id, status.ImageRef);
+        Assert.Equal(id, status.ImageId);
+        Assert.Equal(ByDigest, status.ImageRef); // the repo digest, as containerd reports it
         await AssertUmociConfigReachedTheProcess(containerId);
     }
 

@@ -200,4 +200,21 @@ public class KubeletShapedTests(RegistryWithImages fixture)
         Assert.Equal(ContainerState.ContainerExited, status.State);
         Assert.Equal(3, status.ExitCode);
     }
+
+    [Fact]
+    public async Task SharedPidNamespacePod_AsTheKubeletSendsIt_ContainersSeeEachOthersProcesses()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var pod = Pod(node, "shared-pid") with { ShareProcessNamespace = true };
+        var sandbox = Kubelet.Sandbox(pod);
+        var (podId, first) = await RunAsync(node, pod, sandbox, "first", ["sleep", "3601"]);
+        var imageId = await ImageId(node.C, node.Busybox);
+        var second = await node.C.StartNewAsync(podId, sandbox, Kubelet.Container(pod, "second", imageId, node.Busybox, ["sleep", "3602"]));
+        // Each sees the other's command line in its own /proc, and neither is pid 1 (the pod init is).
+        var seenByFirst = await node.C.ExecOkAsync(first, "sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '");
+        var seenBySecond = await node.C.ExecOkAsync(second, "sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '");
+        Assert.Contains("sleep 3602", seenByFirst);
+        Assert.Contains("sleep 3601", seenBySecond);
+        Assert.DoesNotContain("sleep", await node.C.ExecOkAsync(first, "cat", "/proc/1/cmdline"));
+    }
 }
