@@ -11,7 +11,7 @@ namespace CriRuntime.Images.Snapshots;
 /// stream may end after the last entry's data, anywhere in its padding, or after whole zero
 /// blocks. Ending inside an entry's data or inside a header (a partial block, or one that is not
 /// all zeros) stays a truncation.</summary>
-internal sealed class TarEndTracker(Stream inner) : Stream
+internal sealed class TarEndTracker(Stream inner) : IO.NonSeekableStream
 {
     private const int Block = 512;
 
@@ -65,12 +65,4 @@ internal sealed class TarEndTracker(Stream inner) : Stream
     }
 
     public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }

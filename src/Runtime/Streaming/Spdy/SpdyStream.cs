@@ -5,7 +5,7 @@ namespace CriRuntime.Streaming.Spdy;
 /// <summary>One SPDY stream as a .NET <see cref="Stream"/>: reads return the peer's DATA until its
 /// FIN (then 0), writes send DATA frames, <see cref="CloseWriteAsync"/> half-closes with an empty
 /// FIN frame (what spdystream's Close does), <see cref="Reset"/> aborts both halves.</summary>
-public sealed class SpdyStream : Stream
+public sealed class SpdyStream : CriRuntime.IO.NonSeekableStream
 {
     /// <summary>Largest DATA payload sent in one frame.</summary>
     public const int MaxChunk = 32 * 1024;
@@ -120,17 +120,10 @@ public sealed class SpdyStream : Stream
 
     public override bool CanRead => true;
     public override bool CanWrite => true;
-    public override bool CanSeek => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override Task FlushAsync(CancellationToken ct) => Task.CompletedTask;
     public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken ct) => ReadAsync(buffer.AsMemory(offset, count), ct).AsTask();
     public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) => WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
 
     /// <summary>Disposing half-closes (FIN), as closing a spdystream stream does.</summary>
     public override async ValueTask DisposeAsync()
