@@ -43,7 +43,7 @@ public sealed partial class CriRuntimeService
         // 20 hex digits (80 bits) of a random id do not collide in practice.
         var stateDir = Path.Combine(_config.State, "c", id[..20]);
         var logPath = LogPath(podConfig, config, dir);
-        var cgroupsPath = $"{PodCgroup(pod.Id, podConfig)}/{id}";
+        var cgroupsPath = $"{PodCgroup(pod, podConfig)}/{id}";
 
         await using var undo = new Rollback(_log, $"CreateContainer {config.Metadata.Name} in {pod.Id}");
         Directory.CreateDirectory(bundle);
@@ -156,6 +156,13 @@ public sealed partial class CriRuntimeService
     /// <summary>The pod's cgroup: the kubelet's cgroup_parent, else one under our cgroup root.</summary>
     private string PodCgroup(string podId, PodSandboxConfig config) =>
         config.Linux?.CgroupParent is { Length: > 0 } parent ? parent.TrimEnd('/') : $"/{_config.Runtime.CgroupRoot.Trim('/')}/{podId}";
+
+    /// <summary>The pod's cgroup as RunPodSandbox decided and recorded it, so a changed
+    /// cgroup_root cannot make later calls miss it; recomputed for records written before it was
+    /// stored.</summary>
+    private string PodCgroup(PodSandboxRecord pod, PodSandboxConfig config) => pod.CgroupPath ?? PodCgroup(pod.Id, config);
+
+    private string PodInitCgroup(PodSandboxRecord pod, PodSandboxConfig config) => $"{PodCgroup(pod, config)}/{Pods.PodInit.CgroupLeaf}";
 
     /// <summary>The pod init's cgroup (pods with a shared pid namespace): a leaf below the pod's,
     /// named so that it cannot be taken for a container's (64 hex digits).</summary>

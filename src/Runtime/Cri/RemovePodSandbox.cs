@@ -19,10 +19,10 @@ public sealed partial class CriRuntimeService
             foreach (var c in _containers.InPod(pod.Id).ToList())
                 await RemoveContainerAsync(c, context.CancellationToken);
             var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
-            if (pod.PodInitPid is not null) Cgroups.CgroupManagers.Create(PodInitCgroup(pod.Id, podConfig)).Destroy();
+            if (pod.PodInitPid is not null) Cgroups.CgroupManagers.Create(PodInitCgroup(pod, podConfig)).Destroy();
             // The pod cgroup is ours only when the kubelet gave no parent (it manages its own).
             if (string.IsNullOrEmpty(podConfig.Linux?.CgroupParent))
-                Cgroups.CgroupManagers.Create(PodCgroup(pod.Id, podConfig)).Destroy();
+                Cgroups.CgroupManagers.Create(PodCgroup(pod, podConfig)).Destroy();
             foreach (var ns in new[] { pod.NetNs, pod.IpcNs, pod.UtsNs, pod.PidNs, pod.UserNs })
                 if (ns is not null) NamespacePinner.Unpin(ns);
             var stateDir = Path.Combine(_config.State, "pods", pod.Id);

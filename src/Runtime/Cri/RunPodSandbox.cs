@@ -59,6 +59,8 @@ public sealed partial class CriRuntimeService
         if (userns is not null && (hostNetwork || hostIpc || nsOptions.Pid is NamespaceMode.Node))
             throw Fail.InvalidArgument("config.linux.security_context.namespace_options.userns_options: a user namespace (POD) cannot be combined with the host's network, IPC or pid namespace");
 
+        // Decided once and recorded: later calls use the record, not the current cgroup_root.
+        var cgroupPath = PodCgroup(id, config);
         await using var undo = new Rollback(_log, $"RunPodSandbox {md.Namespace}/{md.Name}");
         var dir = _pods.PodDir(id);
         Directory.CreateDirectory(dir);
@@ -116,7 +118,7 @@ public sealed partial class CriRuntimeService
         if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && config.Linux?.Resources is { } podResources)
         {
             var limits = Containers.ResourceLimits.From(podResources, "config.linux.resources");
-            var manager = Cgroups.CgroupManagers.Create(PodCgroup(id, config));
+            var manager = Cgroups.CgroupManagers.Create(cgroupPath);
             manager.Create(limits);
             undo.Add("remove pod cgroup", manager.Destroy);
         }
@@ -133,7 +135,7 @@ public sealed partial class CriRuntimeService
             podInitPid = pid;
             undo.Add("stop pod init", () => PodInit.StopAsync(pid, id, _config.State));
             if (string.IsNullOrEmpty(config.Linux?.CgroupParent)) // ours, made as the init cgroup's parent
-                undo.Add("remove pod cgroup", Cgroups.CgroupManagers.Create(PodCgroup(id, config)).Destroy);
+                undo.Add("remove pod cgroup", Cgroups.CgroupManagers.Create(cgroupPath).Destroy);
             var initCgroup = Cgroups.CgroupManagers.Create(PodInitCgroup(id, config));
             initCgroup.Create(new Cgroups.CgroupResources());
             undo.Add("remove pod init cgroup", initCgroup.Destroy);
@@ -183,6 +185,7 @@ public sealed partial class CriRuntimeService
             UserNs = userNs,
             PidNs = pidns,
             PodInitPid = podInitPid,
+            CgroupPath = cgroupPath,
             Ips = ips,
             NetworkName = networkName,
             Dir = dir,
