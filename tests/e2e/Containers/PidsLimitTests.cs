@@ -66,9 +66,15 @@ public class PidsLimitTests(RegistryWithImages fixture)
             var pod = PodConfig("podpids", logDir);
             pod.Linux.CgroupParent = "/" + parent;
             var podId = await c.RunPodAsync(pod);
-            // busybox sh exits when a fork fails ("can't fork"): the container ends by itself.
-            var id = await c.StartNewAsync(podId, pod, Container("loop", image, "sh", "-c", "while :; do sleep 1000 & done"));
+            // busybox sh exits when a fork fails ("can't fork"): the container ends by itself, and
+            // its cgroup with it. So it starts forking only once the test has read its cgroup and
+            // created the go file in a directory it mounts.
+            var gate = Directory.CreateDirectory(Path.Combine(d.Dir, "gate")).FullName;
+            var loop = Container("loop", image, "sh", "-c", "while [ ! -e /gate/go ]; do sleep 0.1; done; while :; do sleep 1000 & done");
+            loop.Mounts.Add(new Mount { ContainerPath = "/gate", HostPath = gate });
+            var id = await c.StartNewAsync(podId, pod, loop);
             Assert.Equal("max", File.ReadAllText($"{podCgroup}/{id}/pids.max").Trim());
+            File.WriteAllText(Path.Combine(gate, "go"), "");
 
             var status = await c.WaitExitedAsync(id);
             Assert.Equal(ContainerState.ContainerExited, status.State);
