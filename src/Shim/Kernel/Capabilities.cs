@@ -5,17 +5,7 @@ namespace CriRuntime.Shim.Kernel;
 /// spec must not quietly give a container fewer or more privileges than asked.</summary>
 public static class Capabilities
 {
-    private static readonly string[] ByNumber =
-    [
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-        "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-        "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
-        "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
-        "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
-        "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-        "CAP_CHECKPOINT_RESTORE",
-    ];
+    private static readonly string[] ByNumber = Oci.CapabilityNames.ByNumber;
 
     public static int Last => ByNumber.Length - 1;
 
@@ -38,13 +28,7 @@ public static class Capabilities
 
     /// <summary>This process's bounding set (CapBnd of /proc/self/status): the most a container
     /// it starts can have.</summary>
-    public static ulong HeldBounding()
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith("CapBnd:", StringComparison.Ordinal))
-                return ulong.Parse(line.AsSpan(7).Trim(), System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture);
-        throw new InvalidDataException("/proc/self/status: no CapBnd line");
-    }
+    public static ulong HeldBounding() => Oci.CapabilityNames.BoundingMask(File.ReadAllText("/proc/self/status"));
 
     /// <summary>The names of the capabilities in <paramref name="mask"/>, comma-separated.</summary>
     public static string Names(ulong mask) =>
