@@ -162,9 +162,7 @@ public sealed partial class CriRuntimeService
     /// stored.</summary>
     private string PodCgroup(PodSandboxRecord pod, PodSandboxConfig config) => pod.CgroupPath ?? PodCgroup(pod.Id, config);
 
-    private string PodInitCgroup(PodSandboxRecord pod, PodSandboxConfig config) => $"{PodCgroup(pod, config)}/{Pods.PodInit.CgroupLeaf}";
-
     /// <summary>The pod init's cgroup (pods with a shared pid namespace): a leaf below the pod's,
     /// named so that it cannot be taken for a container's (64 hex digits).</summary>
-    private string PodInitCgroup(string podId, PodSandboxConfig config) => $"{PodCgroup(podId, config)}/{Pods.PodInit.CgroupLeaf}";
+    private string PodInitCgroup(PodSandboxRecord pod, PodSandboxConfig config) => $"{PodCgroup(pod, config)}/{Pods.PodInit.CgroupLeaf}";
 }

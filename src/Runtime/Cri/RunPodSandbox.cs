@@ -23,18 +23,19 @@ public sealed partial class CriRuntimeService
         if (string.IsNullOrEmpty(md.Namespace)) throw Fail.InvalidArgument("config.metadata.namespace: required");
         if (string.IsNullOrEmpty(md.Uid)) throw Fail.InvalidArgument("config.metadata.uid: required");
         SandboxFiles.Validate(config.DnsConfig);
-        if (config.Linux?.Resources is { } resources) Containers.ResourceLimits.From(resources, "config.linux.resources");
+        // Checked (and converted) before anything is made; applied to the pod cgroup below.
+        var podLimits = config.Linux?.Resources is { } resources ? Containers.ResourceLimits.From(resources, "config.linux.resources") : null;
         if (request.RuntimeHandler is { Length: > 0 } h && h != RuntimeSection.DefaultHandler && !_config.Runtime.Handlers.ContainsKey(h))
             throw Fail.NotFound($"runtime_handler: no runtime for \"{h}\" is configured (known: {string.Join(", ", HandlerNames().Where(n => n.Length > 0))})");
 
         var key = PodSandboxStore.Key(md.Name, md.Namespace, md.Uid, md.Attempt);
         if (_pods.FindByName(key) is { } existing) return new RunPodSandboxResponse { PodSandboxId = existing.Id };
 
-        var id = await _pods.Creating.RunAsync(key, () => CreatePodAsync(request), context.CancellationToken);
+        var id = await _pods.Creating.RunAsync(key, () => CreatePodAsync(request, podLimits), context.CancellationToken);
         return new RunPodSandboxResponse { PodSandboxId = id };
     }
 
-    private async Task<string> CreatePodAsync(RunPodSandboxRequest request)
+    private async Task<string> CreatePodAsync(RunPodSandboxRequest request, Cgroups.CgroupResources? podLimits)
     {
         var config = request.Config;
         var md = config.Metadata;
@@ -115,11 +116,10 @@ public sealed partial class CriRuntimeService
 
         // Pod-level limits (resources, else none) go on the pod cgroup when it is ours; with a
         // cgroup_parent the kubelet owns and sizes the pod cgroup itself.
-        if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && config.Linux?.Resources is { } podResources)
+        if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && podLimits is not null)
         {
-            var limits = Containers.ResourceLimits.From(podResources, "config.linux.resources");
             var manager = Cgroups.CgroupManagers.Create(cgroupPath);
-            manager.Create(limits);
+            manager.Create(podLimits);
             undo.Add("remove pod cgroup", manager.Destroy);
         }
 
@@ -136,7 +136,7 @@ public sealed partial class CriRuntimeService
             undo.Add("stop pod init", () => PodInit.StopAsync(pid, id, _config.State));
             if (string.IsNullOrEmpty(config.Linux?.CgroupParent)) // ours, made as the init cgroup's parent
                 undo.Add("remove pod cgroup", Cgroups.CgroupManagers.Create(cgroupPath).Destroy);
-            var initCgroup = Cgroups.CgroupManagers.Create(PodInitCgroup(id, config));
+            var initCgroup = Cgroups.CgroupManagers.Create($"{cgroupPath}/{PodInit.CgroupLeaf}");
             initCgroup.Create(new Cgroups.CgroupResources());
             undo.Add("remove pod init cgroup", initCgroup.Destroy);
             initCgroup.AddProcess(pid);
