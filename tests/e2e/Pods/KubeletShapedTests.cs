@@ -19,12 +19,19 @@ public class KubeletShapedTests(RegistryWithImages fixture)
     private static async Task<string> ImageId(CriClient c, string image) =>
         (await c.Images.ImageStatusAsync(new ImageStatusRequest { Image = new ImageSpec { Image = image } })).Image.Id;
 
-    private static async Task<(string Pod, string Container)> RunAsync(TestNode node, KubePod pod, PodSandboxConfig sandbox, string name,
-        string[] command, IReadOnlyDictionary<string, string>? env = null)
+    /// <summary>Runs the pod and builds (does not create) a busybox container config for it.</summary>
+    private static async Task<(string PodId, ContainerConfig Config)> PodAndContainerAsync(TestNode node, KubePod pod, PodSandboxConfig sandbox,
+        string name, string[] command, IReadOnlyDictionary<string, string>? env = null)
     {
         var podId = await node.C.RunPodAsync(sandbox);
         node.Track(podId);
-        var config = Kubelet.Container(pod, name, await ImageId(node.C, node.Busybox), node.Busybox, command, env);
+        return (podId, Kubelet.Container(pod, name, await ImageId(node.C, node.Busybox), node.Busybox, command, env));
+    }
+
+    private static async Task<(string Pod, string Container)> RunAsync(TestNode node, KubePod pod, PodSandboxConfig sandbox, string name,
+        string[] command, IReadOnlyDictionary<string, string>? env = null)
+    {
+        var (podId, config) = await PodAndContainerAsync(node, pod, sandbox, name, command, env);
         return (podId, await node.C.StartNewAsync(podId, sandbox, config));
     }
 
@@ -131,9 +138,7 @@ public class KubeletShapedTests(RegistryWithImages fixture)
         await using var node = await TestNode.StartAsync(_registry);
         var pod = Pod(node, "logs");
         var sandbox = Kubelet.Sandbox(pod);
-        var podId = await node.C.RunPodAsync(sandbox);
-        node.Track(podId);
-        var config = Kubelet.Container(pod, "app", await ImageId(node.C, node.Busybox), node.Busybox, ["true"]);
+        var (podId, config) = await PodAndContainerAsync(node, pod, sandbox, "app", ["true"]);
         // "<dir>-evil/x.log" starts with "<dir>" as text but is outside it.
         config.LogPath = $"../{Path.GetFileName(Kubelet.LogDirectory(pod))}-evil/x.log";
         var e = await Assert.ThrowsAsync<RpcException>(() => node.C.CreateAsync(podId, sandbox, config));
@@ -159,9 +164,7 @@ public class KubeletShapedTests(RegistryWithImages fixture)
         await using var node = await TestNode.StartAsync(_registry);
         var pod = Pod(node, "envbundle");
         var sandbox = Kubelet.Sandbox(pod);
-        var podId = await node.C.RunPodAsync(sandbox);
-        node.Track(podId);
-        var config = Kubelet.Container(pod, "app", await ImageId(node.C, node.Busybox), node.Busybox, ["true"]);
+        var (podId, config) = await PodAndContainerAsync(node, pod, sandbox, "app", ["true"]);
         // Not UTF-8: decoded with U+FFFD in its place, as containerd's and CRI-O's JSON encoders do.
         config.Envs.Add(new KeyValue { Key = "RAW", Value = ByteString.CopyFrom(0x61, 0xff, 0x62) });
         config.Envs.Add(new KeyValue { Key = "FOO", Value = ByteString.CopyFromUtf8("bar") });
@@ -180,9 +183,7 @@ public class KubeletShapedTests(RegistryWithImages fixture)
         await using var node = await TestNode.StartAsync(_registry);
         var pod = Pod(node, "badenv");
         var sandbox = Kubelet.Sandbox(pod);
-        var podId = await node.C.RunPodAsync(sandbox);
-        node.Track(podId);
-        var config = Kubelet.Container(pod, "app", await ImageId(node.C, node.Busybox), node.Busybox, ["true"]);
+        var (podId, config) = await PodAndContainerAsync(node, pod, sandbox, "app", ["true"]);
         config.Envs.Add(new KeyValue { Key = key, Value = ByteString.CopyFromUtf8("x") });
         var e = await Assert.ThrowsAsync<RpcException>(() => node.C.CreateAsync(podId, sandbox, config));
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
