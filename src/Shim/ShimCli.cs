@@ -5,6 +5,7 @@ using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
 using CriRuntime.Shim.Supervisor;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim;
 
@@ -60,7 +61,7 @@ public static class ShimCli
 
     private static void WriteLine(int fd, string line)
     {
-        try { Native.WriteAll(fd, Encoding.UTF8.GetBytes(line + "\n"), fd == 1 ? "stdout" : "stderr"); }
+        try { Libc.WriteAll(fd, Encoding.UTF8.GetBytes(line + "\n"), fd == 1 ? "stdout" : "stderr"); }
         catch (KernelException) { } // nobody is listening
     }
 
@@ -120,14 +121,14 @@ public static class ShimCli
         var all = new List<byte>();
         var buffer = new byte[512];
         int n;
-        while ((n = Native.ReadSome(fd.Fd, buffer, "readiness pipe")) > 0) all.AddRange(buffer.AsSpan(0, n));
+        while ((n = Libc.ReadSome(fd.Fd, buffer, "readiness pipe")) > 0) all.AddRange(buffer.AsSpan(0, n));
         return Encoding.UTF8.GetString(all.ToArray());
     }
 
     private static int Supervise(string id, string bundle, string stateDir, string logPath)
     {
         const int ReadyFd = 3;
-        Native.SetCloexec(ReadyFd, true); // no child of ours may hold the caller's pipe
+        Libc.SetCloexec(ReadyFd, true); // no child of ours may hold the caller's pipe
         var ready = new FdHandle(ReadyFd);
         var supervisor = new ContainerSupervisor(id, bundle, stateDir, logPath);
         // Our stdio is /dev/null: a crash must at least leave its reason in shim.log.
@@ -135,7 +136,7 @@ public static class ShimCli
             new ShimLog(Path.Combine(stateDir, StateFiles.ShimLog)).Error($"shim crashed: {e.ExceptionObject}");
         return supervisor.Run(message =>
         {
-            try { Native.WriteAll(ready.Fd, Encoding.UTF8.GetBytes(message + "\n"), "readiness pipe"); }
+            try { Libc.WriteAll(ready.Fd, Encoding.UTF8.GetBytes(message + "\n"), "readiness pipe"); }
             catch (KernelException) { } // the caller is gone; the container is still ours to run
             ready.Dispose();
         });
@@ -153,8 +154,8 @@ public static class ShimCli
         {
             var response = RawControlClient.Send(Required(opts, "state"), request);
             if (response.Exec is not { } result) { Err($"exec: {response.Error}"); return 126; }
-            Native.WriteAll(1, result.Stdout, "stdout");
-            Native.WriteAll(2, result.Stderr, "stderr");
+            Libc.WriteAll(1, result.Stdout, "stdout");
+            Libc.WriteAll(2, result.Stderr, "stderr");
             return result.ExitCode;
         }
         catch (IOException e)

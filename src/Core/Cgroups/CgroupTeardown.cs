@@ -1,3 +1,4 @@
+using CriRuntime.Interop;
 namespace CriRuntime.Cgroups;
 
 /// <summary>Emptying and removing cgroups, shared by the managers.</summary>
@@ -24,8 +25,8 @@ internal static class CgroupTeardown
             {
                 foreach (var pid in processes())
                 {
-                    if (CgroupSyscalls.Kill(pid, CgroupSyscalls.SIGKILL) != 0 && CgroupSyscalls.LastErrno != CgroupSyscalls.ESRCH)
-                        throw CgroupSyscalls.Error($"kill -KILL {pid} (cgroup {name})", CgroupSyscalls.LastErrno);
+                    if (Libc.Kill(pid, Libc.SIGKILL) != 0 && Errno.Current != Errno.ESRCH)
+                        throw CgroupException.Last($"kill -KILL {pid}", $"(cgroup {name})");
                     signalled.Add(pid);
                 }
             }

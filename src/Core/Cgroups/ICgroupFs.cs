@@ -1,3 +1,4 @@
+using CriRuntime.Interop;
 namespace CriRuntime.Cgroups;
 
 /// <summary>The kernel boundary of the cgroup code: every read and write of a cgroup file goes
@@ -33,19 +34,19 @@ public sealed class CgroupFs : ICgroupFs
     public unsafe void Write(string file, string value)
     {
         int fd;
-        do { fd = CgroupSyscalls.Open(file, CgroupSyscalls.O_WRONLY | CgroupSyscalls.O_CLOEXEC, 0); }
-        while (fd < 0 && CgroupSyscalls.LastErrno == CgroupSyscalls.EINTR);
-        if (fd < 0) throw CgroupSyscalls.Error($"write {value} to {file}", CgroupSyscalls.LastErrno);
+        do { fd = Libc.Open(file, Libc.O_WRONLY | Libc.O_CLOEXEC, 0); }
+        while (fd < 0 && Errno.Current == Errno.EINTR);
+        if (fd < 0) throw CgroupException.Last($"write {value} to", file);
         try
         {
             var bytes = System.Text.Encoding.UTF8.GetBytes(value);
             nint written;
             fixed (byte* p = bytes)
             {
-                do { written = CgroupSyscalls.Write(fd, p, (nuint)bytes.Length); }
-                while (written < 0 && CgroupSyscalls.LastErrno == CgroupSyscalls.EINTR);
+                do { written = Libc.Write(fd, p, bytes.Length); }
+                while (written < 0 && Errno.Current == Errno.EINTR);
             }
-            if (written < 0) throw CgroupSyscalls.Error($"write {value} to {file}", CgroupSyscalls.LastErrno);
+            if (written < 0) throw CgroupException.Last($"write {value} to", file);
             // cgroupfs consumes a value in one go; a short write would mean a partial value was applied.
             if (written != bytes.Length)
                 throw new CgroupException($"write {value} to {file}: short write ({written} of {bytes.Length} bytes)");
@@ -54,7 +55,7 @@ public sealed class CgroupFs : ICgroupFs
         {
             // close(2) errors are not retried: the fd is gone either way, and cgroupfs reports
             // failures at write time.
-            CgroupSyscalls.Close(fd);
+            Libc.Close(fd);
         }
     }
 
@@ -67,18 +68,18 @@ public sealed class CgroupFs : ICgroupFs
 
     public bool Mkdir(string dir)
     {
-        if (CgroupSyscalls.Mkdir(dir, 0x1ED /* 0755 */) == 0) return true;
-        var errno = CgroupSyscalls.LastErrno;
-        if (errno == CgroupSyscalls.EEXIST) return false;
-        throw CgroupSyscalls.Error($"mkdir {dir}", errno);
+        if (Libc.Mkdir(dir, 0x1ED /* 0755 */) == 0) return true;
+        var errno = Errno.Current;
+        if (errno == Errno.EEXIST) return false;
+        throw CgroupException.FromErrno("mkdir", dir, errno);
     }
 
     public bool Rmdir(string dir)
     {
-        if (CgroupSyscalls.Rmdir(dir) == 0) return true;
-        var errno = CgroupSyscalls.LastErrno;
-        if (errno == CgroupSyscalls.ENOENT) return false;
-        throw CgroupSyscalls.Error($"rmdir {dir}", errno);
+        if (Libc.Rmdir(dir) == 0) return true;
+        var errno = Errno.Current;
+        if (errno == Errno.ENOENT) return false;
+        throw CgroupException.FromErrno("rmdir", dir, errno);
     }
 
     public bool Exists(string path) => System.IO.Path.Exists(path);

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Cgroups;
 
@@ -7,26 +7,10 @@ namespace CriRuntime.Cgroups;
 /// v2 announces changes of cgroup.events through inotify, so there we block on that; v1 freezer
 /// and cgroup.procs announce nothing, so there the loop re-reads with a backing-off SpinWait.
 /// Always bounded by a deadline: callers turn a timeout into an error naming the cgroup.</summary>
-internal static partial class KernelWait
+internal static class KernelWait
 {
     private const int IN_CLOEXEC = 0x80000, IN_NONBLOCK = 0x800;
     private const uint IN_MODIFY = 0x2;
-    private const short POLLIN = 1;
-
-    [LibraryImport("libc", EntryPoint = "inotify_init1", SetLastError = true)]
-    private static partial int InotifyInit1(int flags);
-
-    [LibraryImport("libc", EntryPoint = "inotify_add_watch", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int InotifyAddWatch(int fd, string path, uint mask);
-
-    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
-    private static unsafe partial int Poll(PollFd* fds, nuint count, int timeoutMs);
-
-    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
-    private static unsafe partial nint Read(int fd, byte* buffer, nuint count);
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct PollFd { public int Fd; public short Events; public short Revents; }
 
     /// <summary>True once <paramref name="condition"/> holds, false when <paramref name="timeout"/>
     /// passes first. <paramref name="eventsFile"/> (a v2 cgroup.events) is watched to wake up on
@@ -36,10 +20,10 @@ internal static partial class KernelWait
     {
         if (condition()) return true;
         var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
-        var fd = eventsFile is null ? -1 : InotifyInit1(IN_CLOEXEC | IN_NONBLOCK);
-        if (fd >= 0 && InotifyAddWatch(fd, eventsFile!, IN_MODIFY) < 0)
+        var fd = eventsFile is null ? -1 : Libc.InotifyInit1(IN_CLOEXEC | IN_NONBLOCK);
+        if (fd >= 0 && Libc.InotifyAddWatch(fd, eventsFile!, IN_MODIFY) < 0)
         {
-            CgroupSyscalls.Close(fd);
+            Libc.Close(fd);
             fd = -1;
         }
         try
@@ -56,10 +40,10 @@ internal static partial class KernelWait
                 if (fd >= 0)
                 {
                     var ms = (int)Math.Clamp(remaining * 1000 / Stopwatch.Frequency, 1, 20);
-                    var pfd = new PollFd { Fd = fd, Events = POLLIN };
-                    if (Poll(&pfd, 1, ms) > 0)
+                    var pfd = new Libc.PollFd { Fd = fd, Events = Libc.POLLIN };
+                    if (Libc.Poll(&pfd, 1, ms) > 0)
                     {
-                        while (Read(fd, buffer, 512) > 0) { } // drain; the content does not matter
+                        while (Libc.Read(fd, buffer, 512) > 0) { } // drain; the content does not matter
                     }
                 }
                 else
@@ -70,7 +54,7 @@ internal static partial class KernelWait
         }
         finally
         {
-            if (fd >= 0) CgroupSyscalls.Close(fd);
+            if (fd >= 0) Libc.Close(fd);
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Client;
 
@@ -8,13 +9,12 @@ namespace CriRuntime.Shim.Client;
 /// may join earlier data to that message but always stops right after it (unix_stream_read_generic
 /// breaks once it has taken descriptors), so the descriptors a read returns belong to the last
 /// line that read completed (<see cref="FdLineReader"/>).</summary>
-public static unsafe partial class FdPassing
+public static unsafe class FdPassing
 {
     /// <summary>At most this many descriptors per message (stdin, stdout, stderr and spare).</summary>
     public const int MaxFds = 4;
 
     private const int SOL_SOCKET = 1, SCM_RIGHTS = 1, MSG_NOSIGNAL = 0x4000, MSG_DONTWAIT = 0x40, MSG_CMSG_CLOEXEC = 0x40000000;
-    private const int EINTR = 4, EAGAIN = 11;
 
     [StructLayout(LayoutKind.Sequential)]
     private struct IoVec { public void* Base; public nuint Len; }
@@ -31,13 +31,6 @@ public static unsafe partial class FdPassing
     // struct cmsghdr { size_t len; int level; int type; } followed by the data, 8-aligned.
     private const int CmsgHeader = 16;
     private static int CmsgSpace(int dataLen) => CmsgHeader + ((dataLen + 7) & ~7);
-
-    [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
-    private static partial nint SendMsg(int fd, MsgHdr* msg, int flags);
-    [LibraryImport("libc", EntryPoint = "recvmsg", SetLastError = true)]
-    private static partial nint RecvMsg(int fd, MsgHdr* msg, int flags);
-    [LibraryImport("libc", EntryPoint = "close")]
-    internal static partial int Close(int fd);
 
     /// <summary>Writes all of <paramref name="data"/>; <paramref name="fds"/> go with its first
     /// byte. Blocking socket. Throws IOException (with the errno) when the peer is gone.</summary>
@@ -65,12 +58,12 @@ public static unsafe partial class FdPassing
                     msg.Control = control;
                     msg.ControlLen = (nuint)len;
                 }
-                var n = SendMsg(socket, &msg, MSG_NOSIGNAL);
+                var n = Libc.SendMsg(socket, &msg, MSG_NOSIGNAL);
                 if (n < 0)
                 {
-                    var errno = Marshal.GetLastPInvokeError();
-                    if (errno == EINTR) continue;
-                    throw new IOException($"sendmsg on fd {socket}: errno {errno}", errno);
+                    var errno = Errno.Current;
+                    if (errno == Errno.EINTR) continue;
+                    throw Errno.Exception("sendmsg", $"fd {socket}", errno);
                 }
                 first = false;
                 off += (int)n;
@@ -91,13 +84,13 @@ public static unsafe partial class FdPassing
             {
                 var iov = new IoVec { Base = p, Len = (nuint)buffer.Length };
                 var msg = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = (nuint)controlLen };
-                var n = RecvMsg(socket, &msg, MSG_CMSG_CLOEXEC | (dontWait ? MSG_DONTWAIT : 0));
+                var n = Libc.RecvMsg(socket, &msg, MSG_CMSG_CLOEXEC | (dontWait ? MSG_DONTWAIT : 0));
                 if (n < 0)
                 {
-                    var errno = Marshal.GetLastPInvokeError();
-                    if (errno == EINTR) continue;
-                    if (errno == EAGAIN && dontWait) return -1;
-                    throw new IOException($"recvmsg on fd {socket}: errno {errno}", errno);
+                    var errno = Errno.Current;
+                    if (errno == Errno.EINTR) continue;
+                    if (errno == Errno.EAGAIN && dontWait) return -1;
+                    throw Errno.Exception("recvmsg", $"fd {socket}", errno);
                 }
                 CollectFds(control, (int)msg.ControlLen, fds);
                 return (int)n;
@@ -140,7 +133,7 @@ public sealed class FdLineReader(System.Net.Sockets.Socket socket)
             var n = FdPassing.Receive((int)socket.Handle, buffer, _fds, dontWait: true);
             if (n == 0)
             {
-                foreach (var fd in _fds) FdPassing.Close(fd);
+                foreach (var fd in _fds) Libc.Close(fd);
                 _fds.Clear();
                 return null;
             }

@@ -1,3 +1,4 @@
+using CriRuntime.Interop;
 using System.Net.Sockets;
 using System.Text.Json;
 
@@ -55,7 +56,7 @@ public sealed class ShimStream : IDisposable
             }
             finally
             {
-                foreach (var fd in answer.Fds) if (fd >= 0) FdPassing.Close(fd);
+                foreach (var fd in answer.Fds) if (fd >= 0) Libc.Close(fd);
                 if (sockets.Count < (answer.Fds.Length)) foreach (var s in sockets.Values) s.Dispose();
             }
         }
@@ -72,7 +73,7 @@ public sealed class ShimStream : IDisposable
     {
         var answer = await _reader.ReadLineAsync(ct).ConfigureAwait(false);
         if (answer is null) return null;
-        foreach (var fd in answer.Value.Fds) FdPassing.Close(fd);
+        foreach (var fd in answer.Value.Fds) Libc.Close(fd);
         return JsonSerializer.Deserialize(answer.Value.Line, ShimJsonContext.Default.ShimResponse);
     }
 

@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using CriRuntime.Interop;
 using System.Text;
 
 namespace CriRuntime.State;
@@ -12,7 +12,7 @@ namespace CriRuntime.State;
 /// cache outlives it; only a crash of the host itself can lose the write. That is for runtime
 /// state that a reboot makes meaningless anyway (pids, a running container's status), which lives
 /// under the state directory, /run: a tmpfs on a real host.</summary>
-public static partial class AtomicFile
+public static class AtomicFile
 {
     public static void Write(string path, ReadOnlySpan<byte> content, UnixFileMode mode = UnixFileMode.UserRead | UnixFileMode.UserWrite, bool durable = true)
     {
@@ -47,31 +47,7 @@ public static partial class AtomicFile
     private static void FsyncDirectory(string dir)
     {
         // .NET refuses to open directories as files, so this is a plain open(2) + fsync(2).
-        const int O_RDONLY = 0, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;
-        var fd = Open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0) throw Error("open", dir);
-        try
-        {
-            if (Fsync(fd) != 0) throw Error("fsync", dir);
-        }
-        finally
-        {
-            Close(fd);
-        }
+        using var fd = FdHandle.Open(dir, Libc.O_RDONLY | Libc.O_DIRECTORY);
+        Errno.Check(Libc.Fsync(fd.Fd), "fsync", dir);
     }
-
-    private static IOException Error(string operation, string path)
-    {
-        var errno = Marshal.GetLastPInvokeError();
-        return new IOException($"{operation} {path}: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})") { HResult = errno };
-    }
-
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Open(string path, int flags);
-
-    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
-    private static partial int Fsync(int fd);
-
-    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
-    private static partial int Close(int fd);
 }

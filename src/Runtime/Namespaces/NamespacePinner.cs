@@ -118,7 +118,11 @@ public static class NamespacePinner
     public static void SetHostname(string hostname)
     {
         var bytes = Encoding.UTF8.GetBytes(hostname);
-        if (Libc.Sethostname(bytes, bytes.Length) != 0) throw Errno.Last("sethostname", hostname);
+        unsafe
+        {
+            fixed (byte* p = bytes)
+                Errno.Check(Libc.Sethostname(p, (nuint)bytes.Length), "sethostname", hostname);
+        }
     }
 
     /// <summary>Writes one sysctl through /proc/sys as seen from the calling thread's namespaces.</summary>

@@ -3,6 +3,7 @@ using System.Text;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
 using L = CriRuntime.Shim.Kernel.Abi;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Container;
 
@@ -65,7 +66,7 @@ public static unsafe partial class ContainerInit
 
             k.Prctl(L.PR_SET_PDEATHSIG, L.SIGKILL);
             if (!PeerAlive(sync)) return 1;
-            Native.SetCloexec(SyncFd, true);
+            Libc.SetCloexec(SyncFd, true);
             Exec(exe, process.Args, process.Env ?? [$"PATH={ProcessPlan.DefaultPath}"]);
             return 127; // not reached
         }
@@ -73,18 +74,13 @@ public static unsafe partial class ContainerInit
         // library, a bad spec), the supervisor must hear why rather than see a crash.
         catch (Exception e)
         {
-            try { Native.SetCloexec(SyncFd, false); sync.Send("error " + e.Message); } catch (IOException) { }
+            try { Libc.SetCloexec(SyncFd, false); sync.Send("error " + e.Message); } catch (IOException) { }
             return 127;
         }
     }
 
     /// <summary>execvp's test, as the container's user (access(2) checks the real uid).</summary>
-    internal static bool IsExecutable(string path) => Access(path, 1 /* X_OK */) == 0 && !Directory.Exists(path);
-
-    [LibraryImport("libc", EntryPoint = "access", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Access(string path, int mode);
-    [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
-    private static partial nint Recv(int fd, byte* buf, nint len, int flags);
+    internal static bool IsExecutable(string path) => Libc.Access(path, 1 /* X_OK */) == 0 && !Directory.Exists(path);
 
     /// <summary>Closes the window between the supervisor dying and PR_SET_PDEATHSIG being set:
     /// a peer that is gone shows as end-of-file on the socket.</summary>
@@ -92,7 +88,7 @@ public static unsafe partial class ContainerInit
     {
         const int MSG_PEEK = 2, MSG_DONTWAIT = 0x40;
         byte b;
-        var n = Recv(sync.Handle.Fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        var n = Libc.Recv(sync.Handle.Fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
         return n != 0;
     }
 
@@ -102,7 +98,7 @@ public static unsafe partial class ContainerInit
         var argv = NullTerminated(args);
         var envp = NullTerminated(env);
         var p = Utf8(path);
-        Native.Execve(p, argv, envp);
+        Libc.Execve(p, argv, envp);
         throw KernelException.Last("execve", path);
     }
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
 using L = CriRuntime.Shim.Kernel.Abi;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Container;
 
@@ -39,14 +40,14 @@ public static class ExecInit
             ProcessPlan.ApplyIdentity(k, process, Capabilities.KernelLast());
             var exe = ProcessPlan.ResolveExecutable(process, ContainerInit.IsExecutable);
             if (seccomp is not null && process.NoNewPrivileges) Seccomp.SeccompFilter.Load(seccomp);
-            Native.SetCloexec(ContainerInit.SyncFd, true);
+            Libc.SetCloexec(ContainerInit.SyncFd, true);
             ContainerInit.Exec(exe, process.Args, process.Env ?? [$"PATH={ProcessPlan.DefaultPath}"]);
             return 127;
         }
         // The process's error boundary, as in ContainerInit: the supervisor must hear why.
         catch (Exception e)
         {
-            try { Native.SetCloexec(ContainerInit.SyncFd, false); sync.Send("error " + e.Message); } catch (IOException) { }
+            try { Libc.SetCloexec(ContainerInit.SyncFd, false); sync.Send("error " + e.Message); } catch (IOException) { }
             return 127;
         }
     }

@@ -1,6 +1,7 @@
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
 using L = CriRuntime.Shim.Kernel.Abi;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Container;
 
@@ -18,7 +19,7 @@ public static class ProcessPlan
             if (!L.Rlimits.TryGetValue(r.Type, out var resource))
                 throw new InvalidDataException($"process.rlimits: unknown type \"{r.Type}\"");
             try { k.SetRlimit(resource, r.Soft, r.Hard); }
-            catch (KernelException e) when (e.Errno == Errnos.EPERM)
+            catch (KernelException e) when (e.Errno == Errno.EPERM)
             {
                 warn($"{r.Type} soft {r.Soft} hard {r.Hard}: {e.Message}; keeping the inherited limit");
             }
@@ -26,7 +27,7 @@ public static class ProcessPlan
         if (p.OomScoreAdj is { } adj)
         {
             try { k.WriteFile("/proc/self/oom_score_adj", adj.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
-            catch (KernelException e) when (e.Errno is Errnos.EPERM or Errnos.EACCES)
+            catch (KernelException e) when (e.Errno is Errno.EPERM or Errno.EACCES)
             {
                 warn($"oom_score_adj {adj}: {e.Message}; keeping the inherited value");
             }

@@ -2,6 +2,7 @@ using CriRuntime.Cgroups;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
 using L = CriRuntime.Shim.Kernel.Abi;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Container;
 
@@ -66,7 +67,7 @@ public sealed record BindTargetStep(string Root, string Source, string Target, b
     public override void Apply(IKernel k)
     {
         var sourceKind = SourceIsDirectory switch { true => FileKind.Directory, false => FileKind.File, null => k.Stat(Source) };
-        if (sourceKind == FileKind.Missing) throw new KernelException("stat", Source, Errnos.ENOENT);
+        if (sourceKind == FileKind.Missing) throw new KernelException("stat", Source, Errno.ENOENT);
         if (sourceKind == FileKind.Directory) { new MkdirAllStep(Root, Target).Apply(k); return; }
         new MkdirAllStep(Root, System.IO.Path.GetDirectoryName(Target)!).Apply(k);
         var target = SecurePath.InRoot(k, Root, Target);

@@ -1,5 +1,6 @@
 using System.Text;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Container;
 
@@ -22,7 +23,7 @@ public sealed class SyncChannel(FdHandle fd) : IDisposable
         return new FdHandle(first);
     }
 
-    public void Send(string line) => Native.WriteAll(fd.Fd, Encoding.UTF8.GetBytes(line.Replace('\n', ' ') + "\n"), "sync socket");
+    public void Send(string line) => Libc.WriteAll(fd.Fd, Encoding.UTF8.GetBytes(line.Replace('\n', ' ') + "\n"), "sync socket");
 
     /// <summary>The next line, or null at end of file.</summary>
     public string? Receive()

@@ -1,4 +1,5 @@
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Container;
 
@@ -15,7 +16,7 @@ public static class Terminal
 
     public static void Setup(IKernel k, FdHandle sync)
     {
-        using var master = k.Open("/dev/ptmx", Native.O_RDWR | Native.O_NOCTTY, 0);
+        using var master = k.Open("/dev/ptmx", Libc.O_RDWR | Libc.O_NOCTTY, 0);
         using var peer = k.OpenPtyPeer(master);
         k.SetControllingTerminal(peer);
         for (var fd = 0; fd <= 2; fd++) k.Dup2(peer, fd);

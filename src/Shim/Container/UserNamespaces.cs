@@ -3,6 +3,7 @@ using System.Text;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
 using L = CriRuntime.Shim.Kernel.Abi;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Container;
 
@@ -68,7 +69,7 @@ public static class UserNamespaces
             if (!(o.IsBind || m.Type == "bind")) continue;
             var source = m.Source ?? throw new InvalidDataException($"mounts: bind mount on {m.Destination} has no source");
             var kind = k.Stat(source);
-            if (kind == FileKind.Missing) throw new KernelException("stat", source, Errnos.ENOENT);
+            if (kind == FileKind.Missing) throw new KernelException("stat", source, Errno.ENOENT);
             using var clone = k.CloneMount(source, recursive: (o.Flags & L.MS_REC) != 0, idmapTo: null);
             k.SendFd(sync.Handle, $"{BindMessage} {i} {(kind == FileKind.Directory ? "dir" : "file")}", clone);
         }

@@ -1,3 +1,4 @@
+using CriRuntime.Interop;
 namespace CriRuntime.Shim.Kernel;
 
 public enum FileKind { Missing, Directory, File, Other }

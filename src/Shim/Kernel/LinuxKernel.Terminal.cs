@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Kernel;
 
@@ -11,21 +12,21 @@ public sealed unsafe partial class LinuxKernel
     public FdHandle OpenPtyPeer(FdHandle master)
     {
         var unlock = 0;
-        if (Native.IoctlPtr(master.Fd, TIOCSPTLCK, &unlock) != 0) throw KernelException.Last("ioctl(TIOCSPTLCK)", "/dev/ptmx");
-        var fd = Native.IoctlInt(master.Fd, TIOCGPTPEER, Native.O_RDWR | Native.O_NOCTTY | Native.O_CLOEXEC);
+        if (Libc.IoctlPtr(master.Fd, TIOCSPTLCK, &unlock) != 0) throw KernelException.Last("ioctl(TIOCSPTLCK)", "/dev/ptmx");
+        var fd = Libc.IoctlInt(master.Fd, TIOCGPTPEER, Libc.O_RDWR | Libc.O_NOCTTY | Libc.O_CLOEXEC);
         if (fd < 0) throw KernelException.Last("ioctl(TIOCGPTPEER)", "/dev/ptmx");
         return new FdHandle(fd);
     }
 
     public void SetControllingTerminal(FdHandle tty)
     {
-        if (Native.Setsid() < 0 && Marshal.GetLastPInvokeError() != Errnos.EPERM) throw KernelException.Last("setsid", "");
-        if (Native.IoctlInt(tty.Fd, TIOCSCTTY, 0) != 0) throw KernelException.Last("ioctl(TIOCSCTTY)", $"fd {tty.Fd}");
+        if (Libc.Setsid() < 0 && Marshal.GetLastPInvokeError() != Errno.EPERM) throw KernelException.Last("setsid", "");
+        if (Libc.IoctlInt(tty.Fd, TIOCSCTTY, 0) != 0) throw KernelException.Last("ioctl(TIOCSCTTY)", $"fd {tty.Fd}");
     }
 
     public void Dup2(FdHandle from, int to)
     {
-        if (Native.Dup2(from.Fd, to) < 0) throw KernelException.Last("dup2", $"fd {from.Fd} to {to}");
+        if (Libc.Dup2(from.Fd, to) < 0) throw KernelException.Last("dup2", $"fd {from.Fd} to {to}");
     }
 
     public void SendFd(FdHandle socket, string message, FdHandle fd)

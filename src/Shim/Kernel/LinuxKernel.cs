@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Kernel;
 
@@ -15,48 +16,48 @@ public sealed unsafe partial class LinuxKernel : IKernel
     }
 
     public void Mount(string? source, string target, string? fstype, ulong flags, string? data) =>
-        Check(Native.Mount(source, target, fstype, flags, data), "mount", $"{source ?? "none"} on {target} ({fstype ?? "-"}, {MountFlags.Format(flags)}{(string.IsNullOrEmpty(data) ? "" : ", " + data)})");
+        Check(Libc.Mount(source, target, fstype, flags, data), "mount", $"{source ?? "none"} on {target} ({fstype ?? "-"}, {MountFlags.Format(flags)}{(string.IsNullOrEmpty(data) ? "" : ", " + data)})");
 
-    public void Umount2(string target, int flags) => Check(Native.Umount2(target, flags), "umount2", target);
+    public void Umount2(string target, int flags) => Check(Libc.Umount2(target, flags), "umount2", target);
 
     public void MountSetattr(string path, ulong attrSet, ulong attrClr, bool recursive)
     {
         const int AT_FDCWD = -100, AT_RECURSIVE = 0x8000;
         var attr = stackalloc ulong[4] { attrSet, attrClr, 0, 0 };
-        Check((int)Native.SyscallMountSetattr(Native.SYS_mount_setattr, AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, attr, 32),
+        Check((int)Libc.SyscallMountSetattr(Libc.SYS_mount_setattr, AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, attr, 32),
             "mount_setattr", path);
     }
 
     public void PivotRoot(string newRoot, string putOld) =>
-        Check((int)Native.SyscallPivotRoot(Native.SYS_pivot_root, newRoot, putOld), "pivot_root", $"{newRoot} {putOld}");
+        Check((int)Libc.SyscallPivotRoot(Libc.SYS_pivot_root, newRoot, putOld), "pivot_root", $"{newRoot} {putOld}");
 
-    public void Chdir(string path) => Check(Native.Chdir(path), "chdir", path);
-    public void Chroot(string path) => Check(Native.Chroot(path), "chroot", path);
+    public void Chdir(string path) => Check(Libc.Chdir(path), "chdir", path);
+    public void Chroot(string path) => Check(Libc.Chroot(path), "chroot", path);
 
     public void Mkdir(string path, uint mode)
     {
-        if (Native.Mkdir(path, mode) != 0 && Marshal.GetLastPInvokeError() != Errnos.EEXIST)
+        if (Libc.Mkdir(path, mode) != 0 && Marshal.GetLastPInvokeError() != Errno.EEXIST)
             throw KernelException.Last("mkdir", path);
     }
 
     public void CreateFile(string path, uint mode)
     {
-        var fd = Native.Open(path, Native.O_WRONLY | Native.O_CREAT | Native.O_CLOEXEC | Native.O_NOCTTY, mode);
+        var fd = Libc.Open(path, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_CLOEXEC | Libc.O_NOCTTY, mode);
         if (fd < 0) throw KernelException.Last("open(O_CREAT)", path);
-        Native.Close(fd);
+        Libc.Close(fd);
     }
 
-    public void Mknod(string path, uint mode, ulong dev) => Check(Native.Mknod(path, mode, dev), "mknod", path);
-    public void Symlink(string target, string linkPath) => Check(Native.Symlink(target, linkPath), "symlink", $"{linkPath} -> {target}");
-    public void Chown(string path, uint uid, uint gid) => Check(Native.Chown(path, uid, gid), "chown", path);
+    public void Mknod(string path, uint mode, ulong dev) => Check(Libc.Mknod(path, mode, dev), "mknod", path);
+    public void Symlink(string target, string linkPath) => Check(Libc.Symlink(target, linkPath), "symlink", $"{linkPath} -> {target}");
+    public void Chown(string path, uint uid, uint gid) => Check(Libc.Chown(path, uid, gid), "chown", path);
 
     public string? ReadLink(string path)
     {
         var buffer = stackalloc byte[4096];
-        var n = Native.ReadLink(path, buffer, 4096);
+        var n = Libc.ReadLink(path, buffer, 4096);
         if (n >= 0) return Encoding.UTF8.GetString(buffer, (int)n);
         var errno = Marshal.GetLastPInvokeError();
-        if (errno is Errnos.EINVAL or Errnos.ENOENT or Errnos.ENOTDIR) return null;
+        if (errno is Errno.EINVAL or Errno.ENOENT or Errno.ENOTDIR) return null;
         throw new KernelException("readlink", path, errno);
     }
 
@@ -65,10 +66,10 @@ public sealed unsafe partial class LinuxKernel : IKernel
         const int AT_FDCWD = -100;
         const uint STATX_TYPE = 1;
         var buffer = stackalloc byte[256];
-        if (Native.Statx(AT_FDCWD, path, 0, STATX_TYPE, buffer) != 0)
+        if (Libc.Statx(AT_FDCWD, path, 0, STATX_TYPE, buffer) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            if (errno is Errnos.ENOENT or Errnos.ENOTDIR) return FileKind.Missing;
+            if (errno is Errno.ENOENT or Errno.ENOTDIR) return FileKind.Missing;
             throw new KernelException("statx", path, errno);
         }
         return (*(ushort*)(buffer + 28) & 0xF000) switch
@@ -81,19 +82,19 @@ public sealed unsafe partial class LinuxKernel : IKernel
 
     public void WriteFile(string path, string content)
     {
-        using var fd = Open(path, Native.O_WRONLY, 0);
+        using var fd = Open(path, Libc.O_WRONLY, 0);
         var bytes = Encoding.UTF8.GetBytes(content);
         fixed (byte* p = bytes)
         {
-            if (Native.Write(fd.Fd, p, bytes.Length) != bytes.Length) throw KernelException.Last("write", path);
+            if (Libc.Write(fd.Fd, p, bytes.Length) != bytes.Length) throw KernelException.Last("write", path);
         }
     }
 
     public FdHandle Open(string path, int flags, uint mode)
     {
         int fd;
-        do { fd = Native.Open(path, flags | Native.O_CLOEXEC, mode); }
-        while (fd < 0 && Marshal.GetLastPInvokeError() == Errnos.EINTR);
+        do { fd = Libc.Open(path, flags | Libc.O_CLOEXEC, mode); }
+        while (fd < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
         if (fd < 0) throw KernelException.Last("open", path);
         return new FdHandle(fd);
     }
@@ -101,53 +102,53 @@ public sealed unsafe partial class LinuxKernel : IKernel
     public void SetHostname(string name)
     {
         var bytes = Encoding.UTF8.GetBytes(name);
-        fixed (byte* p = bytes) Check(Native.SetHostname(p, (nuint)bytes.Length), "sethostname", name);
+        fixed (byte* p = bytes) Check(Libc.Sethostname(p, (nuint)bytes.Length), "sethostname", name);
     }
 
     public void SetDomainname(string name)
     {
         var bytes = Encoding.UTF8.GetBytes(name);
-        fixed (byte* p = bytes) Check(Native.SetDomainname(p, (nuint)bytes.Length), "setdomainname", name);
+        fixed (byte* p = bytes) Check(Libc.Setdomainname(p, (nuint)bytes.Length), "setdomainname", name);
     }
 
     public void SetNs(string path, int nsType)
     {
-        using var fd = Open(path, Native.O_RDONLY, 0);
-        Check(Native.SetNs(fd.Fd, nsType), "setns", path);
+        using var fd = Open(path, Libc.O_RDONLY, 0);
+        Check(Libc.Setns(fd.Fd, nsType), "setns", path);
     }
 
-    public void Unshare(int flags) => Check(Native.Unshare(flags), "unshare", $"0x{flags:x}");
+    public void Unshare(int flags) => Check(Libc.Unshare(flags), "unshare", $"0x{flags:x}");
 
     public void Prctl(int option, ulong arg2, ulong arg3 = 0, ulong arg4 = 0, ulong arg5 = 0) =>
-        Check(Native.Prctl(option, (nuint)arg2, (nuint)arg3, (nuint)arg4, (nuint)arg5) < 0 ? -1 : 0, "prctl", $"option {option} arg {arg2}");
+        Check(Libc.Prctl(option, (nuint)arg2, (nuint)arg3, (nuint)arg4, (nuint)arg5) < 0 ? -1 : 0, "prctl", $"option {option} arg {arg2}");
 
     public void Capset(ulong effective, ulong permitted, ulong inheritable)
     {
-        var header = new Native.CapHeader { Version = Native.LINUX_CAPABILITY_VERSION_3, Pid = 0 };
-        var data = stackalloc Native.CapData[2];
-        data[0] = new Native.CapData { Effective = (uint)effective, Permitted = (uint)permitted, Inheritable = (uint)inheritable };
-        data[1] = new Native.CapData { Effective = (uint)(effective >> 32), Permitted = (uint)(permitted >> 32), Inheritable = (uint)(inheritable >> 32) };
-        Check(Native.Capset(&header, data), "capset", $"eff=0x{effective:x} prm=0x{permitted:x} inh=0x{inheritable:x}");
+        var header = new Libc.CapHeader { Version = Libc.LINUX_CAPABILITY_VERSION_3, Pid = 0 };
+        var data = stackalloc Libc.CapData[2];
+        data[0] = new Libc.CapData { Effective = (uint)effective, Permitted = (uint)permitted, Inheritable = (uint)inheritable };
+        data[1] = new Libc.CapData { Effective = (uint)(effective >> 32), Permitted = (uint)(permitted >> 32), Inheritable = (uint)(inheritable >> 32) };
+        Check(Libc.Capset(&header, data), "capset", $"eff=0x{effective:x} prm=0x{permitted:x} inh=0x{inheritable:x}");
     }
 
     public void SetGroups(IReadOnlyList<uint> gids)
     {
         var arr = gids.ToArray();
-        fixed (uint* p = arr) Check(Native.SetGroups((nuint)arr.Length, p), "setgroups", string.Join(',', arr));
+        fixed (uint* p = arr) Check(Libc.SetGroups((nuint)arr.Length, p), "setgroups", string.Join(',', arr));
     }
 
     // glibc applies setresuid/setresgid/setgroups to every thread of the process (the "setxid"
     // broadcast), so the runtime's helper threads cannot keep root behind the exec'ing thread.
-    public void SetResGid(uint gid) => Check(Native.SetResGid(gid, gid, gid), "setresgid", gid.ToString());
-    public void SetResUid(uint uid) => Check(Native.SetResUid(uid, uid, uid), "setresuid", uid.ToString());
+    public void SetResGid(uint gid) => Check(Libc.SetResGid(gid, gid, gid), "setresgid", gid.ToString());
+    public void SetResUid(uint uid) => Check(Libc.SetResUid(uid, uid, uid), "setresuid", uid.ToString());
 
     public void SetRlimit(int resource, ulong soft, ulong hard)
     {
         var lim = stackalloc ulong[2] { soft, hard };
-        Check(Native.SetRlimit(resource, lim), "setrlimit", $"resource {resource} soft {soft} hard {hard}");
+        Check(Libc.SetRlimit(resource, lim), "setrlimit", $"resource {resource} soft {soft} hard {hard}");
     }
 
-    public void Umask(uint mask) => Native.Umask(mask);
+    public void Umask(uint mask) => Libc.Umask(mask);
 }
 
 public static class MountFlags

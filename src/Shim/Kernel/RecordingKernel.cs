@@ -1,3 +1,4 @@
+using CriRuntime.Interop;
 namespace CriRuntime.Shim.Kernel;
 
 /// <summary>A fake kernel for unit tests: records each call as one readable line

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Seccomp;
 
@@ -32,8 +33,8 @@ public static unsafe partial class SeccompFilter
         "SCMP_ACT_KILL" or "SCMP_ACT_KILL_THREAD" => 0x00000000,
         "SCMP_ACT_KILL_PROCESS" => 0x80000000,
         "SCMP_ACT_TRAP" => 0x00030000,
-        "SCMP_ACT_ERRNO" => 0x00050000 | ((errnoRet ?? Errnos.EPERM) & 0xffff),
-        "SCMP_ACT_TRACE" => 0x7ff00000 | ((errnoRet ?? Errnos.EPERM) & 0xffff),
+        "SCMP_ACT_ERRNO" => 0x00050000 | ((errnoRet ?? Errno.EPERM) & 0xffff),
+        "SCMP_ACT_TRACE" => 0x7ff00000 | ((errnoRet ?? Errno.EPERM) & 0xffff),
         "SCMP_ACT_LOG" => 0x7ffc0000,
         "SCMP_ACT_ALLOW" => 0x7fff0000,
         _ => throw new InvalidDataException($"linux.seccomp: unsupported action \"{name}\""),
@@ -77,7 +78,7 @@ public static unsafe partial class SeccompFilter
                 var arch = Arch(a);
                 if (arch == ArchNative()) continue; // present already
                 var rc = ArchAdd(ctx, arch);
-                if (rc < 0 && rc != -Errnos.EEXIST) throw new KernelException("seccomp_arch_add", a, -rc);
+                if (rc < 0 && rc != -Errno.EEXIST) throw new KernelException("seccomp_arch_add", a, -rc);
             }
             foreach (var rule in spec.Syscalls ?? [])
             {

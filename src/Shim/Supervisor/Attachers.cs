@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -14,17 +15,13 @@ public sealed unsafe partial class Attachers
     private readonly Dictionary<string, List<FdHandle>> _by = new(StringComparer.Ordinal);
     private bool _closed;
 
-    [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
-    private static partial nint Send(int fd, byte* buf, nint len, int flags);
-    [LibraryImport("libc", EntryPoint = "shutdown")]
-    private static partial int Shutdown(int fd, int how);
     private const int MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
 
     /// <summary>Shut down before closing: a relay thread may hold another reference to the socket
     /// (so close alone would not be end of file for the client) and is woken by it.</summary>
     private static void Drop(FdHandle socket)
     {
-        Shutdown(socket.Fd, 2 /* SHUT_RDWR */);
+        Libc.Shutdown(socket.Fd, 2 /* SHUT_RDWR */);
         socket.Dispose();
     }
 
@@ -57,10 +54,10 @@ public sealed unsafe partial class Attachers
             var off = 0;
             while (off < data.Length)
             {
-                var n = Send(fd, p + off, data.Length - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+                var n = Libc.Send(fd, p + off, data.Length - off, MSG_DONTWAIT | MSG_NOSIGNAL);
                 if (n < 0)
                 {
-                    if (Marshal.GetLastPInvokeError() == Errnos.EINTR) continue;
+                    if (Marshal.GetLastPInvokeError() == Errno.EINTR) continue;
                     return false; // EAGAIN (slow client), EPIPE/ECONNRESET (gone)
                 }
                 off += (int)n;

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Kernel;
 using L = CriRuntime.Shim.Kernel.Abi;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -98,11 +99,11 @@ public sealed class ContainerSpawner
         while (true)
         {
             int status;
-            var pid = Native.Waitpid(-1, &status, 0);
+            var pid = Libc.Waitpid(-1, &status, 0);
             if (pid < 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
-                if (errno == Errnos.EINTR) continue;
+                if (errno == Errno.EINTR) continue;
                 return; // ECHILD: nothing left to wait for
             }
             if (pid == Pid)

@@ -6,6 +6,7 @@ using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
 using CriRuntime.State;
 using L = CriRuntime.Shim.Kernel.Abi;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -175,7 +176,7 @@ public sealed partial class ContainerSupervisor
             try
             {
                 int n;
-                while (length < buffer.Length && (n = Native.ReadSome(stderr.Fd, buffer.AsSpan(length), "init stderr")) > 0) length += n;
+                while (length < buffer.Length && (n = Libc.ReadSome(stderr.Fd, buffer.AsSpan(length), "init stderr")) > 0) length += n;
             }
             catch (KernelException) { } // nothing more to learn
             said = System.Text.Encoding.UTF8.GetString(buffer, 0, length).Trim();
@@ -221,7 +222,7 @@ public sealed partial class ContainerSupervisor
                 while (true)
                 {
                     int n;
-                    try { n = Native.ReadSome(read.Fd, buffer, stream); }
+                    try { n = Libc.ReadSome(read.Fd, buffer, stream); }
                     catch (KernelException e) when (e.Errno == 5 /* EIO */ && !ownsFd) { break; } // the terminal has no writer left
                     catch (KernelException e) { _log.Error($"{stream}: {e.Message}"); break; }
                     if (n == 0) break;
@@ -378,7 +379,7 @@ public sealed partial class ContainerSupervisor
                 int n;
                 try
                 {
-                    while ((n = Native.ReadSome(read.Fd, chunk, "exec output")) > 0)
+                    while ((n = Libc.ReadSome(read.Fd, chunk, "exec output")) > 0)
                         if (buffer.Length < ExecResult.MaxOutput) buffer.Write(chunk, 0, (int)Math.Min(n, ExecResult.MaxOutput - buffer.Length));
                 }
                 catch (KernelException) { } // a broken pipe ends the output like end of file

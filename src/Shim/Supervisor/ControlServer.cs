@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -24,17 +25,6 @@ public sealed unsafe partial class ControlServer : IDisposable
     /// start-up code resident for the container's whole life.</summary>
     private readonly List<(Connection Conn, ShimRequest Request)> _waiters = [];
 
-    [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
-    private static partial int Socket(int domain, int type, int protocol);
-    [LibraryImport("libc", EntryPoint = "bind", SetLastError = true)]
-    private static partial int Bind(int fd, byte* addr, int len);
-    [LibraryImport("libc", EntryPoint = "listen", SetLastError = true)]
-    private static partial int Listen(int fd, int backlog);
-    [LibraryImport("libc", EntryPoint = "accept4", SetLastError = true)]
-    private static partial int Accept4(int fd, byte* addr, int* len, int flags);
-    [LibraryImport("libc", EntryPoint = "shutdown", SetLastError = true)]
-    private static partial int Shutdown(int fd, int how);
-
     private const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
 
     private readonly Action? _idle;
@@ -55,24 +45,18 @@ public sealed unsafe partial class ControlServer : IDisposable
         var bytes = Encoding.UTF8.GetBytes(path);
         if (bytes.Length > 107) throw new ArgumentException($"control socket path is longer than 107 bytes: {path}");
         File.Delete(path); // a stale socket of a previous shim of this container
-        var fd = Socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        var fd = Libc.Socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) throw KernelException.Last("socket", path);
         _listen = new FdHandle(fd);
         var addr = stackalloc byte[110];
         new Span<byte>(addr, 110).Clear();
         *(ushort*)addr = AF_UNIX;
         bytes.CopyTo(new Span<byte>(addr + 2, 108));
-        if (Bind(fd, addr, 2 + bytes.Length + 1) != 0) throw KernelException.Last("bind", path);
+        if (Libc.Bind(fd, addr, 2 + bytes.Length + 1) != 0) throw KernelException.Last("bind", path);
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        if (Listen(fd, 16) != 0) throw KernelException.Last("listen", path);
+        if (Libc.Listen(fd, 16) != 0) throw KernelException.Last("listen", path);
         new Thread(Loop, 256 * 1024) { IsBackground = true, Name = "control" }.Start();
     }
-
-    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
-    private static partial int Poll(PollFd* fds, nuint count, int timeout);
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct PollFd { public int Fd; public short Events; public short Revents; }
 
     private const short POLLIN = 1, POLLERR = 8, POLLHUP = 16;
 
@@ -90,17 +74,17 @@ public sealed unsafe partial class ControlServer : IDisposable
     {
         var conns = new List<Connection>();
         var buffer = new byte[4096];
-        var fds = new PollFd[8]; // grown as connections come; a stackalloc here would grow the stack every turn
+        var fds = new Libc.PollFd[8]; // grown as connections come; a stackalloc here would grow the stack every turn
         while (!_closing)
         {
-            if (fds.Length < conns.Count + 1) fds = new PollFd[(conns.Count + 1) * 2];
-            fds[0] = new PollFd { Fd = _listen.Fd, Events = POLLIN };
-            for (var i = 0; i < conns.Count; i++) fds[i + 1] = new PollFd { Fd = conns[i].Fd.Fd, Events = POLLIN };
+            if (fds.Length < conns.Count + 1) fds = new Libc.PollFd[(conns.Count + 1) * 2];
+            fds[0] = new Libc.PollFd { Fd = _listen.Fd, Events = POLLIN };
+            for (var i = 0; i < conns.Count; i++) fds[i + 1] = new Libc.PollFd { Fd = conns[i].Fd.Fd, Events = POLLIN };
             int ready;
-            fixed (PollFd* p = fds) ready = Poll(p, (nuint)(conns.Count + 1), -1);
+            fixed (Libc.PollFd* p = fds) ready = Libc.Poll(p, (nuint)(conns.Count + 1), -1);
             if (ready < 0)
             {
-                if (Marshal.GetLastPInvokeError() == Errnos.EINTR) continue;
+                if (Marshal.GetLastPInvokeError() == Errno.EINTR) continue;
                 _log.Error($"poll {_path}: errno {Marshal.GetLastPInvokeError()}");
                 return;
             }
@@ -111,7 +95,7 @@ public sealed unsafe partial class ControlServer : IDisposable
                 if ((fds[i + 1].Revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
                 var conn = conns[i];
                 int n;
-                try { n = Native.ReadSome(conn.Fd.Fd, buffer, _path); }
+                try { n = Libc.ReadSome(conn.Fd.Fd, buffer, _path); }
                 catch (KernelException) { n = 0; }
                 if (n == 0) { conns.RemoveAt(i); conn.Fd.Dispose(); continue; }
                 conn.Pending.AddRange(buffer.AsSpan(0, n));
@@ -126,7 +110,7 @@ public sealed unsafe partial class ControlServer : IDisposable
             }
             if ((fds[0].Revents & POLLIN) != 0)
             {
-                var fd = Accept4(_listen.Fd, null, null, SOCK_CLOEXEC);
+                var fd = Libc.Accept4(_listen.Fd, null, null, SOCK_CLOEXEC);
                 if (fd >= 0) conns.Add(new Connection(new FdHandle(fd)));
             }
             if (parked) IdleIfQuiet(); // the wait will not be answered until the exit: the shim is idle now
@@ -218,7 +202,7 @@ public sealed unsafe partial class ControlServer : IDisposable
                     finally { lock (_lock) { _inflight--; Monitor.PulseAll(_lock); } }
                 }
                 int n;
-                try { n = Native.ReadSome(conn.Fd.Fd, buffer, _path); }
+                try { n = Libc.ReadSome(conn.Fd.Fd, buffer, _path); }
                 catch (KernelException) { return; }
                 if (n == 0) return;
                 conn.Pending.AddRange(buffer.AsSpan(0, n));
@@ -263,8 +247,8 @@ public sealed unsafe partial class ControlServer : IDisposable
     {
         try
         {
-            Native.WriteAll(conn.Fd, bytes, _path);
-            Native.WriteAll(conn.Fd, "\n"u8, _path);
+            Libc.WriteAll(conn.Fd, bytes, _path);
+            Libc.WriteAll(conn.Fd, "\n"u8, _path);
             return true;
         }
         catch (KernelException) { return false; } // the client went away
@@ -282,7 +266,7 @@ public sealed unsafe partial class ControlServer : IDisposable
             _waiters.Clear();
         }
         try { File.Delete(_path); } catch (IOException) { }
-        Shutdown(_listen.Fd, 2); // wakes the poll(2)
+        Libc.Shutdown(_listen.Fd, 2); // wakes the poll(2)
         foreach (var (conn, request) in waiters)
             using (conn.Fd) Answer(conn.Fd, request, null);
         var deadline = DateTime.UtcNow + grace;

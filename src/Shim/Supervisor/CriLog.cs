@@ -1,5 +1,6 @@
 using System.Text;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -66,7 +67,7 @@ public sealed class CriLogWriter : IDisposable
     private static FdHandle OpenLog(string path)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        return LinuxKernel.Instance.Open(path, Native.O_WRONLY | Native.O_CREAT | Native.O_APPEND, 0x1a0 /* 0640 */);
+        return LinuxKernel.Instance.Open(path, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_APPEND, 0x1a0 /* 0640 */);
     }
 
     /// <summary>Go's time.RFC3339Nano: nanoseconds with trailing zeros (and a bare dot) dropped.
@@ -88,7 +89,7 @@ public sealed class CriLogWriter : IDisposable
         lock (_lock)
         {
             var line = Format(_clock(), stream, partial, content);
-            Native.WriteAll(_fd.Fd, line, _path);
+            Libc.WriteAll(_fd.Fd, line, _path);
         }
     }
 

@@ -3,6 +3,7 @@ using CriRuntime.Oci;
 using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -186,7 +187,7 @@ public sealed partial class ContainerSupervisor
     private static int DupCloexec(FdHandle fd)
     {
         const int F_DUPFD_CLOEXEC = 1030;
-        var dup = Native.Fcntl(fd.Fd, F_DUPFD_CLOEXEC, 3);
+        var dup = Libc.Fcntl(fd.Fd, F_DUPFD_CLOEXEC, 3);
         if (dup < 0) throw KernelException.Last("fcntl(F_DUPFD_CLOEXEC)", "container stdin");
         return dup;
     }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -14,12 +15,6 @@ namespace CriRuntime.Shim.Supervisor;
 /// /proc/self/smaps allocates nothing on the managed heap, so it leaves no garbage behind.</summary>
 public static unsafe partial class MemoryTrim
 {
-    [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
-    private static partial int Madvise(nint addr, nuint length, int advice);
-
-    [LibraryImport("libc", EntryPoint = "malloc_trim")]
-    private static partial int MallocTrim(nuint pad);
-
     private const int MADV_DONTNEED = 4;
     private const int BufferSize = 4 << 20; // smaps of a shim is ~100 KiB; malloc serves this with mmap, freed at once
 
@@ -29,13 +24,13 @@ public static unsafe partial class MemoryTrim
         // Finalizers the collection queued run on the finalizer thread; were they still running
         // during the scan below, the code they touch would stay resident.
         GC.WaitForPendingFinalizers();
-        MallocTrim(0); // gives back free pages inside the malloc heap, not only at its top
+        Libc.MallocTrim(0); // gives back free pages inside the malloc heap, not only at its top
         DropCleanFilePages();
     }
 
     public static void DropCleanFilePages()
     {
-        var fd = Native.Open("/proc/self/smaps", Native.O_RDONLY | Native.O_CLOEXEC, 0);
+        var fd = Libc.Open("/proc/self/smaps", Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
         if (fd < 0) return; // best effort: failing only costs memory
         var buffer = (byte*)NativeMemory.Alloc(BufferSize);
         try
@@ -43,7 +38,7 @@ public static unsafe partial class MemoryTrim
             var length = 0;
             while (length < BufferSize)
             {
-                var n = Native.Read(fd, buffer + length, BufferSize - length);
+                var n = Libc.Read(fd, buffer + length, BufferSize - length);
                 if (n <= 0) break;
                 length += (int)n;
             }
@@ -52,7 +47,7 @@ public static unsafe partial class MemoryTrim
         finally
         {
             NativeMemory.Free(buffer);
-            Native.Close(fd);
+            Libc.Close(fd);
         }
     }
 
@@ -71,7 +66,7 @@ public static unsafe partial class MemoryTrim
             }
             else if (candidate && line.StartsWith("Anonymous:"u8))
             {
-                if (line[10..].Trim((byte)' ').StartsWith("0 kB"u8)) Madvise(start, (nuint)(end - start), MADV_DONTNEED);
+                if (line[10..].Trim((byte)' ').StartsWith("0 kB"u8)) Libc.Madvise(start, (nuint)(end - start), MADV_DONTNEED);
                 candidate = false;
             }
         }

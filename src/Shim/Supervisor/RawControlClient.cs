@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -11,31 +12,26 @@ namespace CriRuntime.Shim.Supervisor;
 /// <see cref="ShimClient"/>). Every AOT-compiled type costs resident memory in every shim.</summary>
 public static unsafe partial class RawControlClient
 {
-    [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
-    private static partial int Socket(int domain, int type, int protocol);
-    [LibraryImport("libc", EntryPoint = "connect", SetLastError = true)]
-    private static partial int Connect(int fd, byte* addr, int len);
-
     public static ShimResponse Send(string stateDir, ShimRequest request)
     {
         var path = Path.Combine(stateDir, StateFiles.Socket);
         var bytes = Encoding.UTF8.GetBytes(path);
         if (bytes.Length > 107) throw new ArgumentException($"control socket path is longer than 107 bytes: {path}");
-        var fd = Socket(1 /* AF_UNIX */, 1 /* SOCK_STREAM */ | 0x80000 /* SOCK_CLOEXEC */, 0);
+        var fd = Libc.Socket(1 /* AF_UNIX */, 1 /* SOCK_STREAM */ | 0x80000 /* SOCK_CLOEXEC */, 0);
         if (fd < 0) throw KernelException.Last("socket", path);
         using var handle = new FdHandle(fd);
         var addr = stackalloc byte[110];
         new Span<byte>(addr, 110).Clear();
         *(ushort*)addr = 1;
         bytes.CopyTo(new Span<byte>(addr + 2, 108));
-        if (Connect(fd, addr, 2 + bytes.Length + 1) != 0) throw KernelException.Last("connect", path);
-        Native.WriteAll(fd, JsonSerializer.SerializeToUtf8Bytes(request, ShimJsonContext.Default.ShimRequest), path);
-        Native.WriteAll(fd, "\n"u8, path);
+        if (Libc.Connect(fd, addr, 2 + bytes.Length + 1) != 0) throw KernelException.Last("connect", path);
+        Libc.WriteAll(fd, JsonSerializer.SerializeToUtf8Bytes(request, ShimJsonContext.Default.ShimRequest), path);
+        Libc.WriteAll(fd, "\n"u8, path);
         var answer = new List<byte>();
         var buffer = new byte[64 * 1024];
         while (true)
         {
-            var n = Native.ReadSome(fd, buffer, path);
+            var n = Libc.ReadSome(fd, buffer, path);
             if (n == 0) break;
             var nl = Array.IndexOf(buffer, (byte)'\n', 0, n);
             answer.AddRange(buffer.AsSpan(0, nl < 0 ? n : nl));

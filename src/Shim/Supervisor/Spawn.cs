@@ -2,6 +2,7 @@ using System.Collections;
 using System.Runtime.InteropServices;
 using System.Text;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -25,7 +26,7 @@ public static unsafe class Spawn
         var strings = new List<nint>();
         try
         {
-            Native.FileActionsInit(fa);
+            Libc.FileActionsInit(fa);
             // The dup2s run in order, so a source that is also a target could be overwritten
             // before use. Sources are fresh descriptors (above 3) in practice: refuse the rest.
             foreach (var (to, from) in fds.OrderBy(kv => kv.Key))
@@ -33,30 +34,30 @@ public static unsafe class Spawn
                 if (from >= 0 && from != to && fds.ContainsKey(from))
                     throw new ArgumentException($"spawn: fd {from} is both a source and a target");
                 var rc = from < 0
-                    ? Native.FileActionsAddOpen(fa, to, "/dev/null", Native.O_RDWR, 0)
-                    : Native.FileActionsAddDup2(fa, from, to);
+                    ? Libc.FileActionsAddOpen(fa, to, "/dev/null", Libc.O_RDWR, 0)
+                    : Libc.FileActionsAddDup2(fa, from, to);
                 if (rc != 0) throw new KernelException("posix_spawn_file_actions", $"fd {to}", rc);
             }
-            Native.SpawnAttrInit(attr);
+            Libc.SpawnAttrInit(attr);
             var flags = (short)(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (newSession ? POSIX_SPAWN_SETSID : 0));
-            Native.SpawnAttrSetFlags(attr, flags);
-            Native.SigFillSet(sigs);
-            Native.SpawnAttrSetSigDefault(attr, sigs);
-            Native.SigEmptySet(sigs);
-            Native.SpawnAttrSetSigMask(attr, sigs);
+            Libc.SpawnAttrSetFlags(attr, flags);
+            Libc.SigFillSet(sigs);
+            Libc.SpawnAttrSetSigDefault(attr, sigs);
+            Libc.SigEmptySet(sigs);
+            Libc.SpawnAttrSetSigMask(attr, sigs);
 
             var argvp = Strings(argv, strings);
             var envp = Strings(env, strings);
             var p = Utf8(path, strings);
             int pid;
-            var err = Native.PosixSpawn(&pid, p, fa, attr, argvp, envp);
+            var err = Libc.PosixSpawn(&pid, p, fa, attr, argvp, envp);
             if (err != 0) throw new KernelException("posix_spawn", path, err);
             return pid;
         }
         finally
         {
-            Native.FileActionsDestroy(fa);
-            Native.SpawnAttrDestroy(attr);
+            Libc.FileActionsDestroy(fa);
+            Libc.SpawnAttrDestroy(attr);
             NativeMemory.Free(fa);
             NativeMemory.Free(attr);
             NativeMemory.Free(sigs);
@@ -100,7 +101,7 @@ public static unsafe class Spawn
     public static (FdHandle Read, FdHandle Write) Pipe()
     {
         var fds = stackalloc int[2];
-        if (Native.Pipe2(fds, Native.O_CLOEXEC) != 0) throw KernelException.Last("pipe2", "");
+        if (Libc.Pipe2(fds, Libc.O_CLOEXEC) != 0) throw KernelException.Last("pipe2", "");
         return (new FdHandle(fds[0]), new FdHandle(fds[1]));
     }
 
@@ -111,24 +112,14 @@ public static unsafe class Spawn
     {
         const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
         var fds = stackalloc int[2];
-        if (Native.SocketPair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw KernelException.Last("socketpair", "");
+        if (Libc.SocketPair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw KernelException.Last("socketpair", "");
         return (new FdHandle(fds[0]), new FdHandle(fds[1]));
     }
 
-    public static FdHandle PidFdOpen(int pid)
-    {
-        var fd = (int)Native.Syscall2(Native.SYS_pidfd_open, pid, 0);
-        if (fd < 0) throw KernelException.Last("pidfd_open", pid.ToString());
-        return new FdHandle(fd);
-    }
+    public static FdHandle PidFdOpen(int pid) =>
+        Libc.PidfdOpen(pid) ?? throw Errno.Exception("pidfd_open", pid.ToString(System.Globalization.CultureInfo.InvariantCulture), Errno.ESRCH);
 
     /// <summary>Signals through a pidfd, so a recycled pid can never be hit. False when the
     /// process is already gone.</summary>
-    public static bool Signal(FdHandle pidfd, int signal)
-    {
-        if (Native.Syscall4(Native.SYS_pidfd_send_signal, pidfd.Fd, signal, 0, 0) == 0) return true;
-        var errno = Marshal.GetLastPInvokeError();
-        if (errno == 3 /* ESRCH */) return false;
-        throw new KernelException("pidfd_send_signal", $"signal {signal}", errno);
-    }
+    public static bool Signal(FdHandle pidfd, int signal) => Libc.PidfdSignal(pidfd, signal);
 }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Shim.Supervisor;
 
@@ -23,15 +24,15 @@ public static unsafe partial class TtyRelay
         while (true)
         {
             int n;
-            try { n = Native.ReadSome(master.Fd, buffer, "pty master"); }
+            try { n = Libc.ReadSome(master.Fd, buffer, "pty master"); }
             catch (KernelException) { break; } // EIO: every slave descriptor is closed
             if (n == 0) break;
             copy?.Invoke(buffer.AsSpan(0, n));
             if (peerGone) continue; // keep draining: a blocked writer on the terminal must not hang
-            try { Native.WriteAll(socket.Fd, buffer.AsSpan(0, n), "tty socket"); }
+            try { Libc.WriteAll(socket.Fd, buffer.AsSpan(0, n), "tty socket"); }
             catch (KernelException) { peerGone = true; }
         }
-        Shutdown(socket.Fd, 1 /* SHUT_WR */);
+        Libc.Shutdown(socket.Fd, 1 /* SHUT_WR */);
     });
 
     /// <summary>socket → master until the client closes its side; then, when
@@ -42,14 +43,14 @@ public static unsafe partial class TtyRelay
         while (true)
         {
             int n;
-            try { n = Native.ReadSome(socket.Fd, buffer, "tty socket"); }
+            try { n = Libc.ReadSome(socket.Fd, buffer, "tty socket"); }
             catch (KernelException) { n = 0; }
             if (n == 0) break;
-            try { Native.WriteAll(master.Fd, buffer.AsSpan(0, n), "pty master"); }
+            try { Libc.WriteAll(master.Fd, buffer.AsSpan(0, n), "pty master"); }
             catch (KernelException) { return; }
         }
         if (eofOnClose)
-            try { Native.WriteAll(master.Fd, [Veof], "pty master"); } catch (KernelException) { }
+            try { Libc.WriteAll(master.Fd, [Veof], "pty master"); } catch (KernelException) { }
     });
 
     private static Thread Start(string name, FdHandle a, FdHandle b, Action body)
@@ -83,11 +84,9 @@ public static unsafe partial class TtyRelay
         master.DangerousAddRef(ref added);
         try
         {
-            if (Native.IoctlPtr(master.Fd, TIOCSWINSZ, &ws) != 0) throw KernelException.Last("ioctl(TIOCSWINSZ)", "pty master");
+            if (Libc.IoctlPtr(master.Fd, TIOCSWINSZ, &ws) != 0) throw KernelException.Last("ioctl(TIOCSWINSZ)", "pty master");
         }
         finally { if (added) master.DangerousRelease(); }
     }
 
-    [LibraryImport("libc", EntryPoint = "shutdown")]
-    private static partial int Shutdown(int fd, int how);
 }

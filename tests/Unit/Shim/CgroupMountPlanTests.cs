@@ -2,6 +2,7 @@ using CriRuntime.Cgroups;
 using CriRuntime.Oci;
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Tests.Unit.Shim;
 

@@ -2,6 +2,7 @@ using CriRuntime.Oci;
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
 using L = CriRuntime.Shim.Kernel.Abi;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Tests.Unit.Shim;
 
@@ -87,8 +88,8 @@ public class ProcessPlanTests
             OomScoreAdj = -998,
         };
         var k = new RecordingKernel();
-        k.Failures["setrlimit 7 "] = Errnos.EPERM;
-        k.Failures["write /proc/self/oom_score_adj"] = Errnos.EACCES;
+        k.Failures["setrlimit 7 "] = Errno.EPERM;
+        k.Failures["write /proc/self/oom_score_adj"] = Errno.EACCES;
         var warnings = new List<string>();
         ProcessPlan.ApplyLimits(k, p, warnings.Add);
         Assert.Equal(["setrlimit 4 0 0"], k.Calls);
@@ -101,7 +102,7 @@ public class ProcessPlanTests
     public void Limits_OtherErrors_Fail()
     {
         var k = new RecordingKernel();
-        k.Failures["setrlimit"] = Errnos.EINVAL;
+        k.Failures["setrlimit"] = Errno.EINVAL;
         Assert.Throws<KernelException>(() => ProcessPlan.ApplyLimits(k, new Process { Rlimits = [new Rlimit { Type = "RLIMIT_NOFILE", Soft = 2, Hard = 1 }] }, _ => { }));
         Assert.Throws<InvalidDataException>(() => ProcessPlan.ApplyLimits(new RecordingKernel(), new Process { Rlimits = [new Rlimit { Type = "RLIMIT_BOGUS" }] }, _ => { }));
     }
@@ -119,7 +120,7 @@ public class ProcessPlanTests
     [Fact]
     public void KernelException_NamesOperationPathAndErrno()
     {
-        var e = new KernelException("mount", "/proc", Errnos.EPERM);
+        var e = new KernelException("mount", "/proc", Errno.EPERM);
         Assert.Contains("mount /proc", e.Message);
         Assert.Contains("errno 1", e.Message);
     }

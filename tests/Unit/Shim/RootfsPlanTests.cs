@@ -1,6 +1,7 @@
 using CriRuntime.Oci;
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Tests.Unit.Shim;
 
@@ -30,8 +31,8 @@ public class RootfsPlanTests
     [Fact]
     public void UserNamespace_AttachesTheIdmappedRootfs_AndBindsFromClones_WithoutTouchingTheSources()
     {
-        using var delegated = new DelegatedMounts { Root = new CriRuntime.Shim.Kernel.FdHandle(-1) };
-        delegated.Binds[1] = (new CriRuntime.Shim.Kernel.FdHandle(-1), false);
+        using var delegated = new DelegatedMounts { Root = new CriRuntime.Interop.FdHandle(-1) };
+        delegated.Binds[1] = (new CriRuntime.Interop.FdHandle(-1), false);
         var hosts = new Mount { Destination = "/etc/hosts", Type = "bind", Source = "/private/pod/hosts", Options = ["rbind", "ro"] };
         var steps = RootfsPlan.Build(Spec(Proc, hosts), UserNamespaces.InitRootfs, delegated);
         var plan = steps.Select(s => s.ToString()!).ToList();

@@ -1,5 +1,6 @@
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Tests.Unit.Shim;
 
@@ -15,7 +16,7 @@ public class TerminalPlanTests
         Terminal.Setup(k, new FdHandle(-1));
         Assert.Equal(
         [
-            $"open /dev/ptmx {Native.O_RDWR | Native.O_NOCTTY}",
+            $"open /dev/ptmx {Libc.O_RDWR | Libc.O_NOCTTY}",
             "ioctl TIOCSPTLCK 0; ioctl TIOCGPTPEER O_RDWR|O_NOCTTY",
             "setsid; ioctl TIOCSCTTY",
             "dup2 peer 0",

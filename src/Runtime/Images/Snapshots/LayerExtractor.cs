@@ -111,7 +111,7 @@ public static class LayerExtractor
                     if (hidden is "" or "." or "..") throw new InvalidDataException(Bad("invalid whiteout name"));
                     var whiteout = Path.Combine(parent, hidden);
                     RemoveExisting(whiteout);
-                    Libc.MknodWhiteout(whiteout);
+                    Errno.Check(Libc.Mknod(whiteout, Libc.S_IFCHR, 0), "mknod", whiteout); // a 0:0 character device: overlayfs' whiteout
                 }
                 continue;
             }
@@ -164,13 +164,13 @@ public static class LayerExtractor
                     if (type == Libc.S_IFDIR) throw new InvalidDataException(Bad($"hard link to directory \"{entry.LinkName}\""));
                     if (existing == target) continue;
                     RemoveExisting(target);
-                    Libc.Link(existing, target);
+                    Errno.Check(Libc.Link(existing, target), "link", $"{target} -> {existing}");
                     continue; // a hard link shares its target's inode and metadata
                 }
 
                 case TarEntryType.Fifo:
                     RemoveExisting(target);
-                    Libc.Mkfifo(target, 0x180); // 0600 until ApplyMetadata sets the real mode
+                    Errno.Check(Libc.Mknod(target, Libc.S_IFIFO | 0x180, 0), "mknod fifo", target); // 0600 until ApplyMetadata sets the real mode
                     break;
 
                 case TarEntryType.CharacterDevice or TarEntryType.BlockDevice:
@@ -294,8 +294,8 @@ public static class LayerExtractor
     private static bool ApplyMetadata(string path, TarEntry entry, bool isSymlink)
     {
         var complete = true;
-        Libc.Lchown(path, entry.Uid, entry.Gid);
-        if (!isSymlink) Libc.Chmod(path, (uint)entry.Mode); // after chown, which clears setuid/setgid
+        Errno.Check(Libc.Lchown(path, entry.Uid, entry.Gid), "lchown", path);
+        if (!isSymlink) Errno.Check(Libc.Chmod(path, (uint)entry.Mode & 0xFFF), "chmod", path); // after chown, which clears setuid/setgid
         if (entry is PaxTarEntry pax)
         {
             foreach (var (key, value) in pax.ExtendedAttributes)

@@ -33,7 +33,7 @@ public static partial class StreamServerHost
 
     public static async Task<int> RunAsync(StreamServerOptions options)
     {
-        Libc.Setsid();
+        if (Libc.Setsid() < 0 && Errno.Current != Errno.EPERM) throw Errno.Last("setsid", ""); // EPERM: already a session leader
         Directory.CreateDirectory(options.State);
         // The standard descriptors leave the daemon (its pipes die with it) before anything uses
         // them (.NET's Console keeps a dup of fd 1 from its first use); the ready line goes to the
