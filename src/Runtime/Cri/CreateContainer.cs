@@ -3,6 +3,7 @@ using CriRuntime.Containers;
 using CriRuntime.Cri.V1;
 using CriRuntime.Errors;
 using CriRuntime.Oci;
+using CriRuntime.Files;
 using CriRuntime.State;
 using Google.Protobuf;
 using Grpc.Core;

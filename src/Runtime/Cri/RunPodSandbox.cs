@@ -6,6 +6,7 @@ using CriRuntime.Errors;
 using CriRuntime.Namespaces;
 using CriRuntime.Network;
 using CriRuntime.Pods;
+using CriRuntime.Files;
 using CriRuntime.State;
 using Grpc.Core;
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using CriRuntime.Errors;
 using CriRuntime.Images.Reference;
+using CriRuntime.Files;
 using CriRuntime.State;
 
 namespace CriRuntime.Images;

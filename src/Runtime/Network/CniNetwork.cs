@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using CriRuntime.Config;
 using CriRuntime.Errors;
+using CriRuntime.Files;
 using CriRuntime.State;
 
 namespace CriRuntime.Network;

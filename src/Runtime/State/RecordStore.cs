@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using CriRuntime.Errors;
+using CriRuntime.Files;
 
 namespace CriRuntime.State;
 

@@ -4,7 +4,7 @@ using CriRuntime.Oci;
 using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
-using CriRuntime.State;
+using CriRuntime.Files;
 using L = CriRuntime.Shim.Kernel.Abi;
 using CriRuntime.Interop;
 

@@ -1,6 +1,6 @@
 using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Supervisor;
-using CriRuntime.State;
+using CriRuntime.Files;
 
 namespace CriRuntime.Tests.Unit.Shim;
 

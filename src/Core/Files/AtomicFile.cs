@@ -1,7 +1,7 @@
 using CriRuntime.Interop;
 using System.Text;
 
-namespace CriRuntime.State;
+namespace CriRuntime.Files;
 
 /// <summary>Writes a file so that a crash at any moment leaves either the old or the new content,
 /// never a mix: write a temporary file beside it, fsync it, rename it over the target, fsync the
