@@ -1,4 +1,5 @@
 using CriRuntime.Interop;
+using CriRuntime.Kernel;
 
 namespace CriRuntime.Containers;
 
@@ -11,18 +12,19 @@ namespace CriRuntime.Containers;
 /// root (e.g. host 200000), and what the container writes is stored with its host ids, as
 /// containerd's idmapped overlay snapshots do. The idmapped layers are attached at staging
 /// directories only while the overlay is mounted (overlayfs keeps private clones of its
-/// layers), then detached. The idmapped clone itself is Core's (Libc.CloneMount), the one the
-/// shim uses for idmapped bind mounts.</summary>
+/// layers), then detached. The idmapped clone itself is Core's (Libc.CloneMount, through
+/// <see cref="IHostKernel"/>), the one the shim uses for idmapped bind mounts.</summary>
 public static class IdmappedRootfs
 {
     /// <param name="rootUid">Host uid (and <paramref name="rootGid"/> gid) of the namespace's root:
     /// the owner of the upper dir, the container's "/".</param>
     public static void Mount(IReadOnlyList<string> layers, string upper, string work, string target, string usernsPath, string stagingDir,
-        uint rootUid, uint rootGid)
+        uint rootUid, uint rootGid, IHostKernel? kernel = null)
     {
+        var k = kernel ?? HostKernel.Instance;
         Directory.CreateDirectory(upper);
-        Errno.Check(Libc.Chown(upper, rootUid, rootGid), "chown", upper);
-        using var userns = FdHandle.Open(usernsPath, Libc.O_RDONLY);
+        k.Chown(upper, rootUid, rootGid);
+        using var userns = k.Open(usernsPath, Libc.O_RDONLY);
         var staged = new List<string>();
         try
         {
@@ -30,15 +32,16 @@ public static class IdmappedRootfs
             {
                 var at = Path.Combine(stagingDir, i.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 Directory.CreateDirectory(at);
-                using var tree = Libc.CloneMount(layer, recursive: false, idmapTo: userns);
-                Libc.MoveMount(tree, at);
+                using var tree = k.CloneMount(layer, recursive: false, idmapTo: userns);
+                k.MoveMount(tree, at);
                 staged.Add(at);
             }
-            RootfsMount.Mount(staged, upper, work, target);
+            RootfsMount.Mount(staged, upper, work, target, k);
         }
         finally
         {
-            foreach (var at in staged) Libc.Umount2(at, Libc.MNT_DETACH);
+            foreach (var at in staged)
+                try { k.Umount2(at, Libc.MNT_DETACH); } catch (KernelException) { } // best effort: the overlay holds its own clones
             try { Directory.Delete(stagingDir, recursive: true); } catch (IOException) { }
         }
     }

@@ -1,5 +1,5 @@
-using System.Runtime.InteropServices;
 using CriRuntime.Interop;
+using CriRuntime.Kernel;
 
 namespace CriRuntime.Containers;
 
@@ -8,7 +8,8 @@ namespace CriRuntime.Containers;
 public static class RootfsMount
 {
     /// <param name="layers">Bottom layer first, as the image lists them.</param>
-    public static void Mount(IReadOnlyList<string> layers, string upper, string work, string target)
+    /// <param name="kernel">The host kernel; <see cref="HostKernel.Instance"/> when null.</param>
+    public static void Mount(IReadOnlyList<string> layers, string upper, string work, string target, IHostKernel? kernel = null)
     {
         Directory.CreateDirectory(upper);
         Directory.CreateDirectory(work);
@@ -17,15 +18,13 @@ public static class RootfsMount
         var data = $"lowerdir={string.Join(':', layers.Reverse())},upperdir={upper},workdir={work}";
         if (data.Length >= 4096)
             throw Errors.Fail.FailedPrecondition($"overlay mount options for {target} exceed a page ({data.Length} bytes, {layers.Count} layers)");
-        if (Libc.Mount("overlay", target, "overlay", 0, data) != 0) throw Errno.Last("mount overlay on", target);
+        (kernel ?? HostKernel.Instance).Mount("overlay", target, "overlay", 0, data);
     }
 
     /// <summary>Unmounts; a path that is not mounted is fine (idempotent).</summary>
-    public static void Unmount(string target)
+    public static void Unmount(string target, IHostKernel? kernel = null)
     {
-        if (Libc.Umount2(target, Libc.MNT_DETACH) == 0) return;
-        var errno = Marshal.GetLastPInvokeError();
-        if (errno is 22 or 2) return; // EINVAL: not mounted; ENOENT: gone
-        throw Errno.Exception("umount", target, errno);
+        try { (kernel ?? HostKernel.Instance).Umount2(target, Libc.MNT_DETACH); }
+        catch (KernelException e) when (e.Errno is Errno.EINVAL or Errno.ENOENT) { } // not mounted; gone
     }
 }

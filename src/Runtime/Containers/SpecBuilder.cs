@@ -35,10 +35,14 @@ public sealed record SpecInput
     /// <summary>The capabilities the runtime holds (<see cref="RuntimeCapabilities.Bounding"/>):
     /// what privileged and add_capabilities ALL grant, and the most any container can have.</summary>
     public required IReadOnlyList<string> RuntimeCapabilities { get; init; }
+    /// <summary>Answers what the spec needs to know of the host: the type and number of each
+    /// requested device. The real kernel unless a test gives a recording one.</summary>
+    public Kernel.IHostKernel Kernel { get; init; } = CriRuntime.Kernel.HostKernel.Instance;
 }
 
 /// <summary>Builds a container's OCI runtime spec from the kubelet's ContainerConfig, the pod and
-/// the image: a pure function, so every rule here is unit-tested without a kernel.</summary>
+/// the image: a function of its input, so every rule here is unit-tested without a kernel (the
+/// one question to the host, a requested device's number, goes to <see cref="SpecInput.Kernel"/>).</summary>
 public static class SpecBuilder
 {
     /// <summary>The capabilities a container has unless its security context changes them (the
@@ -123,7 +127,7 @@ public static class SpecBuilder
                 break;
         }
 
-        var devices = ContainerDevices.Map(c.Devices, privileged, p => Interop.Libc.DeviceInfo(p));
+        var devices = ContainerDevices.Map(c.Devices, privileged, p => input.Kernel.DeviceInfo(p));
         if (privileged && input.HostDevices is { Count: > 0 } host)
         {
             // The host's nodes first; a requested device at the same path wins.

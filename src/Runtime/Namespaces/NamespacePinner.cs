@@ -1,6 +1,5 @@
-using System.Runtime.InteropServices;
-using System.Text;
 using CriRuntime.Interop;
+using CriRuntime.Kernel;
 
 namespace CriRuntime.Namespaces;
 
@@ -9,7 +8,8 @@ public enum NamespaceKind { Net, Ipc, Uts, Pid }
 /// <summary>Creates namespaces that outlive every process in them, so a pod needs no pause process:
 /// a dedicated thread unshares the namespace, configures it from the inside (hostname, sysctls)
 /// and bind-mounts /proc/thread-self/ns/KIND onto a file; then the thread ends. The bind mount
-/// keeps the namespace alive until it is unmounted. (containerd pkg/netns does the same.)</summary>
+/// keeps the namespace alive until it is unmounted. (containerd pkg/netns does the same.)
+/// Every kernel call goes through <see cref="IHostKernel"/> (the real one when none is given).</summary>
 public static class NamespacePinner
 {
     public static int Flag(NamespaceKind kind) => kind switch
@@ -33,8 +33,9 @@ public static class NamespacePinner
 
     /// <summary>Creates a new namespace of <paramref name="kind"/>, runs <paramref name="inside"/> in it
     /// (on the creating thread) and pins it at <paramref name="path"/>. On failure nothing is left.</summary>
-    public static void Pin(NamespaceKind kind, string path, Action? inside = null)
+    public static void Pin(NamespaceKind kind, string path, Action? inside = null, IHostKernel? kernel = null)
     {
+        var k = kernel ?? HostKernel.Instance;
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         using (File.Create(path)) { }
         Exception? error = null;
@@ -42,10 +43,10 @@ public static class NamespacePinner
         {
             try
             {
-                if (Libc.Unshare(Flag(kind)) != 0) throw Errno.Last($"unshare({kind})", path);
+                k.Unshare(Flag(kind));
                 inside?.Invoke();
-                var source = $"/proc/self/task/{Libc.Gettid()}/ns/{ProcName(kind)}";
-                if (Libc.Mount(source, path, null, Libc.MS_BIND, null) != 0) throw Errno.Last($"bind mount {source} on", path);
+                var source = $"/proc/self/task/{k.Gettid()}/ns/{ProcName(kind)}";
+                k.Mount(source, path, null, Libc.MS_BIND, null);
             }
             catch (Exception e)
             {
@@ -65,27 +66,29 @@ public static class NamespacePinner
     /// <summary>Pins the namespace at <paramref name="source"/> (e.g. /proc/PID/ns/pid of a process
     /// that made it) at <paramref name="path"/>, so it has a stable path independent of the pid.
     /// On failure nothing is left.</summary>
-    public static void PinExisting(string source, string path)
+    public static void PinExisting(string source, string path, IHostKernel? kernel = null)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         using (File.Create(path)) { }
-        if (Libc.Mount(source, path, null, Libc.MS_BIND, null) == 0) return;
-        var error = Errno.Last($"bind mount {source} on", path);
-        TryDelete(path);
-        throw error;
+        try { (kernel ?? HostKernel.Instance).Mount(source, path, null, Libc.MS_BIND, null); }
+        catch (KernelException)
+        {
+            TryDelete(path);
+            throw;
+        }
     }
 
     /// <summary>Runs <paramref name="action"/> on a thread that joined the namespace pinned at
     /// <paramref name="path"/> (e.g. to write per-namespace sysctls).</summary>
-    public static void RunIn(NamespaceKind kind, string path, Action action)
+    public static void RunIn(NamespaceKind kind, string path, Action action, IHostKernel? kernel = null)
     {
+        var k = kernel ?? HostKernel.Instance;
         Exception? error = null;
         var thread = new Thread(() =>
         {
             try
             {
-                using var fd = FdHandle.Open(path, Libc.O_RDONLY);
-                if (Libc.Setns(fd.Fd, Flag(kind)) != 0) throw Errno.Last($"setns({kind})", path);
+                k.Setns(path, Flag(kind));
                 action();
             }
             catch (Exception e)
@@ -99,15 +102,12 @@ public static class NamespacePinner
     }
 
     /// <summary>Unpins a namespace: lazy unmount then remove the file. Missing is fine (idempotent).</summary>
-    public static void Unpin(string path)
+    public static void Unpin(string path, IHostKernel? kernel = null)
     {
-        if (Libc.FileType(path) is null) return;
-        if (Libc.Umount2(path, Libc.MNT_DETACH) != 0)
-        {
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno != 22 /* EINVAL: not a mount point (already unmounted) */ && errno != 2)
-                throw Errno.Exception("umount", path, errno);
-        }
+        var k = kernel ?? HostKernel.Instance;
+        if (k.FileType(path) is null) return;
+        try { k.Umount2(path, Libc.MNT_DETACH); }
+        catch (KernelException e) when (e.Errno is Errno.EINVAL or Errno.ENOENT) { } // not a mount point (already unmounted); gone
         TryDelete(path);
     }
 
@@ -115,15 +115,7 @@ public static class NamespacePinner
     public static bool IsPinned(string path) =>
         File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ')[4] == path);
 
-    public static void SetHostname(string hostname)
-    {
-        var bytes = Encoding.UTF8.GetBytes(hostname);
-        unsafe
-        {
-            fixed (byte* p = bytes)
-                Errno.Check(Libc.Sethostname(p, (nuint)bytes.Length), "sethostname", hostname);
-        }
-    }
+    public static void SetHostname(string hostname, IHostKernel? kernel = null) => (kernel ?? HostKernel.Instance).Sethostname(hostname);
 
     /// <summary>Writes one sysctl through /proc/sys as seen from the calling thread's namespaces.</summary>
     public static void WriteSysctl(string key, string value)

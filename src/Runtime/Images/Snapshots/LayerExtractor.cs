@@ -3,6 +3,7 @@ using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
 using CriRuntime.Interop;
+using CriRuntime.Kernel;
 
 namespace CriRuntime.Images.Snapshots;
 
@@ -15,7 +16,8 @@ namespace CriRuntime.Images.Snapshots;
 /// (relative or absolute, escaping or not), hard links to paths outside the layer and device
 /// nodes are refused with an <see cref="InvalidDataException"/> naming the layer and entry.
 /// Symlinks themselves may point anywhere: they are only data until a container resolves them
-/// inside its own root.</summary>
+/// inside its own root. Owners, modes, xattrs, device nodes, links and times are set through
+/// <see cref="IHostKernel"/> (the real one unless a test gives a recording one).</summary>
 public static class LayerExtractor
 {
     private const string WhiteoutPrefix = ".wh.";
@@ -28,8 +30,10 @@ public static class LayerExtractor
     /// uncompressed tar: the layer's diff_id.</summary>
     /// <param name="reopen">Opens the layer again from the start, for a second pass that sets xattrs
     /// whose binary values the tar reader could not decode; without it those are skipped.</param>
-    public static Digest Extract(Stream compressed, string root, string layer, CancellationToken ct = default, Func<Stream>? reopen = null)
+    public static Digest Extract(Stream compressed, string root, string layer, CancellationToken ct = default, Func<Stream>? reopen = null,
+        IHostKernel? kernel = null)
     {
+        var k = kernel ?? HostKernel.Instance;
         try
         {
             Digest diffId;
@@ -37,14 +41,14 @@ public static class LayerExtractor
             using (var tar = Decompress(compressed))
             using (var hashing = new HashingStream(tar))
             {
-                lossy = ExtractTar(new TarEndTracker(hashing), root, layer, ct);
+                lossy = ExtractTar(k, new TarEndTracker(hashing), root, layer, ct);
                 hashing.Drain(); // trailing padding belongs to the diff_id too
                 diffId = hashing.Digest();
             }
             if (lossy && reopen is not null)
             {
                 using var again = Decompress(reopen());
-                try { ApplyRawXattrs(again, root); }
+                try { ApplyRawXattrs(k, again, root); }
                 catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
                 {
                     // The tar reader accepted this layer; a header our scanner does not follow
@@ -81,7 +85,7 @@ public static class LayerExtractor
     }
 
     /// <summary>Extracts; true when some xattr value was not valid UTF-8 and was left unset.</summary>
-    private static bool ExtractTar(TarEndTracker tar, string root, string layer, CancellationToken ct)
+    private static bool ExtractTar(IHostKernel k, TarEndTracker tar, string root, string layer, CancellationToken ct)
     {
         var lossy = false;
         root = Path.GetFullPath(root);
@@ -97,21 +101,21 @@ public static class LayerExtractor
             var parts = SplitName(entry.Name) ?? throw new InvalidDataException(Bad("path contains \"..\""));
             if (parts.Length == 0) continue; // "./": the root itself, which the snapshot owns
 
-            var parent = EnsureParents(root, parts.AsSpan(0, parts.Length - 1), Bad);
+            var parent = EnsureParents(k, root, parts.AsSpan(0, parts.Length - 1), Bad);
             var name = parts[^1];
             var target = Path.Combine(parent, name);
 
             if (name.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
             {
                 if (name == OpaqueMarker)
-                    Libc.Lsetxattr(parent, OverlayOpaqueXattr, "y"u8);
+                    k.Lsetxattr(parent, OverlayOpaqueXattr, "y"u8);
                 else if (!name.StartsWith(WhiteoutPrefix + WhiteoutPrefix, StringComparison.Ordinal)) // aufs metadata (.wh..wh.plnk) is skipped
                 {
                     var hidden = name[WhiteoutPrefix.Length..];
                     if (hidden is "" or "." or "..") throw new InvalidDataException(Bad("invalid whiteout name"));
                     var whiteout = Path.Combine(parent, hidden);
-                    RemoveExisting(whiteout);
-                    Errno.Check(Libc.Mknod(whiteout, Libc.S_IFCHR, 0), "mknod", whiteout); // a 0:0 character device: overlayfs' whiteout
+                    RemoveExisting(k, whiteout);
+                    k.Mknod(whiteout, Libc.S_IFCHR, 0); // a 0:0 character device: overlayfs' whiteout
                 }
                 continue;
             }
@@ -119,17 +123,17 @@ public static class LayerExtractor
             switch (entry.EntryType)
             {
                 case TarEntryType.Directory:
-                    if (Libc.FileType(target) != Libc.S_IFDIR)
+                    if (k.FileType(target) != Libc.S_IFDIR)
                     {
-                        RemoveExisting(target);
+                        RemoveExisting(k, target);
                         Directory.CreateDirectory(target);
                     }
-                    lossy |= !ApplyMetadata(target, entry, isSymlink: false);
+                    lossy |= !ApplyMetadata(k, target, entry, isSymlink: false);
                     dirTimes.Add((target, entry.ModificationTime));
                     continue;
 
                 case TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile:
-                    RemoveExisting(target);
+                    RemoveExisting(k, target);
                     using (var file = new FileStream(target, new FileStreamOptions
                     {
                         Mode = FileMode.CreateNew, // O_EXCL: never follows a symlink planted at target
@@ -147,30 +151,30 @@ public static class LayerExtractor
 
                 case TarEntryType.SymbolicLink:
                     if (string.IsNullOrEmpty(entry.LinkName)) throw new InvalidDataException(Bad("symlink without a target"));
-                    RemoveExisting(target);
+                    RemoveExisting(k, target);
                     File.CreateSymbolicLink(target, entry.LinkName);
-                    lossy |= !ApplyMetadata(target, entry, isSymlink: true);
+                    lossy |= !ApplyMetadata(k, target, entry, isSymlink: true);
                     continue;
 
                 case TarEntryType.HardLink:
                 {
                     var linkParts = SplitName(entry.LinkName) ?? throw new InvalidDataException(Bad($"hard link target \"{entry.LinkName}\" contains \"..\""));
                     if (linkParts.Length == 0) throw new InvalidDataException(Bad("hard link to the layer root"));
-                    var linkParent = CheckParents(root, linkParts.AsSpan(0, linkParts.Length - 1))
+                    var linkParent = CheckParents(k, root, linkParts.AsSpan(0, linkParts.Length - 1))
                         ?? throw new InvalidDataException(Bad($"hard link target \"{entry.LinkName}\" is not inside the layer"));
                     var existing = Path.Combine(linkParent, linkParts[^1]);
-                    var type = Libc.FileType(existing);
+                    var type = k.FileType(existing);
                     if (type is null) throw new InvalidDataException(Bad($"hard link target \"{entry.LinkName}\" is not in the layer"));
                     if (type == Libc.S_IFDIR) throw new InvalidDataException(Bad($"hard link to directory \"{entry.LinkName}\""));
                     if (existing == target) continue;
-                    RemoveExisting(target);
-                    Errno.Check(Libc.Link(existing, target), "link", $"{target} -> {existing}");
+                    RemoveExisting(k, target);
+                    k.Link(existing, target);
                     continue; // a hard link shares its target's inode and metadata
                 }
 
                 case TarEntryType.Fifo:
-                    RemoveExisting(target);
-                    Errno.Check(Libc.Mknod(target, Libc.S_IFIFO | 0x180, 0), "mknod fifo", target); // 0600 until ApplyMetadata sets the real mode
+                    RemoveExisting(k, target);
+                    k.Mknod(target, Libc.S_IFIFO | 0x180, 0); // 0600 until ApplyMetadata sets the real mode
                     break;
 
                 case TarEntryType.CharacterDevice or TarEntryType.BlockDevice:
@@ -179,28 +183,28 @@ public static class LayerExtractor
                 default:
                     throw new InvalidDataException(Bad($"unsupported tar entry type {entry.EntryType}"));
             }
-            lossy |= !ApplyMetadata(target, entry, isSymlink: false);
-            Libc.Lutimes(target, entry.ModificationTime, entry.ModificationTime);
+            lossy |= !ApplyMetadata(k, target, entry, isSymlink: false);
+            k.Lutimes(target, entry.ModificationTime, entry.ModificationTime);
         }
         // Children change their directory's mtime: set directories last, deepest first.
         for (var i = dirTimes.Count - 1; i >= 0; i--)
-            Libc.Lutimes(dirTimes[i].Path, dirTimes[i].Time, dirTimes[i].Time);
+            k.Lutimes(dirTimes[i].Path, dirTimes[i].Time, dirTimes[i].Time);
         return lossy;
     }
 
     /// <summary>Second pass: sets the binary xattr values the first pass had to skip, on entries
     /// that are still there, through the same "no symlinked parents" rule.</summary>
-    private static void ApplyRawXattrs(Stream tar, string root)
+    private static void ApplyRawXattrs(IHostKernel k, Stream tar, string root)
     {
         root = Path.GetFullPath(root);
         foreach (var x in PaxXattrScanner.Scan(tar))
         {
             if (!IsAllowedXattr(x.Name) || IsValidUtf8(x.Value)) continue; // the first pass set these
             if (SplitName(x.Path) is not { Length: > 0 } parts) continue;
-            if (CheckParents(root, parts.AsSpan(0, parts.Length - 1)) is not { } parent) continue;
+            if (CheckParents(k, root, parts.AsSpan(0, parts.Length - 1)) is not { } parent) continue;
             var path = Path.Combine(parent, parts[^1]);
-            if (Libc.FileType(path) is null) continue;
-            SetXattr(path, x.Name, x.Value);
+            if (k.FileType(path) is null) continue;
+            SetXattr(k, path, x.Name, x.Value);
         }
     }
 
@@ -215,9 +219,9 @@ public static class LayerExtractor
     /// <summary>A layer must not forge overlay's own metadata (opaque, redirect, origin).</summary>
     private static bool IsAllowedXattr(string name) => !name.StartsWith("trusted.overlay.", StringComparison.Ordinal);
 
-    private static void SetXattr(string path, string name, ReadOnlySpan<byte> value)
+    private static void SetXattr(IHostKernel k, string path, string name, ReadOnlySpan<byte> value)
     {
-        try { Libc.Lsetxattr(path, name, value); }
+        try { k.Lsetxattr(path, name, value); }
         catch (IOException e) when (e.HResult is 95 or 1) // EOPNOTSUPP, EPERM (e.g. user.* on a symlink)
         {
             // kept without the attribute, as tar --xattrs does on such a file system
@@ -253,13 +257,13 @@ public static class LayerExtractor
     /// <summary>Creates the parent directories of an entry (0755 root, as tar does for implied
     /// parents) and refuses to go through anything that is not a real directory: a symlink there
     /// would send the write somewhere else, inside or outside the layer.</summary>
-    private static string EnsureParents(string root, ReadOnlySpan<string> parents, Func<string, string> bad)
+    private static string EnsureParents(IHostKernel k, string root, ReadOnlySpan<string> parents, Func<string, string> bad)
     {
         var path = root;
         foreach (var p in parents)
         {
             path = Path.Combine(path, p);
-            var type = Libc.FileType(path);
+            var type = k.FileType(path);
             if (type is null) Directory.CreateDirectory(path);
             else if (type == Libc.S_IFLNK) throw new InvalidDataException(bad($"parent \"{Rel(root, path)}\" is a symlink; writing through it is not allowed"));
             else if (type != Libc.S_IFDIR) throw new InvalidDataException(bad($"parent \"{Rel(root, path)}\" is not a directory"));
@@ -269,33 +273,33 @@ public static class LayerExtractor
 
     /// <summary>Like <see cref="EnsureParents"/> without creating anything; null when a component is
     /// missing or not a real directory.</summary>
-    private static string? CheckParents(string root, ReadOnlySpan<string> parents)
+    private static string? CheckParents(IHostKernel k, string root, ReadOnlySpan<string> parents)
     {
         var path = root;
         foreach (var p in parents)
         {
             path = Path.Combine(path, p);
-            if (Libc.FileType(path) != Libc.S_IFDIR) return null;
+            if (k.FileType(path) != Libc.S_IFDIR) return null;
         }
         return path;
     }
 
     private static string Rel(string root, string path) => Path.GetRelativePath(root, path);
 
-    private static void RemoveExisting(string path)
+    private static void RemoveExisting(IHostKernel k, string path)
     {
-        var type = Libc.FileType(path);
+        var type = k.FileType(path);
         if (type is null) return;
         if (type == Libc.S_IFDIR) Directory.Delete(path, recursive: true);
         else File.Delete(path);
     }
 
     /// <summary>Owner, mode and xattrs; false when an xattr value was lost in UTF-8 decoding.</summary>
-    private static bool ApplyMetadata(string path, TarEntry entry, bool isSymlink)
+    private static bool ApplyMetadata(IHostKernel k, string path, TarEntry entry, bool isSymlink)
     {
         var complete = true;
-        Errno.Check(Libc.Lchown(path, entry.Uid, entry.Gid), "lchown", path);
-        if (!isSymlink) Errno.Check(Libc.Chmod(path, (uint)entry.Mode & 0xFFF), "chmod", path); // after chown, which clears setuid/setgid
+        k.Lchown(path, entry.Uid, entry.Gid);
+        if (!isSymlink) k.Chmod(path, (uint)entry.Mode); // after chown, which clears setuid/setgid
         if (entry is PaxTarEntry pax)
         {
             foreach (var (key, value) in pax.ExtendedAttributes)
@@ -307,10 +311,10 @@ public static class LayerExtractor
                 // UTF-8 (security.capability often is not) arrive with U+FFFD in place of the bytes.
                 // Writing those would set a different value, e.g. other capabilities: the raw pass does.
                 if (value.Contains('\uFFFD')) { complete = false; continue; }
-                SetXattr(path, name, Encoding.UTF8.GetBytes(value));
+                SetXattr(k, path, name, Encoding.UTF8.GetBytes(value));
             }
         }
-        if (isSymlink) Libc.Lutimes(path, entry.ModificationTime, entry.ModificationTime);
+        if (isSymlink) k.Lutimes(path, entry.ModificationTime, entry.ModificationTime);
         return complete;
     }
 

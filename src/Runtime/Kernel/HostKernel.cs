@@ -1,0 +1,60 @@
+using System.Text;
+using CriRuntime.Interop;
+
+namespace CriRuntime.Kernel;
+
+/// <summary>The real kernel: each method is one call of Core's <see cref="Libc"/>, a failure
+/// turned into a <see cref="KernelException"/> by <see cref="Errno"/>.</summary>
+public sealed class HostKernel : IHostKernel
+{
+    public static readonly HostKernel Instance = new();
+
+    public void Mount(string? source, string target, string? fstype, ulong flags, string? data) =>
+        Errno.Check(Libc.Mount(source, target, fstype, flags, data),
+            (flags & Libc.MS_BIND) != 0 ? $"bind mount {source} on" : $"mount {fstype} on", target);
+
+    public void Umount2(string target, int flags) => Errno.Check(Libc.Umount2(target, flags), "umount", target);
+
+    public void Unshare(int flags) => Errno.Check(Libc.Unshare(flags), $"unshare(0x{flags:x})", "");
+
+    public void Setns(string path, int nstype)
+    {
+        using var fd = FdHandle.Open(path, Libc.O_RDONLY);
+        Errno.Check(Libc.Setns(fd.Fd, nstype), $"setns(0x{nstype:x})", path);
+    }
+
+    public int Gettid() => Libc.Gettid();
+
+    public unsafe void Sethostname(string hostname)
+    {
+        var bytes = Encoding.UTF8.GetBytes(hostname);
+        fixed (byte* p = bytes)
+            Errno.Check(Libc.Sethostname(p, (nuint)bytes.Length), "sethostname", hostname);
+    }
+
+    public uint? FileType(string path) => Libc.FileType(path);
+
+    public (uint Mode, uint Major, uint Minor)? DeviceInfo(string path, bool followSymlinks = true) => Libc.DeviceInfo(path, followSymlinks);
+
+    public void Mknod(string path, uint mode, ulong dev) => Errno.Check(Libc.Mknod(path, mode, dev), "mknod", path);
+
+    public void Link(string existing, string newPath) => Errno.Check(Libc.Link(existing, newPath), "link", $"{newPath} -> {existing}");
+
+    public void Chown(string path, uint uid, uint gid) => Errno.Check(Libc.Chown(path, uid, gid), "chown", path);
+
+    public void Lchown(string path, int uid, int gid) => Errno.Check(Libc.Lchown(path, uid, gid), "lchown", path);
+
+    public void Chmod(string path, uint mode) => Errno.Check(Libc.Chmod(path, mode & 0xFFF), "chmod", path);
+
+    public void Lsetxattr(string path, string name, ReadOnlySpan<byte> value) => Libc.Lsetxattr(path, name, value);
+
+    public byte[]? Lgetxattr(string path, string name) => Libc.Lgetxattr(path, name);
+
+    public void Lutimes(string path, DateTimeOffset atime, DateTimeOffset mtime) => Libc.Lutimes(path, atime, mtime);
+
+    public FdHandle Open(string path, int flags) => FdHandle.Open(path, flags);
+
+    public FdHandle CloneMount(string path, bool recursive, FdHandle? idmapTo) => Libc.CloneMount(path, recursive, idmapTo);
+
+    public void MoveMount(FdHandle tree, string target) => Libc.MoveMount(tree, target);
+}

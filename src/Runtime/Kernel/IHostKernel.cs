@@ -1,0 +1,42 @@
+using CriRuntime.Interop;
+
+namespace CriRuntime.Kernel;
+
+/// <summary>The daemon's side of the kernel boundary: every call that changes the host (mounts,
+/// namespaces, owners, modes, xattrs, device nodes) or asks it about a file goes through here, so
+/// rootfs mounting, namespace pinning, layer extraction and spec building are tested without root
+/// against <c>tests/Unit/Kernel/RecordingHostKernel.cs</c> (as the shim's code is against its
+/// IKernel and RecordingKernel). Failures are <see cref="KernelException"/> (operation, path,
+/// errno). <see cref="HostKernel"/> is the real one.</summary>
+public interface IHostKernel
+{
+    void Mount(string? source, string target, string? fstype, ulong flags, string? data);
+    void Umount2(string target, int flags);
+    /// <summary>Unshares namespaces of the calling thread (CLONE_NEW* flags).</summary>
+    void Unshare(int flags);
+    /// <summary>The calling thread joins the namespace file at <paramref name="path"/>.</summary>
+    void Setns(string path, int nstype);
+    int Gettid();
+    void Sethostname(string hostname);
+
+    /// <summary>S_IFMT bits of a path (a final symlink not followed), or null when it does not exist.</summary>
+    uint? FileType(string path);
+    /// <summary>Mode and device number of a path, or null when it does not exist.</summary>
+    (uint Mode, uint Major, uint Minor)? DeviceInfo(string path, bool followSymlinks = true);
+    void Mknod(string path, uint mode, ulong dev);
+    void Link(string existing, string newPath);
+    void Chown(string path, uint uid, uint gid);
+    void Lchown(string path, int uid, int gid);
+    /// <summary>Permission bits including setuid/setgid/sticky.</summary>
+    void Chmod(string path, uint mode);
+    void Lsetxattr(string path, string name, ReadOnlySpan<byte> value);
+    /// <summary>An xattr's value, or null when the file does not have it.</summary>
+    byte[]? Lgetxattr(string path, string name);
+    /// <summary>atime and mtime of the path itself, never a symlink's target.</summary>
+    void Lutimes(string path, DateTimeOffset atime, DateTimeOffset mtime);
+
+    FdHandle Open(string path, int flags);
+    /// <summary>A detached copy of a mount, idmapped to the user namespace <paramref name="idmapTo"/> when given.</summary>
+    FdHandle CloneMount(string path, bool recursive, FdHandle? idmapTo);
+    void MoveMount(FdHandle tree, string target);
+}

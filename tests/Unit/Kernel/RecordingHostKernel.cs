@@ -1,0 +1,73 @@
+using System.Text;
+using CriRuntime.Interop;
+using CriRuntime.Kernel;
+
+namespace CriRuntime.Tests.Unit.Kernel;
+
+/// <summary>A fake host kernel: records each call that would change the host as one readable line
+/// ("mount overlay /t overlay 0x0 lowerdir=...") and changes nothing. Questions about files
+/// (<see cref="FileType"/>, <see cref="DeviceInfo"/>, <see cref="Lgetxattr"/>) are answered from
+/// <see cref="Types"/>, <see cref="Devices"/> and recorded xattrs first, then from the real file
+/// system (a temporary directory the test made, readable without root). <see cref="Failures"/>
+/// makes chosen calls fail with an errno.</summary>
+public sealed class RecordingHostKernel : IHostKernel
+{
+    public List<string> Calls { get; } = [];
+    /// <summary>Call prefix ("mount overlay") → errno to throw.</summary>
+    public Dictionary<string, int> Failures { get; } = [];
+    public Dictionary<string, uint?> Types { get; } = [];
+    public Dictionary<string, (uint Mode, uint Major, uint Minor)?> Devices { get; } = [];
+    private readonly Dictionary<(string, string), byte[]> _xattrs = [];
+
+    private void Record(string op, string path, string line)
+    {
+        lock (Calls)
+        {
+            foreach (var (prefix, errno) in Failures)
+                if (line.StartsWith(prefix, StringComparison.Ordinal)) throw new KernelException(op, path, errno);
+            Calls.Add(line);
+        }
+    }
+
+    public void Mount(string? source, string target, string? fstype, ulong flags, string? data) =>
+        Record("mount", target, $"mount {source ?? "none"} {target} {fstype ?? "-"} 0x{flags:x}{(string.IsNullOrEmpty(data) ? "" : " " + data)}");
+    public void Umount2(string target, int flags) => Record("umount", target, $"umount2 {target} {flags}");
+    public void Unshare(int flags) => Record("unshare", "", $"unshare 0x{flags:x}");
+    public void Setns(string path, int nstype) => Record("setns", path, $"setns {path} 0x{nstype:x}");
+    public int Gettid() => 4242;
+    public void Sethostname(string hostname) => Record("sethostname", hostname, $"sethostname {hostname}");
+
+    public uint? FileType(string path) => Types.TryGetValue(path, out var t) ? t : Libc.FileType(path);
+    public (uint Mode, uint Major, uint Minor)? DeviceInfo(string path, bool followSymlinks = true) =>
+        Devices.TryGetValue(path, out var d) ? d : Libc.DeviceInfo(path, followSymlinks);
+
+    public void Mknod(string path, uint mode, ulong dev) => Record("mknod", path, $"mknod {path} {Convert.ToString(mode, 8)} {dev}");
+    public void Link(string existing, string newPath) => Record("link", newPath, $"link {newPath} -> {existing}");
+    public void Chown(string path, uint uid, uint gid) => Record("chown", path, $"chown {path} {uid}:{gid}");
+    public void Lchown(string path, int uid, int gid) => Record("lchown", path, $"lchown {path} {uid}:{gid}");
+    public void Chmod(string path, uint mode) => Record("chmod", path, $"chmod {path} {Convert.ToString(mode & 0xFFF, 8)}");
+
+    public void Lsetxattr(string path, string name, ReadOnlySpan<byte> value)
+    {
+        Record("lsetxattr", path, $"lsetxattr {path} {name}={Encoding.UTF8.GetString(value)}");
+        _xattrs[(path, name)] = value.ToArray();
+    }
+
+    public byte[]? Lgetxattr(string path, string name) => _xattrs.GetValueOrDefault((path, name));
+    public void Lutimes(string path, DateTimeOffset atime, DateTimeOffset mtime) =>
+        Record("utimensat", path, $"utimensat {path} {mtime.ToUnixTimeSeconds()}");
+
+    public FdHandle Open(string path, int flags)
+    {
+        Record("open", path, $"open {path}");
+        return new FdHandle(-1);
+    }
+
+    public FdHandle CloneMount(string path, bool recursive, FdHandle? idmapTo)
+    {
+        Record("open_tree", path, $"open_tree {path} clone{(recursive ? "|recursive" : "")}{(idmapTo is not null ? "; mount_setattr idmap" : "")}");
+        return new FdHandle(-1);
+    }
+
+    public void MoveMount(FdHandle tree, string target) => Record("move_mount", target, $"move_mount tree {target}");
+}
