@@ -15,12 +15,26 @@ public sealed class HostKernel : IHostKernel
 
     public void Umount2(string target, int flags) => Errno.Check(Libc.Umount2(target, flags), "umount", target);
 
-    public void Unshare(int flags) => Errno.Check(Libc.Unshare(flags), $"unshare(0x{flags:x})", "");
+    public void Unshare(int flags) => Errno.Check(Libc.Unshare(flags), $"unshare({Namespaces(flags)})", "");
 
     public void Setns(string path, int nstype)
     {
         using var fd = FdHandle.Open(path, Libc.O_RDONLY);
-        Errno.Check(Libc.Setns(fd.Fd, nstype), $"setns(0x{nstype:x})", path);
+        Errno.Check(Libc.Setns(fd.Fd, nstype), $"setns({Namespaces(nstype)})", path);
+    }
+
+    /// <summary>"net|uts" for CLONE_NEWNET | CLONE_NEWUTS, so a failure names the namespaces.</summary>
+    private static string Namespaces(int flags)
+    {
+        (int Flag, string Name)[] known =
+        [
+            (Libc.CLONE_NEWNET, "net"), (Libc.CLONE_NEWIPC, "ipc"), (Libc.CLONE_NEWUTS, "uts"), (Libc.CLONE_NEWPID, "pid"),
+            (Libc.CLONE_NEWUSER, "user"), (Libc.CLONE_NEWNS, "mnt"), (Libc.CLONE_NEWCGROUP, "cgroup"),
+        ];
+        var names = known.Where(k => (flags & k.Flag) != 0).Select(k => k.Name).ToList();
+        var rest = known.Aggregate(flags, (f, k) => f & ~k.Flag);
+        if (rest != 0 || names.Count == 0) names.Add($"0x{rest:x}");
+        return string.Join('|', names);
     }
 
     public int Gettid() => Libc.Gettid();
