@@ -14,7 +14,7 @@ public static unsafe class FdPassing
     /// <summary>At most this many descriptors per message (stdin, stdout, stderr and spare).</summary>
     public const int MaxFds = 4;
 
-    private const int SOL_SOCKET = 1, SCM_RIGHTS = 1, MSG_NOSIGNAL = 0x4000, MSG_DONTWAIT = 0x40, MSG_CMSG_CLOEXEC = 0x40000000;
+    private const int SOL_SOCKET = 1, SCM_RIGHTS = 1;
 
     [StructLayout(LayoutKind.Sequential)]
     private struct IoVec { public void* Base; public nuint Len; }
@@ -58,7 +58,7 @@ public static unsafe class FdPassing
                     msg.Control = control;
                     msg.ControlLen = (nuint)len;
                 }
-                var n = Libc.SendMsg(socket, &msg, MSG_NOSIGNAL);
+                var n = Libc.SendMsg(socket, &msg, Libc.MSG_NOSIGNAL);
                 if (n < 0)
                 {
                     var errno = Errno.Current;
@@ -84,7 +84,7 @@ public static unsafe class FdPassing
             {
                 var iov = new IoVec { Base = p, Len = (nuint)buffer.Length };
                 var msg = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = (nuint)controlLen };
-                var n = Libc.RecvMsg(socket, &msg, MSG_CMSG_CLOEXEC | (dontWait ? MSG_DONTWAIT : 0));
+                var n = Libc.RecvMsg(socket, &msg, Libc.MSG_CMSG_CLOEXEC | (dontWait ? Libc.MSG_DONTWAIT : 0));
                 if (n < 0)
                 {
                     var errno = Errno.Current;

@@ -15,7 +15,6 @@ public sealed unsafe partial class Attachers
     private readonly Dictionary<string, List<FdHandle>> _by = new(StringComparer.Ordinal);
     private bool _closed;
 
-    private const int MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
 
     /// <summary>Shut down before closing: a relay thread may hold another reference to the socket
     /// (so close alone would not be end of file for the client) and is woken by it.</summary>
@@ -54,7 +53,7 @@ public sealed unsafe partial class Attachers
             var off = 0;
             while (off < data.Length)
             {
-                var n = Libc.Send(fd, p + off, data.Length - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+                var n = Libc.Send(fd, p + off, data.Length - off, Libc.MSG_DONTWAIT | Libc.MSG_NOSIGNAL);
                 if (n < 0)
                 {
                     if (Marshal.GetLastPInvokeError() == Errno.EINTR) continue;

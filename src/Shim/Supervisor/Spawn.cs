@@ -110,9 +110,8 @@ public static unsafe class Spawn
     /// meanwhile can inherit it.</summary>
     public static (FdHandle Parent, FdHandle Child) SocketPair()
     {
-        const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
         var fds = stackalloc int[2];
-        if (Libc.SocketPair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw KernelException.Last("socketpair", "");
+        if (Libc.SocketPair(Libc.AF_UNIX, Libc.SOCK_STREAM | Libc.SOCK_CLOEXEC, 0, fds) != 0) throw KernelException.Last("socketpair", "");
         return (new FdHandle(fds[0]), new FdHandle(fds[1]));
     }
 
