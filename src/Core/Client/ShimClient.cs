@@ -13,18 +13,23 @@ public sealed class ShimClient(string stateDir)
 
     /// <summary>Sends one request. A shim that is gone (or closing: its container has exited)
     /// is answered from state.json: state and wait get the final state, kill and stop succeed
-    /// (the container is already stopped, and stop is idempotent), start fails.</summary>
+    /// (the container is already stopped, and stop is idempotent), start and update fail.</summary>
     public async Task<ShimResponse> SendAsync(ShimRequest request, CancellationToken ct = default)
     {
         try { return await SendOnceAsync(request, ct).ConfigureAwait(false); }
         catch (Exception e) when (e is SocketException or IOException && ReadStateFile(StateDir) is { Status: ShimStatus.Stopped })
         {
-            var final = ReadStateFile(StateDir)!;
-            return request.Op == ShimOps.Start
-                ? new ShimResponse { Ok = false, Error = $"container {final.Id} has exited", State = final }
-                : new ShimResponse { Ok = true, State = final };
+            return AnswerFromFinalState(request, ReadStateFile(StateDir)!);
         }
     }
+
+    /// <summary>The answer to a request for a shim that is gone, whose container has exited with
+    /// <paramref name="final"/>: start and update fail (there is no process to start, no cgroup
+    /// to update), everything else succeeds with the final state.</summary>
+    public static ShimResponse AnswerFromFinalState(ShimRequest request, ShimState final) =>
+        request.Op is ShimOps.Start or ShimOps.Update
+            ? new ShimResponse { Ok = false, Error = $"container {final.Id} has exited", State = final }
+            : new ShimResponse { Ok = true, State = final };
 
     private async Task<ShimResponse> SendOnceAsync(ShimRequest request, CancellationToken ct)
     {

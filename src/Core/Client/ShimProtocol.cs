@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using CriRuntime.Oci;
 
 namespace CriRuntime.Shim.Client;
 
@@ -9,7 +10,7 @@ namespace CriRuntime.Shim.Client;
 public static class ShimOps
 {
     public const string State = "state", Start = "start", Kill = "kill", Wait = "wait", Stop = "stop", ReopenLog = "reopen-log", Exec = "exec",
-        ExecStream = "exec-stream", Attach = "attach", Resize = "resize";
+        ExecStream = "exec-stream", Attach = "attach", Resize = "resize", Update = "update";
 }
 
 /// <summary>What the daemon tells the shim through config.json's annotations, for what the OCI
@@ -50,6 +51,8 @@ public sealed record ShimRequest
     public int? Pid { get; init; }
     public ushort? Width { get; init; }
     public ushort? Height { get; init; }
+    /// <summary>update: the container's new linux.resources (OCI); null fields keep their value.</summary>
+    public LinuxResources? Resources { get; init; }
 }
 
 /// <summary>The outcome of an exec (the CRI's ExecSync): output is captured up to

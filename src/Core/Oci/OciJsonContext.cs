@@ -30,14 +30,22 @@ public static class SpecFile
     public static Spec Load(string bundle)
     {
         var path = Path.Combine(bundle, ConfigName);
-        var context = new OciJsonContext(new JsonSerializerOptions(OciJsonContext.Default.Options) { TypeInfoResolver = null });
         try
         {
-            return JsonSerializer.Deserialize(File.ReadAllBytes(path), context.Spec)
+            return JsonSerializer.Deserialize(File.ReadAllBytes(path), Transient().Spec)
                 ?? throw new InvalidDataException("config.json: the document is null");
         }
         catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
     }
 
     public static byte[] Serialize(Spec spec) => JsonSerializer.SerializeToUtf8Bytes(spec, OciJsonContext.Default.Spec);
+
+    /// <summary>Replaces &lt;bundle&gt;/config.json atomically (<see cref="Files.AtomicFile"/>), as
+    /// CreateContainer writes it: not fsynced (after a restart the daemon's record, which is, says
+    /// what the container was given). A context of its own, as <see cref="Load"/>.</summary>
+    public static void Save(string bundle, Spec spec) =>
+        Files.AtomicFile.Write(Path.Combine(bundle, ConfigName), JsonSerializer.SerializeToUtf8Bytes(spec, Transient().Spec), durable: false);
+
+    private static OciJsonContext Transient() =>
+        new(new JsonSerializerOptions(OciJsonContext.Default.Options) { TypeInfoResolver = null });
 }

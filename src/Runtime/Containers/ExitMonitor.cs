@@ -37,7 +37,9 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
 
     /// <summary>Copies the shim's final state into the record, once, and tells subscribers. When
     /// the shim is gone, whatever it left in the container's cgroup is killed and the cgroup
-    /// removed (a shim that exits normally does that itself; one killed with -9 cannot).</summary>
+    /// removed (a shim that exits normally does that itself; one killed with -9 cannot): the
+    /// cgroup is the shim's, and this is only the fallback for a dead owner
+    /// (docs/shim-protocol.md, "Who owns what").</summary>
     public async Task<ContainerRecord?> RecordExitAsync(string id, ShimState final)
     {
         using (await containers.LockAsync(id, CancellationToken.None))

@@ -152,6 +152,23 @@ public sealed class ShimRunner(CriRuntimeConfig config)
         catch (ShimGoneException) { }
     }
 
+    /// <summary>New resources for a created or running container: the shim writes its cgroup and
+    /// rewrites the bundle's config.json (docs/shim-protocol.md, "Who owns what"). A container
+    /// whose shim is gone has exited: FailedPrecondition, as for a container recorded exited.</summary>
+    public async Task UpdateResourcesAsync(string id, string stateDir, Oci.LinuxResources resources, CancellationToken ct)
+    {
+        ShimResponse r;
+        try
+        {
+            r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Update, Resources = resources }, ct);
+        }
+        catch (ShimGoneException)
+        {
+            throw Fail.FailedPrecondition($"container {id} is not running");
+        }
+        if (!r.Ok) throw Fail.FailedPrecondition($"update resources of container {id}: {r.Error}");
+    }
+
     public async Task ReopenLogAsync(string stateDir, CancellationToken ct)
     {
         var r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.ReopenLog }, ct);

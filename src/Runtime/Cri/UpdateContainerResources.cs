@@ -1,4 +1,3 @@
-using CriRuntime.Cgroups;
 using CriRuntime.Containers;
 using CriRuntime.Cri.V1;
 using CriRuntime.Errors;
@@ -10,26 +9,21 @@ namespace CriRuntime.Cri;
 
 public sealed partial class CriRuntimeService
 {
-    /// <summary>Changes the cgroup limits of a created or running container, live, and keeps them
-    /// in its record so ContainerStatus reports them.</summary>
+    /// <summary>Changes the cgroup limits of a created or running container, live, through its
+    /// shim (which also rewrites the bundle's config.json), and keeps them in its record so
+    /// ContainerStatus reports them.</summary>
     public override async Task<UpdateContainerResourcesResponse> UpdateContainerResources(UpdateContainerResourcesRequest request, ServerCallContext context)
     {
         if (request.Linux is null) throw Fail.InvalidArgument("linux: required");
-        var resources = ResourceLimits.From(request.Linux, "linux");
+        ResourceLimits.From(request.Linux, "linux"); // InvalidArgument naming the CRI field, before anything is sent
         var c = _containers.Get(request.ContainerId);
         using (await _containers.LockAsync(c.Id, context.CancellationToken))
         {
             c = _containers.Find(c.Id) ?? throw Fail.NotFound($"container {request.ContainerId} not found");
             if (c.State is ContainerPhase.Exited or ContainerPhase.Unknown)
                 throw Fail.FailedPrecondition($"container {c.Id} is not running");
-            try
-            {
-                CgroupManagers.Create(c.CgroupsPath).Update(resources);
-            }
-            catch (IOException e)
-            {
-                throw Fail.FailedPrecondition($"update cgroup {c.CgroupsPath}: {e.Message}");
-            }
+            // The shim owns the container's cgroup and bundle: it writes both (docs/shim-protocol.md).
+            await _shims.UpdateResourcesAsync(c.Id, c.StateDir, SpecBuilder.Resources(request.Linux)!, context.CancellationToken);
             var config = ContainerConfig.Parser.ParseFrom(c.Config);
             config.Linux ??= new LinuxContainerConfig();
             config.Linux.Resources = request.Linux;

@@ -1,33 +1,20 @@
+using CriRuntime.Operations;
 namespace CriRuntime.State;
 
-/// <summary>Undo steps of a multi-step operation (CRI-O's resource cleaner): each step registers
-/// its undo right after it succeeds; unless <see cref="Commit"/> is called, disposing runs the
-/// undo steps in reverse order, logging (not throwing) their failures so every one is attempted.</summary>
-public sealed partial class Rollback(ILogger log, string operation) : IAsyncDisposable
+/// <summary>The daemon's undo steps of a multi-step operation: <see cref="UndoSteps"/> (shared
+/// with the shim) with each failing undo step logged, naming the operation and the step.</summary>
+public sealed partial class Rollback : IAsyncDisposable
 {
-    private readonly List<(string What, Func<Task> Undo)> _steps = [];
-    private bool _committed;
+    private readonly UndoSteps _steps;
 
-    public void Add(string what, Action undo) => _steps.Add((what, () => { undo(); return Task.CompletedTask; }));
-    public void Add(string what, Func<Task> undo) => _steps.Add((what, undo));
-    public void Commit() => _committed = true;
+    public Rollback(ILogger log, string operation) => _steps = new UndoSteps((step, e) => LogUndoFailed(log, e, operation, step));
 
-    public async ValueTask DisposeAsync()
-    {
-        if (_committed) return;
-        for (var i = _steps.Count - 1; i >= 0; i--)
-        {
-            try
-            {
-                await _steps[i].Undo().ConfigureAwait(false);
-            }
-            catch (Exception e)
-            {
-                LogUndoFailed(e, operation, _steps[i].What);
-            }
-        }
-    }
+    public void Add(string what, Action undo) => _steps.Add(what, undo);
+    public void Add(string what, Func<Task> undo) => _steps.Add(what, undo);
+    public void Commit() => _steps.Commit();
+
+    public ValueTask DisposeAsync() => _steps.DisposeAsync();
 
     [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "{Operation}: rollback step '{Step}' failed")]
-    private partial void LogUndoFailed(Exception e, string operation, string step);
+    private static partial void LogUndoFailed(ILogger log, Exception e, string operation, string step);
 }

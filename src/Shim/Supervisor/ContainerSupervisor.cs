@@ -5,6 +5,7 @@ using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Container;
 using CriRuntime.Shim.Kernel;
 using CriRuntime.Files;
+using CriRuntime.Operations;
 using L = CriRuntime.Shim.Kernel.Abi;
 using CriRuntime.Interop;
 
@@ -18,6 +19,7 @@ public sealed partial class ContainerSupervisor
     private readonly string _id, _bundle, _stateDir, _logPath;
     private readonly ShimLog _log;
     private readonly Lock _lock = new();
+    private readonly Lock _updateLock = new();
     private readonly ManualResetEventSlim _stopped = new();
     private readonly ContainerSpawner _spawner = new();
     private ShimState _state;
@@ -28,7 +30,8 @@ public sealed partial class ContainerSupervisor
     private const UnixFileMode StateFileMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead;
     private ICgroupManager? _cgroup;
     private string? _startError;
-    private Spec? _spec;
+    /// <summary>The container's spec: config.json as loaded, then as each update rewrote it.</summary>
+    private volatile Spec? _spec;
 
     public ContainerSupervisor(string id, string bundle, string stateDir, string logPath)
     {
@@ -49,6 +52,8 @@ public sealed partial class ContainerSupervisor
         ControlServer control;
         try
         {
+            // Whatever create made is undone, in reverse, if a later step fails.
+            using var undo = new UndoSteps((step, e) => _log.Warn($"create {_id}: undo {step}: {e.Message}"));
             // Orphans of the container (an exec'd process whose parent died) come to us, not to
             // the host's init, and the shim reaps them.
             k.Prctl(L.PR_SET_CHILD_SUBREAPER, 1);
@@ -60,7 +65,10 @@ public sealed partial class ContainerSupervisor
             _spec = spec;
             _criLog = new CriLogWriter(_logPath);
             _cgroup = CgroupManagers.Create(spec.Linux?.CgroupsPath ?? _id);
-            _cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
+            var cgroup = _cgroup;
+            // Registered before the cgroup is made: a Create that fails half-way leaves directories.
+            undo.Add("remove cgroup", cgroup.Destroy);
+            cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
 
             // With a terminal the init makes its own pty and sends the master ("pty" below);
             // until then its stdio is /dev/null.
@@ -85,6 +93,8 @@ public sealed partial class ContainerSupervisor
             using (outWrite) using (errWrite) using (syncChild) using (stdinChild)
                 pid = _spawner.Start(spec, self, ["criruntime-shim", "init", "--bundle", _bundle], fds, rootfs);
             _pidfd = Spawn.PidFdOpen(pid);
+            var pidfd = _pidfd;
+            undo.Add("kill init", () => Spawn.Signal(pidfd, L.SIGKILL));
             _state = _state with { Pid = pid };
             _log.Info($"container {_id}: init pid {pid}");
 
@@ -109,12 +119,11 @@ public sealed partial class ContainerSupervisor
             AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode, durable: false);
             Transition(s => s);
             control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream);
+            undo.Commit();
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or InvalidDataException or NotSupportedException or ArgumentException or UnauthorizedAccessException)
         {
             _log.Error($"create {_id}: {e.Message}");
-            if (_pidfd is not null) Spawn.Signal(_pidfd, L.SIGKILL);
-            _cgroup?.Destroy();
             report("error " + e.Message);
             return 1;
         }
@@ -149,7 +158,11 @@ public sealed partial class ContainerSupervisor
         _log.Info($"container {_id}: exited with {code}{(signal is { } sg ? $" (signal {sg})" : "")}");
         _stopped.Set();
         control.Close(TimeSpan.FromSeconds(5));
-        try { _cgroup?.Destroy(); } catch (IOException e) { _log.Warn($"cgroup destroy: {e.Message}"); }
+        // After the last update (which checks _stopped under the same lock): none writes to a removed cgroup.
+        lock (_updateLock)
+        {
+            try { _cgroup?.Destroy(); } catch (IOException e) { _log.Warn($"cgroup destroy: {e.Message}"); }
+        }
         _criLog?.Dispose();
         _tty?.Dispose();
         _stdin?.Dispose();
@@ -266,6 +279,7 @@ public sealed partial class ContainerSupervisor
         ShimOps.ReopenLog => ReopenLog(),
         ShimOps.Exec => Exec(r),
         ShimOps.Resize => Resize(r),
+        ShimOps.Update => Update(r),
         _ => new ShimResponse { Ok = false, Error = $"unknown op \"{r.Op}\"", State = Snapshot() },
     };
 
@@ -387,6 +401,21 @@ public sealed partial class ContainerSupervisor
         }, 256 * 1024) { IsBackground = true, Name = "exec-output" };
         t.Start();
         return (t, buffer.ToArray);
+    }
+
+    /// <summary>New resources for the live container: its cgroup and the bundle's config.json
+    /// (<see cref="ResourceUpdater"/>). One update at a time; none once the container has exited
+    /// (its cgroup is being removed).</summary>
+    private ShimResponse Update(ShimRequest r)
+    {
+        if (r.Resources is null) return new ShimResponse { Ok = false, Error = "update: resources is required", State = Snapshot() };
+        lock (_updateLock)
+        {
+            if (_stopped.IsSet) return new ShimResponse { Ok = false, Error = $"container {_id} has exited", State = Snapshot() };
+            _spec = new ResourceUpdater(_bundle, _cgroup!, (step, e) => _log.Warn($"update {_id}: undo {step}: {e.Message}")).Apply(_spec!, r.Resources);
+        }
+        _log.Info($"container {_id}: resources updated");
+        return Ok();
     }
 
     private ShimResponse ReopenLog()

@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Text;
 using System.Text.Json;
 using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Kernel;
@@ -25,7 +24,7 @@ public sealed unsafe partial class ControlServer : IDisposable
     /// start-up code resident for the container's whole life.</summary>
     private readonly List<(Connection Conn, ShimRequest Request)> _waiters = [];
 
-    private const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
+    private const int SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
 
     private readonly Action? _idle;
     private readonly Action<ShimRequest, FdHandle>? _stream;
@@ -42,17 +41,12 @@ public sealed unsafe partial class ControlServer : IDisposable
         _path = path;
         _handle = handle;
         _log = log;
-        var bytes = Encoding.UTF8.GetBytes(path);
-        if (bytes.Length > 107) throw new ArgumentException($"control socket path is longer than 107 bytes: {path}");
+        var addr = UnixSocketAddress.For(path);
         File.Delete(path); // a stale socket of a previous shim of this container
-        var fd = Libc.Socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        var fd = Libc.Socket(UnixSocketAddress.AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) throw KernelException.Last("socket", path);
         _listen = new FdHandle(fd);
-        var addr = stackalloc byte[110];
-        new Span<byte>(addr, 110).Clear();
-        *(ushort*)addr = AF_UNIX;
-        bytes.CopyTo(new Span<byte>(addr + 2, 108));
-        if (Libc.Bind(fd, addr, 2 + bytes.Length + 1) != 0) throw KernelException.Last("bind", path);
+        if (Libc.Bind(fd, (byte*)&addr, addr.Length) != 0) throw KernelException.Last("bind", path);
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         if (Libc.Listen(fd, 16) != 0) throw KernelException.Last("listen", path);
         new Thread(Loop, 256 * 1024) { IsBackground = true, Name = "control" }.Start();

@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Text;
 using System.Text.Json;
 using CriRuntime.Shim.Client;
 using CriRuntime.Shim.Kernel;
@@ -15,16 +14,11 @@ public static unsafe partial class RawControlClient
     public static ShimResponse Send(string stateDir, ShimRequest request)
     {
         var path = Path.Combine(stateDir, StateFiles.Socket);
-        var bytes = Encoding.UTF8.GetBytes(path);
-        if (bytes.Length > 107) throw new ArgumentException($"control socket path is longer than 107 bytes: {path}");
-        var fd = Libc.Socket(1 /* AF_UNIX */, 1 /* SOCK_STREAM */ | 0x80000 /* SOCK_CLOEXEC */, 0);
+        var addr = UnixSocketAddress.For(path);
+        var fd = Libc.Socket(UnixSocketAddress.AF_UNIX, 1 /* SOCK_STREAM */ | 0x80000 /* SOCK_CLOEXEC */, 0);
         if (fd < 0) throw KernelException.Last("socket", path);
         using var handle = new FdHandle(fd);
-        var addr = stackalloc byte[110];
-        new Span<byte>(addr, 110).Clear();
-        *(ushort*)addr = 1;
-        bytes.CopyTo(new Span<byte>(addr + 2, 108));
-        if (Libc.Connect(fd, addr, 2 + bytes.Length + 1) != 0) throw KernelException.Last("connect", path);
+        if (Libc.Connect(fd, (byte*)&addr, addr.Length) != 0) throw KernelException.Last("connect", path);
         Libc.WriteAll(fd, JsonSerializer.SerializeToUtf8Bytes(request, ShimJsonContext.Default.ShimRequest), path);
         Libc.WriteAll(fd, "\n"u8, path);
         var answer = new List<byte>();
@@ -48,9 +42,7 @@ public static unsafe partial class RawControlClient
         try { return Send(stateDir, request); }
         catch (IOException) when (ShimClient.ReadStateFile(stateDir) is { Status: ShimStatus.Stopped } final)
         {
-            return request.Op == ShimOps.Start
-                ? new ShimResponse { Ok = false, Error = $"container {final.Id} has exited", State = final }
-                : new ShimResponse { Ok = true, State = final };
+            return ShimClient.AnswerFromFinalState(request, final);
         }
     }
 }

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text.Json;
 using CriRuntime.Cri.V1;
 using CriRuntime.Tests.E2E.Harness;
 using static CriRuntime.Tests.E2E.Containers.PrivilegedTests;
@@ -65,6 +67,49 @@ public class CgroupfsTests(RegistryWithImages fixture)
         Assert.NotEqual(0, code);
         Assert.Contains("Read-only file system", err);
         Assert.Equal("67108864", (await n.C.ExecOkAsync(id, "cat", limitFile)).Trim());
+    }
+
+    [Fact]
+    public async Task UpdateContainerResources_ReachesTheBundlesConfigJson_AndIsWhatTheContainerSees()
+    {
+        await using var n = await TestNode.StartAsync(_registry);
+        var (podId, pod) = await n.RunPodAsync("cgupd", p => KubeletPod(p, privileged: false));
+        var id = await n.C.StartNewAsync(podId, pod, Limited("app", n.Busybox));
+        const long updated = 96 * 1024 * 1024;
+
+        // As the kubelet sends it (the whole resources, not a diff), a new memory limit and quota.
+        var resources = Limited("app", n.Busybox).Linux.Resources;
+        resources.MemoryLimitInBytes = updated;
+        resources.CpuQuota = 30_000;
+        await n.C.Runtime.UpdateContainerResourcesAsync(new UpdateContainerResourcesRequest { ContainerId = id, Linux = resources });
+
+        // The shim rewrote the bundle: config.json carries the new limits, and keeps the rest.
+        var configJson = Path.Combine(n.D.Root, "containers", id, "bundle", "config.json");
+        using (var spec = JsonDocument.Parse(File.ReadAllBytes(configJson)))
+        {
+            var r = spec.RootElement.GetProperty("linux").GetProperty("resources");
+            Assert.Equal(updated, r.GetProperty("memory").GetProperty("limit").GetInt64());
+            Assert.Equal(30_000, r.GetProperty("cpu").GetProperty("quota").GetInt64());
+            Assert.Equal(100_000, r.GetProperty("cpu").GetProperty("period").GetInt64());
+            Assert.Equal("sleep", spec.RootElement.GetProperty("process").GetProperty("args")[0].GetString());
+        }
+
+        // And that is what the container reads of its own cgroup, from inside.
+        var (memoryFile, cpuFile, cpu) = HostIsV1OrHybrid
+            ? ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "30000")
+            : ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/cpu.max", "30000 100000");
+        Assert.Equal(updated.ToString(CultureInfo.InvariantCulture), (await n.C.ExecOkAsync(id, "cat", memoryFile)).Trim());
+        Assert.Equal(cpu, (await n.C.ExecOkAsync(id, "cat", cpuFile)).Trim());
+        Assert.Equal(updated, (await n.C.StatusAsync(id)).Resources.Linux.MemoryLimitInBytes);
+
+        // Once the container has exited there is nothing to update: FailedPrecondition, nothing rewritten.
+        await n.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 0 });
+        resources.MemoryLimitInBytes = 128 * 1024 * 1024;
+        var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () =>
+            await n.C.Runtime.UpdateContainerResourcesAsync(new UpdateContainerResourcesRequest { ContainerId = id, Linux = resources }));
+        Assert.Equal(Grpc.Core.StatusCode.FailedPrecondition, e.StatusCode);
+        using var after = JsonDocument.Parse(File.ReadAllBytes(configJson));
+        Assert.Equal(updated, after.RootElement.GetProperty("linux").GetProperty("resources").GetProperty("memory").GetProperty("limit").GetInt64());
     }
 
     [Fact]
