@@ -51,7 +51,7 @@ public sealed partial class CriRuntimeService
         }
         // The pod's cgroup after its containers': its counters then never read below their sum.
         var podSamples = new CadvisorMetrics.Samples(["", pod.Id, "", config.Metadata.Namespace, config.Metadata.Name], now);
-        if (TryCgroupStats(PodCgroup(pod, config)) is { } s) podSamples.AddCgroup(s);
+        if (TryCgroupStats(_podCtl.PodCgroup(pod, config)) is { } s) podSamples.AddCgroup(s);
         if (pod.NetNs is not null && NamespacePinner.IsPinned(pod.NetNs)) podSamples.AddNetwork(Network.NetDev.Read(pod.NetNs));
         result.Metrics.AddRange(podSamples.Metrics);
         return result;

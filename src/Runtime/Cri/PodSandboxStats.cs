@@ -29,7 +29,7 @@ public sealed partial class CriRuntimeService
         var config = PodSandboxConfig.Parser.ParseFrom(pod.Config);
         var now = NowNanos();
         var linux = new LinuxPodSandboxStats();
-        if (TryCgroupStats(PodCgroup(pod, config)) is { } s)
+        if (TryCgroupStats(_podCtl.PodCgroup(pod, config)) is { } s)
         {
             linux.Cpu = Cpu(s, now);
             linux.Memory = Memory(s, now);

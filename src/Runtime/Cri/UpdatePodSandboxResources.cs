@@ -23,8 +23,8 @@ public sealed partial class CriRuntimeService
             var config = PodSandboxConfig.Parser.ParseFrom(pod.Config);
             if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && request.Resources is not null)
             {
-                try { CgroupManagers.Create(PodCgroup(pod, config)).Create(resources); } // idempotent; the cgroup may not exist before a container
-                catch (IOException e) { throw Fail.FailedPrecondition($"update pod cgroup {PodCgroup(pod, config)}: {e.Message}"); }
+                try { CgroupManagers.Create(_podCtl.PodCgroup(pod, config)).Create(resources); } // idempotent; the cgroup may not exist before a container
+                catch (IOException e) { throw Fail.FailedPrecondition($"update pod cgroup {_podCtl.PodCgroup(pod, config)}: {e.Message}"); }
             }
             config.Linux ??= new LinuxPodSandboxConfig();
             if (request.Resources is not null) config.Linux.Resources = request.Resources;
