@@ -33,15 +33,14 @@ public sealed class ContainerController(
 
     /// <summary>The container of this (pod, name, attempt), made unless it exists: a retry (also
     /// one while the first call still runs) gets the same container.</summary>
-    /// <param name="podCgroup">The pod's cgroup as recorded; the container's is below it.</param>
-    public async Task<string> CreateAsync(CreateContainerRequest request, PodSandboxRecord pod, string podCgroup, CancellationToken ct)
+    public async Task<string> CreateAsync(CreateContainerRequest request, PodSandboxRecord pod, CancellationToken ct)
     {
         var key = ContainerStore.Key(pod.Id, request.Config.Metadata.Name, request.Config.Metadata.Attempt);
         if (containers.FindByName(key) is { } existing) return existing.Id;
-        return await containers.Creating.RunAsync(key, () => CreateNewAsync(request, pod, podCgroup), ct);
+        return await containers.Creating.RunAsync(key, () => CreateNewAsync(request, pod), ct);
     }
 
-    private async Task<string> CreateNewAsync(CreateContainerRequest request, PodSandboxRecord pod, string podCgroup)
+    private async Task<string> CreateNewAsync(CreateContainerRequest request, PodSandboxRecord pod)
     {
         var containerConfig = request.Config;
         var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
@@ -54,7 +53,8 @@ public sealed class ContainerController(
         // 20 hex digits (80 bits) of a random id do not collide in practice.
         var stateDir = Path.Combine(config.State, "c", id[..20]);
         var logPath = LogPath(podConfig, containerConfig, dir);
-        var cgroupsPath = $"{podCgroup}/{id}";
+        // Below the pod's cgroup as recorded when the pod was made.
+        var cgroupsPath = $"{pod.CgroupPath}/{id}";
 
         await using var undo = new Rollback(log, $"CreateContainer {containerConfig.Metadata.Name} in {pod.Id}");
         Directory.CreateDirectory(bundle);
@@ -109,6 +109,7 @@ public sealed class ContainerController(
 
         var record = new ContainerRecord
         {
+            Version = ContainerRecord.CurrentVersion,
             Id = id,
             PodId = pod.Id,
             Name = containerConfig.Metadata.Name,
@@ -122,9 +123,15 @@ public sealed class ContainerController(
             StateDir = stateDir,
             CgroupsPath = cgroupsPath,
             User = new ContainerUserRecord(user.Uid, user.Gid, user.AdditionalGids),
+            Labels = new Dictionary<string, string>(containerConfig.Labels),
+            Annotations = new Dictionary<string, string>(containerConfig.Annotations),
+            StopSignal = ContainerStore.StopSignalOf(containerConfig),
+            Stdin = containerConfig.Stdin,
+            StdinOnce = containerConfig.StdinOnce,
+            Tty = containerConfig.Tty,
         };
         imageUsage.MarkInUse(image.Id, id);
-        containers.Save(record);
+        containers.Add(record);
         undo.Commit();
         events.Publish(new ContainerEventResponse { ContainerId = id, ContainerEventType = ContainerEventType.ContainerCreatedEvent, CreatedAt = record.CreatedAtNanos });
         // Watched from now on: a shim that dies before StartContainer leaves an exited container.
@@ -178,11 +185,11 @@ public sealed class ContainerController(
             try
             {
                 var state = await shims.StartAsync(c.StateDir, CancellationToken.None);
-                c = c with { State = ContainerPhase.Running, StartedAtNanos = state.StartedAt is { } s ? ExitMonitor.Nanos(s) : NowNanos() };
                 // Created → running describes a live process: after a reboot the container has
                 // exited whichever phase the record kept, so this update needs no fsync (kill -9 of
                 // the daemon cannot lose it: the rename is atomic and the page cache outlives us).
-                containers.Save(c, durable: false);
+                c = containers.Transition(c.Id, ContainerPhase.Running,
+                    r => r with { StartedAtNanos = state.StartedAt is { } s ? ExitMonitor.Nanos(s) : NowNanos() }, durable: false);
                 // Under the lock: the exit monitor, watching since CreateContainer, records a quick
                 // exit only after this, so STARTED always precedes STOPPED.
                 events.Publish(new ContainerEventResponse { ContainerId = c.Id, ContainerEventType = ContainerEventType.ContainerStartedEvent, CreatedAt = c.StartedAtNanos });
@@ -221,8 +228,7 @@ public sealed class ContainerController(
 
     private int StopSignal(ContainerRecord c)
     {
-        var containerConfig = ContainerConfig.Parser.ParseFrom(c.Config);
-        if (containerConfig.StopSignal != Signal.RuntimeDefault) return StopSignals.Number(containerConfig.StopSignal.ToString());
+        if (c.StopSignal.Length > 0) return StopSignals.Number(c.StopSignal);
         try
         {
             var image = images.Resolve(c.ImageId);

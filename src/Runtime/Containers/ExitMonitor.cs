@@ -53,17 +53,15 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
             var c = containers.Find(id);
             if (c is null || c.State == ContainerPhase.Exited) return c;
             var finished = final.FinishedAt ?? DateTimeOffset.UtcNow;
-            var updated = c with
+            if (!ShimClient.IsShimAlive(c.StateDir)) DestroyCgroup(c);
+            var updated = containers.Transition(id, ContainerPhase.Exited, r => r with
             {
-                State = ContainerPhase.Exited,
-                StartedAtNanos = final.StartedAt is { } s ? Nanos(s) : c.StartedAtNanos,
+                StartedAtNanos = final.StartedAt is { } s ? Nanos(s) : r.StartedAtNanos,
                 FinishedAtNanos = Nanos(finished),
                 ExitCode = final.ExitCode ?? ShimClient.UnknownExitCode,
                 Reason = final.Reason ?? "Unknown",
                 Message = final.Message ?? "",
-            };
-            if (!ShimClient.IsShimAlive(c.StateDir)) DestroyCgroup(c);
-            containers.Save(updated);
+            });
             events.Publish(new ContainerEventResponse
             {
                 ContainerId = id,

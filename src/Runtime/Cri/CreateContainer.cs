@@ -21,7 +21,7 @@ public sealed partial class CriRuntimeService
         var pod = _pods.Get(request.PodSandboxId);
         if (pod.State != PodState.Ready) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is not ready");
 
-        var id = await _containerCtl.CreateAsync(request, pod, _podCtl.PodCgroup(pod, PodSandboxConfig.Parser.ParseFrom(pod.Config)), context.CancellationToken);
+        var id = await _containerCtl.CreateAsync(request, pod, context.CancellationToken);
         return new CreateContainerResponse { ContainerId = id };
     }
 }

@@ -27,18 +27,9 @@ public sealed class PodSandboxController(
     TimeProvider clock,
     ILogger<PodSandboxController> log)
 {
-    /// <summary>The pod's cgroup: the kubelet's cgroup_parent, else one under our cgroup root.</summary>
-    public string PodCgroup(string podId, PodSandboxConfig podConfig) =>
-        podConfig.Linux?.CgroupParent is { Length: > 0 } parent ? parent.TrimEnd('/') : $"/{config.Runtime.CgroupRoot.Trim('/')}/{podId}";
-
-    /// <summary>The pod's cgroup as RunPodSandbox decided and recorded it, so a changed
-    /// cgroup_root cannot make later calls miss it; recomputed for records written before it was
-    /// stored.</summary>
-    public string PodCgroup(PodSandboxRecord pod, PodSandboxConfig podConfig) => pod.CgroupPath ?? PodCgroup(pod.Id, podConfig);
-
     /// <summary>The pod init's cgroup (pods with a shared pid namespace): a leaf below the pod's,
     /// named so that it cannot be taken for a container's (64 hex digits).</summary>
-    public string PodInitCgroup(PodSandboxRecord pod, PodSandboxConfig podConfig) => $"{PodCgroup(pod, podConfig)}/{PodInit.CgroupLeaf}";
+    public static string PodInitCgroup(PodSandboxRecord pod) => $"{pod.CgroupPath}/{PodInit.CgroupLeaf}";
 
     /// <summary>Where the pod's namespaces are pinned: below the state directory, which a reboot clears.</summary>
     public string StateDir(string podId) => Path.Combine(config.State, "pods", podId);
@@ -59,7 +50,7 @@ public sealed class PodSandboxController(
         var md = podConfig.Metadata;
         var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         // Decided once and recorded: later calls use the record, not the current cgroup_root.
-        var cgroupPath = PodCgroup(id, podConfig);
+        var cgroupPath = PodSandboxStore.CgroupPathFor(id, podConfig.Linux?.CgroupParent ?? "", config.Runtime.CgroupRoot);
         await using var undo = new Rollback(log, $"RunPodSandbox {md.Namespace}/{md.Name}");
         var dir = pods.PodDir(id);
         Directory.CreateDirectory(dir);
@@ -157,6 +148,7 @@ public sealed class PodSandboxController(
 
         var pod = new PodSandboxRecord
         {
+            Version = PodSandboxRecord.CurrentVersion,
             Id = id,
             Name = md.Name,
             Namespace = md.Namespace,
@@ -173,11 +165,14 @@ public sealed class PodSandboxController(
             PidNs = pidns,
             PodInitPid = podInitPid,
             CgroupPath = cgroupPath,
+            OwnsCgroup = plan.OwnsCgroup,
+            Labels = new Dictionary<string, string>(podConfig.Labels),
+            Annotations = new Dictionary<string, string>(podConfig.Annotations),
             Ips = ips,
             NetworkName = networkName,
             Dir = dir,
         };
-        pods.Save(pod);
+        pods.Add(pod);
         undo.Commit();
         return id;
     }
@@ -208,8 +203,7 @@ public sealed class PodSandboxController(
         // any later point leaves a pod reported NotReady, never a Ready one whose network (and IP,
         // back in the pool) is gone; the kubelet's retried stop or remove finishes the teardown,
         // each step of which is idempotent.
-        if (pod.State != PodState.NotReady)
-            pods.Save(pod with { State = PodState.NotReady });
+        pods.Transition(pod.Id, PodState.NotReady);
         // Containers first (killed: the kubelet has already given them their grace period).
         foreach (var c in containers.InPod(pod.Id).ToList())
             await containers.StopAsync(c, TimeSpan.Zero, ct);
@@ -234,11 +228,9 @@ public sealed class PodSandboxController(
             await StopLockedAsync(pod, ct);
             foreach (var c in containers.InPod(pod.Id).ToList())
                 await containers.RemoveAsync(c, ct);
-            var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
-            if (pod.PodInitPid is not null) cgroups.Create(PodInitCgroup(pod, podConfig)).Destroy();
+            if (pod.PodInitPid is not null) cgroups.Create(PodInitCgroup(pod)).Destroy();
             // The pod cgroup is ours only when the kubelet gave no parent (it manages its own).
-            if (string.IsNullOrEmpty(podConfig.Linux?.CgroupParent))
-                cgroups.Create(PodCgroup(pod, podConfig)).Destroy();
+            if (pod.OwnsCgroup) cgroups.Create(pod.CgroupPath).Destroy();
             foreach (var ns in new[] { pod.NetNs, pod.IpcNs, pod.UtsNs, pod.PidNs, pod.UserNs })
                 if (ns is not null) namespaces.Unpin(ns);
             var stateDir = StateDir(pod.Id);

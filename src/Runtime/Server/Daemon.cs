@@ -47,7 +47,7 @@ public static partial class Daemon
         builder.Services.AddSingleton<CniPlugins>();
         builder.Services.AddSingleton<CniNetwork>();
         builder.Services.AddSingleton<IPodNetwork>(sp => sp.GetRequiredService<CniNetwork>());
-        builder.Services.AddSingleton(new PodSandboxStore(config.Root));
+        builder.Services.AddSingleton(new PodSandboxStore(config.Root, config.Runtime.CgroupRoot));
         builder.Services.AddSingleton<PodRecovery>();
         builder.Services.AddSingleton(new ContainerStore(config.Root));
         builder.Services.AddSingleton<Containers.ShimRunner>();

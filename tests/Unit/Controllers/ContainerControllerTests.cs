@@ -29,7 +29,7 @@ public sealed class ContainerControllerTests : IDisposable
 
     private PodSandboxRecord Pod => _f.Pods.Find(_podId)!;
 
-    private Task<string> CreateAsync() => _f.ContainerController.CreateAsync(Request(_podId), Pod, $"/criruntime/{_podId}", CancellationToken.None);
+    private Task<string> CreateAsync() => _f.ContainerController.CreateAsync(Request(_podId), Pod, CancellationToken.None);
 
     [Fact]
     public async Task Create_MountsTheRootfsThenWritesTheBundleThenCreatesTheShim_AndRecordsAndWatchesTheContainer()

@@ -239,8 +239,7 @@ public sealed class FakeExits(ContainerStore containers, StepLog log) : IContain
         var c = containers.Find(id);
         if (c is null || c.State == ContainerPhase.Exited) return Task.FromResult(c);
         log.Do("record exit");
-        var updated = c with { State = ContainerPhase.Exited, ExitCode = final.ExitCode ?? -1, Reason = final.Reason ?? "", Message = final.Message ?? "" };
-        containers.Save(updated);
+        var updated = containers.Transition(id, ContainerPhase.Exited, r => r with { ExitCode = final.ExitCode ?? -1, Reason = final.Reason ?? "", Message = final.Message ?? "" });
         return Task.FromResult<ContainerRecord?>(updated);
     }
 }

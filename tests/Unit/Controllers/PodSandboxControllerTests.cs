@@ -193,7 +193,7 @@ public sealed class PodSandboxControllerTests : IDisposable
     public async Task Remove_StopsAndRemovesThePodsContainers()
     {
         var podId = await _f.PodController.RunAsync(ControllerFixture.Plan(), CancellationToken.None);
-        var containerId = await _f.ContainerController.CreateAsync(ContainerControllerTests.Request(podId), _f.Pods.Find(podId)!, $"/criruntime/{podId}", CancellationToken.None);
+        var containerId = await _f.ContainerController.CreateAsync(ContainerControllerTests.Request(podId), _f.Pods.Find(podId)!, CancellationToken.None);
         await _f.ContainerController.StartAsync(containerId, CancellationToken.None);
 
         await _f.PodController.RemoveAsync(podId, CancellationToken.None);
