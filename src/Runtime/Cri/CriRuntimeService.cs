@@ -12,7 +12,6 @@ namespace CriRuntime.Cri;
 public sealed partial class CriRuntimeService(
     CriRuntimeConfig config,
     RuntimeConfigStore runtimeConfig,
-    CniConfigProbe cni,
     CniNetwork network,
     PodSandboxStore pods,
     ContainerStore containers,
@@ -26,7 +25,6 @@ public sealed partial class CriRuntimeService(
 {
     private readonly CriRuntimeConfig _config = config;
     private readonly RuntimeConfigStore _runtimeConfig = runtimeConfig;
-    private readonly CniConfigProbe _cni = cni;
     private readonly CniNetwork _network = network;
     private readonly PodSandboxStore _pods = pods;
     private readonly ContainerStore _containers = containers;
