@@ -5,13 +5,21 @@ using CriRuntime.State;
 
 namespace CriRuntime.Containers;
 
+/// <summary>What the container controller needs of the exit monitor: watch a new container, and
+/// record an exit it learnt first (once; a second record of the same exit returns the first).</summary>
+public interface IContainerExits
+{
+    void Watch(ContainerRecord c);
+    Task<ContainerRecord?> RecordExitAsync(string id, ShimState final);
+}
+
 /// <summary>Learns when containers exit: for each container, from its creation on, one wait on its
 /// shim's control socket; when it returns, the exit is recorded in the container store (so it
 /// outlives the shim) and a CONTAINER_STOPPED event is published. A created container is watched
 /// too: its shim can die (kill -9, OOM kill) before StartContainer, and then the container is
 /// exited, not created. At start the daemon resumes watching every container it had, and records
 /// exits that happened while it was down.</summary>
-public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner shims, ContainerEvents events, ILogger<ExitMonitor> log)
+public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner shims, ContainerEvents events, ILogger<ExitMonitor> log) : IContainerExits
 {
     private readonly CancellationTokenSource _stopping = new();
 
@@ -47,17 +55,15 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
             var c = containers.Find(id);
             if (c is null || c.State == ContainerPhase.Exited) return c;
             var finished = final.FinishedAt ?? DateTimeOffset.UtcNow;
-            var updated = c with
+            if (!ShimClient.IsShimAlive(c.StateDir)) DestroyCgroup(c);
+            var updated = containers.Transition(id, ContainerPhase.Exited, r => r with
             {
-                State = ContainerPhase.Exited,
-                StartedAtNanos = final.StartedAt is { } s ? Nanos(s) : c.StartedAtNanos,
+                StartedAtNanos = final.StartedAt is { } s ? Nanos(s) : r.StartedAtNanos,
                 FinishedAtNanos = Nanos(finished),
                 ExitCode = final.ExitCode ?? ShimClient.UnknownExitCode,
                 Reason = final.Reason ?? "Unknown",
                 Message = final.Message ?? "",
-            };
-            if (!ShimClient.IsShimAlive(c.StateDir)) DestroyCgroup(c);
-            containers.Save(updated);
+            });
             events.Publish(new ContainerEventResponse
             {
                 ContainerId = id,

@@ -6,11 +6,28 @@ using CriRuntime.Shim.Client;
 
 namespace CriRuntime.Containers;
 
+/// <summary>The container lifecycle as the container controller drives it through a shim: create
+/// (set up, waiting for start), start, stop, kill, wait for the exit, state. <see cref="ShimRunner"/>
+/// is the real one; unit tests use a fake.</summary>
+public interface IShimRunner
+{
+    Task<(int ShimPid, int Pid)> CreateAsync(string id, string bundle, string stateDir, string logPath, string handler, CancellationToken ct);
+    Task<ShimState> StartAsync(string stateDir, CancellationToken ct);
+    Task StopAsync(string stateDir, int signal, TimeSpan timeout, CancellationToken ct);
+    Task KillAsync(string stateDir, int signal, CancellationToken ct);
+    Task<ShimState> WaitAsync(string id, string stateDir, CancellationToken ct);
+    Task<ShimState> StateAsync(string id, string stateDir, CancellationToken ct);
+    /// <summary>Whether the shim of <paramref name="stateDir"/> still answers (its control socket is live).</summary>
+    bool IsAlive(string stateDir);
+}
+
 /// <summary>The daemon's side of the per-container shims: starting one (`criruntime-shim create`)
 /// and talking to it over its control socket. A shim that is gone has left its last state in
 /// state.json; that is what is reported then.</summary>
-public sealed class ShimRunner(CriRuntimeConfig config)
+public sealed class ShimRunner(CriRuntimeConfig config) : IShimRunner
 {
+    public bool IsAlive(string stateDir) => ShimClient.IsShimAlive(stateDir);
+
     public string ShimPath { get; } = Resolve(config.Runtime.ShimPath);
 
     /// <summary>The shim of a runtime handler ("" and "criruntime" are the default).</summary>

@@ -25,10 +25,9 @@ public sealed partial class CriRuntimeService
     /// <summary>Usage from the container's cgroup (whatever its version) and its writable layer.</summary>
     private Cri.V1.ContainerStats CollectStats(ContainerRecord c)
     {
-        var config = ContainerConfig.Parser.ParseFrom(c.Config);
         var stats = new Cri.V1.ContainerStats
         {
-            Attributes = new ContainerAttributes { Id = c.Id, Metadata = config.Metadata, Labels = { config.Labels }, Annotations = { config.Annotations } },
+            Attributes = new ContainerAttributes { Id = c.Id, Metadata = c.Metadata, Labels = { c.Labels }, Annotations = { c.Annotations } },
         };
         var now = NowNanos();
         if (c.State == ContainerPhase.Running && TryCgroupStats(c.CgroupsPath) is { } s)

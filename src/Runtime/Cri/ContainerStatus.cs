@@ -14,7 +14,7 @@ public sealed partial class CriRuntimeService
         var status = new Cri.V1.ContainerStatus
         {
             Id = c.Id,
-            Metadata = config.Metadata,
+            Metadata = c.Metadata,
             State = ToCri(c.State),
             CreatedAt = c.CreatedAtNanos,
             StartedAt = c.StartedAtNanos,
@@ -30,8 +30,8 @@ public sealed partial class CriRuntimeService
             Message = c.Message,
             LogPath = c.LogPath,
         };
-        status.Labels.Add(config.Labels);
-        status.Annotations.Add(config.Annotations);
+        status.Labels.Add(c.Labels);
+        status.Annotations.Add(c.Annotations);
         status.Mounts.AddRange(config.Mounts);
         if (c.User is { } u)
         {

@@ -12,33 +12,31 @@ namespace CriRuntime.Cri;
 public sealed partial class CriRuntimeService(
     CriRuntimeConfig config,
     RuntimeConfigStore runtimeConfig,
-    CniConfigProbe cni,
     CniNetwork network,
     PodSandboxStore pods,
     ContainerStore containers,
+    Pods.PodSandboxController podCtl,
+    Containers.ContainerController containerCtl,
     Images.IImageResolver images,
-    Images.IImageUsage imageUsage,
     Containers.ShimRunner shims,
     Containers.ContainerEvents events,
-    Containers.ExitMonitor exits,
     StreamServerClient streaming,
-    TimeProvider clock,
-    ILogger<CriRuntimeService> log) : RuntimeService.RuntimeServiceBase
+    TimeProvider clock) : RuntimeService.RuntimeServiceBase
 {
     private readonly CriRuntimeConfig _config = config;
     private readonly RuntimeConfigStore _runtimeConfig = runtimeConfig;
-    private readonly CniConfigProbe _cni = cni;
     private readonly CniNetwork _network = network;
     private readonly PodSandboxStore _pods = pods;
     private readonly ContainerStore _containers = containers;
+    /// <summary>Pod and container lifecycles (run/stop/remove, create/start/stop/remove): the
+    /// RPC files validate and convert, the controllers make and undo.</summary>
+    private readonly Pods.PodSandboxController _podCtl = podCtl;
+    private readonly Containers.ContainerController _containerCtl = containerCtl;
     private readonly Images.IImageResolver _images = images;
-    private readonly Images.IImageUsage _imageUsage = imageUsage;
     private readonly Containers.ShimRunner _shims = shims;
     private readonly Containers.ContainerEvents _events = events;
-    private readonly Containers.ExitMonitor _exits = exits;
     private readonly StreamServerClient _streaming = streaming;
     private readonly TimeProvider _clock = clock;
-    private readonly ILogger<CriRuntimeService> _log = log;
 
     private long NowNanos() => Containers.ExitMonitor.Nanos(_clock.GetUtcNow());
 }

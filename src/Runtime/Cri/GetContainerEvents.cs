@@ -21,8 +21,7 @@ public sealed partial class CriRuntimeService
                 var withPod = e.Clone();
                 if (_containers.Find(e.ContainerId) is { } c && _pods.Find(c.PodId) is { } pod)
                 {
-                    var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
-                    withPod.PodSandboxStatus = new Cri.V1.PodSandboxStatus { Id = pod.Id, Metadata = podConfig.Metadata, CreatedAt = pod.CreatedAtNanos };
+                    withPod.PodSandboxStatus = new Cri.V1.PodSandboxStatus { Id = pod.Id, Metadata = pod.Metadata, CreatedAt = pod.CreatedAtNanos };
                 }
                 await responseStream.WriteAsync(withPod, context.CancellationToken);
             }

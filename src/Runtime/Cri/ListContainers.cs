@@ -21,30 +21,25 @@ public sealed partial class CriRuntimeService
         if (f.PodSandboxId.Length > 0) all = all.Where(c => c.PodId.StartsWith(f.PodSandboxId, StringComparison.Ordinal));
         if (f.State is not null) all = all.Where(c => ToCri(c.State) == f.State.State);
         if (f.LabelSelector.Count > 0)
-            all = all.Where(c =>
-            {
-                var labels = ContainerConfig.Parser.ParseFrom(c.Config).Labels;
-                return f.LabelSelector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value);
-            });
+            all = all.Where(c => f.LabelSelector.All(kv => c.Labels.TryGetValue(kv.Key, out var v) && v == kv.Value));
         return all;
     }
 
     private static Container ToContainer(ContainerRecord c)
     {
-        var config = ContainerConfig.Parser.ParseFrom(c.Config);
         var item = new Container
         {
             Id = c.Id,
             PodSandboxId = c.PodId,
-            Metadata = config.Metadata,
+            Metadata = c.Metadata,
             Image = new ImageSpec { Image = c.ImageRef },
             ImageRef = c.ImageId,
             ImageId = c.ImageId,
             State = ToCri(c.State),
             CreatedAt = c.CreatedAtNanos,
         };
-        item.Labels.Add(config.Labels);
-        item.Annotations.Add(config.Annotations);
+        item.Labels.Add(c.Labels);
+        item.Annotations.Add(c.Annotations);
         return item;
     }
 }

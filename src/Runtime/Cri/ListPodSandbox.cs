@@ -25,28 +25,23 @@ public sealed partial class CriRuntimeService
         }
         if (filter.LabelSelector.Count > 0)
         {
-            pods = pods.Where(p =>
-            {
-                var labels = PodSandboxConfig.Parser.ParseFrom(p.Config).Labels;
-                return filter.LabelSelector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value);
-            });
+            pods = pods.Where(p => filter.LabelSelector.All(kv => p.Labels.TryGetValue(kv.Key, out var v) && v == kv.Value));
         }
         return pods;
     }
 
     private static PodSandbox ToPodSandbox(PodSandboxRecord p)
     {
-        var config = PodSandboxConfig.Parser.ParseFrom(p.Config);
         var item = new PodSandbox
         {
             Id = p.Id,
-            Metadata = config.Metadata,
+            Metadata = p.Metadata,
             State = p.State == PodState.Ready ? PodSandboxState.SandboxReady : PodSandboxState.SandboxNotready,
             CreatedAt = p.CreatedAtNanos,
             RuntimeHandler = p.RuntimeHandler,
         };
-        item.Labels.Add(config.Labels);
-        item.Annotations.Add(config.Annotations);
+        item.Labels.Add(p.Labels);
+        item.Annotations.Add(p.Annotations);
         return item;
     }
 }

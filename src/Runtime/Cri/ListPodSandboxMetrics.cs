@@ -30,12 +30,11 @@ public sealed partial class CriRuntimeService
 
     private PodSandboxMetrics CollectPodMetrics(PodSandboxRecord pod)
     {
-        var config = PodSandboxConfig.Parser.ParseFrom(pod.Config);
         var now = NowNanos();
         var result = new PodSandboxMetrics { PodSandboxId = pod.Id };
         foreach (var c in _containers.InPod(pod.Id).Where(c => c.State == ContainerPhase.Running))
         {
-            var samples = new CadvisorMetrics.Samples([c.Name, c.Id, c.ImageRef, config.Metadata.Namespace, config.Metadata.Name], now);
+            var samples = new CadvisorMetrics.Samples([c.Name, c.Id, c.ImageRef, pod.Namespace, pod.Name], now);
             var cgroup = CgroupManagers.Create(c.CgroupsPath);
             try
             {
@@ -50,8 +49,8 @@ public sealed partial class CriRuntimeService
             result.ContainerMetrics.Add(new ContainerMetrics { ContainerId = c.Id, Metrics = { samples.Metrics } });
         }
         // The pod's cgroup after its containers': its counters then never read below their sum.
-        var podSamples = new CadvisorMetrics.Samples(["", pod.Id, "", config.Metadata.Namespace, config.Metadata.Name], now);
-        if (TryCgroupStats(PodCgroup(pod, config)) is { } s) podSamples.AddCgroup(s);
+        var podSamples = new CadvisorMetrics.Samples(["", pod.Id, "", pod.Namespace, pod.Name], now);
+        if (TryCgroupStats(pod.CgroupPath) is { } s) podSamples.AddCgroup(s);
         if (pod.NetNs is not null && NamespacePinner.IsPinned(pod.NetNs)) podSamples.AddNetwork(Network.NetDev.Read(pod.NetNs));
         result.Metrics.AddRange(podSamples.Metrics);
         return result;

@@ -26,10 +26,9 @@ public sealed partial class CriRuntimeService
     /// its network namespace, and each container's own stats.</summary>
     private Cri.V1.PodSandboxStats CollectPodStats(PodSandboxRecord pod)
     {
-        var config = PodSandboxConfig.Parser.ParseFrom(pod.Config);
         var now = NowNanos();
         var linux = new LinuxPodSandboxStats();
-        if (TryCgroupStats(PodCgroup(pod, config)) is { } s)
+        if (TryCgroupStats(pod.CgroupPath) is { } s)
         {
             linux.Cpu = Cpu(s, now);
             linux.Memory = Memory(s, now);
@@ -57,7 +56,7 @@ public sealed partial class CriRuntimeService
         linux.Containers.AddRange(_containers.InPod(pod.Id).Where(c => c.State == ContainerPhase.Running).Select(CollectStats));
         return new Cri.V1.PodSandboxStats
         {
-            Attributes = new PodSandboxAttributes { Id = pod.Id, Metadata = config.Metadata, Labels = { config.Labels }, Annotations = { config.Annotations } },
+            Attributes = new PodSandboxAttributes { Id = pod.Id, Metadata = pod.Metadata, Labels = { pod.Labels }, Annotations = { pod.Annotations } },
             Linux = linux,
         };
     }

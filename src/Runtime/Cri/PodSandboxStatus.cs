@@ -15,7 +15,7 @@ public sealed partial class CriRuntimeService
         var status = new Cri.V1.PodSandboxStatus
         {
             Id = pod.Id,
-            Metadata = config.Metadata,
+            Metadata = pod.Metadata,
             State = pod.State == PodState.Ready ? PodSandboxState.SandboxReady : PodSandboxState.SandboxNotready,
             CreatedAt = pod.CreatedAtNanos,
             RuntimeHandler = pod.RuntimeHandler,
@@ -24,8 +24,8 @@ public sealed partial class CriRuntimeService
                 Namespaces = new Namespace { Options = config.Linux?.SecurityContext?.NamespaceOptions ?? new NamespaceOption() },
             },
         };
-        status.Labels.Add(config.Labels);
-        status.Annotations.Add(config.Annotations);
+        status.Labels.Add(pod.Labels);
+        status.Annotations.Add(pod.Annotations);
         if (pod.State == PodState.Ready && pod.Ips.Count > 0)
         {
             status.Network = new PodSandboxNetworkStatus { Ip = pod.Ips[0] };

@@ -27,7 +27,7 @@ public sealed partial class CriRuntimeService
             var config = ContainerConfig.Parser.ParseFrom(c.Config);
             config.Linux ??= new LinuxContainerConfig();
             config.Linux.Resources = request.Linux;
-            _containers.Save(c with { Config = config.ToByteArray() });
+            _containers.Update(c.Id, r => r with { Config = config.ToByteArray() });
         }
         return new UpdateContainerResourcesResponse();
     }

@@ -20,16 +20,16 @@ public sealed partial class CriRuntimeService
         using (await _pods.LockAsync(pod.Id, context.CancellationToken))
         {
             pod = _pods.Find(pod.Id) ?? throw Fail.NotFound($"pod sandbox {request.PodSandboxId} not found");
-            var config = PodSandboxConfig.Parser.ParseFrom(pod.Config);
-            if (string.IsNullOrEmpty(config.Linux?.CgroupParent) && request.Resources is not null)
+            if (pod.OwnsCgroup && request.Resources is not null)
             {
-                try { CgroupManagers.Create(PodCgroup(pod, config)).Create(resources); } // idempotent; the cgroup may not exist before a container
-                catch (IOException e) { throw Fail.FailedPrecondition($"update pod cgroup {PodCgroup(pod, config)}: {e.Message}"); }
+                try { CgroupManagers.Create(pod.CgroupPath).Create(resources); } // idempotent; the cgroup may not exist before a container
+                catch (IOException e) { throw Fail.FailedPrecondition($"update pod cgroup {pod.CgroupPath}: {e.Message}"); }
             }
+            var config = PodSandboxConfig.Parser.ParseFrom(pod.Config);
             config.Linux ??= new LinuxPodSandboxConfig();
             if (request.Resources is not null) config.Linux.Resources = request.Resources;
             if (request.Overhead is not null) config.Linux.Overhead = request.Overhead;
-            _pods.Save(pod with { Config = config.ToByteArray() });
+            _pods.Update(pod.Id, p => p with { Config = config.ToByteArray() });
         }
         return new UpdatePodSandboxResourcesResponse();
     }

@@ -41,10 +41,18 @@ public sealed record CniAttachment
 [JsonSerializable(typeof(BandwidthArg))]
 internal sealed partial class CniJson : JsonSerializerContext;
 
+/// <summary>What the pod controller needs of the network: attach a pod's network namespace, and
+/// detach it (idempotent: a pod with no attachment is done). <see cref="CniNetwork"/> is the one.</summary>
+public interface IPodNetwork
+{
+    Task<PodNetworkStatus> SetUpAsync(PodNetworkRequest req, CancellationToken ct);
+    Task TearDownAsync(string podId, CancellationToken ct);
+}
+
 /// <summary>Sets up and tears down pod networks with the plugin list from the CNI config dir
 /// (ADD forward through the chain with prevResult, DEL in reverse, CHECK forward), caching what
 /// DEL needs under &lt;root&gt;/cni/. Teardown is idempotent: a pod with no attachment is done.</summary>
-public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe probe, CniPlugins plugins, ILogger<CniNetwork> log)
+public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe probe, CniPlugins plugins, ILogger<CniNetwork> log) : IPodNetwork
 {
     public const string IfName = "eth0";
     private readonly string _cacheDir = Path.Combine(config.Root, "cni");

@@ -37,7 +37,7 @@ public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore
                     Cgroups.CgroupManagers.Create(cgroup).Destroy();
                     // Its parent is the pod cgroup: ours to remove unless the kubelet gave it.
                     var parent = cgroup[..cgroup.LastIndexOf('/')];
-                    if (parent == $"/{config.Runtime.CgroupRoot.Trim('/')}/{podId}") Cgroups.CgroupManagers.Create(parent).Destroy();
+                    if (parent == PodSandboxStore.CgroupPathFor(podId, "", config.Runtime.CgroupRoot)) Cgroups.CgroupManagers.Create(parent).Destroy();
                 }
                 LogSwept("pod init", podId);
             }
@@ -66,7 +66,7 @@ public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore
             // A shared pid namespace also needs its pid 1: once that is gone no process can start in it.
             var initAlive = pod.PodInitPid is not { } initPid || PodInit.IsRunning(initPid, pod.Id, config.State);
             if (initAlive && pins.All(p => NamespacePinner.IsPinned(p!))) continue;
-            pods.Save(pod with { State = PodState.NotReady });
+            pods.Transition(pod.Id, PodState.NotReady);
             LogLostNamespaces(pod.Id);
         }
     }

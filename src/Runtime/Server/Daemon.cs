@@ -46,13 +46,22 @@ public static partial class Daemon
         builder.Services.AddSingleton<CniConfigProbe>();
         builder.Services.AddSingleton<CniPlugins>();
         builder.Services.AddSingleton<CniNetwork>();
-        builder.Services.AddSingleton(new PodSandboxStore(config.Root));
+        builder.Services.AddSingleton<IPodNetwork>(sp => sp.GetRequiredService<CniNetwork>());
+        builder.Services.AddSingleton(new PodSandboxStore(config.Root, config.Runtime.CgroupRoot));
         builder.Services.AddSingleton<PodRecovery>();
         builder.Services.AddSingleton(new ContainerStore(config.Root));
         builder.Services.AddSingleton<Containers.ShimRunner>();
         builder.Services.AddSingleton<Containers.ContainerEvents>();
         builder.Services.AddSingleton<Containers.ExitMonitor>();
         builder.Services.AddSingleton<Containers.ContainerRecovery>();
+        builder.Services.AddSingleton<Containers.IShimRunner>(sp => sp.GetRequiredService<Containers.ShimRunner>());
+        builder.Services.AddSingleton<Containers.IContainerExits>(sp => sp.GetRequiredService<Containers.ExitMonitor>());
+        builder.Services.AddSingleton<Containers.IContainerRootfs, Containers.HostRootfs>();
+        builder.Services.AddSingleton<Containers.ContainerController>();
+        builder.Services.AddSingleton<Namespaces.IPodNamespaces, Namespaces.HostNamespaces>();
+        builder.Services.AddSingleton<Pods.IPodInit, Pods.PodInitProcesses>();
+        builder.Services.AddSingleton<Cgroups.ICgroupManagerFactory>(Cgroups.HostCgroupManagers.Instance);
+        builder.Services.AddSingleton<Pods.PodSandboxController>();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddImageService(config);
         // exec/attach/port-forward are served by the stream server process (Streaming/Host), so

@@ -1,4 +1,6 @@
 using System.Text.Json.Serialization;
+using CriRuntime.Cri.V1;
+using CriRuntime.Errors;
 
 namespace CriRuntime.State;
 
@@ -9,6 +11,10 @@ public enum ContainerPhase { Created, Running, Exited, Unknown }
 /// here so it outlives the shim and its state directory.</summary>
 public sealed record ContainerRecord
 {
+    /// <summary>Version of the record's fields; records of an older version are upgraded on load
+    /// (see <see cref="ContainerStore.Upgrade"/>).</summary>
+    public const int CurrentVersion = 2;
+    public int Version { get; init; }
     public required string Id { get; init; }
     public required string PodId { get; init; }
     public required string Name { get; init; }
@@ -31,6 +37,18 @@ public sealed record ContainerRecord
     /// <summary>The process identity decided at creation (what ContainerStatus reports as
     /// user.linux); null in records written before it was kept.</summary>
     public ContainerUserRecord? User { get; init; }
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> Annotations { get; init; } = new Dictionary<string, string>();
+    /// <summary>The kubelet's stop signal (CRI enum name, e.g. "Sigquit"); empty for the runtime
+    /// default (the image's, else SIGTERM).</summary>
+    public string StopSignal { get; init; } = "";
+    /// <summary>The container's stdio as created (what attach may do).</summary>
+    public bool Stdin { get; init; }
+    public bool StdinOnce { get; init; }
+    public bool Tty { get; init; }
+
+    [JsonIgnore]
+    public ContainerMetadata Metadata => new() { Name = Name, Attempt = Attempt };
 
     [JsonIgnore]
     public string NameKey => ContainerStore.Key(PodId, Name, Attempt);
@@ -50,7 +68,26 @@ public sealed class ContainerStore
     private readonly RecordStore<ContainerRecord> _store;
 
     public ContainerStore(string root) =>
-        _store = new RecordStore<ContainerRecord>(Path.Combine(root, "containers"), "container.json", ContainerJson.Default.ContainerRecord, c => c.Id, "container");
+        _store = new RecordStore<ContainerRecord>(Path.Combine(root, "containers"), "container.json", ContainerJson.Default.ContainerRecord, c => c.Id, "container", Upgrade);
+
+    /// <summary>A record of an earlier version with the fields it lacked taken from its config.</summary>
+    internal static ContainerRecord Upgrade(ContainerRecord c)
+    {
+        if (c.Version >= ContainerRecord.CurrentVersion) return c;
+        var config = ContainerConfig.Parser.ParseFrom(c.Config);
+        return c with
+        {
+            Version = ContainerRecord.CurrentVersion,
+            Labels = new Dictionary<string, string>(config.Labels),
+            Annotations = new Dictionary<string, string>(config.Annotations),
+            StopSignal = StopSignalOf(config),
+            Stdin = config.Stdin,
+            StdinOnce = config.StdinOnce,
+            Tty = config.Tty,
+        };
+    }
+
+    public static string StopSignalOf(ContainerConfig config) => config.StopSignal == Signal.RuntimeDefault ? "" : config.StopSignal.ToString();
 
     public static string Key(string podId, string name, uint attempt) => $"{podId}\u0001{name}\u0001{attempt}";
 
@@ -63,7 +100,28 @@ public sealed class ContainerStore
     public ContainerRecord? FindByName(string key) => _store.All.FirstOrDefault(c => c.NameKey == key);
     public ContainerRecord Get(string idOrPrefix) => _store.Get(idOrPrefix, "container_id");
     public ContainerRecord? TryGet(string idOrPrefix) => _store.TryGet(idOrPrefix, "container_id");
-    public void Save(ContainerRecord c, bool durable = true) => _store.Save(c, durable);
+    /// <summary>A new container's record (see <see cref="Transition"/> and <see cref="Update"/> for changes).</summary>
+    public void Add(ContainerRecord c) => _store.Save(c);
+
+    /// <summary>The one way a container's phase changes (the caller holds its lock): created →
+    /// running, created/running/unknown → exited; <paramref name="details"/> sets what comes with
+    /// it (start time; exit code, reason). Anything else is FailedPrecondition. Persisted
+    /// atomically; a failed write leaves the record as it was.</summary>
+    /// <param name="durable">false where a reboot voids the change anyway (created → running).</param>
+    public ContainerRecord Transition(string id, ContainerPhase to, Func<ContainerRecord, ContainerRecord>? details = null, bool durable = true) =>
+        _store.Update(id, c => (c.State, to) switch
+        {
+            (ContainerPhase.Created, ContainerPhase.Running) or (ContainerPhase.Created or ContainerPhase.Running or ContainerPhase.Unknown, ContainerPhase.Exited) =>
+                (details?.Invoke(c) ?? c) with { State = to },
+            _ => throw Fail.FailedPrecondition($"container {id} is {c.State.ToString().ToLowerInvariant()}: it cannot become {to.ToString().ToLowerInvariant()}"),
+        }, durable);
+
+    /// <summary>A change of what the container holds (its config after a resources update), not of its phase.</summary>
+    public ContainerRecord Update(string id, Func<ContainerRecord, ContainerRecord> change) => _store.Update(id, c =>
+    {
+        var next = change(c);
+        return next.State == c.State ? next : throw new InvalidOperationException($"container {id}: phase changes go through Transition");
+    });
     public void Delete(string id) => _store.Delete(id);
     /// <summary>Container directories without a record: half-created by a crash.</summary>
     public IEnumerable<string> Orphans() => _store.Orphans();

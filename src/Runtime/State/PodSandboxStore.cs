@@ -1,15 +1,22 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using CriRuntime.Cri.V1;
 using CriRuntime.Errors;
 
 namespace CriRuntime.State;
 
 public enum PodState { Ready, NotReady }
 
-/// <summary>A pod as persisted in &lt;root&gt;/pods/&lt;id&gt;/sandbox.json. The kubelet's config is
-/// kept verbatim (protobuf bytes) so status and containers can consult it after a restart.</summary>
+/// <summary>A pod as persisted in &lt;root&gt;/pods/&lt;id&gt;/sandbox.json: what was decided when it
+/// was made (namespaces, cgroup, network, labels) as typed fields, read as they are. The kubelet's
+/// config is also kept verbatim (protobuf bytes) for what only containers' creation consults
+/// (DNS, security context, log directory).</summary>
 public sealed record PodSandboxRecord
 {
+    /// <summary>Version of the record's fields; records of an older version are upgraded on load
+    /// (see <see cref="PodSandboxStore.Upgrade"/>).</summary>
+    public const int CurrentVersion = 2;
+    public int Version { get; init; }
     public required string Id { get; init; }
     public required string Name { get; init; }
     public required string Namespace { get; init; }
@@ -33,8 +40,18 @@ public sealed record PodSandboxRecord
     public int? PodInitPid { get; init; }
     public IReadOnlyList<string> Ips { get; init; } = [];
     public string? NetworkName { get; init; }
-    public string? CgroupPath { get; init; }
+    /// <summary>The pod's cgroup as decided at creation (the kubelet's cgroup_parent, else one
+    /// under the cgroup_root of then): a later cgroup_root does not move it.</summary>
+    public string CgroupPath { get; init; } = "";
+    /// <summary>Whether the pod cgroup is ours to make and remove (no cgroup_parent given; the
+    /// kubelet manages its own).</summary>
+    public bool OwnsCgroup { get; init; }
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> Annotations { get; init; } = new Dictionary<string, string>();
     public required string Dir { get; init; }
+
+    [JsonIgnore]
+    public PodSandboxMetadata Metadata => new() { Name = Name, Namespace = Namespace, Uid = Uid, Attempt = Attempt };
 
     [JsonIgnore]
     public string NameKey => PodSandboxStore.Key(Name, Namespace, Uid, Attempt);
@@ -49,8 +66,32 @@ public sealed class PodSandboxStore
 {
     private readonly RecordStore<PodSandboxRecord> _store;
 
-    public PodSandboxStore(string root) =>
-        _store = new RecordStore<PodSandboxRecord>(Path.Combine(root, "pods"), "sandbox.json", PodJson.Default.PodSandboxRecord, p => p.Id, "pod sandbox");
+    /// <param name="cgroupRoot">runtime.cgroup_root: the parent of the pods' cgroups recorded by
+    /// versions that did not record the path (those made before it could change).</param>
+    public PodSandboxStore(string root, string cgroupRoot = "criruntime") =>
+        _store = new RecordStore<PodSandboxRecord>(Path.Combine(root, "pods"), "sandbox.json", PodJson.Default.PodSandboxRecord, p => p.Id, "pod sandbox",
+            p => Upgrade(p, cgroupRoot));
+
+    /// <summary>A record of an earlier version with the fields it lacked taken from its config,
+    /// as that version decided them.</summary>
+    internal static PodSandboxRecord Upgrade(PodSandboxRecord p, string cgroupRoot)
+    {
+        if (p.Version >= PodSandboxRecord.CurrentVersion) return p;
+        var config = PodSandboxConfig.Parser.ParseFrom(p.Config);
+        var parent = config.Linux?.CgroupParent ?? "";
+        return p with
+        {
+            Version = PodSandboxRecord.CurrentVersion,
+            CgroupPath = p.CgroupPath is { Length: > 0 } path ? path : CgroupPathFor(p.Id, parent, cgroupRoot),
+            OwnsCgroup = parent.Length == 0,
+            Labels = new Dictionary<string, string>(config.Labels),
+            Annotations = new Dictionary<string, string>(config.Annotations),
+        };
+    }
+
+    /// <summary>A pod's cgroup: the kubelet's cgroup_parent, else one under our cgroup root.</summary>
+    public static string CgroupPathFor(string podId, string cgroupParent, string cgroupRoot) =>
+        cgroupParent.Length > 0 ? cgroupParent.TrimEnd('/') : $"/{cgroupRoot.Trim('/')}/{podId}";
 
     public string Dir => _store.Dir;
 
@@ -62,7 +103,25 @@ public sealed class PodSandboxStore
     public PodSandboxRecord? FindByName(string key) => _store.All.FirstOrDefault(p => p.NameKey == key);
     public PodSandboxRecord Get(string idOrPrefix) => _store.Get(idOrPrefix, "pod_sandbox_id");
     public PodSandboxRecord? TryGet(string idOrPrefix) => _store.TryGet(idOrPrefix, "pod_sandbox_id");
-    public void Save(PodSandboxRecord pod) => _store.Save(pod);
+    /// <summary>A new pod's record (see <see cref="Transition"/> and <see cref="Update"/> for changes).</summary>
+    public void Add(PodSandboxRecord pod) => _store.Save(pod);
+
+    /// <summary>The one way a pod's state changes (the caller holds its lock): Ready → NotReady;
+    /// NotReady stays NotReady (no write). A pod never becomes Ready again (the kubelet makes a
+    /// new one). Persisted atomically; a failed write leaves the record as it was.</summary>
+    public PodSandboxRecord Transition(string id, PodState to) => _store.Update(id, p => (p.State, to) switch
+    {
+        (PodState.Ready, PodState.NotReady) => p with { State = to },
+        _ when p.State == to => p,
+        _ => throw Fail.FailedPrecondition($"pod sandbox {id} is {p.State}: it cannot become {to}"),
+    });
+
+    /// <summary>A change of what the pod holds (its config after a resize), not of its state.</summary>
+    public PodSandboxRecord Update(string id, Func<PodSandboxRecord, PodSandboxRecord> change) => _store.Update(id, p =>
+    {
+        var next = change(p);
+        return next.State == p.State ? next : throw new InvalidOperationException($"pod sandbox {id}: state changes go through Transition");
+    });
     public void Delete(string id) => _store.Delete(id);
     public Task<IDisposable> LockAsync(string id, CancellationToken ct) => _store.LockAsync(id, ct);
 

@@ -20,7 +20,9 @@ public sealed class RecordStore<T> where T : class
 
     public string Dir { get; }
 
-    public RecordStore(string dir, string file, JsonTypeInfo<T> json, Func<T, string> id, string what)
+    /// <param name="upgrade">Brings a record written by an earlier version up to date as it is
+    /// loaded (fills fields it did not have yet); the file is rewritten at its next change.</param>
+    public RecordStore(string dir, string file, JsonTypeInfo<T> json, Func<T, string> id, string what, Func<T, T>? upgrade = null)
     {
         Dir = dir;
         _file = file;
@@ -33,7 +35,7 @@ public sealed class RecordStore<T> where T : class
             var path = Path.Combine(sub, file);
             if (!File.Exists(path)) continue;
             var item = JsonSerializer.Deserialize(File.ReadAllBytes(path), json);
-            if (item is not null) _items[id(item)] = item;
+            if (item is not null) _items[id(item)] = upgrade is null ? item : upgrade(item);
         }
     }
 
@@ -70,6 +72,20 @@ public sealed class RecordStore<T> where T : class
         var id = _id(item);
         AtomicFile.Write(Path.Combine(ItemDir(id), _file), JsonSerializer.SerializeToUtf8Bytes(item, _json), durable: durable);
         _items[id] = item;
+    }
+
+    /// <summary>Replaces a record by <paramref name="change"/> of the current one (the caller holds
+    /// its lock): the new record is written atomically first and becomes visible only once
+    /// written, so a failed write leaves the old record on disk and in memory alike. A change
+    /// that returns the current record writes nothing.</summary>
+    public T Update(string id, Func<T, T> change, bool durable = true)
+    {
+        var current = _items.GetValueOrDefault(id) ?? throw Fail.NotFound($"{_what} {id} not found");
+        var next = change(current);
+        if (ReferenceEquals(next, current)) return current; // nothing changed: nothing to write
+        if (_id(next) != id) throw new InvalidOperationException($"{_what} {id}: an update cannot change the id");
+        Save(next, durable);
+        return next;
     }
 
     public void Delete(string id)

@@ -13,8 +13,7 @@ public sealed class StreamTargets(ContainerStore containers, PodSandboxStore pod
     {
         var c = containers.Get(containerId);
         if (c.State != ContainerPhase.Running) throw Fail.FailedPrecondition($"container {c.Id} is not running");
-        var config = ContainerConfig.Parser.ParseFrom(c.Config);
-        return new ContainerTarget(c.Id, c.StateDir, config.Stdin, config.Tty, config.StdinOnce);
+        return new ContainerTarget(c.Id, c.StateDir, c.Stdin, c.Tty, c.StdinOnce);
     }
 
     public PodTarget Pod(string podSandboxId)

@@ -1,4 +1,4 @@
-using CriRuntime.Cri;
+using CriRuntime.Containers;
 
 namespace CriRuntime.Tests.Unit.Containers;
 
@@ -22,5 +22,5 @@ public class StopSignalTests
     [InlineData("Sigrtmaxminus1", 63)]
     [InlineData("SIGRTMAX", 64)]
     public void SignalNumber_ParsesNamesAndRealTimeOffsets(string name, int number) =>
-        Assert.Equal(number, CriRuntimeService.SignalNumber(name));
+        Assert.Equal(number, StopSignals.Number(name));
 }

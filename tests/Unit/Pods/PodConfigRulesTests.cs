@@ -62,7 +62,7 @@ public class PodConfigRulesTests
     }
 
     private static string LogPath(string dir, string path) =>
-        CriRuntimeService.LogPath(new PodSandboxConfig { LogDirectory = dir }, new ContainerConfig { LogPath = path }, "/state/c1");
+        ContainerController.LogPath(new PodSandboxConfig { LogDirectory = dir }, new ContainerConfig { LogPath = path }, "/state/c1");
 
     [Fact]
     public void LogPath_IsUnderTheLogDirectory() =>

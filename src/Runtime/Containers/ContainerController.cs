@@ -1,0 +1,256 @@
+using CriRuntime.Files;
+using System.Security.Cryptography;
+using CriRuntime.Config;
+using CriRuntime.Cri.V1;
+using CriRuntime.Errors;
+using CriRuntime.Images;
+using CriRuntime.Oci;
+using CriRuntime.Shim.Client;
+using CriRuntime.State;
+using Google.Protobuf;
+
+namespace CriRuntime.Containers;
+
+/// <summary>Creates, starts, stops and removes containers: the steps under CreateContainer,
+/// StartContainer, StopContainer and RemoveContainer (rootfs, OCI bundle, shim, record, events),
+/// each undone when a later one fails. The RPC files validate and call; this works through
+/// interfaces (<see cref="IShimRunner"/>, <see cref="IContainerRootfs"/>, <see cref="IContainerExits"/>,
+/// <see cref="IImageResolver"/>) that unit tests fake.</summary>
+public sealed class ContainerController(
+    CriRuntimeConfig config,
+    ContainerStore containers,
+    IImageResolver images,
+    IImageUsage imageUsage,
+    IShimRunner shims,
+    IContainerRootfs rootfs,
+    ContainerEvents events,
+    IContainerExits exits,
+    TimeProvider clock,
+    ILogger<ContainerController> log)
+{
+    private long NowNanos() => ExitMonitor.Nanos(clock.GetUtcNow());
+
+    public IEnumerable<ContainerRecord> InPod(string podId) => containers.InPod(podId);
+
+    /// <summary>The container of this (pod, name, attempt), made unless it exists: a retry (also
+    /// one while the first call still runs) gets the same container.</summary>
+    public async Task<string> CreateAsync(CreateContainerRequest request, PodSandboxRecord pod, CancellationToken ct)
+    {
+        var key = ContainerStore.Key(pod.Id, request.Config.Metadata.Name, request.Config.Metadata.Attempt);
+        if (containers.FindByName(key) is { } existing) return existing.Id;
+        return await containers.Creating.RunAsync(key, () => CreateNewAsync(request, pod), ct);
+    }
+
+    private async Task<string> CreateNewAsync(CreateContainerRequest request, PodSandboxRecord pod)
+    {
+        var containerConfig = request.Config;
+        var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
+        var image = images.Resolve(containerConfig.Image.Image);
+        var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        var dir = containers.ContainerDir(id);
+        var bundle = Path.Combine(dir, "bundle");
+        var rootDir = Path.Combine(bundle, "rootfs");
+        // The shim's control socket lives here and sun_path holds only 107 bytes: keep it short.
+        // 20 hex digits (80 bits) of a random id do not collide in practice.
+        var stateDir = Path.Combine(config.State, "c", id[..20]);
+        var logPath = LogPath(podConfig, containerConfig, dir);
+        // Below the pod's cgroup as recorded when the pod was made.
+        var cgroupsPath = $"{pod.CgroupPath}/{id}";
+
+        await using var undo = new Rollback(log, $"CreateContainer {containerConfig.Metadata.Name} in {pod.Id}");
+        Directory.CreateDirectory(bundle);
+        undo.Add("remove container dir", () => Directory.Delete(dir, recursive: true));
+        if (pod.UserNs is not null && Pods.PodUserNamespace.Validate(podConfig.Linux?.SecurityContext?.NamespaceOptions?.UsernsOptions) is { } maps)
+            rootfs.MountIdmapped(image.LayerDirs, Path.Combine(dir, "upper"), Path.Combine(dir, "work"), rootDir, pod.UserNs, Path.Combine(dir, "idmap"),
+                maps.Uid.HostId, maps.Gid.HostId);
+        else
+            rootfs.Mount(image.LayerDirs, Path.Combine(dir, "upper"), Path.Combine(dir, "work"), rootDir);
+        undo.Add("unmount rootfs", () => rootfs.Unmount(rootDir));
+
+        var sc = containerConfig.Linux?.SecurityContext;
+        var target = sc?.NamespaceOptions is { Pid: NamespaceMode.Target } ns ? await TargetInitAsync(ns, pod) : ((string Id, int Pid)?)null;
+        var user = UserResolver.Resolve(rootDir, sc?.RunAsUser?.Value, sc?.RunAsUsername, sc?.RunAsGroup?.Value,
+            [.. sc?.SupplementalGroups ?? [], .. podConfig.Linux?.SecurityContext?.SupplementalGroups ?? []], image.Config.Config?.User,
+            sc?.SupplementalGroupsPolicy ?? SupplementalGroupsPolicy.Merge);
+        var spec = SpecBuilder.Build(new SpecInput
+        {
+            ContainerId = id,
+            Config = containerConfig,
+            PodConfig = podConfig,
+            Image = image.Config.Config,
+            User = user,
+            NetNs = pod.NetNs,
+            IpcNs = pod.IpcNs,
+            UtsNs = pod.UtsNs,
+            UserNs = pod.UserNs,
+            PidNs = pod.PidNs,
+            TargetPidNs = target is { } t ? $"/proc/{t.Pid}/ns/pid" : null,
+            PodDir = pod.Dir,
+            CgroupsPath = cgroupsPath,
+            HostDevices = sc?.Privileged == true
+                ? HostDevices.Scan("/dev", d => Directory.EnumerateFileSystemEntries(d).Select(e => Path.GetFileName(e)), p => Interop.Libc.DeviceInfo(p, followSymlinks: false))
+                : null,
+            PidsLimit = config.Runtime.PidsLimit,
+            RuntimeCapabilities = RuntimeCapabilities.Bounding,
+        });
+        // Read by the shim now and by ContainerRecovery after a daemon crash, never after a reboot
+        // (the container is gone then): atomic, not durable.
+        AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec), durable: false);
+        Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
+
+        undo.Add("remove shim state", () => { if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true); });
+        undo.Add("kill container", () => shims.KillAsync(stateDir, 9, CancellationToken.None));
+        await shims.CreateAsync(id, bundle, stateDir, logPath, pod.RuntimeHandler, CancellationToken.None);
+        Testing.FaultPoints.Crash(Testing.FaultPoints.CreateContainerAfterShim);
+        // The shim has joined /proc/PID/ns/pid by now. Had the target's init exited and its pid
+        // been reused in between, the container would be in a stranger's namespace: the target
+        // still running with the same init since before the join rules that out.
+        if (target is { } before && await TargetInitAsync(sc!.NamespaceOptions, pod) is var after && after.Pid != before.Pid)
+            throw Fail.FailedPrecondition($"config.linux.security_context.namespace_options.target_id: container {before.Id} restarted while the container was created");
+
+        var record = new ContainerRecord
+        {
+            Version = ContainerRecord.CurrentVersion,
+            Id = id,
+            PodId = pod.Id,
+            Name = containerConfig.Metadata.Name,
+            Attempt = containerConfig.Metadata.Attempt,
+            CreatedAtNanos = NowNanos(),
+            Config = containerConfig.ToByteArray(),
+            ImageId = image.Id,
+            ImageRef = containerConfig.Image.Image,
+            LogPath = logPath,
+            BundleDir = bundle,
+            StateDir = stateDir,
+            CgroupsPath = cgroupsPath,
+            User = new ContainerUserRecord(user.Uid, user.Gid, user.AdditionalGids),
+            Labels = new Dictionary<string, string>(containerConfig.Labels),
+            Annotations = new Dictionary<string, string>(containerConfig.Annotations),
+            StopSignal = ContainerStore.StopSignalOf(containerConfig),
+            Stdin = containerConfig.Stdin,
+            StdinOnce = containerConfig.StdinOnce,
+            Tty = containerConfig.Tty,
+        };
+        imageUsage.MarkInUse(image.Id, id);
+        containers.Add(record);
+        undo.Commit();
+        events.Publish(new ContainerEventResponse { ContainerId = id, ContainerEventType = ContainerEventType.ContainerCreatedEvent, CreatedAt = record.CreatedAtNanos });
+        // Watched from now on: a shim that dies before StartContainer leaves an exited container.
+        exits.Watch(record);
+        return id;
+    }
+
+    /// <summary>pid TARGET: the running container of the same pod whose pid namespace to join,
+    /// and its init's host pid.</summary>
+    private async Task<(string Id, int Pid)> TargetInitAsync(NamespaceOption ns, PodSandboxRecord pod)
+    {
+        const string field = "config.linux.security_context.namespace_options.target_id";
+        if (ns.TargetId.Length == 0) throw Fail.InvalidArgument($"{field}: required with pid TARGET");
+        var target = containers.TryGet(ns.TargetId) ?? throw Fail.NotFound($"{field}: container {ns.TargetId} not found");
+        if (target.PodId != pod.Id)
+            throw Fail.InvalidArgument($"{field}: container {target.Id} is in pod {target.PodId}, not in {pod.Id}");
+        var state = await shims.StateAsync(target.Id, target.StateDir, CancellationToken.None);
+        if (state.Status != ShimStatus.Running || state.Pid <= 0)
+            throw Fail.FailedPrecondition($"{field}: container {target.Id} is not running");
+        return (target.Id, state.Pid);
+    }
+
+    /// <summary>The kubelet's log path (relative to the pod's log directory, e.g.
+    /// "NAME/0.log"), else one of our own. The result must stay inside the log directory,
+    /// compared by path components (a text prefix would let "../logs-other/x" through).</summary>
+    internal static string LogPath(PodSandboxConfig pod, ContainerConfig c, string containerDir)
+    {
+        // Without both (crictl may send neither) the log goes next to the container's state.
+        if (pod.LogDirectory.Length == 0 || c.LogPath.Length == 0) return Path.Combine(containerDir, "container.log");
+        if (Path.IsPathRooted(c.LogPath))
+            throw Fail.InvalidArgument($"config.log_path: '{c.LogPath}' must be relative to the pod's log_directory");
+        var root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(pod.LogDirectory));
+        var path = Path.GetFullPath(Path.Combine(root, c.LogPath));
+        var relative = Path.GetRelativePath(root, path);
+        if (relative == "." || relative == ".." || relative.StartsWith("../", StringComparison.Ordinal) || Path.IsPathRooted(relative))
+            throw Fail.InvalidArgument($"config.log_path: '{c.LogPath}' leaves the pod's log_directory {root}");
+        return path;
+    }
+
+    /// <summary>Starts a created container. FailedPrecondition when it is not created (also when
+    /// its shim died before the start: it is exited then, recorded as such).</summary>
+    public async Task StartAsync(string id, CancellationToken ct)
+    {
+        ContainerRecord c;
+        ShimState? died = null;
+        using (await containers.LockAsync(id, ct))
+        {
+            c = containers.Find(id) ?? throw Fail.NotFound($"container {id} not found");
+            if (c.State != ContainerPhase.Created)
+                throw Fail.FailedPrecondition($"container {c.Id} is {c.State.ToString().ToLowerInvariant()}, not created{(c.Message.Length > 0 ? ": " + c.Message : "")}");
+            try
+            {
+                var state = await shims.StartAsync(c.StateDir, CancellationToken.None);
+                // Created → running describes a live process: after a reboot the container has
+                // exited whichever phase the record kept, so this update needs no fsync (kill -9 of
+                // the daemon cannot lose it: the rename is atomic and the page cache outlives us).
+                c = containers.Transition(c.Id, ContainerPhase.Running,
+                    r => r with { StartedAtNanos = state.StartedAt is { } s ? ExitMonitor.Nanos(s) : NowNanos() }, durable: false);
+                // Under the lock: the exit monitor, watching since CreateContainer, records a quick
+                // exit only after this, so STARTED always precedes STOPPED.
+                events.Publish(new ContainerEventResponse { ContainerId = c.Id, ContainerEventType = ContainerEventType.ContainerStartedEvent, CreatedAt = c.StartedAtNanos });
+            }
+            catch (Exception e) when (e is ShimGoneException or IOException && !shims.IsAlive(c.StateDir))
+            {
+                // The shim died before the exit monitor told us (it will, and find this recorded).
+                died = await shims.StateAsync(c.Id, c.StateDir, CancellationToken.None);
+                if (died.Status != ShimStatus.Stopped) throw;
+            }
+        }
+        if (died is not null)
+        {
+            var exited = await exits.RecordExitAsync(c.Id, died);
+            throw Fail.FailedPrecondition($"container {c.Id} is exited, not created: {exited?.Message ?? died.Message}");
+        }
+    }
+
+    /// <summary>The container's stop signal (the kubelet's, else the image's, else SIGTERM), then
+    /// SIGKILL after the timeout. Idempotent: an exited container is success.</summary>
+    public async Task StopAsync(ContainerRecord c, TimeSpan timeout, CancellationToken ct)
+    {
+        if (c.State == ContainerPhase.Exited) return;
+        if (c.State == ContainerPhase.Created)
+        {
+            // Never started: its init waits for start; kill it.
+            await shims.KillAsync(c.StateDir, 9, ct);
+        }
+        else
+        {
+            await shims.StopAsync(c.StateDir, StopSignal(c), timeout, ct);
+        }
+        var final = await shims.WaitAsync(c.Id, c.StateDir, ct);
+        await exits.RecordExitAsync(c.Id, final);
+    }
+
+    private int StopSignal(ContainerRecord c)
+    {
+        if (c.StopSignal.Length > 0) return StopSignals.Number(c.StopSignal);
+        try
+        {
+            var image = images.Resolve(c.ImageId);
+            if (image.Config.Config?.StopSignal is { Length: > 0 } s) return StopSignals.Number(s);
+        }
+        catch (CriException) { }
+        return 15;
+    }
+
+    /// <summary>Removes a container, killing it first if it still runs. Idempotent.</summary>
+    public async Task RemoveAsync(ContainerRecord c, CancellationToken ct)
+    {
+        await StopAsync(c, TimeSpan.Zero, ct);
+        using (await containers.LockAsync(c.Id, ct))
+        {
+            if (containers.Find(c.Id) is null) return;
+            rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
+            if (Directory.Exists(c.StateDir)) Directory.Delete(c.StateDir, recursive: true);
+            containers.Delete(c.Id);
+            imageUsage.Release(c.ImageId, c.Id);
+        }
+        events.Publish(new ContainerEventResponse { ContainerId = c.Id, ContainerEventType = ContainerEventType.ContainerDeletedEvent, CreatedAt = NowNanos() });
+    }
+}

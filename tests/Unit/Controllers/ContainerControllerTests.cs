@@ -1,0 +1,152 @@
+using CriRuntime.Cri.V1;
+using CriRuntime.Errors;
+using CriRuntime.State;
+
+namespace CriRuntime.Tests.Unit.Controllers;
+
+/// <summary>The container controller over fakes: create's steps and their undo, start, and
+/// idempotent stop and remove.</summary>
+public sealed class ContainerControllerTests : IDisposable
+{
+    private readonly ControllerFixture _f = new();
+    private readonly string _podId;
+
+    public ContainerControllerTests() =>
+        _podId = _f.PodController.RunAsync(ControllerFixture.Plan(), CancellationToken.None).GetAwaiter().GetResult();
+
+    public void Dispose() => _f.Dispose();
+
+    internal static CreateContainerRequest Request(string podId, string name = "app") => new()
+    {
+        PodSandboxId = podId,
+        Config = new ContainerConfig
+        {
+            Metadata = new ContainerMetadata { Name = name, Attempt = 0 },
+            Image = new ImageSpec { Image = "busybox" },
+            Command = { "sleep", "1000" },
+        },
+    };
+
+    private PodSandboxRecord Pod => _f.Pods.Find(_podId)!;
+
+    private Task<string> CreateAsync() => _f.ContainerController.CreateAsync(Request(_podId), Pod, CancellationToken.None);
+
+    [Fact]
+    public async Task Create_MountsTheRootfsThenWritesTheBundleThenCreatesTheShim_AndRecordsAndWatchesTheContainer()
+    {
+        _f.Log.Steps.Clear();
+
+        var id = await CreateAsync();
+
+        Assert.Equal(["rootfs mount", "shim create"], _f.Log.Named);
+        var c = _f.Containers.Find(id)!;
+        Assert.Equal(ContainerPhase.Created, c.State);
+        Assert.Equal($"/criruntime/{_podId}/{id}", c.CgroupsPath);
+        Assert.True(File.Exists(Path.Combine(c.BundleDir, "config.json")));
+        Assert.Equal([id], _f.Exits.Watched);
+        Assert.True(_f.Usage.IsInUse(FakeImages.Id));
+    }
+
+    [Theory]
+    [InlineData("rootfs mount")]
+    [InlineData("shim create")]
+    public async Task Create_WhenAStepFails_UndoesEveryCompletedStep_AndLeavesNoContainer(string failing)
+    {
+        _f.Log.FailAt = failing;
+
+        await Assert.ThrowsAnyAsync<Exception>(CreateAsync);
+
+        Assert.DoesNotContain(_f.Log.Live, l => l.StartsWith("rootfs", StringComparison.Ordinal) || l.StartsWith("shim", StringComparison.Ordinal));
+        Assert.Empty(_f.Containers.All);
+        Assert.Empty(Directory.GetDirectories(_f.Containers.Dir));
+        Assert.Empty(_f.Exits.Watched);
+    }
+
+    [Fact]
+    public async Task Create_Retried_GetsTheSameContainer()
+    {
+        var first = await CreateAsync();
+        var second = await CreateAsync();
+
+        Assert.Equal(first, second);
+        Assert.Single(_f.Containers.All);
+    }
+
+    [Fact]
+    public async Task Start_RunsACreatedContainer_OnceOnly()
+    {
+        var id = await CreateAsync();
+
+        await _f.ContainerController.StartAsync(id, CancellationToken.None);
+
+        Assert.Equal(ContainerPhase.Running, _f.Containers.Find(id)!.State);
+        var e = await Assert.ThrowsAsync<CriException>(() => _f.ContainerController.StartAsync(id, CancellationToken.None));
+        Assert.Equal(ErrorKind.FailedPrecondition, e.Kind);
+    }
+
+    [Fact]
+    public async Task Start_WhenTheShimDies_RecordsTheExit_AndIsFailedPrecondition()
+    {
+        var id = await CreateAsync();
+        _f.Shims.DieOnStart = true;
+
+        var e = await Assert.ThrowsAsync<CriException>(() => _f.ContainerController.StartAsync(id, CancellationToken.None));
+
+        Assert.Equal(ErrorKind.FailedPrecondition, e.Kind);
+        Assert.Contains("exited", e.Message);
+        Assert.Equal(ContainerPhase.Exited, _f.Containers.Find(id)!.State);
+    }
+
+    [Fact]
+    public async Task Stop_ARunningContainer_SendsTheImagesStopSignal_AndRecordsTheExit()
+    {
+        _f.Images.StopSignal = "SIGQUIT";
+        var id = await CreateAsync();
+        await _f.ContainerController.StartAsync(id, CancellationToken.None);
+        _f.Log.Steps.Clear();
+
+        await _f.ContainerController.StopAsync(_f.Containers.Find(id)!, TimeSpan.FromSeconds(5), CancellationToken.None);
+
+        Assert.Equal(["shim stop 3", "shim wait", "record exit"], _f.Log.Named);
+        Assert.Equal(ContainerPhase.Exited, _f.Containers.Find(id)!.State);
+    }
+
+    [Fact]
+    public async Task Stop_ACreatedContainer_KillsIt()
+    {
+        var id = await CreateAsync();
+        _f.Log.Steps.Clear();
+
+        await _f.ContainerController.StopAsync(_f.Containers.Find(id)!, TimeSpan.FromSeconds(5), CancellationToken.None);
+
+        Assert.Equal(["shim kill 9", "shim wait", "record exit"], _f.Log.Named);
+    }
+
+    [Fact]
+    public async Task Stop_IsIdempotent_WhenTheContainerExited()
+    {
+        var id = await CreateAsync();
+        await _f.ContainerController.StopAsync(_f.Containers.Find(id)!, TimeSpan.Zero, CancellationToken.None);
+        _f.Log.Steps.Clear();
+
+        await _f.ContainerController.StopAsync(_f.Containers.Find(id)!, TimeSpan.Zero, CancellationToken.None);
+
+        Assert.Empty(_f.Log.Steps);
+    }
+
+    [Fact]
+    public async Task Remove_UnmountsForgetsAndReleasesTheImage_AndIsIdempotent()
+    {
+        var id = await CreateAsync();
+        await _f.ContainerController.StartAsync(id, CancellationToken.None);
+        var c = _f.Containers.Find(id)!;
+
+        await _f.ContainerController.RemoveAsync(c, CancellationToken.None);
+        await _f.ContainerController.RemoveAsync(c, CancellationToken.None);
+
+        Assert.Null(_f.Containers.Find(id));
+        Assert.DoesNotContain(_f.Log.Live, l => l.StartsWith("rootfs", StringComparison.Ordinal) || l.StartsWith("shim", StringComparison.Ordinal));
+        Assert.False(_f.Usage.IsInUse(FakeImages.Id));
+        Assert.Single(_f.Log.Steps, s => s == "rootfs unmount");
+    }
+}
