@@ -54,9 +54,9 @@ public sealed partial class CriRuntimeService
                 var checkpointedAt = _clock.GetUtcNow();
                 var result = await CriuTool.RunAsync(criu, args, timeout, scratch, context.CancellationToken);
                 if (result.TimedOut)
-                    throw Fail.DeadlineExceeded($"checkpoint of container {c.Id}: criu dump did not finish within {Config.Duration.Format(timeout)} and was killed{LogTail(scratch)}");
+                    throw Fail.DeadlineExceeded($"checkpoint of container {c.Id}: criu dump did not finish within {Config.Duration.Format(timeout)} and was killed{LogTail(scratch, result.Output)}");
                 if (result.ExitCode != 0)
-                    throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump failed (exit {result.ExitCode}){LogTail(scratch)}");
+                    throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump failed (exit {result.ExitCode}){LogTail(scratch, result.Output)}");
 
                 var containerDir = _containers.ContainerDir(c.Id);
                 var parts = new CheckpointArchive.Parts(
@@ -95,10 +95,11 @@ public sealed partial class CriRuntimeService
     }
 
     /// <summary>The last lines of CRIU's log, for the error the caller sees.</summary>
-    private static string LogTail(string scratch)
+    private static string LogTail(string scratch, string output)
     {
         var log = Path.Combine(scratch, "dump.log");
-        if (!File.Exists(log)) return "";
+        if (!File.Exists(log))
+            return output.Trim().Length > 0 ? ": " + string.Join(" | ", output.Trim().Split('\n').TakeLast(3).Select(l => l.Trim())) : "";
         var lines = File.ReadAllLines(log).Where(l => l.Contains("Error", StringComparison.Ordinal)).TakeLast(3).ToList();
         if (lines.Count == 0) lines = File.ReadAllLines(log).TakeLast(3).ToList();
         return ": " + string.Join(" | ", lines.Select(l => l.Trim()));
