@@ -17,7 +17,46 @@ public sealed class Criu(CheckpointSection config)
     /// <summary>Where hack/criu.sh installs it.</summary>
     public const string InstalledPath = "/usr/local/sbin/criu";
 
+    /// <summary>In the scratch directory of a checkpoint: the pid of the CRIU working on it.</summary>
+    public const string PidFile = "criu.pid";
+
     private Task<CriuInfo>? _info;
+
+    /// <summary>ROOT/checkpoints: one scratch directory per checkpoint in progress.</summary>
+    public static string ScratchRoot(string root) => System.IO.Path.Combine(root, "checkpoints");
+
+    /// <summary>At start: a scratch directory left by an earlier daemon means a checkpoint it did
+    /// not finish. Its CRIU, if still there (it was our child, not killed with us), is killed: a
+    /// dump that waits forever would keep the container stopped under ptrace; killing the tracer
+    /// releases it. The pid is only trusted when that process's command line names the directory.</summary>
+    public static int RemoveLeftovers(string scratchRoot)
+    {
+        if (!Directory.Exists(scratchRoot)) return 0;
+        var killed = 0;
+        foreach (var dir in Directory.GetDirectories(scratchRoot))
+        {
+            var pidFile = System.IO.Path.Combine(dir, PidFile);
+            if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile).Trim(), out var pid) && pid > 0)
+            {
+                string cmdline;
+                try { cmdline = File.ReadAllText($"/proc/{pid}/cmdline"); }
+                catch (IOException) { cmdline = ""; }
+                if (cmdline.Split('\0').Any(a => a.StartsWith(dir + "/", StringComparison.Ordinal) || a == dir))
+                {
+                    try
+                    {
+                        using var p = Process.GetProcessById(pid);
+                        p.Kill(entireProcessTree: true);
+                        p.WaitForExit();
+                        killed++;
+                    }
+                    catch (Exception e) when (e is ArgumentException or InvalidOperationException) { } // already gone
+                }
+            }
+            Directory.Delete(dir, recursive: true);
+        }
+        return killed;
+    }
 
     /// <summary>criu_path, else criu on the PATH, else <see cref="InstalledPath"/>; null when none exists.</summary>
     public string? Find()
@@ -69,6 +108,7 @@ public sealed class Criu(CheckpointSection config)
             psi.Environment[e[..eq]] = e[(eq + 1)..];
         }
         using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {bin}");
+        if (workDir is not null) File.WriteAllText(System.IO.Path.Combine(workDir, PidFile), $"{p.Id}\n");
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
         var stderr = p.StandardError.ReadToEndAsync(CancellationToken.None);

@@ -41,7 +41,7 @@ public sealed partial class CriRuntimeService
             if (spec.Linux?.Namespaces?.Any(n => n.Type == "user") == true)
                 throw Fail.FailedPrecondition($"container {c.Id}: checkpoint of a container in a user namespace is not supported");
 
-            var scratch = Path.Combine(_config.Root, "checkpoints", $"{c.Id[..20]}-{Guid.NewGuid():N}");
+            var scratch = Path.Combine(Criu.ScratchRoot(_config.Root), $"{c.Id[..20]}-{Guid.NewGuid():N}");
             var images = Path.Combine(scratch, CheckpointArchive.CheckpointDirectory);
             Directory.CreateDirectory(images);
             try

@@ -135,6 +135,56 @@ public class CheckpointTests(RegistryWithImages fixture)
         await WaitCountAsync(node.C, id, after + 2);
     }
 
+    /// <summary>A daemon killed while CRIU dumps leaves CRIU running (it is not killed with its
+    /// parent); the next daemon kills it, so that it cannot keep the container stopped, and removes
+    /// the scratch directory. A stand-in for criu that blocks stands for a hung dump.</summary>
+    [Fact]
+    public async Task DaemonRestart_DuringACheckpoint_KillsTheLeftoverCriu_AndRemovesItsScratch()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var fifo = Path.Combine(node.D.Dir, "criu-started");
+        Assert.Equal(0, Mkfifo(fifo, 0x180));
+        var fake = Path.Combine(node.D.Dir, "fake-criu");
+        File.WriteAllText(fake, $"#!/bin/sh\ncase \"$1\" in --version) echo 'Version: 4.2.1'; exit 0;; check) exit 0;; esac\necho started > {fifo}\nsleep 1000\n");
+        File.SetUnixFileMode(fake, (UnixFileMode)0x1ed);
+        File.WriteAllText(Path.Combine(node.D.DropInDir, "criu.toml"), $"[checkpoint]\ncriu_path = \"{fake}\"\n");
+        await node.D.RestartAsync();
+        var (podId, pod) = await node.RunPodAsync("ckpt-restart");
+        var id = await node.C.StartNewAsync(podId, pod, Container("idle", node.Busybox, "sleep", "3600"));
+
+        // Opening a fifo blocks until the stand-in opens it too: on a thread of its own.
+        var started = Task.Run(() => File.ReadAllText(fifo));
+        var call = node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = id, Location = Path.Combine(node.D.Dir, "c.tar") }).ResponseAsync;
+        Assert.Equal("started\n", await started.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Single(Directory.GetDirectories(Path.Combine(node.D.Root, "checkpoints")));
+        await node.D.KillAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => call.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.NotEmpty(Processes(fake));
+
+        await node.D.StartAsync();
+
+        Assert.Empty(Processes(fake));
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(node.D.Root, "checkpoints")));
+        Assert.False(File.Exists(Path.Combine(node.D.Dir, "c.tar")));
+        Assert.Equal(ContainerState.ContainerRunning, (await node.C.StatusAsync(id)).State);
+    }
+
+    private static List<int> Processes(string commandLinePart)
+    {
+        var pids = new List<int>();
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try { if (File.ReadAllText(Path.Combine(dir, "cmdline")).Contains(commandLinePart, StringComparison.Ordinal)) pids.Add(pid); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return pids;
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mkfifo", SetLastError = true)]
+    private static extern int Mkfifo(string path, uint mode);
+
     [Fact]
     public async Task StatusVerbose_ReportsCriusVersionAndCheck()
     {
