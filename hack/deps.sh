@@ -8,6 +8,9 @@ pkgs=(
   docker-registry skopeo busybox-static runc containernetworking-plugins
   libseccomp-dev gcc make clang zlib1g-dev iproute2 iputils-ping util-linux iptables apache2-utils
   zstd jq curl procps psmisc tar gzip coreutils ca-certificates umoci
+  # CRIU 4.2.1 is built from source by hack/criu.sh (bookworm's 3.17 does not work here).
+  libbsd-dev libcap-dev libnet1-dev libnftables-dev libnl-3-dev libprotobuf-c-dev libprotobuf-dev
+  protobuf-c-compiler protobuf-compiler uuid-dev pkg-config libgnutls28-dev xz-utils
 )
 for arg in "$@"; do
   case "$arg" in
@@ -22,7 +25,8 @@ for p in "${pkgs[@]}"; do
   st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
   [[ "$st" == installed ]] || missing+=("$p")
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+here=$(dirname "$0")
+if [[ ${#missing[@]} -eq 0 ]]; then "$here/criu.sh"; exit 0; fi
 
 if [[ $(id -u) -ne 0 ]]; then echo "deps.sh: need root to install: ${missing[*]}" >&2; exit 1; fi
 
@@ -51,3 +55,5 @@ fi
 for svc in docker-registry containerd; do
   if [[ -x /etc/init.d/$svc ]]; then update-rc.d "$svc" disable >/dev/null 2>&1 || true; fi
 done
+
+"$here/criu.sh"

@@ -87,12 +87,31 @@ internal sealed class ConfigLeaves
         return v;
     }
 
+    public string AbsolutePathOrEmpty(string[] path, string dflt) =>
+        String(path, dflt) is { Length: > 0 } v ? AbsolutePath(path, dflt) : "";
+
     public long Integer(string[] path, long dflt, long min, long max)
     {
         if (!TryGet(path, out var leaf)) return dflt;
         if (leaf.Value is not long v) throw Bad(leaf, $"must be an integer, not {Describe(leaf.Value)}");
         if (v < min || v > max) throw Bad(leaf, $"{v} is outside {min}..{max}");
         return v;
+    }
+
+    public bool Bool(string[] path, bool dflt)
+    {
+        if (!TryGet(path, out var leaf)) return dflt;
+        return leaf.Value as bool? ?? throw Bad(leaf, $"must be true or false, not {Describe(leaf.Value)}");
+    }
+
+    /// <summary>An environment as an array of "KEY=VALUE" strings (KEY non-empty, no NUL).</summary>
+    public IReadOnlyList<string> Environment(string[] path, IReadOnlyList<string> dflt)
+    {
+        if (!TryGet(path, out var leaf)) return dflt;
+        var list = StringList(leaf);
+        foreach (var e in list)
+            if (e.IndexOf('=') <= 0 || e.Contains('\0')) throw Bad(leaf, $"'{e}' must be KEY=VALUE");
+        return list;
     }
 
     public TimeSpan PositiveDuration(string[] path, TimeSpan dflt)

@@ -98,6 +98,13 @@ public static class ConfigLoader
                 Port = (int)c.Integer(["streaming", "port"], defaults.Streaming.Port, 0, 65535),
                 TokenTtl = c.PositiveDuration(["streaming", "token_ttl"], defaults.Streaming.TokenTtl),
             },
+            Checkpoint = new CheckpointSection
+            {
+                CriuPath = c.AbsolutePathOrEmpty(["checkpoint", "criu_path"], defaults.Checkpoint.CriuPath),
+                CriuEnv = c.Environment(["checkpoint", "criu_env"], defaults.Checkpoint.CriuEnv),
+                Restore = c.Bool(["checkpoint", "restore"], defaults.Checkpoint.Restore),
+                DumpTimeout = c.PositiveDuration(["checkpoint", "dump_timeout"], defaults.Checkpoint.DumpTimeout),
+            },
         };
         if (o.LogLevel is not null && !LogLevels.Contains(o.LogLevel))
             throw new ConfigException($"--log-level: '{o.LogLevel}' is not one of {string.Join(", ", LogLevels)}");

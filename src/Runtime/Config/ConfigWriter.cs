@@ -41,6 +41,11 @@ public static class ConfigWriter
         Kv(sb, "address", Str(c.Streaming.Address));
         Kv(sb, "port", c.Streaming.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Kv(sb, "token_ttl", Str(Duration.Format(c.Streaming.TokenTtl)));
+        sb.AppendLine().AppendLine("[checkpoint]");
+        Kv(sb, "criu_path", Str(c.Checkpoint.CriuPath));
+        Kv(sb, "criu_env", List(c.Checkpoint.CriuEnv));
+        Kv(sb, "restore", c.Checkpoint.Restore ? "true" : "false");
+        Kv(sb, "dump_timeout", Str(Duration.Format(c.Checkpoint.DumpTimeout)));
         return sb.ToString();
     }
 

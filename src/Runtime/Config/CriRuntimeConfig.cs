@@ -19,6 +19,7 @@ public sealed record CriRuntimeConfig
     public RegistrySection Registry { get; init; } = new();
     public ImagesSection Images { get; init; } = new();
     public StreamingSection Streaming { get; init; } = new();
+    public CheckpointSection Checkpoint { get; init; } = new();
 }
 
 public sealed record RuntimeSection
@@ -78,4 +79,21 @@ public sealed record StreamingSection
     /// <summary>0 picks a free port at start.</summary>
     public int Port { get; init; }
     public TimeSpan TokenTtl { get; init; } = TimeSpan.FromMinutes(1);
+}
+
+/// <summary>[checkpoint]: CheckpointContainer and restore through CRIU (docs/checkpoint.md).</summary>
+public sealed record CheckpointSection
+{
+    /// <summary>The criu binary; empty: criu on the PATH, else /usr/local/sbin/criu (hack/criu.sh).</summary>
+    public string CriuPath { get; init; } = "";
+    /// <summary>"KEY=VALUE" entries added to CRIU's environment. CRIU_FAULT=130 (no hardware
+    /// breakpoints) by default: in VMs where ptrace hardware breakpoints never fire (Firecracker)
+    /// every dump hangs without it; elsewhere it costs a few ptrace steps per thread.</summary>
+    public IReadOnlyList<string> CriuEnv { get; init; } = ["CRIU_FAULT=130"];
+    /// <summary>Creating containers from a checkpoint archive: off unless asked for, since the
+    /// archive is input the caller controls (memory images, file system changes, a recorded spec).</summary>
+    public bool Restore { get; init; }
+    /// <summary>A CheckpointContainer without a timeout: CRIU is killed (and the container thawed)
+    /// after this long.</summary>
+    public TimeSpan DumpTimeout { get; init; } = TimeSpan.FromMinutes(2);
 }

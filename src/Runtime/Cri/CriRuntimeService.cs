@@ -21,8 +21,11 @@ public sealed partial class CriRuntimeService(
     Containers.ShimRunner shims,
     Containers.ContainerEvents events,
     StreamServerClient streaming,
-    TimeProvider clock) : RuntimeService.RuntimeServiceBase
+    TimeProvider clock,
+    ILogger<CriRuntimeService> log) : RuntimeService.RuntimeServiceBase
 {
+    /// <summary>For what an RPC file logs itself (CheckpointContainer's outcome and leftovers).</summary>
+    private readonly ILogger _log = log;
     private readonly CriRuntimeConfig _config = config;
     private readonly RuntimeConfigStore _runtimeConfig = runtimeConfig;
     private readonly CniNetwork _network = network;

@@ -36,6 +36,8 @@ public sealed partial class CriRuntimeService
             response.Info["network"] = JsonSerializer.Serialize(network, StatusJson.Default.CniStatus);
             response.Info["podCIDR"] = _runtimeConfig.PodCidr;
             response.Info["version"] = BuildVersion;
+            // Checkpoint/restore: where criu is, its version, `criu check` (docs/checkpoint.md).
+            response.Info["criu"] = JsonSerializer.Serialize(await CriuTool.InfoAsync(), StatusJson.Default.CriuInfo);
         }
         return response;
     }

@@ -8,4 +8,5 @@ namespace CriRuntime.Cri;
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false)]
 [JsonSerializable(typeof(CriRuntimeConfig))]
 [JsonSerializable(typeof(CniStatus))]
+[JsonSerializable(typeof(Checkpoint.CriuInfo))]
 internal sealed partial class StatusJson : JsonSerializerContext;

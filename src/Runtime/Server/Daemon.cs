@@ -85,6 +85,8 @@ public static partial class Daemon
         foreach (var c in app.Services.GetRequiredService<ContainerStore>().All) usage.MarkInUse(c.ImageId, c.Id);
         app.Services.GetRequiredService<ImageStore>().PruneUnused();
         app.Services.GetRequiredService<ImageGarbageCollector>().Recover();
+        // A checkpoint the previous daemon did not finish: its CRIU must not hold the container.
+        Checkpoint.Criu.RemoveLeftovers(Checkpoint.Criu.ScratchRoot(config.Root));
         // Through definitions whose request parsing answers InvalidArgument (see CriServiceDefinitions);
         // the services hold no per-call state, so one instance each serves every call.
         app.MapGrpcService(sp => CriServiceDefinitions.Runtime(sp.GetRequiredService<CriRuntimeService>()));

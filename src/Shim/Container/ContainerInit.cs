@@ -49,6 +49,7 @@ public static unsafe partial class ContainerInit
             // The host's hierarchies, from this mount namespace (still a copy of the host's).
             var cgroups = spec.Mounts?.Any(m => m.Type == "cgroup") == true ? Cgroups.CgroupLayout.Detect() : null;
             foreach (var step in RootfsPlan.Build(spec, rootfs, delegated, cgroups)) step.Apply(k);
+            DevNullStdio.Reopen(k);
             ProcessPlan.ApplyLimits(k, process, w => sync.Send("warn " + w));
             if (process.Terminal) Terminal.Setup(k, sync.Handle);
 

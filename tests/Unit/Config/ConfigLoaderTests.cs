@@ -90,6 +90,10 @@ public class ConfigLoaderTests
     [InlineData("[runtime]\npids_limit = -1", "key 'runtime.pids_limit': -1 is outside 0..4194304")]
     [InlineData("[runtime]\npids_limit = \"1024\"", "key 'runtime.pids_limit': must be an integer")]
     [InlineData("socket = ", "invalid TOML")]
+    [InlineData("[checkpoint]\ncriu_path = \"criu\"", "key 'checkpoint.criu_path': 'criu' must be an absolute path")]
+    [InlineData("[checkpoint]\ncriu_env = [\"CRIU_FAULT\"]", "key 'checkpoint.criu_env': 'CRIU_FAULT' must be KEY=VALUE")]
+    [InlineData("[checkpoint]\nrestore = \"yes\"", "key 'checkpoint.restore': must be true or false")]
+    [InlineData("[checkpoint]\ndump_timeout = \"0s\"", "key 'checkpoint.dump_timeout': '0s' must be greater than zero")]
     public void BadInput_IsRefused_NamingFileAndKey(string toml, string expected)
     {
         var e = Assert.Throws<ConfigException>(() => Load(("/etc/criruntime/config.toml", toml)));
@@ -123,12 +127,30 @@ public class ConfigLoaderTests
             [images]
             pinned = ["registry.k8s.io/pause:3.10"]
             pull_progress_timeout = "1h2m3s"
+            [checkpoint]
+            criu_path = "/opt/criu/sbin/criu"
+            criu_env = ["CRIU_FAULT=130", "X=a=b"]
+            restore = true
+            dump_timeout = "45s"
             """));
         var again = Load(("b.toml", ConfigWriter.ToToml(c)));
         Assert.Equal(ConfigWriter.ToToml(c), ConfigWriter.ToToml(again));
         Assert.Equal(TimeSpan.FromSeconds(3723), again.Images.PullProgressTimeout);
         Assert.Equal(77, again.Runtime.PidsLimit);
         Assert.Equal("/opt/fast/shim", again.Runtime.Handlers["fast"].ShimPath);
+        Assert.Equal(["CRIU_FAULT=130", "X=a=b"], again.Checkpoint.CriuEnv);
+        Assert.True(again.Checkpoint.Restore);
+        Assert.Equal(TimeSpan.FromSeconds(45), again.Checkpoint.DumpTimeout);
+    }
+
+    [Fact]
+    public void Checkpoint_Defaults_RestoreOff_CriuFaultSet()
+    {
+        var c = Load();
+        Assert.False(c.Checkpoint.Restore);
+        Assert.Equal("", c.Checkpoint.CriuPath);
+        Assert.Equal(["CRIU_FAULT=130"], c.Checkpoint.CriuEnv);
+        Assert.Equal(TimeSpan.FromMinutes(2), c.Checkpoint.DumpTimeout);
     }
 
     [Theory]

@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using CriRuntime.Config;
+using CriRuntime.Errors;
+
+namespace CriRuntime.Checkpoint;
+
+/// <summary>What Status verbose info reports about CRIU: where it is, its version and whether
+/// `criu check` passed (with the configured environment).</summary>
+public sealed record CriuInfo(string Path, string Version, bool CheckOk, string Check);
+
+/// <summary>The criu binary, run as a child process with the configured environment
+/// ([checkpoint] criu_env). CRIU is exec-based by design; every call has a deadline, after which
+/// CRIU and whatever it forked are killed: a dump that waits on a ptrace event that never comes
+/// (hardware breakpoints in some VMs) must not hang the RPC.</summary>
+public sealed class Criu(CheckpointSection config)
+{
+    /// <summary>Where hack/criu.sh installs it.</summary>
+    public const string InstalledPath = "/usr/local/sbin/criu";
+
+    /// <summary>In the scratch directory of a checkpoint: the pid of the CRIU working on it.</summary>
+    public const string PidFile = "criu.pid";
+
+    private Task<CriuInfo>? _info;
+
+    /// <summary>ROOT/checkpoints: one scratch directory per checkpoint in progress.</summary>
+    public static string ScratchRoot(string root) => System.IO.Path.Combine(root, "checkpoints");
+
+    /// <summary>At start: a scratch directory left by an earlier daemon means a checkpoint it did
+    /// not finish. Its CRIU, if still there (it was our child, not killed with us), is killed: a
+    /// dump that waits forever would keep the container stopped under ptrace; killing the tracer
+    /// releases it. The pid is only trusted when that process's command line names the directory.</summary>
+    public static int RemoveLeftovers(string scratchRoot)
+    {
+        if (!Directory.Exists(scratchRoot)) return 0;
+        var killed = 0;
+        foreach (var dir in Directory.GetDirectories(scratchRoot))
+        {
+            var pidFile = System.IO.Path.Combine(dir, PidFile);
+            if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile).Trim(), out var pid) && pid > 0)
+            {
+                string cmdline;
+                try { cmdline = File.ReadAllText($"/proc/{pid}/cmdline"); }
+                catch (IOException) { cmdline = ""; }
+                if (cmdline.Split('\0').Any(a => a.StartsWith(dir + "/", StringComparison.Ordinal) || a == dir))
+                {
+                    try
+                    {
+                        using var p = Process.GetProcessById(pid);
+                        p.Kill(entireProcessTree: true);
+                        p.WaitForExit();
+                        killed++;
+                    }
+                    catch (Exception e) when (e is ArgumentException or InvalidOperationException) { } // already gone
+                }
+            }
+            Directory.Delete(dir, recursive: true);
+        }
+        return killed;
+    }
+
+    /// <summary>criu_path, else criu on the PATH, else <see cref="InstalledPath"/>; null when none exists.</summary>
+    public string? Find()
+    {
+        if (config.CriuPath.Length > 0) return File.Exists(config.CriuPath) ? config.CriuPath : null;
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var p = System.IO.Path.Combine(dir, "criu");
+            if (File.Exists(p)) return p;
+        }
+        return File.Exists(InstalledPath) ? InstalledPath : null;
+    }
+
+    /// <summary>The binary, or FailedPrecondition saying how to get one.</summary>
+    public string Require() => Find() ?? throw Fail.FailedPrecondition(
+        config.CriuPath.Length > 0
+            ? $"checkpoint.criu_path {config.CriuPath} not found"
+            : $"criu not found on the PATH nor at {InstalledPath} (hack/criu.sh installs it; or set checkpoint.criu_path)");
+
+    /// <summary>Version and `criu check`, asked once per daemon (criu check re-probes the kernel
+    /// on every call where /run is no tmpfs).</summary>
+    public Task<CriuInfo> InfoAsync() => _info ??= ProbeAsync();
+
+    private async Task<CriuInfo> ProbeAsync()
+    {
+        if (Find() is not { } bin) return new CriuInfo("", "", false, "criu not found");
+        var version = await RunAsync(bin, ["--version"], TimeSpan.FromSeconds(10), null, CancellationToken.None);
+        var check = await RunAsync(bin, ["check"], TimeSpan.FromSeconds(30), null, CancellationToken.None);
+        var v = version.Output.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.StartsWith("Version:", StringComparison.Ordinal))?["Version:".Length..].Trim() ?? "";
+        return new CriuInfo(bin, v, check.ExitCode == 0, check.Output.Trim());
+    }
+
+    /// <summary>Runs criu with <paramref name="args"/>; kills it (and its children) when
+    /// <paramref name="timeout"/> passes or <paramref name="ct"/> fires.</summary>
+    public async Task<CriuResult> RunAsync(string bin, IReadOnlyList<string> args, TimeSpan timeout, string? workDir, CancellationToken ct)
+    {
+        var psi = new ProcessStartInfo(bin)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+            WorkingDirectory = workDir ?? "/",
+        };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var e in config.CriuEnv)
+        {
+            var eq = e.IndexOf('=');
+            psi.Environment[e[..eq]] = e[(eq + 1)..];
+        }
+        using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {bin}");
+        if (workDir is not null) File.WriteAllText(System.IO.Path.Combine(workDir, PidFile), $"{p.Id}\n");
+        p.StandardInput.Close();
+        var stdout = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
+        var stderr = p.StandardError.ReadToEndAsync(CancellationToken.None);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(timeout);
+        var sw = Stopwatch.StartNew();
+        try
+        {
+            await p.WaitForExitAsync(deadline.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+            await p.WaitForExitAsync(CancellationToken.None);
+            return new CriuResult(-1, (await stdout) + (await stderr), sw.Elapsed, TimedOut: true);
+        }
+        return new CriuResult(p.ExitCode, (await stdout) + (await stderr), sw.Elapsed, TimedOut: false);
+    }
+}
+
+public sealed record CriuResult(int ExitCode, string Output, TimeSpan Elapsed, bool TimedOut);

@@ -1,0 +1,102 @@
+using System.Globalization;
+using CriRuntime.Oci;
+
+namespace CriRuntime.Checkpoint;
+
+/// <summary>One line of /proc/PID/mountinfo, as far as the dump needs it: the mount point (as the
+/// process sees it, relative to its root), the path inside the mounted file system, its type.</summary>
+public sealed record MountInfo(string MountPoint, string Root, string FsType);
+
+/// <summary>The arguments of `criu dump` for a running container, decided from its spec and its
+/// init's mount table (pure: unit-tested without CRIU). Modelled on what runc's checkpoint asks
+/// CRIU for: the container's own mounts are dumped, but a mount whose source lives outside the
+/// container (bind mounts, /dev/null over masked files) and a namespace the pod shares are
+/// declared external, to be supplied again by whoever restores.</summary>
+public static class DumpPlan
+{
+    /// <summary>The key of the pod's network namespace in the images (runc's name for it).</summary>
+    public const string NetNsKey = "extRootNetNS";
+    public const string PidNsKey = "extRootPidNS";
+
+    /// <summary>File systems CRIU re-creates from the images (their content, if any, is dumped).</summary>
+    private static readonly HashSet<string> Internal = new(StringComparer.Ordinal)
+        { "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2" };
+
+    /// <param name="nsInode">the inode of the container's namespace of a kind ("net", "pid").</param>
+    public static IReadOnlyList<string> Args(int pid, string imagesDir, string workDir, string rootfs, Spec spec,
+        IReadOnlyList<MountInfo> mounts, Func<string, ulong?> nsInode)
+    {
+        var args = new List<string>
+        {
+            "dump", "--tree", pid.ToString(CultureInfo.InvariantCulture),
+            "--images-dir", imagesDir, "--work-dir", workDir, "--log-file", "dump.log", "-v4",
+            "--root", rootfs,
+            // The container goes on running: CRIU only freezes it while it copies.
+            "--leave-running",
+            "--tcp-established", "--file-locks", "--link-remap",
+            "--manage-cgroups",
+        };
+        if (spec.Process?.Terminal == true) args.Add("--shell-job");
+        foreach (var point in ExternalMounts(spec, mounts))
+            args.AddRange(["--external", $"mnt[{point}]:{point}"]);
+        foreach (var ns in spec.Linux?.Namespaces ?? [])
+        {
+            if (string.IsNullOrEmpty(ns.Path)) continue;
+            var (kind, key) = ns.Type switch { "network" => ("net", NetNsKey), "pid" => ("pid", PidNsKey), _ => ("", "") };
+            if (kind.Length == 0 || nsInode(kind) is not { } inode) continue;
+            args.AddRange(["--external", $"{kind}[{inode}]:{key}"]);
+        }
+        return args;
+    }
+
+    /// <summary>Mount points to declare external: every bind destination of the spec, and every
+    /// other mount (not the root) of a file system CRIU cannot re-create by itself.</summary>
+    public static IReadOnlyList<string> ExternalMounts(Spec spec, IReadOnlyList<MountInfo> mounts)
+    {
+        var result = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var m in spec.Mounts ?? [])
+            if (IsBind(m)) result.Add(Normalize(m.Destination));
+        foreach (var m in mounts)
+            if (m.MountPoint != "/" && !Internal.Contains(m.FsType)) result.Add(m.MountPoint);
+        return [.. result];
+    }
+
+    public static bool IsBind(Mount m) =>
+        m.Type == "bind" || (m.Options?.Any(o => o is "bind" or "rbind") ?? false);
+
+    private static string Normalize(string p) => "/" + p.Trim('/');
+
+    /// <summary>Parses /proc/PID/mountinfo ("36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw").
+    /// Octal escapes (\040 for a space) are decoded.</summary>
+    public static IReadOnlyList<MountInfo> ParseMountInfo(string text)
+    {
+        var list = new List<MountInfo>();
+        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var fields = line.Split(' ');
+            var dash = Array.IndexOf(fields, "-");
+            if (fields.Length < 7 || dash < 6 || dash + 1 >= fields.Length) continue;
+            list.Add(new MountInfo(Unescape(fields[4]), Unescape(fields[3]), fields[dash + 1]));
+        }
+        return list;
+    }
+
+    private static string Unescape(string s)
+    {
+        if (!s.Contains('\\')) return s;
+        var sb = new System.Text.StringBuilder();
+        for (var i = 0; i < s.Length; i++)
+        {
+            if (s[i] == '\\' && IsOctal(s, i + 1))
+            {
+                sb.Append((char)Convert.ToInt32(s.Substring(i + 1, 3), 8));
+                i += 3;
+            }
+            else sb.Append(s[i]);
+        }
+        return sb.ToString();
+    }
+
+    private static bool IsOctal(string s, int at) =>
+        at + 3 <= s.Length && s[at] is >= '0' and <= '7' && s[at + 1] is >= '0' and <= '7' && s[at + 2] is >= '0' and <= '7';
+}

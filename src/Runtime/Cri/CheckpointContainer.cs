@@ -1,0 +1,116 @@
+using CriRuntime.Checkpoint;
+using CriRuntime.Cri.V1;
+using CriRuntime.Errors;
+using CriRuntime.Oci;
+using CriRuntime.Shim.Client;
+using CriRuntime.State;
+using Grpc.Core;
+
+namespace CriRuntime.Cri;
+
+public sealed partial class CriRuntimeService
+{
+    private Criu? _criu;
+    /// <summary>Made on first use from [checkpoint] (no constructor change for an optional tool).</summary>
+    private Criu CriuTool => _criu ??= new Criu(_config.Checkpoint);
+
+    /// <summary>KEP-2008's forensic checkpoint: CRIU dumps the running container (which keeps
+    /// running), then the archive the kubelet and checkpointctl read is written at `location`
+    /// (docs/checkpoint.md). The daemon runs CRIU itself: a dump needs no parent relationship
+    /// with the container, only its init pid, rootfs and spec, and the shim stays out of the way.</summary>
+    public override async Task<CheckpointContainerResponse> CheckpointContainer(CheckpointContainerRequest request, ServerCallContext context)
+    {
+        if (request.Location.Length == 0) throw Fail.InvalidArgument("location: required");
+        if (!Path.IsPathRooted(request.Location)) throw Fail.InvalidArgument($"location: '{request.Location}' must be an absolute path");
+        if (request.Timeout < 0) throw Fail.InvalidArgument($"timeout: {request.Timeout} is negative");
+        var location = Path.GetFullPath(request.Location);
+        if (Directory.Exists(location)) throw Fail.InvalidArgument($"location: {location} is a directory");
+        if (!Directory.Exists(Path.GetDirectoryName(location))) throw Fail.InvalidArgument($"location: directory {Path.GetDirectoryName(location)} does not exist");
+        var timeout = request.Timeout > 0 ? TimeSpan.FromSeconds(request.Timeout) : _config.Checkpoint.DumpTimeout;
+
+        var c = _containers.Get(request.ContainerId);
+        using (await _containers.LockAsync(c.Id, context.CancellationToken))
+        {
+            c = _containers.Find(c.Id) ?? throw Fail.NotFound($"container {request.ContainerId} not found");
+            var state = await _shims.StateAsync(c.Id, c.StateDir, CancellationToken.None);
+            if (c.State != ContainerPhase.Running || state.Status != ShimStatus.Running || state.Pid <= 0)
+                throw Fail.FailedPrecondition($"container {c.Id} is not running");
+            var criu = CriuTool.Require();
+            var specBytes = await File.ReadAllBytesAsync(Path.Combine(c.BundleDir, SpecFile.ConfigName), CancellationToken.None);
+            var spec = SpecFile.Parse(specBytes);
+            if (spec.Linux?.Namespaces?.Any(n => n.Type == "user") == true)
+                throw Fail.FailedPrecondition($"container {c.Id}: checkpoint of a container in a user namespace is not supported");
+
+            var scratch = Path.Combine(Criu.ScratchRoot(_config.Root), $"{c.Id[..20]}-{Guid.NewGuid():N}");
+            var images = Path.Combine(scratch, CheckpointArchive.CheckpointDirectory);
+            Directory.CreateDirectory(images);
+            try
+            {
+                var mounts = DumpPlan.ParseMountInfo(await File.ReadAllTextAsync($"/proc/{state.Pid}/mountinfo", CancellationToken.None));
+                var rootfs = Path.GetFullPath(Path.Combine(c.BundleDir, spec.Root?.Path ?? "rootfs"));
+                var args = DumpPlan.Args(state.Pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(state.Pid, kind));
+                // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
+                var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{state.Pid}/fd/{fd}").LinkTarget ?? "")] };
+                var checkpointedAt = _clock.GetUtcNow();
+                var result = await CriuTool.RunAsync(criu, args, timeout, scratch, context.CancellationToken);
+                if (result.TimedOut)
+                    throw Fail.DeadlineExceeded($"checkpoint of container {c.Id}: criu dump did not finish within {Config.Duration.Format(timeout)} and was killed{LogTail(scratch, result.Output)}");
+                if (result.ExitCode != 0)
+                    throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump failed (exit {result.ExitCode}){LogTail(scratch, result.Output)}");
+
+                var containerDir = _containers.ContainerDir(c.Id);
+                var parts = new CheckpointArchive.Parts(
+                    new ConfigDump
+                    {
+                        Id = c.Id, Name = c.Name, RootfsImage = c.ImageRef, RootfsImageRef = c.ImageId, RootfsImageName = c.ImageRef,
+                        OciRuntime = "criruntime", CreatedTime = DateTimeOffset.FromUnixTimeMilliseconds(c.CreatedAtNanos / 1_000_000),
+                        CheckpointedAt = checkpointedAt,
+                    },
+                    specBytes,
+                    new StatusDump { Id = c.Id, State = "running", Pid = state.Pid, CreatedAt = c.CreatedAtNanos, StartedAt = c.StartedAtNanos },
+                    images, Path.Combine(containerDir, "upper"), c.LogPath, Path.Combine(scratch, "dump.log"),
+                    // Mount points the shim made in the writable layer for the spec's mounts are not the container's changes.
+                    new HashSet<string>((spec.Mounts ?? []).Select(m => "/" + m.Destination.Trim('/')), StringComparer.Ordinal),
+                    stdio);
+                await Task.Run(() => CheckpointArchive.Write(location, parts, scratch), CancellationToken.None);
+                CheckpointLog.Checkpointed(_log, c.Id, location, result.Elapsed.TotalMilliseconds);
+            }
+            finally
+            {
+                try { Directory.Delete(scratch, recursive: true); }
+                catch (IOException e) { CheckpointLog.ScratchLeft(_log, scratch, e.Message); }
+            }
+        }
+        return new CheckpointContainerResponse();
+    }
+
+    /// <summary>The inode of a namespace of the container's init ("net:[4026532290]" as
+    /// /proc/PID/ns/net reads): the one CRIU records for it.</summary>
+    private static ulong? NamespaceInode(int pid, string kind)
+    {
+        var target = new FileInfo($"/proc/{pid}/ns/{kind}").LinkTarget;
+        if (target is null || !target.EndsWith(']')) return null;
+        var open = target.IndexOf('[');
+        return ulong.TryParse(target.AsSpan(open + 1, target.Length - open - 2), out var inode) ? inode : null;
+    }
+
+    /// <summary>The last lines of CRIU's log, for the error the caller sees.</summary>
+    private static string LogTail(string scratch, string output)
+    {
+        var log = Path.Combine(scratch, "dump.log");
+        if (!File.Exists(log))
+            return output.Trim().Length > 0 ? ": " + string.Join(" | ", output.Trim().Split('\n').TakeLast(3).Select(l => l.Trim())) : "";
+        var lines = File.ReadAllLines(log).Where(l => l.Contains("Error", StringComparison.Ordinal)).TakeLast(3).ToList();
+        if (lines.Count == 0) lines = File.ReadAllLines(log).TakeLast(3).ToList();
+        return ": " + string.Join(" | ", lines.Select(l => l.Trim()));
+    }
+
+    private static partial class CheckpointLog
+    {
+        [LoggerMessage(EventId = 1200, Level = LogLevel.Information, Message = "checkpointed container {ContainerId} to {Location} (criu dump {Milliseconds} ms)")]
+        public static partial void Checkpointed(ILogger logger, string containerId, string location, double milliseconds);
+
+        [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "checkpoint scratch directory {Dir} left behind: {Reason}")]
+        public static partial void ScratchLeft(ILogger logger, string dir, string reason);
+    }
+}

@@ -1,0 +1,92 @@
+using CriRuntime.Checkpoint;
+using CriRuntime.Oci;
+
+namespace CriRuntime.Tests.Unit.Checkpoint;
+
+public class DumpPlanTests
+{
+    private const string MountInfo = """
+        520 480 0:52 / / rw,relatime - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w
+        521 520 0:55 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw
+        522 520 0:56 / /dev rw,nosuid - tmpfs tmpfs rw,size=65536k,mode=755
+        523 522 0:57 / /dev/pts rw,nosuid,noexec,relatime - devpts devpts rw,gid=5,mode=620,ptmxmode=666
+        524 520 254:1 /var/lib/criruntime/pods/p/hosts /etc/hosts rw,relatime - ext4 /dev/vda1 rw
+        525 520 254:1 /var/lib/kubelet/pods/u/volumes/my\040data /data rw,relatime - ext4 /dev/vda1 rw
+        526 521 0:5 /null /proc/kcore ro,nosuid - devtmpfs udev rw,size=1k
+        527 521 0:55 /sys /proc/sys ro,relatime - proc proc rw
+        528 520 0:27 / /sys/fs/cgroup ro,relatime - cgroup2 cgroup2 rw
+        529 522 0:58 / /dev/shm rw - tmpfs shm rw
+        """;
+
+    private static Spec SpecWith(params Mount[] mounts) => new()
+    {
+        Process = new Process(),
+        Mounts = mounts,
+        Linux = new Linux
+        {
+            Namespaces =
+            [
+                new LinuxNamespace { Type = "pid" },
+                new LinuxNamespace { Type = "network", Path = "/run/criruntime/ns/net/p" },
+                new LinuxNamespace { Type = "ipc", Path = "/run/criruntime/ns/ipc/p" },
+                new LinuxNamespace { Type = "mount" },
+            ],
+        },
+    };
+
+    [Fact]
+    public void ParseMountInfo_ReadsMountPointRootAndType_DecodingOctalEscapes()
+    {
+        var m = DumpPlan.ParseMountInfo(MountInfo);
+        Assert.Equal(10, m.Count);
+        Assert.Equal(new MountInfo("/data", "/var/lib/kubelet/pods/u/volumes/my data", "ext4"), m[5]);
+        Assert.Equal(new MountInfo("/", "/", "overlay"), m[0]);
+    }
+
+    [Fact]
+    public void ExternalMounts_AreSpecBinds_AndMountsOfFileSystemsFromOutside_NotProcTmpfsOrCgroups()
+    {
+        var spec = SpecWith(
+            new Mount { Destination = "/etc/hosts", Type = "bind", Source = "/x/hosts", Options = ["rbind", "rw"] },
+            new Mount { Destination = "/dev/shm/", Type = "bind", Source = "/x/shm", Options = ["rbind"] },
+            new Mount { Destination = "/proc", Type = "proc", Source = "proc" });
+
+        var external = DumpPlan.ExternalMounts(spec, DumpPlan.ParseMountInfo(MountInfo));
+
+        Assert.Equal(["/data", "/dev/shm", "/etc/hosts", "/proc/kcore"], external);
+    }
+
+    [Fact]
+    public void Args_DumpTheTreeLeavingItRunning_WithThePodsNetworkNamespaceExternal()
+    {
+        var spec = SpecWith(new Mount { Destination = "/etc/hosts", Type = "bind", Source = "/x/hosts", Options = ["rbind"] });
+        var args = DumpPlan.Args(4242, "/img", "/work", "/rootfs", spec, DumpPlan.ParseMountInfo(MountInfo),
+            kind => kind == "net" ? 4026532290UL : 4026531836UL);
+
+        var text = string.Join(' ', args);
+        Assert.StartsWith("dump --tree 4242 --images-dir /img --work-dir /work --log-file dump.log", text);
+        Assert.Contains("--root /rootfs", text);
+        Assert.Contains("--leave-running", args);
+        Assert.Contains("--tcp-established", args);
+        Assert.Contains("--external net[4026532290]:extRootNetNS", text);
+        Assert.Contains("--external mnt[/etc/hosts]:/etc/hosts", text);
+        // The container's own pid namespace is dumped, not external; ipc has no external form.
+        Assert.DoesNotContain("pid[", text);
+        Assert.DoesNotContain("ipc", text);
+        Assert.DoesNotContain("--shell-job", args);
+    }
+
+    [Fact]
+    public void Args_ForATerminalContainer_AddShellJob_AndForAPodSharedPidNamespace_DeclareItExternal()
+    {
+        var spec = SpecWith() with
+        {
+            Process = new Process { Terminal = true },
+            Linux = new Linux { Namespaces = [new LinuxNamespace { Type = "pid", Path = "/proc/77/ns/pid" }] },
+        };
+        var args = DumpPlan.Args(1, "/img", "/work", "/rootfs", spec, [], kind => kind == "pid" ? 99UL : null);
+
+        Assert.Contains("--shell-job", args);
+        Assert.Contains("pid[99]:extRootPidNS", args);
+    }
+}
