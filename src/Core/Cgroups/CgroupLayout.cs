@@ -102,8 +102,9 @@ public sealed record CgroupLayout
         return set;
     }
 
-    /// <summary>mountinfo escapes space, tab, newline and backslash as \ooo octal.</summary>
-    private static string Unescape(string s)
+    /// <summary>mountinfo escapes space, tab, newline and backslash as \ooo octal (also used by
+    /// the checkpoint's reading of the container's mountinfo).</summary>
+    internal static string Unescape(string s)
     {
         if (!s.Contains('\\')) return s;
         var sb = new StringBuilder(s.Length);
