@@ -12,7 +12,9 @@ namespace CriRuntime.Tests.E2E.Containers;
 [Collection(RegistryCollection.Name)]
 public class ShimFootprintTests(RegistryWithImages fixture)
 {
-    private const long MaxRssKb = 3 * 1024, MaxPrivateKb = 1024;
+    // Rss counts the shim's shared code pages, which grew with the update op and undo list
+    // (3.04-3.08 MB measured); private memory, what each added shim costs, keeps its 1 MB bound.
+    private const long MaxRssKb = 3 * 1024 + 256, MaxPrivateKb = 1024;
     private readonly RegistryFixture _registry = fixture.Registry;
 
     [Fact]
