@@ -17,45 +17,54 @@ public sealed class Criu(CheckpointSection config)
     /// <summary>Where hack/criu.sh installs it.</summary>
     public const string InstalledPath = "/usr/local/sbin/criu";
 
-    /// <summary>In the scratch directory of a checkpoint: the pid of the CRIU working on it.</summary>
-    public const string PidFile = "criu.pid";
-
     private Task<CriuInfo>? _info;
 
     /// <summary>ROOT/checkpoints: one scratch directory per checkpoint in progress.</summary>
     public static string ScratchRoot(string root) => System.IO.Path.Combine(root, "checkpoints");
 
     /// <summary>At start: a scratch directory left by an earlier daemon means a checkpoint it did
-    /// not finish. Its CRIU, if still there (it was our child, not killed with us), is killed: a
-    /// dump that waits forever would keep the container stopped under ptrace; killing the tracer
-    /// releases it. The pid is only trusted when that process's command line names the directory.</summary>
+    /// not finish. Its CRIU, if still there (it was our child, not killed with us), is killed with
+    /// whatever it forked: a dump that waits forever would keep the container stopped under
+    /// ptrace; killing the tracer releases it. CRIU is found by its command line, which names its
+    /// images and work directories inside the scratch directory: no pid file that the daemon may
+    /// have been killed before writing.</summary>
     public static int RemoveLeftovers(string scratchRoot)
     {
         if (!Directory.Exists(scratchRoot)) return 0;
+        var dirs = Directory.GetDirectories(scratchRoot);
         var killed = 0;
-        foreach (var dir in Directory.GetDirectories(scratchRoot))
+        if (dirs.Length > 0)
         {
-            var pidFile = System.IO.Path.Combine(dir, PidFile);
-            if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile).Trim(), out var pid) && pid > 0)
+            foreach (var pid in ProcessesUnder(scratchRoot))
             {
-                string cmdline;
-                try { cmdline = File.ReadAllText($"/proc/{pid}/cmdline"); }
-                catch (IOException) { cmdline = ""; }
-                if (cmdline.Split('\0').Any(a => a.StartsWith(dir + "/", StringComparison.Ordinal) || a == dir))
+                try
                 {
-                    try
-                    {
-                        using var p = Process.GetProcessById(pid);
-                        p.Kill(entireProcessTree: true);
-                        p.WaitForExit();
-                        killed++;
-                    }
-                    catch (Exception e) when (e is ArgumentException or InvalidOperationException) { } // already gone
+                    using var p = Process.GetProcessById(pid);
+                    p.Kill(entireProcessTree: true);
+                    p.WaitForExit();
+                    killed++;
                 }
+                catch (Exception e) when (e is ArgumentException or InvalidOperationException) { } // already gone
             }
-            Directory.Delete(dir, recursive: true);
         }
+        foreach (var dir in dirs) Directory.Delete(dir, recursive: true);
         return killed;
+    }
+
+    /// <summary>Processes with an argument naming a path inside <paramref name="root"/>.</summary>
+    private static List<int> ProcessesUnder(string root)
+    {
+        var prefix = root.TrimEnd('/') + "/";
+        var pids = new List<int>();
+        foreach (var entry in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(System.IO.Path.GetFileName(entry), out var pid) || pid == Environment.ProcessId) continue;
+            string cmdline;
+            try { cmdline = File.ReadAllText(System.IO.Path.Combine(entry, "cmdline")); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
+            if (cmdline.Split('\0').Any(a => a.StartsWith(prefix, StringComparison.Ordinal))) pids.Add(pid);
+        }
+        return pids;
     }
 
     /// <summary>criu_path, else criu on the PATH, else <see cref="InstalledPath"/>; null when none exists.</summary>
@@ -108,7 +117,6 @@ public sealed class Criu(CheckpointSection config)
             psi.Environment[e[..eq]] = e[(eq + 1)..];
         }
         using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {bin}");
-        if (workDir is not null) File.WriteAllText(System.IO.Path.Combine(workDir, PidFile), $"{p.Id}\n");
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
         var stderr = p.StandardError.ReadToEndAsync(CancellationToken.None);

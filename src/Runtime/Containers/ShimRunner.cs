@@ -149,9 +149,15 @@ public sealed class ShimRunner(CriRuntimeConfig config) : IShimRunner
         {
             stream = await ShimStream.OpenAsync(stateDir, request, ct);
         }
-        catch (SocketException)
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.AddressNotAvailable or SocketError.NotConnected
+                                        || !File.Exists(Path.Combine(stateDir, StateFiles.Socket)))
         {
             throw Fail.FailedPrecondition("the container is not running");
+        }
+        catch (SocketException e)
+        {
+            // A shim that is there but cannot take the connection now (its backlog is full: EAGAIN).
+            throw Fail.Unavailable($"{request.Op}: the container's shim did not take the connection: {e.Message}", e);
         }
         if (!stream.First.Ok)
         {

@@ -48,7 +48,7 @@ public sealed unsafe partial class ControlServer : IDisposable
         _listen = new FdHandle(fd);
         if (Libc.Bind(fd, (byte*)&addr, addr.Length) != 0) throw KernelException.Last("bind", path);
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        if (Libc.Listen(fd, 16) != 0) throw KernelException.Last("listen", path);
+        if (Libc.Listen(fd, 256) != 0) throw KernelException.Last("listen", path);
         new Thread(Loop, 256 * 1024) { IsBackground = true, Name = "control" }.Start();
     }
 
