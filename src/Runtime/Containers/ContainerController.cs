@@ -130,6 +130,9 @@ public sealed class ContainerController(
             Stdin = containerConfig.Stdin,
             StdinOnce = containerConfig.StdinOnce,
             Tty = containerConfig.Tty,
+            Mounts = [.. containerConfig.Mounts.Select(MountRecord.From)],
+            Resources = ResourcesRecord.From(containerConfig.Linux?.Resources),
+            UserSpecifiedImage = containerConfig.Image?.UserSpecifiedImage ?? "",
         };
         imageUsage.MarkInUse(image.Id, id);
         containers.Add(record);

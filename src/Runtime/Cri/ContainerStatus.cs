@@ -9,7 +9,6 @@ public sealed partial class CriRuntimeService
     public override Task<ContainerStatusResponse> ContainerStatus(ContainerStatusRequest request, ServerCallContext context)
     {
         var c = _containers.Get(request.ContainerId);
-        var config = ContainerConfig.Parser.ParseFrom(c.Config);
         var image = _images.Find(c.ImageId);
         var status = new Cri.V1.ContainerStatus
         {
@@ -23,7 +22,7 @@ public sealed partial class CriRuntimeService
             // The kubelet creates containers by image id and shows these in the pod's status as
             // image and imageID: like containerd, the image's first tag and its repo digest when
             // the image is still stored, else what the container was created from.
-            Image = new ImageSpec { Image = image?.RepoTags.FirstOrDefault() ?? c.ImageRef, UserSpecifiedImage = config.Image?.UserSpecifiedImage ?? "" },
+            Image = new ImageSpec { Image = image?.RepoTags.FirstOrDefault() ?? c.ImageRef, UserSpecifiedImage = c.UserSpecifiedImage },
             ImageRef = image?.RepoDigests.FirstOrDefault() ?? c.ImageId,
             ImageId = c.ImageId,
             Reason = c.Reason,
@@ -32,13 +31,13 @@ public sealed partial class CriRuntimeService
         };
         status.Labels.Add(c.Labels);
         status.Annotations.Add(c.Annotations);
-        status.Mounts.AddRange(config.Mounts);
+        status.Mounts.AddRange(c.Mounts.Select(m => m.ToCri()));
         if (c.User is { } u)
         {
             status.User = new ContainerUser { Linux = new LinuxContainerUser { Uid = u.Uid, Gid = u.Gid } };
             status.User.Linux.SupplementalGroups.AddRange(u.SupplementalGroups.Select(g => (long)g));
         }
-        if (config.Linux?.Resources is { } r) status.Resources = new ContainerResources { Linux = r };
+        if (c.Resources is { } r) status.Resources = new ContainerResources { Linux = r.ToCri() };
         return Task.FromResult(new ContainerStatusResponse { Status = status });
     }
 

@@ -11,7 +11,6 @@ public sealed partial class CriRuntimeService
     public override Task<PodSandboxStatusResponse> PodSandboxStatus(PodSandboxStatusRequest request, ServerCallContext context)
     {
         var pod = _pods.Get(request.PodSandboxId);
-        var config = PodSandboxConfig.Parser.ParseFrom(pod.Config);
         var status = new Cri.V1.PodSandboxStatus
         {
             Id = pod.Id,
@@ -21,7 +20,7 @@ public sealed partial class CriRuntimeService
             RuntimeHandler = pod.RuntimeHandler,
             Linux = new LinuxPodSandboxStatus
             {
-                Namespaces = new Namespace { Options = config.Linux?.SecurityContext?.NamespaceOptions ?? new NamespaceOption() },
+                Namespaces = new Namespace { Options = pod.NamespaceModes.ToCri() },
             },
         };
         status.Labels.Add(pod.Labels);

@@ -2,7 +2,6 @@ using CriRuntime.Containers;
 using CriRuntime.Cri.V1;
 using CriRuntime.Errors;
 using CriRuntime.State;
-using Google.Protobuf;
 using Grpc.Core;
 
 namespace CriRuntime.Cri;
@@ -24,10 +23,7 @@ public sealed partial class CriRuntimeService
                 throw Fail.FailedPrecondition($"container {c.Id} is not running");
             // The shim owns the container's cgroup and bundle: it writes both (docs/shim-protocol.md).
             await _shims.UpdateResourcesAsync(c.Id, c.StateDir, SpecBuilder.Resources(request.Linux)!, context.CancellationToken);
-            var config = ContainerConfig.Parser.ParseFrom(c.Config);
-            config.Linux ??= new LinuxContainerConfig();
-            config.Linux.Resources = request.Linux;
-            _containers.Update(c.Id, r => r with { Config = config.ToByteArray() });
+            _containers.Update(c.Id, r => r with { Resources = ResourcesRecord.From(request.Linux) });
         }
         return new UpdateContainerResourcesResponse();
     }

@@ -169,6 +169,9 @@ public sealed class PodSandboxController(
             OwnsCgroup = plan.OwnsCgroup,
             Labels = new Dictionary<string, string>(podConfig.Labels),
             Annotations = new Dictionary<string, string>(podConfig.Annotations),
+            NamespaceModes = NamespaceModesRecord.From(podConfig.Linux?.SecurityContext?.NamespaceOptions),
+            Resources = ResourcesRecord.From(podConfig.Linux?.Resources),
+            Overhead = ResourcesRecord.From(podConfig.Linux?.Overhead),
             Ips = ips,
             NetworkName = networkName,
             Dir = dir,
@@ -216,6 +219,29 @@ public sealed class PodSandboxController(
             await network.TearDownAsync(pod.Id, ct);
             Testing.FaultPoints.Crash(Testing.FaultPoints.StopPodSandboxAfterNetworkTeardown);
             namespaces.Unpin(pod.NetNs);
+        }
+    }
+
+    /// <summary>The kubelet's new pod-level resources (in-place resize): when the pod cgroup is ours
+    /// its limits change live, then the record keeps what is in force. A kubelet-managed pod cgroup
+    /// is the kubelet's to write; its resources are only recorded.</summary>
+    public async Task UpdateResourcesAsync(string podId, LinuxContainerResources? resources, CgroupResources limits,
+        LinuxContainerResources? overhead, CancellationToken ct)
+    {
+        using (await pods.LockAsync(podId, ct))
+        {
+            var pod = pods.Find(podId) ?? throw Fail.NotFound($"pod sandbox {podId} not found");
+            if (pod.OwnsCgroup && resources is not null)
+            {
+                // Create is idempotent: the cgroup may not exist before a container.
+                try { cgroups.Create(pod.CgroupPath).Create(limits); }
+                catch (IOException e) { throw Fail.FailedPrecondition($"update pod cgroup {pod.CgroupPath}: {e.Message}"); }
+            }
+            pods.Update(pod.Id, p => p with
+            {
+                Resources = resources is null ? p.Resources : ResourcesRecord.From(resources),
+                Overhead = overhead is null ? p.Overhead : ResourcesRecord.From(overhead),
+            });
         }
     }
 

@@ -13,7 +13,7 @@ public sealed record ContainerRecord
 {
     /// <summary>Version of the record's fields; records of an older version are upgraded on load
     /// (see <see cref="ContainerStore.Upgrade"/>).</summary>
-    public const int CurrentVersion = 2;
+    public const int CurrentVersion = 3;
     public int Version { get; init; }
     public required string Id { get; init; }
     public required string PodId { get; init; }
@@ -46,6 +46,12 @@ public sealed record ContainerRecord
     public bool Stdin { get; init; }
     public bool StdinOnce { get; init; }
     public bool Tty { get; init; }
+    /// <summary>The mounts the kubelet declared (ContainerStatus.mounts).</summary>
+    public IReadOnlyList<MountRecord> Mounts { get; init; } = [];
+    /// <summary>The resources in force: the request's at creation, then each successful update's.</summary>
+    public ResourcesRecord? Resources { get; init; }
+    /// <summary>The image as the user wrote it in the pod spec (ImageSpec.user_specified_image).</summary>
+    public string UserSpecifiedImage { get; init; } = "";
 
     [JsonIgnore]
     public ContainerMetadata Metadata => new() { Name = Name, Attempt = Attempt };
@@ -70,7 +76,9 @@ public sealed class ContainerStore
     public ContainerStore(string root) =>
         _store = new RecordStore<ContainerRecord>(Path.Combine(root, "containers"), "container.json", ContainerJson.Default.ContainerRecord, c => c.Id, "container", Upgrade);
 
-    /// <summary>A record of an earlier version with the fields it lacked taken from its config.</summary>
+    /// <summary>A record of an earlier version with the fields it lacked taken from its config (the
+    /// request as the kubelet sent it, kept verbatim and never rewritten: an earlier version
+    /// rewrote its resources on update, so they are the ones in force).</summary>
     internal static ContainerRecord Upgrade(ContainerRecord c)
     {
         if (c.Version >= ContainerRecord.CurrentVersion) return c;
@@ -84,6 +92,9 @@ public sealed class ContainerStore
             Stdin = config.Stdin,
             StdinOnce = config.StdinOnce,
             Tty = config.Tty,
+            Mounts = [.. config.Mounts.Select(MountRecord.From)],
+            Resources = ResourcesRecord.From(config.Linux?.Resources),
+            UserSpecifiedImage = config.Image?.UserSpecifiedImage ?? "",
         };
     }
 

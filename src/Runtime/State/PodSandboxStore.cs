@@ -15,7 +15,7 @@ public sealed record PodSandboxRecord
 {
     /// <summary>Version of the record's fields; records of an older version are upgraded on load
     /// (see <see cref="PodSandboxStore.Upgrade"/>).</summary>
-    public const int CurrentVersion = 2;
+    public const int CurrentVersion = 3;
     public int Version { get; init; }
     public required string Id { get; init; }
     public required string Name { get; init; }
@@ -49,6 +49,12 @@ public sealed record PodSandboxRecord
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public IReadOnlyDictionary<string, string> Annotations { get; init; } = new Dictionary<string, string>();
     public required string Dir { get; init; }
+    /// <summary>The namespace modes the kubelet asked for (PodSandboxStatus reports them).</summary>
+    public NamespaceModesRecord NamespaceModes { get; init; } = NamespaceModesRecord.From(null);
+    /// <summary>The pod's resources and overhead in force: the request's at creation, then each
+    /// successful UpdatePodSandboxResources's.</summary>
+    public ResourcesRecord? Resources { get; init; }
+    public ResourcesRecord? Overhead { get; init; }
 
     [JsonIgnore]
     public PodSandboxMetadata Metadata => new() { Name = Name, Namespace = Namespace, Uid = Uid, Attempt = Attempt };
@@ -73,7 +79,8 @@ public sealed class PodSandboxStore
             p => Upgrade(p, cgroupRoot));
 
     /// <summary>A record of an earlier version with the fields it lacked taken from its config,
-    /// as that version decided them.</summary>
+    /// as that version decided them (it rewrote the config's resources on update: they are the
+    /// ones in force).</summary>
     internal static PodSandboxRecord Upgrade(PodSandboxRecord p, string cgroupRoot)
     {
         if (p.Version >= PodSandboxRecord.CurrentVersion) return p;
@@ -86,6 +93,9 @@ public sealed class PodSandboxStore
             OwnsCgroup = parent.Length == 0,
             Labels = new Dictionary<string, string>(config.Labels),
             Annotations = new Dictionary<string, string>(config.Annotations),
+            NamespaceModes = NamespaceModesRecord.From(config.Linux?.SecurityContext?.NamespaceOptions),
+            Resources = ResourcesRecord.From(config.Linux?.Resources),
+            Overhead = ResourcesRecord.From(config.Linux?.Overhead),
         };
     }
 

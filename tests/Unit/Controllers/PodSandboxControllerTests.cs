@@ -201,4 +201,31 @@ public sealed class PodSandboxControllerTests : IDisposable
         Assert.Null(_f.Containers.Find(containerId));
         Assert.Empty(_f.Log.Live);
     }
+
+    [Fact]
+    public async Task UpdateResources_OfAPodWhoseCgroupIsOurs_WritesItLive_AndTheRecordKeepsWhatIsInForce()
+    {
+        var id = await _f.PodController.RunAsync(ControllerFixture.Plan(), CancellationToken.None);
+        _f.Log.Steps.Clear();
+        var resources = new LinuxContainerResources { CpuShares = 256, MemoryLimitInBytes = 64 << 20 };
+
+        await _f.PodController.UpdateResourcesAsync(id, resources, new CgroupResources { CpuShares = 256 }, null, CancellationToken.None);
+
+        Assert.Equal(["cgroup create /criruntime/ID"], _f.Log.Named);
+        Assert.Equal(resources, _f.Pods.Find(id)!.Resources!.ToCri());
+    }
+
+    [Fact]
+    public async Task UpdateResources_OfAPodInTheKubeletsCgroup_OnlyRecordsThem()
+    {
+        var id = await _f.PodController.RunAsync(ControllerFixture.Plan(c => c.Linux.CgroupParent = "/kubepods/podx"), CancellationToken.None);
+        _f.Log.Steps.Clear();
+
+        await _f.PodController.UpdateResourcesAsync(id, new LinuxContainerResources { CpuShares = 256 }, new CgroupResources { CpuShares = 256 },
+            new LinuxContainerResources { CpuShares = 10 }, CancellationToken.None);
+
+        Assert.Empty(_f.Log.Steps);
+        Assert.Equal(256, _f.Pods.Find(id)!.Resources!.CpuShares);
+        Assert.Equal(10, _f.Pods.Find(id)!.Overhead!.CpuShares);
+    }
 }

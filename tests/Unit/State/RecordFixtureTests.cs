@@ -52,6 +52,8 @@ public sealed class RecordFixtureTests : IDisposable
         Assert.Equal(new Dictionary<string, string> { ["app"] = "web", ["tier"] = "front" }, p.Labels);
         Assert.Equal(new Dictionary<string, string> { ["note"] = "kept" }, p.Annotations);
         Assert.Equal(new PodSandboxMetadata { Name = "web", Namespace = "default", Uid = "uid-1", Attempt = 2 }, p.Metadata);
+        Assert.Equal(new NamespaceOption(), p.NamespaceModes.ToCri());
+        Assert.Null(p.Resources);
     }
 
     [Fact]
@@ -80,6 +82,9 @@ public sealed class RecordFixtureTests : IDisposable
         Assert.Equal("Sigquit", c.StopSignal);
         Assert.Equal(3, CriRuntime.Containers.StopSignals.Number(c.StopSignal));
         Assert.Equal(new ContainerMetadata { Name = "app", Attempt = 1 }, c.Metadata);
+        var mount = Assert.Single(c.Mounts);
+        Assert.Equal(new Mount { ContainerPath = "/data", HostPath = "/srv/data", Readonly = true }, mount.ToCri());
+        Assert.Null(c.Resources);
     }
 
     [Fact]
