@@ -8,9 +8,10 @@ namespace CriRuntime.Shim.Supervisor;
 /// <summary>The shim's "update" operation: a live container's new linux.resources go to its
 /// cgroup and to the bundle's config.json, so the bundle keeps saying what the container has.
 /// The file first, then the cgroup, as containerd updates the spec before the task: the file is
-/// replaced atomically and its old content is known exactly (the spec in hand), so a failed
-/// cgroup write is undone by writing the old file back; a cgroup write cannot be undone as
-/// exactly (a limit that was unset before has no "unset" to write back).</summary>
+/// replaced atomically and its old content is known exactly (the spec in hand). A cgroup write
+/// that fails part way (one controller written, the next refused) is undone by writing the
+/// limits of the old spec back (<see cref="CgroupRestore"/>: as exactly as the kernel allows),
+/// then the old file.</summary>
 internal sealed class ResourceUpdater(string bundle, ICgroupManager cgroup, Action<string, Exception> undoFailed)
 {
     /// <summary>Validates, rewrites config.json, writes the cgroup; returns the updated spec.</summary>
@@ -26,7 +27,9 @@ internal sealed class ResourceUpdater(string bundle, ICgroupManager cgroup, Acti
         SpecFile.Save(bundle, next);
         undo.Add("restore config.json", () => SpecFile.Save(bundle, current));
         // Only what the update sets is written: values it leaves null are in the cgroup already.
-        cgroup.Update(CgroupResourcesFromSpec.Map(update));
+        var written = CgroupResourcesFromSpec.Map(update);
+        undo.Add("restore cgroup limits", () => cgroup.Update(CgroupRestore.Previous(CgroupResourcesFromSpec.Map(current.Linux?.Resources), written)));
+        cgroup.Update(written);
         undo.Commit();
         return next;
     }

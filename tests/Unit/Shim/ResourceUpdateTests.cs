@@ -102,7 +102,42 @@ public sealed class ResourceUpdateTests : IDisposable
         Assert.Throws<CgroupException>(() => updater.Apply(spec, new LinuxResources { Memory = new LinuxMemory { Limit = 64 << 20 } }));
 
         Assert.Equal(before, ConfigJson);
-        Assert.Empty(_undoFailures);
+        // Putting the old memory limit back meets the same refusal: named, and nothing else failed.
+        Assert.Equal("restore cgroup limits", Assert.Single(_undoFailures).Split(':')[0]);
+    }
+
+    [Fact]
+    public void Update_WhoseCgroupWriteFailsPartWay_PutsTheLimitsItWroteBack()
+    {
+        var (updater, spec) = Make();
+        var cpuBefore = _fs.Text("unified/pod/ctr/cpu.max");
+        File.Delete(_fs.Abs("unified/pod/ctr/memory.max")); // cpu is written, then memory is refused
+
+        Assert.Throws<CgroupException>(() => updater.Apply(spec, new LinuxResources { Cpu = new LinuxCpu { Quota = 50_000 }, Memory = new LinuxMemory { Limit = 64 << 20 } }));
+
+        Assert.Contains(_fs.Writes, w => w.Item1 == "unified/pod/ctr/cpu.max" && w.Item2 == "50000");
+        // The quota of the old spec, written alone (the kernel keeps the period).
+        Assert.Equal("20000 100000", cpuBefore);
+        Assert.Equal("20000", _fs.Text("unified/pod/ctr/cpu.max"));
+        Assert.Single(_undoFailures); // memory.max is still refused: named, not thrown over the first error
+    }
+
+    [Fact]
+    public void Previous_OfAnUpdate_IsTheOldLimit_OrUnlimitedWhereTheKernelHasOne_AndOnlyForWhatTheUpdateWrote()
+    {
+        var before = new CgroupResources { CpuShares = 512, MemoryLimit = 1 << 30, BlkioThrottleReadBps = [new BlkioThrottle(8, 0, 100)] };
+        var written = new CgroupResources
+        {
+            CpuShares = 256, CpuQuota = 20_000, MemoryLimit = 1 << 20, PidsLimit = 10, CpusetCpus = "0",
+            BlkioThrottleReadBps = [new BlkioThrottle(8, 0, 5), new BlkioThrottle(8, 16, 5)],
+        };
+
+        var undo = CgroupRestore.Previous(before, written);
+
+        Assert.Equal((512UL, -1L, 1L << 30, -1L), (undo.CpuShares!.Value, undo.CpuQuota!.Value, undo.MemoryLimit!.Value, undo.PidsLimit!.Value));
+        Assert.Null(undo.CpusetCpus); // unset before, and no "unset" to write: left
+        Assert.Null(undo.MemorySwap); // not written by the update
+        Assert.Equal([new BlkioThrottle(8, 0, 100), new BlkioThrottle(8, 16, 0)], undo.BlkioThrottleReadBps);
     }
 
     [Fact]
