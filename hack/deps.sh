@@ -8,6 +8,8 @@ pkgs=(
   docker-registry skopeo busybox-static runc containernetworking-plugins
   libseccomp-dev gcc make clang zlib1g-dev iproute2 iputils-ping util-linux iptables apache2-utils
   zstd jq curl procps psmisc tar gzip coreutils ca-certificates umoci
+  # The partition /proc view (docs/partition-view.md): run by the daemon, not as a service.
+  lxcfs
   # CRIU 4.2.1 is built from source by hack/criu.sh (bookworm's 3.17 does not work here).
   libbsd-dev libcap-dev libnet1-dev libnftables-dev libnl-3-dev libprotobuf-c-dev libprotobuf-dev
   protobuf-c-compiler protobuf-compiler uuid-dev pkg-config libgnutls28-dev xz-utils

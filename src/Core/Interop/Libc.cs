@@ -16,7 +16,7 @@ internal static unsafe partial class Libc
         O_CLOEXEC = 0x80000, O_PATH = 0x200000;
     public const int F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1, F_DUPFD_CLOEXEC = 1030;
     public const int LOCK_EX = 2, LOCK_NB = 4;
-    public const short POLLIN = 1;
+    public const short POLLIN = 1, POLLPRI = 2;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct PollFd { public int Fd; public short Events; public short Revents; }

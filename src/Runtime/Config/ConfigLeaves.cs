@@ -199,7 +199,11 @@ internal sealed class ConfigLeaves
             {
                 var shim = String(leaf.Path, "");
                 if (shim.Length > 0 && !System.IO.Path.IsPathRooted(shim)) throw Bad(leaf, $"'{shim}' must be an absolute path");
-                result[name] = new RuntimeHandlerConfig { ShimPath = shim };
+                result[name] = (result.GetValueOrDefault(name) ?? new RuntimeHandlerConfig()) with { ShimPath = shim };
+            }
+            else if (leaf.Path.Length == depth + 2 && leaf.Path[depth + 1] == "proc_view")
+            {
+                result[name] = (result.GetValueOrDefault(name) ?? new RuntimeHandlerConfig()) with { ProcView = Bool(leaf.Path, false) };
             }
             // anything else is left unused: reported as unknown
         }

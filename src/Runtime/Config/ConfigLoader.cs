@@ -105,6 +105,11 @@ public static class ConfigLoader
                 Restore = c.Bool(["checkpoint", "restore"], defaults.Checkpoint.Restore),
                 DumpTimeout = c.PositiveDuration(["checkpoint", "dump_timeout"], defaults.Checkpoint.DumpTimeout),
             },
+            PartitionView = new PartitionViewSection
+            {
+                Proc = c.Bool(["partition_view", "proc"], defaults.PartitionView.Proc),
+                LxcfsPath = c.AbsolutePathOrEmpty(["partition_view", "lxcfs_path"], defaults.PartitionView.LxcfsPath),
+            },
         };
         if (o.LogLevel is not null && !LogLevels.Contains(o.LogLevel))
             throw new ConfigException($"--log-level: '{o.LogLevel}' is not one of {string.Join(", ", LogLevels)}");

@@ -23,6 +23,7 @@ public static class ConfigWriter
         {
             sb.AppendLine().AppendLine($"[runtime.handlers.{Str(name)}]");
             Kv(sb, "shim_path", Str(handler.ShimPath));
+            Kv(sb, "proc_view", handler.ProcView ? "true" : "false");
         }
         sb.AppendLine().AppendLine("[cni]");
         Kv(sb, "conf_dir", Str(c.Cni.ConfDir));
@@ -46,6 +47,9 @@ public static class ConfigWriter
         Kv(sb, "criu_env", List(c.Checkpoint.CriuEnv));
         Kv(sb, "restore", c.Checkpoint.Restore ? "true" : "false");
         Kv(sb, "dump_timeout", Str(Duration.Format(c.Checkpoint.DumpTimeout)));
+        sb.AppendLine().AppendLine("[partition_view]");
+        Kv(sb, "proc", c.PartitionView.Proc ? "true" : "false");
+        Kv(sb, "lxcfs_path", Str(c.PartitionView.LxcfsPath));
         return sb.ToString();
     }
 

@@ -20,6 +20,7 @@ public sealed record CriRuntimeConfig
     public ImagesSection Images { get; init; } = new();
     public StreamingSection Streaming { get; init; } = new();
     public CheckpointSection Checkpoint { get; init; } = new();
+    public PartitionViewSection PartitionView { get; init; } = new();
 }
 
 public sealed record RuntimeSection
@@ -47,6 +48,9 @@ public sealed record RuntimeSection
 public sealed record RuntimeHandlerConfig
 {
     public string ShimPath { get; init; } = "";
+    /// <summary>Every pod of this handler (RuntimeClass) gets the partition's /proc view
+    /// (docs/partition-view.md) unless its annotation says "false".</summary>
+    public bool ProcView { get; init; }
 }
 
 public sealed record CniSection
@@ -96,4 +100,14 @@ public sealed record CheckpointSection
     /// <summary>A CheckpointContainer without a timeout: CRIU is killed (and the container thawed)
     /// after this long.</summary>
     public TimeSpan DumpTimeout { get; init; } = TimeSpan.FromMinutes(2);
+}
+
+/// <summary>[partition_view]: what a partition's processes see of the host (docs/partition-view.md).</summary>
+public sealed record PartitionViewSection
+{
+    /// <summary>Node-wide default of the /proc view (lxcfs) for every pod; a pod's annotation
+    /// partition-view.criruntime.io/proc or its handler's proc_view decides first.</summary>
+    public bool Proc { get; init; }
+    /// <summary>The lxcfs binary; empty: lxcfs on the PATH (Debian's package: /usr/bin/lxcfs).</summary>
+    public string LxcfsPath { get; init; } = "";
 }

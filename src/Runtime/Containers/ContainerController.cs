@@ -26,7 +26,8 @@ public sealed class ContainerController(
     ContainerEvents events,
     IContainerExits exits,
     TimeProvider clock,
-    ILogger<ContainerController> log)
+    ILogger<ContainerController> log,
+    PartitionView.IProcViewSource? procView = null)
 {
     private long NowNanos() => ExitMonitor.Nanos(clock.GetUtcNow());
 
@@ -46,6 +47,10 @@ public sealed class ContainerController(
         var containerConfig = request.Config;
         var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
         var image = images.Resolve(containerConfig.Image.Image);
+        // Before anything is made: a pod that asks for the /proc view and cannot have it.
+        var procViewMount = PartitionView.ProcView.Wanted(pod.Annotations, pod.RuntimeHandler, config, "sandbox annotations")
+            ? (procView ?? throw Fail.FailedPrecondition("the partition /proc view is not available in this daemon")).RequireMount()
+            : null;
         var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         var dir = containers.ContainerDir(id);
         var bundle = Path.Combine(dir, "bundle");
@@ -91,6 +96,7 @@ public sealed class ContainerController(
                 ? HostDevices.Scan("/dev", d => Directory.EnumerateFileSystemEntries(d).Select(e => Path.GetFileName(e)), p => Interop.Libc.DeviceInfo(p, followSymlinks: false))
                 : null,
             PidsLimit = config.Runtime.PidsLimit,
+            ProcView = procViewMount,
             RuntimeCapabilities = RuntimeCapabilities.Bounding,
         });
         // Read by the shim now and by ContainerRecovery after a daemon crash, never after a reboot

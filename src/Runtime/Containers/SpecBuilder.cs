@@ -30,6 +30,9 @@ public sealed record SpecInput
     /// <summary>The host's device nodes (<see cref="HostDevices"/>), which a privileged container
     /// gets in its /dev; null or empty for none.</summary>
     public IReadOnlyList<LinuxDevice>? HostDevices { get; init; }
+    /// <summary>The lxcfs mount whose files the container gets over its own /proc and /sys ones
+    /// (the partition view, <see cref="PartitionView.ProcView"/>); null for none.</summary>
+    public string? ProcView { get; init; }
     /// <summary>The runtime's pids_limit for every container; 0 for none.</summary>
     public long PidsLimit { get; init; }
     /// <summary>The capabilities the runtime holds (<see cref="RuntimeCapabilities.Bounding"/>):
@@ -278,6 +281,16 @@ public static class SpecBuilder
                 Destination = "/sys/fs/cgroup", Type = "cgroup", Source = "cgroup",
                 Options = ["nosuid", "noexec", "nodev", "relatime", privileged ? "rw" : "ro"],
             });
+        // The partition view: lxcfs's files over the kernel's, read-only, after /proc and /sys are mounted.
+        if (input.ProcView is { } lxcfs)
+        {
+            foreach (var file in PartitionView.ProcView.Files)
+            {
+                var dest = "/" + file;
+                if (userPaths.Contains(dest)) continue;
+                mounts.Add(new() { Destination = dest, Type = "bind", Source = Path.Combine(lxcfs, file), Options = ["bind", "rprivate", "ro", "nosuid", "nodev", "noexec"] });
+            }
+        }
         foreach (var (file, dest) in new[] { ("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf") })
         {
             if (userPaths.Contains(dest)) continue;

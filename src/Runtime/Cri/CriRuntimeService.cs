@@ -22,8 +22,12 @@ public sealed partial class CriRuntimeService(
     Containers.ContainerEvents events,
     StreamServerClient streaming,
     TimeProvider clock,
-    ILogger<CriRuntimeService> log) : RuntimeService.RuntimeServiceBase
+    ILogger<CriRuntimeService> log,
+    PartitionView.Lxcfs? lxcfs = null) : RuntimeService.RuntimeServiceBase
 {
+    /// <summary>The partition /proc view's lxcfs (RunPodSandbox refuses a pod asking for it when it
+    /// is not healthy; Status reports it); null where a test runs without one.</summary>
+    private readonly PartitionView.Lxcfs? _lxcfs = lxcfs;
     /// <summary>For what an RPC file logs itself (CheckpointContainer's outcome and leftovers).</summary>
     private readonly ILogger _log = log;
     private readonly CriRuntimeConfig _config = config;

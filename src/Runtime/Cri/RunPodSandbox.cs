@@ -46,6 +46,10 @@ public sealed partial class CriRuntimeService
         if (userns is not null && (hostNetwork || hostIpc || nsOptions.Pid is NamespaceMode.Node))
             throw Fail.InvalidArgument("config.linux.security_context.namespace_options.userns_options: a user namespace (POD) cannot be combined with the host's network, IPC or pid namespace");
 
+        // The partition /proc view (lxcfs): refused now, naming why, rather than at CreateContainer.
+        if (PartitionView.ProcView.Wanted(config.Annotations, request.RuntimeHandler, _config))
+            (_lxcfs ?? throw Fail.FailedPrecondition($"config.annotations[{PartitionView.ProcView.Annotation}]: the partition /proc view is not available in this daemon")).RequireMount();
+
         var plan = new PodSandboxPlan
         {
             Request = request,

@@ -38,6 +38,8 @@ public sealed partial class CriRuntimeService
             response.Info["version"] = BuildVersion;
             // Checkpoint/restore: where criu is, its version, `criu check` (docs/checkpoint.md).
             response.Info["criu"] = JsonSerializer.Serialize(await CriuTool.InfoAsync(), StatusJson.Default.CriuInfo);
+            // The partition /proc view: lxcfs's binary, mount, health (docs/partition-view.md).
+            if (_lxcfs is not null) response.Info["lxcfs"] = JsonSerializer.Serialize(_lxcfs.Info(), PartitionView.LxcfsJson.Default.LxcfsInfo);
         }
         return response;
     }

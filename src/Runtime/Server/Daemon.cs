@@ -57,6 +57,8 @@ public static partial class Daemon
         builder.Services.AddSingleton<Containers.IShimRunner>(sp => sp.GetRequiredService<Containers.ShimRunner>());
         builder.Services.AddSingleton<Containers.IContainerExits>(sp => sp.GetRequiredService<Containers.ExitMonitor>());
         builder.Services.AddSingleton<Containers.IContainerRootfs, Containers.HostRootfs>();
+        builder.Services.AddSingleton<PartitionView.Lxcfs>();
+        builder.Services.AddSingleton<PartitionView.IProcViewSource>(sp => sp.GetRequiredService<PartitionView.Lxcfs>());
         builder.Services.AddSingleton<Containers.ContainerController>();
         builder.Services.AddSingleton<Namespaces.IPodNamespaces, Namespaces.HostNamespaces>();
         builder.Services.AddSingleton<Pods.IPodInit, Pods.PodInitProcesses>();
@@ -85,6 +87,8 @@ public static partial class Daemon
         foreach (var c in app.Services.GetRequiredService<ContainerStore>().All) usage.MarkInUse(c.ImageId, c.Id);
         app.Services.GetRequiredService<ImageStore>().PruneUnused();
         app.Services.GetRequiredService<ImageGarbageCollector>().Recover();
+        // The partition /proc view: adopt the lxcfs a previous daemon left, else start one.
+        app.Services.GetRequiredService<PartitionView.Lxcfs>().Start();
         // A checkpoint the previous daemon did not finish: its CRIU must not hold the container.
         Checkpoint.Criu.RemoveLeftovers(Checkpoint.Criu.ScratchRoot(config.Root));
         // Through definitions whose request parsing answers InvalidArgument (see CriServiceDefinitions);

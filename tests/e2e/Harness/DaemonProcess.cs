@@ -124,6 +124,7 @@ public sealed partial class DaemonProcess : IDisposable
             if (_process is { HasExited: false }) _process.Kill(entireProcessTree: true);
             _process?.Dispose();
         }
+        StopLxcfs();
         // The daemon's cgroup root (named after this test) is a shared parent it keeps; remove it
         // when empty. Anything below it is a leak and makes rmdir fail, so the check still sees it.
         Leaks.RemoveEmptyCgroupRoot(Path.GetFileName(Dir));
@@ -137,6 +138,24 @@ public sealed partial class DaemonProcess : IDisposable
             Leaks.CleanUp(Dir);
             try { Directory.Delete(Dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
+    }
+
+    /// <summary>The daemon leaves its lxcfs running when it stops, by design (containers keep
+    /// reading it; the next daemon adopts it: docs/partition-view.md). The test is the operator
+    /// here: it stops it, as a node's shutdown would (SIGTERM: lxcfs unmounts itself).</summary>
+    private void StopLxcfs()
+    {
+        var pidFile = Path.Combine(State, "lxcfs.pid");
+        if (!File.Exists(pidFile) || !int.TryParse(File.ReadAllText(pidFile).Trim(), out var pid)) return;
+        try
+        {
+            if (!File.ReadAllText($"/proc/{pid}/cmdline").Contains(Dir, StringComparison.Ordinal)) return;
+            using var p = Process.GetProcessById(pid);
+            Kill(pid, 15);
+            if (!p.WaitForExit(TimeSpan.FromSeconds(10))) p.Kill();
+            p.WaitForExit();
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or InvalidOperationException) { } // already gone
     }
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
