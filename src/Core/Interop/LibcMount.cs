@@ -8,14 +8,15 @@ internal static unsafe partial class Libc
 {
     public const ulong MS_BIND = 4096;
     public const int MNT_DETACH = 2;
-    public const int CLONE_NEWNS = 0x00020000, CLONE_NEWCGROUP = 0x02000000, CLONE_NEWUTS = 0x04000000, CLONE_NEWIPC = 0x08000000,
+    public const int CLONE_FS = 0x00000200, CLONE_NEWNS = 0x00020000, CLONE_NEWCGROUP = 0x02000000, CLONE_NEWUTS = 0x04000000, CLONE_NEWIPC = 0x08000000,
         CLONE_NEWUSER = 0x10000000, CLONE_NEWPID = 0x20000000, CLONE_NEWNET = 0x40000000;
     // The same on every architecture but pivot_root, which is x86_64's number.
     public const long SYS_pivot_root = 155, SYS_pidfd_send_signal = 424, SYS_open_tree = 428, SYS_move_mount = 429,
         SYS_pidfd_open = 434, SYS_mount_setattr = 442;
     public const int OPEN_TREE_CLONE = 1, OPEN_TREE_CLOEXEC = 0x80000;
     public const int MOVE_MOUNT_F_EMPTY_PATH = 4, MOVE_MOUNT_T_EMPTY_PATH = 0x40;
-    public const ulong MOUNT_ATTR_IDMAP = 0x100000;
+    public const ulong MOUNT_ATTR_RDONLY = 0x1, MOUNT_ATTR_NOSUID = 0x2, MOUNT_ATTR_NODEV = 0x4, MOUNT_ATTR_NOEXEC = 0x8,
+        MOUNT_ATTR_IDMAP = 0x100000;
 
     [LibraryImport("libc", EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Mount(string? source, string target, string? fstype, ulong flags, string? data);
@@ -58,6 +59,14 @@ internal static unsafe partial class Libc
             throw e;
         }
         return tree;
+    }
+
+    /// <summary>Sets MOUNT_ATTR_* flags on a detached mount (mount_setattr).</summary>
+    public static void SetMountAttributes(FdHandle tree, ulong attrSet, string what)
+    {
+        var attr = stackalloc ulong[4] { attrSet, 0, 0, 0 };
+        if (SyscallMountSetattr(SYS_mount_setattr, tree.Fd, "", AT_EMPTY_PATH, attr, 32) != 0)
+            throw Errno.Last("mount_setattr", what);
     }
 
     /// <summary>Attaches a detached mount at <paramref name="target"/>; "." is the current

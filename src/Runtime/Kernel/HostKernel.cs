@@ -71,4 +71,12 @@ public sealed class HostKernel : IHostKernel
     public FdHandle CloneMount(string path, bool recursive, FdHandle? idmapTo) => Libc.CloneMount(path, recursive, idmapTo);
 
     public void MoveMount(FdHandle tree, string target) => Libc.MoveMount(tree, target);
+
+    public void SetMountAttributes(FdHandle tree, ulong attrs, string what) => Libc.SetMountAttributes(tree, attrs, what);
+
+    public void ChrootTo(FdHandle dir, string what)
+    {
+        Errno.Check(Libc.Fchdir(dir.Fd), "fchdir", what);
+        Errno.Check(Libc.Chroot("."), "chroot", what);
+    }
 }

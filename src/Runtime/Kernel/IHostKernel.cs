@@ -39,4 +39,8 @@ public interface IHostKernel
     /// <summary>A detached copy of a mount, idmapped to the user namespace <paramref name="idmapTo"/> when given.</summary>
     FdHandle CloneMount(string path, bool recursive, FdHandle? idmapTo);
     void MoveMount(FdHandle tree, string target);
+    /// <summary>MOUNT_ATTR_* flags (read-only, nosuid, ...) on a detached mount.</summary>
+    void SetMountAttributes(FdHandle tree, ulong attrs, string what);
+    /// <summary>The calling thread's cwd to the directory <paramref name="dir"/>, then its root there.</summary>
+    void ChrootTo(FdHandle dir, string what);
 }

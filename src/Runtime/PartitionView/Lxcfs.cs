@@ -18,8 +18,10 @@ internal sealed partial class LxcfsJson : JsonSerializerContext;
 /// which containers with the /proc view bind their files from (docs/partition-view.md).
 /// lxcfs is not killed when the daemon stops (containers keep reading it): the next daemon adopts
 /// the one running (its pid file and mount), and starts one when there is none. When it dies the
-/// supervisor starts a new one on the same mount point (the old mount is detached first).</summary>
-public sealed partial class Lxcfs(CriRuntimeConfig config, ILogger<Lxcfs> log, IHostKernel? kernel = null) : IProcViewSource, IDisposable
+/// supervisor starts a new one on the same mount point (the old mount is detached first) and puts
+/// its files into every running container that had the old one's (<see cref="ProcViewRemount"/>).</summary>
+public sealed partial class Lxcfs(CriRuntimeConfig config, ILogger<Lxcfs> log, State.ContainerStore? containers = null, IHostKernel? kernel = null)
+    : IProcViewSource, IDisposable
 {
     private const int MNT_DETACH = 2;
     private static readonly TimeSpan MountTimeout = TimeSpan.FromSeconds(10);
@@ -263,12 +265,43 @@ public sealed partial class Lxcfs(CriRuntimeConfig config, ILogger<Lxcfs> log, I
             Launch();
             _restarts++;
             _problem = Healthy() ? "" : $"lxcfs at {MountDir} does not answer";
+            if (_problem.Length == 0) RemountRunning();
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or System.ComponentModel.Win32Exception)
         {
             _problem = $"lxcfs could not be restarted: {e.Message}";
             LogStartFailed(log, e.Message);
             _watching = false;
+        }
+    }
+
+    /// <summary>Every running container whose spec binds files of <see cref="MountDir"/> gets
+    /// them from the new lxcfs. One that cannot (it is exiting, its shim's state is gone) is logged
+    /// and left: the others still get theirs.</summary>
+    private void RemountRunning()
+    {
+        if (containers is null) return;
+        var prefix = MountDir + "/";
+        foreach (var c in containers.All.Where(c => c.State == State.ContainerPhase.Running))
+        {
+            List<string> files;
+            try
+            {
+                files = [.. (Oci.SpecFile.Load(c.BundleDir).Mounts ?? []).Select(m => m.Source ?? "")
+                    .Where(src => src.StartsWith(prefix, StringComparison.Ordinal)).Select(src => src[prefix.Length..])];
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or System.Text.Json.JsonException) { continue; }
+            if (files.Count == 0) continue;
+            if (Shim.Client.ShimClient.ReadStateFile(c.StateDir) is not { Pid: > 0 } state) continue;
+            try
+            {
+                ProcViewRemount.Into(state.Pid, MountDir, files, _kernel);
+                LogRemounted(log, c.Id, files.Count);
+            }
+            catch (IOException e)
+            {
+                LogRemountFailed(log, c.Id, e.Message);
+            }
         }
     }
 
@@ -286,6 +319,10 @@ public sealed partial class Lxcfs(CriRuntimeConfig config, ILogger<Lxcfs> log, I
     private static partial void LogDied(ILogger log, int pid);
     [LoggerMessage(EventId = 703, Level = LogLevel.Warning, Message = "lxcfs: {Message}")]
     private static partial void LogStartFailed(ILogger log, string message);
+    [LoggerMessage(EventId = 705, Level = LogLevel.Information, Message = "container {Id}: {Count} partition view files from the new lxcfs")]
+    private static partial void LogRemounted(ILogger log, string id, int count);
+    [LoggerMessage(EventId = 706, Level = LogLevel.Warning, Message = "container {Id}: the new lxcfs's files could not be put in place: {Message}")]
+    private static partial void LogRemountFailed(ILogger log, string id, string message);
     [LoggerMessage(EventId = 704, Level = LogLevel.Error, Message = "{Problem}")]
     private static partial void LogGaveUp(ILogger log, string problem);
 }

@@ -70,4 +70,6 @@ public sealed class RecordingHostKernel : IHostKernel
     }
 
     public void MoveMount(FdHandle tree, string target) => Record("move_mount", target, $"move_mount tree {target}");
+    public void SetMountAttributes(FdHandle tree, ulong attrs, string what) => Record("mount_setattr", what, $"mount_setattr {what} 0x{attrs:x}");
+    public void ChrootTo(FdHandle dir, string what) => Record("chroot", what, $"chroot {what}");
 }

@@ -109,7 +109,7 @@ public class ProcViewTests(RegistryWithImages fixture)
     }
 
     [Fact]
-    public async Task LxcfsOutlivesADaemonRestart_AndIsAdopted_AndWhenItDiesANewOneServesNewContainers()
+    public async Task LxcfsOutlivesADaemonRestart_AndIsAdopted_AndWhenItDiesANewOneServesNewAndRunningContainers()
     {
         await using var node = await TestNode.StartAsync(_registry);
         var (_, first) = await StartAsync(node, "vps", new Dictionary<string, string> { [Annotation] = "true" }, 48 << 20, 0);
@@ -124,10 +124,15 @@ public class ProcViewTests(RegistryWithImages fixture)
         var info = JsonDocument.Parse((await node.C.Runtime.StatusAsync(new StatusRequest { Verbose = true })).Info["lxcfs"]).RootElement;
         Assert.Equal(pid, info.GetProperty("pid").GetInt32());
 
-        // lxcfs killed: the daemon starts another on the same mount point.
+        // lxcfs killed: the daemon starts another on the same mount point (a pod asking meanwhile
+        // waits for it), and the running container gets the new one's files in place of the dead.
         using (var p = System.Diagnostics.Process.GetProcessById(pid)) { p.Kill(); p.WaitForExit(); }
         var (_, second) = await StartAsync(node, "vps2", new Dictionary<string, string> { [Annotation] = "true" }, 40 << 20, 0);
         Assert.Equal(40 * 1024, MemTotalKb(await node.C.ExecOkAsync(second, "cat", "/proc/meminfo")));
         Assert.NotEqual(pid, int.Parse(File.ReadAllText(pidFile).Trim(), System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(48 * 1024, MemTotalKb(await node.C.ExecOkAsync(first, "cat", "/proc/meminfo")));
+        Assert.Equal("0", (await node.C.ExecOkAsync(first, "cat", "/sys/devices/system/cpu/online")).Trim()[..1]);
+        var write = await node.C.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = first, Cmd = { "sh", "-c", "echo x > /proc/meminfo" }, Timeout = 10 });
+        Assert.NotEqual(0, write.ExitCode);
     }
 }
