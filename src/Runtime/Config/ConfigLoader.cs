@@ -105,6 +105,10 @@ public static class ConfigLoader
                 Restore = c.Bool(["checkpoint", "restore"], defaults.Checkpoint.Restore),
                 DumpTimeout = c.PositiveDuration(["checkpoint", "dump_timeout"], defaults.Checkpoint.DumpTimeout),
             },
+            Storage = new StorageSection
+            {
+                RootfsQuota = c.Size(["storage", "rootfs_quota"], defaults.Storage.RootfsQuota, Storage.DiskQuota.MinimumBytes),
+            },
         };
         if (o.LogLevel is not null && !LogLevels.Contains(o.LogLevel))
             throw new ConfigException($"--log-level: '{o.LogLevel}' is not one of {string.Join(", ", LogLevels)}");

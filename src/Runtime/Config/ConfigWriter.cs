@@ -46,6 +46,8 @@ public static class ConfigWriter
         Kv(sb, "criu_env", List(c.Checkpoint.CriuEnv));
         Kv(sb, "restore", c.Checkpoint.Restore ? "true" : "false");
         Kv(sb, "dump_timeout", Str(Duration.Format(c.Checkpoint.DumpTimeout)));
+        sb.AppendLine().AppendLine("[storage]");
+        Kv(sb, "rootfs_quota", Str(c.Storage.RootfsQuota.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         return sb.ToString();
     }
 

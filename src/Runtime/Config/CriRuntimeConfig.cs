@@ -20,6 +20,7 @@ public sealed record CriRuntimeConfig
     public ImagesSection Images { get; init; } = new();
     public StreamingSection Streaming { get; init; } = new();
     public CheckpointSection Checkpoint { get; init; } = new();
+    public StorageSection Storage { get; init; } = new();
 }
 
 public sealed record RuntimeSection
@@ -96,4 +97,12 @@ public sealed record CheckpointSection
     /// <summary>A CheckpointContainer without a timeout: CRIU is killed (and the container thawed)
     /// after this long.</summary>
     public TimeSpan DumpTimeout { get; init; } = TimeSpan.FromMinutes(2);
+}
+
+/// <summary>[storage]: containers' writable layers (docs/storage.md).</summary>
+public sealed record StorageSection
+{
+    /// <summary>rootfs_quota: the size every container's writable layer is limited to unless its
+    /// annotations say otherwise, in bytes ("512Mi" in the file); 0 for none.</summary>
+    public ulong RootfsQuota { get; init; }
 }

@@ -23,6 +23,7 @@ public sealed class ContainerController(
     IImageUsage imageUsage,
     IShimRunner shims,
     IContainerRootfs rootfs,
+    Storage.IWritableVolumes volumes,
     ContainerEvents events,
     IContainerExits exits,
     TimeProvider clock,
@@ -57,14 +58,23 @@ public sealed class ContainerController(
         // Below the pod's cgroup as recorded when the pod was made.
         var cgroupsPath = $"{pod.CgroupPath}/{id}";
 
+        var quota = Storage.DiskQuota.ForContainer(config.Storage.RootfsQuota, containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations);
+
         await using var undo = new Rollback(log, $"CreateContainer {containerConfig.Metadata.Name} in {pod.Id}");
         Directory.CreateDirectory(bundle);
         undo.Add("remove container dir", () => Directory.Delete(dir, recursive: true));
+        Storage.WritableVolume? volume = null;
+        if (quota > 0)
+        {
+            volume = volumes.Create(dir, quota);
+            undo.Add("release writable volume", () => volumes.Release(volume));
+        }
+        var upper = volume?.Upper ?? Path.Combine(dir, "upper");
+        var work = volume?.Work ?? Path.Combine(dir, "work");
         if (pod.UserNs is not null && Pods.PodUserNamespace.Validate(podConfig.Linux?.SecurityContext?.NamespaceOptions?.UsernsOptions) is { } maps)
-            rootfs.MountIdmapped(image.LayerDirs, Path.Combine(dir, "upper"), Path.Combine(dir, "work"), rootDir, pod.UserNs, Path.Combine(dir, "idmap"),
-                maps.Uid.HostId, maps.Gid.HostId);
+            rootfs.MountIdmapped(image.LayerDirs, upper, work, rootDir, pod.UserNs, Path.Combine(dir, "idmap"), maps.Uid.HostId, maps.Gid.HostId);
         else
-            rootfs.Mount(image.LayerDirs, Path.Combine(dir, "upper"), Path.Combine(dir, "work"), rootDir);
+            rootfs.Mount(image.LayerDirs, upper, work, rootDir);
         undo.Add("unmount rootfs", () => rootfs.Unmount(rootDir));
 
         var sc = containerConfig.Linux?.SecurityContext;
@@ -130,6 +140,7 @@ public sealed class ContainerController(
             Stdin = containerConfig.Stdin,
             StdinOnce = containerConfig.StdinOnce,
             Tty = containerConfig.Tty,
+            Volume = volume,
         };
         imageUsage.MarkInUse(image.Id, id);
         containers.Add(record);
@@ -247,6 +258,7 @@ public sealed class ContainerController(
         {
             if (containers.Find(c.Id) is null) return;
             rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
+            if (c.Volume is not null) volumes.Release(c.Volume);
             if (Directory.Exists(c.StateDir)) Directory.Delete(c.StateDir, recursive: true);
             containers.Delete(c.Id);
             imageUsage.Release(c.ImageId, c.Id);

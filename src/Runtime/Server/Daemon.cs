@@ -57,6 +57,9 @@ public static partial class Daemon
         builder.Services.AddSingleton<Containers.IShimRunner>(sp => sp.GetRequiredService<Containers.ShimRunner>());
         builder.Services.AddSingleton<Containers.IContainerExits>(sp => sp.GetRequiredService<Containers.ExitMonitor>());
         builder.Services.AddSingleton<Containers.IContainerRootfs, Containers.HostRootfs>();
+        builder.Services.AddSingleton<Kernel.IHostKernel>(Kernel.HostKernel.Instance);
+        builder.Services.AddSingleton<Storage.FileVolumes>();
+        builder.Services.AddSingleton<Storage.IWritableVolumes>(sp => sp.GetRequiredService<Storage.FileVolumes>());
         builder.Services.AddSingleton<Containers.ContainerController>();
         builder.Services.AddSingleton<Namespaces.IPodNamespaces, Namespaces.HostNamespaces>();
         builder.Services.AddSingleton<Pods.IPodInit, Pods.PodInitProcesses>();

@@ -46,6 +46,9 @@ public sealed record ContainerRecord
     public bool Stdin { get; init; }
     public bool StdinOnce { get; init; }
     public bool Tty { get; init; }
+    /// <summary>The size-limited file system holding the writable layer (overlay upper and work
+    /// dirs); null without a disk quota (they are then the container directory's upper and work).</summary>
+    public Storage.WritableVolume? Volume { get; init; }
 
     [JsonIgnore]
     public ContainerMetadata Metadata => new() { Name = Name, Attempt = Attempt };

@@ -227,6 +227,23 @@ public sealed class FakeRootfs(StepLog log) : IContainerRootfs
     public void Unmount(string target) => log.Undo("rootfs unmount", $"rootfs {target}");
 }
 
+/// <summary>Writable volumes as directories: records create and release, holds the volume while it lives.</summary>
+public sealed class FakeVolumes(StepLog log) : CriRuntime.Storage.IWritableVolumes
+{
+    public string Backend => "fake";
+
+    public CriRuntime.Storage.WritableVolume Create(string dir, ulong sizeBytes)
+    {
+        log.Do($"volume create {sizeBytes}", $"volume {dir}");
+        return new CriRuntime.Storage.WritableVolume(Path.Combine(dir, "volume.img"), Path.Combine(dir, "volume"), sizeBytes);
+    }
+
+    public bool Reattach(CriRuntime.Storage.WritableVolume volume) => false;
+    public void Release(CriRuntime.Storage.WritableVolume volume) => log.Undo("volume release", $"volume {Path.GetDirectoryName(volume.Image)}");
+    public void Unmount(string mountPoint) { }
+    public CriRuntime.Kernel.FsUsage? Usage(CriRuntime.Storage.WritableVolume volume) => null;
+}
+
 /// <summary>Records exits as the exit monitor does (once), without watching.</summary>
 public sealed class FakeExits(ContainerStore containers, StepLog log) : IContainerExits
 {
@@ -284,7 +301,7 @@ public sealed class ControllerFixture : IDisposable
         PodInit = new FakePodInit(Log);
         Shims = new FakeShims(Log);
         Exits = new FakeExits(Containers, Log);
-        ContainerController = new ContainerController(Config, Containers, Images, Usage, Shims, new FakeRootfs(Log), Events, Exits,
+        ContainerController = new ContainerController(Config, Containers, Images, Usage, Shims, new FakeRootfs(Log), new FakeVolumes(Log), Events, Exits,
             TimeProvider.System, NullLogger<ContainerController>.Instance);
         PodController = new PodSandboxController(Config, Pods, ContainerController, new FakeNamespaces(Log), PodInit, new FakeNetwork(Log),
             new FakeCgroups(Log), TimeProvider.System, NullLogger<PodSandboxController>.Instance);
