@@ -64,13 +64,23 @@ public sealed class ContainerController(
         Directory.CreateDirectory(bundle);
         undo.Add("remove container dir", () => Directory.Delete(dir, recursive: true));
         Storage.WritableVolume? volume = null;
+        string? layerDir = null;
         if (quota > 0)
         {
-            volume = volumes.Create(dir, quota);
+            // In a pod with a volume the image file is inside it (its blocks count to the pod's
+            // quota); the container's volume is then no larger than the pod's.
+            var volumeImage = pod.Volume is { } pv ? Path.Combine(pv.MountPoint, "containers", id + ".img") : Path.Combine(dir, Storage.FileVolumes.ImageName);
+            volume = volumes.Create(volumeImage, Path.Combine(dir, Storage.FileVolumes.MountName), pod.Volume is { } p ? Math.Min(quota, p.SizeBytes) : quota);
             undo.Add("release writable volume", () => volumes.Release(volume));
         }
-        var upper = volume?.Upper ?? Path.Combine(dir, "upper");
-        var work = volume?.Work ?? Path.Combine(dir, "work");
+        else if (pod.Volume is { } pv)
+        {
+            layerDir = Path.Combine(pv.MountPoint, "layers", id);
+            Directory.CreateDirectory(layerDir);
+            undo.Add("remove layer dir", () => Directory.Delete(layerDir, recursive: true));
+        }
+        var upper = volume?.Upper ?? Path.Combine(layerDir ?? dir, "upper");
+        var work = volume?.Work ?? Path.Combine(layerDir ?? dir, "work");
         if (pod.UserNs is not null && Pods.PodUserNamespace.Validate(podConfig.Linux?.SecurityContext?.NamespaceOptions?.UsernsOptions) is { } maps)
             rootfs.MountIdmapped(image.LayerDirs, upper, work, rootDir, pod.UserNs, Path.Combine(dir, "idmap"), maps.Uid.HostId, maps.Gid.HostId);
         else
@@ -141,6 +151,7 @@ public sealed class ContainerController(
             StdinOnce = containerConfig.StdinOnce,
             Tty = containerConfig.Tty,
             Volume = volume,
+            LayerDir = layerDir,
         };
         imageUsage.MarkInUse(image.Id, id);
         containers.Add(record);
@@ -259,6 +270,7 @@ public sealed class ContainerController(
             if (containers.Find(c.Id) is null) return;
             rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
             if (c.Volume is not null) volumes.Release(c.Volume);
+            if (c.LayerDir is not null && Directory.Exists(c.LayerDir)) Directory.Delete(c.LayerDir, recursive: true);
             if (Directory.Exists(c.StateDir)) Directory.Delete(c.StateDir, recursive: true);
             containers.Delete(c.Id);
             imageUsage.Release(c.ImageId, c.Id);

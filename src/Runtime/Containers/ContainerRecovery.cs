@@ -13,7 +13,7 @@ namespace CriRuntime.Containers;
 /// Shim state dirs that belong to no container at all are killed and removed the same way.
 /// A recorded container's disk-quota volume that is not mounted (a reboot, whose loop devices are
 /// gone) is attached and mounted again from the image file its record names.</summary>
-public sealed partial class ContainerRecovery(CriRuntimeConfig config, ContainerStore containers, ShimRunner shims,
+public sealed partial class ContainerRecovery(CriRuntimeConfig config, ContainerStore containers, PodSandboxStore pods, ShimRunner shims,
     Storage.IWritableVolumes volumes, ILogger<ContainerRecovery> log)
 {
     private static readonly TimeSpan KillTimeout = TimeSpan.FromSeconds(30);
@@ -32,16 +32,17 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
                 LogSweepFailed(e, id);
             }
         }
-        foreach (var c in containers.All)
+        // Pods' volumes first: a container's image file may be inside its pod's.
+        foreach (var (id, volume) in pods.All.Select(p => (p.Id, p.Volume)).Concat(containers.All.Select(c => (c.Id, c.Volume))))
         {
-            if (c.Volume is null) continue;
+            if (volume is null) continue;
             try
             {
-                if (volumes.Reattach(c.Volume)) LogReattached(c.Volume.Image, c.Id);
+                if (volumes.Reattach(volume)) LogReattached(volume.Image, id);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                LogReattachFailed(e, c.Id);
+                LogReattachFailed(e, id);
             }
         }
         var known = containers.All.Select(c => c.StateDir).ToHashSet(StringComparer.Ordinal);
@@ -115,10 +116,10 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
     [LoggerMessage(EventId = 410, Level = LogLevel.Information, Message = "recovery: removed the {What} of half-created container {ContainerId}")]
     private partial void LogSwept(string what, string containerId);
 
-    [LoggerMessage(EventId = 412, Level = LogLevel.Information, Message = "recovery: reattached the disk-quota volume {Image} of container {ContainerId}")]
+    [LoggerMessage(EventId = 412, Level = LogLevel.Information, Message = "recovery: reattached the disk-quota volume {Image} of {ContainerId}")]
     private partial void LogReattached(string image, string containerId);
 
-    [LoggerMessage(EventId = 413, Level = LogLevel.Warning, Message = "recovery: could not reattach the disk-quota volume of container {ContainerId}")]
+    [LoggerMessage(EventId = 413, Level = LogLevel.Warning, Message = "recovery: could not reattach the disk-quota volume of {ContainerId}")]
     private partial void LogReattachFailed(Exception e, string containerId);
 
     [LoggerMessage(EventId = 411, Level = LogLevel.Warning, Message = "recovery: could not clean up half-created container {ContainerId}")]

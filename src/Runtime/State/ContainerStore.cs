@@ -49,6 +49,9 @@ public sealed record ContainerRecord
     /// <summary>The size-limited file system holding the writable layer (overlay upper and work
     /// dirs); null without a disk quota (they are then the container directory's upper and work).</summary>
     public Storage.WritableVolume? Volume { get; init; }
+    /// <summary>The directory holding the upper and work dirs when the pod's volume holds them and
+    /// the container has no volume of its own; null otherwise.</summary>
+    public string? LayerDir { get; init; }
 
     [JsonIgnore]
     public ContainerMetadata Metadata => new() { Name = Name, Attempt = Attempt };

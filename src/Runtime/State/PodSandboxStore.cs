@@ -49,6 +49,9 @@ public sealed record PodSandboxRecord
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public IReadOnlyDictionary<string, string> Annotations { get; init; } = new Dictionary<string, string>();
     public required string Dir { get; init; }
+    /// <summary>The volume every container's writable layer lives in when the pod has a disk
+    /// quota (disk-quota.criruntime.io/pod); null without one.</summary>
+    public Storage.WritableVolume? Volume { get; init; }
 
     [JsonIgnore]
     public PodSandboxMetadata Metadata => new() { Name = Name, Namespace = Namespace, Uid = Uid, Attempt = Attempt };

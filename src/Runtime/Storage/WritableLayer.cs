@@ -6,12 +6,13 @@ namespace CriRuntime.Storage;
 public static class WritableLayer
 {
     /// <summary>A disk-quota volume answers from its own accounting (statfs: blocks and inodes in
-    /// use, ext4's metadata included); without one the overlay upper dir is walked.</summary>
+    /// use, ext4's metadata included); without one the overlay upper dir is walked (also when it is
+    /// in the pod's volume, which the pod's containers share).</summary>
     public static (ulong Bytes, ulong Inodes) Usage(ContainerRecord c, string containerDir, IWritableVolumes volumes)
     {
         if (c.Volume is not null)
             return volumes.Usage(c.Volume) is { } u ? (u.UsedBytes, u.UsedInodes) : (0, 0);
-        return Containers.DiskUsage.Measure(Path.Combine(containerDir, "upper"));
+        return Containers.DiskUsage.Measure(Path.Combine(c.LayerDir ?? containerDir, "upper"));
     }
 }
 

@@ -19,9 +19,9 @@ public interface IWritableVolumes
 {
     /// <summary>The backend's name as Status reports it.</summary>
     string Backend { get; }
-    /// <summary>A volume of <paramref name="sizeBytes"/> for the container whose directory is
-    /// <paramref name="dir"/>, mounted; nothing is left behind when this throws.</summary>
-    WritableVolume Create(string dir, ulong sizeBytes);
+    /// <summary>A volume of <paramref name="sizeBytes"/>: the image file <paramref name="image"/>
+    /// mounted on <paramref name="mountPoint"/>; nothing is left behind when this throws.</summary>
+    WritableVolume Create(string image, string mountPoint, ulong sizeBytes);
     /// <summary>Attaches and mounts a recorded volume again unless it is mounted (after a
     /// reboot, or a crash between attach and mount). True when it had to.</summary>
     bool Reattach(WritableVolume volume);
@@ -49,10 +49,11 @@ public sealed partial class FileVolumes(CriRuntimeConfig config, IHostKernel ker
 
     public string TemplateDir => Path.Combine(config.Root, "volumes", "templates");
 
-    public WritableVolume Create(string dir, ulong sizeBytes)
+    public WritableVolume Create(string image, string mountPoint, ulong sizeBytes)
     {
         var template = Template(sizeBytes);
-        var volume = new WritableVolume(Path.Combine(dir, ImageName), Path.Combine(dir, MountName), sizeBytes);
+        var volume = new WritableVolume(image, mountPoint, sizeBytes);
+        Directory.CreateDirectory(Path.GetDirectoryName(image)!);
         try
         {
             kernel.CopySparse(template, volume.Image, sizeBytes);

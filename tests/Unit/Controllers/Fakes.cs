@@ -232,14 +232,15 @@ public sealed class FakeVolumes(StepLog log) : CriRuntime.Storage.IWritableVolum
 {
     public string Backend => "fake";
 
-    public CriRuntime.Storage.WritableVolume Create(string dir, ulong sizeBytes)
+    public CriRuntime.Storage.WritableVolume Create(string image, string mountPoint, ulong sizeBytes)
     {
-        log.Do($"volume create {sizeBytes}", $"volume {dir}");
-        return new CriRuntime.Storage.WritableVolume(Path.Combine(dir, "volume.img"), Path.Combine(dir, "volume"), sizeBytes);
+        log.Do($"volume create {sizeBytes}", $"volume {image}");
+        Directory.CreateDirectory(mountPoint);
+        return new CriRuntime.Storage.WritableVolume(image, mountPoint, sizeBytes);
     }
 
     public bool Reattach(CriRuntime.Storage.WritableVolume volume) => false;
-    public void Release(CriRuntime.Storage.WritableVolume volume) => log.Undo("volume release", $"volume {Path.GetDirectoryName(volume.Image)}");
+    public void Release(CriRuntime.Storage.WritableVolume volume) => log.Undo("volume release", $"volume {volume.Image}");
     public void Unmount(string mountPoint) { }
     public CriRuntime.Kernel.FsUsage? Usage(CriRuntime.Storage.WritableVolume volume) => null;
 }
@@ -289,6 +290,7 @@ public sealed class ControllerFixture : IDisposable
     public FakeExits Exits { get; }
     public ContainerEvents Events { get; } = new();
     public ContainerController ContainerController { get; }
+    public FakeVolumes Volumes { get; }
     public PodSandboxController PodController { get; }
 
     public ControllerFixture()
@@ -299,11 +301,12 @@ public sealed class ControllerFixture : IDisposable
         Directory.CreateDirectory(Path.Combine(Root, "layer"));
         Images = new FakeImages(Path.Combine(Root, "layer"));
         PodInit = new FakePodInit(Log);
+        Volumes = new FakeVolumes(Log);
         Shims = new FakeShims(Log);
         Exits = new FakeExits(Containers, Log);
-        ContainerController = new ContainerController(Config, Containers, Images, Usage, Shims, new FakeRootfs(Log), new FakeVolumes(Log), Events, Exits,
+        ContainerController = new ContainerController(Config, Containers, Images, Usage, Shims, new FakeRootfs(Log), Volumes, Events, Exits,
             TimeProvider.System, NullLogger<ContainerController>.Instance);
-        PodController = new PodSandboxController(Config, Pods, ContainerController, new FakeNamespaces(Log), PodInit, new FakeNetwork(Log),
+        PodController = new PodSandboxController(Config, Pods, ContainerController, Volumes, new FakeNamespaces(Log), PodInit, new FakeNetwork(Log),
             new FakeCgroups(Log), TimeProvider.System, NullLogger<PodSandboxController>.Instance);
     }
 

@@ -32,7 +32,7 @@ public sealed class FileVolumesTests : IDisposable
     [Fact]
     public void Create_CopiesTheTemplate_AttachesALoopDeviceWithDirectIoAndAutoclear_AndMountsIt()
     {
-        var v = _volumes.Create(_dir, Size);
+        var v = _volumes.Create(Path.Combine(_dir, "volume.img"), Path.Combine(_dir, "volume"), Size);
 
         Assert.Equal(
         [
@@ -50,7 +50,7 @@ public sealed class FileVolumesTests : IDisposable
     {
         _kernel.Types["/dev/loop7"] = null;
 
-        _volumes.Create(_dir, Size);
+        _volumes.Create(Path.Combine(_dir, "volume.img"), Path.Combine(_dir, "volume"), Size);
 
         Assert.Contains($"mknod /dev/loop7 {Convert.ToString(Libc.S_IFBLK | 0x1B0, 8)} {FileVolumes.MakeDev(7, 7)}", _kernel.Calls);
     }
@@ -61,7 +61,7 @@ public sealed class FileVolumesTests : IDisposable
         _kernel.Failures["mount"] = Errno.EINVAL;
         File.WriteAllText(Path.Combine(_dir, "volume.img"), "copied");
 
-        Assert.Throws<KernelException>(() => _volumes.Create(_dir, Size));
+        Assert.Throws<KernelException>(() => _volumes.Create(Path.Combine(_dir, "volume.img"), Path.Combine(_dir, "volume"), Size));
 
         Assert.False(File.Exists(Path.Combine(_dir, "volume.img")));
     }
