@@ -111,6 +111,35 @@ public class DiskQuotaTests(RegistryWithImages fixture)
     }
 
     [Fact]
+    public async Task PodQuota_TwoContainersTogetherCannotPassIt_AndRemovalLeavesNothing()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        var image = _registry.Image("busybox");
+        var pod = PodConfig("podquota");
+        pod.Annotations["disk-quota.criruntime.io/pod"] = "128Mi";
+        using (var c = d.Client())
+        {
+            await c.PullAsync(image);
+            var podId = await c.RunPodAsync(pod);
+            var a = await c.StartNewAsync(podId, pod, Container("a", image, "sleep", "3600"));
+            var b = await c.StartNewAsync(podId, pod, Container("b", image, "sleep", "3600"));
+
+            var first = await WriteAsync(c, a, "/big", 100);
+            Assert.Equal(0, first.Code);
+            var second = await WriteAsync(c, b, "/big", 100);
+            Assert.NotEqual(0, second.Code);
+            Assert.Contains("No space left on device", second.Stderr);
+            Assert.InRange(first.Bytes + second.Bytes, 112 * MiB, 128 * MiB); // less ext4 metadata (~8 %)
+
+            await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+        }
+        Assert.DoesNotContain(File.ReadLines("/proc/self/mountinfo"), l => l.Split(' ')[4].StartsWith(d.Root, StringComparison.Ordinal));
+        Assert.DoesNotContain(Leaks.LoopDevices(), l => l.BackingFile.StartsWith(d.Dir, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task InvalidQuotaAnnotation_IsInvalidArgumentNamingIt()
     {
         using var d = new DaemonProcess();
