@@ -113,6 +113,16 @@ public sealed class ContainerController(
             PidsLimit = config.Runtime.PidsLimit,
             RuntimeCapabilities = RuntimeCapabilities.Bounding,
         });
+        // io.max (unified map, then the pod's io-limit annotation) as blockIO throttles; rootfs is
+        // the volume's loop device.
+        spec = spec with
+        {
+            Linux = spec.Linux! with
+            {
+                Resources = Storage.IoLimits.Apply(spec.Linux.Resources, "config.linux.resources.unified", containerConfig.Metadata.Name,
+                    podConfig.Annotations, d => IoDevice(d, volume)),
+            },
+        };
         // Read by the shim now and by ContainerRecovery after a daemon crash, never after a reboot
         // (the container is gone then): atomic, not durable.
         AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec), durable: false);
@@ -160,6 +170,15 @@ public sealed class ContainerController(
         // Watched from now on: a shim that dies before StartContainer leaves an exited container.
         exits.Watch(record);
         return id;
+    }
+
+    /// <summary>The major:minor of a block device path, or of the container's loop device for
+    /// "rootfs"; null when there is no such block device.</summary>
+    internal static (long Major, long Minor)? IoDevice(string device, Storage.WritableVolume? volume)
+    {
+        var path = device == "rootfs" ? volume?.Device : device;
+        if (string.IsNullOrEmpty(path)) return null;
+        return Interop.Libc.DeviceInfo(path) is { } d && (d.Mode & Interop.Libc.S_IFMT) == Interop.Libc.S_IFBLK ? (d.Major, d.Minor) : null;
     }
 
     /// <summary>pid TARGET: the running container of the same pod whose pid namespace to join,

@@ -33,12 +33,16 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
             }
         }
         // Pods' volumes first: a container's image file may be inside its pod's.
-        foreach (var (id, volume) in pods.All.Select(p => (p.Id, p.Volume)).Concat(containers.All.Select(c => (c.Id, c.Volume))))
+        foreach (var (id, volume, isPod) in pods.All.Select(p => (p.Id, p.Volume, true)).Concat(containers.All.Select(c => (c.Id, c.Volume, false))))
         {
             if (volume is null) continue;
             try
             {
-                if (volumes.Reattach(volume)) LogReattached(volume.Image, id);
+                if (volumes.Reattach(volume) is not { } attached) continue;
+                // On a new loop device: the record says which, for io limits on rootfs.
+                if (isPod) pods.Update(id, p => p with { Volume = attached });
+                else containers.Update(id, c => c with { Volume = attached });
+                LogReattached(volume.Image, id);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {

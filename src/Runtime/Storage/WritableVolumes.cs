@@ -9,6 +9,8 @@ namespace CriRuntime.Storage;
 /// mounted (the overlay's upper and work dirs are below) and its size, the quota.</summary>
 public sealed record WritableVolume(string Image, string MountPoint, ulong SizeBytes)
 {
+    /// <summary>The loop device it is attached to ("/dev/loop3"), as of the last attach.</summary>
+    public string Device { get; init; } = "";
     public string Upper => Path.Combine(MountPoint, "upper");
     public string Work => Path.Combine(MountPoint, "work");
 }
@@ -23,8 +25,9 @@ public interface IWritableVolumes
     /// mounted on <paramref name="mountPoint"/>; nothing is left behind when this throws.</summary>
     WritableVolume Create(string image, string mountPoint, ulong sizeBytes);
     /// <summary>Attaches and mounts a recorded volume again unless it is mounted (after a
-    /// reboot, or a crash between attach and mount). True when it had to.</summary>
-    bool Reattach(WritableVolume volume);
+    /// reboot, or a crash between attach and mount): the volume on its new device, or null when
+    /// nothing had to be done.</summary>
+    WritableVolume? Reattach(WritableVolume volume);
     /// <summary>Unmounts (the loop device detaches itself) and deletes the image. Idempotent.</summary>
     void Release(WritableVolume volume);
     /// <summary>Unmounts whatever is mounted at <paramref name="mountPoint"/>; nothing mounted is fine.</summary>
@@ -57,7 +60,7 @@ public sealed partial class FileVolumes(CriRuntimeConfig config, IHostKernel ker
         try
         {
             kernel.CopySparse(template, volume.Image, sizeBytes);
-            Attach(volume);
+            volume = volume with { Device = Attach(volume) };
         }
         catch
         {
@@ -71,7 +74,7 @@ public sealed partial class FileVolumes(CriRuntimeConfig config, IHostKernel ker
 
     /// <summary>A free loop device with the image behind it, mounted. Another process may take the
     /// device between LOOP_CTL_GET_FREE and LOOP_CONFIGURE (EBUSY): then the next free one.</summary>
-    private void Attach(WritableVolume volume)
+    private string Attach(WritableVolume volume)
     {
         for (var attempt = 0; ; attempt++)
         {
@@ -90,15 +93,14 @@ public sealed partial class FileVolumes(CriRuntimeConfig config, IHostKernel ker
                 kernel.Mount(device, volume.MountPoint, "ext4", Libc.MS_NOATIME, "noinit_itable");
             }
             LogAttached(volume.Image, device, volume.MountPoint);
-            return;
+            return device;
         }
     }
 
-    public bool Reattach(WritableVolume volume)
+    public WritableVolume? Reattach(WritableVolume volume)
     {
-        if (Usage(volume) is not null || !File.Exists(volume.Image)) return false;
-        Attach(volume);
-        return true;
+        if (Usage(volume) is not null || !File.Exists(volume.Image)) return null;
+        return volume with { Device = Attach(volume) };
     }
 
     public void Release(WritableVolume volume)

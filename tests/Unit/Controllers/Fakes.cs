@@ -236,10 +236,10 @@ public sealed class FakeVolumes(StepLog log) : CriRuntime.Storage.IWritableVolum
     {
         log.Do($"volume create {sizeBytes}", $"volume {image}");
         Directory.CreateDirectory(mountPoint);
-        return new CriRuntime.Storage.WritableVolume(image, mountPoint, sizeBytes);
+        return new CriRuntime.Storage.WritableVolume(image, mountPoint, sizeBytes) { Device = "/dev/loop7" };
     }
 
-    public bool Reattach(CriRuntime.Storage.WritableVolume volume) => false;
+    public CriRuntime.Storage.WritableVolume? Reattach(CriRuntime.Storage.WritableVolume volume) => null;
     public void Release(CriRuntime.Storage.WritableVolume volume) => log.Undo("volume release", $"volume {volume.Image}");
     public void Unmount(string mountPoint) { }
     public CriRuntime.Kernel.FsUsage? Usage(CriRuntime.Storage.WritableVolume volume) => null;

@@ -41,7 +41,7 @@ public sealed class FileVolumesTests : IDisposable
             $"ioctl /dev/loop7 LOOP_CONFIGURE {_dir}/volume.img autoclear|direct_io",
             $"mount /dev/loop7 {_dir}/volume ext4 0x400 noinit_itable",
         ], _kernel.Calls);
-        Assert.Equal(new WritableVolume($"{_dir}/volume.img", $"{_dir}/volume", Size), v);
+        Assert.Equal(new WritableVolume($"{_dir}/volume.img", $"{_dir}/volume", Size) { Device = "/dev/loop7" }, v);
         Assert.Equal(_volumes.TemplateSizes(), [Size]);
     }
 
@@ -112,12 +112,12 @@ public sealed class FileVolumesTests : IDisposable
         File.WriteAllText(v.Image, "");
         _kernel.FileSystems[v.MountPoint] = new FsUsage(FsUsage.Ext4Magic, 1UL << 40, 1UL << 39, 1 << 24, 1 << 23);
 
-        Assert.True(_volumes.Reattach(v));
+        Assert.Equal("/dev/loop7", _volumes.Reattach(v)?.Device);
         Assert.Contains($"mount /dev/loop7 {v.MountPoint} ext4 0x400 noinit_itable", _kernel.Calls);
 
         _kernel.Calls.Clear();
         _kernel.FileSystems[v.MountPoint] = new FsUsage(FsUsage.Ext4Magic, Size, Size / 2, 16384, 16000);
-        Assert.False(_volumes.Reattach(v));
+        Assert.Null(_volumes.Reattach(v));
         Assert.Empty(_kernel.Calls);
     }
 }
