@@ -59,6 +59,35 @@ public class IoLimitTests(RegistryWithImages fixture)
     }
 
     [Fact]
+    public async Task ReadBpsAndWriteIopsLimitsOnRootfs_Throttle()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("iolimitread");
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.StartNewAsync(podId, pod, Limited(Container("app", image, "sleep", "3600"), "rootfs rbps=2097152 wiops=100"));
+
+        // 20 writes of 1 MiB: the IOPS limit hardly shows; then 20 MiB read back, direct: ~10 s.
+        Assert.True(await DirectWriteAsync(c, id, "/a") < 4);
+        var watch = Stopwatch.StartNew();
+        var read = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "dd", "if=/a", "of=/dev/null", "bs=1048576", "iflag=direct" }, Timeout = 60 });
+        Assert.True(read.ExitCode == 0, read.Stderr.ToStringUtf8());
+        Assert.InRange(watch.Elapsed.TotalSeconds, 8.5, 12.5);
+
+        // 1000 direct writes of 4 KiB at 100 IOPS: ~10 s.
+        watch.Restart();
+        var small = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "dd", "if=/dev/zero", "of=/b", "bs=4096", "count=1000", "oflag=direct" }, Timeout = 60 });
+        Assert.True(small.ExitCode == 0, small.Stderr.ToStringUtf8());
+        Assert.InRange(watch.Elapsed.TotalSeconds, 8.5, 12.5);
+
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
+    [Fact]
     public async Task RootfsLimit_WithoutADiskQuota_IsInvalidArgumentNamingTheKey()
     {
         using var d = new DaemonProcess();
