@@ -98,6 +98,18 @@ internal sealed class ConfigLeaves
         return v;
     }
 
+    /// <summary>A size in bytes: a string quantity ("512Mi", "1G") or an integer; 0, or at least <paramref name="min"/>.</summary>
+    public ulong Size(string[] path, ulong dflt, ulong min)
+    {
+        if (!TryGet(path, out var leaf)) return dflt;
+        ulong bytes;
+        if (leaf.Value is long n && n >= 0) bytes = (ulong)n;
+        else if (leaf.Value is not string text || !Storage.Quantity.TryParse(text, out bytes))
+            throw Bad(leaf, $"must be a size such as \"512Mi\", not {Describe(leaf.Value)}");
+        if (bytes != 0 && bytes < min) throw Bad(leaf, $"{bytes} bytes is below the smallest, {min}");
+        return bytes;
+    }
+
     public bool Bool(string[] path, bool dflt)
     {
         if (!TryGet(path, out var leaf)) return dflt;

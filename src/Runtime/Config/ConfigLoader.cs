@@ -110,6 +110,10 @@ public static class ConfigLoader
                 Proc = c.Bool(["partition_view", "proc"], defaults.PartitionView.Proc),
                 LxcfsPath = c.AbsolutePathOrEmpty(["partition_view", "lxcfs_path"], defaults.PartitionView.LxcfsPath),
             },
+            Storage = new StorageSection
+            {
+                RootfsQuota = c.Size(["storage", "rootfs_quota"], defaults.Storage.RootfsQuota, Storage.DiskQuota.MinimumBytes),
+            },
         };
         if (o.LogLevel is not null && !LogLevels.Contains(o.LogLevel))
             throw new ConfigException($"--log-level: '{o.LogLevel}' is not one of {string.Join(", ", LogLevels)}");

@@ -50,6 +50,8 @@ public static class ConfigWriter
         sb.AppendLine().AppendLine("[partition_view]");
         Kv(sb, "proc", c.PartitionView.Proc ? "true" : "false");
         Kv(sb, "lxcfs_path", Str(c.PartitionView.LxcfsPath));
+        sb.AppendLine().AppendLine("[storage]");
+        Kv(sb, "rootfs_quota", Str(c.Storage.RootfsQuota.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         return sb.ToString();
     }
 

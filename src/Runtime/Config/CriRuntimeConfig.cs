@@ -21,6 +21,7 @@ public sealed record CriRuntimeConfig
     public StreamingSection Streaming { get; init; } = new();
     public CheckpointSection Checkpoint { get; init; } = new();
     public PartitionViewSection PartitionView { get; init; } = new();
+    public StorageSection Storage { get; init; } = new();
 }
 
 public sealed record RuntimeSection
@@ -110,4 +111,12 @@ public sealed record PartitionViewSection
     public bool Proc { get; init; }
     /// <summary>The lxcfs binary; empty: lxcfs on the PATH (Debian's package: /usr/bin/lxcfs).</summary>
     public string LxcfsPath { get; init; } = "";
+}
+
+/// <summary>[storage]: containers' writable layers (docs/storage.md).</summary>
+public sealed record StorageSection
+{
+    /// <summary>rootfs_quota: the size every container's writable layer is limited to unless its
+    /// annotations say otherwise, in bytes ("512Mi" in the file); 0 for none.</summary>
+    public ulong RootfsQuota { get; init; }
 }

@@ -23,6 +23,7 @@ public sealed class ContainerController(
     IImageUsage imageUsage,
     IShimRunner shims,
     IContainerRootfs rootfs,
+    Storage.IWritableVolumes volumes,
     ContainerEvents events,
     IContainerExits exits,
     TimeProvider clock,
@@ -62,14 +63,33 @@ public sealed class ContainerController(
         // Below the pod's cgroup as recorded when the pod was made.
         var cgroupsPath = $"{pod.CgroupPath}/{id}";
 
+        var quota = Storage.DiskQuota.ForContainer(config.Storage.RootfsQuota, containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations);
+
         await using var undo = new Rollback(log, $"CreateContainer {containerConfig.Metadata.Name} in {pod.Id}");
         Directory.CreateDirectory(bundle);
         undo.Add("remove container dir", () => Directory.Delete(dir, recursive: true));
+        Storage.WritableVolume? volume = null;
+        string? layerDir = null;
+        if (quota > 0)
+        {
+            // In a pod with a volume the image file is inside it (its blocks count to the pod's
+            // quota); the container's volume is then no larger than the pod's.
+            var volumeImage = pod.Volume is { } pv ? Path.Combine(pv.MountPoint, "containers", id + ".img") : Path.Combine(dir, Storage.FileVolumes.ImageName);
+            volume = volumes.Create(volumeImage, Path.Combine(dir, Storage.FileVolumes.MountName), pod.Volume is { } p ? Math.Min(quota, p.SizeBytes) : quota);
+            undo.Add("release writable volume", () => volumes.Release(volume));
+        }
+        else if (pod.Volume is { } pv)
+        {
+            layerDir = Path.Combine(pv.MountPoint, "layers", id);
+            Directory.CreateDirectory(layerDir);
+            undo.Add("remove layer dir", () => Directory.Delete(layerDir, recursive: true));
+        }
+        var upper = volume?.Upper ?? Path.Combine(layerDir ?? dir, "upper");
+        var work = volume?.Work ?? Path.Combine(layerDir ?? dir, "work");
         if (pod.UserNs is not null && Pods.PodUserNamespace.Validate(podConfig.Linux?.SecurityContext?.NamespaceOptions?.UsernsOptions) is { } maps)
-            rootfs.MountIdmapped(image.LayerDirs, Path.Combine(dir, "upper"), Path.Combine(dir, "work"), rootDir, pod.UserNs, Path.Combine(dir, "idmap"),
-                maps.Uid.HostId, maps.Gid.HostId);
+            rootfs.MountIdmapped(image.LayerDirs, upper, work, rootDir, pod.UserNs, Path.Combine(dir, "idmap"), maps.Uid.HostId, maps.Gid.HostId);
         else
-            rootfs.Mount(image.LayerDirs, Path.Combine(dir, "upper"), Path.Combine(dir, "work"), rootDir);
+            rootfs.Mount(image.LayerDirs, upper, work, rootDir);
         undo.Add("unmount rootfs", () => rootfs.Unmount(rootDir));
 
         var sc = containerConfig.Linux?.SecurityContext;
@@ -99,6 +119,16 @@ public sealed class ContainerController(
             ProcView = procViewMount,
             RuntimeCapabilities = RuntimeCapabilities.Bounding,
         });
+        // io.max (unified map, then the pod's io-limit annotation) as blockIO throttles; rootfs is
+        // the volume's loop device.
+        spec = spec with
+        {
+            Linux = spec.Linux! with
+            {
+                Resources = Storage.IoLimits.Apply(spec.Linux.Resources, "config.linux.resources.unified", containerConfig.Metadata.Name,
+                    podConfig.Annotations, d => IoDevice(d, volume)),
+            },
+        };
         // Read by the shim now and by ContainerRecovery after a daemon crash, never after a reboot
         // (the container is gone then): atomic, not durable.
         AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec), durable: false);
@@ -139,6 +169,8 @@ public sealed class ContainerController(
             Mounts = [.. containerConfig.Mounts.Select(MountRecord.From)],
             Resources = ResourcesRecord.From(containerConfig.Linux?.Resources),
             UserSpecifiedImage = containerConfig.Image?.UserSpecifiedImage ?? "",
+            Volume = volume,
+            LayerDir = layerDir,
         };
         imageUsage.MarkInUse(image.Id, id);
         containers.Add(record);
@@ -147,6 +179,15 @@ public sealed class ContainerController(
         // Watched from now on: a shim that dies before StartContainer leaves an exited container.
         exits.Watch(record);
         return id;
+    }
+
+    /// <summary>The major:minor of a block device path, or of the container's loop device for
+    /// "rootfs"; null when there is no such block device.</summary>
+    internal static (long Major, long Minor)? IoDevice(string device, Storage.WritableVolume? volume)
+    {
+        var path = device == "rootfs" ? volume?.Device : device;
+        if (string.IsNullOrEmpty(path)) return null;
+        return Interop.Libc.DeviceInfo(path) is { } d && (d.Mode & Interop.Libc.S_IFMT) == Interop.Libc.S_IFBLK ? (d.Major, d.Minor) : null;
     }
 
     /// <summary>pid TARGET: the running container of the same pod whose pid namespace to join,
@@ -256,6 +297,8 @@ public sealed class ContainerController(
         {
             if (containers.Find(c.Id) is null) return;
             rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
+            if (c.Volume is not null) volumes.Release(c.Volume);
+            if (c.LayerDir is not null && Directory.Exists(c.LayerDir)) Directory.Delete(c.LayerDir, recursive: true);
             if (Directory.Exists(c.StateDir)) Directory.Delete(c.StateDir, recursive: true);
             containers.Delete(c.Id);
             imageUsage.Release(c.ImageId, c.Id);

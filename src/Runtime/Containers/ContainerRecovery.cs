@@ -10,8 +10,11 @@ namespace CriRuntime.Containers;
 /// created-but-never-started container under its shim, its state dir &lt;state&gt;/c/&lt;id[..20]&gt;,
 /// its cgroup) is half-made: the shim's container is killed, the cgroup named in the bundle's
 /// config.json removed, the rootfs unmounted and both directories deleted, each step logged.
-/// Shim state dirs that belong to no container at all are killed and removed the same way.</summary>
-public sealed partial class ContainerRecovery(CriRuntimeConfig config, ContainerStore containers, ShimRunner shims, ILogger<ContainerRecovery> log)
+/// Shim state dirs that belong to no container at all are killed and removed the same way.
+/// A recorded container's disk-quota volume that is not mounted (a reboot, whose loop devices are
+/// gone) is attached and mounted again from the image file its record names.</summary>
+public sealed partial class ContainerRecovery(CriRuntimeConfig config, ContainerStore containers, PodSandboxStore pods, ShimRunner shims,
+    Storage.IWritableVolumes volumes, ILogger<ContainerRecovery> log)
 {
     private static readonly TimeSpan KillTimeout = TimeSpan.FromSeconds(30);
 
@@ -27,6 +30,23 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 LogSweepFailed(e, id);
+            }
+        }
+        // Pods' volumes first: a container's image file may be inside its pod's.
+        foreach (var (id, volume, isPod) in pods.All.Select(p => (p.Id, p.Volume, true)).Concat(containers.All.Select(c => (c.Id, c.Volume, false))))
+        {
+            if (volume is null) continue;
+            try
+            {
+                if (volumes.Reattach(volume) is not { } attached) continue;
+                // On a new loop device: the record says which, for io limits on rootfs.
+                if (isPod) pods.Update(id, p => p with { Volume = attached });
+                else containers.Update(id, c => c with { Volume = attached });
+                LogReattached(volume.Image, id);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LogReattachFailed(e, id);
             }
         }
         var known = containers.All.Select(c => c.StateDir).ToHashSet(StringComparer.Ordinal);
@@ -61,6 +81,14 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
             RootfsMount.Unmount(rootfs);
             LogSwept("rootfs mount", id);
         }
+        // Before the directory is deleted: a recursive delete would empty a mounted volume and
+        // then fail on its mount point.
+        var volume = Path.Combine(dir, Storage.FileVolumes.MountName);
+        if (Directory.Exists(volume))
+        {
+            volumes.Unmount(volume);
+            LogSwept("disk-quota volume", id);
+        }
         Directory.Delete(dir, recursive: true);
         LogSwept("directory", id);
     }
@@ -91,6 +119,12 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
 
     [LoggerMessage(EventId = 410, Level = LogLevel.Information, Message = "recovery: removed the {What} of half-created container {ContainerId}")]
     private partial void LogSwept(string what, string containerId);
+
+    [LoggerMessage(EventId = 412, Level = LogLevel.Information, Message = "recovery: reattached the disk-quota volume {Image} of {ContainerId}")]
+    private partial void LogReattached(string image, string containerId);
+
+    [LoggerMessage(EventId = 413, Level = LogLevel.Warning, Message = "recovery: could not reattach the disk-quota volume of {ContainerId}")]
+    private partial void LogReattachFailed(Exception e, string containerId);
 
     [LoggerMessage(EventId = 411, Level = LogLevel.Warning, Message = "recovery: could not clean up half-created container {ContainerId}")]
     private partial void LogSweepFailed(Exception e, string containerId);

@@ -37,11 +37,11 @@ public sealed partial class CriRuntimeService
             stats.Io = Io(s, now);
             stats.Swap = new SwapUsage { Timestamp = now, SwapUsageBytes = new UInt64Value { Value = s.SwapUsageBytes } };
         }
-        var (bytes, inodes) = Containers.DiskUsage.Measure(Path.Combine(_containers.ContainerDir(c.Id), "upper"));
+        var (bytes, inodes) = Storage.WritableLayer.Usage(c, _containers.ContainerDir(c.Id), _volumes);
         stats.WritableLayer = new FilesystemUsage
         {
             Timestamp = now,
-            FsId = new FilesystemIdentifier { Mountpoint = _containers.ContainerDir(c.Id) },
+            FsId = new FilesystemIdentifier { Mountpoint = c.Volume?.MountPoint ?? _containers.ContainerDir(c.Id) },
             UsedBytes = new UInt64Value { Value = bytes },
             InodesUsed = new UInt64Value { Value = inodes },
         };

@@ -17,7 +17,8 @@ public sealed partial class CriImageService(
     ImageUsage usage,
     ImageFsUsage fsUsage,
     ContentStore content,
-    State.ContainerStore containers) : ImageService.ImageServiceBase
+    State.ContainerStore containers,
+    Storage.IWritableVolumes volumes) : ImageService.ImageServiceBase
 {
     private readonly ImagePuller _puller = puller;
     private readonly ImageStore _images = images;
@@ -27,6 +28,7 @@ public sealed partial class CriImageService(
     private readonly ImageFsUsage _fsUsage = fsUsage;
     private readonly ContentStore _content = content;
     private readonly State.ContainerStore _containers = containers;
+    private readonly Storage.IWritableVolumes _volumes = volumes;
 
     /// <summary>The CRI view of a stored image. uid/username come from the config's User
     /// ("uid[:gid]" gives uid, a name gives username), as the kubelet's runAsNonRoot check expects.</summary>

@@ -21,6 +21,7 @@ public sealed partial class CriRuntimeService(
     Containers.ShimRunner shims,
     Containers.ContainerEvents events,
     StreamServerClient streaming,
+    Storage.IWritableVolumes volumes,
     TimeProvider clock,
     ILogger<CriRuntimeService> log,
     PartitionView.Lxcfs? lxcfs = null) : RuntimeService.RuntimeServiceBase
@@ -42,6 +43,8 @@ public sealed partial class CriRuntimeService(
     private readonly Images.IImageResolver _images = images;
     private readonly Containers.ShimRunner _shims = shims;
     private readonly Containers.ContainerEvents _events = events;
+    /// <summary>Disk-quota volumes: writable-layer usage from their own accounting, the backend for Status.</summary>
+    private readonly Storage.IWritableVolumes _volumes = volumes;
     private readonly StreamServerClient _streaming = streaming;
     private readonly TimeProvider _clock = clock;
 

@@ -40,9 +40,16 @@ public sealed partial class CriRuntimeService
             response.Info["criu"] = JsonSerializer.Serialize(await CriuTool.InfoAsync(), StatusJson.Default.CriuInfo);
             // The partition /proc view: lxcfs's binary, mount, health (docs/partition-view.md).
             if (_lxcfs is not null) response.Info["lxcfs"] = JsonSerializer.Serialize(_lxcfs.Info(), PartitionView.LxcfsJson.Default.LxcfsInfo);
+            // Disk quotas: the backend and the sizes in use (docs/storage.md).
+            response.Info["storage"] = JsonSerializer.Serialize(StorageInfo(), StatusJson.Default.StorageInfo);
         }
         return response;
     }
+
+    private Storage.StorageInfo StorageInfo() => new(
+        _volumes.Backend,
+        _config.Storage.RootfsQuota,
+        [.. _containers.All.Where(c => c.Volume is not null).Select(c => new Storage.VolumeInfo(c.Id, c.Volume!.SizeBytes, c.Volume.MountPoint))]);
 
     /// <summary>"" (the default, as the kubelet names it), its alias, then the configured ones.</summary>
     private IEnumerable<string> HandlerNames() => ["", Config.RuntimeSection.DefaultHandler, .. _config.Runtime.Handlers.Keys];

@@ -9,4 +9,5 @@ namespace CriRuntime.Cri;
 [JsonSerializable(typeof(CriRuntimeConfig))]
 [JsonSerializable(typeof(CniStatus))]
 [JsonSerializable(typeof(Checkpoint.CriuInfo))]
+[JsonSerializable(typeof(Storage.StorageInfo))]
 internal sealed partial class StatusJson : JsonSerializerContext;

@@ -21,8 +21,13 @@ public sealed partial class CriRuntimeService
             c = _containers.Find(c.Id) ?? throw Fail.NotFound($"container {request.ContainerId} not found");
             if (c.State is ContainerPhase.Exited or ContainerPhase.Unknown)
                 throw Fail.FailedPrecondition($"container {c.Id} is not running");
+            // io.max entries (and the pod's io-limit annotation) become blockIO throttles, rootfs
+            // the container's loop device (docs/storage.md).
+            var record = c;
+            var resources = Storage.IoLimits.Apply(SpecBuilder.Resources(request.Linux), "linux.unified", c.Name,
+                _pods.Find(c.PodId)?.Annotations ?? new Dictionary<string, string>(), d => ContainerController.IoDevice(d, record.Volume))!;
             // The shim owns the container's cgroup and bundle: it writes both (docs/shim-protocol.md).
-            await _shims.UpdateResourcesAsync(c.Id, c.StateDir, SpecBuilder.Resources(request.Linux)!, context.CancellationToken);
+            await _shims.UpdateResourcesAsync(c.Id, c.StateDir, resources, context.CancellationToken);
             _containers.Update(c.Id, r => r with { Resources = ResourcesRecord.From(request.Linux) });
         }
         return new UpdateContainerResourcesResponse();

@@ -79,4 +79,69 @@ public sealed class HostKernel : IHostKernel
         Errno.Check(Libc.Fchdir(dir.Fd), "fchdir", what);
         Errno.Check(Libc.Chroot("."), "chroot", what);
     }
+
+    public int LoopGetFree()
+    {
+        using var control = FdHandle.Open("/dev/loop-control", Libc.O_RDWR);
+        var n = Libc.IoctlInt(control.Fd, Libc.LOOP_CTL_GET_FREE, 0);
+        if (n < 0) throw Errno.Last("ioctl(LOOP_CTL_GET_FREE)", "/dev/loop-control");
+        return n;
+    }
+
+    public unsafe FdHandle LoopConfigure(string device, string backingFile, bool directIo)
+    {
+        using var backing = FdHandle.Open(backingFile, Libc.O_RDWR);
+        var loop = FdHandle.Open(device, Libc.O_RDWR);
+        var config = new Libc.LoopConfig
+        {
+            Fd = (uint)backing.Fd,
+            InfoFlags = Libc.LO_FLAGS_AUTOCLEAR | (directIo ? Libc.LO_FLAGS_DIRECT_IO : 0),
+        };
+        if (Libc.IoctlPtr(loop.Fd, Libc.LOOP_CONFIGURE, &config) < 0)
+        {
+            var e = Errno.Last("ioctl(LOOP_CONFIGURE)", $"{device} <- {backingFile}");
+            loop.Dispose();
+            throw e;
+        }
+        return loop;
+    }
+
+    public unsafe void CopySparse(string source, string target, ulong size)
+    {
+        using var src = FdHandle.Open(source, Libc.O_RDONLY);
+        using var dst = FdHandle.Open(target, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, 0x180);
+        long offset = 0;
+        while (true)
+        {
+            var data = Libc.Lseek(src.Fd, offset, Libc.SEEK_DATA);
+            if (data < 0)
+            {
+                if (Errno.Current == Libc.ENXIO) break; // no data past offset
+                throw Errno.Last("lseek(SEEK_DATA)", source);
+            }
+            var hole = Libc.Lseek(src.Fd, data, Libc.SEEK_HOLE);
+            if (hole < 0) throw Errno.Last("lseek(SEEK_HOLE)", source);
+            long inOff = data, outOff = data;
+            while (inOff < hole)
+            {
+                var n = Libc.CopyFileRange(src.Fd, &inOff, dst.Fd, &outOff, (nuint)(hole - inOff), 0);
+                if (n < 0)
+                {
+                    if (Errno.Current == Errno.EINTR) continue;
+                    throw Errno.Last("copy_file_range", $"{source} -> {target}");
+                }
+                if (n == 0) break;
+            }
+            offset = hole;
+        }
+        Errno.Check(Libc.Ftruncate(dst.Fd, (long)size), "ftruncate", target);
+    }
+
+    public unsafe FsUsage Statfs(string path)
+    {
+        Libc.StatFs s;
+        Errno.Check(Libc.Statfs(path, &s), "statfs", path);
+        var bsize = (ulong)s.Bsize;
+        return new FsUsage(s.Type, s.Blocks * bsize, s.Bfree * bsize, s.Files, s.Ffree);
+    }
 }

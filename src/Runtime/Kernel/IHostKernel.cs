@@ -43,4 +43,25 @@ public interface IHostKernel
     void SetMountAttributes(FdHandle tree, ulong attrs, string what);
     /// <summary>The calling thread's cwd to the directory <paramref name="dir"/>, then its root there.</summary>
     void ChrootTo(FdHandle dir, string what);
+
+    /// <summary>LOOP_CTL_GET_FREE on /dev/loop-control: the number of a free loop device.</summary>
+    int LoopGetFree();
+    /// <summary>LOOP_CONFIGURE: <paramref name="backingFile"/> behind <paramref name="device"/>,
+    /// autoclear (the device detaches itself when its last user, a mount or the returned handle,
+    /// lets go) and direct I/O when asked (no second copy in the page cache). The caller keeps the
+    /// handle until the device is mounted.</summary>
+    FdHandle LoopConfigure(string device, string backingFile, bool directIo);
+    /// <summary>Creates <paramref name="target"/> (it must not exist) as a sparse copy of
+    /// <paramref name="source"/>'s data extents, then sets its length to <paramref name="size"/>.</summary>
+    void CopySparse(string source, string target, ulong size);
+    /// <summary>statfs(2): the size and use of the file system holding <paramref name="path"/>.</summary>
+    FsUsage Statfs(string path);
+}
+
+/// <summary>What statfs(2) says of a file system, in bytes and inodes.</summary>
+public readonly record struct FsUsage(long Type, ulong TotalBytes, ulong FreeBytes, ulong Inodes, ulong FreeInodes)
+{
+    public const long Ext4Magic = 0xEF53;
+    public ulong UsedBytes => TotalBytes - FreeBytes;
+    public ulong UsedInodes => Inodes - FreeInodes;
 }

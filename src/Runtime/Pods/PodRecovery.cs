@@ -9,7 +9,7 @@ namespace CriRuntime.Pods;
 /// (namespace pins, pod inits and directories without a pod record, network attachments of
 /// pods that never got recorded), and pods whose pinned namespaces (or pod init) vanished (a
 /// reboot clears /run) are marked NotReady so the kubelet recreates them.</summary>
-public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore pods, CniNetwork network, ILogger<PodRecovery> log)
+public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore pods, CniNetwork network, Storage.IWritableVolumes volumes, ILogger<PodRecovery> log)
 {
     public async Task RunAsync(CancellationToken ct)
     {
@@ -57,6 +57,10 @@ public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore
         }
         foreach (var dir in pods.Orphans().ToList())
         {
+            // A half-made pod's disk-quota volume: unmounted first, or the delete would empty it
+            // and then fail on its mount point.
+            var volume = Path.Combine(dir, Storage.FileVolumes.MountName);
+            if (Directory.Exists(volume)) volumes.Unmount(volume);
             Directory.Delete(dir, recursive: true);
             LogSwept("pod directory", Path.GetFileName(dir));
         }

@@ -21,6 +21,7 @@ public sealed class PodSandboxController(
     CriRuntimeConfig config,
     PodSandboxStore pods,
     ContainerController containers,
+    Storage.IWritableVolumes volumes,
     IPodNamespaces namespaces,
     IPodInit podInit,
     IPodNetwork network,
@@ -52,10 +53,20 @@ public sealed class PodSandboxController(
         var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         // Decided once and recorded: later calls use the record, not the current cgroup_root.
         var cgroupPath = PodSandboxStore.CgroupPathFor(id, podConfig.Linux?.CgroupParent ?? "", config.Runtime.CgroupRoot);
+        var quota = Storage.DiskQuota.ForPod(podConfig.Annotations);
         await using var undo = new Rollback(log, $"RunPodSandbox {md.Namespace}/{md.Name}");
         var dir = pods.PodDir(id);
         Directory.CreateDirectory(dir);
         undo.Add("remove pod dir", () => Directory.Delete(dir, recursive: true));
+        // One volume for the whole pod: every container's writable layer is inside it (a
+        // container with a quota of its own has its image file there), so together they cannot
+        // pass the pod's quota, however they share it.
+        Storage.WritableVolume? volume = null;
+        if (quota > 0)
+        {
+            volume = volumes.Create(Path.Combine(dir, Storage.FileVolumes.ImageName), Path.Combine(dir, Storage.FileVolumes.MountName), quota);
+            undo.Add("release pod volume", () => volumes.Release(volume));
+        }
         var stateDir = StateDir(id);
         var nsDir = Path.Combine(stateDir, "ns");
         undo.Add("remove ns dir", () => { if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true); });
@@ -175,6 +186,7 @@ public sealed class PodSandboxController(
             Ips = ips,
             NetworkName = networkName,
             Dir = dir,
+            Volume = volume,
         };
         pods.Add(pod);
         undo.Commit();
@@ -258,6 +270,8 @@ public sealed class PodSandboxController(
             if (pod.PodInitPid is not null) cgroups.Create(PodInitCgroup(pod)).Destroy();
             // The pod cgroup is ours only when the kubelet gave no parent (it manages its own).
             if (pod.OwnsCgroup) cgroups.Create(pod.CgroupPath).Destroy();
+            // After its containers: their layers (and volumes) were inside.
+            if (pod.Volume is not null) volumes.Release(pod.Volume);
             foreach (var ns in new[] { pod.NetNs, pod.IpcNs, pod.UtsNs, pod.PidNs, pod.UserNs })
                 if (ns is not null) namespaces.Unpin(ns);
             var stateDir = StateDir(pod.Id);

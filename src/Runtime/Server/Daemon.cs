@@ -59,6 +59,9 @@ public static partial class Daemon
         builder.Services.AddSingleton<Containers.IContainerRootfs, Containers.HostRootfs>();
         builder.Services.AddSingleton<PartitionView.Lxcfs>();
         builder.Services.AddSingleton<PartitionView.IProcViewSource>(sp => sp.GetRequiredService<PartitionView.Lxcfs>());
+        builder.Services.AddSingleton<Kernel.IHostKernel>(Kernel.HostKernel.Instance);
+        builder.Services.AddSingleton<Storage.FileVolumes>();
+        builder.Services.AddSingleton<Storage.IWritableVolumes>(sp => sp.GetRequiredService<Storage.FileVolumes>());
         builder.Services.AddSingleton<Containers.ContainerController>();
         builder.Services.AddSingleton<Namespaces.IPodNamespaces, Namespaces.HostNamespaces>();
         builder.Services.AddSingleton<Pods.IPodInit, Pods.PodInitProcesses>();

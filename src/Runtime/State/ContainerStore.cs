@@ -52,6 +52,12 @@ public sealed record ContainerRecord
     public ResourcesRecord? Resources { get; init; }
     /// <summary>The image as the user wrote it in the pod spec (ImageSpec.user_specified_image).</summary>
     public string UserSpecifiedImage { get; init; } = "";
+    /// <summary>The size-limited file system holding the writable layer (overlay upper and work
+    /// dirs); null without a disk quota (they are then the container directory's upper and work).</summary>
+    public Storage.WritableVolume? Volume { get; init; }
+    /// <summary>The directory holding the upper and work dirs when the pod's volume holds them and
+    /// the container has no volume of its own; null otherwise.</summary>
+    public string? LayerDir { get; init; }
 
     [JsonIgnore]
     public ContainerMetadata Metadata => new() { Name = Name, Attempt = Attempt };

@@ -55,6 +55,9 @@ public sealed record PodSandboxRecord
     /// successful UpdatePodSandboxResources's.</summary>
     public ResourcesRecord? Resources { get; init; }
     public ResourcesRecord? Overhead { get; init; }
+    /// <summary>The volume every container's writable layer lives in when the pod has a disk
+    /// quota (disk-quota.criruntime.io/pod); null without one.</summary>
+    public Storage.WritableVolume? Volume { get; init; }
 
     [JsonIgnore]
     public PodSandboxMetadata Metadata => new() { Name = Name, Namespace = Namespace, Uid = Uid, Attempt = Attempt };

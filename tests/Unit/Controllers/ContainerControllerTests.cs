@@ -149,4 +149,58 @@ public sealed class ContainerControllerTests : IDisposable
         Assert.False(_f.Usage.IsInUse(FakeImages.Id));
         Assert.Single(_f.Log.Steps, s => s == "rootfs unmount");
     }
+
+    private CreateContainerRequest QuotaRequest(string quota)
+    {
+        var r = Request(_podId);
+        r.Config.Annotations[CriRuntime.Storage.DiskQuota.ContainerAnnotationPrefix + "app"] = quota;
+        return r;
+    }
+
+    [Fact]
+    public async Task Create_WithADiskQuota_PutsTheWritableLayerOnAVolumeOfThatSize_AndRecordsIt()
+    {
+        _f.Log.Steps.Clear();
+
+        var id = await _f.ContainerController.CreateAsync(QuotaRequest("64Mi"), Pod, CancellationToken.None);
+
+        Assert.Equal(["volume create 67108864", "rootfs mount", "shim create"], _f.Log.Named);
+        var c = _f.Containers.Find(id)!;
+        Assert.Equal(64UL << 20, c.Volume!.SizeBytes);
+        Assert.Equal(Path.Combine(_f.Containers.ContainerDir(id), "volume"), c.Volume.MountPoint);
+    }
+
+    [Theory]
+    [InlineData("rootfs mount")]
+    [InlineData("shim create")]
+    public async Task Create_WithADiskQuota_WhenALaterStepFails_ReleasesTheVolume(string failing)
+    {
+        _f.Log.FailAt = failing;
+
+        await Assert.ThrowsAnyAsync<Exception>(() => _f.ContainerController.CreateAsync(QuotaRequest("64Mi"), Pod, CancellationToken.None));
+
+        Assert.DoesNotContain(_f.Log.Live, l => l.StartsWith("volume", StringComparison.Ordinal));
+        Assert.Contains("volume release", _f.Log.Steps);
+    }
+
+    [Fact]
+    public async Task Create_WithAnInvalidDiskQuota_IsInvalidArgumentNamingTheAnnotation_AndMakesNothing()
+    {
+        var e = await Assert.ThrowsAsync<CriException>(() => _f.ContainerController.CreateAsync(QuotaRequest("lots"), Pod, CancellationToken.None));
+
+        Assert.Equal(ErrorKind.InvalidArgument, e.Kind);
+        Assert.Contains("disk-quota.criruntime.io/container.app", e.Message);
+        Assert.Empty(_f.Containers.All);
+    }
+
+    [Fact]
+    public async Task Remove_ReleasesTheDiskQuotaVolume()
+    {
+        var id = await _f.ContainerController.CreateAsync(QuotaRequest("64Mi"), Pod, CancellationToken.None);
+
+        await _f.ContainerController.RemoveAsync(_f.Containers.Find(id)!, CancellationToken.None);
+
+        Assert.DoesNotContain(_f.Log.Live, l => l.StartsWith("volume", StringComparison.Ordinal));
+        Assert.Single(_f.Log.Steps, s => s == "volume release");
+    }
 }

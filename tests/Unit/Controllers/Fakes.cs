@@ -227,6 +227,24 @@ public sealed class FakeRootfs(StepLog log) : IContainerRootfs
     public void Unmount(string target) => log.Undo("rootfs unmount", $"rootfs {target}");
 }
 
+/// <summary>Writable volumes as directories: records create and release, holds the volume while it lives.</summary>
+public sealed class FakeVolumes(StepLog log) : CriRuntime.Storage.IWritableVolumes
+{
+    public string Backend => "fake";
+
+    public CriRuntime.Storage.WritableVolume Create(string image, string mountPoint, ulong sizeBytes)
+    {
+        log.Do($"volume create {sizeBytes}", $"volume {image}");
+        Directory.CreateDirectory(mountPoint);
+        return new CriRuntime.Storage.WritableVolume(image, mountPoint, sizeBytes) { Device = "/dev/loop7" };
+    }
+
+    public CriRuntime.Storage.WritableVolume? Reattach(CriRuntime.Storage.WritableVolume volume) => null;
+    public void Release(CriRuntime.Storage.WritableVolume volume) => log.Undo("volume release", $"volume {volume.Image}");
+    public void Unmount(string mountPoint) { }
+    public CriRuntime.Kernel.FsUsage? Usage(CriRuntime.Storage.WritableVolume volume) => null;
+}
+
 /// <summary>Records exits as the exit monitor does (once), without watching.</summary>
 public sealed class FakeExits(ContainerStore containers, StepLog log) : IContainerExits
 {
@@ -272,6 +290,7 @@ public sealed class ControllerFixture : IDisposable
     public FakeExits Exits { get; }
     public ContainerEvents Events { get; } = new();
     public ContainerController ContainerController { get; }
+    public FakeVolumes Volumes { get; }
     public PodSandboxController PodController { get; }
 
     public ControllerFixture()
@@ -282,11 +301,12 @@ public sealed class ControllerFixture : IDisposable
         Directory.CreateDirectory(Path.Combine(Root, "layer"));
         Images = new FakeImages(Path.Combine(Root, "layer"));
         PodInit = new FakePodInit(Log);
+        Volumes = new FakeVolumes(Log);
         Shims = new FakeShims(Log);
         Exits = new FakeExits(Containers, Log);
-        ContainerController = new ContainerController(Config, Containers, Images, Usage, Shims, new FakeRootfs(Log), Events, Exits,
+        ContainerController = new ContainerController(Config, Containers, Images, Usage, Shims, new FakeRootfs(Log), Volumes, Events, Exits,
             TimeProvider.System, NullLogger<ContainerController>.Instance);
-        PodController = new PodSandboxController(Config, Pods, ContainerController, new FakeNamespaces(Log), PodInit, new FakeNetwork(Log),
+        PodController = new PodSandboxController(Config, Pods, ContainerController, Volumes, new FakeNamespaces(Log), PodInit, new FakeNetwork(Log),
             new FakeCgroups(Log), TimeProvider.System, NullLogger<PodSandboxController>.Instance);
     }
 

@@ -24,7 +24,7 @@ public sealed class HandlerTests : IDisposable
         _service = new CriRuntimeService(config, new CriRuntime.State.RuntimeConfigStore(config.Root),
             new CniNetwork(config, new CniConfigProbe(config), new CniPlugins(config), NullLogger<CniNetwork>.Instance),
             _f.Pods, _f.Containers, _f.PodController, _f.ContainerController, _f.Images, new CriRuntime.Containers.ShimRunner(config), _f.Events,
-            new StreamServerClient(config, new StreamTargets(_f.Containers, _f.Pods), NullLogger<StreamServerClient>.Instance),
+            new StreamServerClient(config, new StreamTargets(_f.Containers, _f.Pods), NullLogger<StreamServerClient>.Instance), _f.Volumes,
             TimeProvider.System, NullLogger<CriRuntimeService>.Instance);
     }
 

@@ -228,4 +228,60 @@ public sealed class PodSandboxControllerTests : IDisposable
         Assert.Equal(256, _f.Pods.Find(id)!.Resources!.CpuShares);
         Assert.Equal(10, _f.Pods.Find(id)!.Overhead!.CpuShares);
     }
+
+    private static PodSandboxPlan QuotaPlan(string quota) =>
+        ControllerFixture.Plan(c => c.Annotations[CriRuntime.Storage.DiskQuota.PodAnnotation] = quota);
+
+    [Fact]
+    public async Task Run_WithAPodDiskQuota_MakesThePodVolumeFirst_AndRemoveReleasesItAfterTheContainers()
+    {
+        var id = await _f.PodController.RunAsync(QuotaPlan("128Mi"), CancellationToken.None);
+        var pod = _f.Pods.Find(id)!;
+        Assert.Equal("volume create 134217728", _f.Log.Steps[0]);
+        Assert.Equal(128UL << 20, pod.Volume!.SizeBytes);
+        var c = await _f.ContainerController.CreateAsync(ContainerControllerTests.Request(id), pod, CancellationToken.None);
+        Assert.StartsWith(Path.Combine(pod.Volume.MountPoint, "layers"), _f.Containers.Find(c)!.LayerDir);
+
+        await _f.PodController.RemoveAsync(id, CancellationToken.None);
+
+        Assert.DoesNotContain(_f.Log.Live, l => l.StartsWith("volume", StringComparison.Ordinal));
+        Assert.True(_f.Log.Steps.IndexOf("rootfs unmount") < _f.Log.Steps.IndexOf("volume release"));
+    }
+
+    [Fact]
+    public async Task Run_WithABadPodDiskQuota_IsInvalidArgumentNamingTheAnnotation_AndMakesNothing()
+    {
+        var e = await Assert.ThrowsAsync<CriException>(() => _f.PodController.RunAsync(QuotaPlan("huge"), CancellationToken.None));
+
+        Assert.Equal(ErrorKind.InvalidArgument, e.Kind);
+        Assert.Contains(CriRuntime.Storage.DiskQuota.PodAnnotation, e.Message);
+        Assert.Empty(_f.Log.Steps);
+        Assert.Empty(_f.Pods.All);
+    }
+
+    [Fact]
+    public async Task Run_WithAPodDiskQuota_WhenALaterStepFails_ReleasesThePodVolume()
+    {
+        _f.Log.FailAt = "pin net";
+
+        await Assert.ThrowsAnyAsync<Exception>(() => _f.PodController.RunAsync(QuotaPlan("128Mi"), CancellationToken.None));
+
+        Assert.Contains("volume release", _f.Log.Steps);
+        Assert.DoesNotContain(_f.Log.Live, l => l.StartsWith("volume", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Create_InAPodWithAVolume_PutsAContainersOwnVolumeImageInsideIt_NoLargerThanThePodQuota()
+    {
+        var id = await _f.PodController.RunAsync(QuotaPlan("128Mi"), CancellationToken.None);
+        var pod = _f.Pods.Find(id)!;
+        var request = ContainerControllerTests.Request(id);
+        request.Config.Annotations[CriRuntime.Storage.DiskQuota.ContainerAnnotationPrefix + "app"] = "1Gi";
+
+        var c = _f.Containers.Find(await _f.ContainerController.CreateAsync(request, pod, CancellationToken.None))!;
+
+        Assert.Equal(128UL << 20, c.Volume!.SizeBytes);
+        Assert.StartsWith(pod.Volume!.MountPoint + "/", c.Volume.Image);
+        Assert.Null(c.LayerDir);
+    }
 }

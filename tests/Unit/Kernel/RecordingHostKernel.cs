@@ -72,4 +72,24 @@ public sealed class RecordingHostKernel : IHostKernel
     public void MoveMount(FdHandle tree, string target) => Record("move_mount", target, $"move_mount tree {target}");
     public void SetMountAttributes(FdHandle tree, ulong attrs, string what) => Record("mount_setattr", what, $"mount_setattr {what} 0x{attrs:x}");
     public void ChrootTo(FdHandle dir, string what) => Record("chroot", what, $"chroot {what}");
+
+    /// <summary>The loop device LoopGetFree hands out; statfs answers from <see cref="FileSystems"/>.</summary>
+    public int FreeLoop { get; set; } = 7;
+    public Dictionary<string, FsUsage> FileSystems { get; } = [];
+
+    public int LoopGetFree()
+    {
+        Record("ioctl", "/dev/loop-control", "ioctl /dev/loop-control LOOP_CTL_GET_FREE");
+        return FreeLoop;
+    }
+
+    public FdHandle LoopConfigure(string device, string backingFile, bool directIo)
+    {
+        Record("ioctl", device, $"ioctl {device} LOOP_CONFIGURE {backingFile} autoclear{(directIo ? "|direct_io" : "")}");
+        return new FdHandle(-1);
+    }
+
+    public void CopySparse(string source, string target, ulong size) => Record("copy", target, $"copy_sparse {source} {target} {size}");
+
+    public FsUsage Statfs(string path) => FileSystems.TryGetValue(path, out var u) ? u : throw new KernelException("statfs", path, Errno.ENOENT);
 }

@@ -21,6 +21,8 @@ public static class Leaks
             catch (UnauthorizedAccessException) { continue; }
             if (cmdline.Contains(dir, StringComparison.Ordinal)) problems.Add($"process left: {pid} {cmdline.Trim()}");
         }
+        foreach (var (device, backing) in LoopDevices())
+            if (backing.StartsWith(dir, StringComparison.Ordinal)) problems.Add($"loop device left: {device} <- {backing}");
         var id = Path.GetFileName(dir);
         foreach (var hierarchy in Directory.Exists("/sys/fs/cgroup") ? Directory.EnumerateDirectories("/sys/fs/cgroup") : [])
         {
@@ -33,6 +35,18 @@ public static class Leaks
             catch (UnauthorizedAccessException) { }
         }
         Assert.True(problems.Count == 0, "resources leaked:\n" + string.Join('\n', problems));
+    }
+
+    /// <summary>Attached loop devices and their backing files (" (deleted)" when the file is gone).</summary>
+    public static IEnumerable<(string Device, string BackingFile)> LoopDevices()
+    {
+        foreach (var sys in Directory.Exists("/sys/block") ? Directory.EnumerateDirectories("/sys/block", "loop*") : [])
+        {
+            string backing;
+            try { backing = File.ReadAllText(Path.Combine(sys, "loop", "backing_file")).Trim(); }
+            catch (IOException) { continue; } // not attached
+            yield return ("/dev/" + Path.GetFileName(sys), backing);
+        }
     }
 
     public static void RemoveEmptyCgroupRoot(string name)

@@ -6,7 +6,8 @@ namespace CriRuntime.Cri;
 public sealed partial class CriImageService
 {
     /// <summary>Bytes and inodes used by the image store, and (container_filesystems) by the
-    /// writable layers of every container (their overlay upper dirs under &lt;root&gt;/containers).</summary>
+    /// writable layers of every container (statfs of its disk-quota volume, else a walk of its
+    /// overlay upper dir under &lt;root&gt;/containers).</summary>
     public override Task<ImageFsInfoResponse> ImageFsInfo(ImageFsInfoRequest request, ServerCallContext context)
     {
         var (bytes, inodes) = _fsUsage.Measure();
@@ -21,7 +22,7 @@ public sealed partial class CriImageService
         ulong layerBytes = 0, layerInodes = 0;
         foreach (var c in _containers.All)
         {
-            var (b, i) = Containers.DiskUsage.Measure(Path.Combine(_containers.ContainerDir(c.Id), "upper"));
+            var (b, i) = Storage.WritableLayer.Usage(c, _containers.ContainerDir(c.Id), _volumes);
             layerBytes += b;
             layerInodes += i;
         }

@@ -1,0 +1,193 @@
+using System.Diagnostics;
+using CriRuntime.Config;
+using CriRuntime.Interop;
+using CriRuntime.Kernel;
+
+namespace CriRuntime.Storage;
+
+/// <summary>A container's writable layer on a file system of its own: the image file, where it is
+/// mounted (the overlay's upper and work dirs are below) and its size, the quota.</summary>
+public sealed record WritableVolume(string Image, string MountPoint, ulong SizeBytes)
+{
+    /// <summary>The loop device it is attached to ("/dev/loop3"), as of the last attach.</summary>
+    public string Device { get; init; } = "";
+    public string Upper => Path.Combine(MountPoint, "upper");
+    public string Work => Path.Combine(MountPoint, "work");
+}
+
+/// <summary>Writable layers with a size limit (docs/storage.md). <see cref="FileVolumes"/> is the
+/// real one; unit tests of the container controller use a fake.</summary>
+public interface IWritableVolumes
+{
+    /// <summary>The backend's name as Status reports it.</summary>
+    string Backend { get; }
+    /// <summary>A volume of <paramref name="sizeBytes"/>: the image file <paramref name="image"/>
+    /// mounted on <paramref name="mountPoint"/>; nothing is left behind when this throws.</summary>
+    WritableVolume Create(string image, string mountPoint, ulong sizeBytes);
+    /// <summary>Attaches and mounts a recorded volume again unless it is mounted (after a
+    /// reboot, or a crash between attach and mount): the volume on its new device, or null when
+    /// nothing had to be done.</summary>
+    WritableVolume? Reattach(WritableVolume volume);
+    /// <summary>Unmounts (the loop device detaches itself) and deletes the image. Idempotent.</summary>
+    void Release(WritableVolume volume);
+    /// <summary>Unmounts whatever is mounted at <paramref name="mountPoint"/>; nothing mounted is fine.</summary>
+    void Unmount(string mountPoint);
+    /// <summary>The volume's own accounting (statfs), or null when it is not mounted.</summary>
+    FsUsage? Usage(WritableVolume volume);
+}
+
+/// <summary>The file-backed backend, after OpenVZ's ploop: a sparse image file per container,
+/// formatted ext4 by copying a template made once per node and size (mke2fs runs only then,
+/// never again for that size), attached to a loop device with direct I/O and autoclear, mounted
+/// below the container's directory. The template is a copy rather than grown with resize2fs or
+/// the online-resize ioctl: resize2fs costs ~10 ms an exec, and EXT4_IOC_RESIZE_FS needs
+/// CAP_SYS_RESOURCE, which a daemon in a container (as on the test machine) may not have.</summary>
+public sealed partial class FileVolumes(CriRuntimeConfig config, IHostKernel kernel, ILogger<FileVolumes> log) : IWritableVolumes
+{
+    public const string ImageName = "volume.img", MountName = "volume";
+    private const int LoopMajor = 7;
+    private readonly Lock _templates = new();
+
+    public string Backend => "file (sparse ext4 image on a loop device, direct I/O)";
+
+    public string TemplateDir => Path.Combine(config.Root, "volumes", "templates");
+
+    public WritableVolume Create(string image, string mountPoint, ulong sizeBytes)
+    {
+        var template = Template(sizeBytes);
+        var volume = new WritableVolume(image, mountPoint, sizeBytes);
+        Directory.CreateDirectory(Path.GetDirectoryName(image)!);
+        try
+        {
+            kernel.CopySparse(template, volume.Image, sizeBytes);
+            volume = volume with { Device = Attach(volume) };
+        }
+        catch
+        {
+            File.Delete(volume.Image);
+            throw;
+        }
+        Directory.CreateDirectory(volume.Upper);
+        Directory.CreateDirectory(volume.Work);
+        return volume;
+    }
+
+    /// <summary>A free loop device with the image behind it, mounted. Another process may take the
+    /// device between LOOP_CTL_GET_FREE and LOOP_CONFIGURE (EBUSY): then the next free one.</summary>
+    private string Attach(WritableVolume volume)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var n = kernel.LoopGetFree();
+            var device = $"/dev/loop{n}";
+            if (kernel.FileType(device) is null) kernel.Mknod(device, Libc.S_IFBLK | 0x1B0, MakeDev(LoopMajor, (uint)n));
+            FdHandle loop;
+            try { loop = kernel.LoopConfigure(device, volume.Image, directIo: true); }
+            catch (KernelException e) when (e.Errno == Errno.EBUSY && attempt < 16) { continue; }
+            using (loop)
+            {
+                Directory.CreateDirectory(volume.MountPoint);
+                // noinit_itable: the image is sparse, its inode tables read as zeros already; no
+                // background thread writes them out. Closing the loop fd after a failed mount
+                // detaches the device (autoclear).
+                kernel.Mount(device, volume.MountPoint, "ext4", Libc.MS_NOATIME, "noinit_itable");
+            }
+            LogAttached(volume.Image, device, volume.MountPoint);
+            return device;
+        }
+    }
+
+    public WritableVolume? Reattach(WritableVolume volume)
+    {
+        if (Usage(volume) is not null || !File.Exists(volume.Image)) return null;
+        return volume with { Device = Attach(volume) };
+    }
+
+    public void Release(WritableVolume volume)
+    {
+        Unmount(volume.MountPoint);
+        File.Delete(volume.Image);
+    }
+
+    public void Unmount(string mountPoint)
+    {
+        try { kernel.Umount2(mountPoint, 0); }
+        catch (KernelException e) when (e.Errno is Errno.EINVAL or Errno.ENOENT) { } // not mounted; gone
+        catch (KernelException e) when (e.Errno == Errno.EBUSY)
+        {
+            // Still in use (a lazily detached overlay not yet let go): detach; the loop device
+            // detaches itself once the last user is gone.
+            kernel.Umount2(mountPoint, Libc.MNT_DETACH);
+        }
+    }
+
+    /// <summary>A mounted volume's file system is never larger than its image; the file system
+    /// around an unmounted mount point (the storage root's) is, so no mountinfo scan is needed.</summary>
+    public FsUsage? Usage(WritableVolume volume)
+    {
+        try
+        {
+            var u = kernel.Statfs(volume.MountPoint);
+            return u.Type == FsUsage.Ext4Magic && u.TotalBytes <= volume.SizeBytes ? u : null;
+        }
+        catch (KernelException) { return null; }
+    }
+
+    /// <summary>Sizes with a template on this node.</summary>
+    public IReadOnlyList<ulong> TemplateSizes() =>
+        Directory.Exists(TemplateDir)
+            ? [.. Directory.GetFiles(TemplateDir, "ext4-*.img").Select(f => ulong.TryParse(Path.GetFileNameWithoutExtension(f)[5..], out var s) ? s : 0).Where(s => s > 0).Order()]
+            : [];
+
+    /// <summary>The template of this size, made with mke2fs the first time (into a temporary
+    /// name, renamed when complete, so a crash never leaves half a template).</summary>
+    private string Template(ulong sizeBytes)
+    {
+        var path = Path.Combine(TemplateDir, $"ext4-{sizeBytes}.img");
+        if (File.Exists(path)) return path;
+        lock (_templates)
+        {
+            if (File.Exists(path)) return path;
+            Directory.CreateDirectory(TemplateDir);
+            var tmp = path + ".tmp";
+            File.Delete(tmp);
+            using (var f = new FileStream(tmp, FileMode.CreateNew)) f.SetLength((long)sizeBytes);
+            var watch = Stopwatch.StartNew();
+            Mke2fs(tmp);
+            File.Move(tmp, path);
+            LogTemplate(path, watch.ElapsedMilliseconds);
+            return path;
+        }
+    }
+
+    /// <summary>4 KiB blocks at every size (mke2fs picks 1 KiB below 512 MiB), no blocks reserved
+    /// for root (the quota is the container's), no journal: the layer is the container's scratch
+    /// space and a reboot ends the container anyway, so the journal's 4 MiB and its double writes
+    /// buy nothing. Inode tables are left to read as zeros from the sparse file.</summary>
+    private static void Mke2fs(string image)
+    {
+        var mke2fs = new[] { "/usr/sbin/mke2fs", "/sbin/mke2fs", "/usr/local/sbin/mke2fs" }.FirstOrDefault(File.Exists)
+            ?? throw Errors.Fail.FailedPrecondition("disk quota: mke2fs (e2fsprogs) is not installed; it formats the volume template once per size");
+        var psi = new ProcessStartInfo(mke2fs)
+        {
+            ArgumentList = { "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_init=1,root_owner=0:0", image },
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        using var p = Process.Start(psi)!;
+        var stderr = p.StandardError.ReadToEnd();
+        p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new IOException($"mke2fs {image} exited with {p.ExitCode}: {stderr.Trim()}");
+    }
+
+    /// <summary>glibc's makedev.</summary>
+    internal static ulong MakeDev(uint major, uint minor) =>
+        ((ulong)(major & 0xfffff000) << 32) | ((ulong)(major & 0xfff) << 8) | ((ulong)(minor & 0xffffff00) << 12) | (minor & 0xff);
+
+    [LoggerMessage(EventId = 1400, Level = LogLevel.Information, Message = "disk quota: volume template {Path} made in {Ms} ms")]
+    private partial void LogTemplate(string path, long ms);
+
+    [LoggerMessage(EventId = 1401, Level = LogLevel.Debug, Message = "disk quota: {Image} attached to {Device}, mounted on {MountPoint}")]
+    private partial void LogAttached(string image, string device, string mountPoint);
+}

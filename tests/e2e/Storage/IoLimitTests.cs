@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using CriRuntime.Cri.V1;
+using CriRuntime.Tests.E2E.Harness;
+using static CriRuntime.Tests.E2E.Harness.PodHelpers;
+
+namespace CriRuntime.Tests.E2E.Storage;
+
+/// <summary>I/O rate limits on the pseudo-device rootfs (the container's own loop device), given
+/// as io.max in the CRI unified map: applied at create, changed live, not felt by a neighbour.
+/// On this hybrid host they are blkio.throttle.* files, which throttle direct I/O only.</summary>
+[Collection(RegistryCollection.Name)]
+public class IoLimitTests(RegistryWithImages fixture)
+{
+    private readonly RegistryFixture _registry = fixture.Registry;
+
+    private static ContainerConfig Limited(ContainerConfig c, string? ioMax)
+    {
+        c.Annotations[$"disk-quota.criruntime.io/container.{c.Metadata.Name}"] = "128Mi";
+        if (ioMax is not null)
+            c.Linux = new LinuxContainerConfig { Resources = new LinuxContainerResources { Unified = { ["io.max"] = ioMax } } };
+        return c;
+    }
+
+    /// <summary>Seconds a direct-I/O write of 20 MiB takes inside the container.</summary>
+    private static async Task<double> DirectWriteAsync(CriClient c, string id, string file)
+    {
+        var watch = Stopwatch.StartNew();
+        var r = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "dd", "if=/dev/zero", $"of={file}", "bs=1048576", "count=20", "oflag=direct" }, Timeout = 60 });
+        Assert.True(r.ExitCode == 0, r.Stderr.ToStringUtf8());
+        return watch.Elapsed.TotalSeconds;
+    }
+
+    [Fact]
+    public async Task WriteLimitOnRootfs_Throttles_ChangesLive_AndSparesTheNeighbour()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("iolimit");
+        var podId = await c.RunPodAsync(pod);
+        var slow = await c.StartNewAsync(podId, pod, Limited(Container("slow", image, "sleep", "3600"), "rootfs wbps=2097152"));
+        var free = await c.StartNewAsync(podId, pod, Limited(Container("free", image, "sleep", "3600"), null));
+
+        var limited = await DirectWriteAsync(c, slow, "/a");
+        Assert.InRange(limited, 8.5, 12.5);
+        Assert.True(await DirectWriteAsync(c, free, "/a") < 4, "the unlimited neighbour was slowed");
+
+        await c.Runtime.UpdateContainerResourcesAsync(new UpdateContainerResourcesRequest
+        {
+            ContainerId = slow,
+            Linux = new LinuxContainerResources { Unified = { ["io.max"] = "rootfs wbps=8388608" } },
+        });
+        Assert.InRange(await DirectWriteAsync(c, slow, "/b"), 1.5, 4);
+
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
+    [Fact]
+    public async Task ReadBpsAndWriteIopsLimitsOnRootfs_Throttle()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("iolimitread");
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.StartNewAsync(podId, pod, Limited(Container("app", image, "sleep", "3600"), "rootfs rbps=2097152 wiops=100"));
+
+        // 20 writes of 1 MiB: the IOPS limit hardly shows; then 20 MiB read back, direct: ~10 s.
+        Assert.True(await DirectWriteAsync(c, id, "/a") < 4);
+        var watch = Stopwatch.StartNew();
+        var read = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "dd", "if=/a", "of=/dev/null", "bs=1048576", "iflag=direct" }, Timeout = 60 });
+        Assert.True(read.ExitCode == 0, read.Stderr.ToStringUtf8());
+        Assert.InRange(watch.Elapsed.TotalSeconds, 8.5, 12.5);
+
+        // 1000 direct writes of 4 KiB at 100 IOPS: ~10 s.
+        watch.Restart();
+        var small = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "dd", "if=/dev/zero", "of=/b", "bs=4096", "count=1000", "oflag=direct" }, Timeout = 60 });
+        Assert.True(small.ExitCode == 0, small.Stderr.ToStringUtf8());
+        Assert.InRange(watch.Elapsed.TotalSeconds, 8.5, 12.5);
+
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
+    [Fact]
+    public async Task RootfsLimit_WithoutADiskQuota_IsInvalidArgumentNamingTheKey()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("iolimitbad");
+        var podId = await c.RunPodAsync(pod);
+        var config = Container("app", image, "true");
+        config.Linux = new LinuxContainerConfig { Resources = new LinuxContainerResources { Unified = { ["io.max"] = "rootfs wbps=1" } } };
+
+        var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => c.CreateAsync(podId, pod, config));
+
+        Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("unified[io.max]", e.Status.Detail);
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+}
