@@ -45,7 +45,8 @@ public sealed class ContainerController(
     {
         var containerConfig = request.Config;
         var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
-        var image = images.Resolve(containerConfig.Image.Image);
+        var archive = CheckpointRestore.ArchivePath(containerConfig.Image.Image, config.Checkpoint);
+        if (archive is not null) CheckpointRestore.CheckRequest(containerConfig, pod);
         var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         var dir = containers.ContainerDir(id);
         var bundle = Path.Combine(dir, "bundle");
@@ -60,6 +61,11 @@ public sealed class ContainerController(
         await using var undo = new Rollback(log, $"CreateContainer {containerConfig.Metadata.Name} in {pod.Id}");
         Directory.CreateDirectory(bundle);
         undo.Add("remove container dir", () => Directory.Delete(dir, recursive: true));
+        // From a checkpoint: the archive is unpacked and checked first; its image is only looked
+        // up among the stored ones, and its writable layer goes into the upper dir before the mount.
+        var checkpoint = archive is null ? null : CheckpointRestore.Unpack(archive, Path.Combine(dir, CheckpointRestore.DirName));
+        var image = checkpoint is null ? images.Resolve(containerConfig.Image.Image) : CheckpointRestore.ResolveImage(images, checkpoint);
+        if (checkpoint is not null) CheckpointRestore.ApplyRootfsDiff(checkpoint, Path.Combine(dir, "upper"));
         if (pod.UserNs is not null && Pods.PodUserNamespace.Validate(podConfig.Linux?.SecurityContext?.NamespaceOptions?.UsernsOptions) is { } maps)
             rootfs.MountIdmapped(image.LayerDirs, Path.Combine(dir, "upper"), Path.Combine(dir, "work"), rootDir, pod.UserNs, Path.Combine(dir, "idmap"),
                 maps.Uid.HostId, maps.Gid.HostId);
@@ -96,6 +102,8 @@ public sealed class ContainerController(
         // Read by the shim now and by ContainerRecovery after a daemon crash, never after a reboot
         // (the container is gone then): atomic, not durable.
         AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec), durable: false);
+        if (checkpoint is not null)
+            CheckpointRestore.WriteRestoreSpec(new Checkpoint.Criu(config.Checkpoint), config.Checkpoint, checkpoint, bundle, rootDir, spec);
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
 
         undo.Add("remove shim state", () => { if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true); });
