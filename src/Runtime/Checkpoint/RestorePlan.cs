@@ -24,7 +24,12 @@ public static partial class RestorePlan
     /// <param name="dir">the unpacked archive's directory: CRIU's work dir (restore.log, the pid file).</param>
     /// <param name="cgroupPath">the new container's cgroup, relative to the hierarchies' roots.</param>
     /// <param name="criuEnv">[checkpoint] criu_env.</param>
-    public static RestoreSpec Build(string criu, IReadOnlyList<string> criuEnv, CheckpointSource source, string dir, string rootfs, Spec spec, string cgroupPath)
+    /// <param name="unmanagedCgroups">hierarchies the cgroup manager does not make a container cgroup
+    /// in ("name=systemd" on hybrid hosts) and the cgroup there to restore into (the daemon's own,
+    /// where the shim and a fresh container's init stay): without it CRIU would create the
+    /// container's path there, which nothing removes.</param>
+    public static RestoreSpec Build(string criu, IReadOnlyList<string> criuEnv, CheckpointSource source, string dir, string rootfs, Spec spec, string cgroupPath,
+        IReadOnlyDictionary<string, string>? unmanagedCgroups = null)
     {
         var pidFile = Path.Combine(dir, "restore.pid");
         var args = new List<string>
@@ -39,6 +44,8 @@ public static partial class RestorePlan
             // properties of cgroups CRIU itself creates).
             "--manage-cgroups=soft", "--cgroup-root", "/" + cgroupPath.Trim('/'),
         };
+        foreach (var (controller, path) in unmanagedCgroups ?? new Dictionary<string, string>())
+            args.AddRange(["--cgroup-root", $"{controller}:{path}"]);
         foreach (var (key, hostPath) in ExternalMounts(spec))
             args.AddRange(["--external", $"mnt[{key}]:{hostPath}"]);
         var files = new Dictionary<string, string>();
@@ -72,6 +79,23 @@ public static partial class RestorePlan
         };
     }
 
+    /// <summary>The devices the shim bind-mounts from the host's /dev unless the spec lists them
+    /// (Shim/Container/RootfsPlan.cs, DefaultDevices).</summary>
+    private static readonly string[] BindDevices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
+
+    /// <summary>The named (controller-less) v1 hierarchies a process is in, from /proc/PID/cgroup
+    /// ("1:name=systemd:/user.slice"): name → path.</summary>
+    public static IReadOnlyDictionary<string, string> NamedHierarchies(string procCgroup)
+    {
+        var result = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var line in procCgroup.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var fields = line.Split(':', 3);
+            if (fields.Length == 3 && fields[1].StartsWith("name=", StringComparison.Ordinal)) result[fields[1]] = fields[2];
+        }
+        return result;
+    }
+
     /// <summary>(key, host path) for each mount the dump may have declared external
     /// (<see cref="DumpPlan.ExternalMounts"/>): the new spec's bind mounts with their sources, and
     /// its masked paths, which the shim hides with /dev/null when they are files. A key the
@@ -79,6 +103,8 @@ public static partial class RestorePlan
     public static IReadOnlyList<(string Key, string HostPath)> ExternalMounts(Spec spec)
     {
         var result = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var d in BindDevices)
+            if (spec.Linux?.Devices?.Any(x => "/" + x.Path.Trim('/') == d) != true) result[d] = d;
         foreach (var p in spec.Linux?.MaskedPaths ?? []) result["/" + p.Trim('/')] = "/dev/null";
         foreach (var m in spec.Mounts ?? [])
             if (DumpPlan.IsBind(m) && !string.IsNullOrEmpty(m.Source)) result["/" + m.Destination.Trim('/')] = m.Source;

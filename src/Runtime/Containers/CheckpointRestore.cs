@@ -75,6 +75,34 @@ public static class CheckpointRestore
         catch (InvalidDataException e) { throw Fail.InvalidArgument(e.Message); }
     }
 
+    /// <summary>The mount points of the spec's mounts that sit directly on the root file system
+    /// (not inside another of its mounts, whose content CRIU restores itself), made in the mounted
+    /// rootfs where the image lacks them, as the shim makes them for a fresh container: the dump
+    /// left them out of rootfs-diff.tar, and CRIU needs them to mount onto. A path through a
+    /// symlink is left alone (CRIU then fails naming it): nothing is created outside the root.</summary>
+    public static void MakeMountPoints(string rootfs, Spec spec)
+    {
+        var dests = (spec.Mounts ?? []).Select(m => (Mount: m, Dest: "/" + m.Destination.Trim('/'))).ToList();
+        foreach (var (m, dest) in dests)
+        {
+            if (dest == "/" || dests.Any(o => o.Dest != dest && (o.Dest == "/" ? false : dest.StartsWith(o.Dest + "/", StringComparison.Ordinal)))) continue;
+            var parts = dest.Split('/', StringSplitOptions.RemoveEmptyEntries);
+            var path = rootfs;
+            var ok = true;
+            for (var i = 0; i < parts.Length && ok; i++)
+            {
+                path = Path.Combine(path, parts[i]);
+                var info = new FileInfo(path);
+                if (info.LinkTarget is not null) ok = false;
+                else if (Directory.Exists(path)) continue;
+                else if (info.Exists) ok = i == parts.Length - 1;
+                else if (i < parts.Length - 1) Directory.CreateDirectory(path);
+                else if (DumpPlan.IsBind(m) && File.Exists(m.Source)) File.WriteAllBytes(path, []);
+                else Directory.CreateDirectory(path);
+            }
+        }
+    }
+
     /// <summary>Checks the archive's bind mounts against the new spec and writes the shim's
     /// bundle/restore.json (<see cref="RestorePlan"/>).</summary>
     public static void WriteRestoreSpec(Criu criu, CheckpointSection config, CheckpointSource source, string bundle, string rootfs, Spec spec)
@@ -84,7 +112,10 @@ public static class CheckpointRestore
         RestoreSpec plan;
         try
         {
-            plan = RestorePlan.Build(criu.Require(), config.CriuEnv, source, source.Dir, rootfs, spec, spec.Linux?.CgroupsPath ?? "");
+            // Our cgroup managers make no container cgroup in named hierarchies (name=systemd):
+            // the restored tasks stay where a fresh container's init would, in the daemon's.
+            plan = RestorePlan.Build(criu.Require(), config.CriuEnv, source, source.Dir, rootfs, spec, spec.Linux?.CgroupsPath ?? "",
+                RestorePlan.NamedHierarchies(File.ReadAllText("/proc/self/cgroup")));
         }
         catch (InvalidDataException e) { throw Fail.InvalidArgument(e.Message); }
         AtomicFile.Write(Path.Combine(bundle, RestoreSpec.FileName), JsonSerializer.SerializeToUtf8Bytes(plan, ShimJsonContext.Default.RestoreSpec), durable: false);

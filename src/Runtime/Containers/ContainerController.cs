@@ -103,7 +103,10 @@ public sealed class ContainerController(
         // (the container is gone then): atomic, not durable.
         AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec), durable: false);
         if (checkpoint is not null)
+        {
+            CheckpointRestore.MakeMountPoints(rootDir, spec);
             CheckpointRestore.WriteRestoreSpec(new Checkpoint.Criu(config.Checkpoint), config.Checkpoint, checkpoint, bundle, rootDir, spec);
+        }
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
 
         undo.Add("remove shim state", () => { if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true); });

@@ -47,7 +47,9 @@ public sealed class RestorePlanTests : IDisposable
         var plan = RestorePlan.Build("/usr/local/sbin/criu", ["CRIU_FAULT=130"], Source(), _dir, "/b/rootfs", NewSpec, NewSpec.Linux!.CgroupsPath!);
 
         var externals = plan.Args.Select((a, i) => (a, i)).Where(x => x.a == "--external").Select(x => plan.Args[x.i + 1]).ToList();
-        Assert.Equal(["mnt[/etc/hosts]:/new/pod/hosts", "mnt[/proc/acpi]:/dev/null", "mnt[/proc/kcore]:/dev/null"], externals);
+        Assert.Equal(["mnt[/dev/full]:/dev/full", "mnt[/dev/null]:/dev/null", "mnt[/dev/random]:/dev/random", "mnt[/dev/tty]:/dev/tty",
+            "mnt[/dev/urandom]:/dev/urandom", "mnt[/dev/zero]:/dev/zero",
+            "mnt[/etc/hosts]:/new/pod/hosts", "mnt[/proc/acpi]:/dev/null", "mnt[/proc/kcore]:/dev/null"], externals);
         Assert.Equal("/b/rootfs", After(plan.Args, "--root"));
         Assert.Equal("/criruntime/pod1/c1", After(plan.Args, "--cgroup-root"));
         Assert.Contains("--restore-sibling", plan.Args);
@@ -65,6 +67,16 @@ public sealed class RestorePlanTests : IDisposable
         Assert.Equal(["fd[102]:extRootNetNS", "fd[100]:pipe:[111]", "fd[101]:pipe:[222]"], inherited);
         Assert.Equal(new Dictionary<string, string> { ["102"] = "/run/criruntime/ns/net/new" }, plan.Files);
         Assert.Equal((100, 101), (plan.StdoutFd, plan.StderrFd));
+    }
+
+    [Fact]
+    public void Build_KeepsNamedHierarchiesWhereTheDaemonIs_AndPutsTheRestIntoTheNewCgroup()
+    {
+        var named = RestorePlan.NamedHierarchies("12:pids:/x\n1:name=systemd:/system.slice/criruntime.service\n0::/x\n");
+        var plan = RestorePlan.Build("criu", [], Source(), _dir, "/r", NewSpec, "criruntime/p/c", named);
+
+        var roots = plan.Args.Select((a, i) => (a, i)).Where(x => x.a == "--cgroup-root").Select(x => plan.Args[x.i + 1]).ToList();
+        Assert.Equal(["/criruntime/p/c", "name=systemd:/system.slice/criruntime.service"], roots);
     }
 
     [Fact]

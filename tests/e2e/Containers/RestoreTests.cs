@@ -14,10 +14,10 @@ public class RestoreTests(RegistryWithImages fixture)
 {
     private readonly RegistryFixture _registry = fixture.Registry;
 
-    /// <summary>Counts in /count and on stdout five times a second; wrote a file to its writable
-    /// layer and deleted one of the image's.</summary>
+    /// <summary>Counts in /count (replaced by a rename: never read half-written) and on stdout five
+    /// times a second; wrote a file to its writable layer and deleted one of the image's.</summary>
     private static readonly string[] Counter =
-        ["sh", "-c", "echo kept > /written.txt; rm /etc/group; i=0; while true; do echo $i > /count; echo $i; i=$((i+1)); sleep 0.2; done"];
+        ["sh", "-c", "echo kept > /written.txt; rm /etc/group; i=0; while true; do echo $i > /count.new; mv /count.new /count; echo $i; i=$((i+1)); sleep 0.2; done"];
 
     private static async Task<int> CountAsync(CriClient c, string id) => int.Parse((await c.ExecOkAsync(id, "cat", "/count")).Trim());
 
@@ -66,7 +66,10 @@ public class RestoreTests(RegistryWithImages fixture)
         var id = await node.C.CreateAsync(podId, sandbox, config);
         var created = await node.C.StatusAsync(id);
         Assert.Equal(ContainerState.ContainerCreated, created.State);
-        Assert.Equal(location, created.Image.Image);
+        // The image it runs is the stored one the archive recorded; what the request named is kept beside it.
+        Assert.Equal(imageId, created.ImageId);
+        Assert.Equal(node.Busybox, created.Image.Image);
+        Assert.Equal(location, created.Image.UserSpecifiedImage);
 
         await node.C.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id });
 
@@ -75,6 +78,14 @@ public class RestoreTests(RegistryWithImages fixture)
         var first = await CountAsync(node.C, id);
         Assert.True(first >= checkpointed, $"restored counter at {first}, checkpointed at {checkpointed}");
         await WaitCountAsync(node.C, id, first + 3);
+        // CRIU put the restored processes into the new container's cgroup (--cgroup-root).
+        var restored = Processes("count.new");
+        Assert.NotEmpty(restored);
+        foreach (var pid in restored)
+        {
+            var memory = File.ReadAllLines($"/proc/{pid}/cgroup").Single(l => l.Split(':')[1].Split(',').Contains("memory"));
+            Assert.EndsWith("/" + id, memory);
+        }
         Assert.Equal("kept\n", await node.C.ExecOkAsync(id, "cat", "/written.txt"));
         Assert.Equal("gone\n", await node.C.ExecOkAsync(id, "sh", "-c", "test -e /etc/group || echo gone"));
         // Its stdout goes on into the new container's CRI log, from the checkpointed value on.
@@ -114,8 +125,8 @@ public class RestoreTests(RegistryWithImages fixture)
         var cases = new (string Name, string Archive, string Expect)[]
         {
             ("symlink", WriteArchive(node.D.Dir, imageId, [new PaxTarEntry(TarEntryType.SymbolicLink, "checkpoint/pages-1.img") { LinkName = outside }]), "link"),
-            ("absolute", WriteArchive(node.D.Dir, imageId, [File("/" + outside.TrimStart('/'), "x")]), "absolute"),
-            ("dotdot", WriteArchive(node.D.Dir, imageId, [File("checkpoint/../../" + Path.GetFileName(outside), "x")]), ".."),
+            ("absolute", WriteArchive(node.D.Dir, imageId, [Entry("/" + outside.TrimStart('/'), "x")]), "absolute"),
+            ("dotdot", WriteArchive(node.D.Dir, imageId, [Entry("checkpoint/../../" + Path.GetFileName(outside), "x")]), ".."),
             ("image not stored", WriteArchive(node.D.Dir, "sha256:" + new string('0', 64), []), "not stored"),
             ("undeclared bind mount", WriteArchive(node.D.Dir, imageId, [], bind: "/host-etc"), "/host-etc"),
         };
@@ -125,12 +136,25 @@ public class RestoreTests(RegistryWithImages fixture)
             Assert.True(e.StatusCode == StatusCode.InvalidArgument, $"{name}: {e.StatusCode}: {e.Status.Detail}");
             Assert.Contains(expect, e.Status.Detail);
         }
-        Assert.False(System.IO.File.Exists(outside) || Directory.Exists(outside), $"{outside} was written");
+        Assert.False(File.Exists(outside) || Directory.Exists(outside), $"{outside} was written");
         Assert.Empty((await node.C.Runtime.ListContainersAsync(new ListContainersRequest())).Containers);
         Assert.Empty(Directory.GetDirectories(Path.Combine(node.D.Root, "containers")));
     }
 
-    private static PaxTarEntry File(string name, string content) =>
+    private static List<int> Processes(string commandLinePart)
+    {
+        var pids = new List<int>();
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try { if (File.ReadAllText(Path.Combine(dir, "cmdline")).Contains(commandLinePart, StringComparison.Ordinal)) pids.Add(pid); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return pids;
+    }
+
+    private static PaxTarEntry Entry(string name, string content) =>
         new(TarEntryType.RegularFile, name) { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(content)) };
 
     /// <summary>A minimal archive (config.dump naming <paramref name="imageId"/>, a spec.dump,
@@ -139,11 +163,11 @@ public class RestoreTests(RegistryWithImages fixture)
     {
         var path = Path.Combine(dir, $"hostile-{Guid.NewGuid():N}.tar");
         var mounts = bind is null ? "[]" : $"[{{\"destination\":\"{bind}\",\"type\":\"bind\",\"source\":\"/etc\",\"options\":[\"rbind\",\"rw\"]}}]";
-        using var fs = System.IO.File.Create(path);
+        using var fs = File.Create(path);
         using var tar = new TarWriter(fs, TarEntryFormat.Pax);
-        tar.WriteEntry(File("config.dump", $"{{\"id\":\"x\",\"name\":\"c\",\"rootfsImageRef\":\"{imageId}\",\"rootfsImageName\":\"busybox\"}}"));
-        tar.WriteEntry(File("spec.dump", $"{{\"ociVersion\":\"1.0.2\",\"process\":{{\"args\":[\"sh\"],\"cwd\":\"/\"}},\"root\":{{\"path\":\"rootfs\"}},\"mounts\":{mounts}}}"));
-        tar.WriteEntry(File("checkpoint/inventory.img", "not really"));
+        tar.WriteEntry(Entry("config.dump", $"{{\"id\":\"x\",\"name\":\"c\",\"rootfsImageRef\":\"{imageId}\",\"rootfsImageName\":\"busybox\"}}"));
+        tar.WriteEntry(Entry("spec.dump", $"{{\"ociVersion\":\"1.0.2\",\"process\":{{\"args\":[\"sh\"],\"cwd\":\"/\"}},\"root\":{{\"path\":\"rootfs\"}},\"mounts\":{mounts}}}"));
+        tar.WriteEntry(Entry("checkpoint/inventory.img", "not really"));
         foreach (var e in extra) tar.WriteEntry(e);
         return path;
     }
