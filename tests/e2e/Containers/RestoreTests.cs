@@ -101,6 +101,61 @@ public class RestoreTests(RegistryWithImages fixture)
         Assert.True(stopped.ExitCode is 137 or 143, $"exit code {stopped.ExitCode}");
     }
 
+    /// <summary>A listener (AF_INET: needs CRIU >= 4.2 on this kernel) in a kubelet-shaped
+    /// container with a volume: restored in a new pod (whose request declares the volume again), it
+    /// answers there.</summary>
+    [Fact]
+    public async Task RestoredTcpListener_InANewPod_Answers()
+    {
+        await using var node = await RestoringNodeAsync(_registry);
+        var imageId = await ImageIdAsync(node);
+        var volume = Directory.CreateDirectory(Path.Combine(node.D.Dir, "volume")).FullName;
+        string[] server = ["sh", "-c", "echo hi > /www/index.html; httpd -p 8080 -h /www; while true; do sleep 1; done"];
+        var (oldPodId, oldSandbox, oldPod) = await KubePodAsync(node, "server-a");
+        var oldConfig = Kubelet.Container(oldPod, "server", imageId, node.Busybox, server);
+        oldConfig.Mounts.Add(new Mount { ContainerPath = "/www", HostPath = volume });
+        var oldId = await node.C.StartNewAsync(oldPodId, oldSandbox, oldConfig);
+        await node.C.ExecOkAsync(oldId, "sh", "-c", "until wget -q -O /dev/null http://127.0.0.1:8080/index.html; do sleep 0.05; done");
+        var location = Path.Combine(node.D.Dir, "server.tar");
+        await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = oldId, Location = location, Timeout = 60 });
+        await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = oldId, Timeout = 0 });
+
+        var (podId, sandbox, pod) = await KubePodAsync(node, "server-b");
+        var config = Kubelet.Container(pod, "server", location, location, server);
+        config.Mounts.Add(new Mount { ContainerPath = "/www", HostPath = volume });
+        var id = await node.C.CreateAsync(podId, sandbox, config);
+        await node.C.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id });
+
+        // No httpd was started in the new container: the answer comes from the restored listener.
+        Assert.Equal("hi\n", await node.C.ExecOkAsync(id, "wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"));
+    }
+
+    /// <summary>CRIU images it cannot read: the archive passes CreateContainer's checks, the start
+    /// fails, and the container has exited with CRIU's error; one never started is removed cleanly.</summary>
+    [Fact]
+    public async Task Start_WhenCriuRestoreFails_IsFailedPrecondition_AndTheContainerExitsNamingCriusError()
+    {
+        await using var node = await RestoringNodeAsync(_registry);
+        var (podId, sandbox, pod) = await KubePodAsync(node, "broken");
+        var archive = WriteArchive(node.D.Dir, await ImageIdAsync(node), []);
+        var id = await node.C.CreateAsync(podId, sandbox, Kubelet.Container(pod, "c", archive, archive, ["true"]));
+        Assert.Equal(ContainerState.ContainerCreated, (await node.C.StatusAsync(id)).State);
+
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await node.C.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id }));
+
+        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+        Assert.Contains("criu restore failed", e.Status.Detail);
+        var exited = await node.C.WaitExitedAsync(id);
+        Assert.Equal(ContainerState.ContainerExited, exited.State);
+        Assert.Equal("StartError", exited.Reason);
+        Assert.Contains("criu restore failed", exited.Message);
+        Assert.Contains("Error", exited.Message); // the restore.log lines
+
+        var never = await node.C.CreateAsync(podId, sandbox, Kubelet.Container(pod, "never", archive, archive, ["true"]));
+        await node.C.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = never });
+        Assert.DoesNotContain((await node.C.Runtime.ListContainersAsync(new ListContainersRequest())).Containers, c => c.Id == never);
+    }
+
     [Fact]
     public async Task CreateFromAnArchive_WithRestoreOff_IsFailedPrecondition()
     {
