@@ -1,6 +1,7 @@
 using System.Formats.Tar;
 using System.Text;
 using CriRuntime.Checkpoint;
+using CriRuntime.Containers;
 using CriRuntime.Oci;
 using CriRuntime.Tests.Unit.Kernel;
 
@@ -131,5 +132,37 @@ public sealed class RestorePlanTests : IDisposable
 
         Assert.Contains("/etc/group", e.Message);
         Assert.DoesNotContain(k.Calls, c => c.StartsWith("mknod", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void MakeMountPoints_MakesRootLevelMountPointsOnly_AndNeverThroughASymlink()
+    {
+        var rootfs = Directory.CreateDirectory(Path.Combine(_dir, "rootfs")).FullName;
+        var outside = Directory.CreateDirectory(Path.Combine(_dir, "outside")).FullName;
+        Directory.CreateSymbolicLink(Path.Combine(rootfs, "data"), outside);
+        var hostname = Path.Combine(_dir, "hostname");
+        File.WriteAllText(hostname, "pod\n");
+        var spec = new Spec
+        {
+            Mounts =
+            [
+                new Mount { Destination = "/proc", Type = "proc", Source = "proc" },
+                new Mount { Destination = "/dev", Type = "tmpfs", Source = "tmpfs" },
+                new Mount { Destination = "/dev/termination-log", Type = "bind", Source = hostname, Options = ["rbind"] },
+                new Mount { Destination = "/etc/hostname", Type = "bind", Source = hostname, Options = ["rbind"] },
+                new Mount { Destination = "/data/volume", Type = "bind", Source = _dir, Options = ["rbind"] },
+            ],
+        };
+
+        CheckpointRestore.MakeMountPoints(rootfs, spec);
+
+        Assert.True(Directory.Exists(Path.Combine(rootfs, "proc")));
+        Assert.True(Directory.Exists(Path.Combine(rootfs, "dev")));
+        Assert.True(File.Exists(Path.Combine(rootfs, "etc", "hostname")));
+        Assert.Equal("", File.ReadAllText(Path.Combine(rootfs, "etc", "hostname")));
+        // Inside /dev (a tmpfs CRIU restores with its content): not ours to make.
+        Assert.False(File.Exists(Path.Combine(rootfs, "dev", "termination-log")));
+        // /data is a symlink out of the root: nothing is made through it.
+        Assert.Empty(Directory.GetFileSystemEntries(outside));
     }
 }
