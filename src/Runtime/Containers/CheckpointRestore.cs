@@ -40,6 +40,14 @@ public static class CheckpointRestore
 
     public static CheckpointSource Unpack(string archive, string dest)
     {
+        // A regular file only: opening a fifo the request named would wait for a writer forever.
+        (uint Mode, uint Major, uint Minor)? stat;
+        try { stat = Interop.Libc.DeviceInfo(archive); }
+        catch (Interop.KernelException e) { throw Fail.InvalidArgument($"config.image.image: checkpoint archive {archive}: {e.Message}"); }
+        if (stat is not { } st)
+            throw Fail.InvalidArgument($"config.image.image: checkpoint archive {archive} not found");
+        if ((st.Mode & 0xF000) != 0x8000)
+            throw Fail.InvalidArgument($"config.image.image: {archive} is not a regular file (a checkpoint archive)");
         FileStream fs;
         try { fs = File.OpenRead(archive); }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException)
@@ -48,8 +56,6 @@ public static class CheckpointRestore
         }
         using (fs)
         {
-            if (!fs.CanSeek || new FileInfo(archive).Attributes.HasFlag(FileAttributes.Directory))
-                throw Fail.InvalidArgument($"config.image.image: {archive} is not a checkpoint archive file");
             try { return CheckpointSource.Extract(fs, dest); }
             catch (Exception e) when (e is InvalidDataException or FormatException or EndOfStreamException)
             {

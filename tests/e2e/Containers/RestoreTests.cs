@@ -184,6 +184,8 @@ public class RestoreTests(RegistryWithImages fixture)
             ("dotdot", WriteArchive(node.D.Dir, imageId, [Entry("checkpoint/../../" + Path.GetFileName(outside), "x")]), ".."),
             ("image not stored", WriteArchive(node.D.Dir, "sha256:" + new string('0', 64), []), "not stored"),
             ("undeclared bind mount", WriteArchive(node.D.Dir, imageId, [], bind: "/host-etc"), "/host-etc"),
+            // Not a regular file (a fifo would block its reader): refused before it is opened.
+            ("directory", node.D.Dir, "not a regular file"),
         };
         foreach (var (name, archive, expect) in cases)
         {
