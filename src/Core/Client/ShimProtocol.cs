@@ -108,7 +108,33 @@ public sealed record ShimState
 [JsonSerializable(typeof(ShimRequest))]
 [JsonSerializable(typeof(ShimResponse))]
 [JsonSerializable(typeof(ShimState))]
+[JsonSerializable(typeof(RestoreSpec))]
 public sealed partial class ShimJsonContext : JsonSerializerContext;
+
+/// <summary>bundle/restore.json, written by the daemon for a container created from a checkpoint
+/// archive: instead of starting an init at create, the shim runs CRIU at start with exactly these
+/// arguments (decided and checked by the daemon), handing it the new stdout/stderr pipes and the
+/// namespace files as the fds the arguments name (--inherit-fd).</summary>
+public sealed record RestoreSpec
+{
+    public const string FileName = "restore.json";
+    /// <summary>The criu binary.</summary>
+    public string Criu { get; init; } = "";
+    public IReadOnlyList<string> Args { get; init; } = [];
+    /// <summary>Added to CRIU's environment (KEY=VALUE).</summary>
+    public IReadOnlyList<string> Env { get; init; } = [];
+    /// <summary>The fd CRIU gets the write end of the new stdout pipe as (0: none).</summary>
+    public int StdoutFd { get; init; }
+    /// <summary>The fd CRIU gets the write end of the new stderr pipe as (0: none; equal to
+    /// <see cref="StdoutFd"/> when the checkpointed init wrote both to one pipe).</summary>
+    public int StderrFd { get; init; }
+    /// <summary>Files (namespaces) opened read-only by the shim and passed as fd N.</summary>
+    public IReadOnlyDictionary<string, string> Files { get; init; } = new Dictionary<string, string>();
+    /// <summary>Where CRIU writes the restored init's host pid (--pidfile).</summary>
+    public string PidFile { get; init; } = "";
+    /// <summary>CRIU's log, whose last errors are the start error on failure.</summary>
+    public string LogFile { get; init; } = "";
+}
 
 /// <summary>The well-known files of a container's state dir.</summary>
 public static class StateFiles

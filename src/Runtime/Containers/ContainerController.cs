@@ -47,7 +47,8 @@ public sealed class ContainerController(
     {
         var containerConfig = request.Config;
         var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
-        var image = images.Resolve(containerConfig.Image.Image);
+        var archive = CheckpointRestore.ArchivePath(containerConfig.Image.Image, config.Checkpoint);
+        if (archive is not null) CheckpointRestore.CheckRequest(containerConfig, pod);
         // Before anything is made: a pod that asks for the /proc view and cannot have it.
         var procViewMount = PartitionView.ProcView.Wanted(pod.Annotations, pod.RuntimeHandler, config, "sandbox annotations")
             ? (procView ?? throw Fail.FailedPrecondition("the partition /proc view is not available in this daemon")).RequireMount()
@@ -86,6 +87,11 @@ public sealed class ContainerController(
         }
         var upper = volume?.Upper ?? Path.Combine(layerDir ?? dir, "upper");
         var work = volume?.Work ?? Path.Combine(layerDir ?? dir, "work");
+        // From a checkpoint: the archive is unpacked and checked first; its image is only looked
+        // up among the stored ones, and its writable layer goes into the upper dir before the mount.
+        var checkpoint = archive is null ? null : CheckpointRestore.Unpack(archive, Path.Combine(dir, CheckpointRestore.DirName));
+        var image = checkpoint is null ? images.Resolve(containerConfig.Image.Image) : CheckpointRestore.ResolveImage(images, checkpoint);
+        if (checkpoint is not null) CheckpointRestore.ApplyRootfsDiff(checkpoint, upper);
         if (pod.UserNs is not null && Pods.PodUserNamespace.Validate(podConfig.Linux?.SecurityContext?.NamespaceOptions?.UsernsOptions) is { } maps)
             rootfs.MountIdmapped(image.LayerDirs, upper, work, rootDir, pod.UserNs, Path.Combine(dir, "idmap"), maps.Uid.HostId, maps.Gid.HostId);
         else
@@ -132,6 +138,11 @@ public sealed class ContainerController(
         // Read by the shim now and by ContainerRecovery after a daemon crash, never after a reboot
         // (the container is gone then): atomic, not durable.
         AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec), durable: false);
+        if (checkpoint is not null)
+        {
+            CheckpointRestore.MakeMountPoints(rootDir, spec);
+            CheckpointRestore.WriteRestoreSpec(new Checkpoint.Criu(config.Checkpoint), config.Checkpoint, checkpoint, bundle, rootDir, spec);
+        }
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
 
         undo.Add("remove shim state", () => { if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true); });

@@ -94,6 +94,93 @@ public sealed class ContainerSpawner
         Reap();
     }
 
+    /// <summary>For a container restored from a checkpoint: runs CRIU (`criu restore
+    /// --restore-detached --restore-sibling`) in the shim's own namespaces from a dedicated reaper
+    /// thread and waits for it. CRIU makes the restored init the shim's child and writes its pid to
+    /// <paramref name="pidFile"/>; from then on that init is reaped like one this class started.
+    /// Returns null on success, else how CRIU ended (the container has exited then, with CRIU's
+    /// status).</summary>
+    public string? StartRestore(string exe, IReadOnlyList<string> argv, IReadOnlyList<string> env, IReadOnlyDictionary<int, int> fds, string pidFile)
+    {
+        string? failure = null;
+        var thread = new Thread(() =>
+        {
+            int criu;
+            try { criu = Spawn.Run(exe, argv, env, fds, newSession: true); }
+            catch (Exception e)
+            {
+                _error = e;
+                _spawned.Set();
+                return;
+            }
+            var status = WaitFor(criu);
+            if (status != 0)
+            {
+                failure = Decode(status) switch { (_, { } sig) => $"killed by signal {sig}", var (code, _) => $"exit code {code}" };
+                RawStatus = status;
+                _exited.Set();
+                _spawned.Set();
+                return;
+            }
+            try { Pid = int.Parse(File.ReadAllText(pidFile).Trim(), System.Globalization.CultureInfo.InvariantCulture); }
+            catch (Exception e) when (e is IOException or FormatException or OverflowException)
+            {
+                failure = $"no restored pid in {pidFile}: {e.Message}";
+                RawStatus = 1 << 8;
+                _exited.Set();
+                _spawned.Set();
+                return;
+            }
+            // The restored init may have ended before CRIU did.
+            lock (_children)
+            {
+                if (_unclaimed.Remove(Pid, out var ended))
+                {
+                    RawStatus = ended;
+                    _exited.Set();
+                }
+            }
+            _spawned.Set();
+            Reap();
+        }, maxStackSize: 256 * 1024) { IsBackground = true, Name = "container-restore" };
+        thread.Start();
+        _spawned.Wait();
+        if (_error is not null) throw _error;
+        return failure;
+    }
+
+    /// <summary>A restored container that never started (killed while created): it has exited
+    /// with <paramref name="status"/> without a process.</summary>
+    public void ExitUnstarted(int status)
+    {
+        if (_spawned.IsSet) return;
+        RawStatus = status;
+        _exited.Set();
+    }
+
+    /// <summary>Reaps children until <paramref name="pid"/> has exited; returns its waitpid status.
+    /// The others' statuses are handed on as <see cref="Reap"/> does.</summary>
+    private unsafe int WaitFor(int pid)
+    {
+        while (true)
+        {
+            int status;
+            var got = Libc.Waitpid(-1, &status, 0);
+            if (got < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == Errno.EINTR) continue;
+                return 1 << 8; // ECHILD cannot happen while pid is ours
+            }
+            if (got == pid) return status;
+            Action<int>? callback;
+            lock (_children)
+            {
+                if (!_onExit.Remove(got, out callback)) _unclaimed[got] = status;
+            }
+            callback?.Invoke(status);
+        }
+    }
+
     private unsafe void Reap()
     {
         while (true)

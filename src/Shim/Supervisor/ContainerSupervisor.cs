@@ -30,6 +30,10 @@ public sealed partial class ContainerSupervisor
     private const UnixFileMode StateFileMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead;
     private ICgroupManager? _cgroup;
     private string? _startError;
+    /// <summary>bundle/restore.json: the container is restored by CRIU at start, not started by an init.</summary>
+    private RestoreSpec? _restore;
+    /// <summary>The write ends of the new stdout/stderr pipes, handed to CRIU at start.</summary>
+    private FdHandle? _restoreOut, _restoreErr;
     /// <summary>The container's spec: config.json as loaded, then as each update rewrote it.</summary>
     private volatile Spec? _spec;
 
@@ -69,6 +73,22 @@ public sealed partial class ContainerSupervisor
             // Registered before the cgroup is made: a Create that fails half-way leaves directories.
             undo.Add("remove cgroup", cgroup.Destroy);
             cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
+
+            if (LoadRestore() is { } restore)
+            {
+                // No init: CRIU brings the checkpointed one back at start, writing into these pipes.
+                _restore = restore;
+                var (outR, outW) = Spawn.Pipe();
+                var (errR, errW) = Spawn.Pipe();
+                (_restoreOut, _restoreErr) = (outW, errW);
+                undo.Add("close restore pipes", CloseRestorePipes);
+                pumps = [Pump(outR, "stdout"), Pump(errR, "stderr")];
+                AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode, durable: false);
+                Transition(s => s);
+                control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream);
+                undo.Commit();
+                goto created;
+            }
 
             // With a terminal the init makes its own pty and sends the master ("pty" below);
             // until then its stdio is /dev/null.
@@ -128,6 +148,7 @@ public sealed partial class ContainerSupervisor
             return 1;
         }
 
+    created:
         report($"ok {Environment.ProcessId} {_state.Pid}");
         MemoryTrim.Idle();
         _spawner.WaitExit();
@@ -140,6 +161,7 @@ public sealed partial class ContainerSupervisor
         }
         // Let the pumps drain what the container wrote last; with the pid namespace gone no one
         // holds the pipes, so this is quick.
+        CloseRestorePipes();
         foreach (var t in pumps) t.Join(TimeSpan.FromSeconds(2));
         _attachers.CloseAll();
 
@@ -291,6 +313,7 @@ public sealed partial class ContainerSupervisor
         {
             if (_state.Status != ShimStatus.Created)
                 return new ShimResponse { Ok = false, Error = $"container {_id} is {_state.Status}, not created", State = _state };
+            if (_restore is { } restore) return StartRestore(restore);
             _sync!.Send("start");
             // The init's end of the socket is close-on-exec: end of file means execve succeeded.
             var answer = _sync.Receive();
@@ -308,7 +331,7 @@ public sealed partial class ContainerSupervisor
 
     private ShimResponse Kill(int signal)
     {
-        if (!_stopped.IsSet) Spawn.Signal(_pidfd!, signal);
+        if (!_stopped.IsSet && !EndUnstartedRestore(signal)) Spawn.Signal(_pidfd!, signal);
         return Ok();
     }
 
@@ -322,6 +345,7 @@ public sealed partial class ContainerSupervisor
     /// namespace ignores signals it has no handler for, hence the SIGKILL.</summary>
     private ShimResponse Stop(int signal, double timeoutSeconds)
     {
+        if (EndUnstartedRestore(L.SIGKILL)) { _stopped.Wait(); return Ok(); }
         if (!_stopped.IsSet && timeoutSeconds > 0)
         {
             Spawn.Signal(_pidfd!, signal);

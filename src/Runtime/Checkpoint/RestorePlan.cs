@@ -1,0 +1,113 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using CriRuntime.Oci;
+using CriRuntime.Shim.Client;
+
+namespace CriRuntime.Checkpoint;
+
+/// <summary>The `criu restore` the shim runs for a container created from a checkpoint archive,
+/// decided from the new container's spec (built from the request, never from the archive) and
+/// the archive's stdio record (pure: unit-tested without CRIU). The counterpart of
+/// <see cref="DumpPlan"/>: every mount the dump declared external is supplied again from the new
+/// spec (bind mounts by their new source, masked files by /dev/null), the pod's namespaces CRIU
+/// did not dump are handed over as inherited fds, and the init's old stdout/stderr pipes are
+/// replaced by new ones into the new container's CRI log.</summary>
+public static partial class RestorePlan
+{
+    /// <summary>The fds the shim gives CRIU: the new stdout/stderr pipes, the pod's namespaces. High
+    /// numbers, so that none is also one of the shim's own descriptors being passed (Spawn.Run).</summary>
+    public const int StdoutFd = 100, StderrFd = 101, NetNsFd = 102, PidNsFd = 103;
+
+    [GeneratedRegex(@"^pipe:\[[0-9]{1,20}\]$")]
+    private static partial Regex PipeName();
+
+    /// <param name="dir">the unpacked archive's directory: CRIU's work dir (restore.log, the pid file).</param>
+    /// <param name="cgroupPath">the new container's cgroup, relative to the hierarchies' roots.</param>
+    /// <param name="criuEnv">[checkpoint] criu_env.</param>
+    /// <param name="unmanagedCgroups">hierarchies the cgroup manager does not make a container cgroup
+    /// in ("name=systemd" on hybrid hosts) and the cgroup there to restore into (the daemon's own,
+    /// where the shim and a fresh container's init stay): without it CRIU would create the
+    /// container's path there, which nothing removes.</param>
+    public static RestoreSpec Build(string criu, IReadOnlyList<string> criuEnv, CheckpointSource source, string dir, string rootfs, Spec spec, string cgroupPath,
+        IReadOnlyDictionary<string, string>? unmanagedCgroups = null)
+    {
+        var pidFile = Path.Combine(dir, "restore.pid");
+        var args = new List<string>
+        {
+            "restore", "--images-dir", source.ImagesDir, "--work-dir", dir, "--log-file", "restore.log", "-v4",
+            "--root", rootfs,
+            // The restored init becomes the shim's child (CLONE_PARENT) and CRIU exits once it runs.
+            "--restore-detached", "--restore-sibling", "--pidfile", pidFile,
+            // The new pod has another address: connections the dump captured are restored closed.
+            "--tcp-close", "--file-locks",
+            // Into the new container's cgroup (made by the shim, limits kept: soft mode only sets
+            // properties of cgroups CRIU itself creates).
+            "--manage-cgroups=soft", "--cgroup-root", "/" + cgroupPath.Trim('/'),
+        };
+        foreach (var (controller, path) in unmanagedCgroups ?? new Dictionary<string, string>())
+            args.AddRange(["--cgroup-root", $"{controller}:{path}"]);
+        foreach (var (key, hostPath) in ExternalMounts(spec))
+            args.AddRange(["--external", $"mnt[{key}]:{hostPath}"]);
+        var files = new Dictionary<string, string>();
+        foreach (var ns in spec.Linux?.Namespaces ?? [])
+        {
+            if (string.IsNullOrEmpty(ns.Path)) continue;
+            var (fd, key) = ns.Type switch { "network" => (NetNsFd, DumpPlan.NetNsKey), "pid" => (PidNsFd, DumpPlan.PidNsKey), _ => (0, "") };
+            if (fd == 0) continue;
+            files[fd.ToString(CultureInfo.InvariantCulture)] = ns.Path;
+            args.AddRange(["--inherit-fd", $"fd[{fd}]:{key}"]);
+        }
+        var (stdoutFd, stderrFd) = (0, 0);
+        var fds = source.Stdio?.Fds ?? [];
+        string? Pipe(int n) => n < fds.Count && fds[n].StartsWith("pipe:", StringComparison.Ordinal)
+            ? PipeName().IsMatch(fds[n]) ? fds[n] : throw new InvalidDataException($"checkpoint archive: {CheckpointSource.StdioFile}: fd {n} \"{fds[n]}\" is not a pipe name")
+            : null;
+        if (Pipe(1) is { } outPipe)
+        {
+            stdoutFd = StdoutFd;
+            args.AddRange(["--inherit-fd", $"fd[{StdoutFd}]:{outPipe}"]);
+        }
+        if (Pipe(2) is { } errPipe)
+        {
+            stderrFd = errPipe == Pipe(1) ? StdoutFd : StderrFd;
+            if (stderrFd == StderrFd) args.AddRange(["--inherit-fd", $"fd[{StderrFd}]:{errPipe}"]);
+        }
+        return new RestoreSpec
+        {
+            Criu = criu, Args = args, Env = criuEnv, StdoutFd = stdoutFd, StderrFd = stderrFd, Files = files,
+            PidFile = pidFile, LogFile = Path.Combine(dir, "restore.log"),
+        };
+    }
+
+    /// <summary>The devices the shim bind-mounts from the host's /dev unless the spec lists them
+    /// (Shim/Container/RootfsPlan.cs, DefaultDevices).</summary>
+    private static readonly string[] BindDevices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
+
+    /// <summary>The named (controller-less) v1 hierarchies a process is in, from /proc/PID/cgroup
+    /// ("1:name=systemd:/user.slice"): name → path.</summary>
+    public static IReadOnlyDictionary<string, string> NamedHierarchies(string procCgroup)
+    {
+        var result = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var line in procCgroup.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var fields = line.Split(':', 3);
+            if (fields.Length == 3 && fields[1].StartsWith("name=", StringComparison.Ordinal)) result[fields[1]] = fields[2];
+        }
+        return result;
+    }
+
+    /// <summary>(key, host path) for each mount the dump may have declared external
+    /// (<see cref="DumpPlan.ExternalMounts"/>): the new spec's bind mounts with their sources, and
+    /// its masked paths, which the shim hides with /dev/null when they are files. A key the
+    /// images do not name is ignored by CRIU.</summary>
+    public static IReadOnlyList<(string Key, string HostPath)> ExternalMounts(Spec spec)
+    {
+        var result = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var d in BindDevices)
+            if (spec.Linux?.Devices?.Any(x => "/" + x.Path.Trim('/') == d) != true) result[d] = d;
+        foreach (var p in spec.Linux?.MaskedPaths ?? []) result["/" + p.Trim('/')] = "/dev/null";
+        foreach (var m in spec.Mounts ?? [])
+            if (DumpPlan.IsBind(m) && !string.IsNullOrEmpty(m.Source)) result["/" + m.Destination.Trim('/')] = m.Source;
+        return [.. result.Select(kv => (kv.Key, kv.Value))];
+    }
+}

@@ -1,0 +1,231 @@
+using System.Formats.Tar;
+using System.Text;
+using CriRuntime.Cri.V1;
+using CriRuntime.Tests.E2E.Harness;
+using Grpc.Core;
+
+namespace CriRuntime.Tests.E2E.Containers;
+
+/// <summary>Restore from a checkpoint archive through CreateContainer + StartContainer
+/// (docs/checkpoint.md, "Restore"), with requests shaped as the kubelet sends them. Needs
+/// criu >= 4.2 (hack/deps.sh).</summary>
+[Collection(RegistryCollection.Name)]
+public class RestoreTests(RegistryWithImages fixture)
+{
+    private readonly RegistryFixture _registry = fixture.Registry;
+
+    /// <summary>Counts in /count (replaced by a rename: never read half-written) and on stdout five
+    /// times a second; wrote a file to its writable layer and deleted one of the image's.</summary>
+    private static readonly string[] Counter =
+        ["sh", "-c", "echo kept > /written.txt; rm /etc/group; i=0; while true; do echo $i > /count.new; mv /count.new /count; echo $i; i=$((i+1)); sleep 0.2; done"];
+
+    private static async Task<int> CountAsync(CriClient c, string id) => int.Parse((await c.ExecOkAsync(id, "cat", "/count")).Trim());
+
+    private static Task WaitCountAsync(CriClient c, string id, int n) =>
+        c.ExecOkAsync(id, "sh", "-c", $"until [ \"$(cat /count 2>/dev/null)\" -ge {n} ] 2>/dev/null; do sleep 0.05; done");
+
+    private static async Task<TestNode> RestoringNodeAsync(RegistryFixture registry)
+    {
+        var node = await TestNode.StartAsync(registry);
+        File.WriteAllText(Path.Combine(node.D.DropInDir, "restore.toml"), "[checkpoint]\nrestore = true\n");
+        await node.D.RestartAsync();
+        return node;
+    }
+
+    private static async Task<(string PodId, PodSandboxConfig Sandbox, KubePod Pod)> KubePodAsync(TestNode node, string name)
+    {
+        var pod = new KubePod { Name = name, LogRoot = Path.Combine(node.D.Dir, "kubelet", "logs") };
+        var sandbox = Kubelet.Sandbox(pod);
+        var podId = await node.C.RunPodAsync(sandbox);
+        node.Track(podId);
+        return (podId, sandbox, pod);
+    }
+
+    private static async Task<string> ImageIdAsync(TestNode node) =>
+        (await node.C.Images.ImageStatusAsync(new ImageStatusRequest { Image = new ImageSpec { Image = node.Busybox } })).Image.Id;
+
+    [Fact]
+    public async Task RestoredCounter_InANewPod_ContinuesFromTheCheckpointedValue_WithItsWritableLayer()
+    {
+        await using var node = await RestoringNodeAsync(_registry);
+        var imageId = await ImageIdAsync(node);
+        var (oldPodId, oldSandbox, oldPod) = await KubePodAsync(node, "counter-a");
+        var oldId = await node.C.StartNewAsync(oldPodId, oldSandbox, Kubelet.Container(oldPod, "counter", imageId, node.Busybox, Counter));
+        await WaitCountAsync(node.C, oldId, 10);
+        var location = Path.Combine(node.D.Dir, "checkpoint.tar");
+        // A lower bound of the value in memory when CRIU froze it (the archive's files are
+        // captured after the container runs on, so they may be ahead of it).
+        var checkpointed = await CountAsync(node.C, oldId);
+        await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = oldId, Location = location, Timeout = 60 });
+        Assert.True(checkpointed >= 10, $"checkpointed at {checkpointed}");
+        // The original goes away, as when a pod is migrated.
+        await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = oldId, Timeout = 0 });
+
+        var (podId, sandbox, pod) = await KubePodAsync(node, "counter-b");
+        var config = Kubelet.Container(pod, "counter", location, location, Counter);
+        var id = await node.C.CreateAsync(podId, sandbox, config);
+        var created = await node.C.StatusAsync(id);
+        Assert.Equal(ContainerState.ContainerCreated, created.State);
+        // The image it runs is the stored one the archive recorded; what the request named is kept beside it.
+        Assert.Equal(imageId, created.ImageId);
+        Assert.Equal(node.Busybox, created.Image.Image);
+        Assert.Equal(location, created.Image.UserSpecifiedImage);
+
+        await node.C.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id });
+
+        Assert.Equal(ContainerState.ContainerRunning, (await node.C.StatusAsync(id)).State);
+        // What the process sees continues from the checkpoint, not from 0.
+        var first = await CountAsync(node.C, id);
+        Assert.True(first >= checkpointed, $"restored counter at {first}, checkpointed at {checkpointed}");
+        await WaitCountAsync(node.C, id, first + 3);
+        // CRIU put the restored processes into the new container's cgroup (--cgroup-root).
+        var restored = Processes("count.new");
+        Assert.NotEmpty(restored);
+        foreach (var pid in restored)
+        {
+            var memory = File.ReadAllLines($"/proc/{pid}/cgroup").Single(l => l.Split(':')[1].Split(',').Contains("memory"));
+            Assert.EndsWith("/" + id, memory);
+        }
+        Assert.Equal("kept\n", await node.C.ExecOkAsync(id, "cat", "/written.txt"));
+        Assert.Equal("gone\n", await node.C.ExecOkAsync(id, "sh", "-c", "test -e /etc/group || echo gone"));
+        // Its stdout goes on into the new container's CRI log, from the checkpointed value on.
+        var log = Path.Combine(Kubelet.LogDirectory(pod), "counter", "0.log");
+        var logged = File.ReadAllLines(log).Select(l => l.Split(' ', 4)).Where(f => f.Length == 4 && f[1] == "stdout").Select(f => int.Parse(f[3])).ToList();
+        Assert.NotEmpty(logged);
+        Assert.True(logged[0] >= checkpointed, $"first logged value {logged[0]}, checkpointed at {checkpointed}");
+
+        // Supervised like any container: stopped, it has exited with the signal's code.
+        await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 1 });
+        var stopped = await node.C.StatusAsync(id);
+        Assert.Equal(ContainerState.ContainerExited, stopped.State);
+        Assert.True(stopped.ExitCode is 137 or 143, $"exit code {stopped.ExitCode}");
+    }
+
+    /// <summary>A listener (AF_INET: needs CRIU >= 4.2 on this kernel) in a kubelet-shaped
+    /// container with a volume: restored in a new pod (whose request declares the volume again), it
+    /// answers there.</summary>
+    [Fact]
+    public async Task RestoredTcpListener_InANewPod_Answers()
+    {
+        await using var node = await RestoringNodeAsync(_registry);
+        var imageId = await ImageIdAsync(node);
+        var volume = Directory.CreateDirectory(Path.Combine(node.D.Dir, "volume")).FullName;
+        string[] server = ["sh", "-c", "echo hi > /www/index.html; httpd -p 8080 -h /www; while true; do sleep 1; done"];
+        var (oldPodId, oldSandbox, oldPod) = await KubePodAsync(node, "server-a");
+        var oldConfig = Kubelet.Container(oldPod, "server", imageId, node.Busybox, server);
+        oldConfig.Mounts.Add(new Mount { ContainerPath = "/www", HostPath = volume });
+        var oldId = await node.C.StartNewAsync(oldPodId, oldSandbox, oldConfig);
+        await node.C.ExecOkAsync(oldId, "sh", "-c", "until wget -q -O /dev/null http://127.0.0.1:8080/index.html; do sleep 0.05; done");
+        var location = Path.Combine(node.D.Dir, "server.tar");
+        await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = oldId, Location = location, Timeout = 60 });
+        await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = oldId, Timeout = 0 });
+
+        var (podId, sandbox, pod) = await KubePodAsync(node, "server-b");
+        var config = Kubelet.Container(pod, "server", location, location, server);
+        config.Mounts.Add(new Mount { ContainerPath = "/www", HostPath = volume });
+        var id = await node.C.CreateAsync(podId, sandbox, config);
+        await node.C.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id });
+
+        // No httpd was started in the new container: the answer comes from the restored listener.
+        Assert.Equal("hi\n", await node.C.ExecOkAsync(id, "wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"));
+    }
+
+    /// <summary>CRIU images it cannot read: the archive passes CreateContainer's checks, the start
+    /// fails, and the container has exited with CRIU's error; one never started is removed cleanly.</summary>
+    [Fact]
+    public async Task Start_WhenCriuRestoreFails_IsFailedPrecondition_AndTheContainerExitsNamingCriusError()
+    {
+        await using var node = await RestoringNodeAsync(_registry);
+        var (podId, sandbox, pod) = await KubePodAsync(node, "broken");
+        var archive = WriteArchive(node.D.Dir, await ImageIdAsync(node), []);
+        var id = await node.C.CreateAsync(podId, sandbox, Kubelet.Container(pod, "c", archive, archive, ["true"]));
+        Assert.Equal(ContainerState.ContainerCreated, (await node.C.StatusAsync(id)).State);
+
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await node.C.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id }));
+
+        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+        Assert.Contains("criu restore failed", e.Status.Detail);
+        var exited = await node.C.WaitExitedAsync(id);
+        Assert.Equal(ContainerState.ContainerExited, exited.State);
+        Assert.Equal("StartError", exited.Reason);
+        Assert.Contains("criu restore failed", exited.Message);
+        Assert.Contains("Error", exited.Message); // the restore.log lines
+
+        var never = await node.C.CreateAsync(podId, sandbox, Kubelet.Container(pod, "never", archive, archive, ["true"]));
+        await node.C.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = never });
+        Assert.DoesNotContain((await node.C.Runtime.ListContainersAsync(new ListContainersRequest())).Containers, c => c.Id == never);
+    }
+
+    [Fact]
+    public async Task CreateFromAnArchive_WithRestoreOff_IsFailedPrecondition()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var (podId, sandbox, pod) = await KubePodAsync(node, "restore-off");
+        var archive = WriteArchive(node.D.Dir, await ImageIdAsync(node), []);
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => node.C.CreateAsync(podId, sandbox, Kubelet.Container(pod, "c", archive, archive, ["true"])));
+
+        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+        Assert.Contains("restore = false", e.Status.Detail);
+    }
+
+    [Fact]
+    public async Task HostileArchives_AreInvalidArgument_AndNothingIsWrittenOutsideTheRoot()
+    {
+        await using var node = await RestoringNodeAsync(_registry);
+        var (podId, sandbox, pod) = await KubePodAsync(node, "hostile");
+        var imageId = await ImageIdAsync(node);
+        var outside = Path.Combine(Path.GetTempPath(), "restore-escape-" + Guid.NewGuid().ToString("N"));
+
+        var cases = new (string Name, string Archive, string Expect)[]
+        {
+            ("symlink", WriteArchive(node.D.Dir, imageId, [new PaxTarEntry(TarEntryType.SymbolicLink, "checkpoint/pages-1.img") { LinkName = outside }]), "link"),
+            ("absolute", WriteArchive(node.D.Dir, imageId, [Entry("/" + outside.TrimStart('/'), "x")]), "absolute"),
+            ("dotdot", WriteArchive(node.D.Dir, imageId, [Entry("checkpoint/../../" + Path.GetFileName(outside), "x")]), ".."),
+            ("image not stored", WriteArchive(node.D.Dir, "sha256:" + new string('0', 64), []), "not stored"),
+            ("undeclared bind mount", WriteArchive(node.D.Dir, imageId, [], bind: "/host-etc"), "/host-etc"),
+            // Not a regular file (a fifo would block its reader): refused before it is opened.
+            ("directory", node.D.Dir, "not a regular file"),
+        };
+        foreach (var (name, archive, expect) in cases)
+        {
+            var e = await Assert.ThrowsAsync<RpcException>(() => node.C.CreateAsync(podId, sandbox, Kubelet.Container(pod, "c", archive, archive, ["true"])));
+            Assert.True(e.StatusCode == StatusCode.InvalidArgument, $"{name}: {e.StatusCode}: {e.Status.Detail}");
+            Assert.Contains(expect, e.Status.Detail);
+        }
+        Assert.False(File.Exists(outside) || Directory.Exists(outside), $"{outside} was written");
+        Assert.Empty((await node.C.Runtime.ListContainersAsync(new ListContainersRequest())).Containers);
+        Assert.Empty(Directory.GetDirectories(Path.Combine(node.D.Root, "containers")));
+    }
+
+    private static List<int> Processes(string commandLinePart)
+    {
+        var pids = new List<int>();
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try { if (File.ReadAllText(Path.Combine(dir, "cmdline")).Contains(commandLinePart, StringComparison.Ordinal)) pids.Add(pid); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return pids;
+    }
+
+    private static PaxTarEntry Entry(string name, string content) =>
+        new(TarEntryType.RegularFile, name) { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(content)) };
+
+    /// <summary>A minimal archive (config.dump naming <paramref name="imageId"/>, a spec.dump,
+    /// an inventory.img) plus <paramref name="extra"/> entries.</summary>
+    private static string WriteArchive(string dir, string imageId, IReadOnlyList<TarEntry> extra, string? bind = null)
+    {
+        var path = Path.Combine(dir, $"hostile-{Guid.NewGuid():N}.tar");
+        var mounts = bind is null ? "[]" : $"[{{\"destination\":\"{bind}\",\"type\":\"bind\",\"source\":\"/etc\",\"options\":[\"rbind\",\"rw\"]}}]";
+        using var fs = File.Create(path);
+        using var tar = new TarWriter(fs, TarEntryFormat.Pax);
+        tar.WriteEntry(Entry("config.dump", $"{{\"id\":\"x\",\"name\":\"c\",\"rootfsImageRef\":\"{imageId}\",\"rootfsImageName\":\"busybox\"}}"));
+        tar.WriteEntry(Entry("spec.dump", $"{{\"ociVersion\":\"1.0.2\",\"process\":{{\"args\":[\"sh\"],\"cwd\":\"/\"}},\"root\":{{\"path\":\"rootfs\"}},\"mounts\":{mounts}}}"));
+        tar.WriteEntry(Entry("checkpoint/inventory.img", "not really"));
+        foreach (var e in extra) tar.WriteEntry(e);
+        return path;
+    }
+}
