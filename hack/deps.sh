@@ -8,6 +8,9 @@ pkgs=(
   docker-registry skopeo busybox-static runc containernetworking-plugins
   libseccomp-dev gcc make clang zlib1g-dev iproute2 iputils-ping util-linux iptables apache2-utils
   zstd jq curl procps psmisc tar gzip coreutils ca-certificates umoci
+  # Observability tests: a real Prometheus scrapes the metrics listener; systemd-analyze verifies
+  # the unit `make install` lays out.
+  prometheus systemd
   # CRIU 4.2.1 is built from source by hack/criu.sh (bookworm's 3.17 does not work here).
   libbsd-dev libcap-dev libnet1-dev libnftables-dev libnl-3-dev libprotobuf-c-dev libprotobuf-dev
   protobuf-c-compiler protobuf-compiler uuid-dev pkg-config libgnutls28-dev xz-utils
@@ -50,9 +53,9 @@ rm -f "$log"
 
 # Keep the services from coming back on a later boot (systemd hosts only; harmless elsewhere).
 if [[ -d /run/systemd/system ]]; then
-  systemctl disable --now docker-registry.service containerd.service >/dev/null 2>&1 || true
+  systemctl disable --now docker-registry.service containerd.service prometheus.service >/dev/null 2>&1 || true
 fi
-for svc in docker-registry containerd; do
+for svc in docker-registry containerd prometheus; do
   if [[ -x /etc/init.d/$svc ]]; then update-rc.d "$svc" disable >/dev/null 2>&1 || true; fi
 done
 

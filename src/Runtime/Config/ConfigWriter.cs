@@ -14,6 +14,7 @@ public static class ConfigWriter
         Kv(sb, "root", Str(c.Root));
         Kv(sb, "state", Str(c.State));
         Kv(sb, "log_level", Str(c.LogLevel));
+        Kv(sb, "log_format", Str(c.LogFormat));
         sb.AppendLine().AppendLine("[runtime]");
         Kv(sb, "cgroup_driver", Str(c.Runtime.CgroupDriver));
         Kv(sb, "shim_path", Str(c.Runtime.ShimPath));
@@ -46,6 +47,8 @@ public static class ConfigWriter
         Kv(sb, "criu_env", List(c.Checkpoint.CriuEnv));
         Kv(sb, "restore", c.Checkpoint.Restore ? "true" : "false");
         Kv(sb, "dump_timeout", Str(Duration.Format(c.Checkpoint.DumpTimeout)));
+        sb.AppendLine().AppendLine("[metrics]");
+        Kv(sb, "address", Str(c.Metrics.Address));
         return sb.ToString();
     }
 

@@ -13,6 +13,8 @@ public sealed record CriRuntimeConfig
     /// <summary>Runtime state that a reboot may drop: pinned namespaces, shim sockets.</summary>
     public string State { get; init; } = "/run/criruntime";
     public string LogLevel { get; init; } = "info";
+    /// <summary>"text" (one line per record) or "json" (one JSON object per line).</summary>
+    public string LogFormat { get; init; } = "text";
 
     public RuntimeSection Runtime { get; init; } = new();
     public CniSection Cni { get; init; } = new();
@@ -20,6 +22,7 @@ public sealed record CriRuntimeConfig
     public ImagesSection Images { get; init; } = new();
     public StreamingSection Streaming { get; init; } = new();
     public CheckpointSection Checkpoint { get; init; } = new();
+    public MetricsSection Metrics { get; init; } = new();
 }
 
 public sealed record RuntimeSection
@@ -96,4 +99,12 @@ public sealed record CheckpointSection
     /// <summary>A CheckpointContainer without a timeout: CRIU is killed (and the container thawed)
     /// after this long.</summary>
     public TimeSpan DumpTimeout { get; init; } = TimeSpan.FromMinutes(2);
+}
+
+/// <summary>[metrics]: the Prometheus endpoint (docs/observability.md).</summary>
+public sealed record MetricsSection
+{
+    /// <summary>"IP:PORT" of the HTTP listener serving /metrics in Prometheus text format
+    /// (e.g. "127.0.0.1:9464"); empty: no listener, nothing collected.</summary>
+    public string Address { get; init; } = "";
 }

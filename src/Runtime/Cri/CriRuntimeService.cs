@@ -22,8 +22,13 @@ public sealed partial class CriRuntimeService(
     Containers.ContainerEvents events,
     StreamServerClient streaming,
     TimeProvider clock,
-    ILogger<CriRuntimeService> log) : RuntimeService.RuntimeServiceBase
+    ILogger<CriRuntimeService> log,
+    Metrics.RuntimeMetrics? metrics = null,
+    ConfigSource? configSource = null) : RuntimeService.RuntimeServiceBase
 {
+    /// <summary>The config in force: what a reload (SIGHUP) may change is read from here per request.</summary>
+    private CriRuntimeConfig InForce => configSource?.Current ?? _config;
+    private readonly Metrics.RuntimeMetrics? _metrics = metrics;
     /// <summary>For what an RPC file logs itself (CheckpointContainer's outcome and leftovers).</summary>
     private readonly ILogger _log = log;
     private readonly CriRuntimeConfig _config = config;
