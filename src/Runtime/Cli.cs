@@ -25,6 +25,16 @@ public static class Cli
           --log-level LEVEL  trace, debug, info, warn or error (default info)
         """;
 
+    /// <summary>What the daemon serving <paramref name="socket"/> has in force (TOML), if one serves.</summary>
+    private static string? InForce(string? socket, string? state)
+    {
+        var defaults = new CriRuntimeConfig();
+        socket ??= defaults.Socket;
+        return DaemonControl.ServingPid(socket) is { } pid && DaemonControl.InForce(state ?? defaults.State) is { } inForce
+            ? $"# In force in the daemon (pid {pid}) serving {socket}.\n{inForce}"
+            : null;
+    }
+
     public static async Task<int> RunAsync(string[] args)
     {
         var command = "serve";
@@ -71,12 +81,18 @@ public static class Cli
             }
             var overrides = new ConfigOverrides(socket, root, state, logLevel);
             CriRuntimeConfig Load() => ConfigLoader.Load(configPath ?? CriRuntimeConfig.DefaultConfigPath, configPath is not null, overrides);
-            var config = Load();
+            CriRuntimeConfig config;
+            try { config = Load(); }
+            catch (ConfigException e) when (command == "config" && InForce(socket, state) is { } kept)
+            {
+                // The files do not load, but a daemon serves: show what it keeps in force.
+                Console.Out.Write(kept);
+                Console.Error.WriteLine($"criruntime: {e.Message} (the daemon keeps the config in force shown)");
+                return 2;
+            }
             if (command == "config")
             {
-                Console.Out.Write(DaemonControl.ServingPid(config.Socket) is { } pid && DaemonControl.InForce(config.State) is { } inForce
-                    ? $"# In force in the daemon (pid {pid}) serving {config.Socket}.\n{inForce}"
-                    : ConfigWriter.ToToml(config));
+                Console.Out.Write(InForce(config.Socket, config.State) ?? ConfigWriter.ToToml(config));
                 return 0;
             }
             if (command == "reload")

@@ -73,7 +73,8 @@ public class InstallTests
             var bad = Path.Combine(dir, "bad.service");
             File.WriteAllText(bad, File.ReadAllText(unit).Replace("KillMode=process", "KillMode=nonsense"));
             var (_, badOut, badErr) = await Run("systemd-analyze", "verify", bad);
-            Assert.Contains("KillMode", badOut + badErr);
+            Assert.Contains("bad.service:", badOut + badErr);
+            Assert.Contains("nonsense", badOut + badErr);
         }
         finally
         {

@@ -59,8 +59,8 @@ public class PrometheusTests(RegistryWithImages fixture)
             r => r.Count == 1 && r[0].Value == 1, Deadline);
 
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
-        await prometheus.QueryUntilAsync("criruntime_containers{state=\"running\"} + criruntime_containers{state=\"exited\"}",
-            r => r.Count == 1 && r[0].Value == 0, Deadline);
+        await prometheus.QueryUntilAsync("sum(criruntime_containers)", r => r.Count == 1 && r[0].Value == 0, Deadline);
+        Assert.Equal(0, await Single(prometheus, "sum(criruntime_pods)"));
         GC.KeepAlive(running);
     }
 

@@ -47,6 +47,7 @@ public class ReloadTests
         await c.Runtime.VersionAsync(new VersionRequest());
         var (_, shown, _) = await DaemonProcess.RunCliAsync("config", "--config", d.ConfigFile, "--socket", d.Socket, "--state", d.State);
         Assert.Contains("token_ttl = \"1m\"", shown);
+        Assert.Contains($"# In force in the daemon (pid {d.Pid})", shown);
 
         var (code, _, stderr) = await DaemonProcess.RunCliAsync("reload", "--config", d.ConfigFile, "--socket", d.Socket, "--state", d.State);
         Assert.Equal(2, code);
