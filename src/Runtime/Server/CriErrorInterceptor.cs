@@ -117,7 +117,17 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
     {
         var subject = Subject(request);
         var eq = subject.IndexOf('=');
-        return eq > 0 ? log.BeginScope(new Dictionary<string, object?> { [subject[..eq]] = subject[(eq + 1)..] }) : null;
+        return eq > 0 ? log.BeginScope(new Scope(subject[..eq], subject[(eq + 1)..])) : null;
+    }
+
+    /// <summary>One key/value scope: json logs write it as {"Message":"container_id=ID","container_id":"ID"}.</summary>
+    private sealed class Scope(string key, string value) : IReadOnlyList<KeyValuePair<string, object?>>
+    {
+        public KeyValuePair<string, object?> this[int index] => index == 0 ? new(key, value) : throw new ArgumentOutOfRangeException(nameof(index));
+        public int Count => 1;
+        public IEnumerator<KeyValuePair<string, object?>> GetEnumerator() { yield return this[0]; }
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+        public override string ToString() => $"{key}={value}";
     }
 
     private static readonly string[] SubjectFields = ["container_id", "pod_sandbox_id"];
