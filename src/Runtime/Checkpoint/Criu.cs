@@ -28,19 +28,21 @@ public sealed class Criu(CheckpointSection config)
     /// <summary>At start: a scratch directory left by an earlier daemon means a checkpoint it did
     /// not finish. Its CRIU, if still there (it was our child, not killed with us), is killed: a
     /// dump that waits forever would keep the container stopped under ptrace; killing the tracer
-    /// releases it. The pid is only trusted when that process's command line names the directory.</summary>
+    /// releases it. A process is only killed when its command line names the directory.</summary>
     public static int RemoveLeftovers(string scratchRoot)
     {
         if (!Directory.Exists(scratchRoot)) return 0;
         var killed = 0;
         foreach (var dir in Directory.GetDirectories(scratchRoot))
         {
-            var pidFile = System.IO.Path.Combine(dir, PidFile);
-            if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile).Trim(), out var pid) && pid > 0)
+            // The pid file is written just after CRIU started: a daemon killed in between left
+            // none (or an empty one), so every process is looked at; the command line decides.
+            var candidates = Directory.EnumerateDirectories("/proc").Select(d => int.TryParse(System.IO.Path.GetFileName(d), out var n) ? n : 0);
+            foreach (var pid in candidates.Where(n => n > 0 && n != Environment.ProcessId))
             {
                 string cmdline;
                 try { cmdline = File.ReadAllText($"/proc/{pid}/cmdline"); }
-                catch (IOException) { cmdline = ""; }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
                 if (cmdline.Split('\0').Any(a => a.StartsWith(dir + "/", StringComparison.Ordinal) || a == dir))
                 {
                     try
