@@ -151,7 +151,16 @@ public static partial class Daemon
             LogStreaming(log, streamServer.BaseUrl ?? "(started with the first Exec, Attach or PortForward)");
             if (metricsEndpoint is not null) LogMetrics(log, $"http://{config.Metrics.Address}/metrics");
         });
-        await app.RunAsync();
+        try
+        {
+            await app.StartAsync();
+        }
+        catch (IOException e) when (metricsEndpoint is not null)
+        {
+            // Kestrel binds the CRI socket's duplicate without fail; what can be taken is the metrics port.
+            throw new StartupException($"cannot serve metrics on {config.Metrics.Address} (metrics.address): {e.Message}", e);
+        }
+        await app.WaitForShutdownAsync();
         await streamServer.DetachAsync();
         LogStopped(log);
         return 0;
