@@ -1,6 +1,6 @@
 # CriRuntime: `make run` starts the daemon, `make test` runs every test. Both install what is
 # missing first (Debian packages via hack/deps.sh, NuGet packages via restore).
-.PHONY: all deps build publish run test test-unit test-e2e bench clean
+.PHONY: all deps build publish run test test-unit test-e2e bench install uninstall clean
 
 CONFIGURATION ?= Debug
 DOTNET ?= dotnet
@@ -56,6 +56,31 @@ bench:
 	$(DOTNET) build hack/bench/Bench.csproj -c Release -nologo -clp:ErrorsOnly
 	$(MAKE) --no-print-directory publish
 	artifacts/bin/Bench/release/criruntime-bench $(BENCH_ARGS)
+
+# Install as a node service (README "Install as a service"): the binaries `make build` published,
+# the systemd unit, and /etc/criruntime/config.toml and /etc/crictl.yaml only where absent.
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]; `make uninstall` with the same values
+# removes the binaries and the unit and leaves configuration alone.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+DOCDIR ?= $(PREFIX)/share/doc/criruntime
+SYSCONFDIR ?= /etc
+UNITDIR ?= /etc/systemd/system
+INSTALL_BINS := criruntime criruntime-shim criruntime-pod-init criruntime-nsexec
+install:
+	@for b in $(INSTALL_BINS); do [ -x $(DIST)/$$b ] || { echo "$(DIST)/$$b missing: run make build first" >&2; exit 1; }; done
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/criruntime/conf.d $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(addprefix $(DIST)/,$(INSTALL_BINS)) $(DESTDIR)$(BINDIR)/
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' hack/install/criruntime.service > $(DESTDIR)$(UNITDIR)/criruntime.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/criruntime.service
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	[ -e $(DESTDIR)$(SYSCONFDIR)/criruntime/config.toml ] || install -m 0644 hack/install/config.toml $(DESTDIR)$(SYSCONFDIR)/criruntime/config.toml
+	[ -e $(DESTDIR)$(SYSCONFDIR)/crictl.yaml ] || install -m 0644 hack/install/crictl.yaml $(DESTDIR)$(SYSCONFDIR)/crictl.yaml
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(INSTALL_BINS)) $(DESTDIR)$(UNITDIR)/criruntime.service
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf artifacts

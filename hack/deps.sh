@@ -10,6 +10,9 @@ pkgs=(
   zstd jq curl procps psmisc tar gzip coreutils ca-certificates umoci
   # The partition /proc view (docs/partition-view.md): run by the daemon, not as a service.
   lxcfs
+  # Observability tests: a real Prometheus scrapes the metrics listener; systemd-analyze verifies
+  # the unit `make install` lays out.
+  prometheus systemd
   # CRIU 4.2.1 is built from source by hack/criu.sh (bookworm's 3.17 does not work here).
   libbsd-dev libcap-dev libnet1-dev libnftables-dev libnl-3-dev libprotobuf-c-dev libprotobuf-dev
   protobuf-c-compiler protobuf-compiler uuid-dev pkg-config libgnutls28-dev xz-utils
@@ -52,9 +55,9 @@ rm -f "$log"
 
 # Keep the services from coming back on a later boot (systemd hosts only; harmless elsewhere).
 if [[ -d /run/systemd/system ]]; then
-  systemctl disable --now docker-registry.service containerd.service >/dev/null 2>&1 || true
+  systemctl disable --now docker-registry.service containerd.service prometheus.service >/dev/null 2>&1 || true
 fi
-for svc in docker-registry containerd; do
+for svc in docker-registry containerd prometheus; do
   if [[ -x /etc/init.d/$svc ]]; then update-rc.d "$svc" disable >/dev/null 2>&1 || true; fi
 done
 

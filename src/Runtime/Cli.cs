@@ -7,10 +7,12 @@ namespace CriRuntime;
 public static class Cli
 {
     private const string Usage = """
-        usage: criruntime [serve|config|version|stream-server] [flags]
+        usage: criruntime [serve|config|reload|version|stream-server] [flags]
 
           serve          run the CRI daemon (default)
-          config         print the effective configuration as TOML and exit
+          config         print the configuration as TOML and exit: the one in force in the
+                         daemon serving the socket, else what the files and flags make
+          reload         send SIGHUP to the daemon serving the socket: it reads its config again
           version        print the version and exit
           stream-server  serve exec/attach/port-forward sessions (started by the daemon:
                          --state, --address, --port, --log-level)
@@ -22,6 +24,16 @@ public static class Cli
           --state DIR        runtime state (default /run/criruntime)
           --log-level LEVEL  trace, debug, info, warn or error (default info)
         """;
+
+    /// <summary>What the daemon serving <paramref name="socket"/> has in force (TOML), if one serves.</summary>
+    private static string? InForce(string? socket, string? state)
+    {
+        var defaults = new CriRuntimeConfig();
+        socket ??= defaults.Socket;
+        return DaemonControl.ServingPid(socket) is { } pid && DaemonControl.InForce(state ?? defaults.State) is { } inForce
+            ? $"# In force in the daemon (pid {pid}) serving {socket}.\n{inForce}"
+            : null;
+    }
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -43,7 +55,7 @@ public static class Cli
                 }
                 switch (arg)
                 {
-                    case "serve" or "config" or "version" or "stream-server" when i == 0: command = arg; break;
+                    case "serve" or "config" or "reload" or "version" or "stream-server" when i == 0: command = arg; break;
                     case "--address" when command == "stream-server": address = Value(); break;
                     case "--port" when command == "stream-server": port = Value(); break;
                     case "--config": configPath = Value(); break;
@@ -67,14 +79,31 @@ public static class Cli
                     throw new ConfigException($"stream-server: needs --state DIR --address IP --port N (0-65535)\n{Usage}");
                 return await Streaming.Host.StreamServerHost.RunAsync(new Streaming.Host.StreamServerOptions(state, address, p, logLevel ?? "info"));
             }
-            var config = ConfigLoader.Load(configPath ?? CriRuntimeConfig.DefaultConfigPath, configPath is not null,
-                new ConfigOverrides(socket, root, state, logLevel));
+            var overrides = new ConfigOverrides(socket, root, state, logLevel);
+            CriRuntimeConfig Load() => ConfigLoader.Load(configPath ?? CriRuntimeConfig.DefaultConfigPath, configPath is not null, overrides);
+            CriRuntimeConfig config;
+            try { config = Load(); }
+            catch (ConfigException e) when (command == "config" && InForce(socket, state) is { } kept)
+            {
+                // The files do not load, but a daemon serves: show what it keeps in force.
+                Console.Out.Write(kept);
+                Console.Error.WriteLine($"criruntime: {e.Message} (the daemon keeps the config in force shown)");
+                return 2;
+            }
             if (command == "config")
             {
-                Console.Out.Write(ConfigWriter.ToToml(config));
+                Console.Out.Write(InForce(config.Socket, config.State) ?? ConfigWriter.ToToml(config));
                 return 0;
             }
-            return await Daemon.RunAsync(config);
+            if (command == "reload")
+            {
+                var pid = DaemonControl.ServingPid(config.Socket)
+                    ?? throw new StartupException($"reload: no daemon serves {config.Socket}");
+                DaemonControl.Reload(pid);
+                Console.WriteLine($"sent SIGHUP to criruntime (pid {pid}) serving {config.Socket}");
+                return 0;
+            }
+            return await Daemon.RunAsync(config, Load);
         }
         catch (Exception e) when (e is ConfigException or StartupException)
         {

@@ -90,6 +90,19 @@ internal sealed class ConfigLeaves
     public string AbsolutePathOrEmpty(string[] path, string dflt) =>
         String(path, dflt) is { Length: > 0 } v ? AbsolutePath(path, dflt) : "";
 
+    /// <summary>"IP:PORT" ([::1]:PORT for IPv6) with a port from 1 to 65535, or empty.</summary>
+    public string EndpointOrEmpty(string[] path, string dflt)
+    {
+        var v = String(path, dflt);
+        if (v.Length == 0) return v;
+        if (!System.Net.IPEndPoint.TryParse(v, out var ep) || ep.Port == 0 || !v.Contains(':'))
+        {
+            TryGet(path, out var leaf);
+            throw Bad(leaf, $"'{v}' must be IP:PORT (e.g. \"127.0.0.1:9464\"), with a port from 1 to 65535");
+        }
+        return v;
+    }
+
     public long Integer(string[] path, long dflt, long min, long max)
     {
         if (!TryGet(path, out var leaf)) return dflt;

@@ -69,6 +69,7 @@ public static class ConfigLoader
             Root = c.AbsolutePath(["root"], defaults.Root) is var root && o.Root is null ? root : o.Root!,
             State = c.AbsolutePath(["state"], defaults.State) is var state && o.State is null ? state : o.State!,
             LogLevel = c.OneOf(["log_level"], defaults.LogLevel, LogLevels) is var level && o.LogLevel is null ? level : o.LogLevel!,
+            LogFormat = c.OneOf(["log_format"], defaults.LogFormat, ["text", "json"]),
             Runtime = new RuntimeSection
             {
                 CgroupDriver = c.OneOf(["runtime", "cgroup_driver"], defaults.Runtime.CgroupDriver, ["cgroupfs", "systemd"]),
@@ -113,6 +114,10 @@ public static class ConfigLoader
             Storage = new StorageSection
             {
                 RootfsQuota = c.Size(["storage", "rootfs_quota"], defaults.Storage.RootfsQuota, Storage.DiskQuota.MinimumBytes),
+            },
+            Metrics = new MetricsSection
+            {
+                Address = c.EndpointOrEmpty(["metrics", "address"], defaults.Metrics.Address),
             },
         };
         if (o.LogLevel is not null && !LogLevels.Contains(o.LogLevel))

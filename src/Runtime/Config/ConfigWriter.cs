@@ -14,6 +14,7 @@ public static class ConfigWriter
         Kv(sb, "root", Str(c.Root));
         Kv(sb, "state", Str(c.State));
         Kv(sb, "log_level", Str(c.LogLevel));
+        Kv(sb, "log_format", Str(c.LogFormat));
         sb.AppendLine().AppendLine("[runtime]");
         Kv(sb, "cgroup_driver", Str(c.Runtime.CgroupDriver));
         Kv(sb, "shim_path", Str(c.Runtime.ShimPath));
@@ -52,6 +53,8 @@ public static class ConfigWriter
         Kv(sb, "lxcfs_path", Str(c.PartitionView.LxcfsPath));
         sb.AppendLine().AppendLine("[storage]");
         Kv(sb, "rootfs_quota", Str(c.Storage.RootfsQuota.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        sb.AppendLine().AppendLine("[metrics]");
+        Kv(sb, "address", Str(c.Metrics.Address));
         return sb.ToString();
     }
 

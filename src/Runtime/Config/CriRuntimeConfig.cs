@@ -13,6 +13,8 @@ public sealed record CriRuntimeConfig
     /// <summary>Runtime state that a reboot may drop: pinned namespaces, shim sockets.</summary>
     public string State { get; init; } = "/run/criruntime";
     public string LogLevel { get; init; } = "info";
+    /// <summary>"text" (one line per record) or "json" (one JSON object per line).</summary>
+    public string LogFormat { get; init; } = "text";
 
     public RuntimeSection Runtime { get; init; } = new();
     public CniSection Cni { get; init; } = new();
@@ -22,6 +24,7 @@ public sealed record CriRuntimeConfig
     public CheckpointSection Checkpoint { get; init; } = new();
     public PartitionViewSection PartitionView { get; init; } = new();
     public StorageSection Storage { get; init; } = new();
+    public MetricsSection Metrics { get; init; } = new();
 }
 
 public sealed record RuntimeSection
@@ -119,4 +122,12 @@ public sealed record StorageSection
     /// <summary>rootfs_quota: the size every container's writable layer is limited to unless its
     /// annotations say otherwise, in bytes ("512Mi" in the file); 0 for none.</summary>
     public ulong RootfsQuota { get; init; }
+}
+
+/// <summary>[metrics]: the Prometheus endpoint (docs/observability.md).</summary>
+public sealed record MetricsSection
+{
+    /// <summary>"IP:PORT" of the HTTP listener serving /metrics in Prometheus text format
+    /// (e.g. "127.0.0.1:9464"); empty: no listener, nothing collected.</summary>
+    public string Address { get; init; } = "";
 }

@@ -24,7 +24,7 @@ public interface IShimRunner
 /// <summary>The daemon's side of the per-container shims: starting one (`criruntime-shim create`)
 /// and talking to it over its control socket. A shim that is gone has left its last state in
 /// state.json; that is what is reported then.</summary>
-public sealed class ShimRunner(CriRuntimeConfig config) : IShimRunner
+public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? metrics = null) : IShimRunner
 {
     public bool IsAlive(string stateDir) => ShimClient.IsShimAlive(stateDir);
 
@@ -54,14 +54,24 @@ public sealed class ShimRunner(CriRuntimeConfig config) : IShimRunner
         };
         foreach (var a in new[] { "create", "--id", id, "--bundle", bundle, "--state", stateDir, "--log", logPath })
             psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {shimPath}");
-        var stdout = p.StandardOutput.ReadToEndAsync(ct);
-        var stderr = p.StandardError.ReadToEndAsync(ct);
-        await p.WaitForExitAsync(ct);
-        if (p.ExitCode != 0)
-            throw Fail.FailedPrecondition($"create container {id}: {(await stderr).Trim()}");
-        using var doc = System.Text.Json.JsonDocument.Parse(await stdout);
-        return (doc.RootElement.GetProperty("shimPid").GetInt32(), doc.RootElement.GetProperty("pid").GetInt32());
+        var ok = false;
+        try
+        {
+            using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {shimPath}");
+            var stdout = p.StandardOutput.ReadToEndAsync(ct);
+            var stderr = p.StandardError.ReadToEndAsync(ct);
+            await p.WaitForExitAsync(ct);
+            if (p.ExitCode != 0)
+                throw Fail.FailedPrecondition($"create container {id}: {(await stderr).Trim()}");
+            using var doc = System.Text.Json.JsonDocument.Parse(await stdout);
+            var pids = (doc.RootElement.GetProperty("shimPid").GetInt32(), doc.RootElement.GetProperty("pid").GetInt32());
+            ok = true;
+            return pids;
+        }
+        finally
+        {
+            metrics?.ShimStart(ok);
+        }
     }
 
     public async Task<ShimState> StartAsync(string stateDir, CancellationToken ct)

@@ -12,7 +12,8 @@ public sealed partial class CriRuntimeService
 {
     private Criu? _criu;
     /// <summary>Made on first use from [checkpoint] (no constructor change for an optional tool).</summary>
-    private Criu CriuTool => _criu ??= new Criu(_config.Checkpoint);
+    private Criu CriuTool => _criu is { } c && ReferenceEquals(_criuSettings, InForce.Checkpoint) ? c : _criu = new Criu(_criuSettings = InForce.Checkpoint);
+    private Config.CheckpointSection? _criuSettings;
 
     /// <summary>KEP-2008's forensic checkpoint: CRIU dumps the running container (which keeps
     /// running), then the archive the kubelet and checkpointctl read is written at `location`
@@ -26,7 +27,7 @@ public sealed partial class CriRuntimeService
         var location = Path.GetFullPath(request.Location);
         if (Directory.Exists(location)) throw Fail.InvalidArgument($"location: {location} is a directory");
         if (!Directory.Exists(Path.GetDirectoryName(location))) throw Fail.InvalidArgument($"location: directory {Path.GetDirectoryName(location)} does not exist");
-        var timeout = request.Timeout > 0 ? TimeSpan.FromSeconds(request.Timeout) : _config.Checkpoint.DumpTimeout;
+        var timeout = request.Timeout > 0 ? TimeSpan.FromSeconds(request.Timeout) : InForce.Checkpoint.DumpTimeout;
 
         var c = _containers.Get(request.ContainerId);
         using (await _containers.LockAsync(c.Id, context.CancellationToken))
@@ -41,6 +42,8 @@ public sealed partial class CriRuntimeService
             if (spec.Linux?.Namespaces?.Any(n => n.Type == "user") == true)
                 throw Fail.FailedPrecondition($"container {c.Id}: checkpoint of a container in a user namespace is not supported");
 
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var ok = false;
             var scratch = Path.Combine(Criu.ScratchRoot(_config.Root), $"{c.Id[..20]}-{Guid.NewGuid():N}");
             var images = Path.Combine(scratch, CheckpointArchive.CheckpointDirectory);
             Directory.CreateDirectory(images);
@@ -74,9 +77,11 @@ public sealed partial class CriRuntimeService
                     stdio);
                 await Task.Run(() => CheckpointArchive.Write(location, parts, scratch), CancellationToken.None);
                 CheckpointLog.Checkpointed(_log, c.Id, location, result.Elapsed.TotalMilliseconds);
+                ok = true;
             }
             finally
             {
+                _metrics?.Checkpoint(ok, System.Diagnostics.Stopwatch.GetElapsedTime(started));
                 try { Directory.Delete(scratch, recursive: true); }
                 catch (IOException e) { CheckpointLog.ScratchLeft(_log, scratch, e.Message); }
             }

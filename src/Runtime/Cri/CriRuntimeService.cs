@@ -24,11 +24,16 @@ public sealed partial class CriRuntimeService(
     Storage.IWritableVolumes volumes,
     TimeProvider clock,
     ILogger<CriRuntimeService> log,
-    PartitionView.Lxcfs? lxcfs = null) : RuntimeService.RuntimeServiceBase
+    PartitionView.Lxcfs? lxcfs = null,
+    Metrics.RuntimeMetrics? metrics = null,
+    ConfigSource? configSource = null) : RuntimeService.RuntimeServiceBase
 {
     /// <summary>The partition /proc view's lxcfs (RunPodSandbox refuses a pod asking for it when it
     /// is not healthy; Status reports it); null where a test runs without one.</summary>
     private readonly PartitionView.Lxcfs? _lxcfs = lxcfs;
+    /// <summary>The config in force: what a reload (SIGHUP) may change is read from here per request.</summary>
+    private CriRuntimeConfig InForce => configSource?.Current ?? _config;
+    private readonly Metrics.RuntimeMetrics? _metrics = metrics;
     /// <summary>For what an RPC file logs itself (CheckpointContainer's outcome and leftovers).</summary>
     private readonly ILogger _log = log;
     private readonly CriRuntimeConfig _config = config;

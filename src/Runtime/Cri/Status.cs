@@ -32,7 +32,7 @@ public sealed partial class CriRuntimeService
         response.Features = new RuntimeFeatures { SupplementalGroupsPolicy = true };
         if (request.Verbose)
         {
-            response.Info["config"] = JsonSerializer.Serialize(_config, StatusJson.Default.CriRuntimeConfig);
+            response.Info["config"] = JsonSerializer.Serialize(InForce, StatusJson.Default.CriRuntimeConfig);
             response.Info["network"] = JsonSerializer.Serialize(network, StatusJson.Default.CniStatus);
             response.Info["podCIDR"] = _runtimeConfig.PodCidr;
             response.Info["version"] = BuildVersion;

@@ -24,7 +24,8 @@ public sealed partial class ImagePuller(
     ImageGarbageCollector gc,
     SharedWork shared,
     CriRuntimeConfig config,
-    ILogger<ImagePuller> log)
+    ILogger<ImagePuller> log,
+    Metrics.RuntimeMetrics? metrics = null)
 {
     /// <summary>Layers of one pull downloaded at once.</summary>
     private const int ParallelLayers = 4;
@@ -37,10 +38,12 @@ public sealed partial class ImagePuller(
         var creds = RegistryCredentials.From(auth);
         var started = Stopwatch.GetTimestamp();
         LogPulling(log, reference.ToString());
+        var ok = false;
         try
         {
             var record = await PullAsync(reference, creds, ct).ConfigureAwait(false);
             LogPulled(log, reference.ToString(), record.Id, Stopwatch.GetElapsedTime(started).TotalSeconds);
+            ok = true;
             return record;
         }
         catch (Exception e) when (e is InvalidDataException or DigestMismatchException or FormatException)
@@ -48,6 +51,10 @@ public sealed partial class ImagePuller(
             // The registry served something that is not what it claims (a corrupted blob, a
             // hostile or malformed layer, a broken manifest): nothing of it was kept.
             throw Fail.FailedPrecondition($"pull {reference}: {e.Message}");
+        }
+        finally
+        {
+            metrics?.ImagePull(ok, Stopwatch.GetElapsedTime(started));
         }
     }
 
@@ -151,6 +158,7 @@ public sealed partial class ImagePuller(
                 using var response = await repo.OpenBlobAsync(digest, watchdog.Token).ConfigureAwait(false);
                 await using var body = await response.Content.ReadAsStreamAsync(watchdog.Token).ConfigureAwait(false);
                 await content.WriteVerifiedAsync(digest, size, body, _ => watchdog.CancelAfter(_timeout), watchdog.Token).ConfigureAwait(false);
+                metrics?.ImageBytes(size);
             }
             catch (Exception e) when (e is OperationCanceledException or IOException or HttpRequestException
                                       && watchdog.IsCancellationRequested && !bct.IsCancellationRequested)

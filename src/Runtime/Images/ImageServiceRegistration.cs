@@ -26,7 +26,9 @@ public static class ImageServiceRegistration
         services.AddSingleton(sp => new ImageFsUsage(dir, sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<ImageResolver>();
         services.AddSingleton<IImageResolver>(sp => sp.GetRequiredService<ImageResolver>());
-        services.AddSingleton(new RegistryEndpoints(config.Registry));
+        services.AddSingleton(sp => sp.GetService<ConfigSource>() is { } source
+            ? new RegistryEndpoints(() => source.Current.Registry)
+            : new RegistryEndpoints(config.Registry));
         services.AddSingleton(sp => new RegistryAuth(sp.GetRequiredService<RegistryHttp>().Client, sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<RegistryHttp>();
         services.AddSingleton(sp => new RegistryClient(sp.GetRequiredService<RegistryHttp>().Client, sp.GetRequiredService<RegistryAuth>(),

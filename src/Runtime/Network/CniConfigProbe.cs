@@ -9,12 +9,14 @@ public sealed record CniStatus(bool Ready, string Message, string? ConfigFile, s
 /// <summary>Finds the network configuration the way CNI runtimes agree on: the first file in
 /// lexical order in the config directory ending in .conflist, .conf or .json that parses as a
 /// network configuration, whose plugins can all be found in the plugin directories.</summary>
-public sealed class CniConfigProbe(CriRuntimeConfig config)
+public sealed class CniConfigProbe(Func<CniSection> current)
 {
-    private readonly CniSection _cni = config.Cni;
+    public CniConfigProbe(CriRuntimeConfig config) : this(() => config.Cni) { }
 
+    /// <summary>Looks again at every call: the directory's contents, and after a reload the directory itself, may change.</summary>
     public CniStatus Check()
     {
+        var _cni = current();
         if (!Directory.Exists(_cni.ConfDir))
             return new(false, $"no CNI network config found: {_cni.ConfDir} does not exist", null, null);
         var problems = new List<string>();

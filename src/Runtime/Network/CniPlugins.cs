@@ -13,7 +13,7 @@ public sealed record CniInvocation(string Command, string ContainerId, string Ne
 /// <summary>Executes CNI plugins as the CNI specification says: the plugin binary found in the
 /// plugin directories, parameters in CNI_* environment variables, the network configuration on
 /// stdin, the result (or an error object) on stdout.</summary>
-public sealed class CniPlugins(CriRuntimeConfig config)
+public sealed class CniPlugins(CriRuntimeConfig config, Metrics.RuntimeMetrics? metrics = null)
 {
     private readonly IReadOnlyList<string> _binDirs = config.Cni.BinDirs;
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(2);
@@ -22,8 +22,25 @@ public sealed class CniPlugins(CriRuntimeConfig config)
         _binDirs.Select(d => Path.Combine(d, type)).FirstOrDefault(File.Exists)
         ?? throw Fail.FailedPrecondition($"CNI plugin '{type}' not found in {string.Join(", ", _binDirs)}");
 
-    /// <summary>Runs one plugin; returns its stdout (the result for ADD, empty for DEL/CHECK).</summary>
+    /// <summary>Runs one plugin; returns its stdout (the result for ADD, empty for DEL/CHECK).
+    /// Its duration goes to the CNI histogram by command, plugin and outcome.</summary>
     public async Task<string> ExecAsync(string type, CniInvocation inv, byte[] stdin, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var ok = false;
+        try
+        {
+            var output = await RunAsync(type, inv, stdin, ct);
+            ok = true;
+            return output;
+        }
+        finally
+        {
+            metrics?.Cni(inv.Command, type, ok, Stopwatch.GetElapsedTime(started));
+        }
+    }
+
+    private async Task<string> RunAsync(string type, CniInvocation inv, byte[] stdin, CancellationToken ct)
     {
         var psi = new ProcessStartInfo(Find(type))
         {

@@ -3,22 +3,25 @@ using CriRuntime.Errors;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
+using CriRuntime.Metrics;
 
 namespace CriRuntime.Server;
 
 /// <summary>The one boundary between the daemon and gRPC: every call is logged once with its
 /// method, duration, outcome and the pod/container it names, and typed errors become status
-/// codes. Anything untyped is a bug: Internal, logged with its stack.</summary>
-public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log) : Interceptor
+/// codes. Anything untyped is a bug: Internal, logged with its stack. Each call's duration and
+/// status also go to the request histogram (<see cref="RuntimeMetrics.Rpc"/>).</summary>
+public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log, RuntimeMetrics? metrics = null) : Interceptor
 {
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
         TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {
         var started = Stopwatch.GetTimestamp();
+        using var scope = SubjectScope(request);
         try
         {
             var response = await continuation(request, context).ConfigureAwait(false);
-            LogOk(context.Method, Stopwatch.GetElapsedTime(started).TotalMilliseconds, Subject(request));
+            Ok(context.Method, started, request);
             return response;
         }
         catch (Exception e)
@@ -32,10 +35,11 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         ServerStreamingServerMethod<TRequest, TResponse> continuation)
     {
         var started = Stopwatch.GetTimestamp();
+        using var scope = SubjectScope(request);
         try
         {
             await continuation(request, responseStream, context).ConfigureAwait(false);
-            LogOk(context.Method, Stopwatch.GetElapsedTime(started).TotalMilliseconds, Subject(request));
+            Ok(context.Method, started, request);
         }
         catch (Exception e)
         {
@@ -43,11 +47,20 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         }
     }
 
+    private void Ok(string method, long started, object request)
+    {
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        metrics?.Rpc(method, nameof(StatusCode.OK), elapsed);
+        LogOk(method, elapsed.TotalMilliseconds, Subject(request));
+    }
+
     private RpcException Map(Exception e, string method, long started, object request)
     {
-        var ms = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        var ms = elapsed.TotalMilliseconds;
         var subject = Subject(request);
         var status = ToStatus(e, method);
+        metrics?.Rpc(method, status.StatusCode.ToString(), elapsed);
         if (status.StatusCode == StatusCode.Internal)
             LogInternal(e, method, ms, subject);
         else if (status.StatusCode == StatusCode.Cancelled)
@@ -97,6 +110,24 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
             if (field.Accessor.GetValue(m) is string { Length: > 0 } v) return $"{name}={v}";
         }
         return "";
+    }
+
+    /// <summary>The pod/container id as a logging scope for everything the call logs (json logs show it).</summary>
+    private IDisposable? SubjectScope(object request)
+    {
+        var subject = Subject(request);
+        var eq = subject.IndexOf('=');
+        return eq > 0 ? log.BeginScope(new Scope(subject[..eq], subject[(eq + 1)..])) : null;
+    }
+
+    /// <summary>One key/value scope: json logs write it as {"Message":"container_id=ID","container_id":"ID"}.</summary>
+    private sealed class Scope(string key, string value) : IReadOnlyList<KeyValuePair<string, object?>>
+    {
+        public KeyValuePair<string, object?> this[int index] => index == 0 ? new(key, value) : throw new ArgumentOutOfRangeException(nameof(index));
+        public int Count => 1;
+        public IEnumerator<KeyValuePair<string, object?>> GetEnumerator() { yield return this[0]; }
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+        public override string ToString() => $"{key}={value}";
     }
 
     private static readonly string[] SubjectFields = ["container_id", "pod_sandbox_id"];

@@ -5,15 +5,20 @@ using CriRuntime.Network;
 using CriRuntime.Pods;
 using CriRuntime.State;
 using CriRuntime.Streaming;
+using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 
 namespace CriRuntime.Server;
 
 /// <summary>Wires the daemon together and serves until SIGTERM/SIGINT.</summary>
 public static partial class Daemon
 {
-    public static async Task<int> RunAsync(CriRuntimeConfig config)
+    /// <param name="reload">Reads the config files again with the same flags (SIGHUP); null: no reload.</param>
+    public static async Task<int> RunAsync(CriRuntimeConfig config, Func<CriRuntimeConfig>? reload = null)
     {
+        var source = new ConfigSource(config, reload);
         try
         {
             Directory.CreateDirectory(config.Root);
@@ -29,21 +34,36 @@ public static partial class Daemon
         using var socket = CriSocket.Bind(config.Socket);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-        ConfigureLogging(builder.Logging, config.LogLevel);
+        ConfigureLogging(builder.Logging, config.LogLevel, config.LogFormat, () => source.Current.LogLevel);
         // Kestrel and ASP.NET log every request at Information; the interceptor already logs each RPC once.
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
 
+        var metricsEndpoint = config.Metrics.Address.Length > 0 ? System.Net.IPEndPoint.Parse(config.Metrics.Address) : null;
         builder.WebHost.ConfigureKestrel(k =>
         {
             // Kestrel closes the descriptor it is given; CriSocket closes its own: give Kestrel a duplicate.
             k.ListenHandle(socket.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http2);
             k.Limits.Http2.MaxStreamsPerConnection = 1000;
+            // Prometheus scrapes over plain HTTP/1.1; gRPC (HTTP/2 only) is not served there.
+            if (metricsEndpoint is not null) k.Listen(metricsEndpoint, l => l.Protocols = HttpProtocols.Http1);
         });
 
+        builder.Services.AddMetrics();
+        builder.Services.AddSingleton<Metrics.RuntimeMetrics>();
+        builder.Services.AddSingleton<Metrics.StateGauges>();
+        if (metricsEndpoint is not null)
+            builder.Services.AddOpenTelemetry()
+                .ConfigureResource(r => r.AddService("criruntime", serviceVersion: CriRuntimeService.BuildVersion))
+                .WithMetrics(m => m
+                .AddMeter(Metrics.RuntimeMetrics.MeterName)
+                .AddRuntimeInstrumentation()
+                .AddPrometheusExporter());
+
         builder.Services.AddSingleton(config);
+        builder.Services.AddSingleton(source);
+        builder.Services.AddSingleton(_ => new CniConfigProbe(() => source.Current.Cni));
         builder.Services.AddSingleton(new RuntimeConfigStore(config.Root));
-        builder.Services.AddSingleton<CniConfigProbe>();
         builder.Services.AddSingleton<CniPlugins>();
         builder.Services.AddSingleton<CniNetwork>();
         builder.Services.AddSingleton<IPodNetwork>(sp => sp.GetRequiredService<CniNetwork>());
@@ -83,6 +103,13 @@ public static partial class Daemon
         });
 
         var app = builder.Build();
+        if (metricsEndpoint is not null)
+        {
+            app.Services.GetRequiredService<Metrics.StateGauges>();
+            // Only on the metrics listener: the CRI socket's connections have no local port.
+            var port = metricsEndpoint.Port;
+            app.UseOpenTelemetryPrometheusScrapingEndpoint(ctx => ctx.Connection.LocalPort == port && ctx.Request.Path == "/metrics");
+        }
         // Before serving: drop what an unclean stop left half-written and collect orphaned content.
         // Image use is not persisted: re-mark what every known container is built from first, so
         // neither pruning nor the collector can take layers from under a container.
@@ -109,28 +136,85 @@ public static partial class Daemon
         await streamServer.AdoptAsync(CancellationToken.None);
 
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("criruntime");
+        var inForce = Path.Combine(config.State, InForceFile);
+        WriteInForce(inForce, config);
+        // SIGHUP: read the files again; what may change at run time applies to the next requests.
+        using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, ctx =>
+        {
+            ctx.Cancel = true;
+            var r = source.Reload();
+            if (r.Error is not null)
+            {
+                LogReloadRefused(log, r.Error);
+                return;
+            }
+            if (r.Kept.Count > 0) LogReloadKept(log, string.Join(", ", r.Kept));
+            LogReloaded(log, r.Applied.Count > 0 ? string.Join(", ", r.Applied) : "nothing changed");
+            WriteInForce(inForce, source.Current);
+        });
         app.Lifetime.ApplicationStarted.Register(() =>
         {
             LogServing(log, CriRuntimeService.BuildVersion, config.Socket, config.Root, config.State);
             LogStreaming(log, streamServer.BaseUrl ?? "(started with the first Exec, Attach or PortForward)");
+            if (metricsEndpoint is not null) LogMetrics(log, $"http://{config.Metrics.Address}/metrics");
         });
-        await app.RunAsync();
+        try
+        {
+            await app.StartAsync();
+        }
+        catch (IOException e) when (metricsEndpoint is not null)
+        {
+            // Kestrel binds the CRI socket's duplicate without fail; what can be taken is the metrics port.
+            throw new StartupException($"cannot serve metrics on {config.Metrics.Address} (metrics.address): {e.Message}", e);
+        }
+        await app.WaitForShutdownAsync();
         await streamServer.DetachAsync();
         LogStopped(log);
         return 0;
     }
 
-    /// <summary>One line per record, UTC timestamps, on stderr: the daemon's and the stream server's.</summary>
-    internal static void ConfigureLogging(ILoggingBuilder logging, string level)
+    /// <summary>Where the daemon keeps the config in force (TOML, as `criruntime config` prints it).</summary>
+    public const string InForceFile = "config-in-force.toml";
+
+    private static void WriteInForce(string path, CriRuntimeConfig config)
+    {
+        try { Files.AtomicFile.Write(path, System.Text.Encoding.UTF8.GetBytes(ConfigWriter.ToToml(config)), durable: false); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // `criruntime config` then prints what the files say
+    }
+
+    /// <summary>One line per record, UTC timestamps, on stderr: the daemon's and the stream server's.
+    /// "text": the simple console format; "json": one JSON object per line (timestamp, level,
+    /// category, message, the pod/container the request names in its scope).</summary>
+    /// <param name="current">The level in force, read per record (SIGHUP changes it); null: <paramref name="level"/> for good.</param>
+    internal static void ConfigureLogging(ILoggingBuilder logging, string level, string format = "text", Func<string>? current = null)
     {
         logging.ClearProviders();
-        logging.AddSimpleConsole(o =>
+        if (format == "json")
         {
-            o.SingleLine = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-            o.UseUtcTimestamp = true;
-        });
-        logging.SetMinimumLevel(ToLevel(level));
+            logging.AddJsonConsole(o =>
+            {
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+                o.UseUtcTimestamp = true;
+                o.IncludeScopes = true;
+                o.JsonWriterOptions = new System.Text.Json.JsonWriterOptions { Indented = false };
+            });
+        }
+        else
+        {
+            logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+                o.UseUtcTimestamp = true;
+            });
+        }
+        if (current is null)
+        {
+            logging.SetMinimumLevel(ToLevel(level));
+            return;
+        }
+        logging.SetMinimumLevel(LogLevel.Trace);
+        logging.AddFilter((_, _, l) => l >= ToLevel(current()));
     }
 
     internal static LogLevel ToLevel(string level) => level switch
@@ -147,6 +231,18 @@ public static partial class Daemon
 
     [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "streaming server on {Url}")]
     private static partial void LogStreaming(ILogger log, string url);
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Information, Message = "metrics on {Url}")]
+    private static partial void LogMetrics(ILogger log, string url);
+
+    [LoggerMessage(EventId = 104, Level = LogLevel.Information, Message = "config reloaded: {Applied}")]
+    private static partial void LogReloaded(ILogger log, string applied);
+
+    [LoggerMessage(EventId = 105, Level = LogLevel.Warning, Message = "config reload: {Keys} cannot change while the daemon runs; kept their values (restart to apply)")]
+    private static partial void LogReloadKept(ILogger log, string keys);
+
+    [LoggerMessage(EventId = 106, Level = LogLevel.Error, Message = "config reload refused, the config in force stays: {Error}")]
+    private static partial void LogReloadRefused(ILogger log, string error);
 
     [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "criruntime stopped")]
     private static partial void LogStopped(ILogger log);

@@ -16,7 +16,7 @@ namespace CriRuntime.Streaming;
 /// for a URL. One control connection, kept open for the daemon's life (that is how the server
 /// knows a daemon is there), one request at a time. Not IDisposable on purpose: the host
 /// disposes its services when it stops, and <see cref="DetachAsync"/> runs after that.</summary>
-public sealed partial class StreamServerClient(CriRuntimeConfig config, StreamTargets targets, ILogger<StreamServerClient> log)
+public sealed partial class StreamServerClient(CriRuntimeConfig config, StreamTargets targets, ILogger<StreamServerClient> log, ConfigSource? configSource = null)
 {
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -57,7 +57,7 @@ public sealed partial class StreamServerClient(CriRuntimeConfig config, StreamTa
         var registration = new StreamControlRequest
         {
             Op = StreamControlOps.Register, Kind = kind, Request = request.ToByteArray(),
-            Container = container, Pod = pod, TtlSeconds = config.Streaming.TokenTtl.TotalSeconds,
+            Container = container, Pod = pod, TtlSeconds = (configSource?.Current ?? config).Streaming.TokenTtl.TotalSeconds,
         };
         await _gate.WaitAsync(ct);
         try

@@ -18,6 +18,17 @@ public class ConfigLoaderTests
     }
 
     [Fact]
+    public void MetricsAddress_AndLogFormat_AreRead_OffAndTextByDefault()
+    {
+        Assert.Equal("", Load().Metrics.Address);
+        Assert.Equal("text", Load().LogFormat);
+        var c = Load(("a.toml", "log_format = \"json\"\n[metrics]\naddress = \"[::1]:9464\""));
+        Assert.Equal("[::1]:9464", c.Metrics.Address);
+        Assert.Equal("json", c.LogFormat);
+        Assert.Equal(ConfigWriter.ToToml(c), ConfigWriter.ToToml(Load(("b.toml", ConfigWriter.ToToml(c)))));
+    }
+
+    [Fact]
     public void PidsLimit_IsRead()
     {
         Assert.Equal(4096, Load(("main.toml", "[runtime]\npids_limit = 4096\n")).Runtime.PidsLimit);
@@ -94,6 +105,10 @@ public class ConfigLoaderTests
     [InlineData("[checkpoint]\ncriu_env = [\"CRIU_FAULT\"]", "key 'checkpoint.criu_env': 'CRIU_FAULT' must be KEY=VALUE")]
     [InlineData("[checkpoint]\nrestore = \"yes\"", "key 'checkpoint.restore': must be true or false")]
     [InlineData("[checkpoint]\ndump_timeout = \"0s\"", "key 'checkpoint.dump_timeout': '0s' must be greater than zero")]
+    [InlineData("[metrics]\naddress = \"127.0.0.1\"", "key 'metrics.address': '127.0.0.1' must be IP:PORT")]
+    [InlineData("[metrics]\naddress = \"localhost:9464\"", "key 'metrics.address': 'localhost:9464' must be IP:PORT")]
+    [InlineData("[metrics]\naddress = \"127.0.0.1:0\"", "with a port from 1 to 65535")]
+    [InlineData("log_format = \"xml\"", "key 'log_format': 'xml' is not one of text, json")]
     public void BadInput_IsRefused_NamingFileAndKey(string toml, string expected)
     {
         var e = Assert.Throws<ConfigException>(() => Load(("/etc/criruntime/config.toml", toml)));

@@ -76,6 +76,13 @@ public sealed partial class DaemonProcess : IDisposable
         await _process.WaitForExitAsync(cts.Token);
     }
 
+    /// <summary>Sends <paramref name="signal"/> to the daemon (e.g. 1, SIGHUP: reload the config).</summary>
+    public void Signal(int signal)
+    {
+        if (_process is null || _process.HasExited) throw new InvalidOperationException("daemon not running");
+        if (Kill(_process.Id, signal) != 0) throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
     /// <summary>kill -9: the daemon gets no chance to clean up.</summary>
     public async Task KillAsync()
     {

@@ -14,12 +14,16 @@ public sealed record RegistryEndpoint(Uri BaseUri, bool IsMirror)
 /// <summary>Which endpoints serve a registry domain, from the [registry] config: the mirrors of
 /// [registry.mirrors."domain"] in order, then the registry itself (docker.io is served by
 /// registry-1.docker.io). https unless the host is listed in [registry] insecure or is loopback.</summary>
-public sealed class RegistryEndpoints(RegistrySection config)
+public sealed class RegistryEndpoints(Func<RegistrySection> current)
 {
+    public RegistryEndpoints(RegistrySection config) : this(() => config) { }
+
     public const string DockerHubEndpoint = "registry-1.docker.io";
 
     public IReadOnlyList<RegistryEndpoint> For(string domain)
     {
+        // Read per pull: a reload (SIGHUP) changes mirrors and insecure hosts for the next one.
+        var config = current();
         var result = new List<RegistryEndpoint>();
         if (config.Mirrors.TryGetValue(domain, out var mirror))
             foreach (var e in mirror.Endpoints)
@@ -40,6 +44,7 @@ public sealed class RegistryEndpoints(RegistrySection config)
 
     public bool IsPlainHttp(string hostPort)
     {
+        var config = current();
         if (config.Insecure.Contains(hostPort)) return true;
         var host = hostPort;
         if (host.StartsWith('[')) host = host[1..host.IndexOf(']')];
