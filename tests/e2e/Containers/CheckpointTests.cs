@@ -3,6 +3,7 @@ using System.Text.Json;
 using CriRuntime.Cri.V1;
 using CriRuntime.Tests.E2E.Harness;
 using Grpc.Core;
+using static CriRuntime.Tests.E2E.Containers.CountingContainer;
 using static CriRuntime.Tests.E2E.Harness.PodHelpers;
 
 namespace CriRuntime.Tests.E2E.Containers;
@@ -13,17 +14,6 @@ namespace CriRuntime.Tests.E2E.Containers;
 public class CheckpointTests(RegistryWithImages fixture)
 {
     private readonly RegistryFixture _registry = fixture.Registry;
-
-    /// <summary>Counts in /count (and on stdout) five times a second; has written a file to its
-    /// writable layer and deleted one of the image's.</summary>
-    private static readonly string[] Counter =
-        ["sh", "-c", "echo kept > /written.txt; rm /etc/group; i=0; while true; do echo $i > /count; echo $i; i=$((i+1)); sleep 0.2; done"];
-
-    private static async Task<int> CountAsync(CriClient c, string id) => int.Parse((await c.ExecOkAsync(id, "cat", "/count")).Trim());
-
-    /// <summary>Waits inside the container (its own sleep, not ours) until the counter reached <paramref name="n"/>.</summary>
-    private static Task WaitCountAsync(CriClient c, string id, int n) =>
-        c.ExecOkAsync(id, "sh", "-c", $"until [ \"$(cat /count 2>/dev/null)\" -ge {n} ] 2>/dev/null; do sleep 0.05; done");
 
     [Fact]
     public async Task CheckpointContainer_WritesTheArchiveFileByFile_AndTheContainerKeepsCounting()

@@ -1,0 +1,18 @@
+using CriRuntime.Tests.E2E.Harness;
+
+namespace CriRuntime.Tests.E2E.Containers;
+
+/// <summary>The busybox counter that checkpoint and restore tests run: counts in /count (replaced
+/// by a rename, so never read half-written) and on stdout five times a second, having written a
+/// file to its writable layer and deleted one of the image's.</summary>
+internal static class CountingContainer
+{
+    public static readonly string[] Counter =
+        ["sh", "-c", "echo kept > /written.txt; rm /etc/group; i=0; while true; do echo $i > /count.new; mv /count.new /count; echo $i; i=$((i+1)); sleep 0.2; done"];
+
+    public static async Task<int> CountAsync(CriClient c, string id) => int.Parse((await c.ExecOkAsync(id, "cat", "/count")).Trim());
+
+    /// <summary>Waits inside the container (its own sleep, not ours) until the counter reached <paramref name="n"/>.</summary>
+    public static Task WaitCountAsync(CriClient c, string id, int n) =>
+        c.ExecOkAsync(id, "sh", "-c", $"until [ \"$(cat /count 2>/dev/null)\" -ge {n} ] 2>/dev/null; do sleep 0.05; done");
+}
