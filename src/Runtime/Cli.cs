@@ -7,12 +7,15 @@ namespace CriRuntime;
 public static class Cli
 {
     private const string Usage = """
-        usage: criruntime [serve|config|reload|version|stream-server] [flags]
+        usage: criruntime [serve|config|reload|beancounters|version|stream-server] [flags]
 
           serve          run the CRI daemon (default)
           config         print the configuration as TOML and exit: the one in force in the
                          daemon serving the socket, else what the files and flags make
           reload         send SIGHUP to the daemon serving the socket: it reads its config again
+          beancounters [POD]
+                         print held, max held, limit and fail count of each finite resource of
+                         every pod (or the pod with this id, id prefix or name) and its containers
           version        print the version and exit
           stream-server  serve exec/attach/port-forward sessions (started by the daemon:
                          --state, --address, --port, --log-level)
@@ -38,6 +41,7 @@ public static class Cli
     public static async Task<int> RunAsync(string[] args)
     {
         var command = "serve";
+        string? pod = null;
         string? configPath = null, socket = null, root = null, state = null, logLevel = null, address = null, port = null;
         try
         {
@@ -55,7 +59,8 @@ public static class Cli
                 }
                 switch (arg)
                 {
-                    case "serve" or "config" or "reload" or "version" or "stream-server" when i == 0: command = arg; break;
+                    case "serve" or "config" or "reload" or "beancounters" or "version" or "stream-server" when i == 0: command = arg; break;
+                    case not null when command == "beancounters" && pod is null && !arg.StartsWith('-'): pod = arg; break;
                     case "--address" when command == "stream-server": address = Value(); break;
                     case "--port" when command == "stream-server": port = Value(); break;
                     case "--config": configPath = Value(); break;
@@ -101,6 +106,11 @@ public static class Cli
                     ?? throw new StartupException($"reload: no daemon serves {config.Socket}");
                 DaemonControl.Reload(pid);
                 Console.WriteLine($"sent SIGHUP to criruntime (pid {pid}) serving {config.Socket}");
+                return 0;
+            }
+            if (command == "beancounters")
+            {
+                Console.Out.Write(Accounting.BeancounterReport.For(config, pod));
                 return 0;
             }
             return await Daemon.RunAsync(config, Load);

@@ -93,13 +93,6 @@ public class PidsLimitTests(RegistryWithImages fixture)
         }
     }
 
-    /// <summary>The daemon answers and the host can still start processes.</summary>
-    private static async Task AssertNodeHealthyAsync(CriClient c)
-    {
-        Assert.NotEmpty((await c.Runtime.VersionAsync(new VersionRequest())).RuntimeName);
-        Assert.Equal(0, Shell.TryRun("true").Code);
-    }
-
     /// <summary>The parent the test made, in every hierarchy (the daemon created the levels below
     /// it where they were missing), deepest first.</summary>
     private static void RemoveTestParent(string name)
@@ -114,21 +107,4 @@ public class PidsLimitTests(RegistryWithImages fixture)
     }
 
     private static long ReadLong(string file) => long.Parse(File.ReadAllText(file).Trim());
-
-    /// <summary>Waits (on inotify, through FileSystemWatcher) until the file contains the text.</summary>
-    private static async Task WaitForTextAsync(string path, string text)
-    {
-        var found = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var watcher = new FileSystemWatcher(Path.GetDirectoryName(path)!, Path.GetFileName(path));
-        void Check()
-        {
-            try { if (File.Exists(path) && File.ReadAllText(path).Contains(text, StringComparison.Ordinal)) found.TrySetResult(); }
-            catch (IOException) { }
-        }
-        watcher.Changed += (_, _) => Check();
-        watcher.Created += (_, _) => Check();
-        watcher.EnableRaisingEvents = true;
-        Check();
-        await found.Task.WaitAsync(TimeSpan.FromSeconds(60));
-    }
 }

@@ -78,4 +78,29 @@ public static class PodHelpers
     public static string LogText(string path, string stream = "stdout") =>
         string.Concat(File.ReadLines(path).Select(l => l.Split(' ', 4)).Where(p => p.Length == 4 && p[1] == stream)
             .Select(p => p[2] == "F" ? p[3] + "\n" : p[3]));
+
+    /// <summary>The daemon answers and the host can still start processes.</summary>
+    public static async Task AssertNodeHealthyAsync(CriClient c)
+    {
+        Assert.NotEmpty((await c.Runtime.VersionAsync(new VersionRequest())).RuntimeName);
+        Assert.Equal(0, Shell.TryRun("true").Code);
+    }
+
+
+    /// <summary>Waits (on inotify, through FileSystemWatcher) until the file contains the text.</summary>
+    public static async Task WaitForTextAsync(string path, string text)
+    {
+        var found = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var watcher = new FileSystemWatcher(Path.GetDirectoryName(path)!, Path.GetFileName(path));
+        void Check()
+        {
+            try { if (File.Exists(path) && File.ReadAllText(path).Contains(text, StringComparison.Ordinal)) found.TrySetResult(); }
+            catch (IOException) { }
+        }
+        watcher.Changed += (_, _) => Check();
+        watcher.Created += (_, _) => Check();
+        watcher.EnableRaisingEvents = true;
+        Check();
+        await found.Task.WaitAsync(TimeSpan.FromSeconds(60));
+    }
 }

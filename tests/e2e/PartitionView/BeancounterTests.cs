@@ -1,0 +1,74 @@
+using CriRuntime.Cri.V1;
+using CriRuntime.Tests.E2E.Harness;
+using static CriRuntime.Tests.E2E.Harness.PodHelpers;
+
+namespace CriRuntime.Tests.E2E.PartitionView;
+
+/// <summary>`criruntime beancounters`: which limit a partition hit, from the kernel's own
+/// counters, in the layout of OpenVZ's /proc/user_beancounters.</summary>
+[Collection(RegistryCollection.Name)]
+public class BeancounterTests(RegistryWithImages fixture)
+{
+    private readonly RegistryFixture _registry = fixture.Registry;
+
+    /// <summary>held, maxheld, limit, failcnt of <paramref name="resource"/> in the block of the
+    /// container <paramref name="id"/> ("-" where absent, "max" unlimited).</summary>
+    private static string[] Row(string report, string id, string resource)
+    {
+        var lines = report.Split('\n');
+        var start = Array.FindIndex(lines, l => l.StartsWith($"container {id} ", StringComparison.Ordinal));
+        Assert.True(start >= 0, report);
+        var row = lines.Skip(start + 1).TakeWhile(l => l.StartsWith("  ", StringComparison.Ordinal))
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).First(f => f[0] == resource);
+        return row[1..5];
+    }
+
+    private static async Task<string> ReportAsync(DaemonProcess d, string podId)
+    {
+        var (code, stdout, stderr) = await DaemonProcess.RunCliAsync("beancounters", podId, "--config", d.ConfigFile, "--root", d.Root, "--state", d.State, "--socket", d.Socket);
+        Assert.True(code == 0, stderr);
+        return stdout;
+    }
+
+    [Fact]
+    public async Task AForkBomb_ShowsNumprocAtItsLimit_WithAFailCount()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        File.WriteAllText(Path.Combine(node.D.DropInDir, "pids.toml"), "[runtime]\npids_limit = 64\n");
+        await node.D.RestartAsync();
+        var logDir = Path.Combine(node.D.Dir, "logs");
+        var pod = PodConfig("bomb", logDir);
+        var podId = await node.C.RunPodAsync(pod);
+        node.Track(podId);
+        var id = await node.C.StartNewAsync(podId, pod, Container("bomb", node.Busybox, "sh", "-c", "f(){ f|f & }; f; exec sleep 3600"));
+        await WaitForTextAsync(Path.Combine(logDir, "bomb.log"), "can't fork");
+
+        var numproc = Row(await ReportAsync(node.D, podId), id, "numproc");
+
+        Assert.Equal(("64", "64"), (numproc[1], numproc[2])); // maxheld, limit
+        Assert.True(long.Parse(numproc[3]) > 0, $"failcnt {numproc[3]}");
+        await AssertNodeHealthyAsync(node.C);
+        await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 0 });
+    }
+
+    [Fact]
+    public async Task AMemoryHog_ShowsPhyspagesFailCount_AndAnOomKill()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var (podId, pod) = await node.RunPodAsync("hog");
+        var config = Container("hog", node.Busybox, "sleep", "3600");
+        config.Linux = new LinuxContainerConfig { Resources = new LinuxContainerResources { MemoryLimitInBytes = 32 << 20 } };
+        var id = await node.C.StartNewAsync(podId, pod, config);
+
+        // A process that takes memory until the kernel kills it; the container's own goes on.
+        var hog = await node.C.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "sh", "-c", "tail /dev/zero" }, Timeout = 60 });
+        Assert.NotEqual(0, hog.ExitCode);
+
+        var report = await ReportAsync(node.D, podId);
+        var phys = Row(report, id, "physpages");
+        Assert.Equal((32 << 20).ToString(), phys[2]);
+        Assert.True(long.Parse(phys[3]) > 0, $"physpages failcnt {phys[3]}\n{report}");
+        Assert.True(long.Parse(Row(report, id, "oomkills")[0]) >= 1, report);
+        Assert.Contains("not accounted", report); // numfile: no cgroup counter, said so
+    }
+}
