@@ -79,10 +79,6 @@ public static partial class RestorePlan
         };
     }
 
-    /// <summary>The devices the shim bind-mounts from the host's /dev unless the spec lists them
-    /// (Shim/Container/RootfsPlan.cs, DefaultDevices).</summary>
-    private static readonly string[] BindDevices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
-
     /// <summary>The named (controller-less) v1 hierarchies a process is in, from /proc/PID/cgroup
     /// ("1:name=systemd:/user.slice"): name → path.</summary>
     public static IReadOnlyDictionary<string, string> NamedHierarchies(string procCgroup)
@@ -103,7 +99,7 @@ public static partial class RestorePlan
     public static IReadOnlyList<(string Key, string HostPath)> ExternalMounts(Spec spec)
     {
         var result = new SortedDictionary<string, string>(StringComparer.Ordinal);
-        foreach (var d in BindDevices)
+        foreach (var d in DefaultDevices.Names.Select(n => "/dev/" + n))
             if (spec.Linux?.Devices?.Any(x => "/" + x.Path.Trim('/') == d) != true) result[d] = d;
         foreach (var p in spec.Linux?.MaskedPaths ?? []) result["/" + p.Trim('/')] = "/dev/null";
         foreach (var m in spec.Mounts ?? [])

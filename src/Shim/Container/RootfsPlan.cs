@@ -171,11 +171,6 @@ public sealed record DomainnameStep(string Name) : PlanStep
 /// unit-tested as data; the steps then run against <see cref="IKernel"/>.</summary>
 public static class RootfsPlan
 {
-    /// <summary>The device nodes every container gets (runtime-spec config-linux.md "Default Devices"),
-    /// bind-mounted from the host: binding works where mknod is refused (device cgroup, user
-    /// namespaces) and gives the same node.</summary>
-    public static readonly string[] DefaultDevices = ["null", "zero", "full", "random", "urandom", "tty"];
-
     /// <param name="delegated">For a container in a user namespace: detached mounts the supervisor
     /// made as host root (<see cref="UserNamespaces"/>). The idmapped rootfs is attached over the
     /// working directory (the rootfs) instead of a bind mount of the rootfs onto itself, so the
@@ -275,7 +270,7 @@ public static class RootfsPlan
     private static void AddDev(List<PlanStep> steps, string rootfs, Oci.Linux linux)
     {
         var dev = InRoot(rootfs, "/dev");
-        foreach (var d in DefaultDevices)
+        foreach (var d in Oci.DefaultDevices.Names)
         {
             if (linux.Devices?.Any(x => Clean(x.Path) == "/dev/" + d) == true) continue;
             steps.Add(new BindTargetStep(rootfs, "/dev/" + d, $"{dev}/{d}"));
