@@ -19,12 +19,13 @@ public static class BeancounterReport
         if (pod is not null && pods.Count == 0) throw new StartupException($"beancounters: no pod {pod}");
         var containers = new ContainerStore(config.Root);
         var layout = CgroupLayout.Detect();
+        var sizes = Beancounters.HugePageSizes();
         var sb = new System.Text.StringBuilder("Version: criruntime beancounters 1 (held, maxheld, limit, failcnt; docs/partition-view.md)\n");
         foreach (var p in pods)
         {
-            sb.Append(Beancounters.Format($"pod {p.Id} ({p.Namespace}/{p.Name}) cgroup {p.CgroupPath}", Beancounters.Read(layout, p.CgroupPath, Read)));
+            sb.Append(Beancounters.Format($"pod {p.Id} ({p.Namespace}/{p.Name}) cgroup {p.CgroupPath}", Beancounters.Read(layout, p.CgroupPath, Read, sizes)));
             foreach (var c in containers.InPod(p.Id).Where(c => c.State is ContainerPhase.Created or ContainerPhase.Running).OrderBy(c => c.CreatedAtNanos))
-                sb.Append(Beancounters.Format($"container {c.Id} ({c.Name}) cgroup {c.CgroupsPath}", Beancounters.Read(layout, c.CgroupsPath, Read)));
+                sb.Append(Beancounters.Format($"container {c.Id} ({c.Name}) cgroup {c.CgroupsPath}", Beancounters.Read(layout, c.CgroupsPath, Read, sizes)));
         }
         return sb.ToString();
     }

@@ -21,7 +21,9 @@ public static class Beancounters
     /// <summary>A limit written as this or more is "no limit" (v1's page-counter maximum).</summary>
     private const ulong V1Unlimited = 1UL << 62;
 
-    public static IReadOnlyList<BeancounterRow> Read(CgroupLayout layout, string cgroupPath, Func<string, string?> read)
+    /// <param name="hugePageSizes">The node's huge page sizes as hugetlb files name them ("2MB"):
+    /// <see cref="HugePageSizes"/>, read once per report.</param>
+    public static IReadOnlyList<BeancounterRow> Read(CgroupLayout layout, string cgroupPath, Func<string, string?> read, IReadOnlyList<string> hugePageSizes)
     {
         var rel = cgroupPath.Trim('/');
         string? Dir(string controller) =>
@@ -85,10 +87,7 @@ public static class Beancounters
 
         // Huge pages: one row per size the controller lists.
         var hugetlb = Dir("hugetlb");
-        var sizes = Directory.Exists("/sys/kernel/mm/hugepages")
-            ? Directory.GetDirectories("/sys/kernel/mm/hugepages", "hugepages-*kB").Select(d => PageSize(Path.GetFileName(d))).Order().ToList()
-            : [];
-        foreach (var size in sizes)
+        foreach (var size in hugePageSizes)
         {
             rows.Add(hugetlb is null || File(hugetlb, V1("hugetlb") ? $"hugetlb.{size}.usage_in_bytes" : $"hugetlb.{size}.current") is null
                 ? Absent($"hugepages.{size}", "bytes", "hugetlb controller not enabled for this cgroup")
@@ -198,6 +197,12 @@ public static class Beancounters
         }
         return total;
     }
+
+    /// <summary>The huge page sizes this node has (/sys/kernel/mm/hugepages), as hugetlb files name them.</summary>
+    public static IReadOnlyList<string> HugePageSizes() =>
+        Directory.Exists("/sys/kernel/mm/hugepages")
+            ? [.. Directory.GetDirectories("/sys/kernel/mm/hugepages", "hugepages-*kB").Select(d => PageSize(Path.GetFileName(d))).Order()]
+            : [];
 
     /// <summary>"hugepages-2048kB" as the kernel names the size in hugetlb files: "2MB".</summary>
     internal static string PageSize(string dirName)

@@ -35,7 +35,7 @@ public class BeancountersTests
             ["/cg/blkio/pod/ctr/blkio.throttle.io_serviced"] = "Total 3\n",
             ["/cg/cpu,cpuacct/pod/ctr/cpuacct.usage"] = "123456789\n",
             ["/cg/cpu,cpuacct/pod/ctr/cpu.stat"] = "nr_periods 10\nnr_throttled 4\nthrottled_time 5000\n",
-        }));
+        }), []);
 
         Assert.Equal(new BeancounterRow("numproc", 64, 64, 64, 1723, "processes", "pids.current, pids.peak, pids.max, pids.events max"), Row(rows, "numproc"));
         var mem = Row(rows, "physpages");
@@ -66,7 +66,7 @@ public class BeancountersTests
             ["/cg/pod/ctr/memory.swap.current"] = "0", ["/cg/pod/ctr/memory.swap.max"] = "max", ["/cg/pod/ctr/memory.swap.events"] = "max 0",
             ["/cg/pod/ctr/io.stat"] = "8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=1 rios=1 wios=1\n",
             ["/cg/pod/ctr/cpu.stat"] = "usage_usec 10\nnr_throttled 2\nthrottled_usec 3\n",
-        }));
+        }), []);
 
         Assert.Equal((3UL, BeancounterRow.Unlimited, 0UL), (Row(rows, "numproc").Held!.Value, Row(rows, "numproc").Limit!.Value, Row(rows, "numproc").FailCount!.Value));
         Assert.Null(Row(rows, "numproc").MaxHeld); // no pids.peak: absent, not 0
@@ -82,10 +82,11 @@ public class BeancountersTests
     public void AControllerTheCgroupDoesNotHave_IsSaidSo()
     {
         var layout = new CgroupLayout { Mode = CgroupMode.V2, V1Mounts = new Dictionary<string, string>(), UnifiedMount = "/cg" };
-        var rows = Beancounters.Read(layout, "/pod", Files(new() { ["/cg/pod/cgroup.controllers"] = "memory" }));
+        var rows = Beancounters.Read(layout, "/pod", Files(new() { ["/cg/pod/cgroup.controllers"] = "memory" }), ["2MB"]);
 
         Assert.Contains("pids", Row(rows, "numproc").Missing);
         Assert.Null(Row(rows, "numproc").Held);
         Assert.Contains("not accounted", Beancounters.Format("pod x", rows));
+        Assert.Contains("hugetlb", Row(rows, "hugepages.2MB").Missing);
     }
 }
