@@ -142,12 +142,8 @@ public class DiskQuotaTests(RegistryWithImages fixture)
     [Fact]
     public async Task InvalidQuotaAnnotation_IsInvalidArgumentNamingIt()
     {
-        using var d = new DaemonProcess();
-        using var net = new TestNetwork(d);
-        await d.StartAsync();
-        using var c = d.Client();
-        var image = _registry.Image("busybox");
-        await c.PullAsync(image);
+        await using var node = await TestNode.StartAsync(_registry);
+        var (c, image) = (node.C, node.Busybox);
         var pod = PodConfig("badquota");
         var podId = await c.RunPodAsync(pod);
 

@@ -33,12 +33,8 @@ public class IoLimitTests(RegistryWithImages fixture)
     [Fact]
     public async Task WriteLimitOnRootfs_Throttles_ChangesLive_AndSparesTheNeighbour()
     {
-        using var d = new DaemonProcess();
-        using var net = new TestNetwork(d);
-        await d.StartAsync();
-        using var c = d.Client();
-        var image = _registry.Image("busybox");
-        await c.PullAsync(image);
+        await using var node = await TestNode.StartAsync(_registry);
+        var (c, image) = (node.C, node.Busybox);
         var pod = PodConfig("iolimit");
         var podId = await c.RunPodAsync(pod);
         var slow = await c.StartNewAsync(podId, pod, Limited(Container("slow", image, "sleep", "3600"), "rootfs wbps=2097152"));
@@ -61,12 +57,8 @@ public class IoLimitTests(RegistryWithImages fixture)
     [Fact]
     public async Task ReadBpsAndWriteIopsLimitsOnRootfs_Throttle()
     {
-        using var d = new DaemonProcess();
-        using var net = new TestNetwork(d);
-        await d.StartAsync();
-        using var c = d.Client();
-        var image = _registry.Image("busybox");
-        await c.PullAsync(image);
+        await using var node = await TestNode.StartAsync(_registry);
+        var (c, image) = (node.C, node.Busybox);
         var pod = PodConfig("iolimitread");
         var podId = await c.RunPodAsync(pod);
         var id = await c.StartNewAsync(podId, pod, Limited(Container("app", image, "sleep", "3600"), "rootfs rbps=2097152 wiops=100"));
@@ -90,12 +82,8 @@ public class IoLimitTests(RegistryWithImages fixture)
     [Fact]
     public async Task RootfsLimit_WithoutADiskQuota_IsInvalidArgumentNamingTheKey()
     {
-        using var d = new DaemonProcess();
-        using var net = new TestNetwork(d);
-        await d.StartAsync();
-        using var c = d.Client();
-        var image = _registry.Image("busybox");
-        await c.PullAsync(image);
+        await using var node = await TestNode.StartAsync(_registry);
+        var (c, image) = (node.C, node.Busybox);
         var pod = PodConfig("iolimitbad");
         var podId = await c.RunPodAsync(pod);
         var config = Container("app", image, "true");
