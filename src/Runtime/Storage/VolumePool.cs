@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using CriRuntime.Config;
 using CriRuntime.Interop;
 using CriRuntime.Kernel;
@@ -26,8 +25,8 @@ public sealed partial class VolumePool(FileVolumes inner, CriRuntimeConfig confi
     /// <summary>Warm volumes per size; the list is in use order (last = most recent).</summary>
     private readonly Dictionary<ulong, Queue<WritableVolume>> _warm = [];
     private readonly List<ulong> _recent = [];
-    private readonly Channel<ulong> _refills = Channel.CreateUnbounded<ulong>(new UnboundedChannelOptions { SingleReader = true });
-    private Task? _worker;
+    private readonly System.Collections.Concurrent.BlockingCollection<ulong> _refills = [];
+    private Thread? _worker;
     private bool _stopped;
 
     public string PoolDir => Path.Combine(config.Root, "volumes", "pool");
@@ -41,7 +40,10 @@ public sealed partial class VolumePool(FileVolumes inner, CriRuntimeConfig confi
     {
         Sweep();
         if (Target <= 0) return;
-        _worker = Task.Run(RefillLoopAsync);
+        // A thread of its own at the lowest priority: making volumes ahead must not take the CPU
+        // from the requests it is there to speed up.
+        _worker = new Thread(RefillLoop) { IsBackground = true, Name = "volume pool" };
+        _worker.Start();
         if (config.Storage.RootfsQuota > 0) Want(config.Storage.RootfsQuota);
     }
 
@@ -113,7 +115,8 @@ public sealed partial class VolumePool(FileVolumes inner, CriRuntimeConfig confi
             _recent.Add(size);
             _warm.TryAdd(size, new Queue<WritableVolume>());
         }
-        _refills.Writer.TryWrite(size);
+        try { _refills.Add(size); }
+        catch (InvalidOperationException) { } // stopped
     }
 
     private WritableVolume? TryTakeWarm(ulong size)
@@ -171,9 +174,10 @@ public sealed partial class VolumePool(FileVolumes inner, CriRuntimeConfig confi
         return gone;
     }
 
-    private async Task RefillLoopAsync()
+    private void RefillLoop()
     {
-        await foreach (var size in _refills.Reader.ReadAllAsync())
+        _ = Libc.Setpriority(Libc.PRIO_PROCESS, (uint)Libc.Gettid(), 19); // best effort: nice 19
+        foreach (var size in _refills.GetConsumingEnumerable())
         {
             try { Refill(size); }
             catch (Exception e) { LogRefillFailed(size, e.Message); } // the worker must outlive any one failure
@@ -197,9 +201,9 @@ public sealed partial class VolumePool(FileVolumes inner, CriRuntimeConfig confi
     public void Dispose()
     {
         lock (_lock) _stopped = true;
-        _refills.Writer.TryComplete();
+        _refills.CompleteAdding();
         // The worker finishes the volume it is making (PutBack then releases it).
-        _worker?.Wait(TimeSpan.FromSeconds(30));
+        _worker?.Join(TimeSpan.FromSeconds(30));
         List<WritableVolume> all;
         lock (_lock)
         {
