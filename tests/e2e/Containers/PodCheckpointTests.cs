@@ -152,6 +152,28 @@ public class PodCheckpointTests(RegistryWithImages fixture)
         Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(node.D.Root, "checkpoints")));
     }
 
+    /// <summary>The kubelet's own deadline on the call (50 ms) passes mid-checkpoint: the client
+    /// gets DeadlineExceeded at once while the daemon goes on to thaw. A CheckpointContainer of one
+    /// of the containers waits for its lock, held until the pod checkpoint has thawed: it succeeds
+    /// (CRIU could not seize a container left frozen), and both are THAWED and counting.</summary>
+    [Fact]
+    public async Task CheckpointPod_WhoseCallDeadlinePassesMidCheckpoint_ThawsBothBeforeReleasingThem()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var pod = await CounterPodAsync(node, "pair-call-deadline");
+        var output = EmptyDir(node, "pod-checkpoint");
+
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await node.C.Runtime.CheckpointPodAsync(
+            new CheckpointPodRequest { PodSandboxId = pod.PodId, OutputPath = output }, deadline: DateTime.UtcNow.AddMilliseconds(50)));
+        Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
+        await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = pod.One, Location = Path.Combine(node.D.Dir, "one.tar"), Timeout = 60 });
+
+        Assert.Empty(Directory.GetFileSystemEntries(output));
+        await AssertRunningAndCountingAsync(node, pod.One);
+        await AssertRunningAndCountingAsync(node, pod.Two);
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(node.D.Root, "checkpoints")));
+    }
+
     [Fact]
     public async Task CheckpointPod_WithAnUnknownOption_OrAnOutputPathNotEmpty_IsInvalidArgumentNamingIt()
     {
