@@ -37,6 +37,7 @@ public static class Sections
     public static IReadOnlyList<IBenchSection> Extra(Options opts) =>
     [
         new QuotaSection(opts),
+        new CheckpointSection(),
     ];
 
     public static IReadOnlyList<string> AllNames(Options opts) => [.. BuiltIn, .. Extra(opts).Select(s => s.Name)];

@@ -23,8 +23,11 @@ public static class DumpPlan
         { "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2" };
 
     /// <param name="nsInode">the inode of the container's namespace of a kind ("net", "pid").</param>
+    /// <param name="freezerDir">the container's freezer cgroup (v1 freezer or cgroup2 directory)
+    /// when the caller froze it (CheckpointPod): CRIU then seizes the frozen tasks through it and
+    /// leaves it frozen, as it found it, for the caller to thaw.</param>
     public static IReadOnlyList<string> Args(int pid, string imagesDir, string workDir, string rootfs, Spec spec,
-        IReadOnlyList<MountInfo> mounts, Func<string, ulong?> nsInode)
+        IReadOnlyList<MountInfo> mounts, Func<string, ulong?> nsInode, string? freezerDir = null)
     {
         var args = new List<string>
         {
@@ -36,6 +39,7 @@ public static class DumpPlan
             "--tcp-established", "--file-locks", "--link-remap",
             "--manage-cgroups",
         };
+        if (freezerDir is not null) args.AddRange(["--freeze-cgroup", freezerDir]);
         if (spec.Process?.Terminal == true) args.Add("--shell-job");
         foreach (var point in ExternalMounts(spec, mounts))
             args.AddRange(["--external", $"mnt[{point}]:{point}"]);
@@ -60,6 +64,13 @@ public static class DumpPlan
             if (m.MountPoint != "/" && !Internal.Contains(m.FsType)) result.Add(m.MountPoint);
         return [.. result];
     }
+
+    /// <summary>The directory CRIU's --freeze-cgroup wants for the cgroup at <paramref name="path"/>
+    /// (relative to the hierarchy roots): the v1 freezer's where it is mounted (the freezer our
+    /// cgroup managers use then), else the cgroup2 one.</summary>
+    public static string FreezerDir(Cgroups.CgroupLayout layout, string path) =>
+        layout.V1Mounts.TryGetValue("freezer", out var v1) ? Path.Combine(v1, path.TrimStart('/'))
+        : Path.Combine(layout.UnifiedMount ?? throw new InvalidOperationException("no freezer: neither a v1 freezer nor a cgroup2 mount"), path.TrimStart('/'));
 
     public static bool IsBind(Mount m) =>
         m.Type == "bind" || (m.Options?.Any(o => o is "bind" or "rbind") ?? false);

@@ -33,60 +33,101 @@ public sealed partial class CriRuntimeService
         using (await _containers.LockAsync(c.Id, context.CancellationToken))
         {
             c = _containers.Find(c.Id) ?? throw Fail.NotFound($"container {request.ContainerId} not found");
-            var state = await _shims.StateAsync(c.Id, c.StateDir, CancellationToken.None);
-            if (c.State != ContainerPhase.Running || state.Status != ShimStatus.Running || state.Pid <= 0)
-                throw Fail.FailedPrecondition($"container {c.Id} is not running");
-            var criu = CriuTool.Require();
-            var specBytes = await File.ReadAllBytesAsync(Path.Combine(c.BundleDir, SpecFile.ConfigName), CancellationToken.None);
-            var spec = SpecFile.Parse(specBytes);
-            if (spec.Linux?.Namespaces?.Any(n => n.Type == "user") == true)
-                throw Fail.FailedPrecondition($"container {c.Id}: checkpoint of a container in a user namespace is not supported");
-
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
             var ok = false;
-            var scratch = Path.Combine(Criu.ScratchRoot(_config.Root), $"{c.Id[..20]}-{Guid.NewGuid():N}");
-            var images = Path.Combine(scratch, CheckpointArchive.CheckpointDirectory);
-            Directory.CreateDirectory(images);
+            var target = await DumpTargetAsync(c);
+            DumpedContainer? dumped = null;
             try
             {
-                var mounts = DumpPlan.ParseMountInfo(await File.ReadAllTextAsync($"/proc/{state.Pid}/mountinfo", CancellationToken.None));
-                var rootfs = Path.GetFullPath(Path.Combine(c.BundleDir, spec.Root?.Path ?? "rootfs"));
-                var args = DumpPlan.Args(state.Pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(state.Pid, kind));
-                // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
-                var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{state.Pid}/fd/{fd}").LinkTarget ?? "")] };
-                var checkpointedAt = _clock.GetUtcNow();
-                var result = await CriuTool.RunAsync(criu, args, timeout, scratch, context.CancellationToken);
-                if (result.TimedOut)
-                    throw Fail.DeadlineExceeded($"checkpoint of container {c.Id}: criu dump did not finish within {Config.Duration.Format(timeout)} and was killed{LogTail(scratch, result.Output)}");
-                if (result.ExitCode != 0)
-                    throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump failed (exit {result.ExitCode}){LogTail(scratch, result.Output)}");
-
-                var containerDir = _containers.ContainerDir(c.Id);
-                var parts = new CheckpointArchive.Parts(
-                    new ConfigDump
-                    {
-                        Id = c.Id, Name = c.Name, RootfsImage = c.ImageRef, RootfsImageRef = c.ImageId, RootfsImageName = c.ImageRef,
-                        OciRuntime = "criruntime", CreatedTime = DateTimeOffset.FromUnixTimeMilliseconds(c.CreatedAtNanos / 1_000_000),
-                        CheckpointedAt = checkpointedAt,
-                    },
-                    specBytes,
-                    new StatusDump { Id = c.Id, State = "running", Pid = state.Pid, CreatedAt = c.CreatedAtNanos, StartedAt = c.StartedAtNanos },
-                    images, Storage.WritableLayer.UpperDir(c, containerDir), c.LogPath, Path.Combine(scratch, "dump.log"),
-                    // Mount points the shim made in the writable layer for the spec's mounts are not the container's changes.
-                    new HashSet<string>((spec.Mounts ?? []).Select(m => "/" + m.Destination.Trim('/')), StringComparer.Ordinal),
-                    stdio);
-                await Task.Run(() => CheckpointArchive.Write(location, parts, scratch), CancellationToken.None);
-                CheckpointLog.Checkpointed(_log, c.Id, location, result.Elapsed.TotalMilliseconds);
+                dumped = await DumpAsync(target, null, timeout, context.CancellationToken);
+                await Task.Run(() => WriteArchive(dumped, location), CancellationToken.None);
+                CheckpointLog.Checkpointed(_log, c.Id, location, dumped.CriuTime.TotalMilliseconds);
                 ok = true;
             }
             finally
             {
                 _metrics?.Checkpoint(ok, System.Diagnostics.Stopwatch.GetElapsedTime(started));
-                try { Directory.Delete(scratch, recursive: true); }
-                catch (IOException e) { CheckpointLog.ScratchLeft(_log, scratch, e.Message); }
+                if (dumped is not null) DiscardDump(dumped);
             }
         }
         return new CheckpointContainerResponse();
+    }
+
+    /// <summary>What a dump of a running container starts from, checked: FailedPrecondition when
+    /// it is not running or cannot be checkpointed. The caller holds the container's lock.</summary>
+    private async Task<DumpTarget> DumpTargetAsync(ContainerRecord c)
+    {
+        var state = await _shims.StateAsync(c.Id, c.StateDir, CancellationToken.None);
+        if (c.State != ContainerPhase.Running || state.Status != ShimStatus.Running || state.Pid <= 0)
+            throw Fail.FailedPrecondition($"container {c.Id} is not running");
+        CriuTool.Require();
+        var specBytes = await File.ReadAllBytesAsync(Path.Combine(c.BundleDir, SpecFile.ConfigName), CancellationToken.None);
+        var spec = SpecFile.Parse(specBytes);
+        if (spec.Linux?.Namespaces?.Any(n => n.Type == "user") == true)
+            throw Fail.FailedPrecondition($"container {c.Id}: checkpoint of a container in a user namespace is not supported");
+        return new DumpTarget(c, state.Pid, specBytes, spec);
+    }
+
+    /// <summary>Runs `criu dump` (leave-running) into a scratch directory of its own; the archive
+    /// is written from it afterwards (<see cref="WriteArchive"/>), then it is discarded
+    /// (<see cref="DiscardDump"/>, also on failure). <paramref name="freezerDir"/>: the cgroup the
+    /// caller froze, handed to CRIU (which then leaves it frozen as it found it).</summary>
+    private async Task<DumpedContainer> DumpAsync(DumpTarget t, string? freezerDir, TimeSpan timeout, CancellationToken ct)
+    {
+        var (c, pid, specBytes, spec) = (t.Container, t.Pid, t.SpecBytes, t.Spec);
+        var criu = CriuTool.Require();
+        var scratch = Path.Combine(Criu.ScratchRoot(_config.Root), $"{c.Id[..20]}-{Guid.NewGuid():N}");
+        var images = Path.Combine(scratch, CheckpointArchive.CheckpointDirectory);
+        Directory.CreateDirectory(images);
+        var ok = false;
+        try
+        {
+            var mounts = DumpPlan.ParseMountInfo(await File.ReadAllTextAsync($"/proc/{pid}/mountinfo", CancellationToken.None));
+            var rootfs = Path.GetFullPath(Path.Combine(c.BundleDir, spec.Root?.Path ?? "rootfs"));
+            var args = DumpPlan.Args(pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(pid, kind), freezerDir);
+            // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
+            var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget ?? "")] };
+            var checkpointedAt = _clock.GetUtcNow();
+            var result = await CriuTool.RunAsync(criu, args, timeout, scratch, ct);
+            if (result.TimedOut)
+                throw Fail.DeadlineExceeded(ct.IsCancellationRequested
+                    ? $"checkpoint of container {c.Id}: the call's deadline passed during criu dump, which was killed{LogTail(scratch, result.Output)}"
+                    : $"checkpoint of container {c.Id}: criu dump did not finish within {Config.Duration.Format(timeout)} and was killed{LogTail(scratch, result.Output)}");
+            if (result.ExitCode != 0)
+                throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump failed (exit {result.ExitCode}){LogTail(scratch, result.Output)}");
+
+            var containerDir = _containers.ContainerDir(c.Id);
+            var parts = new CheckpointArchive.Parts(
+                new ConfigDump
+                {
+                    Id = c.Id, Name = c.Name, RootfsImage = c.ImageRef, RootfsImageRef = c.ImageId, RootfsImageName = c.ImageRef,
+                    OciRuntime = "criruntime", CreatedTime = DateTimeOffset.FromUnixTimeMilliseconds(c.CreatedAtNanos / 1_000_000),
+                    CheckpointedAt = checkpointedAt,
+                },
+                specBytes,
+                new StatusDump { Id = c.Id, State = "running", Pid = pid, CreatedAt = c.CreatedAtNanos, StartedAt = c.StartedAtNanos },
+                images, Storage.WritableLayer.UpperDir(c, containerDir),
+                c.LogPath, Path.Combine(scratch, "dump.log"),
+                // Mount points the shim made in the writable layer for the spec's mounts are not the container's changes.
+                new HashSet<string>((spec.Mounts ?? []).Select(m => "/" + m.Destination.Trim('/')), StringComparer.Ordinal),
+                stdio);
+            ok = true;
+            return new DumpedContainer(c, scratch, parts, result.Elapsed);
+        }
+        finally
+        {
+            if (!ok) DiscardScratch(scratch);
+        }
+    }
+
+    private static void WriteArchive(DumpedContainer d, string location) => CheckpointArchive.Write(location, d.Parts, d.Scratch);
+
+    private void DiscardDump(DumpedContainer d) => DiscardScratch(d.Scratch);
+
+    private void DiscardScratch(string scratch)
+    {
+        try { Directory.Delete(scratch, recursive: true); }
+        catch (IOException e) { CheckpointLog.ScratchLeft(_log, scratch, e.Message); }
     }
 
     /// <summary>The inode of a namespace of the container's init ("net:[4026532290]" as
@@ -119,3 +160,9 @@ public sealed partial class CriRuntimeService
         public static partial void ScratchLeft(ILogger logger, string dir, string reason);
     }
 }
+
+/// <summary>A running container about to be dumped: its record, init pid and spec.</summary>
+internal sealed record DumpTarget(ContainerRecord Container, int Pid, byte[] SpecBytes, Spec Spec);
+
+/// <summary>A container CRIU dumped into <see cref="Scratch"/>: what its archive is written from.</summary>
+internal sealed record DumpedContainer(ContainerRecord Container, string Scratch, CheckpointArchive.Parts Parts, TimeSpan CriuTime);

@@ -122,6 +122,11 @@ public static partial class Daemon
         app.Services.GetRequiredService<PartitionView.Lxcfs>().Start();
         // A checkpoint the previous daemon did not finish: its CRIU must not hold the container.
         Checkpoint.Criu.RemoveLeftovers(Checkpoint.Criu.ScratchRoot(config.Root));
+        // A CheckpointPod it did not finish: thaw every container it froze (recorded before freezing).
+        var startLog = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("criruntime.checkpoint");
+        new Checkpoint.FreezeLedger(Checkpoint.Criu.ScratchRoot(config.Root)).ThawLeftovers(
+            app.Services.GetRequiredService<Cgroups.ICgroupManagerFactory>(),
+            (cgroup, e) => LogThawFailed(startLog, cgroup, e.Message));
         // Through definitions whose request parsing answers InvalidArgument (see CriServiceDefinitions);
         // the services hold no per-call state, so one instance each serves every call.
         app.MapGrpcService(sp => CriServiceDefinitions.Runtime(sp.GetRequiredService<CriRuntimeService>()));
@@ -249,6 +254,9 @@ public static partial class Daemon
 
     [LoggerMessage(EventId = 106, Level = LogLevel.Error, Message = "config reload refused, the config in force stays: {Error}")]
     private static partial void LogReloadRefused(ILogger log, string error);
+
+    [LoggerMessage(EventId = 107, Level = LogLevel.Error, Message = "checkpoint: could not thaw {Cgroup}, left frozen by the previous daemon: {Error}")]
+    private static partial void LogThawFailed(ILogger log, string cgroup, string error);
 
     [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "criruntime stopped")]
     private static partial void LogStopped(ILogger log);

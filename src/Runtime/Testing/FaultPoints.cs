@@ -17,6 +17,9 @@ public static class FaultPoints
     /// namespace is unpinned.</summary>
     public const string StopPodSandboxAfterNetworkTeardown = "stop-pod-sandbox-after-network-teardown";
 
+    /// <summary>CheckpointPod, once every selected container is frozen, before the first dump.</summary>
+    public const string CheckpointPodAfterFreeze = "checkpoint-pod-after-freeze";
+
     private static readonly string? Armed = Environment.GetEnvironmentVariable("CRIRUNTIME_FAULT");
 
     public static void Crash(string point)

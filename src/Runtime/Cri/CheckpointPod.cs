@@ -1,0 +1,116 @@
+using CriRuntime.Checkpoint;
+using CriRuntime.Cri.V1;
+using CriRuntime.Errors;
+using CriRuntime.State;
+using Grpc.Core;
+
+namespace CriRuntime.Cri;
+
+public sealed partial class CriRuntimeService
+{
+    /// <summary>CheckpointPod's options: "timeout", the whole call's limit as a duration ("30s",
+    /// "500ms"); the call's deadline applies as well. Any other key is InvalidArgument.</summary>
+    private static readonly string[] CheckpointPodOptions = ["timeout"];
+
+    private PodCheckpointer? _podCheckpointer;
+    private PodCheckpointer PodCheckpointerTool => _podCheckpointer ??=
+        new PodCheckpointer(new FreezeLedger(Criu.ScratchRoot(_config.Root)), Cgroups.HostCgroupManagers.Instance, _log);
+
+    /// <summary>Checkpoints the pod's running containers (all, or those of container_ids) as one
+    /// instant: all are frozen through their cgroups before CRIU captures any, and all are thawed
+    /// before this returns, whatever happened (docs/checkpoint.md, "CheckpointPod"). Writes pod.dump
+    /// and containers/NAME.tar into the caller's empty output_path; on failure nothing is left there.</summary>
+    public override async Task<CheckpointPodResponse> CheckpointPod(CheckpointPodRequest request, ServerCallContext context)
+    {
+        if (request.OutputPath.Length == 0) throw Fail.InvalidArgument("output_path: required");
+        if (!Path.IsPathRooted(request.OutputPath)) throw Fail.InvalidArgument($"output_path: '{request.OutputPath}' must be an absolute path");
+        var output = Path.GetFullPath(request.OutputPath);
+        var outputInfo = new DirectoryInfo(output);
+        if (outputInfo.LinkTarget is not null) throw Fail.InvalidArgument($"output_path: {output} is a symlink");
+        if (!outputInfo.Exists) throw Fail.InvalidArgument($"output_path: directory {output} does not exist");
+        if (outputInfo.EnumerateFileSystemInfos().Any()) throw Fail.InvalidArgument($"output_path: directory {output} is not empty");
+        var timeout = InForce.Checkpoint.DumpTimeout;
+        foreach (var (key, value) in request.Options)
+        {
+            if (!CheckpointPodOptions.Contains(key))
+                throw Fail.InvalidArgument($"options: unknown key \"{key}\" (known: {string.Join(", ", CheckpointPodOptions)})");
+            if (!Config.Duration.TryParse(value, out timeout) || timeout <= TimeSpan.Zero)
+                throw Fail.InvalidArgument($"options[timeout]: \"{value}\" is not a positive duration (\"30s\", \"500ms\")");
+        }
+
+        var pod = _pods.Get(request.PodSandboxId);
+        if (pod.State != PodState.Ready) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is not ready");
+        var selected = request.ContainerIds.Count == 0
+            ? [.. _containers.InPod(pod.Id).Where(c => c.State == ContainerPhase.Running)]
+            : request.ContainerIds.Select(id => _containers.TryGet(id) is { } c && c.PodId == pod.Id ? c
+                : throw Fail.NotFound($"container_ids: container {id} not found in pod sandbox {pod.Id}")).DistinctBy(c => c.Id).ToList();
+        if (selected.Count == 0) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} has no running container to checkpoint");
+        if (selected.GroupBy(c => c.Name).FirstOrDefault(g => g.Count() > 1) is { } twice)
+            throw Fail.FailedPrecondition($"pod sandbox {pod.Id}: two selected containers are named {twice.Key}");
+        if (selected.FirstOrDefault(c => !PodArchive.IsSafeName(c.Name)) is { } unsafeName)
+            throw Fail.FailedPrecondition($"container {unsafeName.Id}: its name '{unsafeName.Name}' cannot name a file of the archive");
+
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        deadline.CancelAfter(timeout);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        // Every selected container's lock, in id order (no deadlock with another pod checkpoint),
+        // held until the archives are written: no stop, remove or second checkpoint in between.
+        var locks = new List<IDisposable>();
+        try
+        {
+            foreach (var c in selected.OrderBy(c => c.Id, StringComparer.Ordinal))
+                locks.Add(await _containers.LockAsync(c.Id, context.CancellationToken));
+            var targets = new List<DumpTarget>();
+            foreach (var c in selected)
+                targets.Add(await DumpTargetAsync(_containers.Find(c.Id) ?? throw Fail.NotFound($"container {c.Id} not found")));
+
+            var layout = Cgroups.CgroupLayout.Detect();
+            var members = targets.Select(t => new PodCheckpointer.Member(t.Container.Id, t.Container.CgroupsPath)).ToList();
+            var frozen = TimeSpan.Zero;
+            IReadOnlyList<DumpedContainer> dumps;
+            try
+            {
+                dumps = await PodCheckpointerTool.DumpFrozenAsync(members,
+                    (i, ct) => DumpAsync(targets[i], DumpPlan.FreezerDir(layout, members[i].CgroupPath), timeout, ct),
+                    DiscardDump, deadline.Token, t => frozen = t);
+            }
+            catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+            {
+                throw Fail.DeadlineExceeded($"checkpoint of pod sandbox {pod.Id}: {(context.CancellationToken.IsCancellationRequested ? "the call's deadline" : $"options[timeout] {Config.Duration.Format(timeout)}")} passed; every container was thawed");
+            }
+            catch (CriException e) when (e.Kind == ErrorKind.DeadlineExceeded)
+            {
+                throw Fail.DeadlineExceeded($"{e.Message}; every container of pod sandbox {pod.Id} was thawed");
+            }
+            try
+            {
+                var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
+                var podDump = new PodDump
+                {
+                    Id = pod.Id, Name = pod.Name, Namespace = pod.Namespace, Uid = pod.Uid, Attempt = pod.Attempt,
+                    RuntimeHandler = pod.RuntimeHandler, CheckpointedAt = _clock.GetUtcNow(),
+                    Labels = new(podConfig.Labels), Annotations = new(podConfig.Annotations),
+                    Containers = [.. dumps.Select(d => new PodDumpContainer { Name = d.Container.Name, Id = d.Container.Id, Archive = PodArchive.ArchiveOf(d.Container.Name) })],
+                };
+                await Task.Run(() => PodArchive.Write(output, podDump, (c, path) => WriteArchive(dumps.Single(d => d.Container.Id == c.Id), path)), CancellationToken.None);
+            }
+            finally
+            {
+                foreach (var d in dumps) DiscardDump(d);
+            }
+            PodCheckpointLog.Checkpointed(_log, pod.Id, dumps.Count, output, frozen.TotalMilliseconds,
+                System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+        finally
+        {
+            foreach (var l in locks) l.Dispose();
+        }
+        return new CheckpointPodResponse();
+    }
+
+    private static partial class PodCheckpointLog
+    {
+        [LoggerMessage(EventId = 1211, Level = LogLevel.Information, Message = "checkpointed pod {PodId} ({Containers} containers) to {Output}: frozen {FrozenMilliseconds} ms, total {Milliseconds} ms")]
+        public static partial void Checkpointed(ILogger logger, string podId, int containers, string output, double frozenMilliseconds, double milliseconds);
+    }
+}
