@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using CriRuntime.Cri.V1;
+using CriRuntime.Tests.E2E.Harness;
 
 namespace CriRuntime.Bench;
 
@@ -24,19 +25,14 @@ public sealed class QuotaSection(Options opts) : IBenchSection
     public async Task RunAsync(BenchContext ctx, CancellationToken ct)
     {
         var n = opts.QuotaIterations;
-        await WithDaemonAsync(ctx, "criruntime-quota", "[storage]\nvolume_pool = 2\n", async w =>
-        {
-            Console.WriteLine($"[quota] {n} creates without a quota, {n} with a warm {Quota} volume ...");
-            await CreatesAsync(w, "no quota", null, n, ct);
-            await CreatesAsync(w, $"{Quota} quota, warm pool", Quota, n, ct);
-            Console.WriteLine($"[quota] sequential writes of {WriteMiB} MiB with and without a {WriteQuota} quota ...");
-            await WritesAsync(w, ct);
-        }, ct);
-        await WithDaemonAsync(ctx, "criruntime-nopool", "[storage]\nvolume_pool = 0\n", async w =>
-        {
-            Console.WriteLine($"[quota] {n} creates with a cold {Quota} volume (no pool) ...");
-            await CreatesAsync(w, $"{Quota} quota, no pool (cold)", Quota, n, ct);
-        }, ct);
+        await WithDaemonAsync(ctx, "criruntime-quota", "[storage]\nvolume_pool = 2\n", pooled =>
+            WithDaemonAsync(ctx, "criruntime-nopool", "[storage]\nvolume_pool = 0\n", async cold =>
+            {
+                Console.WriteLine($"[quota] {n} creates each without a quota, with a warm and with a cold {Quota} volume, in turns ...");
+                await CreatesAsync([("no quota", pooled, null), ($"{Quota} quota, warm pool", pooled, Quota), ($"{Quota} quota, no pool (cold)", cold, Quota)], n, ct);
+                Console.WriteLine($"[quota] sequential writes of {WriteMiB} MiB with and without a {WriteQuota} quota ...");
+                await WritesAsync(pooled, ct);
+            }, ct), ct);
     }
 
     /// <summary>A daemon of ours with <paramref name="config"/> for <paramref name="body"/>; its pods
@@ -58,32 +54,50 @@ public sealed class QuotaSection(Options opts) : IBenchSection
         }
     }
 
-    /// <summary>One pod; per iteration CreateContainer (timed), StartContainer, StopContainer,
-    /// RemoveContainer, as a node replacing a container does. One warm-up first (the template of
-    /// the size is made then, and the pool starts filling).</summary>
-    private async Task CreatesAsync(Workloads w, string label, string? quota, int n, CancellationToken ct)
+    /// <summary>A pod per configuration; per iteration, for each configuration in turn (so the
+    /// drifts of a shared machine hit all alike): CreateContainer (timed), StartContainer,
+    /// StopContainer, RemoveContainer, as a node replacing a container does. One warm-up round
+    /// first (the template of the size is made then, and the pool starts filling).</summary>
+    private async Task CreatesAsync(IReadOnlyList<(string Label, Workloads W, string? Quota)> configs, int n, CancellationToken ct)
     {
-        using var c = w.Client();
-        var pod = w.Pod("quota-" + label.Split(' ')[0].ToLowerInvariant());
-        var podId = (await c.Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = pod }, cancellationToken: ct)).PodSandboxId;
-        var ms = _createMs[label] = [];
-        for (var i = -1; i < n; i++)
+        var pods = new List<(CriClient C, PodSandboxConfig Pod, string Id)>();
+        try
         {
-            var config = w.Container($"app{i + 1}", "sleep", "3600");
-            if (quota is not null) config.Annotations[$"disk-quota.criruntime.io/container.{config.Metadata.Name}"] = quota;
-            try
+            foreach (var (label, w, _) in configs)
             {
-                var sw = Stopwatch.StartNew();
-                var id = (await c.Runtime.CreateContainerAsync(new CreateContainerRequest { PodSandboxId = podId, Config = config, SandboxConfig = pod }, cancellationToken: ct)).ContainerId;
-                if (i >= 0) ms.Add(sw.Elapsed.TotalMilliseconds);
-                await c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id }, cancellationToken: ct);
-                await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 0 }, cancellationToken: ct);
-                await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id }, cancellationToken: ct);
+                var c = w.Client();
+                var pod = w.Pod("quota-" + pods.Count);
+                pods.Add((c, pod, (await c.Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = pod }, cancellationToken: ct)).PodSandboxId));
+                _createMs[label] = [];
             }
-            catch (Grpc.Core.RpcException e) { _errors.Add($"{label}: {e.Status.StatusCode} {e.Status.Detail}"); }
+            for (var i = -1; i < n; i++)
+                for (var k = 0; k < configs.Count; k++)
+                {
+                    var (label, w, quota) = configs[k];
+                    var (c, pod, podId) = pods[k];
+                    var config = w.Container($"app{i + 1}", "sleep", "3600");
+                    if (quota is not null) config.Annotations[$"disk-quota.criruntime.io/container.{config.Metadata.Name}"] = quota;
+                    try
+                    {
+                        var sw = Stopwatch.StartNew();
+                        var id = (await c.Runtime.CreateContainerAsync(new CreateContainerRequest { PodSandboxId = podId, Config = config, SandboxConfig = pod }, cancellationToken: ct)).ContainerId;
+                        if (i >= 0) _createMs[label].Add(sw.Elapsed.TotalMilliseconds);
+                        await c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id }, cancellationToken: ct);
+                        await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 0 }, cancellationToken: ct);
+                        await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id }, cancellationToken: ct);
+                    }
+                    catch (Grpc.Core.RpcException e) { _errors.Add($"{label}: {e.Status.StatusCode} {e.Status.Detail}"); }
+                }
+            foreach (var (c, _, podId) in pods)
+            {
+                await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = podId }, cancellationToken: ct);
+                await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId }, cancellationToken: ct);
+            }
         }
-        await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = podId }, cancellationToken: ct);
-        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId }, cancellationToken: ct);
+        finally
+        {
+            foreach (var (c, _, _) in pods) c.Dispose();
+        }
     }
 
     /// <summary>dd of <see cref="WriteMiB"/> MiB into the writable layer, flushed (conv=fsync), in
@@ -126,7 +140,7 @@ public sealed class QuotaSection(Options opts) : IBenchSection
     {
         static string F(double v, string fmt = "F1") => double.IsNaN(v) ? "n/a" : v.ToString(fmt, CultureInfo.InvariantCulture);
         var sb = new StringBuilder();
-        sb.AppendLine($"Our daemon alone (containerd has no per-container quota). CreateContainer of a busybox container, {opts.QuotaIterations} times after one warm-up, each started, stopped and removed before the next, in one pod: without a quota, with a {Quota} quota from a daemon with the warm volume pool (`[storage] volume_pool = 2`), and with the same quota from a daemon without a pool (`volume_pool = 0`: image copy, loop attach and ext4 mount on the create path). Then `dd bs=1M count={WriteMiB} conv=fsync` into the writable layer of a container without a quota and one with a {WriteQuota} quota, taking turns, {WriteRepeats} times each.");
+        sb.AppendLine($"Our daemon alone (containerd has no per-container quota). CreateContainer of a busybox container, {opts.QuotaIterations} times per configuration after one warm-up round, the configurations taking turns, each container started, stopped and removed before the next: without a quota and with a {Quota} quota on a daemon with the warm volume pool (`[storage] volume_pool = 2`), and with the same quota on a daemon without a pool (`volume_pool = 0`: image copy, loop attach and ext4 mount on the create path). Then `dd bs=1M count={WriteMiB} conv=fsync` into the writable layer of a container without a quota and one with a {WriteQuota} quota, taking turns, {WriteRepeats} times each.");
         sb.AppendLine();
         sb.AppendLine("| CreateContainer | p50 (ms) | p90 (ms) | p50 minus no quota (ms) |");
         sb.AppendLine("|---|---:|---:|---:|");
