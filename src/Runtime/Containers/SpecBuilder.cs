@@ -274,7 +274,7 @@ public static class SpecBuilder
             new() { Destination = "/dev/pts", Type = "devpts", Source = "devpts", Options = ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
             new() { Destination = "/dev/mqueue", Type = "mqueue", Source = "mqueue", Options = ["nosuid", "noexec", "nodev"] },
             new() { Destination = "/sys", Type = "sysfs", Source = "sysfs", Options = ["nosuid", "noexec", "nodev", privileged ? "rw" : "ro"] },
-            new() { Destination = "/dev/shm", Type = "tmpfs", Source = "shm", Options = ["nosuid", "noexec", "nodev", "mode=1777", $"size={input.ShmBytes}"] },
+            new() { Destination = "/dev/shm", Type = "tmpfs", Source = "shm", Options = ["nosuid", "noexec", "nodev", "mode=1777", ShmSize(input.ShmBytes)] },
         };
         var userPaths = c.Mounts.Select(m => m.ContainerPath).ToHashSet(StringComparer.Ordinal);
         // The container's own cgroup, so runtimes (JVM, Go, .NET, nginx) read their limits: the shim
@@ -332,6 +332,10 @@ public static class SpecBuilder
         }
         return mounts;
     }
+
+    /// <summary>tmpfs's size option: in KiB when whole (the default reads "size=65536k", as it
+    /// always has in our specs and containerd's), else in bytes.</summary>
+    internal static string ShmSize(ulong bytes) => bytes % 1024 == 0 ? $"size={bytes / 1024}k" : $"size={bytes}";
 
     private static Dictionary<string, string> Annotations(SpecInput input)
     {

@@ -84,10 +84,11 @@ public class PartitionLimitsTests
         var spec = SpecBuilder.Build(Input((100, 200), 16UL << 20));
         var rlimit = Assert.Single(spec.Process!.Rlimits!);
         Assert.Equal(("RLIMIT_NOFILE", 100UL, 200UL), (rlimit.Type, rlimit.Soft, rlimit.Hard));
-        Assert.Contains($"size={16 << 20}", spec.Mounts!.Single(m => m.Destination == "/dev/shm").Options!);
+        Assert.Contains("size=16384k", spec.Mounts!.Single(m => m.Destination == "/dev/shm").Options!);
 
         var plain = SpecBuilder.Build(Input(null, null));
         Assert.Null(plain.Process!.Rlimits);
-        Assert.Contains($"size={64 << 20}", plain.Mounts!.Single(m => m.Destination == "/dev/shm").Options!);
+        Assert.Contains("size=65536k", plain.Mounts!.Single(m => m.Destination == "/dev/shm").Options!);
+        Assert.Equal("size=5000", SpecBuilder.ShmSize(5000));
     }
 }
