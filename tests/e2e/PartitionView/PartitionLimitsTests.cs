@@ -32,6 +32,8 @@ public class PartitionLimitsTests(RegistryWithImages fixture)
 
         var seen = LogText(Path.Combine(logDir, "probe.log"));
         Assert.Contains("soft 1000 hard 2000", seen);
+        // A process exec'd into the container (kubectl exec) gets them too.
+        Assert.Equal("1000 2000", (await node.C.ExecOkAsync(probe, "sh", "-c", "echo $(ulimit -n) $(ulimit -Hn)")).Trim());
         Assert.Matches(@"\s16384\s+\d+\s+\d+\s+\d+%\s+/dev/shm", seen);
         var otherSeen = LogText(Path.Combine(logDir, "other.log"));
         Assert.DoesNotContain("soft 1000\n", otherSeen);
