@@ -38,6 +38,7 @@ public static class Sections
     [
         new QuotaSection(opts),
         new CheckpointSection(),
+        new ProcViewSection(),
     ];
 
     public static IReadOnlyList<string> AllNames(Options opts) => [.. BuiltIn, .. Extra(opts).Select(s => s.Name)];

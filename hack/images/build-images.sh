@@ -3,6 +3,8 @@
 #   OUT_DIR/busybox     one gzip layer: static busybox + applet symlinks + passwd/group
 #   OUT_DIR/multilayer  busybox layer + 3 gzip layers exercising hard/sym links and whiteouts
 #   OUT_DIR/zstd        the busybox layer compressed with zstd
+#   OUT_DIR/procps      busybox layer + Debian's procps `free` (it reads /proc/meminfo; busybox's
+#                       free asks sysinfo(2)) with the shared libraries ldd lists for it
 #   OUT_DIR/umoci       written by umoci, not by this script: the same busybox rootfs, a directory
 #                       owned by uid 1000, a whiteout, and a config set with `umoci config`
 #                       (umoci 0.4.7 ends its layer tars right after the last entry's data: no
@@ -124,11 +126,26 @@ chown -R 0:0 "$s"
 mktar "$s" "$WORK/data3.tar"
 for t in data1 data2 data3; do gzip -9n <"$WORK/$t.tar" >"$WORK/$t.tar.gz"; done
 
+# --- procps: the host's /usr/bin/free and what its dynamic loader needs ---------------------
+[[ -x /usr/bin/free ]] && dpkg -S /usr/bin/free 2>/dev/null | grep -q '^procps:' ||
+  { echo "procps is not installed (run hack/deps.sh)" >&2; exit 1; }
+s=$WORK/procps; mkdir -p "$s/usr/bin"
+cp /usr/bin/free "$s/usr/bin/free"
+# Each library at the path ldd resolves it to (merged /usr: /lib is /usr/lib on the host, a
+# directory of its own in the image), the loader at its PT_INTERP path.
+for lib in $(ldd /usr/bin/free | grep -o '/[^ ]*'); do
+  mkdir -p "$s$(dirname "$lib")"; cp -L "$lib" "$s$lib"
+done
+chown -R 0:0 "$s"
+mktar "$s" "$WORK/procps.tar"
+gzip -9n <"$WORK/procps.tar" >"$WORK/procps.tar.gz"
+
 GZ=application/vnd.oci.image.layer.v1.tar+gzip
 mkimage busybox "$GZ" "$WORK/busybox.tar:$WORK/busybox.tar.gz"
 mkimage multilayer "$GZ" "$WORK/busybox.tar:$WORK/busybox.tar.gz" \
   "$WORK/data1.tar:$WORK/data1.tar.gz" "$WORK/data2.tar:$WORK/data2.tar.gz" "$WORK/data3.tar:$WORK/data3.tar.gz"
 mkimage zstd application/vnd.oci.image.layer.v1.tar+zstd "$WORK/busybox.tar:$WORK/busybox.tar.zst"
+mkimage procps "$GZ" "$WORK/busybox.tar:$WORK/busybox.tar.gz" "$WORK/procps.tar:$WORK/procps.tar.gz"
 
 # --- umoci: a second, independent image writer ----------------------------------------------
 # Manifest, config and layer blobs all come from umoci; only file mtimes and "created" are pinned.

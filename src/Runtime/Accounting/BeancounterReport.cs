@@ -23,16 +23,10 @@ public static class BeancounterReport
         var sb = new System.Text.StringBuilder("Version: criruntime beancounters 1 (held, maxheld, limit, failcnt; docs/partition-view.md)\n");
         foreach (var p in pods)
         {
-            sb.Append(Beancounters.Format($"pod {p.Id} ({p.Namespace}/{p.Name}) cgroup {p.CgroupPath}", Beancounters.Read(layout, p.CgroupPath, Read, sizes)));
+            sb.Append(Beancounters.Format($"pod {p.Id} ({p.Namespace}/{p.Name}) cgroup {p.CgroupPath}", Beancounters.Read(layout, p.CgroupPath, BeancounterSource.ReadFile, sizes)));
             foreach (var c in containers.InPod(p.Id).Where(c => c.State is ContainerPhase.Created or ContainerPhase.Running).OrderBy(c => c.CreatedAtNanos))
-                sb.Append(Beancounters.Format($"container {c.Id} ({c.Name}) cgroup {c.CgroupsPath}", Beancounters.Read(layout, c.CgroupsPath, Read, sizes)));
+                sb.Append(Beancounters.Format($"container {c.Id} ({c.Name}) cgroup {c.CgroupsPath}", Beancounters.Read(layout, c.CgroupsPath, BeancounterSource.ReadFile, sizes)));
         }
         return sb.ToString();
-    }
-
-    private static string? Read(string path)
-    {
-        try { return File.ReadAllText(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 }

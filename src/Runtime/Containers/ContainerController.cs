@@ -65,6 +65,8 @@ public sealed class ContainerController(
         var cgroupsPath = $"{pod.CgroupPath}/{id}";
 
         var quota = Storage.DiskQuota.ForContainer(config.Storage.RootfsQuota, containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations);
+        var nofile = Pods.PartitionLimits.Nofile(containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations, Pods.PartitionLimits.RuntimeNofileHard());
+        var shmBytes = Pods.PartitionLimits.ShmBytes(podConfig.Annotations);
 
         await using var undo = new Rollback(log, $"CreateContainer {containerConfig.Metadata.Name} in {pod.Id}");
         Directory.CreateDirectory(bundle);
@@ -122,6 +124,8 @@ public sealed class ContainerController(
                 ? HostDevices.Scan("/dev", d => Directory.EnumerateFileSystemEntries(d).Select(e => Path.GetFileName(e)), p => Interop.Libc.DeviceInfo(p, followSymlinks: false))
                 : null,
             PidsLimit = config.Runtime.PidsLimit,
+            Nofile = nofile,
+            ShmBytes = shmBytes,
             ProcView = procViewMount,
             RuntimeCapabilities = RuntimeCapabilities.Bounding,
         });

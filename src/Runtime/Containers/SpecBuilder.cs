@@ -35,6 +35,10 @@ public sealed record SpecInput
     public string? ProcView { get; init; }
     /// <summary>The runtime's pids_limit for every container; 0 for none.</summary>
     public long PidsLimit { get; init; }
+    /// <summary>RLIMIT_NOFILE (<see cref="Pods.PartitionLimits.Nofile"/>); null: the runtime's are inherited.</summary>
+    public (ulong Soft, ulong Hard)? Nofile { get; init; }
+    /// <summary>The size of the container's /dev/shm tmpfs (<see cref="Pods.PartitionLimits.ShmBytes"/>).</summary>
+    public ulong ShmBytes { get; init; } = Pods.PartitionLimits.DefaultShmBytes;
     /// <summary>The capabilities the runtime holds (<see cref="RuntimeCapabilities.Bounding"/>):
     /// what privileged and add_capabilities ALL grant, and the most any container can have.</summary>
     public required IReadOnlyList<string> RuntimeCapabilities { get; init; }
@@ -99,6 +103,7 @@ public static class SpecBuilder
             },
             NoNewPrivileges = sc.NoNewPrivs,
             OomScoreAdj = c.Linux?.Resources is { } r ? (int)r.OomScoreAdj : null,
+            Rlimits = input.Nofile is { } nofile ? [new Rlimit { Type = "RLIMIT_NOFILE", Soft = nofile.Soft, Hard = nofile.Hard }] : null,
         };
 
         var namespaces = new List<LinuxNamespace>
@@ -269,7 +274,7 @@ public static class SpecBuilder
             new() { Destination = "/dev/pts", Type = "devpts", Source = "devpts", Options = ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
             new() { Destination = "/dev/mqueue", Type = "mqueue", Source = "mqueue", Options = ["nosuid", "noexec", "nodev"] },
             new() { Destination = "/sys", Type = "sysfs", Source = "sysfs", Options = ["nosuid", "noexec", "nodev", privileged ? "rw" : "ro"] },
-            new() { Destination = "/dev/shm", Type = "tmpfs", Source = "shm", Options = ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+            new() { Destination = "/dev/shm", Type = "tmpfs", Source = "shm", Options = ["nosuid", "noexec", "nodev", "mode=1777", ShmSize(input.ShmBytes)] },
         };
         var userPaths = c.Mounts.Select(m => m.ContainerPath).ToHashSet(StringComparer.Ordinal);
         // The container's own cgroup, so runtimes (JVM, Go, .NET, nginx) read their limits: the shim
@@ -327,6 +332,10 @@ public static class SpecBuilder
         }
         return mounts;
     }
+
+    /// <summary>tmpfs's size option: in KiB when whole (the default reads "size=65536k", as it
+    /// always has in our specs and containerd's), else in bytes.</summary>
+    internal static string ShmSize(ulong bytes) => bytes % 1024 == 0 ? $"size={bytes / 1024}k" : $"size={bytes}";
 
     private static Dictionary<string, string> Annotations(SpecInput input)
     {

@@ -1,3 +1,4 @@
+using CriRuntime.Accounting;
 using CriRuntime.Cgroups;
 using CriRuntime.Cri.V1;
 using CriRuntime.Metrics;
@@ -13,7 +14,8 @@ public sealed partial class CriRuntimeService
         Task.FromResult(new ListMetricDescriptorsResponse { Descriptors = { CadvisorMetrics.Descriptors() } });
 
     /// <summary>cAdvisor-style samples of every ready pod: the pod cgroup and network namespace,
-    /// and each running container's cgroup and writable layer. See <see cref="CadvisorMetrics"/>.</summary>
+    /// and each running container's cgroup and writable layer, and the beancounters of each cgroup.
+    /// See <see cref="CadvisorMetrics"/>.</summary>
     public override Task<ListPodSandboxMetricsResponse> ListPodSandboxMetrics(ListPodSandboxMetricsRequest request, ServerCallContext context)
     {
         var response = new ListPodSandboxMetricsResponse();
@@ -42,6 +44,7 @@ public sealed partial class CriRuntimeService
                 samples.Add("container_processes", (ulong)cgroup.Processes().Count);
             }
             catch (IOException) { continue; } // exited between the listing and the read
+            samples.AddBeancounters(BeancounterSource.Host.Read(c.CgroupsPath));
             var (bytes, inodes) = Containers.DiskUsage.Measure(Path.Combine(_containers.ContainerDir(c.Id), "upper"));
             samples.Add("container_fs_usage_bytes", bytes);
             samples.Add("container_fs_inodes_used", inodes);
@@ -51,6 +54,7 @@ public sealed partial class CriRuntimeService
         // The pod's cgroup after its containers': its counters then never read below their sum.
         var podSamples = new CadvisorMetrics.Samples(["", pod.Id, "", pod.Namespace, pod.Name], now);
         if (TryCgroupStats(pod.CgroupPath) is { } s) podSamples.AddCgroup(s);
+        podSamples.AddBeancounters(BeancounterSource.Host.Read(pod.CgroupPath));
         if (pod.NetNs is not null && NamespacePinner.IsPinned(pod.NetNs)) podSamples.AddNetwork(Network.NetDev.Read(pod.NetNs));
         result.Metrics.AddRange(podSamples.Metrics);
         return result;

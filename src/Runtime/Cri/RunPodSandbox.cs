@@ -21,6 +21,9 @@ public sealed partial class CriRuntimeService
         SandboxFiles.Validate(config.DnsConfig);
         // Checked (and converted) before anything is made; applied to the pod cgroup below.
         var podLimits = config.Linux?.Resources is { } resources ? Containers.ResourceLimits.From(resources, "config.linux.resources") : null;
+        // The limits the CRI does not carry (pids per pod, open files, /dev/shm), by annotation.
+        PartitionLimits.ValidatePod(config.Annotations, PartitionLimits.RuntimeNofileHard());
+        var podPids = PartitionLimits.PodPids(config.Annotations);
         if (request.RuntimeHandler is { Length: > 0 } h && h != RuntimeSection.DefaultHandler && !_config.Runtime.Handlers.ContainsKey(h))
             throw Fail.NotFound($"runtime_handler: no runtime for \"{h}\" is configured (known: {string.Join(", ", HandlerNames().Where(n => n.Length > 0))})");
 
@@ -59,7 +62,8 @@ public sealed partial class CriRuntimeService
             Ports = ports,
             Sysctls = byNs,
             UserNamespace = userns,
-            Limits = podLimits,
+            Limits = podPids is { } pids ? (podLimits ?? new Cgroups.CgroupResources()) with { PidsLimit = pids } : podLimits,
+            PidsLimit = podPids,
         };
         return new RunPodSandboxResponse { PodSandboxId = await _podCtl.RunAsync(plan, context.CancellationToken) };
     }

@@ -118,6 +118,13 @@ public sealed class PodSandboxController(
             manager.Create(plan.Limits);
             undo.Add("remove pod cgroup", manager.Destroy);
         }
+        // The kubelet made and sizes its pod cgroup, but has no per-pod pids limit of a pod's own
+        // (only the node's podPidsLimit): the annotation's goes on it; nothing else is touched.
+        else if (!plan.OwnsCgroup && plan.PidsLimit is { } pids)
+        {
+            try { cgroups.Create(cgroupPath).Create(new CgroupResources { PidsLimit = pids }); }
+            catch (IOException e) { throw Fail.FailedPrecondition($"annotation {PartitionLimits.PidsAnnotation}: pod cgroup {cgroupPath}: {e.Message}"); }
+        }
 
         // A shared pid namespace needs a pid 1 that lives as long as the pod: the pod init, in its
         // own cgroup below the pod's; its namespace is pinned next to the others for the containers.

@@ -24,6 +24,9 @@ public sealed record PodSandboxPlan
     public (IDMapping Uid, IDMapping Gid)? UserNamespace { get; init; }
     /// <summary>Pod-level limits for the pod cgroup (config.linux.resources), converted.</summary>
     public CgroupResources? Limits { get; init; }
+    /// <summary>pids.max of the pod cgroup (pids-limit.criruntime.io/pod): in <see cref="Limits"/>
+    /// too, and written on a kubelet-made pod cgroup as well; null for none.</summary>
+    public long? PidsLimit { get; init; }
 
     public PodSandboxConfig Config => Request.Config;
     public NamespaceOption NamespaceOptions => Config.Linux?.SecurityContext?.NamespaceOptions ?? new NamespaceOption();

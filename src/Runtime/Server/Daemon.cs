@@ -52,6 +52,7 @@ public static partial class Daemon
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<Metrics.RuntimeMetrics>();
         builder.Services.AddSingleton<Metrics.StateGauges>();
+        builder.Services.AddSingleton<Metrics.BeancounterGauges>();
         if (metricsEndpoint is not null)
             builder.Services.AddOpenTelemetry()
                 .ConfigureResource(r => r.AddService("criruntime", serviceVersion: CriRuntimeService.BuildVersion))
@@ -107,6 +108,7 @@ public static partial class Daemon
         if (metricsEndpoint is not null)
         {
             app.Services.GetRequiredService<Metrics.StateGauges>();
+            app.Services.GetRequiredService<Metrics.BeancounterGauges>();
             // Only on the metrics listener: the CRI socket's connections have no local port.
             var port = metricsEndpoint.Port;
             app.UseOpenTelemetryPrometheusScrapingEndpoint(ctx => ctx.Connection.LocalPort == port && ctx.Request.Path == "/metrics");

@@ -52,6 +52,44 @@ public class BeancounterTests(RegistryWithImages fixture)
     }
 
     [Fact]
+    public async Task AForkBombsPidsFailCount_IsSeenThroughListPodSandboxMetrics_AndTheMetricsEndpoint()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var metricsAddress = $"127.0.0.1:{Observability.PrometheusServer.FreePort()}";
+        File.WriteAllText(Path.Combine(node.D.DropInDir, "pids.toml"), $"[runtime]\npids_limit = 64\n[metrics]\naddress = \"{metricsAddress}\"\n");
+        await node.D.RestartAsync();
+        var logDir = Path.Combine(node.D.Dir, "logs");
+        var pod = PodConfig("bomb", logDir);
+        var podId = await node.C.RunPodAsync(pod);
+        node.Track(podId);
+        var id = await node.C.StartNewAsync(podId, pod, Container("bomb", node.Busybox, "sh", "-c", "f(){ f|f & }; f; exec sleep 3600"));
+        await WaitForTextAsync(Path.Combine(logDir, "bomb.log"), "can't fork");
+
+        // CRI: the container's samples, by name and resource label.
+        var all = (await node.C.Runtime.ListPodSandboxMetricsAsync(new ListPodSandboxMetricsRequest())).PodMetrics;
+        var samples = Assert.Single(Assert.Single(all, p => p.PodSandboxId == podId).ContainerMetrics, m => m.ContainerId == id).Metrics;
+        ulong? Cri(string name, string resource) => samples.SingleOrDefault(m => m.Name == name && m.LabelValues[^1] == resource)?.Value.Value;
+        Assert.Equal(64UL, Cri("container_beancounter_limit", "numproc"));
+        Assert.Equal(64UL, Cri("container_beancounter_maxheld", "numproc"));
+        Assert.True(Cri("container_beancounter_failcnt", "numproc") > 0, $"CRI numproc failcnt {Cri("container_beancounter_failcnt", "numproc")}");
+        var descriptor = (await node.C.Runtime.ListMetricDescriptorsAsync(new ListMetricDescriptorsRequest())).Descriptors.Single(d => d.Name == "container_beancounter_failcnt");
+        Assert.Equal("resource", descriptor.LabelKeys[^1]);
+        // No cgroup counts open files: no sample, not a 0.
+        Assert.DoesNotContain(samples, m => m.LabelValues[^1] == "numfile");
+
+        // Prometheus text from the metrics listener, read at this scrape.
+        using var http = new HttpClient();
+        var text = await http.GetStringAsync($"http://{metricsAddress}/metrics");
+        double Scraped(string name) => double.Parse(Assert.Single(text.Split('\n'), l => l.StartsWith(name + "{", StringComparison.Ordinal)
+            && l.Contains("container=\"bomb\"", StringComparison.Ordinal) && l.Contains("resource=\"numproc\"", StringComparison.Ordinal)).Split(' ')[1],
+            System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(64, Scraped("criruntime_beancounter_limit"));
+        Assert.True(Scraped("criruntime_beancounter_failcnt_total") > 0, text);
+        Assert.DoesNotContain("resource=\"numfile\"", text);
+        await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 0 });
+    }
+
+    [Fact]
     public async Task AMemoryHog_ShowsPhyspagesFailCount_AndAnOomKill()
     {
         await using var node = await TestNode.StartAsync(_registry);

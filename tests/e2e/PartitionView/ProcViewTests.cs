@@ -19,14 +19,15 @@ public class ProcViewTests(RegistryWithImages fixture)
         long.Parse(meminfo.Split('\n').First(l => l.StartsWith("MemTotal:", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
 
     private static async Task<(string Pod, string Container)> StartAsync(TestNode node, string name, IReadOnlyDictionary<string, string> annotations,
-        long memoryLimit, long cpuQuota, string handler = "")
+        long memoryLimit, long cpuQuota, string handler = "", string? image = null)
     {
+        image ??= node.Busybox;
         var pod = new KubePod { Name = name, LogRoot = Path.Combine(node.D.Dir, "kubelet", "logs"), Annotations = annotations };
         var sandbox = Kubelet.Sandbox(pod);
         var podId = (await node.C.Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = sandbox, RuntimeHandler = handler })).PodSandboxId;
         node.Track(podId);
-        var imageId = (await node.C.Images.ImageStatusAsync(new ImageStatusRequest { Image = new ImageSpec { Image = node.Busybox } })).Image.Id;
-        var config = Kubelet.Container(pod, "app", imageId, node.Busybox, ["sleep", "3600"]);
+        var imageId = (await node.C.Images.ImageStatusAsync(new ImageStatusRequest { Image = new ImageSpec { Image = image } })).Image.Id;
+        var config = Kubelet.Container(pod, "app", imageId, image, ["sleep", "3600"]);
         config.Linux.Resources.MemoryLimitInBytes = memoryLimit;
         config.Linux.Resources.CpuQuota = cpuQuota;
         var id = await node.C.StartNewAsync(podId, sandbox, config);
@@ -63,6 +64,33 @@ public class ProcViewTests(RegistryWithImages fixture)
         var info = JsonDocument.Parse((await node.C.Runtime.StatusAsync(new StatusRequest { Verbose = true })).Info["lxcfs"]).RootElement;
         Assert.True(info.GetProperty("healthy").GetBoolean(), info.ToString());
         Assert.Equal(Path.Combine(node.D.State, "lxcfs"), info.GetProperty("mount").GetString());
+    }
+
+    /// <summary>The "done when": 64 MiB and half a CPU. procps free reads /proc/meminfo
+    /// (busybox's asks sysinfo(2)); /proc/cpuinfo and /proc/stat list the CPUs the quota allows,
+    /// rounded up (lxcfs --enable-cfs), and a container without the view lists the host's.</summary>
+    [Fact]
+    public async Task HalfACpuAnd64MiB_FreeShows64_CpuinfoAndStatShowOneCpu_WithoutTheViewTheHosts()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var procps = _registry.Image("procps");
+        await node.C.PullAsync(procps);
+        var (_, viewed) = await StartAsync(node, "vps", new Dictionary<string, string> { [Annotation] = "true" }, 64 << 20, 50000, image: procps);
+        var (_, plain) = await StartAsync(node, "plain", new Dictionary<string, string>(), 64 << 20, 50000, image: procps);
+
+        // procps free -m: "Mem:  total used free shared buff/cache available".
+        var mem = (await node.C.ExecOkAsync(viewed, "free", "-m")).Split('\n').First(l => l.StartsWith("Mem:", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("64", mem[1]);
+        static int Processors(string cpuinfo) => cpuinfo.Split('\n').Count(l => l.StartsWith("processor", StringComparison.Ordinal));
+        static int StatCpus(string stat) => stat.Split('\n').Count(l => l.Length > 3 && l.StartsWith("cpu", StringComparison.Ordinal) && char.IsAsciiDigit(l[3]));
+        Assert.Equal(1, Processors(await node.C.ExecOkAsync(viewed, "cat", "/proc/cpuinfo")));
+        Assert.Equal(1, StatCpus(await node.C.ExecOkAsync(viewed, "cat", "/proc/stat")));
+
+        var hostCpus = Processors(File.ReadAllText("/proc/cpuinfo"));
+        Assert.Equal(hostCpus, Processors(await node.C.ExecOkAsync(plain, "cat", "/proc/cpuinfo")));
+        Assert.Equal(hostCpus, StatCpus(await node.C.ExecOkAsync(plain, "cat", "/proc/stat")));
+        var hostMem = (await node.C.ExecOkAsync(plain, "free", "-m")).Split('\n').First(l => l.StartsWith("Mem:", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(MemTotalKb(File.ReadAllText("/proc/meminfo")) / 1024, long.Parse(hostMem[1], System.Globalization.CultureInfo.InvariantCulture));
     }
 
     [Fact]
