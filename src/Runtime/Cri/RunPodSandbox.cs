@@ -21,6 +21,19 @@ public sealed partial class CriRuntimeService
         SandboxFiles.Validate(config.DnsConfig);
         // Checked (and converted) before anything is made; applied to the pod cgroup below.
         var podLimits = config.Linux?.Resources is { } resources ? Containers.ResourceLimits.From(resources, "config.linux.resources") : null;
+        // io-limit.criruntime.io/pod: throttles for the pod cgroup, all its containers together
+        // (rootfs: the disk under the storage root; the pod has no loop device of its own).
+        if (Storage.IoLimits.PodLimits(config.Annotations, d => Containers.ContainerController.IoDevice(d, null, _config.Root)) is { } podIo)
+        {
+            var io = Cgroups.CgroupResourcesFromSpec.Map(new Oci.LinuxResources { BlockIo = podIo });
+            podLimits = (podLimits ?? new Cgroups.CgroupResources()) with
+            {
+                BlkioThrottleReadBps = io.BlkioThrottleReadBps,
+                BlkioThrottleWriteBps = io.BlkioThrottleWriteBps,
+                BlkioThrottleReadIops = io.BlkioThrottleReadIops,
+                BlkioThrottleWriteIops = io.BlkioThrottleWriteIops,
+            };
+        }
         if (request.RuntimeHandler is { Length: > 0 } h && h != RuntimeSection.DefaultHandler && !_config.Runtime.Handlers.ContainsKey(h))
             throw Fail.NotFound($"runtime_handler: no runtime for \"{h}\" is configured (known: {string.Join(", ", HandlerNames().Where(n => n.Length > 0))})");
 
