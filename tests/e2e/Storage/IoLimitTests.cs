@@ -102,6 +102,32 @@ public class IoLimitTests(RegistryWithImages fixture)
         Assert.Equal($"{disk} 1048576", r.Stdout.ToStringUtf8().Trim());
     }
 
+    [Fact]
+    public async Task PodWideWriteLimit_ThrottlesItsContainersOnV2_AndIsRefusedOnV1WhereThrottlesAreNotHierarchical()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        Assert.NotNull(DiskUnder(node.D.Root)); // this host's storage root is on a disk
+        var (c, image) = (node.C, node.Busybox);
+        var pod = PodConfig("iolimitpod");
+        pod.Annotations["io-limit.criruntime.io/pod"] = "rootfs wbps=2097152";
+
+        if (Directory.Exists("/sys/fs/cgroup/blkio"))
+        {
+            // A rule on a v1 parent leaves the children's I/O alone (tried: 20 MiB in 0.2 s).
+            var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => c.RunPodAsync(pod));
+            Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, e.StatusCode);
+            Assert.Contains("io-limit.criruntime.io/pod", e.Status.Detail);
+            Assert.Contains("not hierarchical", e.Status.Detail);
+            return;
+        }
+        var podId = await c.RunPodAsync(pod);
+        node.Track(podId);
+        var id = await c.StartNewAsync(podId, pod, Container("app", image, "sleep", "3600"));
+
+        // No quota: the container writes through its overlay onto that disk, below the pod's cgroup.
+        Assert.InRange(await DirectWriteAsync(c, id, "/a"), 8.5, 12.5);
+    }
+
     /// <summary>MAJ:MIN of the whole disk under a directory, from mountinfo (the longest mount point
     /// above it) and sysfs (a partition's parent is its disk); null without a block device.</summary>
     private static string? DiskUnder(string dir)
