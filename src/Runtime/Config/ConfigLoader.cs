@@ -115,6 +115,7 @@ public static class ConfigLoader
             {
                 RootfsQuota = c.Size(["storage", "rootfs_quota"], defaults.Storage.RootfsQuota, Storage.DiskQuota.MinimumBytes),
                 BlockioConfigFile = c.AbsolutePathOrEmpty(["storage", "blockio_config_file"], defaults.Storage.BlockioConfigFile),
+                VolumePool = (int)c.Integer(["storage", "volume_pool"], defaults.Storage.VolumePool, 0, 64),
             },
             Metrics = new MetricsSection
             {

@@ -128,6 +128,9 @@ public sealed record StorageSection
     public string BlockioConfigFile { get; init; } = "";
     /// <summary>The classes read from <see cref="BlockioConfigFile"/>.</summary>
     public Storage.BlockioClasses Blockio { get; init; } = Storage.BlockioClasses.None;
+    /// <summary>volume_pool: warm disk-quota volumes kept ready per quota size in use (at most
+    /// four sizes), so CreateContainer does not wait for a loop device and a mount; 0 for none.</summary>
+    public int VolumePool { get; init; } = 2;
 }
 
 /// <summary>[metrics]: the Prometheus endpoint (docs/observability.md).</summary>

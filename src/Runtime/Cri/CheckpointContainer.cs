@@ -71,7 +71,7 @@ public sealed partial class CriRuntimeService
                     },
                     specBytes,
                     new StatusDump { Id = c.Id, State = "running", Pid = state.Pid, CreatedAt = c.CreatedAtNanos, StartedAt = c.StartedAtNanos },
-                    images, Path.Combine(containerDir, "upper"), c.LogPath, Path.Combine(scratch, "dump.log"),
+                    images, Storage.WritableLayer.UpperDir(c, containerDir), c.LogPath, Path.Combine(scratch, "dump.log"),
                     // Mount points the shim made in the writable layer for the spec's mounts are not the container's changes.
                     new HashSet<string>((spec.Mounts ?? []).Select(m => "/" + m.Destination.Trim('/')), StringComparer.Ordinal),
                     stdio);

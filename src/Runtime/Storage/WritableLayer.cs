@@ -12,11 +12,19 @@ public static class WritableLayer
     {
         if (c.Volume is not null)
             return volumes.Usage(c.Volume) is { } u ? (u.UsedBytes, u.UsedInodes) : (0, 0);
-        return Containers.DiskUsage.Measure(Path.Combine(c.LayerDir ?? containerDir, "upper"));
+        return Containers.DiskUsage.Measure(UpperDir(c, containerDir));
     }
+
+    /// <summary>The overlay upper dir, the container's changes: in its own disk-quota volume, in
+    /// its pod's volume, or in its directory.</summary>
+    public static string UpperDir(ContainerRecord c, string containerDir) =>
+        c.Volume?.Upper ?? Path.Combine(c.LayerDir ?? containerDir, "upper");
 }
 
 /// <summary>Status verbose info "storage": the disk-quota backend, the node default, each volume.</summary>
-public sealed record StorageInfo(string Backend, ulong RootfsQuotaBytes, IReadOnlyList<VolumeInfo> Volumes);
+public sealed record StorageInfo(string Backend, ulong RootfsQuotaBytes, IReadOnlyList<VolumeInfo> Volumes, IReadOnlyList<WarmVolumes> Warm);
+
+/// <summary>The volume pool: volumes of a size made ahead, ready for the next containers.</summary>
+public sealed record WarmVolumes(ulong SizeBytes, int Ready);
 
 public sealed record VolumeInfo(string ContainerId, ulong SizeBytes, string MountPoint);

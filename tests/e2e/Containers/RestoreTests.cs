@@ -92,6 +92,47 @@ public class RestoreTests(RegistryWithImages fixture)
         Assert.True(stopped.ExitCode is 137 or 143, $"exit code {stopped.ExitCode}");
     }
 
+    /// <summary>A container whose writable layer is a disk-quota volume (issue 14): the checkpoint
+    /// takes its changes from the volume, and the restored container, with a quota of its own, has
+    /// them in its new volume.</summary>
+    [Fact]
+    public async Task ACounterWithADiskQuota_IsCheckpointedFromItsVolume_AndRestoredIntoANewOne()
+    {
+        await using var node = await RestoringNodeAsync(_registry);
+        var imageId = await ImageIdAsync(node);
+        const string Quota = "disk-quota.criruntime.io/container.counter";
+        var (oldPodId, oldSandbox, oldPod) = await KubePodAsync(node, "quota-a");
+        var oldConfig = Kubelet.Container(oldPod, "counter", imageId, node.Busybox, Counter);
+        oldConfig.Annotations[Quota] = "64Mi";
+        var oldId = await node.C.StartNewAsync(oldPodId, oldSandbox, oldConfig);
+        await WaitCountAsync(node.C, oldId, 5);
+        // Its changes are in the volume, not in the container's directory.
+        Assert.True(File.Exists(Path.Combine(node.D.Root, "containers", oldId, "volume", "upper", "written.txt")));
+        Assert.False(Directory.Exists(Path.Combine(node.D.Root, "containers", oldId, "upper")));
+        var checkpointed = await CountAsync(node.C, oldId);
+        var location = Path.Combine(node.D.Dir, "quota-checkpoint.tar");
+        await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = oldId, Location = location, Timeout = 60 });
+        await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = oldId, Timeout = 0 });
+        using (var archive = new TarReader(File.OpenRead(location)))
+        {
+            var entries = new List<string>();
+            while (archive.GetNextEntry() is { } e) entries.Add(e.Name);
+            Assert.Contains("rootfs-diff.tar", entries);
+        }
+
+        var (podId, sandbox, pod) = await KubePodAsync(node, "quota-b");
+        var config = Kubelet.Container(pod, "counter", location, location, Counter);
+        config.Annotations[Quota] = "64Mi";
+        var id = await node.C.CreateAsync(podId, sandbox, config);
+        await node.C.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id });
+
+        Assert.True(File.Exists(Path.Combine(node.D.Root, "containers", id, "volume", "upper", "written.txt")), "the diff went into the new volume");
+        Assert.Equal("kept\n", await node.C.ExecOkAsync(id, "cat", "/written.txt"));
+        Assert.Equal("gone\n", await node.C.ExecOkAsync(id, "sh", "-c", "test -e /etc/group || echo gone"));
+        var first = await CountAsync(node.C, id);
+        Assert.True(first >= checkpointed, $"restored counter at {first}, checkpointed at {checkpointed}");
+    }
+
     /// <summary>A listener (AF_INET: needs CRIU >= 4.2 on this kernel) in a kubelet-shaped
     /// container with a volume: restored in a new pod (whose request declares the volume again), it
     /// answers there.</summary>
