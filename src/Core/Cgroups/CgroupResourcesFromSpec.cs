@@ -23,6 +23,7 @@ public static class CgroupResourcesFromSpec
             MemorySwappiness = r.Memory?.Swappiness is { } s ? (long)s : null,
             PidsLimit = r.Pids?.Limit,
             BlkioWeight = r.BlockIo?.Weight,
+            BlkioWeightDevices = r.BlockIo?.WeightDevice?.Where(w => w.Weight is not null).Select(w => new BlkioWeightDevice(w.Major, w.Minor, w.Weight!.Value)).ToList() ?? [],
             Devices = r.Devices?.Select(d => new DeviceRule(d.Allow, d.Type ?? "a", d.Major, d.Minor, d.Access ?? "rwm")).ToList() ?? [],
             BlkioThrottleReadBps = r.BlockIo?.ThrottleReadBpsDevice?.Select(T).ToList() ?? [],
             BlkioThrottleWriteBps = r.BlockIo?.ThrottleWriteBpsDevice?.Select(T).ToList() ?? [],

@@ -21,6 +21,8 @@ public static class CgroupRestore
         MemorySwappiness = written.MemorySwappiness is null ? null : before.MemorySwappiness,
         PidsLimit = written.PidsLimit is null ? null : before.PidsLimit ?? -1,
         BlkioWeight = written.BlkioWeight is null ? null : before.BlkioWeight,
+        // A device weight has no "unset" the kernel takes on every scheduler: put back the ones set.
+        BlkioWeightDevices = [.. written.BlkioWeightDevices.Select(w => before.BlkioWeightDevices.FirstOrDefault(b => b.Major == w.Major && b.Minor == w.Minor)).OfType<BlkioWeightDevice>()],
         BlkioThrottleReadBps = Throttles(before.BlkioThrottleReadBps, written.BlkioThrottleReadBps),
         BlkioThrottleWriteBps = Throttles(before.BlkioThrottleWriteBps, written.BlkioThrottleWriteBps),
         BlkioThrottleReadIops = Throttles(before.BlkioThrottleReadIops, written.BlkioThrottleReadIops),

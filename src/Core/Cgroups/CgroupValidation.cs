@@ -37,6 +37,11 @@ public static class CgroupValidation
 
         if (r.BlkioWeight is { } weight && weight is < 10 or > 1000)
             Fail("linux.resources.blockIO.weight", "must be between 10 and 1000", weight);
+        foreach (var w in r.BlkioWeightDevices)
+        {
+            if (w.Major < 0 || w.Minor < 0) Fail("linux.resources.blockIO.weightDevice", "major and minor must be >= 0", $"{w.Major}:{w.Minor}");
+            if (w.Weight is < 10 or > 1000) Fail("linux.resources.blockIO.weightDevice", "weight must be between 10 and 1000", $"{w.Major}:{w.Minor} {w.Weight}");
+        }
         CheckDevices("linux.resources.blockIO.throttleReadBpsDevice", r.BlkioThrottleReadBps);
         CheckDevices("linux.resources.blockIO.throttleWriteBpsDevice", r.BlkioThrottleWriteBps);
         CheckDevices("linux.resources.blockIO.throttleReadIOPSDevice", r.BlkioThrottleReadIops);

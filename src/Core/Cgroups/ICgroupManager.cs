@@ -19,6 +19,7 @@ public sealed record CgroupResources
     public long? PidsLimit { get; init; }           // -1 or 0 unlimited
     // block I/O
     public ushort? BlkioWeight { get; init; }       // 10..1000
+    public IReadOnlyList<BlkioWeightDevice> BlkioWeightDevices { get; init; } = []; // per device, 10..1000
     public IReadOnlyList<BlkioThrottle> BlkioThrottleReadBps { get; init; } = [];
     public IReadOnlyList<BlkioThrottle> BlkioThrottleWriteBps { get; init; } = [];
     public IReadOnlyList<BlkioThrottle> BlkioThrottleReadIops { get; init; } = [];
@@ -35,6 +36,9 @@ public sealed record CgroupResources
 }
 
 public sealed record BlkioThrottle(long Major, long Minor, ulong Rate);
+
+/// <summary>A proportional I/O weight (10..1000, the v1 scale) for one device.</summary>
+public sealed record BlkioWeightDevice(long Major, long Minor, ushort Weight);
 
 /// <summary>A device cgroup rule, applied in order: Type "a" (all), "c" or "b"; a null major or
 /// minor is the wildcard "*"; Access a subset of "rwm".</summary>

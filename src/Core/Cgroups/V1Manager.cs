@@ -96,6 +96,16 @@ public sealed class V1Manager : ICgroupManager
                 : throw new CgroupException($"linux.resources.blockIO.weight: no blkio.weight or blkio.bfq.weight in {dir} (no proportional I/O scheduler)");
             _fs.Write($"{dir}/{file}", weight.ToString(CultureInfo.InvariantCulture));
         }
+        if (r.BlkioWeightDevices.Count > 0)
+        {
+            var dir = Require("blkio", "linux.resources.blockIO.weightDevice");
+            var file = _fs.Exists($"{dir}/blkio.weight_device") ? "blkio.weight_device"
+                : _fs.Exists($"{dir}/blkio.bfq.weight_device") ? "blkio.bfq.weight_device"
+                : throw new CgroupException($"linux.resources.blockIO.weightDevice: no blkio.weight_device or blkio.bfq.weight_device in {dir} (no proportional I/O scheduler)");
+            // One device a write; BFQ refuses (EOPNOTSUPP) a device it does not schedule.
+            foreach (var w in r.BlkioWeightDevices)
+                _fs.Write($"{dir}/{file}", $"{w.Major}:{w.Minor} {w.Weight}");
+        }
         ApplyDevices(r.Devices);
         Throttle("blkio.throttle.read_bps_device", r.BlkioThrottleReadBps, "linux.resources.blockIO.throttleReadBpsDevice");
         Throttle("blkio.throttle.write_bps_device", r.BlkioThrottleWriteBps, "linux.resources.blockIO.throttleWriteBpsDevice");

@@ -110,6 +110,11 @@ public sealed class V2Manager : ICgroupManager
             if (_fs.Exists($"{Dir}/io.bfq.weight")) _fs.Write($"{Dir}/io.bfq.weight", weight.ToString(CultureInfo.InvariantCulture));
             else Write("io", "io.weight", $"default {1 + (weight - 10) * 9999 / 990}", "linux.resources.blockIO.weight");
         }
+        foreach (var w in r.BlkioWeightDevices)
+        {
+            if (_fs.Exists($"{Dir}/io.bfq.weight")) _fs.Write($"{Dir}/io.bfq.weight", $"{w.Major}:{w.Minor} {w.Weight}");
+            else Write("io", "io.weight", $"{w.Major}:{w.Minor} {1 + (w.Weight - 10) * 9999 / 990}", "linux.resources.blockIO.weightDevice");
+        }
         IoMax("rbps", r.BlkioThrottleReadBps, "linux.resources.blockIO.throttleReadBpsDevice");
         IoMax("wbps", r.BlkioThrottleWriteBps, "linux.resources.blockIO.throttleWriteBpsDevice");
         IoMax("riops", r.BlkioThrottleReadIops, "linux.resources.blockIO.throttleReadIOPSDevice");

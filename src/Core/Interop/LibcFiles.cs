@@ -76,6 +76,22 @@ internal static unsafe partial class Libc
     /// links) unless told not to, or null when it does not exist.</summary>
     public static (uint Mode, uint Major, uint Minor)? DeviceInfo(string path, bool followSymlinks = true) => StatMode(path, followSymlinks);
 
+    /// <summary>The device number of the file system holding a path (st_dev: a block device's
+    /// for disk file systems, an anonymous one with major 0 for overlay, tmpfs, btrfs subvolumes),
+    /// or null when the path does not exist.</summary>
+    public static (uint Major, uint Minor)? FileSystemDevice(string path)
+    {
+        var buffer = stackalloc byte[256];
+        if (Statx(AT_FDCWD, path, 0, STATX_TYPE, buffer) != 0)
+        {
+            var errno = Errno.Current;
+            if (errno == Errno.ENOENT) return null;
+            throw Errno.Exception("statx", path, errno);
+        }
+        // struct statx: stx_dev_major/minor at 136/140.
+        return (*(uint*)(buffer + 136), *(uint*)(buffer + 140));
+    }
+
     public static void Lsetxattr(string path, string name, ReadOnlySpan<byte> value)
     {
         fixed (byte* p = value)

@@ -114,6 +114,7 @@ public static class ConfigLoader
             Storage = new StorageSection
             {
                 RootfsQuota = c.Size(["storage", "rootfs_quota"], defaults.Storage.RootfsQuota, Storage.DiskQuota.MinimumBytes),
+                BlockioConfigFile = c.AbsolutePathOrEmpty(["storage", "blockio_config_file"], defaults.Storage.BlockioConfigFile),
                 VolumePool = (int)c.Integer(["storage", "volume_pool"], defaults.Storage.VolumePool, 0, 64),
             },
             Metrics = new MetricsSection
@@ -127,7 +128,16 @@ public static class ConfigLoader
             if (value is not null && !Path.IsPathRooted(value))
                 throw new ConfigException($"{flag}: '{value}' must be an absolute path");
         c.RejectUnknown();
-        return cfg;
+        return cfg with { Storage = cfg.Storage with { Blockio = LoadBlockio(cfg.Storage.BlockioConfigFile) } };
+    }
+
+    /// <summary>The blockio classes of [storage] blockio_config_file, read now: a missing or bad
+    /// file stops the start (or a reload) with the key, the file and the line or class named.</summary>
+    private static Storage.BlockioClasses LoadBlockio(string path)
+    {
+        if (path.Length == 0) return Storage.BlockioClasses.None;
+        try { return Storage.BlockioClasses.Load(path); }
+        catch (FormatException e) { throw new ConfigException($"storage.blockio_config_file: {path}: {e.Message}", e); }
     }
 
     internal static readonly string[] LogLevels = ["trace", "debug", "info", "warn", "error"];

@@ -6,7 +6,7 @@ public sealed record ReloadResult(IReadOnlyList<string> Applied, IReadOnlyList<s
 
 /// <summary>The one holder of the configuration in force. Consumers of what may change at run
 /// time (registry mirrors and insecure hosts, the CNI config directory, the log level, the
-/// streaming token lifetime, checkpoint settings) read <see cref="Current"/> per request; the
+/// streaming token lifetime, checkpoint settings, blockio classes) read <see cref="Current"/> per request; the
 /// rest was used at start and keeps its start value. <see cref="Reload"/> (SIGHUP) reads the
 /// files again with the same flags.</summary>
 public sealed class ConfigSource(CriRuntimeConfig initial, Func<CriRuntimeConfig>? load = null)
@@ -48,6 +48,7 @@ public sealed class ConfigSource(CriRuntimeConfig initial, Func<CriRuntimeConfig
         Registry = loaded.Registry,
         Streaming = old.Streaming with { TokenTtl = loaded.Streaming.TokenTtl },
         Checkpoint = loaded.Checkpoint,
+        Storage = old.Storage with { BlockioConfigFile = loaded.Storage.BlockioConfigFile, Blockio = loaded.Storage.Blockio },
     };
 
     /// <summary>Every key of a config as "section.key" → its TOML value, from the printed form,
@@ -64,6 +65,9 @@ public sealed class ConfigSource(CriRuntimeConfig initial, Func<CriRuntimeConfig
             var eq = line.IndexOf(" = ", StringComparison.Ordinal);
             if (eq > 0) result[section + line[..eq]] = line[(eq + 3)..];
         }
+        // The class file's contents are not in the TOML: a changed file under the same name is a
+        // changed key too.
+        if (c.Storage.Blockio.Source.Length > 0) result["storage.blockio_classes"] = c.Storage.Blockio.Fingerprint();
         return result;
     }
 }

@@ -122,6 +122,12 @@ public sealed record StorageSection
     /// <summary>rootfs_quota: the size every container's writable layer is limited to unless its
     /// annotations say otherwise, in bytes ("512Mi" in the file); 0 for none.</summary>
     public ulong RootfsQuota { get; init; }
+    /// <summary>blockio_config_file: block I/O classes in goresctrl's format, chosen by the
+    /// annotations io.kubernetes.cri.blockio-class and blockio.resources.beta.kubernetes.io/*;
+    /// "" for none. Read at start and at every reload (SIGHUP).</summary>
+    public string BlockioConfigFile { get; init; } = "";
+    /// <summary>The classes read from <see cref="BlockioConfigFile"/>.</summary>
+    public Storage.BlockioClasses Blockio { get; init; } = Storage.BlockioClasses.None;
     /// <summary>volume_pool: warm disk-quota volumes kept ready per quota size in use (at most
     /// four sizes), so CreateContainer does not wait for a loop device and a mount; 0 for none.</summary>
     public int VolumePool { get; init; } = 2;

@@ -28,8 +28,12 @@ public sealed class ContainerController(
     IContainerExits exits,
     TimeProvider clock,
     ILogger<ContainerController> log,
-    PartitionView.IProcViewSource? procView = null)
+    PartitionView.IProcViewSource? procView = null,
+    ConfigSource? configSource = null)
 {
+    /// <summary>The blockio classes in force (they change with a reload).</summary>
+    private Storage.BlockioClasses Blockio => (configSource?.Current ?? config).Storage.Blockio;
+
     private long NowNanos() => ExitMonitor.Nanos(clock.GetUtcNow());
 
     public IEnumerable<ContainerRecord> InPod(string podId) => containers.InPod(podId);
@@ -129,14 +133,16 @@ public sealed class ContainerController(
             ProcView = procViewMount,
             RuntimeCapabilities = RuntimeCapabilities.Bounding,
         });
-        // io.max (unified map, then the pod's io-limit annotation) as blockIO throttles; rootfs is
-        // the volume's loop device.
+        // The blockio class, then io.max/io.weight of the unified map, then the pod's io-limit
+        // annotation, as blockIO weights and throttles; rootfs is the volume's loop device, else
+        // the disk under the container's directory (docs/storage.md).
+        var blockio = Blockio.For(containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations);
         spec = spec with
         {
             Linux = spec.Linux! with
             {
                 Resources = Storage.IoLimits.Apply(spec.Linux.Resources, "config.linux.resources.unified", containerConfig.Metadata.Name,
-                    podConfig.Annotations, d => IoDevice(d, volume)),
+                    podConfig.Annotations, d => IoDevice(d, volume, dir), blockio, Storage.BlockDevices.Expand, Storage.BlockDevices.Host.Scheduler),
             },
         };
         // Read by the shim now and by ContainerRecovery after a daemon crash, never after a reboot
@@ -198,11 +204,15 @@ public sealed class ContainerController(
 
     /// <summary>The major:minor of a block device path, or of the container's loop device for
     /// "rootfs"; null when there is no such block device.</summary>
-    internal static (long Major, long Minor)? IoDevice(string device, Storage.WritableVolume? volume)
+    /// <summary>A device of an I/O limit as a whole disk's major:minor: <c>rootfs</c> is the
+    /// container's loop device when it has a disk-quota volume, else the disk holding
+    /// <paramref name="containerDir"/> (null on overlay or tmpfs); a partition is its disk.</summary>
+    internal static (long Major, long Minor)? IoDevice(string device, Storage.WritableVolume? volume, string containerDir)
     {
-        var path = device == "rootfs" ? volume?.Device : device;
-        if (string.IsNullOrEmpty(path)) return null;
-        return Interop.Libc.DeviceInfo(path) is { } d && (d.Mode & Interop.Libc.S_IFMT) == Interop.Libc.S_IFBLK ? (d.Major, d.Minor) : null;
+        var disks = Storage.BlockDevices.Host;
+        if (Storage.BlockDevices.ParseMajorMinor(device) is { } mm) return disks.WholeDisk(mm.Major, mm.Minor);
+        if (device == "rootfs") return string.IsNullOrEmpty(volume?.Device) ? disks.Under(containerDir) : disks.OfPath(volume.Device);
+        return disks.OfPath(device);
     }
 
     /// <summary>pid TARGET: the running container of the same pod whose pid namespace to join,

@@ -24,6 +24,23 @@ public sealed partial class CriRuntimeService
         // The limits the CRI does not carry (pids per pod, open files, /dev/shm), by annotation.
         PartitionLimits.ValidatePod(config.Annotations, PartitionLimits.RuntimeNofileHard());
         var podPids = PartitionLimits.PodPids(config.Annotations);
+        // io-limit.criruntime.io/pod: throttles for the pod cgroup, all its containers together
+        // (rootfs: the disk under the storage root; the pod has no loop device of its own).
+        if (Storage.IoLimits.PodLimits(config.Annotations, d => Containers.ContainerController.IoDevice(d, null, _config.Root)) is { } podIo)
+        {
+            // v1 blk-throttle is not hierarchical: a rule on the pod cgroup never slows its
+            // containers' cgroups below it (tried on this host), so refuse instead of ignoring it.
+            if (Cgroups.CgroupLayout.Detect().V1Mounts.ContainsKey("blkio"))
+                throw Fail.InvalidArgument($"annotation {Storage.IoLimits.PodWideAnnotation}: the blkio controller is cgroup v1 here, whose throttles are not hierarchical, so a pod-wide limit would not limit the pod's containers; it needs cgroup v2 (use {Storage.IoLimits.PodAnnotationPrefix}NAME per container)");
+            var io = Cgroups.CgroupResourcesFromSpec.Map(new Oci.LinuxResources { BlockIo = podIo });
+            podLimits = (podLimits ?? new Cgroups.CgroupResources()) with
+            {
+                BlkioThrottleReadBps = io.BlkioThrottleReadBps,
+                BlkioThrottleWriteBps = io.BlkioThrottleWriteBps,
+                BlkioThrottleReadIops = io.BlkioThrottleReadIops,
+                BlkioThrottleWriteIops = io.BlkioThrottleWriteIops,
+            };
+        }
         if (request.RuntimeHandler is { Length: > 0 } h && h != RuntimeSection.DefaultHandler && !_config.Runtime.Handlers.ContainsKey(h))
             throw Fail.NotFound($"runtime_handler: no runtime for \"{h}\" is configured (known: {string.Join(", ", HandlerNames().Where(n => n.Length > 0))})");
 

@@ -21,11 +21,14 @@ public sealed partial class CriRuntimeService
             c = _containers.Find(c.Id) ?? throw Fail.NotFound($"container {request.ContainerId} not found");
             if (c.State is ContainerPhase.Exited or ContainerPhase.Unknown)
                 throw Fail.FailedPrecondition($"container {c.Id} is not running");
-            // io.max entries (and the pod's io-limit annotation) become blockIO throttles, rootfs
-            // the container's loop device (docs/storage.md).
+            // The blockio class (as the config in force defines it now), io.max/io.weight entries
+            // and the pod's io-limit annotation become blockIO weights and throttles, rootfs the
+            // container's loop device or the disk under it (docs/storage.md).
             var record = c;
+            var podAnnotations = _pods.Find(c.PodId)?.Annotations ?? new Dictionary<string, string>();
+            var blockio = InForce.Storage.Blockio.For(c.Name, c.Annotations, podAnnotations);
             var resources = Storage.IoLimits.Apply(SpecBuilder.Resources(request.Linux), "linux.unified", c.Name,
-                _pods.Find(c.PodId)?.Annotations ?? new Dictionary<string, string>(), d => ContainerController.IoDevice(d, record.Volume))!;
+                podAnnotations, d => ContainerController.IoDevice(d, record.Volume, Path.GetDirectoryName(record.BundleDir)!), blockio, Storage.BlockDevices.Expand, Storage.BlockDevices.Host.Scheduler)!;
             // The shim owns the container's cgroup and bundle: it writes both (docs/shim-protocol.md).
             await _shims.UpdateResourcesAsync(c.Id, c.StateDir, resources, context.CancellationToken);
             _containers.Update(c.Id, r => r with { Resources = ResourcesRecord.From(request.Linux) });

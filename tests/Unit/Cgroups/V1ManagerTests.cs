@@ -162,6 +162,24 @@ public sealed class V1ManagerTests : IDisposable
     }
 
     [Fact]
+    public void V1_BlkioWeightDevices_GoToBfqWeightDevice_OneDevicePerWrite()
+    {
+        Seed("blkio", ("blkio.bfq.weight_device", ""));
+
+        Manager().Create(new CgroupResources { BlkioWeightDevices = [new(254, 0, 50), new(7, 3, 800)] });
+
+        Assert.Equal(["254:0 50", "7:3 800"], _fs.WritesTo("blkio.bfq.weight_device"));
+    }
+
+    [Fact]
+    public void V1_BlkioWeightDevices_WithoutAProportionalScheduler_AreRefusedNamingTheField()
+    {
+        var e = Assert.Throws<CgroupException>(() => Manager().Create(new CgroupResources { BlkioWeightDevices = [new(254, 0, 50)] }));
+
+        Assert.Contains("blockIO.weightDevice", e.Message);
+    }
+
+    [Fact]
     public void V1_BlkioThrottle_WritesOneDevicePerWrite()
     {
         Manager().Create(new CgroupResources

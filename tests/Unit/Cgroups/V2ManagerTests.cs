@@ -141,6 +141,14 @@ public sealed class V2ManagerTests : IDisposable
     }
 
     [Fact]
+    public void V2_BlkioWeightDevices_AreConvertedToIoWeightLines()
+    {
+        Manager().Create(new CgroupResources { BlkioWeightDevices = [new(8, 0, 500)] });
+
+        Assert.Equal(["8:0 4950"], _fs.WritesTo("io.weight"));
+    }
+
+    [Fact]
     public void V2_PidsAndIo_WritePidsMaxIoWeightAndIoMax()
     {
         Manager().Create(new CgroupResources

@@ -186,4 +186,14 @@ public class ConfigLoaderTests
     [InlineData("5x")]
     [InlineData("m")]
     public void Duration_RejectsGarbage(string text) => Assert.False(Duration.TryParse(text, out _));
+
+    [Fact]
+    public void BlockioConfigFile_IsReadAtLoad_AMissingFileStopsTheStartNamingTheKey()
+    {
+        Assert.Empty(ConfigLoader.LoadFromStrings([]).Storage.Blockio.Classes);
+        var e = Assert.Throws<ConfigException>(() =>
+            ConfigLoader.LoadFromStrings([("c.toml", "[storage]\nblockio_config_file = \"/nonexistent/blockio.yaml\"\n")]));
+        Assert.Contains("storage.blockio_config_file", e.Message);
+        Assert.Contains("/nonexistent/blockio.yaml", e.Message);
+    }
 }

@@ -100,4 +100,30 @@ public class ConfigSourceTests
         Assert.Empty(r.Applied);
         Assert.Empty(r.Kept);
     }
+
+    [Fact]
+    public void Reload_ReadsTheBlockioClassFileAgain_AChangedFileBeingAnAppliedKey_ABadOneRefused()
+    {
+        var file = Path.Combine(Directory.CreateTempSubdirectory("blockio").FullName, "blockio.yaml");
+        File.WriteAllText(file, "Classes:\n  slow:\n    - Weight: 50\n");
+        var toml = $"[storage]\nblockio_config_file = \"{file}\"\n";
+        CriRuntimeConfig Load() => ConfigLoader.LoadFromStrings([("/etc/criruntime/config.toml", toml)]);
+        var source = new ConfigSource(Load(), Load);
+        Assert.Equal(["slow"], source.Current.Storage.Blockio.Classes.Keys);
+
+        File.WriteAllText(file, "Classes:\n  slow:\n    - Weight: 60\n  fast:\n    - Weight: 900\n");
+        var r = source.Reload();
+
+        Assert.Null(r.Error);
+        Assert.Equal(["storage.blockio_classes"], r.Applied);
+        Assert.Equal(["fast", "slow"], source.Current.Storage.Blockio.Classes.Keys.Order());
+
+        File.WriteAllText(file, "Classes:\n  slow:\n    - Weight: 5\n");
+        r = source.Reload();
+
+        Assert.Contains("storage.blockio_config_file", r.Error);
+        Assert.Contains("class slow: Weight", r.Error);
+        Assert.Equal(2, source.Current.Storage.Blockio.Classes.Count); // the old classes stay
+        Directory.Delete(Path.GetDirectoryName(file)!, recursive: true);
+    }
 }

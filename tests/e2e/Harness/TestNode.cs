@@ -13,12 +13,14 @@ public sealed class TestNode : IAsyncDisposable
     public required string Busybox { get; init; }
     private readonly List<string> _pods = [];
 
-    public static async Task<TestNode> StartAsync(RegistryFixture registry)
+    /// <param name="configure">Runs before the daemon starts (e.g. to write a conf.d drop-in).</param>
+    public static async Task<TestNode> StartAsync(RegistryFixture registry, Action<DaemonProcess>? configure = null)
     {
         var d = new DaemonProcess();
         var net = new TestNetwork(d);
         try
         {
+            configure?.Invoke(d);
             await d.StartAsync();
             var c = d.Client();
             var busybox = registry.Image("busybox");

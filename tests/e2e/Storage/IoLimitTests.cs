@@ -80,19 +80,70 @@ public class IoLimitTests(RegistryWithImages fixture)
     }
 
     [Fact]
-    public async Task RootfsLimit_WithoutADiskQuota_IsInvalidArgumentNamingTheKey()
+    public async Task RootfsLimit_WithoutADiskQuota_ThrottlesTheDiskUnderTheStorageRoot()
     {
         await using var node = await TestNode.StartAsync(_registry);
         var (c, image) = (node.C, node.Busybox);
-        var pod = PodConfig("iolimitbad");
+        var (podId, pod) = await node.RunPodAsync("iolimitdisk");
+        var config = Container("app", image, "sleep", "3600");
+        config.Linux = new LinuxContainerConfig { Resources = new LinuxContainerResources { Unified = { ["io.max"] = "rootfs wbps=1048576" } } };
+
+        if (DiskUnder(node.D.Root) is not { } disk)
+        {
+            // A storage root on overlay or tmpfs has no disk to throttle: refused, saying so.
+            var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => c.CreateAsync(podId, pod, config));
+            Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, e.StatusCode);
+            Assert.Contains("unified[io.max]", e.Status.Detail);
+            return;
+        }
+        var id = await c.StartNewAsync(podId, pod, config);
+
+        var r = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "cat", "/sys/fs/cgroup/blkio/blkio.throttle.write_bps_device" }, Timeout = 10 });
+        Assert.Equal($"{disk} 1048576", r.Stdout.ToStringUtf8().Trim());
+    }
+
+    [Fact]
+    public async Task PodWideWriteLimit_ThrottlesItsContainersOnV2_AndIsRefusedOnV1WhereThrottlesAreNotHierarchical()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        Assert.NotNull(DiskUnder(node.D.Root)); // this host's storage root is on a disk
+        var (c, image) = (node.C, node.Busybox);
+        var pod = PodConfig("iolimitpod");
+        pod.Annotations["io-limit.criruntime.io/pod"] = "rootfs wbps=2097152";
+
+        if (Directory.Exists("/sys/fs/cgroup/blkio"))
+        {
+            // A rule on a v1 parent leaves the children's I/O alone (tried: 20 MiB in 0.2 s).
+            var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => c.RunPodAsync(pod));
+            Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, e.StatusCode);
+            Assert.Contains("io-limit.criruntime.io/pod", e.Status.Detail);
+            Assert.Contains("not hierarchical", e.Status.Detail);
+            return;
+        }
         var podId = await c.RunPodAsync(pod);
-        var config = Container("app", image, "true");
-        config.Linux = new LinuxContainerConfig { Resources = new LinuxContainerResources { Unified = { ["io.max"] = "rootfs wbps=1" } } };
+        node.Track(podId);
+        var id = await c.StartNewAsync(podId, pod, Container("app", image, "sleep", "3600"));
 
-        var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => c.CreateAsync(podId, pod, config));
+        // No quota: the container writes through its overlay onto that disk, below the pod's cgroup.
+        Assert.InRange(await DirectWriteAsync(c, id, "/a"), 8.5, 12.5);
+    }
 
-        Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, e.StatusCode);
-        Assert.Contains("unified[io.max]", e.Status.Detail);
-        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    /// <summary>MAJ:MIN of the whole disk under a directory, from mountinfo (the longest mount point
+    /// above it) and sysfs (a partition's parent is its disk); null without a block device.</summary>
+    private static string? DiskUnder(string dir)
+    {
+        var best = (Point: "", Dev: "");
+        foreach (var line in File.ReadLines("/proc/self/mountinfo"))
+        {
+            var f = line.Split(' ');
+            var point = f[4].Replace("\\040", " ");
+            if ((dir == point || dir.StartsWith(point.TrimEnd('/') + "/", StringComparison.Ordinal)) && point.Length >= best.Point.Length)
+                best = (point, f[2]);
+        }
+        var sys = $"/sys/dev/block/{best.Dev}";
+        if (best.Dev.StartsWith("0:", StringComparison.Ordinal) || !Directory.Exists(sys)) return null;
+        if (!File.Exists(Path.Combine(sys, "partition"))) return best.Dev;
+        var real = new DirectoryInfo(sys).ResolveLinkTarget(returnFinalTarget: true)!.FullName;
+        return File.ReadAllText(Path.Combine(Path.GetDirectoryName(real)!, "dev")).Trim();
     }
 }
