@@ -55,7 +55,13 @@ public sealed partial class CriRuntimeService
                 // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
                 var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{state.Pid}/fd/{fd}").LinkTarget ?? "")] };
                 var checkpointedAt = _clock.GetUtcNow();
-                var result = await CriuTool.RunAsync(criu, args, timeout, scratch, context.CancellationToken);
+                CriuResult result;
+                using (var dump = Telemetry.Tracing.Start("criu dump"))
+                {
+                    result = await CriuTool.RunAsync(criu, args, timeout, scratch, context.CancellationToken);
+                    dump?.SetTag("process.exit.code", result.ExitCode);
+                    if (result.TimedOut || result.ExitCode != 0) dump?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, result.TimedOut ? "timed out" : $"exit {result.ExitCode}");
+                }
                 if (result.TimedOut)
                     throw Fail.DeadlineExceeded($"checkpoint of container {c.Id}: criu dump did not finish within {Config.Duration.Format(timeout)} and was killed{LogTail(scratch, result.Output)}");
                 if (result.ExitCode != 0)
@@ -75,7 +81,8 @@ public sealed partial class CriRuntimeService
                     // Mount points the shim made in the writable layer for the spec's mounts are not the container's changes.
                     new HashSet<string>((spec.Mounts ?? []).Select(m => "/" + m.Destination.Trim('/')), StringComparer.Ordinal),
                     stdio);
-                await Task.Run(() => CheckpointArchive.Write(location, parts, scratch), CancellationToken.None);
+                using (Telemetry.Tracing.Start("checkpoint archive")?.SetTag("criruntime.checkpoint_archive", location))
+                    await Task.Run(() => CheckpointArchive.Write(location, parts, scratch), CancellationToken.None);
                 CheckpointLog.Checkpointed(_log, c.Id, location, result.Elapsed.TotalMilliseconds);
                 ok = true;
             }
