@@ -17,6 +17,9 @@ public sealed record Options
     public int PullIterations { get; init; } = 5;
     public IReadOnlyList<string> Runtimes { get; init; } = ["criruntime", "containerd"];
     public string? Doc { get; init; } = "docs/benchmarks.md";
+    /// <summary>Sections to run (`--only`); null runs them all and rewrites the whole document.</summary>
+    public IReadOnlySet<string>? Only { get; init; }
+    public bool Runs(string section) => Only is null || Only.Contains(section);
     public string Command { get; init; } = "make bench";
 
     public const string Usage = """
@@ -32,6 +35,9 @@ public sealed record Options
           --pull N                  cold pulls of the multi-layer image per runtime (default 5)
           --runtimes A,B            criruntime and/or containerd (default both)
           --doc PATH|-              markdown report to write (default docs/benchmarks.md; - for none)
+          --only NAME,NAME          run only these sections (pull, lifecycle, density and the sections in
+                                    hack/bench/Sections.cs) and replace only theirs in the report, keeping
+                                    the others as they were
         """;
 
     public static Options Parse(string[] args)
@@ -53,12 +59,15 @@ public sealed record Options
                 "--pull" => o with { PullIterations = Int() },
                 "--runtimes" => o with { Runtimes = Value().Split(',', StringSplitOptions.RemoveEmptyEntries) },
                 "--doc" => o with { Doc = Value() is "-" ? null : args[i] },
+                "--only" => o with { Only = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal) },
                 "-h" or "--help" => throw new HelpRequested(),
                 _ => throw new ArgumentException($"unknown flag {args[i]}"),
             };
         }
         foreach (var r in o.Runtimes)
             if (r is not ("criruntime" or "containerd")) throw new ArgumentException($"--runtimes: unknown runtime {r}");
+        foreach (var n in o.Only ?? new HashSet<string>())
+            if (!Sections.AllNames(o).Contains(n)) throw new ArgumentException($"--only: unknown section {n} (known: {string.Join(", ", Sections.AllNames(o))})");
         return o with { Command = args.Length == 0 ? "make bench" : "make bench BENCH_ARGS=\"" + string.Join(' ', args) + "\"" };
     }
 }

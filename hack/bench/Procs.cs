@@ -78,7 +78,11 @@ public static partial class Procs
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
+        Process p;
+        // Not installed (e.g. `--runtimes criruntime` on a machine without containerd): 127 as a shell says.
+        try { p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}"); }
+        catch (System.ComponentModel.Win32Exception e) { return (127, "", $"{file}: {e.Message}"); }
+        using var _ = p;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(TimeSpan.FromMinutes(5)))

@@ -28,7 +28,9 @@ try
 {
     env.Prepare();
     var ct = cts.Token;
-    foreach (var name in opts.Runtimes)
+    var extras = Sections.Extra(opts).Where(s => opts.Runs(s.Name)).ToList();
+    var sharedRuntimes = Sections.BuiltIn.Any(opts.Runs) || extras.Any(s => s.UsesRuntimes);
+    foreach (var name in sharedRuntimes ? opts.Runtimes : [])
     {
         var dir = Path.Combine(env.Dir, name);
         if (name == "criruntime")
@@ -51,19 +53,26 @@ try
     }
     report.Runtimes = runtimes;
 
+    var ctx = new BenchContext(opts, env, runtimes, repo);
+    report.Extras = extras;
+    report.Context = ctx;
+
     // 1. Cold pulls first: no image shares the multi-layer image's busybox layer yet. The
     // runtimes take turns, pull by pull, so neither gets the quieter moments of a shared machine.
-    var multilayer = env.Image("multilayer");
-    var layers = env.LayerDigests(Path.Combine(env.TestImagesDir, "multilayer"));
-    Console.WriteLine($"{opts.PullIterations} cold pulls of {multilayer} per runtime, in turns ...");
-    foreach (var rt in runtimes) report.Pull[rt.Name] = new PullSamples();
-    // Iteration -1 is a warm-up (first-call costs such as our JIT) and is not counted.
-    for (var i = -1; i < opts.PullIterations; i++)
-        foreach (var rt in runtimes) await new Workloads(rt, env).PullColdOnceAsync(multilayer, layers, i < 0 ? new PullSamples() : report.Pull[rt.Name], ct);
-    foreach (var rt in runtimes)
+    if (opts.Runs("pull"))
     {
-        using var c = new Workloads(rt, env).Client();
-        await new Workloads(rt, env).RemoveImageAsync(c, multilayer, ct);
+        var multilayer = env.Image("multilayer");
+        var layers = env.LayerDigests(Path.Combine(env.TestImagesDir, "multilayer"));
+        Console.WriteLine($"{opts.PullIterations} cold pulls of {multilayer} per runtime, in turns ...");
+        foreach (var rt in runtimes) report.Pull[rt.Name] = new PullSamples();
+        // Iteration -1 is a warm-up (first-call costs such as our JIT) and is not counted.
+        for (var i = -1; i < opts.PullIterations; i++)
+            foreach (var rt in runtimes) await new Workloads(rt, env).PullColdOnceAsync(multilayer, layers, i < 0 ? new PullSamples() : report.Pull[rt.Name], ct);
+        foreach (var rt in runtimes)
+        {
+            using var c = new Workloads(rt, env).Client();
+            await new Workloads(rt, env).RemoveImageAsync(c, multilayer, ct);
+        }
     }
 
     foreach (var rt in runtimes)
@@ -74,19 +83,19 @@ try
     }
 
     // 2. Lifecycle, one client.
-    foreach (var rt in runtimes)
+    foreach (var rt in opts.Runs("lifecycle") ? runtimes : [])
     {
         Console.WriteLine($"[{rt.Name}] {opts.LifecycleIterations} sequential pod lifecycles ...");
         report.Sequential[rt.Name] = await new Workloads(rt, env).SequentialAsync(opts.LifecycleIterations, ct);
     }
     // 3. Lifecycle, N clients at once.
-    foreach (var rt in runtimes)
+    foreach (var rt in opts.Runs("lifecycle") ? runtimes : [])
     {
         Console.WriteLine($"[{rt.Name}] {opts.Clients} clients x {opts.ConcurrentIterations} pod lifecycles ...");
         report.Concurrent[rt.Name] = await new Workloads(rt, env).ConcurrentAsync(opts.Clients, opts.ConcurrentIterations, ct);
     }
     // 4. Density.
-    foreach (var n in opts.Density)
+    foreach (var n in opts.Runs("density") ? opts.Density : [])
         foreach (var rt in runtimes)
         {
             if (rt is Containerd && n > opts.ContainerdDensityMax)
@@ -100,6 +109,13 @@ try
             Console.WriteLine($"  running {d.Running}/{n}, start {d.StartSeconds:F1}s, teardown {d.TeardownSeconds:F1}s, errors {d.Errors.Count}");
             foreach (var e in d.Errors.Take(5)) Console.WriteLine("    " + e);
         }
+
+    // 5. The sections in files of their own.
+    foreach (var section in extras)
+    {
+        Console.WriteLine($"[{section.Name}] ...");
+        await section.RunAsync(ctx, ct);
+    }
 
     report.Complete = true;
 }
@@ -132,7 +148,9 @@ if (report.Complete)
     Console.WriteLine(text);
     if (opts.Doc is not null)
     {
-        File.WriteAllText(Path.Combine(repo, opts.Doc), text);
+        var doc = Path.Combine(repo, opts.Doc);
+        if (opts.Only is not null && File.Exists(doc)) text = DocMerge.Merge(File.ReadAllText(doc), text);
+        File.WriteAllText(doc, text);
         Console.WriteLine($"wrote {opts.Doc}");
     }
 }

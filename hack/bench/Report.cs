@@ -13,6 +13,8 @@ public sealed class Report(Options opts, string repo)
     public Dictionary<string, (Samples Samples, double WallSeconds)> Concurrent { get; } = [];
     public List<(string Runtime, DensityResult Result)> Density { get; } = [];
     public bool Complete { get; set; }
+    public IReadOnlyList<IBenchSection> Extras { get; set; } = [];
+    public BenchContext? Context { get; set; }
     private readonly DateTime _started = DateTime.UtcNow;
 
     private static string F(double v, string fmt = "F1") => double.IsNaN(v) ? "n/a" : v.ToString(fmt, CultureInfo.InvariantCulture);
@@ -32,92 +34,127 @@ public sealed class Report(Options opts, string repo)
         sb.AppendLine("cgroupfs. Each phase runs for criruntime, then for containerd. containerd uses runc through the");
         sb.AppendLine("runc v2 shim, `restrict_oom_score_adj = true`, plain http to the registry via a `hosts.toml`, and a");
         sb.AppendLine("static C pause image built by `hack/bench/build-pause.sh` as its `sandbox_image`.");
+        sb.AppendLine("Each section's first line says when, at which commit and with which flags it was measured:");
+        sb.AppendLine("`make bench BENCH_ARGS=\"--only NAME,NAME\"` reruns those sections and keeps the others.");
         sb.AppendLine();
-        sb.AppendLine("## Run");
-        sb.AppendLine();
-        sb.AppendLine($"- Date: {_started:yyyy-MM-dd HH:mm} UTC; commit measured: `{Git("rev-parse", "HEAD").Trim()}`{(Git("status", "--porcelain", "--untracked-files=no", "--", "src").Trim().Length > 0 ? " (with uncommitted changes under src/)" : "")}");
-        sb.AppendLine($"- Machine: {CpuModel()}, {Environment.ProcessorCount} cores, {Mb(Stats.MeminfoKb(File.ReadAllText("/proc/meminfo"), "MemTotal")) } MiB RAM, kernel {File.ReadAllText("/proc/sys/kernel/osrelease").Trim()}, Debian {Read("/etc/debian_version")}; cgroups v1 (hybrid). The machine is shared with other work, so absolute numbers are noisy; the ratios are from the same run.");
-        foreach (var rt in Runtimes) sb.AppendLine($"- {rt.Name}: {rt.Version}");
-        sb.AppendLine($"- runc: {First(Procs.TryRun("runc", "--version").Stdout)}; containerd binary: {First(Procs.TryRun("containerd", "--version").Stdout)}; .NET {Environment.Version}; our daemon: {opts.Daemon}");
-        sb.AppendLine($"- Reproduce: `{opts.Command}` (as root; flags: `make bench BENCH_ARGS=--help`)");
-        sb.AppendLine();
-
-        sb.AppendLine("## Lifecycle latency (ms)");
-        sb.AppendLine();
-        sb.AppendLine($"Sequential: one client, {opts.LifecycleIterations} pods after one warm-up. Concurrent: {opts.Clients} clients at once, {opts.ConcurrentIterations} pods each. Each pod: RunPodSandbox, CreateContainer (busybox `sh` that exits on SIGTERM), StartContainer, ExecSync `true`, StopContainer (timeout 10 s), RemoveContainer, StopPodSandbox, RemovePodSandbox.");
-        sb.AppendLine();
-        sb.AppendLine("| call | mode | criruntime p50 | criruntime p90 | containerd p50 | containerd p90 | ours/containerd p50 | ours/containerd p90 |");
-        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|");
-        var worst = double.NaN;
-        foreach (var op in Workloads.LifecycleOps)
-            foreach (var (mode, get) in new (string, Func<string, Samples?>)[] {
-                ("sequential", r => Sequential.GetValueOrDefault(r)),
-                ($"{opts.Clients} clients", r => Concurrent.TryGetValue(r, out var c) ? c.Samples : null) })
-            {
-                var o = get(Ours)?.Of(op) ?? []; var c = get(Ctd)?.Of(op) ?? [];
-                double op50 = Stats.Percentile(o, 50), op90 = Stats.Percentile(o, 90), cp50 = Stats.Percentile(c, 50), cp90 = Stats.Percentile(c, 90);
-                var r50 = Ratio(op50, cp50);
-                if (!double.IsNaN(r50) && (double.IsNaN(worst) || r50 > worst)) worst = r50;
-                sb.AppendLine($"| {op} | {mode} | {F(op50)} | {F(op90)} | {F(cp50)} | {F(cp90)} | {F(r50, "F2")} | {F(Ratio(op90, cp90), "F2")} |");
-            }
-        sb.AppendLine();
-        foreach (var (name, (s, wall)) in Concurrent)
-            sb.AppendLine($"- {name}: {opts.Clients * opts.ConcurrentIterations} concurrent lifecycles took {F(wall)} s; errors: {s.Errors.Count + (Sequential.TryGetValue(name, out var q) ? q.Errors.Count : 0)}");
-        foreach (var (name, s) in Sequential.Concat(Concurrent.Select(kv => KeyValuePair.Create(kv.Key, kv.Value.Samples))))
-            foreach (var e in s.Errors.Distinct().Take(3)) sb.AppendLine($"  - {name} error: {e}");
-        sb.AppendLine();
-
-        sb.AppendLine("## Density");
-        sb.AppendLine();
-        sb.AppendLine($"N pods, each with one busybox `sleep 3600` container, started by {opts.DensityParallelism} clients; measured once all run; then torn down (StopPodSandbox + RemovePodSandbox) by {opts.DensityParallelism} clients. Memory from `/proc/PID/smaps_rollup`. Shim processes: `criruntime-shim` (one per container) for us, `containerd-shim-runc-v2` (one per pod) for containerd; containerd's per-pod `pause` process is listed separately. Memory used = MemTotal - MemAvailable, after minus before starting the pods (includes page cache and kernel memory; noisy on a shared machine).");
-        sb.AppendLine();
-        foreach (var n in Density.Select(d => d.Result.Pods).Distinct())
+        // A run of some sections (--only) keeps the document's Run section: each section's own
+        // stamp says when, at which commit and with which flags it was measured.
+        if (opts.Only is null)
         {
-            var o = Density.FirstOrDefault(d => d.Runtime == Ours && d.Result.Pods == n).Result;
-            var c = Density.FirstOrDefault(d => d.Runtime == Ctd && d.Result.Pods == n).Result;
-            sb.AppendLine($"### {n} pods");
+            sb.AppendLine("## Run");
             sb.AppendLine();
-            if (c is null && opts.Runtimes.Contains(Ctd)) sb.AppendLine($"containerd not run at {n} pods (`--containerd-density-max {opts.ContainerdDensityMax}`: its run takes about 12 minutes here).\n");
-            sb.AppendLine("| measure | criruntime | containerd | ours/containerd |");
-            sb.AppendLine("|---|---:|---:|---:|");
-            void Row(string what, Func<DensityResult, double> f, string fmt = "F1")
-            {
-                double ov = o is null ? double.NaN : f(o), cv = c is null ? double.NaN : f(c);
-                sb.AppendLine($"| {what} | {F(ov, fmt)} | {F(cv, fmt)} | {F(Ratio(ov, cv), "F2")} |");
-            }
-            Row("containers running", d => d.Running, "F0");
-            Row("errors", d => d.Errors.Count, "F0");
-            Row("time to start all (s)", d => d.StartSeconds);
-            Row("time to tear down all (s)", d => d.TeardownSeconds);
-            Row("daemon RSS (MiB)", d => d.DaemonRssKb / 1024.0);
-            Row("daemon open fds", d => d.DaemonFds, "F0");
-            Row("shim processes", d => d.Shims, "F0");
-            Row("shim PSS per container (MiB)", d => d.ShimPssKb / 1024.0 / Math.Max(1, d.Running), "F2");
-            Row("shim RSS per container (MiB)", d => d.ShimRssKb / 1024.0 / Math.Max(1, d.Running), "F2");
-            Row("pause PSS per pod (MiB)", d => d.PausePssKb / 1024.0 / Math.Max(1, d.Running), "F2");
-            Row("pause RSS per pod (MiB)", d => d.PauseRssKb / 1024.0 / Math.Max(1, d.Running), "F2");
-            Row("shim + pause PSS per pod (MiB)", d => (d.ShimPssKb + d.PausePssKb) / 1024.0 / Math.Max(1, d.Running), "F2");
-            Row("memory used, total (MiB)", d => d.MemUsedKb / 1024.0, "F0");
-            Row("memory used per pod (MiB)", d => d.MemUsedKb / 1024.0 / Math.Max(1, d.Pods), "F2");
-            sb.AppendLine();
-            foreach (var (name, d) in new[] { (Ours, o), (Ctd, c) })
-                foreach (var e in d?.Errors.Take(5) ?? []) sb.AppendLine($"- {name} error: {e}");
+            sb.AppendLine($"- Date: {_started:yyyy-MM-dd HH:mm} UTC; commit measured: `{Git("rev-parse", "HEAD").Trim()}`{(Git("status", "--porcelain", "--untracked-files=no", "--", "src").Trim().Length > 0 ? " (with uncommitted changes under src/)" : "")}");
+            sb.AppendLine($"- Machine: {CpuModel()}, {Environment.ProcessorCount} cores, {Mb(Stats.MeminfoKb(File.ReadAllText("/proc/meminfo"), "MemTotal"))} MiB RAM, kernel {File.ReadAllText("/proc/sys/kernel/osrelease").Trim()}, Debian {Read("/etc/debian_version")}; cgroups v1 (hybrid). The machine is shared with other work, so absolute numbers are noisy; the ratios are from the same run.");
+            foreach (var rt in Runtimes) sb.AppendLine($"- {rt.Name}: {rt.Version}");
+            sb.AppendLine($"- runc: {ToolVersion("runc")}; containerd binary: {ToolVersion("containerd")}; .NET {Environment.Version}; our daemon: {opts.Daemon}");
+            sb.AppendLine($"- Reproduce: `{opts.Command}` (as root; flags: `make bench BENCH_ARGS=--help`)");
             sb.AppendLine();
         }
 
-        sb.AppendLine("## Image pull");
-        sb.AppendLine();
-        sb.AppendLine($"PullImage of `test/multilayer` (4 gzip layers: busybox + 3 small layers with links and whiteouts) from the local registry, {opts.PullIterations} times per runtime after one warm-up pull, the runtimes taking turns. Before each pull the image is removed with RemoveImage; both runtimes garbage-collect the content synchronously then (ours on RemoveImage, containerd's CRI deletes with a synchronous GC), and a pull counts as cold when no layer blob was left under the runtime's root.");
-        sb.AppendLine();
-        sb.AppendLine("| runtime | p50 (ms) | p90 (ms) | cold pulls | errors |");
-        sb.AppendLine("|---|---:|---:|---:|---:|");
-        foreach (var (name, p) in Pull)
-            sb.AppendLine($"| {name} | {F(Stats.Percentile(p.Ms, 50))} | {F(Stats.Percentile(p.Ms, 90))} | {p.Cold}/{opts.PullIterations} | {p.Errors.Count} |");
+        var worst = double.NaN;
+        if (opts.Runs("lifecycle"))
+        {
+            sb.AppendLine("## Lifecycle latency (ms)");
+            sb.AppendLine();
+            sb.AppendLine(Stamp);
+            sb.AppendLine();
+            sb.AppendLine($"Sequential: one client, {opts.LifecycleIterations} pods after one warm-up. Concurrent: {opts.Clients} clients at once, {opts.ConcurrentIterations} pods each. Each pod: RunPodSandbox, CreateContainer (busybox `sh` that exits on SIGTERM), StartContainer, ExecSync `true`, StopContainer (timeout 10 s), RemoveContainer, StopPodSandbox, RemovePodSandbox.");
+            sb.AppendLine();
+            sb.AppendLine("| call | mode | criruntime p50 | criruntime p90 | containerd p50 | containerd p90 | ours/containerd p50 | ours/containerd p90 |");
+            sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|");
+            foreach (var op in Workloads.LifecycleOps)
+                foreach (var (mode, get) in new (string, Func<string, Samples?>)[] {
+                ("sequential", r => Sequential.GetValueOrDefault(r)),
+                ($"{opts.Clients} clients", r => Concurrent.TryGetValue(r, out var c) ? c.Samples : null) })
+                {
+                    var o = get(Ours)?.Of(op) ?? []; var c = get(Ctd)?.Of(op) ?? [];
+                    double op50 = Stats.Percentile(o, 50), op90 = Stats.Percentile(o, 90), cp50 = Stats.Percentile(c, 50), cp90 = Stats.Percentile(c, 90);
+                    var r50 = Ratio(op50, cp50);
+                    if (!double.IsNaN(r50) && (double.IsNaN(worst) || r50 > worst)) worst = r50;
+                    sb.AppendLine($"| {op} | {mode} | {F(op50)} | {F(op90)} | {F(cp50)} | {F(cp90)} | {F(r50, "F2")} | {F(Ratio(op90, cp90), "F2")} |");
+                }
+            sb.AppendLine();
+            foreach (var (name, (s, wall)) in Concurrent)
+                sb.AppendLine($"- {name}: {opts.Clients * opts.ConcurrentIterations} concurrent lifecycles took {F(wall)} s; errors: {s.Errors.Count + (Sequential.TryGetValue(name, out var q) ? q.Errors.Count : 0)}");
+            foreach (var (name, s) in Sequential.Concat(Concurrent.Select(kv => KeyValuePair.Create(kv.Key, kv.Value.Samples))))
+                foreach (var e in s.Errors.Distinct().Take(3)) sb.AppendLine($"  - {name} error: {e}");
+            sb.AppendLine();
+        }
+
+        if (opts.Runs("density"))
+        {
+            sb.AppendLine("## Density");
+            sb.AppendLine();
+            sb.AppendLine(Stamp);
+            sb.AppendLine();
+            sb.AppendLine($"N pods, each with one busybox `sleep 3600` container, started by {opts.DensityParallelism} clients; measured once all run; then torn down (StopPodSandbox + RemovePodSandbox) by {opts.DensityParallelism} clients. Memory from `/proc/PID/smaps_rollup`. Shim processes: `criruntime-shim` (one per container) for us, `containerd-shim-runc-v2` (one per pod) for containerd; containerd's per-pod `pause` process is listed separately. Memory used = MemTotal - MemAvailable, after minus before starting the pods (includes page cache and kernel memory; noisy on a shared machine).");
+            sb.AppendLine();
+            foreach (var n in Density.Select(d => d.Result.Pods).Distinct())
+            {
+                var o = Density.FirstOrDefault(d => d.Runtime == Ours && d.Result.Pods == n).Result;
+                var c = Density.FirstOrDefault(d => d.Runtime == Ctd && d.Result.Pods == n).Result;
+                sb.AppendLine($"### {n} pods");
+                sb.AppendLine();
+                if (c is null && opts.Runtimes.Contains(Ctd)) sb.AppendLine($"containerd not run at {n} pods (`--containerd-density-max {opts.ContainerdDensityMax}`: its run takes about 12 minutes here).\n");
+                sb.AppendLine("| measure | criruntime | containerd | ours/containerd |");
+                sb.AppendLine("|---|---:|---:|---:|");
+                void Row(string what, Func<DensityResult, double> f, string fmt = "F1")
+                {
+                    double ov = o is null ? double.NaN : f(o), cv = c is null ? double.NaN : f(c);
+                    sb.AppendLine($"| {what} | {F(ov, fmt)} | {F(cv, fmt)} | {F(Ratio(ov, cv), "F2")} |");
+                }
+                Row("containers running", d => d.Running, "F0");
+                Row("errors", d => d.Errors.Count, "F0");
+                Row("time to start all (s)", d => d.StartSeconds);
+                Row("time to tear down all (s)", d => d.TeardownSeconds);
+                Row("daemon RSS (MiB)", d => d.DaemonRssKb / 1024.0);
+                Row("daemon open fds", d => d.DaemonFds, "F0");
+                Row("shim processes", d => d.Shims, "F0");
+                Row("shim PSS per container (MiB)", d => d.ShimPssKb / 1024.0 / Math.Max(1, d.Running), "F2");
+                Row("shim RSS per container (MiB)", d => d.ShimRssKb / 1024.0 / Math.Max(1, d.Running), "F2");
+                Row("pause PSS per pod (MiB)", d => d.PausePssKb / 1024.0 / Math.Max(1, d.Running), "F2");
+                Row("pause RSS per pod (MiB)", d => d.PauseRssKb / 1024.0 / Math.Max(1, d.Running), "F2");
+                Row("shim + pause PSS per pod (MiB)", d => (d.ShimPssKb + d.PausePssKb) / 1024.0 / Math.Max(1, d.Running), "F2");
+                Row("memory used, total (MiB)", d => d.MemUsedKb / 1024.0, "F0");
+                Row("memory used per pod (MiB)", d => d.MemUsedKb / 1024.0 / Math.Max(1, d.Pods), "F2");
+                sb.AppendLine();
+                foreach (var (name, d) in new[] { (Ours, o), (Ctd, c) })
+                    foreach (var e in d?.Errors.Take(5) ?? []) sb.AppendLine($"- {name} error: {e}");
+                sb.AppendLine();
+            }
+        }
+
         double? speedup = Pull.TryGetValue(Ours, out var po) && Pull.TryGetValue(Ctd, out var pc) && po.Ms.Count > 0 && pc.Ms.Count > 0
             ? Stats.Percentile(pc.Ms, 50) / Stats.Percentile(po.Ms, 50) : null;
-        sb.AppendLine();
-        sb.AppendLine($"Speed-up (containerd p50 / criruntime p50): {(speedup is { } s0 ? F(s0, "F2") + "×" : "n/a")}");
-        sb.AppendLine();
+        if (opts.Runs("pull"))
+        {
+            sb.AppendLine("## Image pull");
+            sb.AppendLine();
+            sb.AppendLine(Stamp);
+            sb.AppendLine();
+            sb.AppendLine($"PullImage of `test/multilayer` (4 gzip layers: busybox + 3 small layers with links and whiteouts) from the local registry, {opts.PullIterations} times per runtime after one warm-up pull, the runtimes taking turns. Before each pull the image is removed with RemoveImage; both runtimes garbage-collect the content synchronously then (ours on RemoveImage, containerd's CRI deletes with a synchronous GC), and a pull counts as cold when no layer blob was left under the runtime's root.");
+            sb.AppendLine();
+            sb.AppendLine("| runtime | p50 (ms) | p90 (ms) | cold pulls | errors |");
+            sb.AppendLine("|---|---:|---:|---:|---:|");
+            foreach (var (name, p) in Pull)
+                sb.AppendLine($"| {name} | {F(Stats.Percentile(p.Ms, 50))} | {F(Stats.Percentile(p.Ms, 90))} | {p.Cold}/{opts.PullIterations} | {p.Errors.Count} |");
+            sb.AppendLine();
+            sb.AppendLine($"Speed-up (containerd p50 / criruntime p50): {(speedup is { } s0 ? F(s0, "F2") + "×" : "n/a")}");
+            sb.AppendLine();
+        }
+
+        foreach (var section in Extras)
+        {
+            sb.AppendLine($"## {section.Title}");
+            sb.AppendLine();
+            sb.AppendLine(Stamp);
+            sb.AppendLine();
+            sb.AppendLine(section.Markdown(Context!).TrimEnd('\n'));
+            sb.AppendLine();
+        }
+
+        // The targets weigh the built-in phases together: only a run of all of them restates them.
+        if (!Sections.BuiltIn.All(opts.Runs)) return sb.ToString();
 
         sb.AppendLine("## Targets (issues 3, 4, 7)");
         sb.AppendLine();
@@ -139,9 +176,14 @@ public sealed class Report(Options opts, string repo)
         return sb.ToString();
     }
 
+    /// <summary>When and at which commit a section was measured: with `--only`, sections of one
+    /// document come from different runs.</summary>
+    private string Stamp => $"_Measured {_started:yyyy-MM-dd HH:mm} UTC at commit `{Git("rev-parse", "--short", "HEAD").Trim()}` by `{opts.Command}`._";
+
     private static double P50(Dictionary<string, Samples> d, string rt, string op) => d.TryGetValue(rt, out var s) ? Stats.Percentile(s.Of(op), 50) : double.NaN;
     private string Git(params string[] args) { var (_, o, _) = Procs.TryRun("git", ["-C", repo, .. args]); return o; }
     private static string First(string s) => s.Split('\n')[0].Trim();
+    private static string ToolVersion(string tool) => Procs.TryRun(tool, "--version") is (0, var o, _) ? First(o) : "not installed";
     private static string Read(string path) => File.Exists(path) ? File.ReadAllText(path).Trim() : "?";
     private static string CpuModel() =>
         File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";

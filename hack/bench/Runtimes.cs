@@ -65,7 +65,10 @@ public abstract class RuntimeUnderTest(string name, string dir) : IAsyncDisposab
 }
 
 /// <summary>Our daemon, `criruntime serve`, from the build under test.</summary>
-public sealed class OurRuntime(string dir, string binary, string cniConfDir) : RuntimeUnderTest("criruntime", dir)
+/// <param name="name">"criruntime" for the run's shared daemon; a section that starts daemons of
+/// its own (another config) names them apart, which also gives them a cgroup parent of their own.</param>
+/// <param name="extraConfig">TOML appended to the config, e.g. a `[metrics]` table.</param>
+public sealed class OurRuntime(string dir, string binary, string cniConfDir, string name = "criruntime", string extraConfig = "") : RuntimeUnderTest(name, dir)
 {
     public override string Socket => Path.Combine(State, "criruntime.sock");
     public string Binary { get; } = binary;
@@ -80,7 +83,7 @@ public sealed class OurRuntime(string dir, string binary, string cniConfDir) : R
             [cni]
             conf_dir = "{cniConfDir}"
             bin_dirs = ["/usr/lib/cni"]
-            """);
+            """ + "\n" + extraConfig);
         return StartProcessAsync(Binary, ["serve", "--config", config, "--socket", Socket, "--root", Root, "--state", State, "--log-level", "info"],
             "serving CRI on", logFile);
     }
