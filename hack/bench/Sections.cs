@@ -36,6 +36,7 @@ public static class Sections
     /// yours here.</summary>
     public static IReadOnlyList<IBenchSection> Extra(Options opts) =>
     [
+        new TelemetrySection(),
     ];
 
     public static IReadOnlyList<string> AllNames(Options opts) => [.. BuiltIn, .. Extra(opts).Select(s => s.Name)];
