@@ -16,6 +16,8 @@ public sealed record Options
     public int DensityParallelism { get; init; } = 10;
     public int PullIterations { get; init; } = 5;
     public IReadOnlyList<string> Runtimes { get; init; } = ["criruntime", "containerd"];
+    /// <summary>CreateContainer samples per configuration of the disk quota section.</summary>
+    public int QuotaIterations { get; init; } = 20;
     public string? Doc { get; init; } = "docs/benchmarks.md";
     /// <summary>Sections to run (`--only`); null runs them all and rewrites the whole document.</summary>
     public IReadOnlySet<string>? Only { get; init; }
@@ -34,6 +36,7 @@ public sealed record Options
                                     its 500-pod run takes ~12 minutes here; 0 = no limit)
           --pull N                  cold pulls of the multi-layer image per runtime (default 5)
           --runtimes A,B            criruntime and/or containerd (default both)
+          --quota N                 CreateContainer samples per disk quota configuration (default 20)
           --doc PATH|-              markdown report to write (default docs/benchmarks.md; - for none)
           --only NAME,NAME          run only these sections (pull, lifecycle, density and the sections in
                                     hack/bench/Sections.cs) and replace only theirs in the report, keeping
@@ -57,6 +60,7 @@ public sealed record Options
                 "--density-parallelism" => o with { DensityParallelism = Math.Max(1, Int()) },
                 "--containerd-density-max" => o with { ContainerdDensityMax = Int() is var m && m == 0 ? int.MaxValue : m },
                 "--pull" => o with { PullIterations = Int() },
+                "--quota" => o with { QuotaIterations = Int() },
                 "--runtimes" => o with { Runtimes = Value().Split(',', StringSplitOptions.RemoveEmptyEntries) },
                 "--doc" => o with { Doc = Value() is "-" ? null : args[i] },
                 "--only" => o with { Only = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal) },

@@ -36,6 +36,7 @@ public static class Sections
     /// yours here.</summary>
     public static IReadOnlyList<IBenchSection> Extra(Options opts) =>
     [
+        new QuotaSection(opts),
         new TelemetrySection(),
     ];
 

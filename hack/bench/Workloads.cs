@@ -43,14 +43,14 @@ public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
 
     public CriClient Client() => new(rt.Socket);
 
-    private PodSandboxConfig Pod(string name) => new()
+    public PodSandboxConfig Pod(string name) => new()
     {
         Metadata = new PodSandboxMetadata { Name = name, Namespace = "bench", Uid = Guid.NewGuid().ToString() },
         Hostname = name,
         Linux = new LinuxPodSandboxConfig { CgroupParent = rt.CgroupParent, SecurityContext = new LinuxSandboxSecurityContext() },
     };
 
-    private ContainerConfig Container(string name, params string[] command) => new()
+    public ContainerConfig Container(string name, params string[] command) => new()
     {
         Metadata = new ContainerMetadata { Name = name },
         Image = new ImageSpec { Image = env.Image("busybox") },

@@ -8,7 +8,7 @@ namespace CriRuntime.Interop;
 public static class Errno
 {
     public const int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, ECHILD = 10, EAGAIN = 11, EWOULDBLOCK = 11,
-        EACCES = 13, EBUSY = 16, EEXIST = 17, ENOTDIR = 20, EINVAL = 22, EROFS = 30, ENOSYS = 38, ENODATA = 61,
+        EACCES = 13, EBUSY = 16, EEXIST = 17, EXDEV = 18, ENOTDIR = 20, EINVAL = 22, EROFS = 30, ENOSYS = 38, ENODATA = 61,
         EOPNOTSUPP = 95, ECONNRESET = 104;
 
     /// <summary>errno of the last P/Invoke into libc on this thread.</summary>

@@ -44,6 +44,10 @@ internal static unsafe partial class Libc
     public static partial int Getpid();
     [LibraryImport("libc", EntryPoint = "gettid")]
     public static partial int Gettid();
+    public const int PRIO_PROCESS = 0;
+    /// <summary>setpriority(2); with PRIO_PROCESS and a thread id it sets that thread's nice value.</summary>
+    [LibraryImport("libc", EntryPoint = "setpriority", SetLastError = true)]
+    public static partial int Setpriority(int which, uint who, int prio);
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int sig);
     [LibraryImport("libc", EntryPoint = "waitpid", SetLastError = true)]

@@ -114,6 +114,7 @@ public static class ConfigLoader
             Storage = new StorageSection
             {
                 RootfsQuota = c.Size(["storage", "rootfs_quota"], defaults.Storage.RootfsQuota, Storage.DiskQuota.MinimumBytes),
+                VolumePool = (int)c.Integer(["storage", "volume_pool"], defaults.Storage.VolumePool, 0, 64),
             },
             Metrics = new MetricsSection
             {

@@ -53,6 +53,7 @@ public static class ConfigWriter
         Kv(sb, "lxcfs_path", Str(c.PartitionView.LxcfsPath));
         sb.AppendLine().AppendLine("[storage]");
         Kv(sb, "rootfs_quota", Str(c.Storage.RootfsQuota.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        Kv(sb, "volume_pool", c.Storage.VolumePool.ToString(System.Globalization.CultureInfo.InvariantCulture));
         sb.AppendLine().AppendLine("[metrics]");
         Kv(sb, "address", Str(c.Metrics.Address));
         sb.AppendLine().AppendLine("[telemetry]");

@@ -123,6 +123,9 @@ public sealed record StorageSection
     /// <summary>rootfs_quota: the size every container's writable layer is limited to unless its
     /// annotations say otherwise, in bytes ("512Mi" in the file); 0 for none.</summary>
     public ulong RootfsQuota { get; init; }
+    /// <summary>volume_pool: warm disk-quota volumes kept ready per quota size in use (at most
+    /// four sizes), so CreateContainer does not wait for a loop device and a mount; 0 for none.</summary>
+    public int VolumePool { get; init; } = 2;
 }
 
 /// <summary>[metrics]: the Prometheus endpoint (docs/observability.md).</summary>

@@ -49,7 +49,8 @@ public sealed partial class CriRuntimeService
     private Storage.StorageInfo StorageInfo() => new(
         _volumes.Backend,
         _config.Storage.RootfsQuota,
-        [.. _containers.All.Where(c => c.Volume is not null).Select(c => new Storage.VolumeInfo(c.Id, c.Volume!.SizeBytes, c.Volume.MountPoint))]);
+        [.. _containers.All.Where(c => c.Volume is not null).Select(c => new Storage.VolumeInfo(c.Id, c.Volume!.SizeBytes, c.Volume.MountPoint))],
+        [.. _volumes.Warm().OrderBy(kv => kv.Key).Select(kv => new Storage.WarmVolumes(kv.Key, kv.Value))]);
 
     /// <summary>"" (the default, as the kubelet names it), its alias, then the configured ones.</summary>
     private IEnumerable<string> HandlerNames() => ["", Config.RuntimeSection.DefaultHandler, .. _config.Runtime.Handlers.Keys];

@@ -54,6 +54,8 @@ public sealed class HostKernel : IHostKernel
 
     public void Link(string existing, string newPath) => Errno.Check(Libc.Link(existing, newPath), "link", $"{newPath} -> {existing}");
 
+    public void Rename(string oldPath, string newPath) => Errno.Check(Libc.Rename(oldPath, newPath), "rename", $"{oldPath} -> {newPath}");
+
     public void Chown(string path, uint uid, uint gid) => Errno.Check(Libc.Chown(path, uid, gid), "chown", path);
 
     public void Lchown(string path, int uid, int gid) => Errno.Check(Libc.Lchown(path, uid, gid), "lchown", path);

@@ -25,6 +25,8 @@ public interface IHostKernel
     (uint Mode, uint Major, uint Minor)? DeviceInfo(string path, bool followSymlinks = true);
     void Mknod(string path, uint mode, ulong dev);
     void Link(string existing, string newPath);
+    /// <summary>rename(2): never a copy (EXDEV across file systems, where File.Move would copy).</summary>
+    void Rename(string oldPath, string newPath);
     void Chown(string path, uint uid, uint gid);
     void Lchown(string path, int uid, int gid);
     /// <summary>Permission bits including setuid/setgid/sticky.</summary>

@@ -88,7 +88,8 @@ public static partial class Daemon
         builder.Services.AddSingleton<PartitionView.IProcViewSource>(sp => sp.GetRequiredService<PartitionView.Lxcfs>());
         builder.Services.AddSingleton<Kernel.IHostKernel>(Kernel.HostKernel.Instance);
         builder.Services.AddSingleton<Storage.FileVolumes>();
-        builder.Services.AddSingleton<Storage.IWritableVolumes>(sp => sp.GetRequiredService<Storage.FileVolumes>());
+        builder.Services.AddSingleton<Storage.VolumePool>();
+        builder.Services.AddSingleton<Storage.IWritableVolumes>(sp => sp.GetRequiredService<Storage.VolumePool>());
         builder.Services.AddSingleton<Containers.ContainerController>();
         builder.Services.AddSingleton<Namespaces.IPodNamespaces, Namespaces.HostNamespaces>();
         builder.Services.AddSingleton<Pods.IPodInit, Pods.PodInitProcesses>();
@@ -135,6 +136,11 @@ public static partial class Daemon
 
         await app.Services.GetRequiredService<Containers.ContainerRecovery>().RunAsync(CancellationToken.None);
         await app.Services.GetRequiredService<PodRecovery>().RunAsync(CancellationToken.None);
+        // Warm disk-quota volumes: what a previous daemon left in the pool goes, new ones are made
+        // in the background; a clean stop releases them (the container is disposed with the host).
+        var pool = app.Services.GetRequiredService<Storage.VolumePool>();
+        pool.Start();
+        app.Lifetime.ApplicationStopped.Register(pool.Dispose);
         // Before serving: no ADD may run between GC's list of attachments in use and the plugins acting on it.
         await app.Services.GetRequiredService<CniNetwork>().GarbageCollectAsync(CancellationToken.None);
         await app.Services.GetRequiredService<Containers.ExitMonitor>().ResumeAsync(CancellationToken.None);

@@ -17,6 +17,9 @@ public static class WritableLayer
 }
 
 /// <summary>Status verbose info "storage": the disk-quota backend, the node default, each volume.</summary>
-public sealed record StorageInfo(string Backend, ulong RootfsQuotaBytes, IReadOnlyList<VolumeInfo> Volumes);
+public sealed record StorageInfo(string Backend, ulong RootfsQuotaBytes, IReadOnlyList<VolumeInfo> Volumes, IReadOnlyList<WarmVolumes> Warm);
+
+/// <summary>The volume pool: volumes of a size made ahead, ready for the next containers.</summary>
+public sealed record WarmVolumes(ulong SizeBytes, int Ready);
 
 public sealed record VolumeInfo(string ContainerId, ulong SizeBytes, string MountPoint);

@@ -34,6 +34,8 @@ public interface IWritableVolumes
     void Unmount(string mountPoint);
     /// <summary>The volume's own accounting (statfs), or null when it is not mounted.</summary>
     FsUsage? Usage(WritableVolume volume);
+    /// <summary>Volumes made ahead and ready to take, by size (<see cref="VolumePool"/>).</summary>
+    IReadOnlyDictionary<ulong, int> Warm() => new Dictionary<ulong, int>();
 }
 
 /// <summary>The file-backed backend, after OpenVZ's ploop: a sparse image file per container,

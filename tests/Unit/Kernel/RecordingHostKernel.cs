@@ -43,6 +43,12 @@ public sealed class RecordingHostKernel : IHostKernel
 
     public void Mknod(string path, uint mode, ulong dev) => Record("mknod", path, $"mknod {path} {Convert.ToString(mode, 8)} {dev}");
     public void Link(string existing, string newPath) => Record("link", newPath, $"link {newPath} -> {existing}");
+    /// <summary>Recorded, then done when the file exists (the callers' files are real temp files).</summary>
+    public void Rename(string oldPath, string newPath)
+    {
+        Record("rename", oldPath, $"rename {oldPath} {newPath}");
+        if (File.Exists(oldPath)) File.Move(oldPath, newPath);
+    }
     public void Chown(string path, uint uid, uint gid) => Record("chown", path, $"chown {path} {uid}:{gid}");
     public void Lchown(string path, int uid, int gid) => Record("lchown", path, $"lchown {path} {uid}:{gid}");
     public void Chmod(string path, uint mode) => Record("chmod", path, $"chmod {path} {Convert.ToString(mode & 0xFFF, 8)}");
@@ -89,7 +95,12 @@ public sealed class RecordingHostKernel : IHostKernel
         return new FdHandle(-1);
     }
 
-    public void CopySparse(string source, string target, ulong size) => Record("copy", target, $"copy_sparse {source} {target} {size}");
+    /// <summary>Recorded; the target is made (empty) when its directory exists, as the copy would.</summary>
+    public void CopySparse(string source, string target, ulong size)
+    {
+        Record("copy", target, $"copy_sparse {source} {target} {size}");
+        if (Directory.Exists(Path.GetDirectoryName(target))) File.WriteAllText(target, "");
+    }
 
     public FsUsage Statfs(string path) => FileSystems.TryGetValue(path, out var u) ? u : throw new KernelException("statfs", path, Errno.ENOENT);
 }

@@ -135,8 +135,81 @@ public class DiskQuotaTests(RegistryWithImages fixture)
 
             await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
         }
-        Assert.DoesNotContain(File.ReadLines("/proc/self/mountinfo"), l => l.Split(' ')[4].StartsWith(d.Root, StringComparison.Ordinal));
+        // Only the pool's warm volumes (of the pod's size) are left, and a clean stop releases them.
+        var pool = Path.Combine(d.Root, "volumes", "pool");
+        Assert.DoesNotContain(MountsUnder(d.Root), m => !m.StartsWith(pool, StringComparison.Ordinal));
+        await d.StopAsync();
+        Assert.Empty(MountsUnder(d.Root));
         Assert.DoesNotContain(Leaks.LoopDevices(), l => l.BackingFile.StartsWith(d.Dir, StringComparison.Ordinal));
+    }
+
+    private static List<string> MountsUnder(string dir) =>
+        [.. File.ReadLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4]).Where(m => m.StartsWith(dir, StringComparison.Ordinal))];
+
+    /// <summary>Status verbose's warm volumes of <paramref name="size"/>, once it is <paramref name="want"/>
+    /// (the pool fills in the background; polled with a deadline).</summary>
+    private static async Task WaitWarmAsync(CriClient c, long size, int want)
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var ready = -1;
+        while (!deadline.IsCancellationRequested)
+        {
+            var status = await c.Runtime.StatusAsync(new StatusRequest { Verbose = true });
+            using var storage = JsonDocument.Parse(status.Info["storage"]);
+            ready = storage.RootElement.GetProperty("warm").EnumerateArray()
+                .Where(w => w.GetProperty("sizeBytes").GetInt64() == size).Select(w => w.GetProperty("ready").GetInt32()).FirstOrDefault();
+            if (ready == want) return;
+            await Task.Delay(100, CancellationToken.None);
+        }
+        Assert.Fail($"{want} warm volumes of {size} bytes expected, {ready} ready after 60 s");
+    }
+
+    [Fact]
+    public async Task TheNextContainerOfASize_GetsAWarmVolume_WhoseQuotaHolds_AndACleanStopLeavesNoVolumeBehind()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        var image = _registry.Image("busybox");
+        var pod = PodConfig("warm");
+        var pool = Path.Combine(d.Root, "volumes", "pool");
+        using (var c = d.Client())
+        {
+            await c.PullAsync(image);
+            var podId = await c.RunPodAsync(pod);
+            // The first of its size is made cold; the pool then keeps two ready.
+            await c.StartNewAsync(podId, pod, WithQuota(Container("first", image, "sleep", "3600"), "64Mi"));
+            await WaitWarmAsync(c, 64 * MiB, 2);
+            var warmDevices = Leaks.LoopDevices().Where(l => l.BackingFile.StartsWith(pool, StringComparison.Ordinal)).Select(l => l.Device).ToHashSet();
+            Assert.Equal(2, warmDevices.Count);
+
+            var second = await c.StartNewAsync(podId, pod, WithQuota(Container("second", image, "sleep", "3600"), "64Mi"));
+
+            // It is one of the warm ones, now named the container's (the loop device follows the file).
+            var volumeImage = Path.Combine(d.Root, "containers", second, "volume.img");
+            Assert.Contains(LoopDeviceOf(volumeImage) ?? "(none)", warmDevices);
+            Assert.True(Ns.IsMounted(Path.Combine(d.Root, "containers", second, "volume")));
+            var (code, stderr, bytes) = await WriteAsync(c, second, "/big", 100);
+            Assert.NotEqual(0, code);
+            Assert.Contains("No space left on device", stderr);
+            Assert.InRange(bytes, 56 * MiB, 64 * MiB);
+            var stats = (await c.Runtime.ContainerStatsAsync(new ContainerStatsRequest { ContainerId = second })).Stats.WritableLayer;
+            Assert.InRange((long)stats.UsedBytes.Value, bytes, 64 * MiB);
+            // Topped up again in the background.
+            await WaitWarmAsync(c, 64 * MiB, 2);
+
+            await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+            Assert.False(File.Exists(volumeImage));
+            Assert.Null(LoopDeviceOf(volumeImage));
+        }
+        Assert.DoesNotContain(MountsUnder(d.Root), m => !m.StartsWith(pool, StringComparison.Ordinal));
+        Assert.Equal(2, MountsUnder(pool).Count);
+
+        await d.StopAsync();
+
+        Assert.Empty(MountsUnder(d.Root));
+        Assert.DoesNotContain(Leaks.LoopDevices(), l => l.BackingFile.StartsWith(d.Dir, StringComparison.Ordinal));
+        Assert.Empty(Directory.GetDirectories(pool));
     }
 
     [Fact]
