@@ -56,6 +56,7 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
     /// `traceparent` metadata.</summary>
     private static Activity? StartSpan(ServerCallContext context, object request)
     {
+        if (!Tracing.Enabled) return null; // not even the metadata is read (it is materialised on first use)
         var span = Tracing.StartRpc(context.Method, context.RequestHeaders.GetValue("traceparent"), context.RequestHeaders.GetValue("tracestate"));
         span.Describe(request);
         return span;

@@ -13,6 +13,9 @@ public static class Tracing
 
     private static readonly ActivitySource Source = new(SourceName);
 
+    /// <summary>Whether anything records spans (tracing on).</summary>
+    public static bool Enabled => Source.HasListeners();
+
     /// <summary>A child of the span in force (the request's, or the step that runs it).</summary>
     public static Activity? Start(string name, ActivityKind kind = ActivityKind.Internal) => Source.StartActivity(name, kind);
 
