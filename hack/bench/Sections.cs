@@ -39,6 +39,7 @@ public static class Sections
         new QuotaSection(opts),
         new CheckpointSection(),
         new ProcViewSection(),
+        new TelemetrySection(),
     ];
 
     public static IReadOnlyList<string> AllNames(Options opts) => [.. BuiltIn, .. Extra(opts).Select(s => s.Name)];

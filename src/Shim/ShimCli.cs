@@ -16,9 +16,10 @@ public static class ShimCli
 {
     private const string Usage = """
         usage:
-          criruntime-shim create --id ID --bundle DIR --state DIR --log PATH
+          criruntime-shim create --id ID --bundle DIR --state DIR --log PATH [--traceparent W3C]
               creates the container, leaves a daemonised shim supervising it, prints
-              {"shimPid":N,"pid":N} and exits 0 (1 and a message on stderr on failure)
+              {"shimPid":N,"pid":N,"phases":[{"name":S,"start":NS,"end":NS},...]} and exits 0
+              (1 and a message on stderr on failure)
           criruntime-shim start|state|wait|reopen-log --state DIR
           criruntime-shim kill --state DIR [--signal N]          (default 9)
           criruntime-shim stop --state DIR [--signal N] [--timeout SECONDS]   (default 15, 10)
@@ -43,7 +44,7 @@ public static class ShimCli
             case "create":
                 return Create(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"), args[1..]);
             case "supervise":
-                return Supervise(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"));
+                return Supervise(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"), opts.GetValueOrDefault("traceparent"));
             case ShimOps.Exec:
                 return Exec(opts, command);
             case ShimOps.Start or ShimOps.State or ShimOps.Wait or ShimOps.ReopenLog or ShimOps.Kill or ShimOps.Stop:
@@ -98,9 +99,9 @@ public static class ShimCli
                 }
                 var answer = ReadAll(read).Trim();
                 var parts = answer.Split(' ');
-                if (parts is ["ok", var shimPid, var pid])
+                if (parts is ["ok", var shimPid, var pid, .. var phases])
                 {
-                    Out($"{{\"shimPid\":{shimPid},\"pid\":{pid}}}");
+                    Out($"{{\"shimPid\":{shimPid},\"pid\":{pid},\"phases\":[{string.Join(',', phases.Select(PhaseJson).Where(j => j.Length > 0))}]}}");
                     return 0;
                 }
                 Err(answer.StartsWith("error ", StringComparison.Ordinal)
@@ -116,6 +117,15 @@ public static class ShimCli
         }
     }
 
+    /// <summary>"NAME:START:END" (the supervisor's report) as {"name":..,"start":..,"end":..}.</summary>
+    private static string PhaseJson(string phase)
+    {
+        var f = phase.Split(':');
+        return f.Length == 3 && long.TryParse(f[1], out var start) && long.TryParse(f[2], out var end)
+            ? $"{{\"name\":\"{f[0]}\",\"start\":{start},\"end\":{end}}}"
+            : "";
+    }
+
     private static string ReadAll(FdHandle fd)
     {
         var all = new List<byte>();
@@ -125,12 +135,12 @@ public static class ShimCli
         return Encoding.UTF8.GetString(all.ToArray());
     }
 
-    private static int Supervise(string id, string bundle, string stateDir, string logPath)
+    private static int Supervise(string id, string bundle, string stateDir, string logPath, string? traceParent)
     {
         const int ReadyFd = 3;
         Libc.SetCloexec(ReadyFd, true); // no child of ours may hold the caller's pipe
         var ready = new FdHandle(ReadyFd);
-        var supervisor = new ContainerSupervisor(id, bundle, stateDir, logPath);
+        var supervisor = new ContainerSupervisor(id, bundle, stateDir, logPath, traceParent);
         // Our stdio is /dev/null: a crash must at least leave its reason in shim.log.
         AppDomain.CurrentDomain.UnhandledException += (_, e) =>
             new ShimLog(Path.Combine(stateDir, StateFiles.ShimLog)).Error($"shim crashed: {e.ExceptionObject}");

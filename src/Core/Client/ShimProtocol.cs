@@ -53,6 +53,22 @@ public sealed record ShimRequest
     public ushort? Height { get; init; }
     /// <summary>update: the container's new linux.resources (OCI); null fields keep their value.</summary>
     public LinuxResources? Resources { get; init; }
+    /// <summary>The caller's W3C trace context (the daemon's span for this request), so the shim's
+    /// log lines for it name the trace; the shim answers with its <see cref="ShimResponse.Phases"/>.</summary>
+    public string? TraceParent { get; init; }
+}
+
+/// <summary>A step the shim timed itself (wall clock, Unix nanoseconds): the daemon records it as
+/// a child span of its own span for the request (docs/observability.md, "Traces").</summary>
+public sealed record ShimPhase
+{
+    public string Name { get; init; } = "";
+    public long Start { get; init; }
+    public long End { get; init; }
+
+    public static long Now() => (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) * 100;
+
+    public static DateTimeOffset ToTime(long unixNanos) => DateTimeOffset.UnixEpoch.AddTicks(unixNanos / 100);
 }
 
 /// <summary>The outcome of an exec (the CRI's ExecSync): output is captured up to
@@ -79,6 +95,8 @@ public sealed record ShimResponse
     public IReadOnlyList<string>? Fds { get; init; }
     /// <summary>exec-stream: the host pid of the process (for resize).</summary>
     public int? Pid { get; init; }
+    /// <summary>start: what the shim did and when (the init's execve, or CRIU's restore).</summary>
+    public IReadOnlyList<ShimPhase>? Phases { get; init; }
 }
 
 /// <summary>What the shim knows of its container. Also the content of state.json in the state
@@ -108,6 +126,7 @@ public sealed record ShimState
 [JsonSerializable(typeof(ShimRequest))]
 [JsonSerializable(typeof(ShimResponse))]
 [JsonSerializable(typeof(ShimState))]
+[JsonSerializable(typeof(List<ShimPhase>))]
 [JsonSerializable(typeof(RestoreSpec))]
 public sealed partial class ShimJsonContext : JsonSerializerContext;
 

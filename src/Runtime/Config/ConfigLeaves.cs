@@ -103,6 +103,33 @@ internal sealed class ConfigLeaves
         return v;
     }
 
+    /// <summary>An absolute http:// or https:// URL, or empty.</summary>
+    public string HttpUrlOrEmpty(string[] path, string dflt)
+    {
+        var v = String(path, dflt);
+        if (v.Length == 0) return v;
+        if (!Uri.TryCreate(v, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || uri.Host.Length == 0)
+        {
+            TryGet(path, out var leaf);
+            throw Bad(leaf, $"'{v}' must be an http:// or https:// URL (e.g. \"http://127.0.0.1:4317\")");
+        }
+        return v;
+    }
+
+    /// <summary>A number from 0 to 1 (a float, or the integers 0 and 1).</summary>
+    public double Ratio(string[] path, double dflt)
+    {
+        if (!TryGet(path, out var leaf)) return dflt;
+        var v = leaf.Value switch
+        {
+            double d => d,
+            long l => l,
+            _ => throw Bad(leaf, $"must be a number from 0 to 1, not {Describe(leaf.Value)}"),
+        };
+        if (!(v >= 0 && v <= 1)) throw Bad(leaf, $"{v.ToString(System.Globalization.CultureInfo.InvariantCulture)} is outside 0..1");
+        return v;
+    }
+
     public long Integer(string[] path, long dflt, long min, long max)
     {
         if (!TryGet(path, out var leaf)) return dflt;

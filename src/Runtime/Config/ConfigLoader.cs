@@ -121,6 +121,13 @@ public static class ConfigLoader
             {
                 Address = c.EndpointOrEmpty(["metrics", "address"], defaults.Metrics.Address),
             },
+            Telemetry = new TelemetrySection
+            {
+                OtlpEndpoint = c.HttpUrlOrEmpty(["telemetry", "otlp_endpoint"], defaults.Telemetry.OtlpEndpoint),
+                OtlpProtocol = c.OneOf(["telemetry", "otlp_protocol"], defaults.Telemetry.OtlpProtocol, TelemetrySection.Protocols),
+                SamplingRatio = c.Ratio(["telemetry", "sampling_ratio"], defaults.Telemetry.SamplingRatio),
+                ExportInterval = c.PositiveDuration(["telemetry", "export_interval"], defaults.Telemetry.ExportInterval),
+            },
         };
         if (o.LogLevel is not null && !LogLevels.Contains(o.LogLevel))
             throw new ConfigException($"--log-level: '{o.LogLevel}' is not one of {string.Join(", ", LogLevels)}");

@@ -6,7 +6,7 @@ public sealed record ReloadResult(IReadOnlyList<string> Applied, IReadOnlyList<s
 
 /// <summary>The one holder of the configuration in force. Consumers of what may change at run
 /// time (registry mirrors and insecure hosts, the CNI config directory, the log level, the
-/// streaming token lifetime, checkpoint settings, blockio classes) read <see cref="Current"/> per request; the
+/// streaming token lifetime, checkpoint settings, blockio classes, the trace sampling ratio) read <see cref="Current"/> per request; the
 /// rest was used at start and keeps its start value. <see cref="Reload"/> (SIGHUP) reads the
 /// files again with the same flags.</summary>
 public sealed class ConfigSource(CriRuntimeConfig initial, Func<CriRuntimeConfig>? load = null)
@@ -49,6 +49,8 @@ public sealed class ConfigSource(CriRuntimeConfig initial, Func<CriRuntimeConfig
         Streaming = old.Streaming with { TokenTtl = loaded.Streaming.TokenTtl },
         Checkpoint = loaded.Checkpoint,
         Storage = old.Storage with { BlockioConfigFile = loaded.Storage.BlockioConfigFile, Blockio = loaded.Storage.Blockio },
+        // The exporter is built at start; the sampler reads the ratio per trace.
+        Telemetry = old.Telemetry with { SamplingRatio = loaded.Telemetry.SamplingRatio },
     };
 
     /// <summary>Every key of a config as "section.key" → its TOML value, from the printed form,

@@ -57,10 +57,22 @@ public static class ConfigWriter
         Kv(sb, "volume_pool", c.Storage.VolumePool.ToString(System.Globalization.CultureInfo.InvariantCulture));
         sb.AppendLine().AppendLine("[metrics]");
         Kv(sb, "address", Str(c.Metrics.Address));
+        sb.AppendLine().AppendLine("[telemetry]");
+        Kv(sb, "otlp_endpoint", Str(c.Telemetry.OtlpEndpoint));
+        Kv(sb, "otlp_protocol", Str(c.Telemetry.OtlpProtocol));
+        Kv(sb, "sampling_ratio", Float(c.Telemetry.SamplingRatio));
+        Kv(sb, "export_interval", Str(Duration.Format(c.Telemetry.ExportInterval)));
         return sb.ToString();
     }
 
     private static void Kv(StringBuilder sb, string key, string value) => sb.Append(key).Append(" = ").AppendLine(value);
+
+    /// <summary>A TOML float: always with a fraction or an exponent, so it reads back as a float.</summary>
+    private static string Float(double d)
+    {
+        var s = d.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        return s.Contains('.') || s.Contains('E') ? s : s + ".0";
+    }
 
     private static string List(IEnumerable<string> items) => "[" + string.Join(", ", items.Select(Str)) + "]";
 

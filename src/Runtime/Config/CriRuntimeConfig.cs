@@ -25,6 +25,7 @@ public sealed record CriRuntimeConfig
     public PartitionViewSection PartitionView { get; init; } = new();
     public StorageSection Storage { get; init; } = new();
     public MetricsSection Metrics { get; init; } = new();
+    public TelemetrySection Telemetry { get; init; } = new();
 }
 
 public sealed record RuntimeSection
@@ -139,4 +140,22 @@ public sealed record MetricsSection
     /// <summary>"IP:PORT" of the HTTP listener serving /metrics in Prometheus text format
     /// (e.g. "127.0.0.1:9464"); empty: no listener, nothing collected.</summary>
     public string Address { get; init; } = "";
+}
+
+/// <summary>[telemetry]: OpenTelemetry traces exported over OTLP (docs/observability.md, "Traces").</summary>
+public sealed record TelemetrySection
+{
+    /// <summary>The OTLP receiver, an http:// or https:// URL ("http://127.0.0.1:4317" for gRPC,
+    /// "http://127.0.0.1:4318" for http/protobuf, where /v1/traces is appended unless the path
+    /// names one); empty: no tracing at all, nothing exported, nothing recorded.</summary>
+    public string OtlpEndpoint { get; init; } = "";
+    /// <summary>"grpc" or "http/protobuf".</summary>
+    public string OtlpProtocol { get; init; } = "grpc";
+    /// <summary>The share of traces the daemon starts (no sampled caller) that are recorded, 0..1;
+    /// a caller's sampling decision in its traceparent is followed (parent-based).</summary>
+    public double SamplingRatio { get; init; } = 1.0;
+    /// <summary>How long finished spans wait in the batch before they are exported.</summary>
+    public TimeSpan ExportInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    public static readonly string[] Protocols = ["grpc", "http/protobuf"];
 }

@@ -95,9 +95,14 @@ public sealed class ContainerController(
         var work = volume?.Work ?? Path.Combine(layerDir ?? dir, "work");
         // From a checkpoint: the archive is unpacked and checked first; its image is only looked
         // up among the stored ones, and its writable layer goes into the upper dir before the mount.
-        var checkpoint = archive is null ? null : CheckpointRestore.Unpack(archive, Path.Combine(dir, CheckpointRestore.DirName));
+        Checkpoint.CheckpointSource? checkpoint = null;
+        if (archive is not null)
+            using (Telemetry.Tracing.Start("restore unpack archive")?.SetTag("criruntime.checkpoint_archive", archive))
+                checkpoint = CheckpointRestore.Unpack(archive, Path.Combine(dir, CheckpointRestore.DirName));
         var image = checkpoint is null ? images.Resolve(containerConfig.Image.Image) : CheckpointRestore.ResolveImage(images, checkpoint);
-        if (checkpoint is not null) CheckpointRestore.ApplyRootfsDiff(checkpoint, upper);
+        if (checkpoint is not null)
+            using (Telemetry.Tracing.Start("restore rootfs diff"))
+                CheckpointRestore.ApplyRootfsDiff(checkpoint, upper);
         if (pod.UserNs is not null && Pods.PodUserNamespace.Validate(podConfig.Linux?.SecurityContext?.NamespaceOptions?.UsernsOptions) is { } maps)
             rootfs.MountIdmapped(image.LayerDirs, upper, work, rootDir, pod.UserNs, Path.Combine(dir, "idmap"), maps.Uid.HostId, maps.Gid.HostId);
         else

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using CriRuntime.Config;
 using CriRuntime.Errors;
 using CriRuntime.Shim.Client;
+using CriRuntime.Telemetry;
 
 namespace CriRuntime.Containers;
 
@@ -55,6 +56,9 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
         foreach (var a in new[] { "create", "--id", id, "--bundle", bundle, "--state", stateDir, "--log", logPath })
             psi.ArgumentList.Add(a);
         var ok = false;
+        using var span = Tracing.Start("shim create");
+        span?.SetTag("container.id", id);
+        if (span is not null) { psi.ArgumentList.Add("--traceparent"); psi.ArgumentList.Add(span.Id!); }
         try
         {
             using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {shimPath}");
@@ -65,8 +69,14 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
                 throw Fail.FailedPrecondition($"create container {id}: {(await stderr).Trim()}");
             using var doc = System.Text.Json.JsonDocument.Parse(await stdout);
             var pids = (doc.RootElement.GetProperty("shimPid").GetInt32(), doc.RootElement.GetProperty("pid").GetInt32());
+            if (span is not null && doc.RootElement.TryGetProperty("phases", out var phases))
+                RecordPhases(span, System.Text.Json.JsonSerializer.Deserialize(phases, ShimJsonContext.Default.ListShimPhase));
             ok = true;
             return pids;
+        }
+        catch (Exception e) when (span.Failed(e))
+        {
+            throw; // not reached: Failed only marks the span
         }
         finally
         {
@@ -76,9 +86,22 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
 
     public async Task<ShimState> StartAsync(string stateDir, CancellationToken ct)
     {
-        var r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Start }, ct);
-        if (!r.Ok) throw Fail.FailedPrecondition($"start: {r.Error}");
+        using var span = Tracing.Start("shim start");
+        var r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Start, TraceParent = span?.Id }, ct);
+        RecordPhases(span, r.Phases);
+        if (!r.Ok)
+        {
+            span?.SetStatus(ActivityStatusCode.Error, r.Error);
+            throw Fail.FailedPrecondition($"start: {r.Error}");
+        }
         return r.State!;
+    }
+
+    /// <summary>The shim's own timings (it carries no tracing SDK) as child spans of the daemon's.</summary>
+    private static void RecordPhases(Activity? span, IReadOnlyList<ShimPhase>? phases)
+    {
+        foreach (var p in phases ?? [])
+            span.Record(p.Name, ShimPhase.ToTime(p.Start), ShimPhase.ToTime(p.End));
     }
 
     /// <summary>The stop signal, SIGKILL after <paramref name="timeout"/>; returns once exited.</summary>

@@ -88,7 +88,14 @@ public sealed partial class CriRuntimeService
             // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
             var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget ?? "")] };
             var checkpointedAt = _clock.GetUtcNow();
-            var result = await CriuTool.RunAsync(criu, args, timeout, scratch, ct);
+            CriuResult result;
+            using (var span = Telemetry.Tracing.Start("criu dump"))
+            {
+                span?.SetTag("container.id", c.Id);
+                result = await CriuTool.RunAsync(criu, args, timeout, scratch, ct);
+                span?.SetTag("process.exit.code", result.ExitCode);
+                if (result.TimedOut || result.ExitCode != 0) span?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, result.TimedOut ? "timed out" : $"exit {result.ExitCode}");
+            }
             if (result.TimedOut)
                 throw Fail.DeadlineExceeded(ct.IsCancellationRequested
                     ? $"checkpoint of container {c.Id}: the call's deadline passed during criu dump, which was killed{LogTail(scratch, result.Output)}"
@@ -120,7 +127,11 @@ public sealed partial class CriRuntimeService
         }
     }
 
-    private static void WriteArchive(DumpedContainer d, string location) => CheckpointArchive.Write(location, d.Parts, d.Scratch);
+    private static void WriteArchive(DumpedContainer d, string location)
+    {
+        using var span = Telemetry.Tracing.Start("checkpoint archive")?.SetTag("criruntime.checkpoint_archive", location);
+        CheckpointArchive.Write(location, d.Parts, d.Scratch);
+    }
 
     private void DiscardDump(DumpedContainer d) => DiscardScratch(d.Scratch);
 

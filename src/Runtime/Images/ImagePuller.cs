@@ -7,6 +7,7 @@ using CriRuntime.Images.Oci;
 using CriRuntime.Images.Reference;
 using CriRuntime.Images.Registry;
 using CriRuntime.Images.Snapshots;
+using CriRuntime.Telemetry;
 
 namespace CriRuntime.Images;
 
@@ -63,7 +64,15 @@ public sealed partial class ImagePuller(
         var repo = registry.Open(reference, creds, _timeout);
         using var lease = gc.Lease();
 
-        var top = await repo.ResolveAsync(ct).ConfigureAwait(false);
+        FetchedManifest top;
+        using (var span = Tracing.Start("registry resolve", System.Diagnostics.ActivityKind.Client))
+        {
+            span?.SetTag("container.image.name", reference.ToString());
+            try { top = await repo.ResolveAsync(ct).ConfigureAwait(false); }
+            catch (Exception e) when (span.Failed(e)) { throw; }
+            span?.SetTag("oci.manifest.digest", top.Digest.ToString());
+            span?.SetTag("server.address", repo.Endpoint.ToString());
+        }
         StoreManifest(lease, top);
         var indexDigests = new List<string>();
         var manifestDoc = top;
@@ -73,7 +82,12 @@ public sealed partial class ImagePuller(
             indexDigests.Add(top.Digest.ToString());
             var entry = ManifestParser.SelectPlatform(index, ManifestParser.Host)
                 ?? throw Fail.NotFound($"pull {reference}: index {top.Digest} has no {ManifestParser.Host.Os}/{ManifestParser.Host.Architecture} image");
-            manifestDoc = await repo.FetchManifestAsync(Digest.Parse(entry.Digest), ct).ConfigureAwait(false);
+            using (var span = Tracing.Start("registry manifest", System.Diagnostics.ActivityKind.Client))
+            {
+                span?.SetTag("oci.manifest.digest", entry.Digest);
+                try { manifestDoc = await repo.FetchManifestAsync(Digest.Parse(entry.Digest), ct).ConfigureAwait(false); }
+                catch (Exception e) when (span.Failed(e)) { throw; }
+            }
             StoreManifest(lease, manifestDoc);
             parsed = ManifestParser.Parse(manifestDoc.Body, manifestDoc.MediaType ?? entry.MediaType);
         }
@@ -140,7 +154,11 @@ public sealed partial class ImagePuller(
             if (!content.Has(digest))
                 await FetchBlobAsync(repo, reference, digest, layer.Size, sct).ConfigureAwait(false);
             var started = Stopwatch.GetTimestamp();
-            await Task.Run(() => snapshots.Unpack(chainId, Digest.Parse(layer.DiffId), digest, content.PathOf(digest), sct), sct).ConfigureAwait(false);
+            using var span = Tracing.Start("layer unpack");
+            span?.SetTag("oci.layer.digest", layer.Digest);
+            span?.SetTag("oci.layer.media_type", layer.MediaType);
+            try { await Task.Run(() => snapshots.Unpack(chainId, Digest.Parse(layer.DiffId), digest, content.PathOf(digest), sct), sct).ConfigureAwait(false); }
+            catch (Exception e) when (span.Failed(e)) { throw; }
             LogUnpacked(log, layer.Digest, chainId.ToString(), Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }, ct).ConfigureAwait(false);
     }
@@ -151,6 +169,10 @@ public sealed partial class ImagePuller(
         shared.RunAsync($"blob:{digest}", async bct =>
         {
             if (content.Has(digest)) return;
+            using var span = Tracing.Start("blob fetch", System.Diagnostics.ActivityKind.Client);
+            span?.SetTag("oci.blob.digest", digest.ToString());
+            span?.SetTag("oci.blob.size", size);
+            span?.SetTag("server.address", repo.Endpoint.ToString());
             using var watchdog = CancellationTokenSource.CreateLinkedTokenSource(bct);
             watchdog.CancelAfter(_timeout);
             try
@@ -160,6 +182,7 @@ public sealed partial class ImagePuller(
                 await content.WriteVerifiedAsync(digest, size, body, _ => watchdog.CancelAfter(_timeout), watchdog.Token).ConfigureAwait(false);
                 metrics?.ImageBytes(size);
             }
+            catch (Exception e) when (span.Failed(e)) { throw; }
             catch (Exception e) when (e is OperationCanceledException or IOException or HttpRequestException
                                       && watchdog.IsCancellationRequested && !bct.IsCancellationRequested)
             {

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using CriRuntime.Config;
 using CriRuntime.Errors;
+using CriRuntime.Telemetry;
 
 namespace CriRuntime.Network;
 
@@ -23,16 +24,25 @@ public sealed class CniPlugins(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
         ?? throw Fail.FailedPrecondition($"CNI plugin '{type}' not found in {string.Join(", ", _binDirs)}");
 
     /// <summary>Runs one plugin; returns its stdout (the result for ADD, empty for DEL/CHECK).
-    /// Its duration goes to the CNI histogram by command, plugin and outcome.</summary>
+    /// Its duration goes to the CNI histogram by command, plugin and outcome, and it is a span
+    /// ("cni ADD bridge") when tracing is on.</summary>
     public async Task<string> ExecAsync(string type, CniInvocation inv, byte[] stdin, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         var ok = false;
+        using var span = Telemetry.Tracing.Start($"cni {inv.Command} {type}");
+        span?.SetTag("cni.command", inv.Command);
+        span?.SetTag("cni.plugin", type);
+        span?.SetTag("cni.ifname", inv.IfName);
         try
         {
             var output = await RunAsync(type, inv, stdin, ct);
             ok = true;
             return output;
+        }
+        catch (Exception e) when (span.Failed(e))
+        {
+            throw; // not reached: Failed only marks the span
         }
         finally
         {

@@ -4,13 +4,15 @@ using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using CriRuntime.Metrics;
+using CriRuntime.Telemetry;
 
 namespace CriRuntime.Server;
 
 /// <summary>The one boundary between the daemon and gRPC: every call is logged once with its
 /// method, duration, outcome and the pod/container it names, and typed errors become status
 /// codes. Anything untyped is a bug: Internal, logged with its stack. Each call's duration and
-/// status also go to the request histogram (<see cref="RuntimeMetrics.Rpc"/>).</summary>
+/// status also go to the request histogram (<see cref="RuntimeMetrics.Rpc"/>), and each call is
+/// a server span when tracing is on (<see cref="Tracing.StartRpc"/>).</summary>
 public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log, RuntimeMetrics? metrics = null) : Interceptor
 {
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
@@ -18,15 +20,17 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
     {
         var started = Stopwatch.GetTimestamp();
         using var scope = SubjectScope(request);
+        using var span = StartSpan(context, request);
         try
         {
             var response = await continuation(request, context).ConfigureAwait(false);
-            Ok(context.Method, started, request);
+            span.Describe(response);
+            Ok(context.Method, started, request, span);
             return response;
         }
         catch (Exception e)
         {
-            throw Map(e, context.Method, started, request);
+            throw Map(e, context.Method, started, request, span);
         }
     }
 
@@ -36,30 +40,43 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
     {
         var started = Stopwatch.GetTimestamp();
         using var scope = SubjectScope(request);
+        using var span = StartSpan(context, request);
         try
         {
             await continuation(request, responseStream, context).ConfigureAwait(false);
-            Ok(context.Method, started, request);
+            Ok(context.Method, started, request, span);
         }
         catch (Exception e)
         {
-            throw Map(e, context.Method, started, request);
+            throw Map(e, context.Method, started, request, span);
         }
     }
 
-    private void Ok(string method, long started, object request)
+    /// <summary>The request's server span (null when tracing is off), continuing the caller's
+    /// `traceparent` metadata.</summary>
+    private static Activity? StartSpan(ServerCallContext context, object request)
     {
+        if (!Tracing.Enabled) return null; // not even the metadata is read (it is materialised on first use)
+        var span = Tracing.StartRpc(context.Method, context.RequestHeaders.GetValue("traceparent"), context.RequestHeaders.GetValue("tracestate"));
+        span.Describe(request);
+        return span;
+    }
+
+    private void Ok(string method, long started, object request, Activity? span)
+    {
+        span.Outcome(StatusCode.OK);
         var elapsed = Stopwatch.GetElapsedTime(started);
         metrics?.Rpc(method, nameof(StatusCode.OK), elapsed);
         LogOk(method, elapsed.TotalMilliseconds, Subject(request));
     }
 
-    private RpcException Map(Exception e, string method, long started, object request)
+    private RpcException Map(Exception e, string method, long started, object request, Activity? span)
     {
         var elapsed = Stopwatch.GetElapsedTime(started);
         var ms = elapsed.TotalMilliseconds;
         var subject = Subject(request);
         var status = ToStatus(e, method);
+        span.Outcome(status.StatusCode, status.Detail);
         metrics?.Rpc(method, status.StatusCode.ToString(), elapsed);
         if (status.StatusCode == StatusCode.Internal)
             LogInternal(e, method, ms, subject);

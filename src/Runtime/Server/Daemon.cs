@@ -53,13 +53,20 @@ public static partial class Daemon
         builder.Services.AddSingleton<Metrics.RuntimeMetrics>();
         builder.Services.AddSingleton<Metrics.StateGauges>();
         builder.Services.AddSingleton<Metrics.BeancounterGauges>();
-        if (metricsEndpoint is not null)
-            builder.Services.AddOpenTelemetry()
-                .ConfigureResource(r => r.AddService("criruntime", serviceVersion: CriRuntimeService.BuildVersion))
-                .WithMetrics(m => m
-                .AddMeter(Metrics.RuntimeMetrics.MeterName)
-                .AddRuntimeInstrumentation()
-                .AddPrometheusExporter());
+        // Tracing only with an endpoint: otherwise nothing listens to the ActivitySource and spans cost a null check.
+        var tracing = config.Telemetry.OtlpEndpoint.Length > 0;
+        if (metricsEndpoint is not null || tracing)
+        {
+            var otel = builder.Services.AddOpenTelemetry()
+                .ConfigureResource(r => r.AddService("criruntime", serviceVersion: CriRuntimeService.BuildVersion));
+            if (metricsEndpoint is not null)
+                otel.WithMetrics(m => m
+                    .AddMeter(Metrics.RuntimeMetrics.MeterName)
+                    .AddRuntimeInstrumentation()
+                    .AddPrometheusExporter());
+            if (tracing)
+                otel.WithTracing(t => Telemetry.TraceExport.Configure(t, config.Telemetry, () => source.Current.Telemetry.SamplingRatio));
+        }
 
         builder.Services.AddSingleton(config);
         builder.Services.AddSingleton(source);
@@ -170,6 +177,7 @@ public static partial class Daemon
             LogServing(log, CriRuntimeService.BuildVersion, config.Socket, config.Root, config.State);
             LogStreaming(log, streamServer.BaseUrl ?? "(started with the first Exec, Attach or PortForward)");
             if (metricsEndpoint is not null) LogMetrics(log, $"http://{config.Metrics.Address}/metrics");
+            if (tracing) LogTracing(log, config.Telemetry.OtlpProtocol, Telemetry.TraceExport.Endpoint(config.Telemetry).ToString());
         });
         try
         {
@@ -182,6 +190,9 @@ public static partial class Daemon
         }
         await app.WaitForShutdownAsync();
         await streamServer.DetachAsync();
+        // The batch's last spans: the app is not disposed, so the provider would not flush them.
+        if (app.Services.GetService<OpenTelemetry.Trace.TracerProvider>() is { } traces)
+            OpenTelemetry.Trace.TracerProviderExtensions.ForceFlush(traces, 5000);
         LogStopped(log);
         return 0;
     }
@@ -247,6 +258,9 @@ public static partial class Daemon
 
     [LoggerMessage(EventId = 103, Level = LogLevel.Information, Message = "metrics on {Url}")]
     private static partial void LogMetrics(ILogger log, string url);
+
+    [LoggerMessage(EventId = 107, Level = LogLevel.Information, Message = "traces exported over OTLP ({Protocol}) to {Url}")]
+    private static partial void LogTracing(ILogger log, string protocol, string url);
 
     [LoggerMessage(EventId = 104, Level = LogLevel.Information, Message = "config reloaded: {Applied}")]
     private static partial void LogReloaded(ILogger log, string applied);

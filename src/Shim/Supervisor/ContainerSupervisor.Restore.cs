@@ -34,6 +34,7 @@ public sealed partial class ContainerSupervisor
     {
         var files = new List<FdHandle>();
         string? failure;
+        var started = ShimPhase.Now();
         try
         {
             var fds = new Dictionary<int, int> { [0] = -1, [1] = -1, [2] = -1 };
@@ -70,7 +71,7 @@ public sealed partial class ContainerSupervisor
         AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode, durable: false);
         _log.Info($"container {_id}: restored, init pid {pid}");
         Transition(s => s with { Status = ShimStatus.Running, StartedAt = DateTimeOffset.UtcNow });
-        return new ShimResponse { Ok = true, State = _state };
+        return new ShimResponse { Ok = true, State = _state, Phases = [new ShimPhase { Name = "shim.criu-restore", Start = started, End = ShimPhase.Now() }] };
     }
 
     /// <summary>A kill or stop of a restored container that was never started: it exits without a

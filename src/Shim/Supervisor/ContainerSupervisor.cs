@@ -17,6 +17,7 @@ namespace CriRuntime.Shim.Supervisor;
 public sealed partial class ContainerSupervisor
 {
     private readonly string _id, _bundle, _stateDir, _logPath;
+    private readonly string? _traceParent;
     private readonly ShimLog _log;
     private readonly Lock _lock = new();
     private readonly Lock _updateLock = new();
@@ -36,19 +37,26 @@ public sealed partial class ContainerSupervisor
     private FdHandle? _restoreOut, _restoreErr;
     /// <summary>The container's spec: config.json as loaded, then as each update rewrote it.</summary>
     private volatile Spec? _spec;
+    /// <summary>create's steps as the shim timed them, reported with "ok" (docs/observability.md).</summary>
+    private readonly List<ShimPhase> _createPhases = [];
 
-    public ContainerSupervisor(string id, string bundle, string stateDir, string logPath)
+    private void Phase(string name, long start) => _createPhases.Add(new ShimPhase { Name = name, Start = start, End = ShimPhase.Now() });
+
+    /// <param name="traceParent">The daemon's span for the create (`--traceparent`), named in the shim's log.</param>
+    public ContainerSupervisor(string id, string bundle, string stateDir, string logPath, string? traceParent = null)
     {
         _id = id;
         _bundle = Path.GetFullPath(bundle);
         _stateDir = Path.GetFullPath(stateDir);
         _logPath = Path.GetFullPath(logPath);
         _log = new ShimLog(Path.Combine(_stateDir, StateFiles.ShimLog));
+        _traceParent = traceParent;
         _state = new ShimState { Id = id, ShimPid = Environment.ProcessId, CreatedAt = DateTimeOffset.UtcNow };
     }
 
     /// <summary>Creates the container; on success reports "ok &lt;shim pid&gt; &lt;container pid&gt;"
-    /// through <paramref name="report"/>, then supervises until the container exits.</summary>
+    /// and its timed phases ("NAME:START:END", Unix nanoseconds) through <paramref name="report"/>,
+    /// then supervises until the container exits.</summary>
     public int Run(Action<string> report)
     {
         var k = LinuxKernel.Instance;
@@ -72,7 +80,9 @@ public sealed partial class ContainerSupervisor
             var cgroup = _cgroup;
             // Registered before the cgroup is made: a Create that fails half-way leaves directories.
             undo.Add("remove cgroup", cgroup.Destroy);
+            var phase = ShimPhase.Now();
             cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
+            Phase("shim.cgroup", phase);
 
             if (LoadRestore() is { } restore)
             {
@@ -110,14 +120,17 @@ public sealed partial class ContainerSupervisor
             };
             int pid;
             var rootfs = Path.GetFullPath(Path.Combine(_bundle, spec.Root?.Path ?? "rootfs"));
+            phase = ShimPhase.Now();
             using (outWrite) using (errWrite) using (syncChild) using (stdinChild)
                 pid = _spawner.Start(spec, self, ["criruntime-shim", "init", "--bundle", _bundle], fds, rootfs);
+            Phase("shim.spawn", phase);
             _pidfd = Spawn.PidFdOpen(pid);
             var pidfd = _pidfd;
             undo.Add("kill init", () => Spawn.Signal(pidfd, L.SIGKILL));
             _state = _state with { Pid = pid };
-            _log.Info($"container {_id}: init pid {pid}");
+            _log.Info($"container {_id}: init pid {pid}{(_traceParent is null ? "" : $" (traceparent {_traceParent})")}");
 
+            phase = ShimPhase.Now();
             _sync = new SyncChannel(syncParent);
             _cgroup.AddProcess(pid);
             if (UserNamespaces.UserNamespace(spec) is not null) UserNamespaces.SendSetup(k, _sync, spec, rootfs, pid);
@@ -131,6 +144,7 @@ public sealed partial class ContainerSupervisor
                 var why = line is not null && line.StartsWith("error ", StringComparison.Ordinal) ? line[6..] : InitDied(errRead);
                 throw new InvalidOperationException(why);
             }
+            Phase("shim.init", phase);
 
             // A terminal's output is logged as stdout (as other runtimes do).
             pumps = _tty is not null ? [Pump(_tty, "stdout", ownsFd: false)] : [Pump(outRead!, "stdout"), Pump(errRead!, "stderr")];
@@ -149,7 +163,7 @@ public sealed partial class ContainerSupervisor
         }
 
     created:
-        report($"ok {Environment.ProcessId} {_state.Pid}");
+        report($"ok {Environment.ProcessId} {_state.Pid}{string.Concat(_createPhases.Select(p => $" {p.Name}:{p.Start}:{p.End}"))}");
         MemoryTrim.Idle();
         _spawner.WaitExit();
         // In its own pid namespace the container's other processes died with its init. In the
@@ -294,7 +308,7 @@ public sealed partial class ContainerSupervisor
     private ShimResponse Handle(ShimRequest r) => r.Op switch
     {
         ShimOps.State => Ok(),
-        ShimOps.Start => Start(),
+        ShimOps.Start => Start(r.TraceParent),
         ShimOps.Kill => Kill(r.Signal ?? L.SIGKILL),
         ShimOps.Wait => Wait(r.Timeout),
         ShimOps.Stop => Stop(r.Signal ?? L.SIGTERM, r.Timeout ?? 10),
@@ -307,13 +321,16 @@ public sealed partial class ContainerSupervisor
 
     private ShimResponse Ok() => new() { Ok = true, State = Snapshot() };
 
-    private ShimResponse Start()
+    /// <param name="traceParent">The daemon's span for the start, named in the shim's log.</param>
+    private ShimResponse Start(string? traceParent)
     {
+        if (traceParent is not null) _log.Info($"start {_id} (traceparent {traceParent})");
         lock (_lock)
         {
             if (_state.Status != ShimStatus.Created)
                 return new ShimResponse { Ok = false, Error = $"container {_id} is {_state.Status}, not created", State = _state };
             if (_restore is { } restore) return StartRestore(restore);
+            var started = ShimPhase.Now();
             _sync!.Send("start");
             // The init's end of the socket is close-on-exec: end of file means execve succeeded.
             var answer = _sync.Receive();
@@ -325,7 +342,7 @@ public sealed partial class ContainerSupervisor
             }
             Transition(s => s with { Status = ShimStatus.Running, StartedAt = DateTimeOffset.UtcNow });
             _sync.Dispose();
-            return new ShimResponse { Ok = true, State = _state };
+            return new ShimResponse { Ok = true, State = _state, Phases = [new ShimPhase { Name = "shim.exec", Start = started, End = ShimPhase.Now() }] };
         }
     }
 

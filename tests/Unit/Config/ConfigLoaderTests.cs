@@ -18,6 +18,22 @@ public class ConfigLoaderTests
     }
 
     [Fact]
+    public void Telemetry_IsOffByDefault_AndItsKeysAreRead()
+    {
+        var off = Load().Telemetry;
+        Assert.Equal("", off.OtlpEndpoint);
+        Assert.Equal("grpc", off.OtlpProtocol);
+        Assert.Equal(1.0, off.SamplingRatio);
+        var c = Load(("a.toml", "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\notlp_protocol = \"http/protobuf\"\nsampling_ratio = 0.25\nexport_interval = \"200ms\""));
+        Assert.Equal("http://127.0.0.1:4318", c.Telemetry.OtlpEndpoint);
+        Assert.Equal("http/protobuf", c.Telemetry.OtlpProtocol);
+        Assert.Equal(0.25, c.Telemetry.SamplingRatio);
+        Assert.Equal(TimeSpan.FromMilliseconds(200), c.Telemetry.ExportInterval);
+        Assert.Equal(0, Load(("b.toml", "[telemetry]\nsampling_ratio = 0")).Telemetry.SamplingRatio);
+        Assert.Equal(ConfigWriter.ToToml(c), ConfigWriter.ToToml(Load(("c.toml", ConfigWriter.ToToml(c)))));
+    }
+
+    [Fact]
     public void MetricsAddress_AndLogFormat_AreRead_OffAndTextByDefault()
     {
         Assert.Equal("", Load().Metrics.Address);
@@ -109,6 +125,12 @@ public class ConfigLoaderTests
     [InlineData("[metrics]\naddress = \"localhost:9464\"", "key 'metrics.address': 'localhost:9464' must be IP:PORT")]
     [InlineData("[metrics]\naddress = \"127.0.0.1:0\"", "with a port from 1 to 65535")]
     [InlineData("log_format = \"xml\"", "key 'log_format': 'xml' is not one of text, json")]
+    [InlineData("[telemetry]\notlp_endpoint = \"127.0.0.1:4317\"", "key 'telemetry.otlp_endpoint': '127.0.0.1:4317' must be an http:// or https:// URL")]
+    [InlineData("[telemetry]\notlp_endpoint = \"grpc://collector:4317\"", "key 'telemetry.otlp_endpoint': 'grpc://collector:4317' must be an http://")]
+    [InlineData("[telemetry]\notlp_protocol = \"http/json\"", "key 'telemetry.otlp_protocol': 'http/json' is not one of grpc, http/protobuf")]
+    [InlineData("[telemetry]\nsampling_ratio = 1.5", "key 'telemetry.sampling_ratio': 1.5 is outside 0..1")]
+    [InlineData("[telemetry]\nsampling_ratio = \"50%\"", "key 'telemetry.sampling_ratio': must be a number from 0 to 1")]
+    [InlineData("[telemetry]\nexport_interval = \"0s\"", "key 'telemetry.export_interval': '0s' must be greater than zero")]
     public void BadInput_IsRefused_NamingFileAndKey(string toml, string expected)
     {
         var e = Assert.Throws<ConfigException>(() => Load(("/etc/criruntime/config.toml", toml)));

@@ -78,6 +78,23 @@ public class ConfigSourceTests
     }
 
     [Fact]
+    public void Reload_AppliesTheSamplingRatio_AndKeepsTheOtlpEndpoint()
+    {
+        var (source, edit) = Make();
+        edit("""
+            [telemetry]
+            otlp_endpoint = "http://127.0.0.1:4317"
+            sampling_ratio = 0.5
+            """);
+        var r = source.Reload();
+        Assert.Null(r.Error);
+        Assert.Equal(["telemetry.sampling_ratio"], r.Applied);
+        Assert.Equal(["telemetry.otlp_endpoint"], r.Kept);
+        Assert.Equal(0.5, source.Current.Telemetry.SamplingRatio);
+        Assert.Equal("", source.Current.Telemetry.OtlpEndpoint);
+    }
+
+    [Fact]
     public void Reload_OfAnInvalidConfig_IsRefusedWithTheFileAndKey_AndTheOldStays()
     {
         var (source, edit) = Make();
