@@ -2,7 +2,8 @@ using System.Globalization;
 
 namespace CriRuntime.Bench;
 
-/// <summary>Command-line flags; the defaults fit `make bench` in about 15 minutes on 2 cores.</summary>
+/// <summary>Command-line flags; the defaults fit `make bench` in about 25 minutes on 2 cores (15 for the
+/// lifecycle, density and pull phases, the rest for the sections in files of their own).</summary>
 public sealed record Options
 {
     public string Daemon { get; init; } = "artifacts/dist/criruntime";

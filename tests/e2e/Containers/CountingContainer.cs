@@ -10,6 +10,15 @@ internal static class CountingContainer
     public static readonly string[] Counter =
         ["sh", "-c", "echo kept > /written.txt; rm /etc/group; i=0; while true; do echo $i > /count.new; mv /count.new /count; echo $i; i=$((i+1)); sleep 0.2; done"];
 
+    /// <summary>A node whose daemon restores from checkpoints (`[checkpoint] restore = true`).</summary>
+    public static async Task<TestNode> RestoringNodeAsync(RegistryFixture registry)
+    {
+        var node = await TestNode.StartAsync(registry);
+        File.WriteAllText(Path.Combine(node.D.DropInDir, "restore.toml"), "[checkpoint]\nrestore = true\n");
+        await node.D.RestartAsync();
+        return node;
+    }
+
     public static async Task<int> CountAsync(CriClient c, string id) => int.Parse((await c.ExecOkAsync(id, "cat", "/count")).Trim());
 
     /// <summary>Waits inside the container (its own sleep, not ours) until the counter reached <paramref name="n"/>.</summary>

@@ -14,14 +14,6 @@ public class PodCheckpointTests(RegistryWithImages fixture)
 {
     private readonly RegistryFixture _registry = fixture.Registry;
 
-    private static async Task<TestNode> RestoringNodeAsync(RegistryFixture registry)
-    {
-        var node = await TestNode.StartAsync(registry);
-        File.WriteAllText(Path.Combine(node.D.DropInDir, "restore.toml"), "[checkpoint]\nrestore = true\n");
-        await node.D.RestartAsync();
-        return node;
-    }
-
     private sealed record CounterPod(string PodId, PodSandboxConfig Sandbox, KubePod Pod, string One, string Two);
 
     /// <summary>A kubelet-shaped pod running two counters, "one" and "two", both past <paramref name="atLeast"/>.</summary>

@@ -15,14 +15,6 @@ public class RestoreTests(RegistryWithImages fixture)
 {
     private readonly RegistryFixture _registry = fixture.Registry;
 
-    private static async Task<TestNode> RestoringNodeAsync(RegistryFixture registry)
-    {
-        var node = await TestNode.StartAsync(registry);
-        File.WriteAllText(Path.Combine(node.D.DropInDir, "restore.toml"), "[checkpoint]\nrestore = true\n");
-        await node.D.RestartAsync();
-        return node;
-    }
-
     private static async Task<(string PodId, PodSandboxConfig Sandbox, KubePod Pod)> KubePodAsync(TestNode node, string name)
     {
         var pod = new KubePod { Name = name, LogRoot = Path.Combine(node.D.Dir, "kubelet", "logs") };

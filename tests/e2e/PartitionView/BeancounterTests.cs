@@ -30,11 +30,11 @@ public class BeancounterTests(RegistryWithImages fixture)
         return stdout;
     }
 
-    [Fact]
-    public async Task AForkBomb_ShowsNumprocAtItsLimit_WithAFailCount()
+    /// <summary>A daemon limiting every container to 64 pids (plus <paramref name="config"/>) and a
+    /// fork bomb in a pod of its own, once it has hit the limit.</summary>
+    private static async Task<(string PodId, string Id)> StartForkBombAsync(TestNode node, string config)
     {
-        await using var node = await TestNode.StartAsync(_registry);
-        File.WriteAllText(Path.Combine(node.D.DropInDir, "pids.toml"), "[runtime]\npids_limit = 64\n");
+        File.WriteAllText(Path.Combine(node.D.DropInDir, "pids.toml"), "[runtime]\npids_limit = 64\n" + config);
         await node.D.RestartAsync();
         var logDir = Path.Combine(node.D.Dir, "logs");
         var pod = PodConfig("bomb", logDir);
@@ -42,6 +42,14 @@ public class BeancounterTests(RegistryWithImages fixture)
         node.Track(podId);
         var id = await node.C.StartNewAsync(podId, pod, Container("bomb", node.Busybox, "sh", "-c", "f(){ f|f & }; f; exec sleep 3600"));
         await WaitForTextAsync(Path.Combine(logDir, "bomb.log"), "can't fork");
+        return (podId, id);
+    }
+
+    [Fact]
+    public async Task AForkBomb_ShowsNumprocAtItsLimit_WithAFailCount()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var (podId, id) = await StartForkBombAsync(node, "");
 
         var numproc = Row(await ReportAsync(node.D, podId), id, "numproc");
 
@@ -56,14 +64,7 @@ public class BeancounterTests(RegistryWithImages fixture)
     {
         await using var node = await TestNode.StartAsync(_registry);
         var metricsAddress = $"127.0.0.1:{Observability.PrometheusServer.FreePort()}";
-        File.WriteAllText(Path.Combine(node.D.DropInDir, "pids.toml"), $"[runtime]\npids_limit = 64\n[metrics]\naddress = \"{metricsAddress}\"\n");
-        await node.D.RestartAsync();
-        var logDir = Path.Combine(node.D.Dir, "logs");
-        var pod = PodConfig("bomb", logDir);
-        var podId = await node.C.RunPodAsync(pod);
-        node.Track(podId);
-        var id = await node.C.StartNewAsync(podId, pod, Container("bomb", node.Busybox, "sh", "-c", "f(){ f|f & }; f; exec sleep 3600"));
-        await WaitForTextAsync(Path.Combine(logDir, "bomb.log"), "can't fork");
+        var (podId, id) = await StartForkBombAsync(node, $"[metrics]\naddress = \"{metricsAddress}\"\n");
 
         // CRI: the container's samples, by name and resource label.
         var all = (await node.C.Runtime.ListPodSandboxMetricsAsync(new ListPodSandboxMetricsRequest())).PodMetrics;
