@@ -69,7 +69,7 @@ public sealed class ContainerController(
         var cgroupsPath = $"{pod.CgroupPath}/{id}";
 
         var quota = Storage.DiskQuota.ForContainer(config.Storage.RootfsQuota, containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations);
-        var nofile = Pods.PartitionLimits.Nofile(containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations, Pods.PartitionLimits.RuntimeNofileHard());
+        var nofile = Pods.PartitionLimits.Nofile(containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations, Pods.PartitionLimits.RuntimeNofileHard);
         var shmBytes = Pods.PartitionLimits.ShmBytes(podConfig.Annotations);
 
         await using var undo = new Rollback(log, $"CreateContainer {containerConfig.Metadata.Name} in {pod.Id}");

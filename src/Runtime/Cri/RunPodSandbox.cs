@@ -22,7 +22,7 @@ public sealed partial class CriRuntimeService
         // Checked (and converted) before anything is made; applied to the pod cgroup below.
         var podLimits = config.Linux?.Resources is { } resources ? Containers.ResourceLimits.From(resources, "config.linux.resources") : null;
         // The limits the CRI does not carry (pids per pod, open files, /dev/shm), by annotation.
-        PartitionLimits.ValidatePod(config.Annotations, PartitionLimits.RuntimeNofileHard());
+        PartitionLimits.ValidatePod(config.Annotations, PartitionLimits.RuntimeNofileHard);
         var podPids = PartitionLimits.PodPids(config.Annotations);
         // io-limit.criruntime.io/pod: throttles for the pod cgroup, all its containers together
         // (rootfs: the disk under the storage root; the pod has no loop device of its own).

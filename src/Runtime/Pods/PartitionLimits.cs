@@ -41,9 +41,10 @@ public static class PartitionLimits
     /// <summary>RLIMIT_NOFILE of the container <paramref name="containerName"/>: its own annotation
     /// (on its config, else on the pod's); null for none (the runtime's limits are inherited).
     /// "N" sets soft and hard, "SOFT:HARD" each; neither may pass <paramref name="runtimeHard"/>,
-    /// the runtime's own hard limit (raising it needs CAP_SYS_RESOURCE, which we lack).</summary>
+    /// the runtime's own hard limit (raising it needs CAP_SYS_RESOURCE, which we lack), asked only
+    /// when there is such an annotation (<see cref="RuntimeNofileHard"/> reads /proc).</summary>
     public static (ulong Soft, ulong Hard)? Nofile(string containerName, IReadOnlyDictionary<string, string> containerAnnotations,
-        IReadOnlyDictionary<string, string> podAnnotations, ulong runtimeHard)
+        IReadOnlyDictionary<string, string> podAnnotations, Func<ulong> runtimeHard)
     {
         var key = NofileAnnotationPrefix + containerName;
         if (containerAnnotations.TryGetValue(key, out var own)) return ParseNofile(key, own, runtimeHard);
@@ -53,7 +54,7 @@ public static class PartitionLimits
 
     /// <summary>Checks every annotation of a pod's config: its pids and shm limits and the open
     /// files of each container it names.</summary>
-    public static void ValidatePod(IReadOnlyDictionary<string, string> podAnnotations, ulong runtimeHard)
+    public static void ValidatePod(IReadOnlyDictionary<string, string> podAnnotations, Func<ulong> runtimeHard)
     {
         PodPids(podAnnotations);
         ShmBytes(podAnnotations);
@@ -65,7 +66,7 @@ public static class PartitionLimits
         }
     }
 
-    internal static (ulong Soft, ulong Hard) ParseNofile(string key, string value, ulong runtimeHard)
+    internal static (ulong Soft, ulong Hard) ParseNofile(string key, string value, Func<ulong> runtimeHard)
     {
         var parts = value.Trim().Split(':');
         if (parts.Length > 2 || !parts.All(p => ulong.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
@@ -73,8 +74,9 @@ public static class PartitionLimits
         var soft = ulong.Parse(parts[0], CultureInfo.InvariantCulture);
         var hard = ulong.Parse(parts[^1], CultureInfo.InvariantCulture);
         if (soft < 1 || soft > hard) throw Fail.InvalidArgument($"annotation {key}: '{value}': the soft limit must be from 1 to the hard limit");
-        if (hard > runtimeHard)
-            throw Fail.InvalidArgument($"annotation {key}: '{value}' passes the runtime's own hard limit of open files, {runtimeHard} (raising it needs CAP_SYS_RESOURCE)");
+        var limit = runtimeHard();
+        if (hard > limit)
+            throw Fail.InvalidArgument($"annotation {key}: '{value}' passes the runtime's own hard limit of open files, {limit} (raising it needs CAP_SYS_RESOURCE)");
         return (soft, hard);
     }
 

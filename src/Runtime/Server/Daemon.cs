@@ -271,7 +271,7 @@ public static partial class Daemon
     [LoggerMessage(EventId = 106, Level = LogLevel.Error, Message = "config reload refused, the config in force stays: {Error}")]
     private static partial void LogReloadRefused(ILogger log, string error);
 
-    [LoggerMessage(EventId = 107, Level = LogLevel.Error, Message = "checkpoint: could not thaw {Cgroup}, left frozen by the previous daemon: {Error}")]
+    [LoggerMessage(EventId = 108, Level = LogLevel.Error, Message = "checkpoint: could not thaw {Cgroup}, left frozen by the previous daemon: {Error}")]
     private static partial void LogThawFailed(ILogger log, string cgroup, string error);
 
     [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "criruntime stopped")]

@@ -40,19 +40,19 @@ public class PartitionLimitsTests
     public void Nofile_ContainersOwnAnnotationWins_OverThePods_WithinTheRuntimesHardLimit()
     {
         var pod = A(("nofile-limit.criruntime.io/container.web", "100:200"));
-        Assert.Equal((100UL, 200UL), PartitionLimits.Nofile("web", A(), pod, 1024));
-        Assert.Equal((50UL, 50UL), PartitionLimits.Nofile("web", A(("nofile-limit.criruntime.io/container.web", "50")), pod, 1024));
-        Assert.Null(PartitionLimits.Nofile("db", A(), pod, 1024));
+        Assert.Equal((100UL, 200UL), PartitionLimits.Nofile("web", A(), pod, () => 1024));
+        Assert.Equal((50UL, 50UL), PartitionLimits.Nofile("web", A(("nofile-limit.criruntime.io/container.web", "50")), pod, () => 1024));
+        Assert.Null(PartitionLimits.Nofile("db", A(), pod, () => 1024));
         foreach (var bad in new[] { "2048", "10:2048", "200:100", "0", "a:b", "1:2:3", "" })
-            Refused(() => PartitionLimits.Nofile("web", A(), A(("nofile-limit.criruntime.io/container.web", bad)), 1024), "nofile-limit.criruntime.io/container.web");
+            Refused(() => PartitionLimits.Nofile("web", A(), A(("nofile-limit.criruntime.io/container.web", bad)), () => 1024), "nofile-limit.criruntime.io/container.web");
     }
 
     [Fact]
     public void ValidatePod_ChecksEveryContainersNofileAnnotation()
     {
-        PartitionLimits.ValidatePod(A(("nofile-limit.criruntime.io/container.a", "10"), ("other", "x")), 1024);
-        Refused(() => PartitionLimits.ValidatePod(A(("nofile-limit.criruntime.io/container.b", "4096")), 1024), "nofile-limit.criruntime.io/container.b");
-        Refused(() => PartitionLimits.ValidatePod(A(("nofile-limit.criruntime.io/container.", "10")), 1024), "nofile-limit.criruntime.io/container.");
+        PartitionLimits.ValidatePod(A(("nofile-limit.criruntime.io/container.a", "10"), ("other", "x")), () => 1024);
+        Refused(() => PartitionLimits.ValidatePod(A(("nofile-limit.criruntime.io/container.b", "4096")), () => 1024), "nofile-limit.criruntime.io/container.b");
+        Refused(() => PartitionLimits.ValidatePod(A(("nofile-limit.criruntime.io/container.", "10")), () => 1024), "nofile-limit.criruntime.io/container.");
     }
 
     [Fact]

@@ -10,6 +10,21 @@ internal static class CountingContainer
     public static readonly string[] Counter =
         ["sh", "-c", "echo kept > /written.txt; rm /etc/group; i=0; while true; do echo $i > /count.new; mv /count.new /count; echo $i; i=$((i+1)); sleep 0.2; done"];
 
+    /// <summary>Pids of the processes whose command line contains <paramref name="commandLinePart"/>.</summary>
+    /// <summary>Pids of the processes whose command line contains <paramref name="commandLinePart"/>.</summary>
+    public static List<int> Processes(string commandLinePart)
+    {
+        var pids = new List<int>();
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try { if (File.ReadAllText(Path.Combine(dir, "cmdline")).Contains(commandLinePart, StringComparison.Ordinal)) pids.Add(pid); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return pids;
+    }
+
     /// <summary>A node whose daemon restores from checkpoints (`[checkpoint] restore = true`).</summary>
     public static async Task<TestNode> RestoringNodeAsync(RegistryFixture registry)
     {

@@ -222,19 +222,6 @@ public class RestoreTests(RegistryWithImages fixture)
         Assert.Empty(Directory.GetDirectories(Path.Combine(node.D.Root, "containers")));
     }
 
-    private static List<int> Processes(string commandLinePart)
-    {
-        var pids = new List<int>();
-        foreach (var dir in Directory.GetDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
-            try { if (File.ReadAllText(Path.Combine(dir, "cmdline")).Contains(commandLinePart, StringComparison.Ordinal)) pids.Add(pid); }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
-        }
-        return pids;
-    }
-
     private static PaxTarEntry Entry(string name, string content) =>
         new(TarEntryType.RegularFile, name) { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(content)) };
 
