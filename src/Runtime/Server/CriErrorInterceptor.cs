@@ -19,18 +19,19 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {
         var started = Stopwatch.GetTimestamp();
-        using var scope = SubjectScope(request);
+        var subject = Subject(request);
+        using var scope = SubjectScope(subject);
         using var span = StartSpan(context, request);
         try
         {
             var response = await continuation(request, context).ConfigureAwait(false);
             span.Describe(response);
-            Ok(context.Method, started, request, span);
+            Ok(context.Method, started, subject, span);
             return response;
         }
         catch (Exception e)
         {
-            throw Map(e, context.Method, started, request, span);
+            throw Map(e, context.Method, started, subject, span);
         }
     }
 
@@ -39,16 +40,17 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         ServerStreamingServerMethod<TRequest, TResponse> continuation)
     {
         var started = Stopwatch.GetTimestamp();
-        using var scope = SubjectScope(request);
+        var subject = Subject(request);
+        using var scope = SubjectScope(subject);
         using var span = StartSpan(context, request);
         try
         {
             await continuation(request, responseStream, context).ConfigureAwait(false);
-            Ok(context.Method, started, request, span);
+            Ok(context.Method, started, subject, span);
         }
         catch (Exception e)
         {
-            throw Map(e, context.Method, started, request, span);
+            throw Map(e, context.Method, started, subject, span);
         }
     }
 
@@ -62,19 +64,18 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         return span;
     }
 
-    private void Ok(string method, long started, object request, Activity? span)
+    private void Ok(string method, long started, string subject, Activity? span)
     {
         span.Outcome(StatusCode.OK);
         var elapsed = Stopwatch.GetElapsedTime(started);
         metrics?.Rpc(method, nameof(StatusCode.OK), elapsed);
-        LogOk(method, elapsed.TotalMilliseconds, Subject(request));
+        LogOk(method, elapsed.TotalMilliseconds, subject);
     }
 
-    private RpcException Map(Exception e, string method, long started, object request, Activity? span)
+    private RpcException Map(Exception e, string method, long started, string subject, Activity? span)
     {
         var elapsed = Stopwatch.GetElapsedTime(started);
         var ms = elapsed.TotalMilliseconds;
-        var subject = Subject(request);
         var status = ToStatus(e, method);
         span.Outcome(status.StatusCode, status.Detail);
         metrics?.Rpc(method, status.StatusCode.ToString(), elapsed);
@@ -130,9 +131,8 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
     }
 
     /// <summary>The pod/container id as a logging scope for everything the call logs (json logs show it).</summary>
-    private IDisposable? SubjectScope(object request)
+    private IDisposable? SubjectScope(string subject)
     {
-        var subject = Subject(request);
         var eq = subject.IndexOf('=');
         return eq > 0 ? log.BeginScope(new Scope(subject[..eq], subject[(eq + 1)..])) : null;
     }
