@@ -208,10 +208,10 @@ public sealed partial class Lxcfs(CriRuntimeConfig config, ILogger<Lxcfs> log, S
     {
         using var mountinfo = new FileStream("/proc/self/mountinfo", FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.None);
         var deadline = Environment.TickCount64 + (long)MountTimeout.TotalMilliseconds;
+        var fds = stackalloc Libc.PollFd[2];
         while (true)
         {
             if (Mounted()) return true;
-            var fds = stackalloc Libc.PollFd[2];
             fds[0] = new Libc.PollFd { Fd = (int)mountinfo.SafeFileHandle.DangerousGetHandle(), Events = Libc.POLLPRI };
             fds[1] = new Libc.PollFd { Fd = pidfd.Fd, Events = Libc.POLLIN };
             var left = deadline - Environment.TickCount64;
