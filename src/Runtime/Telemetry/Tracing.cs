@@ -45,7 +45,7 @@ public static class Tracing
         Tag(span, "criruntime.pod_sandbox_id", String(m, "pod_sandbox_id"));
         Tag(span, "container.id", String(m, "container_id"));
         var config = Message(m, "config");
-        Tag(span, "container.image.name", String(Message(m, "image"), "image") ?? String(Message(config, "image"), "image"));
+        Tag(span, "container.image.name", ImageName(Message(m, "image") ?? Message(config, "image")));
         var metadata = Message(config, "metadata");
         if (metadata is not null && m.Descriptor.Name == "RunPodSandboxRequest")
         {
@@ -91,6 +91,11 @@ public static class Tracing
 
     private static string? String(IMessage? m, string field) =>
         m?.Descriptor.FindFieldByName(field) is { FieldType: FieldType.String, IsRepeated: false } f ? f.Accessor.GetValue(m) as string : null;
+
+    /// <summary>An ImageSpec's name as the user wrote it: the kubelet sends the resolved image id
+    /// in `image` and the pod spec's name in `user_specified_image`.</summary>
+    private static string? ImageName(IMessage? spec) =>
+        String(spec, "user_specified_image") is { Length: > 0 } user ? user : String(spec, "image");
 
     private static IMessage? Message(IMessage? m, string field) =>
         m?.Descriptor.FindFieldByName(field) is { FieldType: FieldType.Message, IsRepeated: false, IsMap: false } f ? f.Accessor.GetValue(m) as IMessage : null;

@@ -26,15 +26,19 @@ public class TracingTests(RegistryWithImages fixture)
         using var net = new TestNetwork(d);
         await d.StartAsync();
         using var c = d.Client();
-        var image = _registry.Image("busybox");
+        // An image another tool (Debian's umoci) wrote; the requests as the kubelet builds them: the
+        // resolved image id in image.image, the pod spec's name in user_specified_image.
+        var image = _registry.Image("umoci");
         await c.PullAsync(image);
+        var imageId = (await c.Images.ImageStatusAsync(new ImageStatusRequest { Image = new ImageSpec { Image = image } })).Image.Id;
 
         var (traceId, callerSpan, headers) = Caller();
-        var pod = PodConfig("traced");
+        var kubePod = new KubePod { Name = "traced", LogRoot = Path.Combine(d.Dir, "kubelet", "logs") };
+        var pod = Kubelet.Sandbox(kubePod);
         var podId = (await c.Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = pod }, headers)).PodSandboxId;
         var ctr = (await c.Runtime.CreateContainerAsync(new CreateContainerRequest
         {
-            PodSandboxId = podId, Config = Container("sleeper", image, "sleep", "3600"), SandboxConfig = pod,
+            PodSandboxId = podId, Config = Kubelet.Container(kubePod, "sleeper", imageId, image, ["sleep", "3600"]), SandboxConfig = pod,
         }, headers)).ContainerId;
         await c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = ctr }, headers);
 
