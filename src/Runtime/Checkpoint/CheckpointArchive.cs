@@ -48,18 +48,21 @@ public static class CheckpointArchive
         CheckpointDirectory = "checkpoint", RootFsDiffTar = "rootfs-diff.tar", DeletedFilesFile = "deleted.files",
         ContainerLogFile = "container.log", DumpLogFile = "dump.log";
 
-    public sealed record Parts(ConfigDump Config, byte[] Spec, StatusDump Status, string ImagesDir, string UpperDir,
-        string? ContainerLog, string? DumpLog, IReadOnlySet<string> SkipInUpper, StdioDump Stdio);
+    /// <param name="RootfsDiff">the writable layer's changes, captured while the container was
+    /// still frozen (<see cref="WriteRootfsDiff"/> from <see cref="PostDumpHook"/>).</param>
+    public sealed record Parts(ConfigDump Config, byte[] Spec, StatusDump Status, string ImagesDir,
+        string? ContainerLog, string? DumpLog, StdioDump Stdio, RootfsDiff RootfsDiff);
 
-    /// <param name="scratch">a directory of ours for the nested rootfs-diff.tar.</param>
-    public static void Write(string location, Parts parts, string scratch)
+    /// <summary>rootfs-diff.tar, written at <see cref="TarPath"/>, and the paths the layer deleted.</summary>
+    public sealed record RootfsDiff(string TarPath, IReadOnlyList<string> Deleted);
+
+    public static void Write(string location, Parts parts)
     {
         var dir = Path.GetDirectoryName(location)!;
         var tmp = Path.Combine(dir, $".{Path.GetFileName(location)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
-            var diffTar = Path.Combine(scratch, RootFsDiffTar);
-            var deleted = WriteRootfsDiff(parts.UpperDir, diffTar, parts.SkipInUpper);
+            var (diffTar, deleted) = (parts.RootfsDiff.TarPath, parts.RootfsDiff.Deleted.ToList());
             using (var fs = new FileStream(tmp, new FileStreamOptions
                    {
                        Mode = FileMode.CreateNew, Access = FileAccess.Write,
@@ -76,7 +79,7 @@ public static class CheckpointArchive
                     tar.WriteEntry(diffTar, RootFsDiffTar);
                     if (parts.ContainerLog is { } log && File.Exists(log)) tar.WriteEntry(log, ContainerLogFile);
                     if (parts.DumpLog is { } dump && File.Exists(dump)) tar.WriteEntry(dump, DumpLogFile);
-                    AddTree(tar, parts.ImagesDir, CheckpointDirectory, _ => false);
+                    AddTree(tar, parts.ImagesDir, CheckpointDirectory, tolerateVanished: false, skip: _ => false);
                 }
                 fs.Flush(flushToDisk: true);
             }
@@ -90,15 +93,16 @@ public static class CheckpointArchive
     }
 
     /// <summary>Tars the overlay upper directory (the container's writable layer) into
-    /// <paramref name="tarPath"/> and returns the paths it deleted from the image (overlayfs
-    /// whiteouts: character devices 0:0), as "/etc/motd".</summary>
-    public static List<string> WriteRootfsDiff(string upper, string tarPath, IReadOnlySet<string> skip)
+    /// <paramref name="tarPath"/> and returns it with the paths it deleted from the image (overlayfs
+    /// whiteouts: character devices 0:0), as "/etc/motd". An entry that is gone by the time it is
+    /// read is left out (nothing of the container writes while it is frozen; anything else may).</summary>
+    public static RootfsDiff WriteRootfsDiff(string upper, string tarPath, IReadOnlySet<string> skip)
     {
         var deleted = new List<string>();
         using var fs = new FileStream(tarPath, FileMode.Create, FileAccess.Write);
         using var tar = new TarWriter(fs, TarEntryFormat.Pax, leaveOpen: false);
         if (Directory.Exists(upper))
-            AddTree(tar, upper, "", rel =>
+            AddTree(tar, upper, "", tolerateVanished: true, skip: rel =>
             {
                 if (skip.Contains("/" + rel)) return true;
                 var full = Path.Combine(upper, rel);
@@ -109,7 +113,7 @@ public static class CheckpointArchive
                 }
                 return false;
             });
-        return deleted;
+        return new RootfsDiff(tarPath, deleted);
     }
 
     private static void Bytes(TarWriter tar, string name, byte[] data)
@@ -125,7 +129,7 @@ public static class CheckpointArchive
 
     /// <summary>Every entry below <paramref name="root"/> under <paramref name="prefix"/>, parents
     /// first, symlinks as links (never followed). <paramref name="skip"/> gets the path relative to root.</summary>
-    private static void AddTree(TarWriter tar, string root, string prefix, Func<string, bool> skip)
+    private static void AddTree(TarWriter tar, string root, string prefix, bool tolerateVanished, Func<string, bool> skip)
     {
         if (prefix.Length > 0) tar.WriteEntry(root, prefix);
         var pending = new Stack<string>();
@@ -133,11 +137,18 @@ public static class CheckpointArchive
         while (pending.Count > 0)
         {
             var dir = pending.Pop();
-            foreach (var entry in new DirectoryInfo(dir).EnumerateFileSystemInfos().OrderBy(e => e.Name, StringComparer.Ordinal))
+            List<FileSystemInfo> entries;
+            try { entries = [.. new DirectoryInfo(dir).EnumerateFileSystemInfos().OrderBy(e => e.Name, StringComparer.Ordinal)]; }
+            catch (DirectoryNotFoundException) when (tolerateVanished && dir != root) { continue; }
+            foreach (var entry in entries)
             {
                 var rel = Path.GetRelativePath(root, entry.FullName);
-                if (skip(rel)) continue;
-                tar.WriteEntry(entry.FullName, prefix.Length > 0 ? $"{prefix}/{rel}" : rel);
+                try
+                {
+                    if (skip(rel)) continue;
+                    tar.WriteEntry(entry.FullName, prefix.Length > 0 ? $"{prefix}/{rel}" : rel);
+                }
+                catch (Exception e) when (tolerateVanished && e is FileNotFoundException or DirectoryNotFoundException) { continue; }
                 if (entry is DirectoryInfo { LinkTarget: null }) pending.Push(entry.FullName);
             }
         }

@@ -26,8 +26,10 @@ public static class DumpPlan
     /// <param name="freezerDir">the container's freezer cgroup (v1 freezer or cgroup2 directory)
     /// when the caller froze it (CheckpointPod): CRIU then seizes the frozen tasks through it and
     /// leaves it frozen, as it found it, for the caller to thaw.</param>
+    /// <param name="actionScript">CRIU's action script (<see cref="PostDumpHook"/>): run at post-dump,
+    /// before the tasks are resumed.</param>
     public static IReadOnlyList<string> Args(int pid, string imagesDir, string workDir, string rootfs, Spec spec,
-        IReadOnlyList<MountInfo> mounts, Func<string, ulong?> nsInode, string? freezerDir = null)
+        IReadOnlyList<MountInfo> mounts, Func<string, ulong?> nsInode, string? freezerDir = null, string? actionScript = null)
     {
         var args = new List<string>
         {
@@ -40,6 +42,7 @@ public static class DumpPlan
             "--manage-cgroups",
         };
         if (freezerDir is not null) args.AddRange(["--freeze-cgroup", freezerDir]);
+        if (actionScript is not null) args.AddRange(["--action-script", actionScript]);
         if (spec.Process?.Terminal == true) args.Add("--shell-job");
         foreach (var point in ExternalMounts(spec, mounts))
             args.AddRange(["--external", $"mnt[{point}]:{point}"]);

@@ -84,7 +84,18 @@ public sealed partial class CriRuntimeService
         {
             var mounts = DumpPlan.ParseMountInfo(await File.ReadAllTextAsync($"/proc/{pid}/mountinfo", CancellationToken.None));
             var rootfs = Path.GetFullPath(Path.Combine(c.BundleDir, spec.Root?.Path ?? "rootfs"));
-            var args = DumpPlan.Args(pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(pid, kind), freezerDir);
+            // The writable layer is read at CRIU's post-dump, while the tasks are still frozen: the
+            // files match the memory and the open files CRIU recorded.
+            var upper = Storage.WritableLayer.UpperDir(c, _containers.ContainerDir(c.Id));
+            // Mount points the shim made in the writable layer for the spec's mounts are not the container's changes.
+            var mountPoints = new HashSet<string>((spec.Mounts ?? []).Select(m => "/" + m.Destination.Trim('/')), StringComparer.Ordinal);
+            CheckpointArchive.RootfsDiff? diff = null;
+            using var hook = PostDumpHook.Start(scratch, () =>
+            {
+                using var span = Telemetry.Tracing.Start("rootfs diff");
+                diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints);
+            });
+            var args = DumpPlan.Args(pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(pid, kind), freezerDir, hook.ScriptPath);
             // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
             var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget ?? "")] };
             var checkpointedAt = _clock.GetUtcNow();
@@ -96,14 +107,21 @@ public sealed partial class CriRuntimeService
                 span?.SetTag("process.exit.code", result.ExitCode);
                 if (result.TimedOut || result.ExitCode != 0) span?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, result.TimedOut ? "timed out" : $"exit {result.ExitCode}");
             }
+            bool captured;
+            try { captured = hook.Finish(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw Fail.Unavailable($"checkpoint of container {c.Id}: reading its writable layer {upper} while it was frozen failed: {e.Message}", e);
+            }
             if (result.TimedOut)
                 throw Fail.DeadlineExceeded(ct.IsCancellationRequested
                     ? $"checkpoint of container {c.Id}: the call's deadline passed during criu dump, which was killed{LogTail(scratch, result.Output)}"
                     : $"checkpoint of container {c.Id}: criu dump did not finish within {Config.Duration.Format(timeout)} and was killed{LogTail(scratch, result.Output)}");
             if (result.ExitCode != 0)
                 throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump failed (exit {result.ExitCode}){LogTail(scratch, result.Output)}");
+            if (!captured || diff is null)
+                throw new InvalidOperationException($"checkpoint of container {c.Id}: criu dump succeeded without running its post-dump action script ({hook.ScriptPath})");
 
-            var containerDir = _containers.ContainerDir(c.Id);
             var parts = new CheckpointArchive.Parts(
                 new ConfigDump
                 {
@@ -113,11 +131,7 @@ public sealed partial class CriRuntimeService
                 },
                 specBytes,
                 new StatusDump { Id = c.Id, State = "running", Pid = pid, CreatedAt = c.CreatedAtNanos, StartedAt = c.StartedAtNanos },
-                images, Storage.WritableLayer.UpperDir(c, containerDir),
-                c.LogPath, Path.Combine(scratch, "dump.log"),
-                // Mount points the shim made in the writable layer for the spec's mounts are not the container's changes.
-                new HashSet<string>((spec.Mounts ?? []).Select(m => "/" + m.Destination.Trim('/')), StringComparer.Ordinal),
-                stdio);
+                images, c.LogPath, Path.Combine(scratch, "dump.log"), stdio, diff);
             ok = true;
             return new DumpedContainer(c, scratch, parts, result.Elapsed);
         }
@@ -130,7 +144,7 @@ public sealed partial class CriRuntimeService
     private static void WriteArchive(DumpedContainer d, string location)
     {
         using var span = Telemetry.Tracing.Start("checkpoint archive")?.SetTag("criruntime.checkpoint_archive", location);
-        CheckpointArchive.Write(location, d.Parts, d.Scratch);
+        CheckpointArchive.Write(location, d.Parts);
     }
 
     private void DiscardDump(DumpedContainer d) => DiscardScratch(d.Scratch);

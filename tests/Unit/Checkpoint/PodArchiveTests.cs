@@ -84,6 +84,15 @@ public sealed class PodArchiveTests : IDisposable
     }
 
     [Fact]
+    public void DumpArgs_HandCriuThePostDumpActionScript()
+    {
+        var args = DumpPlan.Args(42, "/img", "/work", "/rootfs", new Spec(), [], _ => null, actionScript: "/work/post-dump.sh").ToList();
+
+        Assert.Equal("/work/post-dump.sh", args[args.IndexOf("--action-script") + 1]);
+        Assert.Contains("--leave-running", args);
+    }
+
+    [Fact]
     public void FreezerDir_IsTheV1FreezersWhereMounted_ElseTheCgroup2One()
     {
         var hybrid = new CgroupLayout { Mode = CgroupMode.Hybrid, V1Mounts = new Dictionary<string, string> { ["freezer"] = "/sys/fs/cgroup/freezer" }, UnifiedMount = "/sys/fs/cgroup/unified" };

@@ -62,6 +62,35 @@ public class CheckpointTests(RegistryWithImages fixture)
         Assert.Empty(Directory.Exists(Path.Combine(node.D.Root, "checkpoints")) ? Directory.GetFileSystemEntries(Path.Combine(node.D.Root, "checkpoints")) : []);
     }
 
+    /// <summary>The writable layer is read while CRIU still holds the container frozen (its
+    /// post-dump action script): a shell writing /a then /b as fast as it can, with no fork in the
+    /// loop, is caught between two of its own writes, so the archive's /a equals /b or is one ahead
+    /// (or one of them is empty: caught between its truncation and its write); read after the thaw,
+    /// /b would be ahead of /a by what the loop did while the walk copied the 16 MiB /ab between them.</summary>
+    [Fact]
+    public async Task CheckpointContainer_OfAShellRewritingTwoFilesInALoop_CapturesThemAsTheyWereWhenFrozen()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var (podId, pod) = await node.RunPodAsync("churn");
+        var id = await node.C.StartNewAsync(podId, pod, Container("churn", node.Busybox,
+            ["sh", "-c", "dd if=/dev/zero of=/ab bs=1M count=16 2>/dev/null; i=0; while true; do i=$((i+1)); echo $i > /a; echo $i > /b; done"]));
+        await node.C.ExecOkAsync(id, "sh", "-c", "until [ \"$(cat /b 2>/dev/null)\" -ge 1000 ] 2>/dev/null; do sleep 0.05; done");
+
+        for (var round = 0; round < 3; round++)
+        {
+            var location = Path.Combine(node.D.Dir, $"churn-{round}.tar");
+            await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = id, Location = location, Timeout = 60 });
+            var diff = ReadTar(ReadTar(location)["rootfs-diff.tar"]);
+            var a = System.Text.Encoding.UTF8.GetString(diff["a"]).Trim();
+            var b = System.Text.Encoding.UTF8.GetString(diff["b"]).Trim();
+            Assert.True(a.Length == 0 || b.Length == 0 || long.Parse(a) - long.Parse(b) is 0 or 1,
+                $"round {round}: the archive has a={a}, b={b}: not one instant of the process");
+            var last = long.Parse(b.Length > 0 ? b : a);
+            var now = long.Parse((await node.C.ExecOkAsync(id, "sh", "-c", "until v=$(cat /b) && [ -n \"$v\" ]; do :; done; echo $v")).Trim());
+            Assert.True(now > last, $"round {round}: the container did not run on after the checkpoint (archive {last}, now {now})");
+        }
+    }
+
     /// <summary>As the kubelet creates it (by image id, seccomp RuntimeDefault, masked paths,
     /// /etc/hosts and the termination log bind-mounted from the pod's directory) plus a volume,
     /// with a TCP listener (AF_INET sockets: CRIU 4.1.1 fails on them on kernels >= 6.16).</summary>

@@ -11,7 +11,6 @@ internal static class CountingContainer
         ["sh", "-c", "echo kept > /written.txt; rm /etc/group; i=0; while true; do echo $i > /count.new; mv /count.new /count; echo $i; i=$((i+1)); sleep 0.2; done"];
 
     /// <summary>Pids of the processes whose command line contains <paramref name="commandLinePart"/>.</summary>
-    /// <summary>Pids of the processes whose command line contains <paramref name="commandLinePart"/>.</summary>
     public static List<int> Processes(string commandLinePart)
     {
         var pids = new List<int>();

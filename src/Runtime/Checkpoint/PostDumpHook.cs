@@ -1,0 +1,143 @@
+using System.Text;
+using CriRuntime.Interop;
+using CriRuntime.Kernel;
+
+namespace CriRuntime.Checkpoint;
+
+/// <summary>Captures what must match the dumped memory while CRIU still holds the tasks frozen:
+/// CRIU runs its action script at "post-dump" after the images are complete and before it resumes
+/// a <c>--leave-running</c> dump (cr-dump.c: "a user will use post-dump script to keep consistency
+/// of the FS"). The script is a few lines of sh in the dump's scratch directory that tell the
+/// daemon through one FIFO and wait for its answer on another; the daemon holds both open read-write
+/// (so neither side's open blocks, and an answer written before the script reads it is kept). Its
+/// exit status is the daemon's answer: non-zero makes CRIU resume the tasks and fail the dump.
+/// Without it the writable layer was read after the container ran on: a file the process had open at
+/// the dump could be renamed or deleted by then (CRIU's restore then cannot open it), and the walk
+/// failed when a file vanished under it.</summary>
+public sealed class PostDumpHook : IDisposable
+{
+    public const string ScriptName = "post-dump.sh", RequestFifo = "post-dump.req", AnswerFifo = "post-dump.ack";
+
+    private const string Script = """
+        #!/bin/sh
+        # criruntime: CRIU's action script for a dump. At post-dump the tasks are still frozen: ask the
+        # daemon to capture the container's writable layer and wait for its answer.
+        [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] || exit 0
+        dir=${0%/*}
+        echo dumped > "$dir/post-dump.req" || exit 1
+        read -r answer < "$dir/post-dump.ack" || exit 1
+        [ "$answer" = ok ]
+
+        """;
+
+    private readonly FileStream _request, _cancel, _answer;
+    private readonly Thread _thread;
+    private Exception? _error;
+    private bool _ran;
+
+    /// <summary>The script to hand CRIU as <c>--action-script</c>.</summary>
+    public string ScriptPath { get; }
+
+    private PostDumpHook(string scriptPath, FileStream request, FileStream cancel, FileStream answer, Action capture)
+    {
+        ScriptPath = scriptPath;
+        _request = request;
+        _cancel = cancel;
+        _answer = answer;
+        _thread = new Thread(() => Serve(capture)) { IsBackground = true, Name = "criu post-dump" };
+        _thread.Start();
+    }
+
+    /// <summary>Writes the script and its two FIFOs into <paramref name="dir"/> (the dump's
+    /// scratch directory) and waits, on a thread of its own, for CRIU to reach post-dump; then
+    /// runs <paramref name="capture"/> and answers.</summary>
+    public static PostDumpHook Start(string dir, Action capture, IHostKernel? kernel = null)
+    {
+        var k = kernel ?? HostKernel.Instance;
+        var script = Path.Combine(dir, ScriptName);
+        File.WriteAllText(script, Script.ReplaceLineEndings("\n"));
+        File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var opened = new List<FileStream>();
+        try
+        {
+            var request = OpenFifo(k, Path.Combine(dir, RequestFifo), opened);
+            // A second handle on the request FIFO, to wake the reader when CRIU never gets there.
+            var cancel = Open(Path.Combine(dir, RequestFifo), FileAccess.Write, opened);
+            var answer = OpenFifo(k, Path.Combine(dir, AnswerFifo), opened);
+            return new PostDumpHook(script, request, cancel, answer, capture);
+        }
+        catch
+        {
+            foreach (var f in opened) f.Dispose();
+            throw;
+        }
+    }
+
+    private static FileStream OpenFifo(IHostKernel k, string path, List<FileStream> opened)
+    {
+        k.Mknod(path, Libc.S_IFIFO | 0x180, 0); // 0600
+        // Read-write: the open never waits for a partner, and the pipe stays while we hold it.
+        return Open(path, FileAccess.ReadWrite, opened);
+    }
+
+    private static FileStream Open(string path, FileAccess access, List<FileStream> opened)
+    {
+        var f = new FileStream(File.OpenHandle(path, FileMode.Open, access), access, bufferSize: 0);
+        opened.Add(f);
+        return f;
+    }
+
+    private void Serve(Action capture)
+    {
+        string? line;
+        try { line = ReadLine(_request); }
+        catch (IOException) { return; }
+        if (line != "dumped") return; // "cancel": CRIU ended without reaching post-dump
+        var ok = false;
+        try
+        {
+            capture();
+            ok = true;
+        }
+        catch (Exception e)
+        {
+            _error = e;
+        }
+        finally
+        {
+            _ran = true;
+            try { _answer.Write(Encoding.ASCII.GetBytes(ok ? "ok\n" : "fail\n")); }
+            catch (IOException) { }
+        }
+    }
+
+    private static string ReadLine(FileStream fifo)
+    {
+        var line = new StringBuilder();
+        var one = new byte[1];
+        while (fifo.Read(one, 0, 1) == 1 && one[0] != (byte)'\n') line.Append((char)one[0]);
+        return line.ToString();
+    }
+
+    /// <summary>After CRIU has exited: stops waiting if it never reached post-dump, and rethrows
+    /// what the capture threw. False when the capture never ran.</summary>
+    public bool Finish()
+    {
+        if (!_ran)
+        {
+            try { _cancel.Write("cancel\n"u8); }
+            catch (IOException) { }
+        }
+        _thread.Join();
+        if (_error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(_error).Throw();
+        return _ran;
+    }
+
+    public void Dispose()
+    {
+        if (_thread.IsAlive) Finish();
+        _request.Dispose();
+        _cancel.Dispose();
+        _answer.Dispose();
+    }
+}

@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using CriRuntime.Checkpoint;
+
+namespace CriRuntime.Tests.Unit.Checkpoint;
+
+/// <summary>The post-dump hook through a stand-in for CRIU: a sh script that runs the action script
+/// the way cr-dump.c does (CRTOOLS_SCRIPT_ACTION in the environment, the exit status read), then
+/// does what a resumed container would (writes to its layer), then exits with the script's status.</summary>
+public sealed class PostDumpHookTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("postdump-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Layer => Path.Combine(_dir, "upper.txt");
+
+    /// <summary>A fake criu: runs "$1" at each action named after it, then writes "resumed" into
+    /// the layer, and exits with the post-dump script's status.</summary>
+    private static async Task<int> FakeCriuAsync(string script, string layer, params string[] actions)
+    {
+        var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add("""
+            script=$1; layer=$2; shift 2; status=0
+            for action in "$@"; do CRTOOLS_SCRIPT_ACTION=$action "$script" || status=$?; done
+            echo resumed > "$layer"
+            exit $status
+            """);
+        psi.ArgumentList.Add("fake-criu");
+        psi.ArgumentList.Add(script);
+        psi.ArgumentList.Add(layer);
+        foreach (var a in actions) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        await p.WaitForExitAsync();
+        return p.ExitCode;
+    }
+
+    [Fact]
+    public async Task TheCapture_RunsAtPostDump_BeforeCriuResumesTheTasks()
+    {
+        File.WriteAllText(Layer, "frozen\n");
+        string? captured = null;
+        using var hook = PostDumpHook.Start(_dir, () => captured = File.ReadAllText(Layer));
+
+        var exit = await FakeCriuAsync(hook.ScriptPath, Layer, "pre-dump", "network-lock", "post-dump");
+
+        Assert.Equal(0, exit);
+        Assert.True(hook.Finish());
+        Assert.Equal("frozen\n", captured);
+        Assert.Equal("resumed\n", File.ReadAllText(Layer));
+    }
+
+    [Fact]
+    public async Task ACaptureThatFails_MakesTheScriptFail_SoCriuFailsTheDump_AndFinishRethrowsIt()
+    {
+        using var hook = PostDumpHook.Start(_dir, () => throw new IOException("disk gone"));
+
+        var exit = await FakeCriuAsync(hook.ScriptPath, Layer, "post-dump");
+
+        Assert.NotEqual(0, exit);
+        var e = Assert.Throws<IOException>(() => hook.Finish());
+        Assert.Equal("disk gone", e.Message);
+    }
+
+    [Fact]
+    public async Task ACriuThatNeverReachesPostDump_LeavesNothingWaiting_AndTheCaptureNeverRuns()
+    {
+        var ran = false;
+        using var hook = PostDumpHook.Start(_dir, () => ran = true);
+
+        var exit = await FakeCriuAsync(hook.ScriptPath, Layer, "pre-dump");
+
+        Assert.Equal(0, exit);
+        Assert.False(hook.Finish());
+        Assert.False(ran);
+    }
+
+    [Fact]
+    public void TheScriptAndFifos_AreTheDaemonsAlone()
+    {
+        using var hook = PostDumpHook.Start(_dir, () => { });
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(hook.ScriptPath));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_dir, PostDumpHook.RequestFifo)));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_dir, PostDumpHook.AnswerFifo)));
+    }
+}
