@@ -31,6 +31,9 @@ internal static unsafe partial class Libc
     public static partial nint Write(int fd, byte* buf, nint count);
     [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
     public static partial int Fsync(int fd);
+    public const uint SYNC_FILE_RANGE_WRITE = 2;
+    [LibraryImport("libc", EntryPoint = "sync_file_range", SetLastError = true)]
+    public static partial int SyncFileRange(int fd, long offset, long nbytes, uint flags);
     [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     public static partial int Fcntl(int fd, int cmd, int arg);
     [LibraryImport("libc", EntryPoint = "dup2", SetLastError = true)]

@@ -65,21 +65,22 @@ public static class CheckpointArchive
             var (diffTar, deleted) = (parts.RootfsDiff.TarPath, parts.RootfsDiff.Deleted.ToList());
             using (var fs = new FileStream(tmp, new FileStreamOptions
                    {
-                       Mode = FileMode.CreateNew, Access = FileAccess.Write,
+                       Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 1 << 16,
                        UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
                    }))
             {
-                using (var tar = new TarWriter(fs, TarEntryFormat.Pax, leaveOpen: true))
+                var archive = new WritebackFileStream(fs);
+                using (var tar = new TarWriter(archive, TarEntryFormat.Pax, leaveOpen: true))
                 {
                     Bytes(tar, ConfigDumpFile, JsonSerializer.SerializeToUtf8Bytes(parts.Config, CheckpointJson.Default.ConfigDump));
                     Bytes(tar, SpecDumpFile, parts.Spec);
                     Bytes(tar, StatusDumpFile, JsonSerializer.SerializeToUtf8Bytes(parts.Status, CheckpointJson.Default.StatusDump));
                     Bytes(tar, CheckpointSource.StdioFile, JsonSerializer.SerializeToUtf8Bytes(parts.Stdio, CheckpointJson.Default.StdioDump));
                     Bytes(tar, DeletedFilesFile, JsonSerializer.SerializeToUtf8Bytes(deleted, CheckpointJson.Default.ListString));
-                    tar.WriteEntry(diffTar, RootFsDiffTar);
+                    KernelCopied(tar, diffTar, RootFsDiffTar);
                     if (parts.ContainerLog is { } log && File.Exists(log)) tar.WriteEntry(log, ContainerLogFile);
                     if (parts.DumpLog is { } dump && File.Exists(dump)) tar.WriteEntry(dump, DumpLogFile);
-                    AddTree(tar, parts.ImagesDir, CheckpointDirectory, tolerateVanished: false, skip: _ => false);
+                    AddTree(tar, parts.ImagesDir, CheckpointDirectory, tolerateVanished: false, skip: _ => false, kernelCopy: true);
                 }
                 fs.Flush(flushToDisk: true);
             }
@@ -129,7 +130,21 @@ public static class CheckpointArchive
 
     /// <summary>Every entry below <paramref name="root"/> under <paramref name="prefix"/>, parents
     /// first, symlinks as links (never followed). <paramref name="skip"/> gets the path relative to root.</summary>
-    private static void AddTree(TarWriter tar, string root, string prefix, bool tolerateVanished, Func<string, bool> skip)
+    /// <summary>A regular file of ours (CRIU's images, the nested diff) as an entry whose data the
+    /// kernel copies into the archive (<see cref="KernelCopySource"/>).</summary>
+    private static void KernelCopied(TarWriter tar, string path, string name)
+    {
+        var info = new FileInfo(path);
+        using var data = new KernelCopySource(path);
+        tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, name)
+        {
+            DataStream = data,
+            Mode = info.UnixFileMode,
+            ModificationTime = info.LastWriteTimeUtc,
+        });
+    }
+
+    private static void AddTree(TarWriter tar, string root, string prefix, bool tolerateVanished, Func<string, bool> skip, bool kernelCopy = false)
     {
         if (prefix.Length > 0) tar.WriteEntry(root, prefix);
         var pending = new Stack<string>();
@@ -146,7 +161,9 @@ public static class CheckpointArchive
                 try
                 {
                     if (skip(rel)) continue;
-                    tar.WriteEntry(entry.FullName, prefix.Length > 0 ? $"{prefix}/{rel}" : rel);
+                    var name = prefix.Length > 0 ? $"{prefix}/{rel}" : rel;
+                    if (kernelCopy && entry is FileInfo { LinkTarget: null }) KernelCopied(tar, entry.FullName, name);
+                    else tar.WriteEntry(entry.FullName, name);
                 }
                 catch (Exception e) when (tolerateVanished && e is FileNotFoundException or DirectoryNotFoundException) { continue; }
                 if (entry is DirectoryInfo { LinkTarget: null }) pending.Push(entry.FullName);

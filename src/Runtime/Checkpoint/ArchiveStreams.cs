@@ -1,0 +1,107 @@
+using System.Runtime.InteropServices;
+using CriRuntime.Interop;
+
+namespace CriRuntime.Checkpoint;
+
+/// <summary>The checkpoint archive's file, written so that its fsync at the end has little left
+/// to do: every <see cref="KickBytes"/> written, the range is handed to the disk at once
+/// (sync_file_range WRITE: start the writeback, do not wait), so the disk writes the archive
+/// while the rest of it is still being copied instead of all of it after. Durability is still
+/// the final fsync's (<see cref="FileStream.Flush(bool)"/>).</summary>
+internal sealed class WritebackFileStream(FileStream inner) : Stream
+{
+    public const long KickBytes = 8 << 20;
+    private long _kicked;
+
+    public FileStream Inner => inner;
+    public override bool CanRead => false;
+    public override bool CanSeek => true;
+    public override bool CanWrite => true;
+    public override long Length => inner.Length;
+    public override long Position { get => inner.Position; set => inner.Position = value; }
+    public override void Flush() => inner.Flush();
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    public override long Seek(long offset, SeekOrigin origin) => inner.Seek(offset, origin);
+    public override void SetLength(long value) => inner.SetLength(value);
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        inner.Write(buffer);
+        Kick();
+    }
+
+    /// <summary>Called after bytes were added to the file other than through Write (a kernel copy).</summary>
+    public void Kick()
+    {
+        var position = inner.Position;
+        if (position - _kicked < KickBytes) return;
+        inner.Flush();
+        // Advisory: a file system without it (or an error) only loses the overlap; fsync decides.
+        _ = Libc.SyncFileRange((int)inner.SafeFileHandle.DangerousGetHandle(), _kicked, position - _kicked, Libc.SYNC_FILE_RANGE_WRITE);
+        _kicked = position;
+    }
+}
+
+/// <summary>A file as a tar entry's data, copied into the archive by the kernel
+/// (copy_file_range: no trip through user memory) when the archive is a
+/// <see cref="WritebackFileStream"/>; read like any stream otherwise.</summary>
+internal sealed class KernelCopySource(string path) : Stream
+{
+    private readonly FileStream _file = new(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
+
+    public override bool CanRead => true;
+    public override bool CanSeek => true;
+    public override bool CanWrite => false;
+    public override long Length => _file.Length;
+    public override long Position { get => _file.Position; set => _file.Position = value; }
+    public override void Flush() { }
+    public override int Read(byte[] buffer, int offset, int count) => _file.Read(buffer, offset, count);
+    public override int Read(Span<byte> buffer) => _file.Read(buffer);
+    public override long Seek(long offset, SeekOrigin origin) => _file.Seek(offset, origin);
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    public override unsafe void CopyTo(Stream destination, int bufferSize)
+    {
+        if (destination is not WritebackFileStream archive)
+        {
+            base.CopyTo(destination, bufferSize);
+            return;
+        }
+        archive.Flush();
+        var inFd = (int)_file.SafeFileHandle.DangerousGetHandle();
+        var outFd = (int)archive.Inner.SafeFileHandle.DangerousGetHandle();
+        long inOff = _file.Position, outOff = archive.Inner.Position, left = _file.Length - inOff;
+        while (left > 0)
+        {
+            var n = Libc.CopyFileRange(inFd, &inOff, outFd, &outOff, (nuint)Math.Min(left, 1L << 30), 0);
+            if (n < 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                // EXDEV/EINVAL/ENOSYS/EOPNOTSUPP: no kernel copy between these files; copy the rest by hand.
+                if (errno is 18 or 22 or 38 or 95)
+                {
+                    _file.Position = inOff;
+                    archive.Inner.Position = outOff;
+                    base.CopyTo(destination, bufferSize);
+                    return;
+                }
+                throw new IOException($"copy_file_range {path}: {Marshal.GetPInvokeErrorMessage(errno)}");
+            }
+            if (n == 0) break; // the file shrank under us: the tar header's size no longer holds
+            left -= n;
+            archive.Inner.Position = outOff;
+            archive.Kick();
+        }
+        _file.Position = inOff;
+        if (left > 0) throw new IOException($"{path} shrank while it was archived");
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _file.Dispose();
+        base.Dispose(disposing);
+    }
+}
