@@ -40,6 +40,7 @@ public static class Sections
         new CheckpointSection(),
         new ProcViewSection(),
         new TelemetrySection(),
+        new MemoryBreakdownSection(),
     ];
 
     public static IReadOnlyList<string> AllNames(Options opts) => [.. BuiltIn, .. Extra(opts).Select(s => s.Name)];
