@@ -155,9 +155,21 @@ public sealed class HostKernel : IHostKernel
             var args = VolArgs(name, path);
             if (Libc.IoctlPtr(dir.Fd, Libc.BTRFS_IOC_SUBVOL_CREATE, &args) < 0) throw Errno.Last("ioctl(BTRFS_IOC_SUBVOL_CREATE)", path);
         }
-        using var subvol = FdHandle.Open(path, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC);
+        return SubvolumeOf(path);
+    }
+
+    public ulong? BtrfsSubvolumeIdOf(string path)
+    {
+        var id = SubvolumeOf(path);
+        return id != SubvolumeOf(Split(path).Parent) ? id : null;
+    }
+
+    /// <summary>BTRFS_IOC_INO_LOOKUP with tree id 0: the id of the subvolume holding the directory.</summary>
+    private static unsafe ulong SubvolumeOf(string dir)
+    {
+        using var fd = FdHandle.Open(dir, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC);
         var lookup = new Libc.BtrfsInoLookupArgs { TreeId = 0, ObjectId = Libc.BTRFS_FIRST_FREE_OBJECTID };
-        if (Libc.IoctlPtr(subvol.Fd, Libc.BTRFS_IOC_INO_LOOKUP, &lookup) < 0) throw Errno.Last("ioctl(BTRFS_IOC_INO_LOOKUP)", path);
+        if (Libc.IoctlPtr(fd.Fd, Libc.BTRFS_IOC_INO_LOOKUP, &lookup) < 0) throw Errno.Last("ioctl(BTRFS_IOC_INO_LOOKUP)", dir);
         return lookup.TreeId;
     }
 

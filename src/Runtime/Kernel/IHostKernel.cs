@@ -62,6 +62,9 @@ public interface IHostKernel
     /// <summary>BTRFS_IOC_SUBVOL_CREATE: <paramref name="path"/> (it must not exist) made a btrfs
     /// subvolume; its id (BTRFS_IOC_INO_LOOKUP), which is also its level-0 qgroup's.</summary>
     ulong BtrfsSubvolumeCreate(string path);
+    /// <summary>The id of the subvolume whose root <paramref name="path"/> is (BTRFS_IOC_INO_LOOKUP of
+    /// it and of its parent differ), or null when it is a plain directory.</summary>
+    ulong? BtrfsSubvolumeIdOf(string path);
     /// <summary>BTRFS_IOC_SNAP_DESTROY: the subvolume at <paramref name="path"/> and everything in it.</summary>
     void BtrfsSubvolumeDelete(string path);
     /// <summary>BTRFS_IOC_TREE_SEARCH of the quota tree: false when quotas are off (no quota tree).</summary>

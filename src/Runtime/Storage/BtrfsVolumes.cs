@@ -131,10 +131,17 @@ public sealed partial class BtrfsVolumes(CriRuntimeConfig config, IHostKernel ke
     }
 
     /// <summary>For the sweep of a half-made container or pod: its subvolume goes, so that the
-    /// directory around it can be deleted.</summary>
+    /// directory around it can be deleted, and a pod's level-1 qgroup (named after the
+    /// subvolume) with it.</summary>
     public void Unmount(string mountPoint)
     {
-        if (Directory.Exists(mountPoint)) DeleteSubvolume(mountPoint);
+        if (!Directory.Exists(mountPoint)) return;
+        ulong? id;
+        try { id = kernel.BtrfsSubvolumeIdOf(mountPoint); }
+        catch (KernelException) { id = null; }
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(mountPoint));
+        var isPod = Path.GetDirectoryName(Path.GetDirectoryName(full)) == Path.Combine(Path.GetFullPath(Root), "pods");
+        Release(new WritableVolume("", mountPoint, 0) { Qgroup = isPod && id is { } i ? Level1 | i : 0 });
     }
 
     /// <summary>The qgroup's referenced bytes against its limit. Inodes are not counted by qgroups:

@@ -114,8 +114,13 @@ public sealed class RecordingHostKernel : IHostKernel
     {
         Record("ioctl", path, $"ioctl BTRFS_IOC_SUBVOL_CREATE {path}");
         Directory.CreateDirectory(path);
+        Subvolumes[path] = NextSubvolume;
         return NextSubvolume++;
     }
+
+    /// <summary>Path → id of the subvolumes made (or declared by the test).</summary>
+    public Dictionary<string, ulong> Subvolumes { get; } = [];
+    public ulong? BtrfsSubvolumeIdOf(string path) => Subvolumes.TryGetValue(path, out var id) ? id : null;
 
     public void BtrfsSubvolumeDelete(string path)
     {

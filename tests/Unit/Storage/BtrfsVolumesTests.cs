@@ -130,6 +130,35 @@ public sealed class BtrfsVolumesTests : IDisposable
     }
 
     [Fact]
+    public void TheSweepOfAHalfMadePod_DeletesItsSubvolume_AndRemovesItsQgroup()
+    {
+        _kernel.BtrfsQuotas = true;
+        var pod = _volumes.CreateForPod("", Path.Combine(_root, "pods", "p1", "volume"), PodSize);
+        _kernel.Calls.Clear();
+
+        _volumes.Unmount(pod.MountPoint);
+
+        Assert.Equal(
+        [
+            $"ioctl BTRFS_IOC_SNAP_DESTROY {pod.MountPoint}",
+            "ioctl BTRFS_IOC_QGROUP_CREATE remove 1/256",
+        ], _kernel.Calls);
+    }
+
+    [Fact]
+    public void TheSweepOfAHalfMadeContainer_DeletesItsSubvolume_AndNoQgroupByNumber()
+    {
+        _kernel.BtrfsQuotas = true;
+        var v = _volumes.Create("", Path.Combine(_dir, "volume"), Size);
+        _kernel.Calls.Clear();
+
+        _volumes.Unmount(v.MountPoint);
+        _volumes.Unmount(v.MountPoint); // gone: nothing to do
+
+        Assert.Equal([$"ioctl BTRFS_IOC_SNAP_DESTROY {_dir}/volume"], _kernel.Calls);
+    }
+
+    [Fact]
     public void Usage_IsTheQgroupsReferencedBytes_NotAWalk()
     {
         var v = new WritableVolume("", Path.Combine(_dir, "volume"), Size) { Qgroup = 256 };
