@@ -13,6 +13,9 @@ pkgs=(
   # Observability tests: a real Prometheus scrapes the metrics listener; systemd-analyze verifies
   # the unit `make install` lays out.
   prometheus systemd
+  # Disk-quota tests make a btrfs on a loop device (mkfs.btrfs) and look at its qgroups; the
+  # daemon itself never runs the btrfs tools.
+  btrfs-progs
   # CRIU 4.2.1 is built from source by hack/criu.sh (bookworm's 3.17 does not work here).
   libbsd-dev libcap-dev libnet1-dev libnftables-dev libnl-3-dev libprotobuf-c-dev libprotobuf-dev
   protobuf-c-compiler protobuf-compiler uuid-dev pkg-config libgnutls28-dev xz-utils

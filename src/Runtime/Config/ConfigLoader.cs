@@ -116,6 +116,7 @@ public static class ConfigLoader
                 RootfsQuota = c.Size(["storage", "rootfs_quota"], defaults.Storage.RootfsQuota, Storage.DiskQuota.MinimumBytes),
                 BlockioConfigFile = c.AbsolutePathOrEmpty(["storage", "blockio_config_file"], defaults.Storage.BlockioConfigFile),
                 VolumePool = (int)c.Integer(["storage", "volume_pool"], defaults.Storage.VolumePool, 0, 64),
+                QuotaBackend = c.OneOf(["storage", "quota_backend"], defaults.Storage.QuotaBackend, StorageSection.QuotaBackends),
             },
             Metrics = new MetricsSection
             {

@@ -55,6 +55,7 @@ public static class ConfigWriter
         Kv(sb, "rootfs_quota", Str(c.Storage.RootfsQuota.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         Kv(sb, "blockio_config_file", Str(c.Storage.BlockioConfigFile));
         Kv(sb, "volume_pool", c.Storage.VolumePool.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Kv(sb, "quota_backend", Str(c.Storage.QuotaBackend));
         sb.AppendLine().AppendLine("[metrics]");
         Kv(sb, "address", Str(c.Metrics.Address));
         sb.AppendLine().AppendLine("[telemetry]");

@@ -132,6 +132,12 @@ public sealed record StorageSection
     /// <summary>volume_pool: warm disk-quota volumes kept ready per quota size in use (at most
     /// four sizes), so CreateContainer does not wait for a loop device and a mount; 0 for none.</summary>
     public int VolumePool { get; init; } = 2;
+    /// <summary>quota_backend: how disk quotas are kept (docs/storage.md): "auto" picks from the
+    /// storage root's file system (btrfs: qgroups; XFS or ext4 with project quotas on: project
+    /// quotas; else the file-backed volume), or one of "volume", "btrfs", "project".</summary>
+    public string QuotaBackend { get; init; } = "auto";
+
+    public static readonly string[] QuotaBackends = ["auto", "volume", "btrfs", "project"];
 }
 
 /// <summary>[metrics]: the Prometheus endpoint (docs/observability.md).</summary>

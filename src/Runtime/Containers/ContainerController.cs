@@ -82,14 +82,14 @@ public sealed class ContainerController(
             // In a pod with a volume the image file is inside it (its blocks count to the pod's
             // quota); the container's volume is then no larger than the pod's.
             var volumeImage = pod.Volume is { } pv ? Path.Combine(pv.MountPoint, "containers", id + ".img") : Path.Combine(dir, Storage.FileVolumes.ImageName);
-            volume = volumes.Create(volumeImage, Path.Combine(dir, Storage.FileVolumes.MountName), pod.Volume is { } p ? Math.Min(quota, p.SizeBytes) : quota);
+            volume = volumes.Create(volumeImage, Path.Combine(dir, Storage.FileVolumes.MountName), pod.Volume is { } p ? Math.Min(quota, p.SizeBytes) : quota, pod.Volume);
             undo.Add("release writable volume", () => volumes.Release(volume));
         }
         else if (pod.Volume is { } pv)
         {
             layerDir = Path.Combine(pv.MountPoint, "layers", id);
-            Directory.CreateDirectory(layerDir);
-            undo.Add("remove layer dir", () => Directory.Delete(layerDir, recursive: true));
+            volumes.MakeLayerDir(layerDir, pv);
+            undo.Add("remove layer dir", () => volumes.RemoveLayerDir(layerDir));
         }
         var upper = volume?.Upper ?? Path.Combine(layerDir ?? dir, "upper");
         var work = volume?.Work ?? Path.Combine(layerDir ?? dir, "work");
@@ -328,7 +328,7 @@ public sealed class ContainerController(
             if (containers.Find(c.Id) is null) return;
             rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
             if (c.Volume is not null) volumes.Release(c.Volume);
-            if (c.LayerDir is not null && Directory.Exists(c.LayerDir)) Directory.Delete(c.LayerDir, recursive: true);
+            if (c.LayerDir is not null) volumes.RemoveLayerDir(c.LayerDir);
             if (Directory.Exists(c.StateDir)) Directory.Delete(c.StateDir, recursive: true);
             containers.Delete(c.Id);
             imageUsage.Release(c.ImageId, c.Id);

@@ -146,4 +146,183 @@ public sealed class HostKernel : IHostKernel
         var bsize = (ulong)s.Bsize;
         return new FsUsage(s.Type, s.Blocks * bsize, s.Bfree * bsize, s.Files, s.Ffree);
     }
+
+    public unsafe ulong BtrfsSubvolumeCreate(string path)
+    {
+        var (parent, name) = Split(path);
+        using (var dir = FdHandle.Open(parent, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC))
+        {
+            var args = VolArgs(name, path);
+            if (Libc.IoctlPtr(dir.Fd, Libc.BTRFS_IOC_SUBVOL_CREATE, &args) < 0) throw Errno.Last("ioctl(BTRFS_IOC_SUBVOL_CREATE)", path);
+        }
+        return SubvolumeOf(path);
+    }
+
+    public ulong? BtrfsSubvolumeIdOf(string path)
+    {
+        var id = SubvolumeOf(path);
+        return id != SubvolumeOf(Split(path).Parent) ? id : null;
+    }
+
+    /// <summary>BTRFS_IOC_INO_LOOKUP with tree id 0: the id of the subvolume holding the directory.</summary>
+    private static unsafe ulong SubvolumeOf(string dir)
+    {
+        using var fd = FdHandle.Open(dir, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC);
+        var lookup = new Libc.BtrfsInoLookupArgs { TreeId = 0, ObjectId = Libc.BTRFS_FIRST_FREE_OBJECTID };
+        if (Libc.IoctlPtr(fd.Fd, Libc.BTRFS_IOC_INO_LOOKUP, &lookup) < 0) throw Errno.Last("ioctl(BTRFS_IOC_INO_LOOKUP)", dir);
+        return lookup.TreeId;
+    }
+
+    public unsafe void BtrfsSubvolumeDelete(string path)
+    {
+        var (parent, name) = Split(path);
+        using var dir = FdHandle.Open(parent, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC);
+        var args = VolArgs(name, path);
+        if (Libc.IoctlPtr(dir.Fd, Libc.BTRFS_IOC_SNAP_DESTROY, &args) < 0) throw Errno.Last("ioctl(BTRFS_IOC_SNAP_DESTROY)", path);
+    }
+
+    private static (string Parent, string Name) Split(string path)
+    {
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
+        return (Path.GetDirectoryName(full)!, Path.GetFileName(full));
+    }
+
+    private static unsafe Libc.BtrfsVolArgs VolArgs(string name, string path)
+    {
+        var bytes = Encoding.UTF8.GetBytes(name);
+        if (bytes.Length >= 4088) throw Errno.Exception("btrfs subvolume name", path, Errno.EINVAL);
+        var args = new Libc.BtrfsVolArgs();
+        for (var i = 0; i < bytes.Length; i++) args.Name[i] = bytes[i];
+        return args;
+    }
+
+    public unsafe bool BtrfsQuotaEnabled(string path)
+    {
+        using var fd = FdHandle.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC);
+        var search = new Libc.BtrfsSearchArgs
+        {
+            TreeId = Libc.BTRFS_QUOTA_TREE_OBJECTID, MaxObjectId = ulong.MaxValue, MaxOffset = ulong.MaxValue,
+            MaxTransId = ulong.MaxValue, MaxType = 255, NrItems = 1,
+        };
+        if (Libc.IoctlPtr(fd.Fd, Libc.BTRFS_IOC_TREE_SEARCH, &search) == 0) return true;
+        if (Errno.Current == Errno.ENOENT) return false; // no quota tree: quotas are off
+        throw Errno.Last("ioctl(BTRFS_IOC_TREE_SEARCH quota tree)", path);
+    }
+
+    public unsafe void BtrfsQuotaEnable(string path)
+    {
+        using var fd = FdHandle.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC);
+        var args = new Libc.BtrfsQuotaCtlArgs { Cmd = Libc.BTRFS_QUOTA_CTL_ENABLE };
+        if (Libc.IoctlPtr(fd.Fd, Libc.BTRFS_IOC_QUOTA_CTL, &args) < 0) throw Errno.Last("ioctl(BTRFS_IOC_QUOTA_CTL enable)", path);
+    }
+
+    public unsafe void BtrfsQgroupCreate(string path, ulong qgroupId, bool create)
+    {
+        using var fd = FdHandle.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC);
+        var args = new Libc.BtrfsQgroupCreateArgs { Create = create ? 1UL : 0, QgroupId = qgroupId };
+        if (Libc.IoctlPtr(fd.Fd, Libc.BTRFS_IOC_QGROUP_CREATE, &args) < 0)
+            throw Errno.Last($"ioctl(BTRFS_IOC_QGROUP_CREATE {(create ? "create" : "remove")} {QgroupName(qgroupId)})", path);
+    }
+
+    /// <summary>A return above 0 says the accounting needs a rescan (the child was not empty); our
+    /// children are new, empty subvolumes, so only a negative return is a failure.</summary>
+    public unsafe void BtrfsQgroupAssign(string path, ulong child, ulong parent)
+    {
+        using var fd = FdHandle.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC);
+        var args = new Libc.BtrfsQgroupAssignArgs { Assign = 1, Src = child, Dst = parent };
+        if (Libc.IoctlPtr(fd.Fd, Libc.BTRFS_IOC_QGROUP_ASSIGN, &args) < 0)
+            throw Errno.Last($"ioctl(BTRFS_IOC_QGROUP_ASSIGN {QgroupName(child)} to {QgroupName(parent)})", path);
+    }
+
+    public unsafe void BtrfsQgroupLimit(string path, ulong qgroupId, ulong maxReferencedBytes)
+    {
+        using var fd = FdHandle.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC);
+        var args = new Libc.BtrfsQgroupLimitArgs { QgroupId = qgroupId, Flags = Libc.BTRFS_QGROUP_LIMIT_MAX_RFER, MaxRfer = maxReferencedBytes };
+        if (Libc.IoctlPtr(fd.Fd, Libc.BTRFS_IOC_QGROUP_LIMIT, &args) < 0)
+            throw Errno.Last($"ioctl(BTRFS_IOC_QGROUP_LIMIT {QgroupName(qgroupId)})", path);
+    }
+
+    public unsafe (ulong Referenced, ulong Exclusive)? BtrfsQgroupUsage(string path, ulong qgroupId)
+    {
+        using var fd = FdHandle.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC);
+        // The info item's key is (0, BTRFS_QGROUP_INFO_KEY, qgroupid).
+        var search = new Libc.BtrfsSearchArgs
+        {
+            TreeId = Libc.BTRFS_QUOTA_TREE_OBJECTID, MinObjectId = 0, MaxObjectId = 0,
+            MinType = Libc.BTRFS_QGROUP_INFO_KEY, MaxType = Libc.BTRFS_QGROUP_INFO_KEY,
+            MinOffset = qgroupId, MaxOffset = qgroupId, MaxTransId = ulong.MaxValue, NrItems = 1,
+        };
+        if (Libc.IoctlPtr(fd.Fd, Libc.BTRFS_IOC_TREE_SEARCH, &search) < 0)
+        {
+            if (Errno.Current == Errno.ENOENT) return null;
+            throw Errno.Last($"ioctl(BTRFS_IOC_TREE_SEARCH qgroup {QgroupName(qgroupId)})", path);
+        }
+        if (search.NrItems == 0) return null;
+        // struct btrfs_ioctl_search_header (transid, objectid, offset, type, len: 32 bytes), then
+        // struct btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr.
+        var item = new ReadOnlySpan<byte>(search.Buf, 4096 - 104);
+        var offset = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(item[16..]);
+        if (offset != qgroupId) return null;
+        var info = item[32..];
+        return (System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(info[8..]),
+                System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(info[24..]));
+    }
+
+    /// <summary>"1/256": a qgroup id as btrfs-progs writes it (level in the top 16 bits).</summary>
+    public static string QgroupName(ulong id) => $"{id >> 48}/{id & 0xFFFF_FFFF_FFFF}";
+
+    public unsafe void SetProjectId(string dir, uint projectId)
+    {
+        using var fd = FdHandle.Open(dir, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC);
+        Libc.FsXattr x;
+        if (Libc.IoctlPtr(fd.Fd, Libc.FS_IOC_FSGETXATTR, &x) < 0) throw Errno.Last("ioctl(FS_IOC_FSGETXATTR)", dir);
+        x.ProjId = projectId;
+        x.XFlags |= Libc.FS_XFLAG_PROJINHERIT;
+        if (Libc.IoctlPtr(fd.Fd, Libc.FS_IOC_FSSETXATTR, &x) < 0) throw Errno.Last($"ioctl(FS_IOC_FSSETXATTR project {projectId})", dir);
+    }
+
+    public unsafe bool ProjectQuotaEnabled(string path)
+    {
+        using var fd = FdHandle.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC);
+        Libc.IfDqinfo info;
+        // ESRCH: quotas of that type are off; ENOSYS/EINVAL/ENOTSUP: none on this kernel or file system.
+        return Libc.QuotactlFd(fd.Fd, Libc.QCmd(Libc.Q_GETINFO, Libc.PRJQUOTA), 0, &info) == 0;
+    }
+
+    public unsafe void SetProjectLimit(string path, bool xfs, uint projectId, ulong bytes)
+    {
+        using var fd = FdHandle.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC);
+        int rc;
+        if (xfs)
+        {
+            var q = new Libc.FsDiskQuota
+            {
+                Version = Libc.FS_DQUOT_VERSION, Flags = Libc.FS_PROJ_QUOTA, FieldMask = Libc.FS_DQ_BHARD | Libc.FS_DQ_BSOFT,
+                Id = projectId, BlkHardLimit = (bytes + 511) / 512, BlkSoftLimit = (bytes + 511) / 512,
+            };
+            rc = Libc.QuotactlFd(fd.Fd, Libc.QCmd(Libc.Q_XSETQLIM, Libc.PRJQUOTA), projectId, &q);
+        }
+        else
+        {
+            var q = new Libc.IfDqblk { BHardLimit = (bytes + 1023) / 1024, BSoftLimit = (bytes + 1023) / 1024, Valid = Libc.QIF_BLIMITS };
+            rc = Libc.QuotactlFd(fd.Fd, Libc.QCmd(Libc.Q_SETQUOTA, Libc.PRJQUOTA), projectId, &q);
+        }
+        if (rc < 0) throw Errno.Last($"quotactl({(xfs ? "Q_XSETQLIM" : "Q_SETQUOTA")} project {projectId})", path);
+    }
+
+    public unsafe (ulong Bytes, ulong Inodes) ProjectUsage(string path, bool xfs, uint projectId)
+    {
+        using var fd = FdHandle.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC);
+        if (xfs)
+        {
+            Libc.FsDiskQuota q;
+            if (Libc.QuotactlFd(fd.Fd, Libc.QCmd(Libc.Q_XGETQUOTA, Libc.PRJQUOTA), projectId, &q) < 0)
+                throw Errno.Last($"quotactl(Q_XGETQUOTA project {projectId})", path);
+            return (q.BCount * 512, q.ICount);
+        }
+        Libc.IfDqblk d;
+        if (Libc.QuotactlFd(fd.Fd, Libc.QCmd(Libc.Q_GETQUOTA, Libc.PRJQUOTA), projectId, &d) < 0)
+            throw Errno.Last($"quotactl(Q_GETQUOTA project {projectId})", path);
+        return (d.CurSpace, d.CurInodes);
+    }
 }

@@ -58,12 +58,45 @@ public interface IHostKernel
     void CopySparse(string source, string target, ulong size);
     /// <summary>statfs(2): the size and use of the file system holding <paramref name="path"/>.</summary>
     FsUsage Statfs(string path);
+
+    /// <summary>BTRFS_IOC_SUBVOL_CREATE: <paramref name="path"/> (it must not exist) made a btrfs
+    /// subvolume; its id (BTRFS_IOC_INO_LOOKUP), which is also its level-0 qgroup's.</summary>
+    ulong BtrfsSubvolumeCreate(string path);
+    /// <summary>The id of the subvolume whose root <paramref name="path"/> is (BTRFS_IOC_INO_LOOKUP of
+    /// it and of its parent differ), or null when it is a plain directory.</summary>
+    ulong? BtrfsSubvolumeIdOf(string path);
+    /// <summary>BTRFS_IOC_SNAP_DESTROY: the subvolume at <paramref name="path"/> and everything in it.</summary>
+    void BtrfsSubvolumeDelete(string path);
+    /// <summary>BTRFS_IOC_TREE_SEARCH of the quota tree: false when quotas are off (no quota tree).</summary>
+    bool BtrfsQuotaEnabled(string path);
+    /// <summary>BTRFS_IOC_QUOTA_CTL(ENABLE) on the file system holding <paramref name="path"/>.</summary>
+    void BtrfsQuotaEnable(string path);
+    /// <summary>BTRFS_IOC_QGROUP_CREATE: makes (or, <paramref name="create"/> false, removes) a qgroup.</summary>
+    void BtrfsQgroupCreate(string path, ulong qgroupId, bool create);
+    /// <summary>BTRFS_IOC_QGROUP_ASSIGN: <paramref name="child"/> a member of <paramref name="parent"/>.</summary>
+    void BtrfsQgroupAssign(string path, ulong child, ulong parent);
+    /// <summary>BTRFS_IOC_QGROUP_LIMIT: max_rfer of the qgroup (0: no limit).</summary>
+    void BtrfsQgroupLimit(string path, ulong qgroupId, ulong maxReferencedBytes);
+    /// <summary>The qgroup's accounting (its qgroup info item in the quota tree, BTRFS_IOC_TREE_SEARCH):
+    /// bytes referenced and exclusive; null when there is no such qgroup.</summary>
+    (ulong Referenced, ulong Exclusive)? BtrfsQgroupUsage(string path, ulong qgroupId);
+
+    /// <summary>FS_IOC_FSSETXATTR: the directory's project id, and FS_XFLAG_PROJINHERIT so that
+    /// what is made in it inherits the id.</summary>
+    void SetProjectId(string dir, uint projectId);
+    /// <summary>quotactl_fd(Q_GETINFO, PRJQUOTA): whether project quota accounting is on for the
+    /// file system holding <paramref name="path"/>.</summary>
+    bool ProjectQuotaEnabled(string path);
+    /// <summary>The project's hard block limit (0: none): Q_XSETQLIM on XFS, Q_SETQUOTA elsewhere.</summary>
+    void SetProjectLimit(string path, bool xfs, uint projectId, ulong bytes);
+    /// <summary>The project's use (Q_XGETQUOTA on XFS, Q_GETQUOTA elsewhere): bytes and inodes.</summary>
+    (ulong Bytes, ulong Inodes) ProjectUsage(string path, bool xfs, uint projectId);
 }
 
 /// <summary>What statfs(2) says of a file system, in bytes and inodes.</summary>
 public readonly record struct FsUsage(long Type, ulong TotalBytes, ulong FreeBytes, ulong Inodes, ulong FreeInodes)
 {
-    public const long Ext4Magic = 0xEF53;
+    public const long Ext4Magic = 0xEF53, BtrfsMagic = 0x9123683E, XfsMagic = 0x58465342;
     public ulong UsedBytes => TotalBytes - FreeBytes;
     public ulong UsedInodes => Inodes - FreeInodes;
 }

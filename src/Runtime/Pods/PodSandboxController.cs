@@ -64,7 +64,7 @@ public sealed class PodSandboxController(
         Storage.WritableVolume? volume = null;
         if (quota > 0)
         {
-            volume = volumes.Create(Path.Combine(dir, Storage.FileVolumes.ImageName), Path.Combine(dir, Storage.FileVolumes.MountName), quota);
+            volume = volumes.CreateForPod(Path.Combine(dir, Storage.FileVolumes.ImageName), Path.Combine(dir, Storage.FileVolumes.MountName), quota);
             undo.Add("release pod volume", () => volumes.Release(volume));
         }
         var stateDir = StateDir(id);

@@ -30,6 +30,8 @@ public static partial class Daemon
         }
 
         HostChecks.CgroupDriver(config);
+        // Disk quotas: from [storage] quota_backend and the storage root's file system, once.
+        var quotaBackend = Storage.QuotaBackends.Choose(config.Storage.QuotaBackend, config.Root, Kernel.HostKernel.Instance);
         StreamingListener.Address(config.Streaming);
         using var socket = CriSocket.Bind(config.Socket);
 
@@ -90,7 +92,14 @@ public static partial class Daemon
         builder.Services.AddSingleton<Kernel.IHostKernel>(Kernel.HostKernel.Instance);
         builder.Services.AddSingleton<Storage.FileVolumes>();
         builder.Services.AddSingleton<Storage.VolumePool>();
-        builder.Services.AddSingleton<Storage.IWritableVolumes>(sp => sp.GetRequiredService<Storage.VolumePool>());
+        builder.Services.AddSingleton<Storage.BtrfsVolumes>();
+        builder.Services.AddSingleton<Storage.ProjectVolumes>();
+        builder.Services.AddSingleton<Storage.IWritableVolumes>(sp => quotaBackend switch
+        {
+            Storage.QuotaBackends.Btrfs => sp.GetRequiredService<Storage.BtrfsVolumes>(),
+            Storage.QuotaBackends.Project => sp.GetRequiredService<Storage.ProjectVolumes>(),
+            _ => sp.GetRequiredService<Storage.VolumePool>(),
+        });
         builder.Services.AddSingleton<Containers.ContainerController>();
         builder.Services.AddSingleton<Namespaces.IPodNamespaces, Namespaces.HostNamespaces>();
         builder.Services.AddSingleton<Pods.IPodInit, Pods.PodInitProcesses>();
@@ -145,9 +154,18 @@ public static partial class Daemon
         await app.Services.GetRequiredService<PodRecovery>().RunAsync(CancellationToken.None);
         // Warm disk-quota volumes: what a previous daemon left in the pool goes, new ones are made
         // in the background; a clean stop releases them (the container is disposed with the host).
-        var pool = app.Services.GetRequiredService<Storage.VolumePool>();
-        pool.Start();
-        app.Lifetime.ApplicationStopped.Register(pool.Dispose);
+        // The other backends have nothing to warm: their leftovers (pod qgroups the btrfs cleaner
+        // still held, project ids of half-made layers) are removed instead.
+        switch (quotaBackend)
+        {
+            case Storage.QuotaBackends.Btrfs: app.Services.GetRequiredService<Storage.BtrfsVolumes>().Start(); break;
+            case Storage.QuotaBackends.Project: app.Services.GetRequiredService<Storage.ProjectVolumes>().Start(); break;
+            default:
+                var pool = app.Services.GetRequiredService<Storage.VolumePool>();
+                pool.Start();
+                app.Lifetime.ApplicationStopped.Register(pool.Dispose);
+                break;
+        }
         // Before serving: no ADD may run between GC's list of attachments in use and the plugins acting on it.
         await app.Services.GetRequiredService<CniNetwork>().GarbageCollectAsync(CancellationToken.None);
         await app.Services.GetRequiredService<Containers.ExitMonitor>().ResumeAsync(CancellationToken.None);

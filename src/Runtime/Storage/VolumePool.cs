@@ -47,7 +47,7 @@ public sealed partial class VolumePool(FileVolumes inner, CriRuntimeConfig confi
         if (config.Storage.RootfsQuota > 0) Want(config.Storage.RootfsQuota);
     }
 
-    public WritableVolume Create(string image, string mountPoint, ulong sizeBytes)
+    public WritableVolume Create(string image, string mountPoint, ulong sizeBytes, WritableVolume? pod = null)
     {
         if (Target <= 0) return inner.Create(image, mountPoint, sizeBytes);
         Want(sizeBytes);

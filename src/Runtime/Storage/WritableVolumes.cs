@@ -5,12 +5,19 @@ using CriRuntime.Kernel;
 
 namespace CriRuntime.Storage;
 
-/// <summary>A container's writable layer on a file system of its own: the image file, where it is
-/// mounted (the overlay's upper and work dirs are below) and its size, the quota.</summary>
+/// <summary>A container's (or pod's) writable layer with a size limit: where it is (the overlay's
+/// upper and work dirs are below) and its size, the quota. The file-backed volume is an image file
+/// mounted there; a btrfs one is a subvolume there with a qgroup; a project-quota one is a
+/// directory there with a project id.</summary>
 public sealed record WritableVolume(string Image, string MountPoint, ulong SizeBytes)
 {
     /// <summary>The loop device it is attached to ("/dev/loop3"), as of the last attach.</summary>
     public string Device { get; init; } = "";
+    /// <summary>btrfs: the qgroup holding the limit, 0/subvolume id for a container, 1/N for a pod
+    /// (level in the top 16 bits, as the kernel numbers them); 0 for other backends.</summary>
+    public ulong Qgroup { get; init; }
+    /// <summary>Project quotas: the project id of the directory; 0 for other backends.</summary>
+    public uint ProjectId { get; init; }
     public string Upper => Path.Combine(MountPoint, "upper");
     public string Work => Path.Combine(MountPoint, "work");
 }
@@ -21,9 +28,20 @@ public interface IWritableVolumes
 {
     /// <summary>The backend's name as Status reports it.</summary>
     string Backend { get; }
-    /// <summary>A volume of <paramref name="sizeBytes"/>: the image file <paramref name="image"/>
-    /// mounted on <paramref name="mountPoint"/>; nothing is left behind when this throws.</summary>
-    WritableVolume Create(string image, string mountPoint, ulong sizeBytes);
+    /// <summary>A volume of <paramref name="sizeBytes"/> at <paramref name="mountPoint"/> (the
+    /// file-backed one: the image file <paramref name="image"/> mounted there), counted against
+    /// the pod's volume <paramref name="pod"/> when given; nothing is left behind when this throws.</summary>
+    WritableVolume Create(string image, string mountPoint, ulong sizeBytes, WritableVolume? pod = null);
+    /// <summary>The pod's volume: the total over its containers' writable layers.</summary>
+    WritableVolume CreateForPod(string image, string mountPoint, ulong sizeBytes) => Create(image, mountPoint, sizeBytes);
+    /// <summary>The writable layer dir of a container without a quota of its own in a pod with a
+    /// volume: below the pod's mount point, and counted against it.</summary>
+    void MakeLayerDir(string layerDir, WritableVolume pod) => Directory.CreateDirectory(layerDir);
+    /// <summary>Removes what <see cref="MakeLayerDir"/> made. Idempotent.</summary>
+    void RemoveLayerDir(string layerDir)
+    {
+        if (Directory.Exists(layerDir)) Directory.Delete(layerDir, recursive: true);
+    }
     /// <summary>Attaches and mounts a recorded volume again unless it is mounted (after a
     /// reboot, or a crash between attach and mount): the volume on its new device, or null when
     /// nothing had to be done.</summary>
@@ -54,7 +72,7 @@ public sealed partial class FileVolumes(CriRuntimeConfig config, IHostKernel ker
 
     public string TemplateDir => Path.Combine(config.Root, "volumes", "templates");
 
-    public WritableVolume Create(string image, string mountPoint, ulong sizeBytes)
+    public WritableVolume Create(string image, string mountPoint, ulong sizeBytes, WritableVolume? pod = null)
     {
         var template = Template(sizeBytes);
         var volume = new WritableVolume(image, mountPoint, sizeBytes);

@@ -45,6 +45,17 @@ public class ConfigLoaderTests
     }
 
     [Fact]
+    public void QuotaBackend_IsAutoByDefault_IsRead_AndAnUnknownOneIsRefusedNamingTheKey()
+    {
+        Assert.Equal("auto", Load().Storage.QuotaBackend);
+        var c = Load(("a.toml", "[storage]\nquota_backend = \"btrfs\"\n"));
+        Assert.Equal("btrfs", c.Storage.QuotaBackend);
+        Assert.Equal(ConfigWriter.ToToml(c), ConfigWriter.ToToml(Load(("b.toml", ConfigWriter.ToToml(c)))));
+        var e = Assert.Throws<ConfigException>(() => Load(("c.toml", "[storage]\nquota_backend = \"zfs\"\n")));
+        Assert.Contains("storage.quota_backend", e.Message);
+    }
+
+    [Fact]
     public void PidsLimit_IsRead()
     {
         Assert.Equal(4096, Load(("main.toml", "[runtime]\npids_limit = 4096\n")).Runtime.PidsLimit);

@@ -232,7 +232,7 @@ public sealed class FakeVolumes(StepLog log) : CriRuntime.Storage.IWritableVolum
 {
     public string Backend => "fake";
 
-    public CriRuntime.Storage.WritableVolume Create(string image, string mountPoint, ulong sizeBytes)
+    public CriRuntime.Storage.WritableVolume Create(string image, string mountPoint, ulong sizeBytes, CriRuntime.Storage.WritableVolume? pod = null)
     {
         log.Do($"volume create {sizeBytes}", $"volume {image}");
         Directory.CreateDirectory(mountPoint);

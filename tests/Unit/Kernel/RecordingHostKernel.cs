@@ -103,4 +103,57 @@ public sealed class RecordingHostKernel : IHostKernel
     }
 
     public FsUsage Statfs(string path) => FileSystems.TryGetValue(path, out var u) ? u : throw new KernelException("statfs", path, Errno.ENOENT);
+
+    /// <summary>The id the next subvolume gets (btrfs starts at 256); made as a plain directory.</summary>
+    public ulong NextSubvolume { get; set; } = 256;
+    public bool BtrfsQuotas { get; set; }
+    /// <summary>Qgroup id → (referenced, exclusive) bytes, as BtrfsQgroupUsage answers.</summary>
+    public Dictionary<ulong, (ulong, ulong)> Qgroups { get; } = [];
+
+    public ulong BtrfsSubvolumeCreate(string path)
+    {
+        Record("ioctl", path, $"ioctl BTRFS_IOC_SUBVOL_CREATE {path}");
+        Directory.CreateDirectory(path);
+        Subvolumes[path] = NextSubvolume;
+        return NextSubvolume++;
+    }
+
+    /// <summary>Path → id of the subvolumes made (or declared by the test).</summary>
+    public Dictionary<string, ulong> Subvolumes { get; } = [];
+    public ulong? BtrfsSubvolumeIdOf(string path) => Subvolumes.TryGetValue(path, out var id) ? id : null;
+
+    public void BtrfsSubvolumeDelete(string path)
+    {
+        Record("ioctl", path, $"ioctl BTRFS_IOC_SNAP_DESTROY {path}");
+        if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
+        else throw new KernelException("ioctl(BTRFS_IOC_SNAP_DESTROY)", path, Errno.ENOENT);
+    }
+
+    public bool BtrfsQuotaEnabled(string path) => BtrfsQuotas;
+
+    public void BtrfsQuotaEnable(string path)
+    {
+        Record("ioctl", path, $"ioctl BTRFS_IOC_QUOTA_CTL enable {path}");
+        BtrfsQuotas = true;
+    }
+
+    public void BtrfsQgroupCreate(string path, ulong qgroupId, bool create) =>
+        Record("ioctl", path, $"ioctl BTRFS_IOC_QGROUP_CREATE {(create ? "create" : "remove")} {HostKernel.QgroupName(qgroupId)}");
+    public void BtrfsQgroupAssign(string path, ulong child, ulong parent) =>
+        Record("ioctl", path, $"ioctl BTRFS_IOC_QGROUP_ASSIGN {HostKernel.QgroupName(child)} {HostKernel.QgroupName(parent)}");
+    public void BtrfsQgroupLimit(string path, ulong qgroupId, ulong maxReferencedBytes) =>
+        Record("ioctl", path, $"ioctl BTRFS_IOC_QGROUP_LIMIT {HostKernel.QgroupName(qgroupId)} max_rfer={maxReferencedBytes}");
+    public (ulong Referenced, ulong Exclusive)? BtrfsQgroupUsage(string path, ulong qgroupId) =>
+        Qgroups.TryGetValue(qgroupId, out var u) ? u : null;
+
+    public bool ProjectQuotas { get; set; }
+    /// <summary>Project id → (bytes, inodes), as ProjectUsage answers.</summary>
+    public Dictionary<uint, (ulong, ulong)> Projects { get; } = [];
+
+    public void SetProjectId(string dir, uint projectId) => Record("ioctl", dir, $"ioctl FS_IOC_FSSETXATTR {dir} projid={projectId} projinherit");
+    public bool ProjectQuotaEnabled(string path) => ProjectQuotas;
+    public void SetProjectLimit(string path, bool xfs, uint projectId, ulong bytes) =>
+        Record("quotactl", path, $"quotactl {(xfs ? "Q_XSETQLIM" : "Q_SETQUOTA")} project {projectId} {bytes}");
+    public (ulong Bytes, ulong Inodes) ProjectUsage(string path, bool xfs, uint projectId) =>
+        Projects.TryGetValue(projectId, out var u) ? u : (0, 0);
 }
