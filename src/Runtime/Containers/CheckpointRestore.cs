@@ -168,6 +168,14 @@ public static class CheckpointRestore
         RestoreSpec plan;
         try
         {
+            // CRIU writes the dumped hostname into the uts namespace it restores into, the new
+            // pod's (--join-ns): the images get the names that namespace has, so the pod keeps them.
+            if (spec.Linux?.Namespaces?.FirstOrDefault(n => n.Type == "uts" && !string.IsNullOrEmpty(n.Path)) is { } uts
+                && UtsImage.Find(source.ImagesDir) is { Count: > 0 } utsImages)
+            {
+                var (node, domain) = UtsNames(uts.Path!);
+                foreach (var image in utsImages) UtsImage.Rewrite(image, node, domain);
+            }
             // Our cgroup managers make no container cgroup in named hierarchies (name=systemd):
             // the restored tasks stay where a fresh container's init would, in the daemon's.
             plan = RestorePlan.Build(criu.Require(), config.CriuEnv, source, source.Dir, rootfs, spec, spec.Linux?.CgroupsPath ?? "",
@@ -175,6 +183,16 @@ public static class CheckpointRestore
         }
         catch (InvalidDataException e) { throw Fail.InvalidArgument(e.Message); }
         AtomicFile.Write(Path.Combine(bundle, RestoreSpec.FileName), JsonSerializer.SerializeToUtf8Bytes(plan, ShimJsonContext.Default.RestoreSpec), durable: false);
+    }
+
+    /// <summary>The hostname and domainname of the uts namespace pinned at <paramref name="path"/>,
+    /// read through /proc/sys from a thread inside it.</summary>
+    private static (string Nodename, string Domainname) UtsNames(string path)
+    {
+        var names = ("", "");
+        Namespaces.NamespacePinner.RunIn(Namespaces.NamespaceKind.Uts, path, () =>
+            names = (File.ReadAllText("/proc/sys/kernel/hostname").TrimEnd('\n'), File.ReadAllText("/proc/sys/kernel/domainname").TrimEnd('\n')));
+        return names;
     }
 }
 
