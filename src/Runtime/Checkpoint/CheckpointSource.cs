@@ -26,22 +26,29 @@ public sealed record CheckpointSource(string Dir, ConfigDump Config, Spec Spec, 
         CheckpointArchive.DumpLogFile, StdioFile,
     };
 
-    /// <summary>Unpacks <paramref name="archive"/> into <paramref name="dest"/> (made here; must not exist).</summary>
+    /// <summary>Unpacks <paramref name="archive"/> (an archive, or the uncompressed layer of a
+    /// checkpoint image: the same entries under the same rules) into <paramref name="dest"/> (made
+    /// here; must not exist).</summary>
     public static CheckpointSource Extract(Stream archive, string dest)
     {
         Directory.CreateDirectory(dest);
         var images = Path.Combine(dest, CheckpointArchive.CheckpointDirectory);
         Directory.CreateDirectory(images);
         var seen = new HashSet<string>(StringComparer.Ordinal);
-        using (var tar = new TarReader(archive))
+        // An image layer may stop right after its last entry (umoci's do): see TarEndTracker.
+        var tracked = new Images.Snapshots.TarEndTracker(archive);
+        using (var tar = new TarReader(tracked))
         {
-            while (tar.GetNextEntry() is { } e)
+            while (Next(tar, tracked) is { } e)
             {
                 var name = e.Name;
-                if (name.StartsWith('/')) throw Bad(name, "absolute path");
+                if (e.EntryType is TarEntryType.GlobalExtendedAttributes) continue;
                 var parts = name.Split('/', StringSplitOptions.RemoveEmptyEntries).Where(p => p != ".").ToArray();
+                // The root itself ("./", or "/" as umoci writes it into a layer) names nothing to write.
+                if (parts.Length == 0 && e.EntryType is TarEntryType.Directory) continue;
+                if (name.StartsWith('/')) throw Bad(name, "absolute path");
                 if (parts.Any(p => p == "..")) throw Bad(name, "path with \"..\"");
-                if (parts.Length == 0) continue;
+                if (parts.Length == 0) throw Bad(name, "empty name");
                 var rel = string.Join('/', parts);
                 if (e.EntryType is TarEntryType.SymbolicLink or TarEntryType.HardLink)
                     throw Bad(name, $"a link (to \"{e.LinkName}\") is not allowed in a checkpoint archive");
@@ -100,6 +107,24 @@ public sealed record CheckpointSource(string Dir, ConfigDump Config, Spec Spec, 
                 ?? throw new InvalidDataException($"checkpoint archive: {name}: the document is null");
         }
         catch (JsonException e) { throw new InvalidDataException($"checkpoint archive: {name}: {e.Message}", e); }
+    }
+
+    private static TarEntry? Next(TarReader tar, Images.Snapshots.TarEndTracker tracked)
+    {
+        try
+        {
+            var e = tar.GetNextEntry();
+            if (e is not null) tracked.EntryRead(e.Name, e.Length);
+            return e;
+        }
+        catch (EndOfStreamException) when (tracked.EndedCleanly)
+        {
+            return null;
+        }
+        catch (EndOfStreamException) when (tracked.AtEnd)
+        {
+            throw new InvalidDataException($"checkpoint archive: truncated: {tracked.Truncation()}");
+        }
     }
 
     private static InvalidDataException Bad(string entry, string why) => new($"checkpoint archive: entry \"{entry}\": {why}");

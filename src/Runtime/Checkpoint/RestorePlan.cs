@@ -52,6 +52,13 @@ public static partial class RestorePlan
         foreach (var ns in spec.Linux?.Namespaces ?? [])
         {
             if (string.IsNullOrEmpty(ns.Path)) continue;
+            // The new pod's uts and ipc namespaces, as a fresh container of the pod joins them
+            // (the dump captured the old pod's as the container's own).
+            if (ns.Type is "uts" or "ipc")
+            {
+                args.AddRange(["--join-ns", $"{ns.Type}:{ns.Path}"]);
+                continue;
+            }
             var (fd, key) = ns.Type switch { "network" => (NetNsFd, DumpPlan.NetNsKey), "pid" => (PidNsFd, DumpPlan.PidNsKey), _ => (0, "") };
             if (fd == 0) continue;
             files[fd.ToString(CultureInfo.InvariantCulture)] = ns.Path;

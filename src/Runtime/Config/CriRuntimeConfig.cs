@@ -99,8 +99,9 @@ public sealed record CheckpointSection
     /// breakpoints) by default: in VMs where ptrace hardware breakpoints never fire (Firecracker)
     /// every dump hangs without it; elsewhere it costs a few ptrace steps per thread.</summary>
     public IReadOnlyList<string> CriuEnv { get; init; } = ["CRIU_FAULT=130"];
-    /// <summary>Creating containers from a checkpoint archive: off unless asked for, since the
-    /// archive is input the caller controls (memory images, file system changes, a recorded spec).</summary>
+    /// <summary>Creating containers from a checkpoint archive or checkpoint image: off unless asked
+    /// for, since the archive (or the image's layer) is input the caller controls (memory images,
+    /// file system changes, a recorded spec).</summary>
     public bool Restore { get; init; }
     /// <summary>A CheckpointContainer without a timeout: CRIU is killed (and the container thawed)
     /// after this long.</summary>

@@ -20,14 +20,30 @@ public static class CheckpointRestore
     /// <summary>The unpacked archive, in the container's directory.</summary>
     public const string DirName = "checkpoint";
 
-    /// <summary>The archive's path when <paramref name="image"/> names one (an absolute path),
-    /// else null. FailedPrecondition when restore is off.</summary>
-    public static string? ArchivePath(string image, CheckpointSection config)
+    /// <summary>The image annotations that make a stored image a checkpoint image (whose layer
+    /// holds an archive's entries): checkpointctl's and containerd's, and CRI-O's.</summary>
+    public static readonly IReadOnlyList<string> ImageAnnotations =
+        ["org.criu.checkpoint.container.name", "io.kubernetes.cri-o.annotations.checkpoint.name"];
+
+    /// <summary>Where a restore is asked for: <c>image.image</c> an absolute path (an archive),
+    /// or a stored image whose manifest (or index) carries one of <see cref="ImageAnnotations"/>;
+    /// else null (an ordinary image). FailedPrecondition when restore is off. An image that is
+    /// not stored is no checkpoint here: the usual lookup then answers NotFound (CreateContainer
+    /// never pulls).</summary>
+    public static CheckpointOrigin? Origin(string image, CheckpointSection config, IImageResolver images)
     {
-        if (!image.StartsWith('/')) return null;
+        if (image.StartsWith('/'))
+        {
+            if (!config.Restore)
+                throw Fail.FailedPrecondition($"config.image.image: {image} is a checkpoint archive path, and restoring from checkpoints is off ([checkpoint] restore = false)");
+            return new CheckpointOrigin(image, null);
+        }
+        if (images.Find(image) is not { } record) return null;
+        var annotations = images.Annotations(record);
+        if (ImageAnnotations.FirstOrDefault(annotations.ContainsKey) is not { } key) return null;
         if (!config.Restore)
-            throw Fail.FailedPrecondition($"config.image.image: {image} is a checkpoint archive path, and restoring from checkpoints is off ([checkpoint] restore = false)");
-        return image;
+            throw Fail.FailedPrecondition($"config.image.image: {image} is a checkpoint image (annotation {key}), and restoring from checkpoints is off ([checkpoint] restore = false)");
+        return new CheckpointOrigin(image, record);
     }
 
     /// <summary>What a restore cannot give the request yet.</summary>
@@ -36,6 +52,40 @@ public static class CheckpointRestore
         if (c.Tty) throw Fail.InvalidArgument("config.tty: a container restored from a checkpoint cannot have a terminal yet");
         if (c.Stdin) throw Fail.InvalidArgument("config.stdin: a container restored from a checkpoint cannot have a stdin yet");
         if (pod.UserNs is not null) throw Fail.InvalidArgument("a container restored from a checkpoint cannot run in a pod with a user namespace yet");
+    }
+
+    /// <summary>The archive's or the checkpoint image's entries, checked and unpacked into
+    /// <paramref name="dest"/>.</summary>
+    public static CheckpointSource Unpack(CheckpointOrigin origin, IImageResolver images, string dest) =>
+        origin.Image is { } image ? UnpackImage(origin.Name, image, images, dest) : Unpack(origin.Name, dest);
+
+    /// <summary>A checkpoint image's one layer is an archive's entries, laid out as
+    /// `checkpointctl build` (buildah) and podman make it. Its blob is read again from the content
+    /// store and goes through the archive's checks: the pull unpacked it as an ordinary layer,
+    /// where a symlink pointing anywhere or an absolute name is allowed.</summary>
+    private static CheckpointSource UnpackImage(string name, ImageRecord image, IImageResolver images, string dest)
+    {
+        if (image.Layers.Count != 1)
+            throw Fail.InvalidArgument($"config.image.image: checkpoint image {name} ({image.Id}) has {image.Layers.Count} layers; a checkpoint image has one, holding the archive's entries");
+        var layer = image.Layers[0];
+        Stream blob;
+        try { blob = images.OpenLayer(layer); }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw Fail.FailedPrecondition($"config.image.image: checkpoint image {name} ({image.Id}): layer {layer.Digest} is no longer stored (pull it again)");
+        }
+        using (blob)
+        {
+            try
+            {
+                using var tar = Images.Snapshots.LayerExtractor.Decompress(blob);
+                return CheckpointSource.Extract(tar, dest);
+            }
+            catch (Exception e) when (e is InvalidDataException or FormatException or EndOfStreamException or ZstdSharp.ZstdException)
+            {
+                throw Fail.InvalidArgument($"config.image.image: checkpoint image {name} ({image.Id}), layer {layer.Digest}: {e.Message}");
+            }
+        }
     }
 
     public static CheckpointSource Unpack(string archive, string dest)
@@ -118,6 +168,14 @@ public static class CheckpointRestore
         RestoreSpec plan;
         try
         {
+            // CRIU writes the dumped hostname into the uts namespace it restores into, the new
+            // pod's (--join-ns): the images get the names that namespace has, so the pod keeps them.
+            if (spec.Linux?.Namespaces?.FirstOrDefault(n => n.Type == "uts" && !string.IsNullOrEmpty(n.Path)) is { } uts
+                && UtsImage.Find(source.ImagesDir) is { Count: > 0 } utsImages)
+            {
+                var (node, domain) = UtsNames(uts.Path!);
+                foreach (var image in utsImages) UtsImage.Rewrite(image, node, domain);
+            }
             // Our cgroup managers make no container cgroup in named hierarchies (name=systemd):
             // the restored tasks stay where a fresh container's init would, in the daemon's.
             plan = RestorePlan.Build(criu.Require(), config.CriuEnv, source, source.Dir, rootfs, spec, spec.Linux?.CgroupsPath ?? "",
@@ -126,4 +184,18 @@ public static class CheckpointRestore
         catch (InvalidDataException e) { throw Fail.InvalidArgument(e.Message); }
         AtomicFile.Write(Path.Combine(bundle, RestoreSpec.FileName), JsonSerializer.SerializeToUtf8Bytes(plan, ShimJsonContext.Default.RestoreSpec), durable: false);
     }
+
+    /// <summary>The hostname and domainname of the uts namespace pinned at <paramref name="path"/>,
+    /// read through /proc/sys from a thread inside it.</summary>
+    private static (string Nodename, string Domainname) UtsNames(string path)
+    {
+        var names = ("", "");
+        Namespaces.NamespacePinner.RunIn(Namespaces.NamespaceKind.Uts, path, () =>
+            names = (File.ReadAllText("/proc/sys/kernel/hostname").TrimEnd('\n'), File.ReadAllText("/proc/sys/kernel/domainname").TrimEnd('\n')));
+        return names;
+    }
 }
+
+/// <summary>What a restore is made from: an archive at <see cref="Name"/> (a path), or the stored
+/// checkpoint image <see cref="Image"/> the request named <see cref="Name"/>.</summary>
+public sealed record CheckpointOrigin(string Name, ImageRecord? Image);

@@ -51,8 +51,8 @@ public sealed class ContainerController(
     {
         var containerConfig = request.Config;
         var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
-        var archive = CheckpointRestore.ArchivePath(containerConfig.Image.Image, config.Checkpoint);
-        if (archive is not null) CheckpointRestore.CheckRequest(containerConfig, pod);
+        var origin = CheckpointRestore.Origin(containerConfig.Image.Image, config.Checkpoint, images);
+        if (origin is not null) CheckpointRestore.CheckRequest(containerConfig, pod);
         // Before anything is made: a pod that asks for the /proc view and cannot have it.
         var procViewMount = PartitionView.ProcView.Wanted(pod.Annotations, pod.RuntimeHandler, config, "sandbox annotations")
             ? (procView ?? throw Fail.FailedPrecondition("the partition /proc view is not available in this daemon")).RequireMount()
@@ -93,12 +93,13 @@ public sealed class ContainerController(
         }
         var upper = volume?.Upper ?? Path.Combine(layerDir ?? dir, "upper");
         var work = volume?.Work ?? Path.Combine(layerDir ?? dir, "work");
-        // From a checkpoint: the archive is unpacked and checked first; its image is only looked
-        // up among the stored ones, and its writable layer goes into the upper dir before the mount.
+        // From a checkpoint: the archive (or checkpoint image) is unpacked and checked first; its
+        // image is only looked up among the stored ones, and its writable layer goes into the
+        // upper dir before the mount.
         Checkpoint.CheckpointSource? checkpoint = null;
-        if (archive is not null)
-            using (Telemetry.Tracing.Start("restore unpack archive")?.SetTag("criruntime.checkpoint_archive", archive))
-                checkpoint = CheckpointRestore.Unpack(archive, Path.Combine(dir, CheckpointRestore.DirName));
+        if (origin is not null)
+            using (Telemetry.Tracing.Start("restore unpack archive")?.SetTag("criruntime.checkpoint_archive", origin.Name))
+                checkpoint = CheckpointRestore.Unpack(origin, images, Path.Combine(dir, CheckpointRestore.DirName));
         var image = checkpoint is null ? images.Resolve(containerConfig.Image.Image) : CheckpointRestore.ResolveImage(images, checkpoint);
         if (checkpoint is not null)
             using (Telemetry.Tracing.Start("restore rootfs diff"))

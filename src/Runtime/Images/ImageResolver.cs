@@ -19,6 +19,14 @@ public interface IImageResolver
 
     /// <summary>The stored image's record (names and digests), or null when it is gone.</summary>
     ImageRecord? Find(string image);
+
+    /// <summary>The annotations of the image's manifest and of the indexes it was pulled by
+    /// (where a checkpoint image carries its marks); the manifest's win over an index's.</summary>
+    IReadOnlyDictionary<string, string> Annotations(ImageRecord image);
+
+    /// <summary>One of a stored image's layer blobs as pulled (still compressed).
+    /// <see cref="FileNotFoundException"/> when it is gone.</summary>
+    Stream OpenLayer(LayerRecord layer);
 }
 
 public sealed class ImageResolver(ImageStore images, ContentStore content, SnapshotStore snapshots) : IImageResolver
@@ -34,6 +42,32 @@ public sealed class ImageResolver(ImageStore images, ContentStore content, Snaps
     }
 
     public ImageRecord? Find(string image) => images.Find(image);
+
+    public IReadOnlyDictionary<string, string> Annotations(ImageRecord image)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var blob in image.IndexDigests.Append(image.ManifestDigest))
+        {
+            var digest = Digest.Parse(blob);
+            if (!content.Has(digest)) continue;
+            try
+            {
+                using var doc = System.Text.Json.JsonDocument.Parse(content.Read(digest));
+                if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object
+                    || !doc.RootElement.TryGetProperty("annotations", out var annotations)
+                    || annotations.ValueKind != System.Text.Json.JsonValueKind.Object) continue;
+                foreach (var a in annotations.EnumerateObject())
+                    if (a.Value.ValueKind == System.Text.Json.JsonValueKind.String) result[a.Name] = a.Value.GetString()!;
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                // Parsed when it was pulled; a blob that no longer parses has no annotations to give.
+            }
+        }
+        return result;
+    }
+
+    public Stream OpenLayer(LayerRecord layer) => content.OpenRead(Digest.Parse(layer.Digest));
 }
 
 /// <summary>Bytes and inodes used under the image store (blobs, snapshots, metadata), for

@@ -71,6 +71,35 @@ public sealed class RestorePlanTests : IDisposable
     }
 
     [Fact]
+    public void Build_JoinsTheNewPodsUtsAndIpcNamespaces_AsAFreshContainerWould()
+    {
+        var spec = NewSpec with
+        {
+            Linux = NewSpec.Linux! with
+            {
+                Namespaces = [.. NewSpec.Linux.Namespaces!, new LinuxNamespace { Type = "uts", Path = "/run/criruntime/ns/uts/new" }],
+            },
+        };
+
+        var plan = RestorePlan.Build("criu", [], Source(), _dir, "/r", spec, "/c");
+
+        var joined = plan.Args.Select((a, i) => (a, i)).Where(x => x.a == "--join-ns").Select(x => plan.Args[x.i + 1]).ToList();
+        Assert.Equal(["ipc:/run/criruntime/ns/ipc/new", "uts:/run/criruntime/ns/uts/new"], joined);
+        // Only the network namespace is handed over as an fd; none for uts or ipc.
+        Assert.Equal(["102"], plan.Files.Keys);
+    }
+
+    [Fact]
+    public void Build_JoinsNoUtsOrIpcNamespace_WhereTheSpecHasNoPathForThem()
+    {
+        var spec = NewSpec with { Linux = NewSpec.Linux! with { Namespaces = [new LinuxNamespace { Type = "ipc" }, new LinuxNamespace { Type = "uts" }] } };
+
+        var plan = RestorePlan.Build("criu", [], Source(), _dir, "/r", spec, "/c");
+
+        Assert.DoesNotContain("--join-ns", plan.Args);
+    }
+
+    [Fact]
     public void Build_KeepsNamedHierarchiesWhereTheDaemonIs_AndPutsTheRestIntoTheNewCgroup()
     {
         var named = RestorePlan.NamedHierarchies("12:pids:/x\n1:name=systemd:/system.slice/criruntime.service\n0::/x\n");

@@ -273,6 +273,10 @@ public sealed class FakeImages(string layerDir) : IImageResolver
         [layerDir]);
 
     public ImageRecord? Find(string image) => null;
+
+    public IReadOnlyDictionary<string, string> Annotations(ImageRecord image) => new Dictionary<string, string>();
+
+    public Stream OpenLayer(LayerRecord layer) => throw new FileNotFoundException(layer.Digest);
 }
 
 /// <summary>Both controllers over fakes, with their stores in a temp directory.</summary>
