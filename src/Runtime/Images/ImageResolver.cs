@@ -43,7 +43,19 @@ public sealed class ImageResolver(ImageStore images, ContentStore content, Snaps
 
     public ImageRecord? Find(string image) => images.Find(image);
 
+    /// <summary>Annotations by manifest digest (and the index digests above it): content
+    /// addressed, so never stale; read once per image, not at every CreateContainer.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, IReadOnlyDictionary<string, string>> _annotations = new(StringComparer.Ordinal);
+
     public IReadOnlyDictionary<string, string> Annotations(ImageRecord image)
+    {
+        var key = string.Join(',', image.IndexDigests.Append(image.ManifestDigest));
+        if (_annotations.TryGetValue(key, out var known)) return known;
+        if (_annotations.Count >= 4096) _annotations.Clear(); // a bound; images come and go
+        return _annotations[key] = ReadAnnotations(image);
+    }
+
+    private Dictionary<string, string> ReadAnnotations(ImageRecord image)
     {
         var result = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var blob in image.IndexDigests.Append(image.ManifestDigest))
