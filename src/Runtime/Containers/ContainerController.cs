@@ -16,7 +16,7 @@ namespace CriRuntime.Containers;
 /// each undone when a later one fails. The RPC files validate and call; this works through
 /// interfaces (<see cref="IShimRunner"/>, <see cref="IContainerRootfs"/>, <see cref="IContainerExits"/>,
 /// <see cref="IImageResolver"/>) that unit tests fake.</summary>
-public sealed class ContainerController(
+public sealed partial class ContainerController(
     CriRuntimeConfig config,
     ContainerStore containers,
     IImageResolver images,
@@ -49,6 +49,7 @@ public sealed class ContainerController(
 
     private async Task<string> CreateNewAsync(CreateContainerRequest request, PodSandboxRecord pod)
     {
+        var steps = new StepTimes();
         var containerConfig = request.Config;
         var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
         var archive = CheckpointRestore.ArchivePath(containerConfig.Image.Image, config.Checkpoint);
@@ -72,9 +73,11 @@ public sealed class ContainerController(
         var nofile = Pods.PartitionLimits.Nofile(containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations, Pods.PartitionLimits.RuntimeNofileHard);
         var shmBytes = Pods.PartitionLimits.ShmBytes(podConfig.Annotations);
 
+        steps.Mark("checks");
         await using var undo = new Rollback(log, $"CreateContainer {containerConfig.Metadata.Name} in {pod.Id}");
         Directory.CreateDirectory(bundle);
         undo.Add("remove container dir", () => Directory.Delete(dir, recursive: true));
+        steps.Mark("mkdir");
         Storage.WritableVolume? volume = null;
         string? layerDir = null;
         if (quota > 0)
@@ -91,6 +94,7 @@ public sealed class ContainerController(
             Directory.CreateDirectory(layerDir);
             undo.Add("remove layer dir", () => Directory.Delete(layerDir, recursive: true));
         }
+        steps.Mark("volume");
         var upper = volume?.Upper ?? Path.Combine(layerDir ?? dir, "upper");
         var work = volume?.Work ?? Path.Combine(layerDir ?? dir, "work");
         // From a checkpoint: the archive is unpacked and checked first; its image is only looked
@@ -100,6 +104,7 @@ public sealed class ContainerController(
             using (Telemetry.Tracing.Start("restore unpack archive")?.SetTag("criruntime.checkpoint_archive", archive))
                 checkpoint = CheckpointRestore.Unpack(archive, Path.Combine(dir, CheckpointRestore.DirName));
         var image = checkpoint is null ? images.Resolve(containerConfig.Image.Image) : CheckpointRestore.ResolveImage(images, checkpoint);
+        steps.Mark("image");
         if (checkpoint is not null)
             using (Telemetry.Tracing.Start("restore rootfs diff"))
                 CheckpointRestore.ApplyRootfsDiff(checkpoint, upper);
@@ -108,12 +113,14 @@ public sealed class ContainerController(
         else
             rootfs.Mount(image.LayerDirs, upper, work, rootDir);
         undo.Add("unmount rootfs", () => rootfs.Unmount(rootDir));
+        steps.Mark("mount");
 
         var sc = containerConfig.Linux?.SecurityContext;
         var target = sc?.NamespaceOptions is { Pid: NamespaceMode.Target } ns ? await TargetInitAsync(ns, pod) : ((string Id, int Pid)?)null;
         var user = UserResolver.Resolve(rootDir, sc?.RunAsUser?.Value, sc?.RunAsUsername, sc?.RunAsGroup?.Value,
             [.. sc?.SupplementalGroups ?? [], .. podConfig.Linux?.SecurityContext?.SupplementalGroups ?? []], image.Config.Config?.User,
             sc?.SupplementalGroupsPolicy ?? SupplementalGroupsPolicy.Merge);
+        steps.Mark("user");
         var spec = SpecBuilder.Build(new SpecInput
         {
             ContainerId = id,
@@ -141,6 +148,7 @@ public sealed class ContainerController(
         // The blockio class, then io.max/io.weight of the unified map, then the pod's io-limit
         // annotation, as blockIO weights and throttles; rootfs is the volume's loop device, else
         // the disk under the container's directory (docs/storage.md).
+        steps.Mark("spec");
         var blockio = Blockio.For(containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations);
         spec = spec with
         {
@@ -152,17 +160,21 @@ public sealed class ContainerController(
         };
         // Read by the shim now and by ContainerRecovery after a daemon crash, never after a reboot
         // (the container is gone then): atomic, not durable.
+        steps.Mark("io-limits");
         AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec), durable: false);
+        steps.Mark("config.json");
         if (checkpoint is not null)
         {
             CheckpointRestore.MakeMountPoints(rootDir, spec);
             CheckpointRestore.WriteRestoreSpec(new Checkpoint.Criu(config.Checkpoint), config.Checkpoint, checkpoint, bundle, rootDir, spec);
         }
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
+        steps.Mark("log dir");
 
         undo.Add("remove shim state", () => { if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true); });
         undo.Add("kill container", () => shims.KillAsync(stateDir, 9, CancellationToken.None));
         await shims.CreateAsync(id, bundle, stateDir, logPath, pod.RuntimeHandler, CancellationToken.None);
+        steps.Mark("shim create");
         Testing.FaultPoints.Crash(Testing.FaultPoints.CreateContainerAfterShim);
         // The shim has joined /proc/PID/ns/pid by now. Had the target's init exited and its pid
         // been reused in between, the container would be in a stranger's namespace: the target
@@ -200,10 +212,13 @@ public sealed class ContainerController(
         };
         imageUsage.MarkInUse(image.Id, id);
         containers.Add(record);
+        steps.Mark("record");
         undo.Commit();
         events.Publish(new ContainerEventResponse { ContainerId = id, ContainerEventType = ContainerEventType.ContainerCreatedEvent, CreatedAt = record.CreatedAtNanos });
         // Watched from now on: a shim that dies before StartContainer leaves an exited container.
         exits.Watch(record);
+        steps.Mark("watch");
+        LogCreateSteps(id, steps);
         return id;
     }
 
@@ -322,17 +337,30 @@ public sealed class ContainerController(
     /// <summary>Removes a container, killing it first if it still runs. Idempotent.</summary>
     public async Task RemoveAsync(ContainerRecord c, CancellationToken ct)
     {
+        var steps = new StepTimes();
         await StopAsync(c, TimeSpan.Zero, ct);
+        steps.Mark("stop");
         using (await containers.LockAsync(c.Id, ct))
         {
             if (containers.Find(c.Id) is null) return;
             rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
+            steps.Mark("unmount");
             if (c.Volume is not null) volumes.Release(c.Volume);
             if (c.LayerDir is not null && Directory.Exists(c.LayerDir)) Directory.Delete(c.LayerDir, recursive: true);
             if (Directory.Exists(c.StateDir)) Directory.Delete(c.StateDir, recursive: true);
+            steps.Mark("state dir");
             containers.Delete(c.Id);
+            steps.Mark("record+dir");
             imageUsage.Release(c.ImageId, c.Id);
+            steps.Mark("image usage");
         }
+        LogRemoveSteps(c.Id, steps);
         events.Publish(new ContainerEventResponse { ContainerId = c.Id, ContainerEventType = ContainerEventType.ContainerDeletedEvent, CreatedAt = NowNanos() });
     }
+
+    [LoggerMessage(EventId = 420, Level = LogLevel.Debug, Message = "CreateContainer {ContainerId}: {Steps}")]
+    private partial void LogCreateSteps(string containerId, StepTimes steps);
+
+    [LoggerMessage(EventId = 421, Level = LogLevel.Debug, Message = "RemoveContainer {ContainerId}: {Steps}")]
+    private partial void LogRemoveSteps(string containerId, StepTimes steps);
 }
