@@ -36,6 +36,11 @@ public sealed partial class ContainerController(
 
     private long NowNanos() => ExitMonitor.Nanos(clock.GetUtcNow());
 
+    /// <summary>Where RemoveContainer puts container directories and shim state dirs to be deleted
+    /// in the background.</summary>
+    private readonly Trash _containerTrash = new(Trash.Under(Path.GetDirectoryName(containers.Dir)!), log);
+    private readonly Trash _stateTrash = new(Trash.Under(config.State), log);
+
     public IEnumerable<ContainerRecord> InPod(string podId) => containers.InPod(podId);
 
     /// <summary>The container of this (pod, name, attempt), made unless it exists: a retry (also
@@ -433,9 +438,11 @@ public sealed partial class ContainerController(
             steps.Mark("unmount");
             if (c.Volume is not null) volumes.Release(c.Volume);
             if (c.LayerDir is not null && Directory.Exists(c.LayerDir)) Directory.Delete(c.LayerDir, recursive: true);
-            if (Directory.Exists(c.StateDir)) Directory.Delete(c.StateDir, recursive: true);
+            // Renamed away at once, deleted in the background (Trash): the record and the names
+            // are gone as with a delete, without a journalled unlink per file on this path.
+            _ = _stateTrash.Discard(c.StateDir);
             steps.Mark("state dir");
-            containers.Delete(c.Id);
+            containers.Delete(c.Id, d => _ = _containerTrash.Discard(d));
             steps.Mark("record+dir");
             imageUsage.Release(c.ImageId, c.Id);
             steps.Mark("image usage");

@@ -20,6 +20,9 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
 
     public async Task RunAsync(CancellationToken ct)
     {
+        // What RemoveContainer renamed away and a crash kept from being deleted.
+        new Trash(Trash.Under(Path.GetDirectoryName(containers.Dir)!), log).Empty();
+        new Trash(Trash.Under(config.State), log).Empty();
         foreach (var dir in containers.Orphans().ToList())
         {
             var id = Path.GetFileName(dir);

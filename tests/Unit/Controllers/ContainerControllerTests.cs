@@ -184,6 +184,7 @@ public sealed class ContainerControllerTests : IDisposable
         await _f.ContainerController.RemoveAsync(c, CancellationToken.None);
 
         Assert.Null(_f.Containers.Find(id));
+        Assert.False(Directory.Exists(_f.Containers.ContainerDir(id)), "the container's directory is still there");
         Assert.DoesNotContain(_f.Log.Live, l => l.StartsWith("rootfs", StringComparison.Ordinal) || l.StartsWith("shim", StringComparison.Ordinal));
         Assert.False(_f.Usage.IsInUse(FakeImages.Id));
         Assert.Single(_f.Log.Steps, s => s == "rootfs unmount");
