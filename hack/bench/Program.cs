@@ -86,7 +86,10 @@ try
     foreach (var rt in opts.Runs("lifecycle") ? runtimes : [])
     {
         Console.WriteLine($"[{rt.Name}] {opts.LifecycleIterations} sequential pod lifecycles ...");
+        var logStart = rt is OurRuntime ? new FileInfo(Path.Combine(env.LogDir, "criruntime.log")).Length : 0;
         report.Sequential[rt.Name] = await new Workloads(rt, env).SequentialAsync(opts.LifecycleIterations, ct);
+        // Where our daemon's time went: its Debug lines of these lifecycles (docs/benchmarks.md).
+        if (rt is OurRuntime) report.Steps = StepTimes.Parse(ReadFrom(Path.Combine(env.LogDir, "criruntime.log"), logStart));
     }
     // 3. Lifecycle, N clients at once.
     foreach (var rt in opts.Runs("lifecycle") ? runtimes : [])
@@ -161,4 +164,11 @@ static string FindRepo()
     for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         if (File.Exists(Path.Combine(dir.FullName, "CriRuntime.sln"))) return dir.FullName;
     throw new InvalidOperationException($"CriRuntime.sln not found above {AppContext.BaseDirectory}");
+}
+
+static string ReadFrom(string path, long offset)
+{
+    using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+    f.Seek(offset, SeekOrigin.Begin);
+    return new StreamReader(f).ReadToEnd();
 }

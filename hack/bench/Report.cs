@@ -10,6 +10,9 @@ public sealed class Report(Options opts, string repo)
     public IReadOnlyList<RuntimeUnderTest> Runtimes { get; set; } = [];
     public Dictionary<string, PullSamples> Pull { get; } = [];
     public Dictionary<string, Samples> Sequential { get; } = [];
+    /// <summary>Per call (CreateContainer, StartContainer, RemoveContainer), per step, the
+    /// milliseconds our daemon logged in the sequential lifecycles.</summary>
+    public IReadOnlyDictionary<string, Dictionary<string, List<double>>>? Steps { get; set; }
     public Dictionary<string, (Samples Samples, double WallSeconds)> Concurrent { get; } = [];
     public List<(string Runtime, DensityResult Result)> Density { get; } = [];
     public bool Complete { get; set; }
@@ -78,6 +81,17 @@ public sealed class Report(Options opts, string repo)
                 sb.AppendLine($"- {name}: {opts.Clients * opts.ConcurrentIterations} concurrent lifecycles took {F(wall)} s; errors: {s.Errors.Count + (Sequential.TryGetValue(name, out var q) ? q.Errors.Count : 0)}");
             foreach (var (name, s) in Sequential.Concat(Concurrent.Select(kv => KeyValuePair.Create(kv.Key, kv.Value.Samples))))
                 foreach (var e in s.Errors.Distinct().Take(3)) sb.AppendLine($"  - {name} error: {e}");
+            sb.AppendLine();
+            if (Steps is { Count: > 0 })
+            {
+                sb.AppendLine("Where criruntime's time goes, sequential run: p50 ms of each step, from the daemon's Debug line per call (`StepTimes`, src/Runtime/Containers; the bench runs our daemon at `--log-level debug`, `$CRIRUNTIME_BENCH_LOG_LEVEL` overrides). The steps of one call do not add up to its p50 exactly: each column is its own median.");
+                sb.AppendLine();
+                foreach (var (call, steps) in Steps)
+                    sb.AppendLine($"- {call} ({steps.Values.First().Count} calls): " + string.Join(", ", steps.Select(kv => $"{kv.Key} {Stats.Percentile(kv.Value, 50):F2}")));
+                sb.AppendLine();
+            }
+            // Measured once by hand before the change it motivated; not a result of this run.
+            sb.AppendLine("Before issue 18 (2026-12-03, commit `b88a5cb`, the JIT daemon on the loaded shared machine, 20 sequential calls, p50 ms): CreateContainer started the shim: shim create 81.7 of 90.0 total, the durable record 4.5, everything else 1.9 together (checks 0.10, mkdir 0.20, image 0.23, overlay mount 0.56, user 0.24, spec 0.11, config.json 0.40). RemoveContainer: unmount 3.3, shim state dir delete 12.4, record and container directory delete 27.7 of 47.1 total. Since then the shim starts at StartContainer, as containerd's task does, and RemoveContainer renames both directories into a trash deleted in the background.");
             sb.AppendLine();
         }
 

@@ -84,7 +84,7 @@ public sealed class OurRuntime(string dir, string binary, string cniConfDir, str
             conf_dir = "{cniConfDir}"
             bin_dirs = ["/usr/lib/cni"]
             """ + "\n" + extraConfig);
-        return StartProcessAsync(Binary, ["serve", "--config", config, "--socket", Socket, "--root", Root, "--state", State, "--log-level", "info"],
+        return StartProcessAsync(Binary, ["serve", "--config", config, "--socket", Socket, "--root", Root, "--state", State, "--log-level", Environment.GetEnvironmentVariable("CRIRUNTIME_BENCH_LOG_LEVEL") ?? "debug"],
             "serving CRI on", logFile);
     }
 

@@ -16,7 +16,7 @@ namespace CriRuntime.Containers;
 /// each undone when a later one fails. The RPC files validate and call; this works through
 /// interfaces (<see cref="IShimRunner"/>, <see cref="IContainerRootfs"/>, <see cref="IContainerExits"/>,
 /// <see cref="IImageResolver"/>) that unit tests fake.</summary>
-public sealed class ContainerController(
+public sealed partial class ContainerController(
     CriRuntimeConfig config,
     ContainerStore containers,
     IImageResolver images,
@@ -36,6 +36,11 @@ public sealed class ContainerController(
 
     private long NowNanos() => ExitMonitor.Nanos(clock.GetUtcNow());
 
+    /// <summary>Where RemoveContainer puts container directories and shim state dirs to be deleted
+    /// in the background.</summary>
+    private readonly Trash _containerTrash = new(Trash.Under(Path.GetDirectoryName(containers.Dir)!), log);
+    private readonly Trash _stateTrash = new(Trash.Under(config.State), log);
+
     public IEnumerable<ContainerRecord> InPod(string podId) => containers.InPod(podId);
 
     /// <summary>The container of this (pod, name, attempt), made unless it exists: a retry (also
@@ -49,6 +54,7 @@ public sealed class ContainerController(
 
     private async Task<string> CreateNewAsync(CreateContainerRequest request, PodSandboxRecord pod)
     {
+        var steps = new StepTimes();
         var containerConfig = request.Config;
         var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
         var origin = CheckpointRestore.Origin(containerConfig.Image.Image, config.Checkpoint, images);
@@ -72,9 +78,11 @@ public sealed class ContainerController(
         var nofile = Pods.PartitionLimits.Nofile(containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations, Pods.PartitionLimits.RuntimeNofileHard);
         var shmBytes = Pods.PartitionLimits.ShmBytes(podConfig.Annotations);
 
+        steps.Mark("checks");
         await using var undo = new Rollback(log, $"CreateContainer {containerConfig.Metadata.Name} in {pod.Id}");
         Directory.CreateDirectory(bundle);
         undo.Add("remove container dir", () => Directory.Delete(dir, recursive: true));
+        steps.Mark("mkdir");
         Storage.WritableVolume? volume = null;
         string? layerDir = null;
         if (quota > 0)
@@ -91,6 +99,7 @@ public sealed class ContainerController(
             volumes.MakeLayerDir(layerDir, pv);
             undo.Add("remove layer dir", () => volumes.RemoveLayerDir(layerDir));
         }
+        steps.Mark("volume");
         var upper = volume?.Upper ?? Path.Combine(layerDir ?? dir, "upper");
         var work = volume?.Work ?? Path.Combine(layerDir ?? dir, "work");
         // From a checkpoint: the archive (or checkpoint image) is unpacked and checked first; its
@@ -101,6 +110,7 @@ public sealed class ContainerController(
             using (Telemetry.Tracing.Start("restore unpack archive")?.SetTag("criruntime.checkpoint_archive", origin.Name))
                 checkpoint = CheckpointRestore.Unpack(origin, images, Path.Combine(dir, CheckpointRestore.DirName));
         var image = checkpoint is null ? images.Resolve(containerConfig.Image.Image) : CheckpointRestore.ResolveImage(images, checkpoint);
+        steps.Mark("image");
         if (checkpoint is not null)
             using (Telemetry.Tracing.Start("restore rootfs diff"))
                 CheckpointRestore.ApplyRootfsDiff(checkpoint, upper);
@@ -109,12 +119,14 @@ public sealed class ContainerController(
         else
             rootfs.Mount(image.LayerDirs, upper, work, rootDir);
         undo.Add("unmount rootfs", () => rootfs.Unmount(rootDir));
+        steps.Mark("mount");
 
         var sc = containerConfig.Linux?.SecurityContext;
-        var target = sc?.NamespaceOptions is { Pid: NamespaceMode.Target } ns ? await TargetInitAsync(ns, pod) : ((string Id, int Pid)?)null;
+        var target = sc?.NamespaceOptions is { Pid: NamespaceMode.Target } ns ? await TargetInitAsync(ns, podId: pod.Id) : ((string Id, int Pid)?)null;
         var user = UserResolver.Resolve(rootDir, sc?.RunAsUser?.Value, sc?.RunAsUsername, sc?.RunAsGroup?.Value,
             [.. sc?.SupplementalGroups ?? [], .. podConfig.Linux?.SecurityContext?.SupplementalGroups ?? []], image.Config.Config?.User,
             sc?.SupplementalGroupsPolicy ?? SupplementalGroupsPolicy.Merge);
+        steps.Mark("user");
         var spec = SpecBuilder.Build(new SpecInput
         {
             ContainerId = id,
@@ -142,6 +154,7 @@ public sealed class ContainerController(
         // The blockio class, then io.max/io.weight of the unified map, then the pod's io-limit
         // annotation, as blockIO weights and throttles; rootfs is the volume's loop device, else
         // the disk under the container's directory (docs/storage.md).
+        steps.Mark("spec");
         var blockio = Blockio.For(containerConfig.Metadata.Name, containerConfig.Annotations, podConfig.Annotations);
         spec = spec with
         {
@@ -153,23 +166,19 @@ public sealed class ContainerController(
         };
         // Read by the shim now and by ContainerRecovery after a daemon crash, never after a reboot
         // (the container is gone then): atomic, not durable.
+        steps.Mark("io-limits");
         AtomicFile.Write(Path.Combine(bundle, SpecFile.ConfigName), SpecFile.Serialize(spec), durable: false);
+        steps.Mark("config.json");
         if (checkpoint is not null)
         {
             CheckpointRestore.MakeMountPoints(rootDir, spec);
             CheckpointRestore.WriteRestoreSpec(new Checkpoint.Criu(config.Checkpoint), config.Checkpoint, checkpoint, bundle, rootDir, spec);
         }
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
-
-        undo.Add("remove shim state", () => { if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true); });
-        undo.Add("kill container", () => shims.KillAsync(stateDir, 9, CancellationToken.None));
-        await shims.CreateAsync(id, bundle, stateDir, logPath, pod.RuntimeHandler, CancellationToken.None);
-        Testing.FaultPoints.Crash(Testing.FaultPoints.CreateContainerAfterShim);
-        // The shim has joined /proc/PID/ns/pid by now. Had the target's init exited and its pid
-        // been reused in between, the container would be in a stranger's namespace: the target
-        // still running with the same init since before the join rules that out.
-        if (target is { } before && await TargetInitAsync(sc!.NamespaceOptions, pod) is var after && after.Pid != before.Pid)
-            throw Fail.FailedPrecondition($"config.linux.security_context.namespace_options.target_id: container {before.Id} restarted while the container was created");
+        steps.Mark("log dir");
+        // No shim yet: StartContainer starts it (as containerd creates its task there), so a
+        // created container is its record, bundle and mounted rootfs, nothing running.
+        Testing.FaultPoints.Crash(Testing.FaultPoints.CreateContainerBeforeRecord);
 
         var record = new ContainerRecord
         {
@@ -201,10 +210,10 @@ public sealed class ContainerController(
         };
         imageUsage.MarkInUse(image.Id, id);
         containers.Add(record);
+        steps.Mark("record");
         undo.Commit();
         events.Publish(new ContainerEventResponse { ContainerId = id, ContainerEventType = ContainerEventType.ContainerCreatedEvent, CreatedAt = record.CreatedAtNanos });
-        // Watched from now on: a shim that dies before StartContainer leaves an exited container.
-        exits.Watch(record);
+        LogCreateSteps(id, steps);
         return id;
     }
 
@@ -223,13 +232,13 @@ public sealed class ContainerController(
 
     /// <summary>pid TARGET: the running container of the same pod whose pid namespace to join,
     /// and its init's host pid.</summary>
-    private async Task<(string Id, int Pid)> TargetInitAsync(NamespaceOption ns, PodSandboxRecord pod)
+    private async Task<(string Id, int Pid)> TargetInitAsync(NamespaceOption ns, string podId)
     {
         const string field = "config.linux.security_context.namespace_options.target_id";
         if (ns.TargetId.Length == 0) throw Fail.InvalidArgument($"{field}: required with pid TARGET");
         var target = containers.TryGet(ns.TargetId) ?? throw Fail.NotFound($"{field}: container {ns.TargetId} not found");
-        if (target.PodId != pod.Id)
-            throw Fail.InvalidArgument($"{field}: container {target.Id} is in pod {target.PodId}, not in {pod.Id}");
+        if (target.PodId != podId)
+            throw Fail.InvalidArgument($"{field}: container {target.Id} is in pod {target.PodId}, not in {podId}");
         var state = await shims.StateAsync(target.Id, target.StateDir, CancellationToken.None);
         if (state.Status != ShimStatus.Running || state.Pid <= 0)
             throw Fail.FailedPrecondition($"{field}: container {target.Id} is not running");
@@ -253,17 +262,29 @@ public sealed class ContainerController(
         return path;
     }
 
-    /// <summary>Starts a created container. FailedPrecondition when it is not created (also when
-    /// its shim died before the start: it is exited then, recorded as such).</summary>
-    public async Task StartAsync(string id, CancellationToken ct)
+    /// <summary>Whether the container's shim was started (by StartContainer; its state dir is
+    /// made by `criruntime-shim create`). A created container without one has nothing running.</summary>
+    public static bool HasShim(ContainerRecord c) => Directory.Exists(c.StateDir);
+
+    /// <summary>Starts a created container: its shim sets it up (namespaces, cgroup, rootfs) and
+    /// then lets it exec. FailedPrecondition when it is not created (also when its shim died
+    /// before the start: it is exited then, recorded as such). A failure of the shim's set-up
+    /// leaves the container exited with reason StartError and exit code 128 and nothing of the
+    /// shim behind, as containerd does when its task cannot be created.</summary>
+    /// <param name="runtimeHandler">The pod's runtime handler: which shim binary runs it.</param>
+    public async Task StartAsync(string id, string runtimeHandler, CancellationToken ct)
     {
         ContainerRecord c;
         ShimState? died = null;
+        var steps = new StepTimes();
         using (await containers.LockAsync(id, ct))
         {
             c = containers.Find(id) ?? throw Fail.NotFound($"container {id} not found");
             if (c.State != ContainerPhase.Created)
                 throw Fail.FailedPrecondition($"container {c.Id} is {c.State.ToString().ToLowerInvariant()}, not created{(c.Message.Length > 0 ? ": " + c.Message : "")}");
+            // A retry after a daemon crash between the two finds the shim there, waiting for start.
+            if (!HasShim(c)) await CreateShimAsync(c, runtimeHandler);
+            steps.Mark("shim create");
             try
             {
                 var state = await shims.StartAsync(c.StateDir, CancellationToken.None);
@@ -272,8 +293,8 @@ public sealed class ContainerController(
                 // the daemon cannot lose it: the rename is atomic and the page cache outlives us).
                 c = containers.Transition(c.Id, ContainerPhase.Running,
                     r => r with { StartedAtNanos = state.StartedAt is { } s ? ExitMonitor.Nanos(s) : NowNanos() }, durable: false);
-                // Under the lock: the exit monitor, watching since CreateContainer, records a quick
-                // exit only after this, so STARTED always precedes STOPPED.
+                // Under the lock: the exit monitor, watching since the shim was created, records a
+                // quick exit only after this, so STARTED always precedes STOPPED.
                 events.Publish(new ContainerEventResponse { ContainerId = c.Id, ContainerEventType = ContainerEventType.ContainerStartedEvent, CreatedAt = c.StartedAtNanos });
             }
             catch (Exception e) when (e is ShimGoneException or IOException && !shims.IsAlive(c.StateDir))
@@ -282,12 +303,86 @@ public sealed class ContainerController(
                 died = await shims.StateAsync(c.Id, c.StateDir, CancellationToken.None);
                 if (died.Status != ShimStatus.Stopped) throw;
             }
+            steps.Mark("shim start");
         }
         if (died is not null)
         {
             var exited = await exits.RecordExitAsync(c.Id, died);
             throw Fail.FailedPrecondition($"container {c.Id} is exited, not created: {exited?.Message ?? died.Message}");
         }
+        LogStartSteps(c.Id, steps);
+    }
+
+    /// <summary>`criruntime-shim create` for a created container (the caller holds its lock),
+    /// watched by the exit monitor from then on. When it fails, whatever it made is undone and
+    /// the container recorded exited (StartError, 128, the error as message) before the error
+    /// is rethrown.</summary>
+    private async Task CreateShimAsync(ContainerRecord c, string runtimeHandler)
+    {
+        try
+        {
+            await using var undo = new Rollback(log, $"StartContainer {c.Id}");
+            undo.Add("remove shim state", () => { if (Directory.Exists(c.StateDir)) Directory.Delete(c.StateDir, recursive: true); });
+            undo.Add("kill container", () => shims.KillAsync(c.StateDir, 9, CancellationToken.None));
+            var config = ContainerConfig.Parser.ParseFrom(c.Config);
+            var target = config.Linux?.SecurityContext?.NamespaceOptions is { Pid: NamespaceMode.Target } ns ? ns : null;
+            // pid TARGET: the bundle names /proc/PID/ns/pid of the target's init as CreateContainer
+            // found it. Had that init exited and its pid been reused, the container would join a
+            // stranger's namespace: the same init before and after the shim joined rules that out.
+            var pinned = target is null ? 0 : TargetPid(SpecFile.Load(c.BundleDir));
+            if (target is not null && (await TargetInitAsync(target, c.PodId)).Pid != pinned)
+                throw Fail.FailedPrecondition($"config.linux.security_context.namespace_options.target_id: container {target.TargetId} restarted since the container was created");
+            await shims.CreateAsync(c.Id, c.BundleDir, c.StateDir, c.LogPath, runtimeHandler, CancellationToken.None);
+            Testing.FaultPoints.Crash(Testing.FaultPoints.StartContainerAfterShim);
+            if (target is not null && (await TargetInitAsync(target, c.PodId)).Pid != pinned)
+                throw Fail.FailedPrecondition($"config.linux.security_context.namespace_options.target_id: container {target.TargetId} restarted while the container was started");
+            undo.Commit();
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Recorded, then rethrown as it was.
+            exits.RecordExitHeld(c.Id, new ShimState
+            {
+                Id = c.Id,
+                Status = ShimStatus.Stopped,
+                FinishedAt = clock.GetUtcNow(),
+                ExitCode = StartErrorExitCode,
+                Reason = "StartError",
+                Message = e.Message,
+            });
+            throw;
+        }
+        // Watched from now on: a shim that dies before the start leaves an exited container.
+        exits.Watch(c);
+    }
+
+    /// <summary>New resources of a created container that has no shim yet (the caller holds its
+    /// lock): merged into the bundle's config.json as the shim merges an update, validated as at
+    /// create, the file replaced atomically; the shim applies them when StartContainer runs it.</summary>
+    public static void UpdateBundleResources(ContainerRecord c, Oci.LinuxResources update)
+    {
+        try
+        {
+            var current = SpecFile.Load(c.BundleDir);
+            var merged = Oci.ResourceUpdate.Merge(current.Linux?.Resources, update);
+            Cgroups.CgroupValidation.Validate(Cgroups.CgroupResourcesFromSpec.Map(merged));
+            SpecFile.Save(c.BundleDir, current with { Linux = (current.Linux ?? new Oci.Linux()) with { Resources = merged } });
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException)
+        {
+            throw Fail.FailedPrecondition($"update resources of container {c.Id}: {e.Message}");
+        }
+    }
+
+    /// <summary>The exit code of a container whose start failed before it ran (containerd's and Docker's).</summary>
+    public const int StartErrorExitCode = 128;
+
+    /// <summary>The pid in the spec's pid namespace path /proc/PID/ns/pid; 0 when there is none.</summary>
+    private static int TargetPid(Oci.Spec spec)
+    {
+        var path = spec.Linux?.Namespaces?.FirstOrDefault(n => n.Type == "pid")?.Path ?? "";
+        var parts = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        return parts is ["proc", var pid, "ns", "pid"] && int.TryParse(pid, out var n) ? n : 0;
     }
 
     /// <summary>The container's stop signal (the kubelet's, else the image's, else SIGTERM), then
@@ -297,7 +392,18 @@ public sealed class ContainerController(
         if (c.State == ContainerPhase.Exited) return;
         if (c.State == ContainerPhase.Created)
         {
-            // Never started: its init waits for start; kill it.
+            using (await containers.LockAsync(c.Id, ct))
+            {
+                // Never started, nothing runs: it is exited as its shim's init would have been
+                // when killed waiting for the start (SIGKILL: 137, Error).
+                if (containers.Find(c.Id) is not { State: ContainerPhase.Created } now) return;
+                if (!HasShim(now))
+                {
+                    exits.RecordExitHeld(c.Id, new ShimState { Id = c.Id, Status = ShimStatus.Stopped, FinishedAt = clock.GetUtcNow(), ExitCode = 137, Signal = 9, Reason = "Error" });
+                    return;
+                }
+            }
+            // Its shim's init waits for start (a start that failed half way): kill it.
             await shims.KillAsync(c.StateDir, 9, ct);
         }
         else
@@ -323,17 +429,35 @@ public sealed class ContainerController(
     /// <summary>Removes a container, killing it first if it still runs. Idempotent.</summary>
     public async Task RemoveAsync(ContainerRecord c, CancellationToken ct)
     {
+        var steps = new StepTimes();
         await StopAsync(c, TimeSpan.Zero, ct);
+        steps.Mark("stop");
         using (await containers.LockAsync(c.Id, ct))
         {
             if (containers.Find(c.Id) is null) return;
             rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
+            steps.Mark("unmount");
             if (c.Volume is not null) volumes.Release(c.Volume);
             if (c.LayerDir is not null) volumes.RemoveLayerDir(c.LayerDir);
-            if (Directory.Exists(c.StateDir)) Directory.Delete(c.StateDir, recursive: true);
-            containers.Delete(c.Id);
+            // Renamed away at once, deleted in the background (Trash): the record and the names
+            // are gone as with a delete, without a journalled unlink per file on this path.
+            _ = _stateTrash.Discard(c.StateDir);
+            steps.Mark("state dir");
+            containers.Delete(c.Id, d => _ = _containerTrash.Discard(d));
+            steps.Mark("record+dir");
             imageUsage.Release(c.ImageId, c.Id);
+            steps.Mark("image usage");
         }
+        LogRemoveSteps(c.Id, steps);
         events.Publish(new ContainerEventResponse { ContainerId = c.Id, ContainerEventType = ContainerEventType.ContainerDeletedEvent, CreatedAt = NowNanos() });
     }
+
+    [LoggerMessage(EventId = 420, Level = LogLevel.Debug, Message = "CreateContainer {ContainerId}: {Steps}")]
+    private partial void LogCreateSteps(string containerId, StepTimes steps);
+
+    [LoggerMessage(EventId = 421, Level = LogLevel.Debug, Message = "RemoveContainer {ContainerId}: {Steps}")]
+    private partial void LogRemoveSteps(string containerId, StepTimes steps);
+
+    [LoggerMessage(EventId = 422, Level = LogLevel.Debug, Message = "StartContainer {ContainerId}: {Steps}")]
+    private partial void LogStartSteps(string containerId, StepTimes steps);
 }

@@ -6,10 +6,10 @@ namespace CriRuntime.Containers;
 
 /// <summary>Runs once at start, before serving and before exits are resumed: removes what a
 /// crash during CreateContainer left without a container record. CreateContainer writes the
-/// record last, so a container directory without one (overlay mounted on bundle/rootfs, maybe a
-/// created-but-never-started container under its shim, its state dir &lt;state&gt;/c/&lt;id[..20]&gt;,
-/// its cgroup) is half-made: the shim's container is killed, the cgroup named in the bundle's
-/// config.json removed, the rootfs unmounted and both directories deleted, each step logged.
+/// record last, so a container directory without one (overlay mounted on bundle/rootfs; the shim
+/// starts only at StartContainer, but a state dir &lt;state&gt;/c/&lt;id[..20]&gt; with a shim and a
+/// cgroup is swept too) is half-made: a shim's container is killed, the cgroup named in the
+/// bundle's config.json removed, the rootfs unmounted and both directories deleted, each step logged.
 /// Shim state dirs that belong to no container at all are killed and removed the same way.
 /// A recorded container's disk-quota volume that is not mounted (a reboot, whose loop devices are
 /// gone) is attached and mounted again from the image file its record names.</summary>
@@ -20,6 +20,9 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
 
     public async Task RunAsync(CancellationToken ct)
     {
+        // What RemoveContainer renamed away and a crash kept from being deleted.
+        new Trash(Trash.Under(Path.GetDirectoryName(containers.Dir)!), log).Empty();
+        new Trash(Trash.Under(config.State), log).Empty();
         foreach (var dir in containers.Orphans().ToList())
         {
             var id = Path.GetFileName(dir);

@@ -11,14 +11,16 @@ public interface IContainerExits
 {
     void Watch(ContainerRecord c);
     Task<ContainerRecord?> RecordExitAsync(string id, ShimState final);
+    /// <summary><see cref="RecordExitAsync"/> for a caller that holds the container's lock.</summary>
+    ContainerRecord? RecordExitHeld(string id, ShimState final);
 }
 
-/// <summary>Learns when containers exit: for each container, from its creation on, one wait on its
-/// shim's control socket; when it returns, the exit is recorded in the container store (so it
-/// outlives the shim) and a CONTAINER_STOPPED event is published. A created container is watched
-/// too: its shim can die (kill -9, OOM kill) before StartContainer, and then the container is
-/// exited, not created. At start the daemon resumes watching every container it had, and records
-/// exits that happened while it was down.</summary>
+/// <summary>Learns when containers exit: for each container, from the start of its shim on (at
+/// StartContainer), one wait on its shim's control socket; when it returns, the exit is recorded
+/// in the container store (so it outlives the shim) and a CONTAINER_STOPPED event is published.
+/// At start the daemon resumes watching every container with a shim, and records exits that
+/// happened while it was down; a created container without a shim has nothing to watch (unless
+/// the host restarted: its rootfs mount is gone then, and it is recorded exited).</summary>
 public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner shims, ContainerEvents events, ILogger<ExitMonitor> log) : IContainerExits
 {
     private readonly CancellationTokenSource _stopping = new();
@@ -51,6 +53,11 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
     public async Task<ContainerRecord?> RecordExitAsync(string id, ShimState final)
     {
         using (await containers.LockAsync(id, CancellationToken.None))
+            return RecordExitHeld(id, final);
+    }
+
+    public ContainerRecord? RecordExitHeld(string id, ShimState final)
+    {
         {
             var c = containers.Find(id);
             if (c is null || c.State == ContainerPhase.Exited) return c;
@@ -85,13 +92,34 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
     /// or its exit, which happened while we were down (its shim may have died with it), recorded.</summary>
     public async Task ResumeAsync(CancellationToken ct)
     {
+        HashSet<string>? mounts = null;
         foreach (var c in containers.All.Where(c => c.State is ContainerPhase.Running or ContainerPhase.Created))
         {
+            if (c.State == ContainerPhase.Created && !ContainerController.HasShim(c))
+            {
+                // Never started: its rootfs, mounted at CreateContainer, is what StartContainer
+                // needs. Gone only when the host restarted (the state dir is a tmpfs there too).
+                mounts ??= MountPoints();
+                if (!mounts.Contains(Path.Combine(c.BundleDir, "rootfs")))
+                    await RecordExitAsync(c.Id, new ShimState
+                    {
+                        Id = c.Id,
+                        Status = ShimStatus.Stopped,
+                        FinishedAt = DateTimeOffset.UtcNow,
+                        ExitCode = ShimClient.UnknownExitCode,
+                        Reason = "Error",
+                        Message = "the host restarted before the container was started: its root file system is no longer mounted",
+                    });
+                continue;
+            }
             var state = await shims.StateAsync(c.Id, c.StateDir, ct);
             if (state.Status == ShimStatus.Stopped) await RecordExitAsync(c.Id, state);
             else Watch(c);
         }
     }
+
+    private static HashSet<string> MountPoints() =>
+        [.. Checkpoint.DumpPlan.ParseMountInfo(File.ReadAllText("/proc/self/mountinfo")).Select(m => m.MountPoint)];
 
     public static long Nanos(DateTimeOffset t) => (t - DateTimeOffset.UnixEpoch).Ticks * 100;
 

@@ -8,9 +8,9 @@ namespace CriRuntime.Cri;
 
 public sealed partial class CriRuntimeService
 {
-    /// <summary>Mounts the image as an overlay root, writes the OCI bundle and has a shim create the
-    /// container (set up, waiting for StartContainer). A retry with the same (pod, name, attempt)
-    /// gets the same container.</summary>
+    /// <summary>Mounts the image as an overlay root, writes the OCI bundle and the container's
+    /// record; its shim starts at StartContainer, as containerd's task does. A retry with the same
+    /// (pod, name, attempt) gets the same container.</summary>
     public override async Task<CreateContainerResponse> CreateContainer(CreateContainerRequest request, ServerCallContext context)
     {
         var config = request.Config ?? throw Fail.InvalidArgument("config: required");

@@ -5,10 +5,13 @@ namespace CriRuntime.Cri;
 
 public sealed partial class CriRuntimeService
 {
+    /// <summary>Starts the container's shim (namespaces, cgroup, rootfs: CreateContainer made only
+    /// the record, bundle and rootfs mount), then lets the container exec.</summary>
     public override async Task<StartContainerResponse> StartContainer(StartContainerRequest request, ServerCallContext context)
     {
         var c = _containers.Get(request.ContainerId);
-        await _containerCtl.StartAsync(c.Id, context.CancellationToken);
+        var pod = _pods.Get(c.PodId);
+        await _containerCtl.StartAsync(c.Id, pod.RuntimeHandler, context.CancellationToken);
         return new StartContainerResponse();
     }
 }

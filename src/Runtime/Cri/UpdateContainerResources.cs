@@ -9,8 +9,8 @@ namespace CriRuntime.Cri;
 public sealed partial class CriRuntimeService
 {
     /// <summary>Changes the cgroup limits of a created or running container, live, through its
-    /// shim (which also rewrites the bundle's config.json), and keeps them in its record so
-    /// ContainerStatus reports them.</summary>
+    /// shim (which also rewrites the bundle's config.json; before StartContainer, with no shim
+    /// yet, only config.json), and keeps them in its record so ContainerStatus reports them.</summary>
     public override async Task<UpdateContainerResourcesResponse> UpdateContainerResources(UpdateContainerResourcesRequest request, ServerCallContext context)
     {
         if (request.Linux is null) throw Fail.InvalidArgument("linux: required");
@@ -30,7 +30,9 @@ public sealed partial class CriRuntimeService
             var resources = Storage.IoLimits.Apply(SpecBuilder.Resources(request.Linux), "linux.unified", c.Name,
                 podAnnotations, d => ContainerController.IoDevice(d, record.Volume, Path.GetDirectoryName(record.BundleDir)!), blockio, Storage.BlockDevices.Expand, Storage.BlockDevices.Host.Scheduler)!;
             // The shim owns the container's cgroup and bundle: it writes both (docs/shim-protocol.md).
-            await _shims.UpdateResourcesAsync(c.Id, c.StateDir, resources, context.CancellationToken);
+            // Before StartContainer there is no shim nor cgroup yet: the bundle alone changes.
+            if (ContainerController.HasShim(c)) await _shims.UpdateResourcesAsync(c.Id, c.StateDir, resources, context.CancellationToken);
+            else ContainerController.UpdateBundleResources(c, resources);
             _containers.Update(c.Id, r => r with { Resources = ResourcesRecord.From(request.Linux) });
         }
         return new UpdateContainerResourcesResponse();

@@ -139,7 +139,8 @@ public sealed class ContainerStore
         var next = change(c);
         return next.State == c.State ? next : throw new InvalidOperationException($"container {id}: phase changes go through Transition");
     });
-    public void Delete(string id) => _store.Delete(id);
+    /// <param name="discard">Removes the container's directory (see <see cref="RecordStore{T}.Delete"/>).</param>
+    public void Delete(string id, Action<string>? discard = null) => _store.Delete(id, discard);
     /// <summary>Container directories without a record: half-created by a crash.</summary>
     public IEnumerable<string> Orphans() => _store.Orphans();
     public Task<IDisposable> LockAsync(string id, CancellationToken ct) => _store.LockAsync(id, ct);

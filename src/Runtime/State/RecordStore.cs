@@ -88,10 +88,17 @@ public sealed class RecordStore<T> where T : class
         return next;
     }
 
-    public void Delete(string id)
+    /// <param name="discard">Removes the record's directory instead of a recursive delete (e.g.
+    /// a rename into a trash deleted later); its record file goes with it.</param>
+    public void Delete(string id, Action<string>? discard = null)
     {
         _items.TryRemove(id, out _);
         var dir = ItemDir(id);
+        if (discard is not null && Directory.Exists(dir))
+        {
+            discard(dir);
+            return;
+        }
         File.Delete(Path.Combine(dir, _file));
         if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
     }

@@ -5,9 +5,13 @@ namespace CriRuntime.Testing;
 /// would. Unset (always, outside tests) this is one string comparison.</summary>
 public static class FaultPoints
 {
-    /// <summary>CreateContainer, after the rootfs is mounted and the shim created the container,
-    /// before the container record is written.</summary>
-    public const string CreateContainerAfterShim = "create-container-after-shim";
+    /// <summary>CreateContainer, after the rootfs is mounted and the bundle written, before the
+    /// container record is written.</summary>
+    public const string CreateContainerBeforeRecord = "create-container-before-record";
+
+    /// <summary>StartContainer, once the shim created the container (set up, waiting for the
+    /// start), before it is told to start.</summary>
+    public const string StartContainerAfterShim = "start-container-after-shim";
 
     /// <summary>RunPodSandbox of a pod with a shared pid namespace, once its pod init runs,
     /// before the pod record is written.</summary>

@@ -4,8 +4,8 @@ using CriRuntime.State;
 
 namespace CriRuntime.Tests.Unit.Controllers;
 
-/// <summary>The container controller over fakes: create's steps and their undo, start, and
-/// idempotent stop and remove.</summary>
+/// <summary>The container controller over fakes: create's steps and their undo, start (which
+/// starts the shim), and idempotent stop and remove.</summary>
 public sealed class ContainerControllerTests : IDisposable
 {
     private readonly ControllerFixture _f = new();
@@ -32,24 +32,24 @@ public sealed class ContainerControllerTests : IDisposable
     private Task<string> CreateAsync() => _f.ContainerController.CreateAsync(Request(_podId), Pod, CancellationToken.None);
 
     [Fact]
-    public async Task Create_MountsTheRootfsThenWritesTheBundleThenCreatesTheShim_AndRecordsAndWatchesTheContainer()
+    public async Task Create_MountsTheRootfsAndWritesTheBundle_AndRecordsTheContainer_WithoutStartingAShim()
     {
         _f.Log.Steps.Clear();
 
         var id = await CreateAsync();
 
-        Assert.Equal(["rootfs mount", "shim create"], _f.Log.Named);
+        Assert.Equal(["rootfs mount"], _f.Log.Named);
         var c = _f.Containers.Find(id)!;
         Assert.Equal(ContainerPhase.Created, c.State);
         Assert.Equal($"/criruntime/{_podId}/{id}", c.CgroupsPath);
         Assert.True(File.Exists(Path.Combine(c.BundleDir, "config.json")));
-        Assert.Equal([id], _f.Exits.Watched);
+        Assert.False(Directory.Exists(c.StateDir));
+        Assert.Empty(_f.Exits.Watched);
         Assert.True(_f.Usage.IsInUse(FakeImages.Id));
     }
 
     [Theory]
     [InlineData("rootfs mount")]
-    [InlineData("shim create")]
     public async Task Create_WhenAStepFails_UndoesEveryCompletedStep_AndLeavesNoContainer(string failing)
     {
         _f.Log.FailAt = failing;
@@ -77,11 +77,47 @@ public sealed class ContainerControllerTests : IDisposable
     {
         var id = await CreateAsync();
 
-        await _f.ContainerController.StartAsync(id, CancellationToken.None);
+        _f.Log.Steps.Clear();
 
+        await _f.ContainerController.StartAsync(id, "", CancellationToken.None);
+
+        Assert.Equal(["shim create", "shim start"], _f.Log.Named);
         Assert.Equal(ContainerPhase.Running, _f.Containers.Find(id)!.State);
-        var e = await Assert.ThrowsAsync<CriException>(() => _f.ContainerController.StartAsync(id, CancellationToken.None));
+        Assert.Equal([id], _f.Exits.Watched);
+        var e = await Assert.ThrowsAsync<CriException>(() => _f.ContainerController.StartAsync(id, "", CancellationToken.None));
         Assert.Equal(ErrorKind.FailedPrecondition, e.Kind);
+    }
+
+    [Fact]
+    public async Task Start_WhenTheShimCannotCreateTheContainer_RecordsItExitedWithStartError_AndLeavesNoShim()
+    {
+        var id = await CreateAsync();
+        _f.Log.FailAt = "shim create";
+
+        await Assert.ThrowsAnyAsync<Exception>(() => _f.ContainerController.StartAsync(id, "", CancellationToken.None));
+
+        var c = _f.Containers.Find(id)!;
+        Assert.Equal(ContainerPhase.Exited, c.State);
+        Assert.Equal(128, c.ExitCode);
+        Assert.Equal("StartError", c.Reason);
+        Assert.Contains("injected failure: shim create", c.Message);
+        Assert.DoesNotContain(_f.Log.Live, l => l.StartsWith("shim", StringComparison.Ordinal));
+        Assert.False(Directory.Exists(c.StateDir));
+        Assert.Empty(_f.Exits.Watched);
+    }
+
+    [Fact]
+    public async Task Start_AfterACrashBetweenShimCreateAndStart_StartsTheShimThatIsThere()
+    {
+        var id = await CreateAsync();
+        var c = _f.Containers.Find(id)!;
+        await _f.Shims.CreateAsync(id, c.BundleDir, c.StateDir, c.LogPath, "", CancellationToken.None);
+        _f.Log.Steps.Clear();
+
+        await _f.ContainerController.StartAsync(id, "", CancellationToken.None);
+
+        Assert.Equal(["shim start"], _f.Log.Named);
+        Assert.Equal(ContainerPhase.Running, _f.Containers.Find(id)!.State);
     }
 
     [Fact]
@@ -90,7 +126,7 @@ public sealed class ContainerControllerTests : IDisposable
         var id = await CreateAsync();
         _f.Shims.DieOnStart = true;
 
-        var e = await Assert.ThrowsAsync<CriException>(() => _f.ContainerController.StartAsync(id, CancellationToken.None));
+        var e = await Assert.ThrowsAsync<CriException>(() => _f.ContainerController.StartAsync(id, "", CancellationToken.None));
 
         Assert.Equal(ErrorKind.FailedPrecondition, e.Kind);
         Assert.Contains("exited", e.Message);
@@ -102,7 +138,7 @@ public sealed class ContainerControllerTests : IDisposable
     {
         _f.Images.StopSignal = "SIGQUIT";
         var id = await CreateAsync();
-        await _f.ContainerController.StartAsync(id, CancellationToken.None);
+        await _f.ContainerController.StartAsync(id, "", CancellationToken.None);
         _f.Log.Steps.Clear();
 
         await _f.ContainerController.StopAsync(_f.Containers.Find(id)!, TimeSpan.FromSeconds(5), CancellationToken.None);
@@ -112,14 +148,17 @@ public sealed class ContainerControllerTests : IDisposable
     }
 
     [Fact]
-    public async Task Stop_ACreatedContainer_KillsIt()
+    public async Task Stop_ACreatedContainer_RecordsItExitedAsKilled_WithNoShimToAsk()
     {
         var id = await CreateAsync();
         _f.Log.Steps.Clear();
 
         await _f.ContainerController.StopAsync(_f.Containers.Find(id)!, TimeSpan.FromSeconds(5), CancellationToken.None);
 
-        Assert.Equal(["shim kill 9", "shim wait", "record exit"], _f.Log.Named);
+        Assert.Equal(["record exit"], _f.Log.Named);
+        var c = _f.Containers.Find(id)!;
+        Assert.Equal(ContainerPhase.Exited, c.State);
+        Assert.Equal(137, c.ExitCode);
     }
 
     [Fact]
@@ -138,13 +177,14 @@ public sealed class ContainerControllerTests : IDisposable
     public async Task Remove_UnmountsForgetsAndReleasesTheImage_AndIsIdempotent()
     {
         var id = await CreateAsync();
-        await _f.ContainerController.StartAsync(id, CancellationToken.None);
+        await _f.ContainerController.StartAsync(id, "", CancellationToken.None);
         var c = _f.Containers.Find(id)!;
 
         await _f.ContainerController.RemoveAsync(c, CancellationToken.None);
         await _f.ContainerController.RemoveAsync(c, CancellationToken.None);
 
         Assert.Null(_f.Containers.Find(id));
+        Assert.False(Directory.Exists(_f.Containers.ContainerDir(id)), "the container's directory is still there");
         Assert.DoesNotContain(_f.Log.Live, l => l.StartsWith("rootfs", StringComparison.Ordinal) || l.StartsWith("shim", StringComparison.Ordinal));
         Assert.False(_f.Usage.IsInUse(FakeImages.Id));
         Assert.Single(_f.Log.Steps, s => s == "rootfs unmount");
@@ -164,7 +204,7 @@ public sealed class ContainerControllerTests : IDisposable
 
         var id = await _f.ContainerController.CreateAsync(QuotaRequest("64Mi"), Pod, CancellationToken.None);
 
-        Assert.Equal(["volume create 67108864", "rootfs mount", "shim create"], _f.Log.Named);
+        Assert.Equal(["volume create 67108864", "rootfs mount"], _f.Log.Named);
         var c = _f.Containers.Find(id)!;
         Assert.Equal(64UL << 20, c.Volume!.SizeBytes);
         Assert.Equal(Path.Combine(_f.Containers.ContainerDir(id), "volume"), c.Volume.MountPoint);
@@ -172,7 +212,6 @@ public sealed class ContainerControllerTests : IDisposable
 
     [Theory]
     [InlineData("rootfs mount")]
-    [InlineData("shim create")]
     public async Task Create_WithADiskQuota_WhenALaterStepFails_ReleasesTheVolume(string failing)
     {
         _f.Log.FailAt = failing;

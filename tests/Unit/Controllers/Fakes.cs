@@ -252,13 +252,14 @@ public sealed class FakeExits(ContainerStore containers, StepLog log) : IContain
 
     public void Watch(ContainerRecord c) => Watched.Add(c.Id);
 
-    public Task<ContainerRecord?> RecordExitAsync(string id, ShimState final)
+    public Task<ContainerRecord?> RecordExitAsync(string id, ShimState final) => Task.FromResult(RecordExitHeld(id, final));
+
+    public ContainerRecord? RecordExitHeld(string id, ShimState final)
     {
         var c = containers.Find(id);
-        if (c is null || c.State == ContainerPhase.Exited) return Task.FromResult(c);
+        if (c is null || c.State == ContainerPhase.Exited) return c;
         log.Do("record exit");
-        var updated = containers.Transition(id, ContainerPhase.Exited, r => r with { ExitCode = final.ExitCode ?? -1, Reason = final.Reason ?? "", Message = final.Message ?? "" });
-        return Task.FromResult<ContainerRecord?>(updated);
+        return containers.Transition(id, ContainerPhase.Exited, r => r with { ExitCode = final.ExitCode ?? -1, Reason = final.Reason ?? "", Message = final.Message ?? "" });
     }
 }
 

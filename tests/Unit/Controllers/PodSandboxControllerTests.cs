@@ -194,7 +194,7 @@ public sealed class PodSandboxControllerTests : IDisposable
     {
         var podId = await _f.PodController.RunAsync(ControllerFixture.Plan(), CancellationToken.None);
         var containerId = await _f.ContainerController.CreateAsync(ContainerControllerTests.Request(podId), _f.Pods.Find(podId)!, CancellationToken.None);
-        await _f.ContainerController.StartAsync(containerId, CancellationToken.None);
+        await _f.ContainerController.StartAsync(containerId, "", CancellationToken.None);
 
         await _f.PodController.RemoveAsync(podId, CancellationToken.None);
 

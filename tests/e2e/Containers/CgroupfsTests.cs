@@ -35,6 +35,27 @@ public class CgroupfsTests(RegistryWithImages fixture)
         return config;
     }
 
+    /// <summary>A created container has no shim nor cgroup yet (the shim starts at
+    /// StartContainer): an update then goes into its bundle, and the container starts with it.</summary>
+    [Fact]
+    public async Task UpdateContainerResources_BeforeStart_IsWhatTheContainerStartsWith()
+    {
+        await using var n = await TestNode.StartAsync(_registry);
+        var (podId, pod) = await n.RunPodAsync("cgfs-update", p => KubeletPod(p, privileged: false));
+        var id = await n.C.CreateAsync(podId, pod, Limited("app", n.Busybox));
+
+        await n.C.Runtime.UpdateContainerResourcesAsync(new UpdateContainerResourcesRequest
+        {
+            ContainerId = id,
+            Linux = new LinuxContainerResources { MemoryLimitInBytes = 2 * Limit, CpuPeriod = 100_000, CpuQuota = 50_000 },
+        });
+        Assert.Equal(2 * Limit, (await n.C.StatusAsync(id)).Resources.Linux.MemoryLimitInBytes);
+        await n.C.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id });
+
+        var limitFile = HostIsV1OrHybrid ? "/sys/fs/cgroup/memory/memory.limit_in_bytes" : "/sys/fs/cgroup/memory.max";
+        Assert.Equal((2 * Limit).ToString(System.Globalization.CultureInfo.InvariantCulture), (await n.C.ExecOkAsync(id, "cat", limitFile)).Trim());
+    }
+
     [Fact]
     public async Task Container_ReadsItsOwnLimits_FromAReadOnlySysFsCgroup()
     {

@@ -8,7 +8,7 @@ namespace CriRuntime.Tests.E2E.Containers;
 
 /// <summary>A shim killed with -9 takes its container with it (PR_SET_PDEATHSIG); the daemon
 /// reports the container exited with a reason, whether it was running at the time or only
-/// created, whether the daemon was up or not, and leaves nothing behind (the leak check of Dispose also looks for the container's cgroup).</summary>
+/// set up by a StartContainer cut short, whether the daemon was up or not, and leaves nothing behind (the leak check of Dispose also looks for the container's cgroup).</summary>
 [Collection(RegistryCollection.Name)]
 public class ShimDeathTests(RegistryWithImages fixture)
 {
@@ -77,44 +77,39 @@ public class ShimDeathTests(RegistryWithImages fixture)
     }
 
     [Fact]
-    public async Task ShimKill9_OfCreatedContainer_ExitedWithReason_CgroupRemoved_StartIsFailedPrecondition()
+    public async Task CreatedContainer_HasNoShimNorCgroup_UntilStartContainerStartsThem()
     {
         using var d = new DaemonProcess();
         using var net = new TestNetwork(d);
         await d.StartAsync();
         var image = _registry.Image("busybox");
-        var pod = PodConfig("shimkill-created");
+        var pod = PodConfig("created-noshim");
         using var c = d.Client();
         await c.PullAsync(image);
         var podId = await c.RunPodAsync(pod);
-        var id = await c.CreateAsync(podId, pod, Container("never-started", image, "sleep", "3600"));
+        var id = await c.CreateAsync(podId, pod, Container("later", image, "sleep", "3600"));
         Assert.Equal(ContainerState.ContainerCreated, (await c.StatusAsync(id)).State);
-        Assert.NotEmpty(ContainerCgroups(d, id));
-        var shimPid = ShimPid(d, id);
-
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        using var events = c.Runtime.GetContainerEvents(new GetEventsRequest(), cancellationToken: cts.Token);
-        await events.ResponseHeadersAsync;
-        KillNine(shimPid);
-        var stopped = false;
-        while (!stopped && await events.ResponseStream.MoveNext(cts.Token))
-            stopped = events.ResponseStream.Current is { ContainerEventType: ContainerEventType.ContainerStoppedEvent } e && e.ContainerId == id;
-        Assert.True(stopped, "no CONTAINER_STOPPED event for the created container whose shim was killed");
-
-        AssertDiedWithShim(await c.StatusAsync(id));
         Assert.Empty(ContainerCgroups(d, id));
-        var start = await Assert.ThrowsAsync<RpcException>(() => c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id }).ResponseAsync);
-        Assert.Equal(StatusCode.FailedPrecondition, start.StatusCode);
-        Assert.Contains("exited", start.Status.Detail, StringComparison.Ordinal);
-        await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
+        Assert.False(Directory.Exists(Path.Combine(d.State, "c", id[..20])), "a created container has a shim state dir");
+
+        await c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id });
+
+        Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
+        Assert.NotEmpty(ContainerCgroups(d, id));
+        var (shimPid, containerPid) = Pids(d, id);
+        Assert.True(IsRunning(shimPid) && IsRunning(containerPid));
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
+    /// <summary>StartContainer cut short by a crash after the shim set the container up: the shim
+    /// waits for a start, the daemon is down, the shim is killed: the restarted daemon reports the
+    /// container exited (the shim died), removes its cgroup and refuses to start it.</summary>
     [Fact]
     public async Task ShimKill9_OfCreatedContainer_WhileDaemonIsDown_RestartReportsExited_StartIsFailedPrecondition()
     {
         using var d = new DaemonProcess();
         using var net = new TestNetwork(d);
+        d.Environment["CRIRUNTIME_FAULT"] = "start-container-after-shim";
         await d.StartAsync();
         var image = _registry.Image("busybox");
         var pod = PodConfig("shimkill-created-down");
@@ -124,11 +119,12 @@ public class ShimDeathTests(RegistryWithImages fixture)
             await c.PullAsync(image);
             podId = await c.RunPodAsync(pod);
             id = await c.CreateAsync(podId, pod, Container("never-started", image, "sleep", "3600"));
+            await Assert.ThrowsAsync<RpcException>(async () => await c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id }));
         }
-        var shimPid = ShimPid(d, id);
-
-        await d.KillAsync();
-        KillNine(shimPid);
+        await d.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        Assert.NotEmpty(ContainerCgroups(d, id));
+        KillNine(ShimPid(d, id));
+        d.Environment.Clear();
         await d.StartAsync();
 
         using (var c = d.Client())
@@ -137,6 +133,7 @@ public class ShimDeathTests(RegistryWithImages fixture)
             Assert.Empty(ContainerCgroups(d, id));
             var start = await Assert.ThrowsAsync<RpcException>(() => c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id }).ResponseAsync);
             Assert.Equal(StatusCode.FailedPrecondition, start.StatusCode);
+            Assert.Contains("exited", start.Status.Detail, StringComparison.Ordinal);
             await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
             await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
         }

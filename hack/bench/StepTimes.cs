@@ -1,0 +1,30 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace CriRuntime.Bench;
+
+/// <summary>Our daemon's Debug lines "CreateContainer ID: step=1.23ms … total=4.56ms" (and
+/// StartContainer, RemoveContainer), gathered per call and step.</summary>
+public static partial class StepTimes
+{
+    public static Dictionary<string, Dictionary<string, List<double>>> Parse(string log)
+    {
+        var result = new Dictionary<string, Dictionary<string, List<double>>>(StringComparer.Ordinal);
+        foreach (Match line in Line().Matches(log))
+        {
+            var steps = result.TryGetValue(line.Groups[1].Value, out var s) ? s : result[line.Groups[1].Value] = new(StringComparer.Ordinal);
+            foreach (Match step in Step().Matches(line.Groups[2].Value))
+            {
+                var name = step.Groups[1].Value.Trim();
+                (steps.TryGetValue(name, out var list) ? list : steps[name] = []).Add(double.Parse(step.Groups[2].Value, CultureInfo.InvariantCulture));
+            }
+        }
+        return result;
+    }
+
+    [GeneratedRegex(@"\b(CreateContainer|StartContainer|RemoveContainer) [0-9a-f]{64}: (.*)$", RegexOptions.Multiline)]
+    private static partial Regex Line();
+
+    [GeneratedRegex(@"([^=]+)=([0-9.]+)ms")]
+    private static partial Regex Step();
+}
