@@ -38,8 +38,7 @@ public sealed partial class ContainerController(
 
     /// <summary>Where RemoveContainer puts container directories and shim state dirs to be deleted
     /// in the background.</summary>
-    private readonly Trash _containerTrash = new(Trash.Under(Path.GetDirectoryName(containers.Dir)!), log);
-    private readonly Trash _stateTrash = new(Trash.Under(config.State), log);
+    private readonly (Trash Containers, Trash ShimStates) _trash = Trash.ForContainers(containers, config.State, log);
 
     public IEnumerable<ContainerRecord> InPod(string podId) => containers.InPod(podId);
 
@@ -217,8 +216,6 @@ public sealed partial class ContainerController(
         return id;
     }
 
-    /// <summary>The major:minor of a block device path, or of the container's loop device for
-    /// "rootfs"; null when there is no such block device.</summary>
     /// <summary>A device of an I/O limit as a whole disk's major:minor: <c>rootfs</c> is the
     /// container's loop device when it has a disk-quota volume, else the disk holding
     /// <paramref name="containerDir"/> (null on overlay or tmpfs); a partition is its disk.</summary>
@@ -330,12 +327,15 @@ public sealed partial class ContainerController(
             // found it. Had that init exited and its pid been reused, the container would join a
             // stranger's namespace: the same init before and after the shim joined rules that out.
             var pinned = target is null ? 0 : TargetPid(SpecFile.Load(c.BundleDir));
-            if (target is not null && (await TargetInitAsync(target, c.PodId)).Pid != pinned)
-                throw Fail.FailedPrecondition($"config.linux.security_context.namespace_options.target_id: container {target.TargetId} restarted since the container was created");
+            async Task CheckTargetAsync(string when)
+            {
+                if (target is not null && (await TargetInitAsync(target, c.PodId)).Pid != pinned)
+                    throw Fail.FailedPrecondition($"config.linux.security_context.namespace_options.target_id: container {target.TargetId} restarted {when}");
+            }
+            await CheckTargetAsync("since the container was created");
             await shims.CreateAsync(c.Id, c.BundleDir, c.StateDir, c.LogPath, runtimeHandler, CancellationToken.None);
             Testing.FaultPoints.Crash(Testing.FaultPoints.StartContainerAfterShim);
-            if (target is not null && (await TargetInitAsync(target, c.PodId)).Pid != pinned)
-                throw Fail.FailedPrecondition($"config.linux.security_context.namespace_options.target_id: container {target.TargetId} restarted while the container was started");
+            await CheckTargetAsync("while the container was started");
             undo.Commit();
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -441,9 +441,9 @@ public sealed partial class ContainerController(
             if (c.LayerDir is not null) volumes.RemoveLayerDir(c.LayerDir);
             // Renamed away at once, deleted in the background (Trash): the record and the names
             // are gone as with a delete, without a journalled unlink per file on this path.
-            _ = _stateTrash.Discard(c.StateDir);
+            _ = _trash.ShimStates.Discard(c.StateDir);
             steps.Mark("state dir");
-            containers.Delete(c.Id, d => _ = _containerTrash.Discard(d));
+            containers.Delete(c.Id, d => _ = _trash.Containers.Discard(d));
             steps.Mark("record+dir");
             imageUsage.Release(c.ImageId, c.Id);
             steps.Mark("image usage");

@@ -21,8 +21,9 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
     public async Task RunAsync(CancellationToken ct)
     {
         // What RemoveContainer renamed away and a crash kept from being deleted.
-        new Trash(Trash.Under(Path.GetDirectoryName(containers.Dir)!), log).Empty();
-        new Trash(Trash.Under(config.State), log).Empty();
+        var (containerTrash, shimStateTrash) = Trash.ForContainers(containers, config.State, log);
+        containerTrash.Empty();
+        shimStateTrash.Empty();
         foreach (var dir in containers.Orphans().ToList())
         {
             var id = Path.GetFileName(dir);

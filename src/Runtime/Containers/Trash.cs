@@ -15,6 +15,12 @@ public sealed partial class Trash(string dir, ILogger log)
     /// <summary>The trash for directories below <paramref name="parent"/>: &lt;parent&gt;/trash.</summary>
     public static string Under(string parent) => Path.Combine(parent, "trash");
 
+    /// <summary>The two trashes of removed containers, one per file system they live on: their
+    /// directories (beside the store's) and their shims' state dirs (under the state dir).
+    /// RemoveContainer fills them; recovery empties them at start.</summary>
+    public static (Trash Containers, Trash ShimStates) ForContainers(State.ContainerStore containers, string stateDir, ILogger log) =>
+        (new Trash(Under(Path.GetDirectoryName(containers.Dir)!), log), new Trash(Under(stateDir), log));
+
     /// <summary>Moves <paramref name="path"/> into the trash and deletes it in the background;
     /// deletes it at once where it cannot be moved (another file system). A missing path is fine.
     /// Returns the background deletion (callers on a request path do not wait for it).</summary>
