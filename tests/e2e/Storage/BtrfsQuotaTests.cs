@@ -89,7 +89,9 @@ public class BtrfsQuotaTests(RegistryWithImages fixture)
         using var net = new TestNetwork(d);
         using var fs = new BtrfsRoot(d);
         await d.StartAsync();
-        var image = _registry.Image("busybox");
+        // An image another tool wrote (Debian's umoci: user "app", uid 1000, owns /srv/umoci):
+        // the quota holds for the container's own unprivileged user, as the process sees it.
+        var image = _registry.Image("umoci");
         string podId, limited, volume;
         ulong subvolume;
         using (var c = d.Client())
@@ -111,13 +113,14 @@ public class BtrfsQuotaTests(RegistryWithImages fixture)
             Assert.Contains($"0/{subvolume}", Qgroups(d.Root));
             Assert.DoesNotContain(Leaks.LoopDevices(), l => l.BackingFile.StartsWith(d.Root, StringComparison.Ordinal));
 
+            Assert.Equal("1000", (await c.ExecOkAsync(limited, "id", "-u")).Trim());
             // EDQUOT, not ENOSPC: the file system has room, the qgroup has none.
-            var (code, stderr, bytes) = await WriteAsync(c, limited, "/big", 100);
+            var (code, stderr, bytes) = await WriteAsync(c, limited, "/srv/umoci/big", 100);
             Assert.NotEqual(0, code);
             Assert.Contains("Disk quota exceeded", stderr);
             Assert.InRange(bytes, 56 * MiB, 64 * MiB);
 
-            var n = await WriteAsync(c, neighbour, "/big", 80);
+            var n = await WriteAsync(c, neighbour, "/srv/umoci/big", 80);
             Assert.Equal(0, n.Code);
             Assert.Equal(80 * MiB, n.Bytes);
 
@@ -132,8 +135,8 @@ public class BtrfsQuotaTests(RegistryWithImages fixture)
 
         using (var c = d.Client())
         {
-            await c.ExecOkAsync(limited, "sh", "-c", "rm /big && sync");
-            var (code, stderr, bytes) = await WriteAsync(c, limited, "/again", 100);
+            await c.ExecOkAsync(limited, "sh", "-c", "rm /srv/umoci/big && sync");
+            var (code, stderr, bytes) = await WriteAsync(c, limited, "/srv/umoci/again", 100);
             Assert.NotEqual(0, code);
             Assert.Contains("Disk quota exceeded", stderr);
             Assert.InRange(bytes, 56 * MiB, 64 * MiB);
