@@ -36,6 +36,11 @@ internal static unsafe partial class Libc
     public static partial long Lseek(int fd, long offset, int whence);
     [LibraryImport("libc", EntryPoint = "copy_file_range", SetLastError = true)]
     public static partial nint CopyFileRange(int fdIn, long* offIn, int fdOut, long* offOut, nuint len, uint flags);
+    public const uint SPLICE_F_MOVE = 1, SPLICE_F_NONBLOCK = 2;
+    /// <summary>Moves up to <paramref name="len"/> bytes between a pipe and another descriptor
+    /// inside the kernel (CRIU's streamed images into the checkpoint archive).</summary>
+    [LibraryImport("libc", EntryPoint = "splice", SetLastError = true)]
+    public static partial nint Splice(int fdIn, long* offIn, int fdOut, long* offOut, nuint len, uint flags);
     [LibraryImport("libc", EntryPoint = "ftruncate", SetLastError = true)]
     public static partial int Ftruncate(int fd, long length);
     [LibraryImport("libc", EntryPoint = "statfs", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]

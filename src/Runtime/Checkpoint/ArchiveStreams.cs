@@ -38,6 +38,14 @@ internal sealed class WritebackFileStream(FileStream inner) : Stream
         var position = inner.Position;
         if (position - _kicked < KickBytes) return;
         inner.Flush();
+        KickTo(position);
+    }
+
+    /// <summary>Starts the writeback of what was written up to <paramref name="position"/>
+    /// (bytes the kernel moved into the file at explicit offsets), every <see cref="KickBytes"/>.</summary>
+    public void KickTo(long position)
+    {
+        if (position - _kicked < KickBytes) return;
         // Advisory: a file system without it (or an error) only loses the overlap; fsync decides.
         _ = Libc.SyncFileRange((int)inner.SafeFileHandle.DangerousGetHandle(), _kicked, position - _kicked, Libc.SYNC_FILE_RANGE_WRITE);
         _kicked = position;

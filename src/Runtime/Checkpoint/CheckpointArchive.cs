@@ -46,52 +46,60 @@ public static class CheckpointArchive
 {
     public const string ConfigDumpFile = "config.dump", SpecDumpFile = "spec.dump", StatusDumpFile = "status.dump",
         CheckpointDirectory = "checkpoint", RootFsDiffTar = "rootfs-diff.tar", DeletedFilesFile = "deleted.files",
-        ContainerLogFile = "container.log", DumpLogFile = "dump.log";
+        ContainerLogFile = "container.log", DumpLogFile = "dump.log", StatsDumpFile = "stats-dump";
 
     /// <param name="RootfsDiff">the writable layer's changes, captured while the container was
     /// still frozen (<see cref="WriteRootfsDiff"/> from <see cref="PostDumpHook"/>).</param>
+    /// <param name="StatsDump">CRIU's dump statistics (frozen time, pages written), which it writes
+    /// into its working directory: at the archive's top level, where Podman puts it and
+    /// checkpointctl reads it.</param>
     public sealed record Parts(ConfigDump Config, byte[] Spec, StatusDump Status, string ImagesDir,
-        string? ContainerLog, string? DumpLog, StdioDump Stdio, RootfsDiff RootfsDiff);
+        string? ContainerLog, string? DumpLog, StdioDump Stdio, RootfsDiff RootfsDiff, string? StatsDump = null);
 
     /// <summary>rootfs-diff.tar, written at <see cref="TarPath"/>, and the paths the layer deleted.</summary>
     public sealed record RootfsDiff(string TarPath, IReadOnlyList<string> Deleted);
 
     public static void Write(string location, Parts parts)
     {
-        var dir = Path.GetDirectoryName(location)!;
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(location)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            var (diffTar, deleted) = (parts.RootfsDiff.TarPath, parts.RootfsDiff.Deleted.ToList());
-            using (var fs = new FileStream(tmp, new FileStreamOptions
-                   {
-                       Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 1 << 16,
-                       UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-                   }))
-            {
-                var archive = new WritebackFileStream(fs);
-                using (var tar = new TarWriter(archive, TarEntryFormat.Pax, leaveOpen: true))
-                {
-                    Bytes(tar, ConfigDumpFile, JsonSerializer.SerializeToUtf8Bytes(parts.Config, CheckpointJson.Default.ConfigDump));
-                    Bytes(tar, SpecDumpFile, parts.Spec);
-                    Bytes(tar, StatusDumpFile, JsonSerializer.SerializeToUtf8Bytes(parts.Status, CheckpointJson.Default.StatusDump));
-                    Bytes(tar, CheckpointSource.StdioFile, JsonSerializer.SerializeToUtf8Bytes(parts.Stdio, CheckpointJson.Default.StdioDump));
-                    Bytes(tar, DeletedFilesFile, JsonSerializer.SerializeToUtf8Bytes(deleted, CheckpointJson.Default.ListString));
-                    KernelCopied(tar, diffTar, RootFsDiffTar);
-                    if (parts.ContainerLog is { } log && File.Exists(log)) tar.WriteEntry(log, ContainerLogFile);
-                    if (parts.DumpLog is { } dump && File.Exists(dump)) tar.WriteEntry(dump, DumpLogFile);
-                    AddTree(tar, parts.ImagesDir, CheckpointDirectory, tolerateVanished: false, skip: _ => false, kernelCopy: true);
-                }
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, location, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(tmp);
-            throw;
-        }
+        using var archive = ArchiveWriter.Create(location);
+        WriteParts(archive, parts, imagesStreamed: false);
+        archive.Commit();
     }
+
+    /// <summary>Finishes an archive whose CRIU images <see cref="ImageStreamer"/> already wrote
+    /// (under <see cref="CheckpointDirectory"/>/): the other parts, then any image CRIU kept in
+    /// the directory even when streaming (irmap-cache), then fsync and rename.</summary>
+    internal static void Complete(ArchiveWriter archive, Parts parts)
+    {
+        WriteParts(archive, parts, imagesStreamed: true);
+        archive.Commit();
+    }
+
+    private static void WriteParts(ArchiveWriter archive, Parts parts, bool imagesStreamed)
+    {
+        var (diffTar, deleted) = (parts.RootfsDiff.TarPath, parts.RootfsDiff.Deleted.ToList());
+        archive.Bytes(ConfigDumpFile, JsonSerializer.SerializeToUtf8Bytes(parts.Config, CheckpointJson.Default.ConfigDump));
+        archive.Bytes(SpecDumpFile, parts.Spec);
+        archive.Bytes(StatusDumpFile, JsonSerializer.SerializeToUtf8Bytes(parts.Status, CheckpointJson.Default.StatusDump));
+        archive.Bytes(CheckpointSource.StdioFile, JsonSerializer.SerializeToUtf8Bytes(parts.Stdio, CheckpointJson.Default.StdioDump));
+        archive.Bytes(DeletedFilesFile, JsonSerializer.SerializeToUtf8Bytes(deleted, CheckpointJson.Default.ListString));
+        archive.File(diffTar, RootFsDiffTar);
+        var tar = archive.Tar;
+        if (parts.ContainerLog is { } log && File.Exists(log)) tar.WriteEntry(log, ContainerLogFile);
+        if (parts.DumpLog is { } dump && File.Exists(dump)) tar.WriteEntry(dump, DumpLogFile);
+        if (parts.StatsDump is { } stats && File.Exists(stats)) archive.File(stats, StatsDumpFile);
+        if (!imagesStreamed)
+        {
+            AddTree(tar, parts.ImagesDir, CheckpointDirectory, tolerateVanished: false, skip: _ => false, archive: archive);
+            return;
+        }
+        foreach (var local in new DirectoryInfo(parts.ImagesDir).EnumerateFiles().OrderBy(f => f.Name, StringComparer.Ordinal))
+            if (local.LinkTarget is null && local.Name != ImageStreamer.SocketName && IsRegular(local.FullName))
+                archive.File(local.FullName, $"{CheckpointDirectory}/{local.Name}");
+    }
+
+    private static bool IsRegular(string path) =>
+        Interop.Libc.DeviceInfo(path, followSymlinks: false) is { } d && (d.Mode & 0xF000) == 0x8000;
 
     /// <summary>Tars the overlay upper directory (the container's writable layer) into
     /// <paramref name="tarPath"/> and returns it with the paths it deleted from the image (overlayfs
@@ -117,34 +125,10 @@ public static class CheckpointArchive
         return new RootfsDiff(tarPath, deleted);
     }
 
-    private static void Bytes(TarWriter tar, string name, byte[] data)
-    {
-        var e = new PaxTarEntry(TarEntryType.RegularFile, name)
-        {
-            DataStream = new MemoryStream(data, writable: false),
-            Mode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-            ModificationTime = DateTimeOffset.UtcNow,
-        };
-        tar.WriteEntry(e);
-    }
-
     /// <summary>Every entry below <paramref name="root"/> under <paramref name="prefix"/>, parents
-    /// first, symlinks as links (never followed). <paramref name="skip"/> gets the path relative to root.</summary>
-    /// <summary>A regular file of ours (CRIU's images, the nested diff) as an entry whose data the
-    /// kernel copies into the archive (<see cref="KernelCopySource"/>).</summary>
-    private static void KernelCopied(TarWriter tar, string path, string name)
-    {
-        var info = new FileInfo(path);
-        using var data = new KernelCopySource(path);
-        tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, name)
-        {
-            DataStream = data,
-            Mode = info.UnixFileMode,
-            ModificationTime = info.LastWriteTimeUtc,
-        });
-    }
-
-    private static void AddTree(TarWriter tar, string root, string prefix, bool tolerateVanished, Func<string, bool> skip, bool kernelCopy = false)
+    /// first, symlinks as links (never followed). <paramref name="skip"/> gets the path relative to
+    /// root. With <paramref name="archive"/>, regular files' data is copied by the kernel.</summary>
+    private static void AddTree(TarWriter tar, string root, string prefix, bool tolerateVanished, Func<string, bool> skip, ArchiveWriter? archive = null)
     {
         if (prefix.Length > 0) tar.WriteEntry(root, prefix);
         var pending = new Stack<string>();
@@ -162,7 +146,7 @@ public static class CheckpointArchive
                 {
                     if (skip(rel)) continue;
                     var name = prefix.Length > 0 ? $"{prefix}/{rel}" : rel;
-                    if (kernelCopy && entry is FileInfo { LinkTarget: null }) KernelCopied(tar, entry.FullName, name);
+                    if (archive is not null && entry is FileInfo { LinkTarget: null }) archive.File(entry.FullName, name);
                     else tar.WriteEntry(entry.FullName, name);
                 }
                 catch (Exception e) when (tolerateVanished && e is FileNotFoundException or DirectoryNotFoundException) { continue; }

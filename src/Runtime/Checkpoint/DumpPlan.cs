@@ -28,9 +28,15 @@ public static class DumpPlan
     /// leaves it frozen, as it found it, for the caller to thaw.</param>
     /// <param name="actionScript">CRIU's action script (<see cref="PostDumpHook"/>): run at post-dump,
     /// before the tasks are resumed.</param>
+    /// <param name="stream">images go to <see cref="ImageStreamer"/>'s socket in
+    /// <paramref name="imagesDir"/> (`--stream`), which CRIU names by joining the two, so the
+    /// directory is given relative to <paramref name="workDir"/> (CRIU's working directory):
+    /// a socket address holds 107 bytes.</param>
     public static IReadOnlyList<string> Args(int pid, string imagesDir, string workDir, string rootfs, Spec spec,
-        IReadOnlyList<MountInfo> mounts, Func<string, ulong?> nsInode, string? freezerDir = null, string? actionScript = null)
+        IReadOnlyList<MountInfo> mounts, Func<string, ulong?> nsInode, string? freezerDir = null, string? actionScript = null,
+        bool stream = false)
     {
+        if (stream) imagesDir = Path.GetRelativePath(workDir, imagesDir);
         var args = new List<string>
         {
             "dump", "--tree", pid.ToString(CultureInfo.InvariantCulture),
@@ -41,6 +47,7 @@ public static class DumpPlan
             "--tcp-established", "--file-locks", "--link-remap",
             "--manage-cgroups",
         };
+        if (stream) args.Add("--stream");
         if (freezerDir is not null) args.AddRange(["--freeze-cgroup", freezerDir]);
         if (actionScript is not null) args.AddRange(["--action-script", actionScript]);
         if (spec.Process?.Terminal == true) args.Add("--shell-job");

@@ -39,7 +39,7 @@ public sealed partial class CriRuntimeService
             DumpedContainer? dumped = null;
             try
             {
-                dumped = await DumpAsync(target, null, timeout, context.CancellationToken);
+                dumped = await DumpAsync(target, null, timeout, context.CancellationToken, streamInto: location);
                 await Task.Run(() => WriteArchive(dumped, location), CancellationToken.None);
                 CheckpointLog.Checkpointed(_log, c.Id, location, dumped.CriuTime.TotalMilliseconds);
                 ok = true;
@@ -71,8 +71,12 @@ public sealed partial class CriRuntimeService
     /// <summary>Runs `criu dump` (leave-running) into a scratch directory of its own; the archive
     /// is written from it afterwards (<see cref="WriteArchive"/>), then it is discarded
     /// (<see cref="DiscardDump"/>, also on failure). <paramref name="freezerDir"/>: the cgroup the
-    /// caller froze, handed to CRIU (which then leaves it frozen as it found it).</summary>
-    private async Task<DumpedContainer> DumpAsync(DumpTarget t, string? freezerDir, TimeSpan timeout, CancellationToken ct)
+    /// caller froze, handed to CRIU (which then leaves it frozen as it found it).
+    /// <paramref name="streamInto"/>: the archive's final name when it is known before the dump
+    /// (CheckpointContainer): CRIU then streams its images straight into the archive's temporary
+    /// file (<see cref="ImageStreamer"/>), which <see cref="WriteArchive"/> completes; there is no
+    /// copy of the images.</summary>
+    private async Task<DumpedContainer> DumpAsync(DumpTarget t, string? freezerDir, TimeSpan timeout, CancellationToken ct, string? streamInto = null)
     {
         var (c, pid, specBytes, spec) = (t.Container, t.Pid, t.SpecBytes, t.Spec);
         var criu = CriuTool.Require();
@@ -80,8 +84,17 @@ public sealed partial class CriRuntimeService
         var images = Path.Combine(scratch, CheckpointArchive.CheckpointDirectory);
         Directory.CreateDirectory(images);
         var ok = false;
+        ArchiveWriter? archive = null;
         try
         {
+            ImageStreamer? streamer = null;
+            if (streamInto is not null)
+            {
+                archive = ArchiveWriter.Create(streamInto);
+                archive.Tar.WriteEntry(images, CheckpointArchive.CheckpointDirectory);
+                streamer = ImageStreamer.Start(images, archive, CheckpointArchive.CheckpointDirectory, scratch);
+            }
+            using var streaming = streamer;
             var mounts = DumpPlan.ParseMountInfo(await File.ReadAllTextAsync($"/proc/{pid}/mountinfo", CancellationToken.None));
             var rootfs = Path.GetFullPath(Path.Combine(c.BundleDir, spec.Root?.Path ?? "rootfs"));
             // The writable layer is read at CRIU's post-dump, while the tasks are still frozen: the
@@ -95,7 +108,8 @@ public sealed partial class CriRuntimeService
                 using var span = Telemetry.Tracing.Start("rootfs diff");
                 diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints);
             });
-            var args = DumpPlan.Args(pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(pid, kind), freezerDir, hook.ScriptPath);
+            var args = DumpPlan.Args(pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(pid, kind), freezerDir, hook.ScriptPath,
+                stream: streamer is not null);
             // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
             var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget ?? "")] };
             var checkpointedAt = _clock.GetUtcNow();
@@ -107,6 +121,10 @@ public sealed partial class CriRuntimeService
                 span?.SetTag("process.exit.code", result.ExitCode);
                 if (result.TimedOut || result.ExitCode != 0) span?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, result.TimedOut ? "timed out" : $"exit {result.ExitCode}");
             }
+            // CRIU has exited: every image it streamed has ended (or the dump failed anyway).
+            Exception? streamFailure = null;
+            try { streamer?.Finish(TimeSpan.FromSeconds(10)); }
+            catch (IOException e) { streamFailure = e; }
             bool captured;
             try { captured = hook.Finish(); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -119,6 +137,8 @@ public sealed partial class CriRuntimeService
                     : $"checkpoint of container {c.Id}: criu dump did not finish within {Config.Duration.Format(timeout)} and was killed{LogTail(scratch, result.Output)}");
             if (result.ExitCode != 0)
                 throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump failed (exit {result.ExitCode}){LogTail(scratch, result.Output)}");
+            if (streamFailure is not null)
+                throw Fail.Unavailable($"checkpoint of container {c.Id}: writing CRIU's images into the archive failed: {streamFailure.Message}", streamFailure);
             if (!captured || diff is null)
                 throw new InvalidOperationException($"checkpoint of container {c.Id}: criu dump succeeded without running its post-dump action script ({hook.ScriptPath})");
 
@@ -131,23 +151,34 @@ public sealed partial class CriRuntimeService
                 },
                 specBytes,
                 new StatusDump { Id = c.Id, State = "running", Pid = pid, CreatedAt = c.CreatedAtNanos, StartedAt = c.StartedAtNanos },
-                images, c.LogPath, Path.Combine(scratch, "dump.log"), stdio, diff);
+                images, c.LogPath, Path.Combine(scratch, "dump.log"), stdio, diff, Path.Combine(scratch, CheckpointArchive.StatsDumpFile));
             ok = true;
-            return new DumpedContainer(c, scratch, parts, result.Elapsed);
+            return new DumpedContainer(c, scratch, parts, result.Elapsed, archive);
         }
         finally
         {
-            if (!ok) DiscardScratch(scratch);
+            if (!ok)
+            {
+                archive?.Dispose();
+                DiscardScratch(scratch);
+            }
         }
     }
 
+    /// <summary>Writes the archive at <paramref name="location"/>, or completes the one the
+    /// images were streamed into (then <paramref name="location"/> is the name it was opened for).</summary>
     private static void WriteArchive(DumpedContainer d, string location)
     {
         using var span = Telemetry.Tracing.Start("checkpoint archive")?.SetTag("criruntime.checkpoint_archive", location);
-        CheckpointArchive.Write(location, d.Parts);
+        if (d.Archive is { } streamed) CheckpointArchive.Complete(streamed, d.Parts);
+        else CheckpointArchive.Write(location, d.Parts);
     }
 
-    private void DiscardDump(DumpedContainer d) => DiscardScratch(d.Scratch);
+    private void DiscardDump(DumpedContainer d)
+    {
+        d.Archive?.Dispose();
+        DiscardScratch(d.Scratch);
+    }
 
     private void DiscardScratch(string scratch)
     {
@@ -189,5 +220,7 @@ public sealed partial class CriRuntimeService
 /// <summary>A running container about to be dumped: its record, init pid and spec.</summary>
 internal sealed record DumpTarget(ContainerRecord Container, int Pid, byte[] SpecBytes, Spec Spec);
 
-/// <summary>A container CRIU dumped into <see cref="Scratch"/>: what its archive is written from.</summary>
-internal sealed record DumpedContainer(ContainerRecord Container, string Scratch, CheckpointArchive.Parts Parts, TimeSpan CriuTime);
+/// <summary>A container CRIU dumped into <see cref="Scratch"/>: what its archive is written from.
+/// <see cref="Archive"/>: the archive CRIU's images were streamed into, not committed yet.</summary>
+internal sealed record DumpedContainer(ContainerRecord Container, string Scratch, CheckpointArchive.Parts Parts, TimeSpan CriuTime,
+    ArchiveWriter? Archive = null);

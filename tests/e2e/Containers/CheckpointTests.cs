@@ -52,6 +52,10 @@ public class CheckpointTests(RegistryWithImages fixture)
         Assert.True(diff.ContainsKey("count"), $"rootfs-diff.tar: {string.Join(", ", diff.Keys)}");
         Assert.DoesNotContain(diff.Keys, k => k.StartsWith("etc/group", StringComparison.Ordinal)); // a whiteout, not a file
         Assert.Contains("Dumping finished successfully", System.Text.Encoding.UTF8.GetString(entries["dump.log"]));
+        // CRIU streamed its images into the archive (no copy); its statistics are where checkpointctl reads them.
+        Assert.Contains("Dismissing the image streamer", System.Text.Encoding.UTF8.GetString(entries["dump.log"]));
+        Assert.True(entries.ContainsKey("stats-dump"), $"stats-dump missing; archive has {string.Join(", ", entries.Keys)}");
+        Assert.DoesNotContain(entries.Keys, k => k.Contains("streamer", StringComparison.Ordinal));
         Assert.Contains("\n", System.Text.Encoding.UTF8.GetString(entries["container.log"]));
 
         // leave-running: still running, and counting on.
