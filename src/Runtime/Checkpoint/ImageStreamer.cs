@@ -107,6 +107,9 @@ internal sealed unsafe class ImageStreamer : IDisposable
     {
         try
         {
+            // The container is frozen while CRIU waits on a full pipe: this thread moving its pages
+            // must not queue behind the node's other work (best effort: nice -10 needs CAP_SYS_NICE).
+            _ = Libc.Setpriority(Libc.PRIO_PROCESS, (uint)Libc.Gettid(), -10);
             Loop();
         }
         catch (Exception e)
