@@ -101,7 +101,7 @@ public sealed class Report(Options opts, string repo)
             sb.AppendLine();
             sb.AppendLine(Stamp);
             sb.AppendLine();
-            sb.AppendLine($"N pods, each with one busybox `sleep 3600` container, started by {opts.DensityParallelism} clients; measured once all run; then torn down (StopPodSandbox + RemovePodSandbox) by {opts.DensityParallelism} clients. Memory from `/proc/PID/smaps_rollup`. Shim processes: `criruntime-shim` (one per container) for us, `containerd-shim-runc-v2` (one per pod) for containerd; containerd's per-pod `pause` process is listed separately. Memory used = MemTotal - MemAvailable, after minus before starting the pods (includes page cache and kernel memory; noisy on a shared machine).");
+            sb.AppendLine($"N pods, each with one busybox `sleep 3600` container, started by {opts.DensityParallelism} clients; measured once all run, and the daemon's RSS again after 5 s of what a kubelet sends an idle node (ListPodSandbox + ListContainers every second: its PLEG relist); then torn down (StopPodSandbox + RemovePodSandbox) by {opts.DensityParallelism} clients. Memory from `/proc/PID/smaps_rollup`. Shim processes: `criruntime-shim` (one per container) for us, `containerd-shim-runc-v2` (one per pod) for containerd; containerd's per-pod `pause` process is listed separately. Memory used = MemTotal - MemAvailable, after minus before starting the pods (includes page cache and kernel memory; noisy on a shared machine).");
             sb.AppendLine();
             foreach (var n in Density.Select(d => d.Result.Pods).Distinct())
             {
@@ -121,7 +121,8 @@ public sealed class Report(Options opts, string repo)
                 Row("errors", d => d.Errors.Count, "F0");
                 Row("time to start all (s)", d => d.StartSeconds);
                 Row("time to tear down all (s)", d => d.TeardownSeconds);
-                Row("daemon RSS (MiB)", d => d.DaemonRssKb / 1024.0);
+                Row("daemon RSS right after the starts (MiB)", d => d.DaemonRssKb / 1024.0);
+                Row("daemon RSS settled: 5 s of kubelet relists later (MiB)", d => d.DaemonSettledRssKb / 1024.0);
                 Row("daemon open fds", d => d.DaemonFds, "F0");
                 Row("shim processes", d => d.Shims, "F0");
                 Row("shim PSS per container (MiB)", d => d.ShimPssKb / 1024.0 / Math.Max(1, d.Running), "F2");
@@ -183,7 +184,7 @@ public sealed class Report(Options opts, string repo)
         sb.AppendLine($"| shim at most 1 MB PSS per container | {F(pss, "F2")} MiB (worst density run) | {Met(double.IsNaN(pss) ? null : pss <= 1.0)} |");
         sb.AppendLine($"| shim at most 3 MB RSS per container | {F(rss, "F2")} MiB (worst density run) | {Met(double.IsNaN(rss) ? null : rss <= 3.0)} |");
         var d100 = ours.FirstOrDefault(d => d.Pods == 100);
-        sb.AppendLine($"| daemon at most 40 MB RSS with 100 pods | {(d100 is null ? "n/a" : Mb(d100.DaemonRssKb) + " MiB")} | {Met(d100 is null ? null : d100.DaemonRssKb / 1024.0 <= 40)} |");
+        sb.AppendLine($"| daemon at most 40 MB RSS with 100 pods (settled: 5 s of kubelet relists after the starts) | {(d100 is null ? "n/a" : Mb(d100.DaemonSettledRssKb) + $" MiB (right after the starts: {Mb(d100.DaemonRssKb)})")} | {Met(d100 is null ? null : d100.DaemonSettledRssKb / 1024.0 <= 40)} |");
         var d500 = ours.FirstOrDefault(d => d.Pods == 500);
         sb.AppendLine($"| 500 pods started and torn down with zero errors | {(d500 is null ? "n/a" : $"{d500.Running}/500 running, {d500.Errors.Count} errors")} | {Met(d500 is null ? null : d500.Errors.Count == 0 && d500.Running == 500)} |");
         sb.AppendLine($"| image pull at least 1.5× faster than containerd | {(speedup is { } s1 ? F(s1, "F2") + "×" : "n/a")} | {Met(speedup is null ? null : speedup >= 1.5)} |");

@@ -20,7 +20,7 @@ public sealed class Samples
 
 public sealed record DensityResult(int Pods, int Running, double StartSeconds, double TeardownSeconds,
     long DaemonRssKb, int DaemonFds, long ShimRssKb, long ShimPssKb, int Shims, long PauseRssKb, long PausePssKb, int Pauses,
-    long MemUsedKb, IReadOnlyList<string> Errors);
+    long MemUsedKb, IReadOnlyList<string> Errors, long DaemonSettledRssKb = 0);
 
 /// <summary>Cold pulls: before each, the image is removed and the runtime's garbage collection
 /// (synchronous in both: ours on RemoveImage, containerd's CRI deletes with SynchronousDelete)
@@ -181,6 +181,18 @@ public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
         var pause = Procs.Memory(rt.PausePids(all));
         var memUsed = Procs.MemUsedKb() - memBefore;
         var fds = Procs.OpenFds(rt.DaemonPid);
+        // Steady state: 5 s of what a kubelet sends an idle node (its PLEG relist, every second),
+        // then the daemon's RSS again; the one above is right after the burst of starts.
+        for (var i = 0; i < 5; i++)
+        {
+            using (var c = Client())
+            {
+                await c.Runtime.ListPodSandboxAsync(new ListPodSandboxRequest(), Call(ct));
+                await c.Runtime.ListContainersAsync(new ListContainersRequest(), Call(ct));
+            }
+            await Task.Delay(TimeSpan.FromSeconds(1), ct);
+        }
+        var settled = Procs.Memory([rt.DaemonPid]);
 
         sw.Restart();
         var queue = new System.Collections.Concurrent.ConcurrentQueue<string>(ids);
@@ -209,7 +221,7 @@ public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
         var shimsLeft = rt.ShimPids(Procs.All()).Count;
         if (shimsLeft > 0) errors.Add($"{shimsLeft} shim processes still running after teardown");
         return new DensityResult(pods, running, startSeconds, teardown, daemon.RssKb, fds, shims.RssKb, shims.PssKb, shims.Count,
-            pause.RssKb, pause.PssKb, pause.Count, memUsed, errors);
+            pause.RssKb, pause.PssKb, pause.Count, memUsed, errors, settled.RssKb);
     }
 
     public async Task PullColdOnceAsync(string image, IReadOnlyList<string> layerDigests, PullSamples into, CancellationToken ct)

@@ -12,8 +12,10 @@ namespace CriRuntime.Server;
 /// method, duration, outcome and the pod/container it names, and typed errors become status
 /// codes. Anything untyped is a bug: Internal, logged with its stack. Each call's duration and
 /// status also go to the request histogram (<see cref="RuntimeMetrics.Rpc"/>), and each call is
-/// a server span when tracing is on (<see cref="Tracing.StartRpc"/>).</summary>
-public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log, RuntimeMetrics? metrics = null) : Interceptor
+/// a server span when tracing is on (<see cref="Tracing.StartRpc"/>).
+/// Unary calls also tell <see cref="IdleTrim"/> when the daemon goes quiet (streams such as
+/// GetContainerEvents stay open for good, so they are not counted).</summary>
+public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log, RuntimeMetrics? metrics = null, IdleTrim? idle = null) : Interceptor
 {
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
         TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
@@ -22,6 +24,7 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         var subject = Subject(request);
         using var scope = SubjectScope(subject);
         using var span = StartSpan(context, request);
+        idle?.Enter();
         try
         {
             var response = await continuation(request, context).ConfigureAwait(false);
@@ -32,6 +35,10 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         catch (Exception e)
         {
             throw Map(e, context.Method, started, subject, span);
+        }
+        finally
+        {
+            idle?.Exit();
         }
     }
 

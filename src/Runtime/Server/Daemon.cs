@@ -52,6 +52,7 @@ public static partial class Daemon
         });
 
         builder.Services.AddMetrics();
+        builder.Services.AddSingleton<IdleTrim>();
         builder.Services.AddSingleton<Metrics.RuntimeMetrics>();
         builder.Services.AddSingleton<Metrics.StateGauges>();
         builder.Services.AddSingleton<Metrics.BeancounterGauges>();
@@ -196,6 +197,9 @@ public static partial class Daemon
             LogStreaming(log, streamServer.BaseUrl ?? "(started with the first Exec, Attach or PortForward)");
             if (metricsEndpoint is not null) LogMetrics(log, $"http://{config.Metrics.Address}/metrics");
             if (tracing) LogTracing(log, config.Telemetry.OtlpProtocol, Telemetry.TraceExport.Endpoint(config.Telemetry).ToString());
+            // What start-up touched (config, recovery, Kestrel) is not needed until it is used again.
+            var idle = app.Services.GetRequiredService<IdleTrim>();
+            ThreadPool.QueueUserWorkItem(_ => idle.Fire());
         });
         try
         {

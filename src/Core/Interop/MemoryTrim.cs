@@ -1,10 +1,9 @@
 using System.Runtime.InteropServices;
-using CriRuntime.Shim.Kernel;
-using CriRuntime.Interop;
 
-namespace CriRuntime.Shim.Supervisor;
+namespace CriRuntime.Interop;
 
-/// <summary>Lowers the RSS of an idle shim (there is one per container). Setup and each control
+/// <summary>Lowers the RSS of an idle process: the shim (there is one per container) and the
+/// daemon after a burst of requests (Server/IdleTrim.cs). Setup and each control
 /// request touch code and read-only data of the executable and libc, and the kernel's
 /// fault-around maps whole 64 KiB windows of them, so a shim that then sleeps would still count
 /// pages it is not using. MADV_DONTNEED on read-only file mappings that hold no private
@@ -13,7 +12,7 @@ namespace CriRuntime.Shim.Supervisor;
 /// are never touched: dropping those would discard their contents.
 /// The GC runs first (aggressive: it decommits what it frees), and the scan of
 /// /proc/self/smaps allocates nothing on the managed heap, so it leaves no garbage behind.</summary>
-public static unsafe partial class MemoryTrim
+internal static unsafe partial class MemoryTrim
 {
     private const int MADV_DONTNEED = 4;
     private const int BufferSize = 4 << 20; // smaps of a shim is ~100 KiB; malloc serves this with mmap, freed at once

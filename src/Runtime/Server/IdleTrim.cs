@@ -1,0 +1,72 @@
+using CriRuntime.Interop;
+
+namespace CriRuntime.Server;
+
+/// <summary>Gives memory back once a burst of requests is over: when no CRI call has been in
+/// flight for <see cref="Quiet"/> and the daemon has allocated at least <see cref="Allocated"/>
+/// since the last time, <see cref="MemoryTrim.Idle"/> runs (a compacting GC that decommits what
+/// it frees, malloc_trim, and the clean code pages start-up and the burst touched; they fault
+/// back in from the page cache when used again). What a burst of RunPodSandbox/CreateContainer
+/// leaves behind is garbage and warm code the next quiet hours do not need; the kubelet's
+/// periodic List calls allocate little, so they do not set it off every second. Also once after
+/// start-up. The GC pause (milliseconds for this daemon's heap) falls where nothing waits.</summary>
+public sealed class IdleTrim : IDisposable
+{
+    public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(1);
+    public const long Allocated = 16 << 20;
+
+    private readonly Timer _timer;
+    private readonly Action _trim;
+    private readonly Func<long> _allocatedBytes;
+    private readonly object _lock = new();
+    private int _inFlight;
+    private long _allocatedAtLastTrim = long.MinValue / 2;
+
+    public IdleTrim() : this(MemoryTrim.Idle, () => GC.GetTotalAllocatedBytes()) { }
+
+    /// <summary>For tests: what a trim does and how allocation is counted.</summary>
+    public IdleTrim(Action trim, Func<long> allocatedBytes)
+    {
+        (_trim, _allocatedBytes) = (trim, allocatedBytes);
+        _timer = new Timer(_ => Fire(), null, Timeout.Infinite, Timeout.Infinite);
+    }
+
+    public int Trims { get; private set; }
+
+    /// <summary>A call starts: a pending trim waits for the next quiet time.</summary>
+    public void Enter()
+    {
+        lock (_lock)
+        {
+            _inFlight++;
+            _timer.Change(Timeout.Infinite, Timeout.Infinite);
+        }
+    }
+
+    /// <summary>A call ended: the last one out arms the trim.</summary>
+    public void Exit()
+    {
+        lock (_lock)
+        {
+            if (--_inFlight == 0) _timer.Change(Quiet, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    /// <summary>Runs the trim now if it is due (no call in flight, enough allocated since the last).</summary>
+    public void Fire()
+    {
+        lock (_lock)
+        {
+            if (_inFlight > 0) return;
+            var allocated = _allocatedBytes();
+            if (allocated - _allocatedAtLastTrim < Allocated) return;
+            // Under the lock: a call that arrives now waits the few milliseconds the trim takes
+            // rather than running while the GC compacts.
+            _trim();
+            _allocatedAtLastTrim = _allocatedBytes();
+            Trims++;
+        }
+    }
+
+    public void Dispose() => _timer.Dispose();
+}
