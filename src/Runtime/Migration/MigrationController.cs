@@ -218,19 +218,17 @@ public sealed partial class MigrationController(
     }
 
     /// <summary>Commit on the source: the frozen containers are killed without running again
-    /// (SIGKILL while frozen, then thawed), the pod is stopped and removed, the target told.</summary>
+    /// (SIGKILL to every task while frozen, then thawed: the kill is taken before any user-space
+    /// instruction), the pod is stopped and removed, the target told.</summary>
     public async Task<MigrationRecord> CommitSourceAsync(MigrationRecord m, CancellationToken ct)
     {
-        foreach (var path in m.FrozenCgroups)
-        {
-            var cg = cgroups.Create(path);
-            try { cg.KillAll(); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                if (e is not (Cgroups.CgroupException { Errno: 2 } or DirectoryNotFoundException or FileNotFoundException)) throw;
-            }
-        }
+        var frozen = m.FrozenCgroups.Select(cgroups.Create).ToList();
+        foreach (var cg in frozen)
+            foreach (var pid in Gone(cg.Processes, []))
+                _ = Interop.Libc.Kill(pid, Interop.Libc.SIGKILL); // ESRCH: already gone
         ThawSource(m);
+        // Whatever is left (nothing, unless a task escaped the freeze) goes the usual way.
+        foreach (var cg in frozen) Gone(() => { cg.KillAll(); return 0; }, 0);
         await podCtl.RemoveAsync(m.PodId, ct);
         try
         {
@@ -243,6 +241,13 @@ public sealed partial class MigrationController(
             Log.TargetCommitFailed(log, m.Id, e.Message);
         }
         return Phase(m.Id, MigrationPhase.Committed, r => r with { FrozenCgroups = [] });
+    }
+
+    /// <summary><paramref name="read"/>'s result, or <paramref name="whenGone"/> when the cgroup is gone.</summary>
+    private static T Gone<T>(Func<T> read, T whenGone)
+    {
+        try { return read(); }
+        catch (Exception e) when (e is Cgroups.CgroupException { Errno: 2 } or DirectoryNotFoundException or FileNotFoundException) { return whenGone; }
     }
 
     /// <summary>Abort on the source: the target removes its pod first, then the source is thawed.</summary>

@@ -32,7 +32,7 @@ public sealed class PeerTls
         try { cert = X509Certificate2.CreateFromPemFile(m.CertFile, m.KeyFile); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
         { throw new ConfigException($"migration.cert_file/key_file: cannot load {m.CertFile} with {m.KeyFile}: {e.Message}", e); }
-        try { ca = X509Certificate2.CreateFromPemFile(m.CaFile); }
+        try { ca = X509Certificate2.CreateFromPem(File.ReadAllText(m.CaFile)); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
         { throw new ConfigException($"migration.ca_file: cannot load {m.CaFile}: {e.Message}", e); }
         return new PeerTls(cert, ca);
