@@ -6,8 +6,10 @@ using Grpc.Core;
 namespace CriRuntime.Tests.E2E.Migration;
 
 /// <summary>Cold migration of a kubelet-shaped counter pod between two real daemons
-/// (docs/migration.md), on the image umoci built (user "app", uid 1000, counting in its own
-/// /srv/umoci). Needs criu >= 4.2 (hack/deps.sh).</summary>
+/// (docs/migration.md), on the image umoci built, counting in its /srv/umoci. The container runs
+/// as root (runAsUser: 0) instead of the image's user "app" (uid 1000): CRIU cannot read the
+/// rlimits of another uid's process without CAP_SYS_RESOURCE, which this machine's root lacks
+/// ("Can't get rlimit 0: Operation not permitted"). Needs criu >= 4.2 (hack/deps.sh).</summary>
 [Collection(RegistryCollection.Name)]
 public class MigrationTests(RegistryWithImages fixture)
 {
@@ -25,30 +27,45 @@ public class MigrationTests(RegistryWithImages fixture)
 
     private static KubePod On(MigrationNode n, KubePod pod) => pod with { LogRoot = Path.Combine(n.D.Dir, "kubelet", "logs") };
 
+    private ContainerConfig CounterContainer(KubePod pod, string imageId)
+    {
+        var c = Kubelet.Container(pod, "counter", imageId, Umoci, Counter);
+        c.Linux.SecurityContext.RunAsUser = new Int64Value { Value = 0 };
+        return c;
+    }
+
     private async Task<CounterPod> CounterPodAsync(MigrationNode n, string name)
     {
         var pod = new KubePod { Name = name, LogRoot = Path.Combine(n.D.Dir, "kubelet", "logs") };
         var sandbox = Kubelet.Sandbox(pod);
         var podId = await n.C.RunPodAsync(sandbox);
         n.Node.Track(podId);
-        var id = await n.C.StartNewAsync(podId, sandbox, Kubelet.Container(pod, "counter", await ImageIdAsync(n), Umoci, Counter));
+        var id = await n.C.StartNewAsync(podId, sandbox, CounterContainer(pod, await ImageIdAsync(n)));
         await WaitCountAsync(n.C, id, 3);
         return new CounterPod(pod, podId, id);
     }
 
     /// <summary>PrepareTarget on <paramref name="target"/> for the pod <paramref name="source"/> runs.</summary>
-    private async Task<string> PrepareAsync(MigrationNode target, CounterPod source, string migrationId)
+    private async Task<PrepareTargetRequest> PrepareRequestAsync(MigrationNode target, CounterPod source, string migrationId)
     {
         var pod = On(target, source.Pod);
-        var prepared = await target.Migration.PrepareTargetAsync(new PrepareTargetRequest
+        return new PrepareTargetRequest
         {
             MigrationId = migrationId,
             Config = Kubelet.Sandbox(pod),
-            ContainerConfigs = { Kubelet.Container(pod, "counter", await ImageIdAsync(target), Umoci, Counter) },
-        });
+            ContainerConfigs = { CounterContainer(pod, await ImageIdAsync(target)) },
+        };
+    }
+
+    private static async Task<string> PrepareAsync(MigrationNode target, PrepareTargetRequest request)
+    {
+        var prepared = await target.Migration.PrepareTargetAsync(request);
         target.Node.Track(prepared.PodSandboxId);
         return prepared.PodSandboxId;
     }
+
+    private async Task<string> PrepareAsync(MigrationNode target, CounterPod source, string migrationId) =>
+        await PrepareAsync(target, await PrepareRequestAsync(target, source, migrationId));
 
     private static async Task<int> CountAsync(CriClient c, string id) => int.Parse((await c.ExecOkAsync(id, "cat", "/srv/umoci/count")).Trim());
 
@@ -88,10 +105,11 @@ public class MigrationTests(RegistryWithImages fixture)
         await using var nodes = await TwoNodes.StartAsync(_registry, Umoci);
         var (a, b) = (nodes.Source, nodes.Target);
         var source = await CounterPodAsync(a, "counter-cold");
-        var targetPodId = await PrepareAsync(b, source, "m-cold");
+        var prepare = await PrepareRequestAsync(b, source, "m-cold");
+        var targetPodId = await PrepareAsync(b, prepare);
         // Ready before any downtime; a repeated PrepareTarget answers the same pod.
         Assert.Equal(PodSandboxState.SandboxReady, (await b.C.Runtime.PodSandboxStatusAsync(new PodSandboxStatusRequest { PodSandboxId = targetPodId })).Status.State);
-        Assert.Equal(targetPodId, await PrepareAsync(b, source, "m-cold"));
+        Assert.Equal(targetPodId, await PrepareAsync(b, prepare));
         var before = await CountAsync(a.C, source.ContainerId);
 
         var seen = await MigrateAsync(a, "m-cold", source.PodId, b.Address);

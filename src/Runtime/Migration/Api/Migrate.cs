@@ -29,16 +29,18 @@ public sealed partial class MigrationService
         MigrationRecord m;
         using (await Store.LockAsync(id, context.CancellationToken))
         {
-            var pod = ctl.Pods.Get(request.PodSandboxId);
             if (Store.Find(id) is { } existing)
             {
-                if (existing.Side != MigrationSide.Source || existing.PodId != pod.Id || existing.TargetAddress != request.TargetAddress)
+                // Before the pod lookup: after Commit the pod is gone, and the repeat still answers.
+                if (existing.Side != MigrationSide.Source || !existing.PodId.StartsWith(request.PodSandboxId, StringComparison.Ordinal)
+                    || existing.TargetAddress != request.TargetAddress)
                     throw Fail.AlreadyExists($"migration_id: migration {id} exists on this node for another pod or target ({existing.Side}, {existing.Phase})");
                 m = existing;
                 running = ctl.RunningFor(id);
             }
             else
             {
+                var pod = ctl.Pods.Get(request.PodSandboxId);
                 if (Store.All.FirstOrDefault(o => o.Side == MigrationSide.Source && o.PodId == pod.Id && o.Phase is not (MigrationPhase.Failed or MigrationPhase.Aborted)) is { } other)
                     throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is already being migrated (migration {other.Id}, {other.Phase})");
                 m = new MigrationRecord

@@ -29,7 +29,8 @@ public sealed partial class MigrationService
             var podConfig = config.ToByteArray();
             if (Store.Find(id) is { } existing)
             {
-                if (existing.Side != MigrationSide.Target || !existing.PodConfig.AsSpan().SequenceEqual(podConfig))
+                // The same pod (by its metadata, as RunPodSandbox recognises a retry), not the same bytes.
+                if (existing.Side != MigrationSide.Target || !Equals(PodSandboxConfig.Parser.ParseFrom(existing.PodConfig).Metadata, config.Metadata))
                     throw Fail.AlreadyExists($"migration_id: migration {id} exists on this node for another pod ({existing.Side}, {existing.Phase})");
                 if (existing.Phase == MigrationPhase.Aborted)
                     throw Fail.FailedPrecondition($"migration {id} was aborted on this node; prepare a new migration id");
