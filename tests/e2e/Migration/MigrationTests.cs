@@ -241,4 +241,38 @@ public class MigrationTests(RegistryWithImages fixture)
         Assert.Equal(StatusCode.Unimplemented, lazy.StatusCode);
         Assert.Equal("THAWED", FreezerState(a, source.ContainerId));
     }
+
+    /// <summary>kill -9 of the source daemon once the pod is dumped and left frozen (fault point
+    /// migrate-after-dump): the pod stays frozen while no daemon runs, the restarted daemon thaws
+    /// it before serving (the migration FAILED, the counter counting on), and the target, when its
+    /// daemon restarts, removes the pod it prepared and never started.</summary>
+    [Fact]
+    public async Task SourceDaemonKilledWithThePodFrozen_TheRestartThawsIt_AndARestartedTargetRemovesItsUnstartedPod()
+    {
+        await using var nodes = await TwoNodes.StartAsync(_registry, Umoci);
+        var (a, b) = (nodes.Source, nodes.Target);
+        a.D.Environment["CRIRUNTIME_FAULT"] = "migrate-after-dump";
+        await a.D.RestartAsync();
+        var source = await CounterPodAsync(a, "counter-crash");
+        await PrepareAsync(b, source, "m-crash");
+
+        await Assert.ThrowsAsync<RpcException>(async () => await MigrateAsync(a, "m-crash", source.PodId, b.Address));
+        await a.D.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal("FROZEN", FreezerState(a, source.ContainerId));
+
+        a.D.Environment.Clear();
+        await a.D.StartAsync();
+
+        Assert.Equal("THAWED", FreezerState(a, source.ContainerId));
+        var now = await CountAsync(a.C, source.ContainerId);
+        await WaitCountAsync(a.C, source.ContainerId, now + 2);
+        var status = await a.Migration.GetMigrationAsync(new GetMigrationRequest { MigrationId = "m-crash" });
+        Assert.Equal("FAILED", status.Phase);
+        Assert.Contains("restarted", status.Error);
+
+        Assert.Single(await PodsAsync(b));
+        await b.D.RestartAsync();
+        Assert.Empty(await PodsAsync(b));
+        Assert.Equal("ABORTED", (await b.Migration.GetMigrationAsync(new GetMigrationRequest { MigrationId = "m-crash" })).Phase);
+    }
 }
