@@ -7,7 +7,7 @@ namespace CriRuntime;
 public static class Cli
 {
     private const string Usage = """
-        usage: criruntime [serve|config|reload|beancounters|version|stream-server] [flags]
+        usage: criruntime [serve|config|reload|beancounters|migrate|version|stream-server] [flags]
 
           serve          run the CRI daemon (default)
           config         print the configuration as TOML and exit: the one in force in the
@@ -16,6 +16,10 @@ public static class Cli
           beancounters [POD]
                          print held, max held, limit and fail count of each finite resource of
                          every pod (or the pod with this id, id prefix or name) and its containers
+          migrate POD --to HOST:PORT --id ID [--mode cold] [--no-commit]
+                         move the pod to the node whose [migration] listener is HOST:PORT,
+                         prepared there under migration id ID (PrepareTarget); prints the
+                         progress, commits, and prints the downtime and the bytes moved
           version        print the version and exit
           stream-server  serve exec/attach/port-forward sessions (started by the daemon:
                          --state, --address, --port, --log-level)
@@ -43,6 +47,8 @@ public static class Cli
         var command = "serve";
         string? pod = null;
         string? configPath = null, socket = null, root = null, state = null, logLevel = null, address = null, port = null;
+        string? to = null, migrationId = null, mode = null;
+        var commit = true;
         try
         {
             for (var i = 0; i < args.Length; i++)
@@ -59,8 +65,12 @@ public static class Cli
                 }
                 switch (arg)
                 {
-                    case "serve" or "config" or "reload" or "beancounters" or "version" or "stream-server" when i == 0: command = arg; break;
-                    case not null when command == "beancounters" && pod is null && !arg.StartsWith('-'): pod = arg; break;
+                    case "serve" or "config" or "reload" or "beancounters" or "migrate" or "version" or "stream-server" when i == 0: command = arg; break;
+                    case not null when command is "beancounters" or "migrate" && pod is null && !arg.StartsWith('-'): pod = arg; break;
+                    case "--to" when command == "migrate": to = Value(); break;
+                    case "--id" when command == "migrate": migrationId = Value(); break;
+                    case "--mode" when command == "migrate": mode = Value(); break;
+                    case "--no-commit" when command == "migrate": commit = false; break;
                     case "--address" when command == "stream-server": address = Value(); break;
                     case "--port" when command == "stream-server": port = Value(); break;
                     case "--config": configPath = Value(); break;
@@ -107,6 +117,12 @@ public static class Cli
                 DaemonControl.Reload(pid);
                 Console.WriteLine($"sent SIGHUP to criruntime (pid {pid}) serving {config.Socket}");
                 return 0;
+            }
+            if (command == "migrate")
+            {
+                if (pod is null || to is null || migrationId is null)
+                    throw new ConfigException($"migrate: needs POD --to HOST:PORT --id ID\n{Usage}");
+                return await Migration.MigrateCommand.RunAsync(new Migration.MigrateCommand.Options(config.Socket, pod, to, migrationId, mode ?? "cold", commit), Console.Out, Console.Error);
             }
             if (command == "beancounters")
             {

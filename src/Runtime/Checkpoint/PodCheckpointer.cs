@@ -17,9 +17,14 @@ public sealed partial class PodCheckpointer(FreezeLedger ledger, ICgroupManagerF
     /// <summary>Freezes every member, dumps each with <paramref name="dump"/> (given the member's
     /// index) while all are frozen, thaws every member whatever happened, and returns the dumps in
     /// member order. On failure the dumps made so far are handed to <paramref name="discard"/>.
-    /// The time from the first freeze to the last thaw is reported in <paramref name="frozenFor"/>.</summary>
+    /// The time from the first freeze to the last thaw is reported in <paramref name="frozenFor"/>.
+    /// With <paramref name="leaveFrozen"/>, members whose dumps all succeeded stay frozen (a
+    /// migration's source) and their freeze record is forgotten: the caller has recorded the
+    /// freeze itself, before this call, and thaws them; <paramref name="frozenFor"/> is then the
+    /// time until the last dump. On failure every member is thawed as always.</summary>
     public async Task<IReadOnlyList<TDump>> DumpFrozenAsync<TDump>(IReadOnlyList<Member> members,
-        Func<int, CancellationToken, Task<TDump>> dump, Action<TDump> discard, CancellationToken ct, Action<TimeSpan>? frozenFor = null)
+        Func<int, CancellationToken, Task<TDump>> dump, Action<TDump> discard, CancellationToken ct, Action<TimeSpan>? frozenFor = null,
+        bool leaveFrozen = false)
     {
         var record = ledger.Record([.. members.Select(m => m.CgroupPath)]);
         var managers = members.Select(m => cgroups.Create(m.CgroupPath)).ToList();
@@ -43,6 +48,17 @@ public sealed partial class PodCheckpointer(FreezeLedger ledger, ICgroupManagerF
             return dumps;
         }
         finally
+        {
+            if (ok && leaveFrozen)
+            {
+                frozenFor?.Invoke(System.Diagnostics.Stopwatch.GetElapsedTime(frozenAt));
+                FreezeLedger.Forget(record);
+            }
+            else
+                ThawAll();
+        }
+
+        void ThawAll()
         {
             // Every member, frozen or not yet (thawing a thawed cgroup is a no-op): a freeze that
             // failed halfway may have left its cgroup FREEZING.

@@ -129,6 +129,13 @@ public static class ConfigLoader
                 SamplingRatio = c.Ratio(["telemetry", "sampling_ratio"], defaults.Telemetry.SamplingRatio),
                 ExportInterval = c.PositiveDuration(["telemetry", "export_interval"], defaults.Telemetry.ExportInterval),
             },
+            Migration = new MigrationSection
+            {
+                Listen = c.EndpointOrEmpty(["migration", "listen"], defaults.Migration.Listen),
+                CertFile = c.AbsolutePathOrEmpty(["migration", "cert_file"], defaults.Migration.CertFile),
+                KeyFile = c.AbsolutePathOrEmpty(["migration", "key_file"], defaults.Migration.KeyFile),
+                CaFile = c.AbsolutePathOrEmpty(["migration", "ca_file"], defaults.Migration.CaFile),
+            },
         };
         if (o.LogLevel is not null && !LogLevels.Contains(o.LogLevel))
             throw new ConfigException($"--log-level: '{o.LogLevel}' is not one of {string.Join(", ", LogLevels)}");
@@ -136,6 +143,9 @@ public static class ConfigLoader
             if (value is not null && !Path.IsPathRooted(value))
                 throw new ConfigException($"{flag}: '{value}' must be an absolute path");
         c.RejectUnknown();
+        var m = cfg.Migration;
+        if (m.Listen.Length > 0 && (m.CertFile.Length == 0 || m.KeyFile.Length == 0 || m.CaFile.Length == 0))
+            throw new ConfigException("migration.listen: needs migration.cert_file, migration.key_file and migration.ca_file (mutual TLS only)");
         return cfg with { Storage = cfg.Storage with { Blockio = LoadBlockio(cfg.Storage.BlockioConfigFile) } };
     }
 

@@ -63,6 +63,11 @@ public static class ConfigWriter
         Kv(sb, "otlp_protocol", Str(c.Telemetry.OtlpProtocol));
         Kv(sb, "sampling_ratio", Float(c.Telemetry.SamplingRatio));
         Kv(sb, "export_interval", Str(Duration.Format(c.Telemetry.ExportInterval)));
+        sb.AppendLine().AppendLine("[migration]");
+        Kv(sb, "listen", Str(c.Migration.Listen));
+        Kv(sb, "cert_file", Str(c.Migration.CertFile));
+        Kv(sb, "key_file", Str(c.Migration.KeyFile));
+        Kv(sb, "ca_file", Str(c.Migration.CaFile));
         return sb.ToString();
     }
 

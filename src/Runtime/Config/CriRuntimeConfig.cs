@@ -26,6 +26,7 @@ public sealed record CriRuntimeConfig
     public StorageSection Storage { get; init; } = new();
     public MetricsSection Metrics { get; init; } = new();
     public TelemetrySection Telemetry { get; init; } = new();
+    public MigrationSection Migration { get; init; } = new();
 }
 
 public sealed record RuntimeSection
@@ -147,6 +148,21 @@ public sealed record MetricsSection
     /// <summary>"IP:PORT" of the HTTP listener serving /metrics in Prometheus text format
     /// (e.g. "127.0.0.1:9464"); empty: no listener, nothing collected.</summary>
     public string Address { get; init; } = "";
+}
+
+/// <summary>[migration]: the node-to-node listener of live migration (docs/migration.md). Fixed
+/// at start (a reload keeps it).</summary>
+public sealed record MigrationSection
+{
+    /// <summary>"IP:PORT" of the TCP listener other daemons send pods to, mutual TLS only; empty:
+    /// no listener (this node can still be a source, when the three files are set).</summary>
+    public string Listen { get; init; } = "";
+    /// <summary>This node's certificate (PEM), presented as server and as client.</summary>
+    public string CertFile { get; init; } = "";
+    /// <summary>Its private key (PEM).</summary>
+    public string KeyFile { get; init; } = "";
+    /// <summary>The CA (PEM) a peer's certificate must be signed by, both ways.</summary>
+    public string CaFile { get; init; } = "";
 }
 
 /// <summary>[telemetry]: OpenTelemetry traces exported over OTLP (docs/observability.md, "Traces").</summary>

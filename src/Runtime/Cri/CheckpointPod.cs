@@ -50,33 +50,46 @@ public sealed partial class CriRuntimeService
         if (selected.FirstOrDefault(c => !PodArchive.IsSafeName(c.Name)) is { } unsafeName)
             throw Fail.FailedPrecondition($"container {unsafeName.Id}: its name '{unsafeName.Name}' cannot name a file of the archive");
 
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        await CheckpointPodIntoAsync(pod, selected, output, timeout, leaveFrozen: false, context.CancellationToken);
+        return new CheckpointPodResponse();
+    }
+
+    /// <summary>The pod checkpoint of <paramref name="selected"/> (containers of <paramref name="pod"/>,
+    /// validated by the caller) written into the empty directory <paramref name="output"/>: frozen
+    /// as one, dumped, and thawed (CheckpointPod), or, with <paramref name="leaveFrozen"/>, left
+    /// frozen once every dump succeeded (a migration's source: it thaws them on Abort or failure,
+    /// and owns the record of the freeze from then on). Returns the time frozen until the dumps
+    /// were done.</summary>
+    internal async Task<TimeSpan> CheckpointPodIntoAsync(PodSandboxRecord pod, IReadOnlyList<ContainerRecord> selected, string output,
+        TimeSpan timeout, bool leaveFrozen, CancellationToken callToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(callToken);
         deadline.CancelAfter(timeout);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         // Every selected container's lock, in id order (no deadlock with another pod checkpoint),
         // held until the archives are written: no stop, remove or second checkpoint in between.
         var locks = new List<IDisposable>();
+        var frozen = TimeSpan.Zero;
         try
         {
             foreach (var c in selected.OrderBy(c => c.Id, StringComparer.Ordinal))
-                locks.Add(await _containers.LockAsync(c.Id, context.CancellationToken));
+                locks.Add(await _containers.LockAsync(c.Id, callToken));
             var targets = new List<DumpTarget>();
             foreach (var c in selected)
                 targets.Add(await DumpTargetAsync(_containers.Find(c.Id) ?? throw Fail.NotFound($"container {c.Id} not found")));
 
             var layout = Cgroups.CgroupLayout.Detect();
             var members = targets.Select(t => new PodCheckpointer.Member(t.Container.Id, t.Container.CgroupsPath)).ToList();
-            var frozen = TimeSpan.Zero;
             IReadOnlyList<DumpedContainer> dumps;
             try
             {
                 dumps = await PodCheckpointerTool.DumpFrozenAsync(members,
                     (i, ct) => DumpAsync(targets[i], DumpPlan.FreezerDir(layout, members[i].CgroupPath), timeout, ct),
-                    DiscardDump, deadline.Token, t => frozen = t);
+                    DiscardDump, deadline.Token, t => frozen = t, leaveFrozen);
             }
             catch (OperationCanceledException) when (deadline.IsCancellationRequested)
             {
-                throw Fail.DeadlineExceeded($"checkpoint of pod sandbox {pod.Id}: {(context.CancellationToken.IsCancellationRequested ? "the call's deadline" : $"options[timeout] {Config.Duration.Format(timeout)}")} passed; every container was thawed");
+                throw Fail.DeadlineExceeded($"checkpoint of pod sandbox {pod.Id}: {(callToken.IsCancellationRequested ? "the call's deadline" : $"options[timeout] {Config.Duration.Format(timeout)}")} passed; every container was thawed");
             }
             catch (CriException e) when (e.Kind == ErrorKind.DeadlineExceeded)
             {
@@ -98,6 +111,7 @@ public sealed partial class CriRuntimeService
             {
                 foreach (var d in dumps) DiscardDump(d);
             }
+            if (leaveFrozen) PodCheckpointLog.LeftFrozen(_log, pod.Id, dumps.Count);
             PodCheckpointLog.Checkpointed(_log, pod.Id, dumps.Count, output, frozen.TotalMilliseconds,
                 System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
@@ -105,12 +119,15 @@ public sealed partial class CriRuntimeService
         {
             foreach (var l in locks) l.Dispose();
         }
-        return new CheckpointPodResponse();
+        return frozen;
     }
 
     private static partial class PodCheckpointLog
     {
         [LoggerMessage(EventId = 1211, Level = LogLevel.Information, Message = "checkpointed pod {PodId} ({Containers} containers) to {Output}: frozen {FrozenMilliseconds} ms, total {Milliseconds} ms")]
         public static partial void Checkpointed(ILogger logger, string podId, int containers, string output, double frozenMilliseconds, double milliseconds);
+
+        [LoggerMessage(EventId = 1212, Level = LogLevel.Information, Message = "pod {PodId}: its {Containers} dumped containers stay frozen (migration)")]
+        public static partial void LeftFrozen(ILogger logger, string podId, int containers);
     }
 }

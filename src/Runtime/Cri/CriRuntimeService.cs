@@ -53,5 +53,8 @@ public sealed partial class CriRuntimeService(
     private readonly StreamServerClient _streaming = streaming;
     private readonly TimeProvider _clock = clock;
 
+    /// <summary>Whether CreateContainer restores from checkpoint archives now ([checkpoint] restore).</summary>
+    internal bool RestoreEnabled => InForce.Checkpoint.Restore;
+
     private long NowNanos() => Containers.ExitMonitor.Nanos(_clock.GetUtcNow());
 }

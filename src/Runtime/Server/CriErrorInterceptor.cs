@@ -61,13 +61,30 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         }
     }
 
+    public override async Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(
+        IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        var started = Stopwatch.GetTimestamp();
+        using var span = StartSpan(context, null);
+        try
+        {
+            var response = await continuation(requestStream, context).ConfigureAwait(false);
+            Ok(context.Method, started, "", span);
+            return response;
+        }
+        catch (Exception e)
+        {
+            throw Map(e, context.Method, started, "", span);
+        }
+    }
+
     /// <summary>The request's server span (null when tracing is off), continuing the caller's
     /// `traceparent` metadata.</summary>
-    private static Activity? StartSpan(ServerCallContext context, object request)
+    private static Activity? StartSpan(ServerCallContext context, object? request)
     {
         if (!Tracing.Enabled) return null; // not even the metadata is read (it is materialised on first use)
         var span = Tracing.StartRpc(context.Method, context.RequestHeaders.GetValue("traceparent"), context.RequestHeaders.GetValue("tracestate"));
-        span.Describe(request);
+        if (request is not null) span.Describe(request);
         return span;
     }
 
@@ -154,7 +171,7 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         public override string ToString() => $"{key}={value}";
     }
 
-    private static readonly string[] SubjectFields = ["container_id", "pod_sandbox_id"];
+    private static readonly string[] SubjectFields = ["container_id", "pod_sandbox_id", "migration_id"];
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Debug, Message = "{Method} ok in {Ms:F1} ms {Subject}")]
     private partial void LogOk(string method, double ms, string subject);

@@ -26,6 +26,20 @@ public static class CriServiceDefinitions
         return binder.Build();
     }
 
+    public static ServerServiceDefinition Migration(Migration.Api.MigrationService service)
+    {
+        var binder = new StrictBinder();
+        CriRuntime.Migration.V1.Migration.BindService(binder, service);
+        return binder.Build();
+    }
+
+    public static ServerServiceDefinition MigrationPeer(Migration.Peer.MigrationPeerService service)
+    {
+        var binder = new StrictBinder();
+        CriRuntime.Migration.V1.MigrationPeer.BindService(binder, service);
+        return binder.Build();
+    }
+
     /// <summary><paramref name="method"/> with a request deserializer that turns malformed
     /// protobuf into InvalidArgument naming the method and the message type.</summary>
     public static Method<TRequest, TResponse> Strict<TRequest, TResponse>(Method<TRequest, TResponse> method)

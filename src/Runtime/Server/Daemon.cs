@@ -42,6 +42,11 @@ public static partial class Daemon
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
 
         var metricsEndpoint = config.Metrics.Address.Length > 0 ? System.Net.IPEndPoint.Parse(config.Metrics.Address) : null;
+        // Live migration: the node-to-node listener, mutual TLS only (docs/migration.md).
+        var migrationEndpoint = config.Migration.Listen.Length > 0 ? System.Net.IPEndPoint.Parse(config.Migration.Listen) : null;
+        Migration.PeerTls? peerTls;
+        try { peerTls = Migration.PeerTls.Load(config.Migration); }
+        catch (ConfigException e) { throw new StartupException(e.Message, e); }
         builder.WebHost.ConfigureKestrel(k =>
         {
             // Kestrel closes the descriptor it is given; CriSocket closes its own: give Kestrel a duplicate.
@@ -49,6 +54,12 @@ public static partial class Daemon
             k.Limits.Http2.MaxStreamsPerConnection = 1000;
             // Prometheus scrapes over plain HTTP/1.1; gRPC (HTTP/2 only) is not served there.
             if (metricsEndpoint is not null) k.Listen(metricsEndpoint, l => l.Protocols = HttpProtocols.Http1);
+            if (migrationEndpoint is not null)
+                k.Listen(migrationEndpoint, l =>
+                {
+                    l.Protocols = HttpProtocols.Http2;
+                    l.UseHttps(peerTls!.ServerOptions());
+                });
         });
 
         builder.Services.AddMetrics();
@@ -114,6 +125,10 @@ public static partial class Daemon
         builder.Services.AddSingleton<StreamServerClient>();
         builder.Services.AddSingleton<CriRuntimeService>();
         builder.Services.AddSingleton<CriImageService>();
+        builder.Services.AddSingleton(new Migration.MigrationStore(config.Root));
+        builder.Services.AddSingleton<Migration.MigrationController>();
+        builder.Services.AddSingleton<Migration.Api.MigrationService>();
+        builder.Services.AddSingleton<Migration.Peer.MigrationPeerService>();
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<CriErrorInterceptor>();
@@ -150,9 +165,27 @@ public static partial class Daemon
         // the services hold no per-call state, so one instance each serves every call.
         app.MapGrpcService(sp => CriServiceDefinitions.Runtime(sp.GetRequiredService<CriRuntimeService>()));
         app.MapGrpcService(sp => CriServiceDefinitions.Images(sp.GetRequiredService<CriImageService>()));
+        app.MapGrpcService(sp => CriServiceDefinitions.Migration(sp.GetRequiredService<Migration.Api.MigrationService>()));
+        app.MapGrpcService(sp => CriServiceDefinitions.MigrationPeer(sp.GetRequiredService<Migration.Peer.MigrationPeerService>()));
+        // The peer service only on the migration listener, everything else never there: a peer
+        // signed by the CA reaches no CRI method, and the CRI socket no peer method.
+        var migrationPort = migrationEndpoint?.Port ?? -1;
+        app.Use((ctx, next) =>
+        {
+            var onListener = ctx.Connection.LocalPort == migrationPort && ctx.Connection.LocalIpAddress is not null;
+            var peerMethod = ctx.Request.Path.StartsWithSegments("/criruntime.migration.v1.MigrationPeer", StringComparison.Ordinal);
+            if (onListener == peerMethod) return next(ctx);
+            ctx.Response.StatusCode = StatusCodes.Status200OK;
+            ctx.Response.ContentType = "application/grpc";
+            ctx.Response.Headers["grpc-status"] = "7"; // PermissionDenied
+            ctx.Response.Headers["grpc-message"] = onListener ? "only migration peer methods are served on the migration listener" : "migration peer methods are served only on the migration listener";
+            return Task.CompletedTask;
+        });
 
         await app.Services.GetRequiredService<Containers.ContainerRecovery>().RunAsync(CancellationToken.None);
         await app.Services.GetRequiredService<PodRecovery>().RunAsync(CancellationToken.None);
+        // Migrations the previous daemon did not finish: thaw a source pod, remove a target's never started.
+        await app.Services.GetRequiredService<Migration.MigrationController>().RecoverAsync(CancellationToken.None);
         // Warm disk-quota volumes: what a previous daemon left in the pool goes, new ones are made
         // in the background; a clean stop releases them (the container is disposed with the host).
         // The other backends have nothing to warm: their leftovers (pod qgroups the btrfs cleaner
@@ -196,6 +229,7 @@ public static partial class Daemon
             LogServing(log, CriRuntimeService.BuildVersion, config.Socket, config.Root, config.State);
             LogStreaming(log, streamServer.BaseUrl ?? "(started with the first Exec, Attach or PortForward)");
             if (metricsEndpoint is not null) LogMetrics(log, $"http://{config.Metrics.Address}/metrics");
+            if (migrationEndpoint is not null) LogMigration(log, config.Migration.Listen);
             if (tracing) LogTracing(log, config.Telemetry.OtlpProtocol, Telemetry.TraceExport.Endpoint(config.Telemetry).ToString());
             // What start-up touched (config, recovery, Kestrel) is not needed until it is used again.
             var idle = app.Services.GetRequiredService<IdleTrim>();
@@ -204,6 +238,10 @@ public static partial class Daemon
         try
         {
             await app.StartAsync();
+        }
+        catch (IOException e) when (migrationEndpoint is not null && e.Message.Contains(migrationEndpoint.ToString(), StringComparison.Ordinal))
+        {
+            throw new StartupException($"cannot listen for migrations on {config.Migration.Listen} (migration.listen): {e.Message}", e);
         }
         catch (IOException e) when (metricsEndpoint is not null)
         {
@@ -295,6 +333,9 @@ public static partial class Daemon
 
     [LoggerMessage(EventId = 108, Level = LogLevel.Error, Message = "checkpoint: could not thaw {Cgroup}, left frozen by the previous daemon: {Error}")]
     private static partial void LogThawFailed(ILogger log, string cgroup, string error);
+
+    [LoggerMessage(EventId = 109, Level = LogLevel.Information, Message = "migration listener on {Address} (mutual TLS)")]
+    private static partial void LogMigration(ILogger log, string address);
 
     [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "criruntime stopped")]
     private static partial void LogStopped(ILogger log);

@@ -24,6 +24,9 @@ public static class FaultPoints
     /// <summary>CheckpointPod, once every selected container is frozen, before the first dump.</summary>
     public const string CheckpointPodAfterFreeze = "checkpoint-pod-after-freeze";
 
+    /// <summary>A migration's source, once the pod is dumped and left frozen, before the transfer.</summary>
+    public const string MigrateAfterDump = "migrate-after-dump";
+
     private static readonly string? Armed = Environment.GetEnvironmentVariable("CRIRUNTIME_FAULT");
 
     public static void Crash(string point)

@@ -30,6 +30,29 @@ public sealed class PodCheckpointerTests : IDisposable
     }
 
     [Fact]
+    public async Task DumpFrozen_LeavingFrozen_KeepsEveryContainerFrozenAfterTheDumps_AndForgetsItsOwnRecord()
+    {
+        var dumps = await Checkpointer().DumpFrozenAsync(Members, (i, _) => { _log.Add($"dump {i}"); return Task.FromResult(i); },
+            _ => _log.Add("discard"), CancellationToken.None, leaveFrozen: true);
+
+        Assert.Equal([0, 1], dumps);
+        Assert.Equal(["freeze pods/p/a", "freeze pods/p/b", "dump 0", "dump 1"], _log);
+        // The migration that asked for it owns the freeze now: a restart must not thaw it behind its back.
+        Assert.Empty(Ledger.Leftovers());
+    }
+
+    [Fact]
+    public async Task DumpFrozen_LeavingFrozen_WhenADumpFails_StillThawsEveryContainer()
+    {
+        await Assert.ThrowsAsync<InvalidOperationException>(() => Checkpointer().DumpFrozenAsync(Members,
+            (i, _) => i == 1 ? throw new InvalidOperationException("criu failed") : Task.FromResult(i), d => _log.Add($"discard {d}"),
+            CancellationToken.None, leaveFrozen: true));
+
+        Assert.Equal(["freeze pods/p/a", "freeze pods/p/b", "thaw pods/p/a", "thaw pods/p/b", "discard 0"], _log);
+        Assert.Empty(Ledger.Leftovers());
+    }
+
+    [Fact]
     public async Task DumpFrozen_RecordsTheFreezeDurablyBeforeFreezing()
     {
         IReadOnlyList<string>? recorded = null;

@@ -34,6 +34,22 @@ public class ConfigLoaderTests
     }
 
     [Fact]
+    public void Migration_IsOffByDefault_IsRead_AndAListenerWithoutItsCertificatesIsRefusedNamingTheKeys()
+    {
+        Assert.Equal("", Load().Migration.Listen);
+        var c = Load(("a.toml", "[migration]\nlisten = \"127.0.0.1:7443\"\ncert_file = \"/pki/n.crt\"\nkey_file = \"/pki/n.key\"\nca_file = \"/pki/ca.crt\""));
+        Assert.Equal("127.0.0.1:7443", c.Migration.Listen);
+        Assert.Equal("/pki/n.crt", c.Migration.CertFile);
+        Assert.Equal("/pki/n.key", c.Migration.KeyFile);
+        Assert.Equal("/pki/ca.crt", c.Migration.CaFile);
+        Assert.Equal(ConfigWriter.ToToml(c), ConfigWriter.ToToml(Load(("b.toml", ConfigWriter.ToToml(c)))));
+
+        var e = Assert.Throws<ConfigException>(() => Load(("a.toml", "[migration]\nlisten = \"127.0.0.1:7443\"\ncert_file = \"/pki/n.crt\"")));
+        Assert.Contains("migration.listen", e.Message);
+        Assert.Contains("migration.ca_file", e.Message);
+    }
+
+    [Fact]
     public void MetricsAddress_AndLogFormat_AreRead_OffAndTextByDefault()
     {
         Assert.Equal("", Load().Metrics.Address);
@@ -135,6 +151,8 @@ public class ConfigLoaderTests
     [InlineData("[metrics]\naddress = \"127.0.0.1\"", "key 'metrics.address': '127.0.0.1' must be IP:PORT")]
     [InlineData("[metrics]\naddress = \"localhost:9464\"", "key 'metrics.address': 'localhost:9464' must be IP:PORT")]
     [InlineData("[metrics]\naddress = \"127.0.0.1:0\"", "with a port from 1 to 65535")]
+    [InlineData("[migration]\nlisten = \"localhost:7443\"", "key 'migration.listen': 'localhost:7443' must be IP:PORT")]
+    [InlineData("[migration]\ncert_file = \"node.crt\"", "key 'migration.cert_file': 'node.crt' must be an absolute path")]
     [InlineData("log_format = \"xml\"", "key 'log_format': 'xml' is not one of text, json")]
     [InlineData("[telemetry]\notlp_endpoint = \"127.0.0.1:4317\"", "key 'telemetry.otlp_endpoint': '127.0.0.1:4317' must be an http:// or https:// URL")]
     [InlineData("[telemetry]\notlp_endpoint = \"grpc://collector:4317\"", "key 'telemetry.otlp_endpoint': 'grpc://collector:4317' must be an http://")]

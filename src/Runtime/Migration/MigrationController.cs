@@ -1,0 +1,317 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using CriRuntime.Checkpoint;
+using CriRuntime.Config;
+using CriRuntime.Cri;
+using CriRuntime.Errors;
+using CriRuntime.Migration.V1;
+using CriRuntime.State;
+
+namespace CriRuntime.Migration;
+
+/// <summary>Both ends of a cold migration (docs/migration.md): the source's freeze, dump,
+/// transfer and remote restore, run in the background so that Abort can stop it and a repeated
+/// Migrate can follow it; what Commit and Abort undo; and what a restarted daemon does with a
+/// migration it did not finish. The RPC files (Migration/Api, Migration/Peer) validate and call
+/// this.</summary>
+public sealed partial class MigrationController(
+    CriRuntimeConfig config,
+    MigrationStore store,
+    PodSandboxStore pods,
+    ContainerStore containers,
+    Pods.PodSandboxController podCtl,
+    CriRuntimeService cri,
+    Cgroups.ICgroupManagerFactory cgroups,
+    TimeProvider clock,
+    ILogger<MigrationController> log)
+{
+    private readonly PeerTls? _tls = PeerTls.Load(config.Migration);
+    private readonly ConcurrentDictionary<string, Running> _running = new(StringComparer.Ordinal);
+
+    public MigrationStore Store => store;
+    public CriRuntimeService Cri => cri;
+    public Pods.PodSandboxController PodCtl => podCtl;
+    public PeerTls? Tls => _tls;
+    public PodSandboxStore Pods => pods;
+
+    /// <summary>A source migration in progress: its work, its cancellation (Abort) and its progress.</summary>
+    public sealed class Running(Task work, CancellationTokenSource cancel)
+    {
+        public Task Work { get; } = work;
+        public CancellationTokenSource Cancel { get; } = cancel;
+        private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private MigrationStatus? _latest;
+
+        public MigrationStatus? Latest => Volatile.Read(ref _latest);
+        /// <summary>Completes at the next change of <see cref="Latest"/> (or when the work ends).</summary>
+        public Task Changed => Volatile.Read(ref _changed).Task;
+
+        public void Publish(MigrationStatus status)
+        {
+            Volatile.Write(ref _latest, status);
+            Interlocked.Exchange(ref _changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        }
+    }
+
+    public Running? RunningFor(string id) => _running.GetValueOrDefault(id);
+
+    public static MigrationStatus Status(MigrationRecord m) => new()
+    {
+        MigrationId = m.Id,
+        Role = m.Side == MigrationSide.Source ? MigrationRole.Source : MigrationRole.Target,
+        Phase = m.Phase,
+        PodSandboxId = m.PodId,
+        TargetAddress = m.TargetAddress,
+        BytesSent = m.Side == MigrationSide.Source ? m.BytesSent : m.BytesReceived,
+        BytesTotal = m.BytesTotal,
+        DowntimeMs = m.DowntimeMs,
+        DumpMs = m.DumpMs,
+        TransferMs = m.TransferMs,
+        RestoreMs = m.RestoreMs,
+        Error = m.Error,
+        TargetPodSandboxId = m.TargetPodId,
+    };
+
+    public PeerClient Peer(string address) => new(address, PeerTls.Required(_tls));
+
+    /// <summary>Starts the source side of <paramref name="m"/> (recorded by the caller) in the
+    /// background; the returned work ends with the migration DONE or FAILED.</summary>
+    public Running StartSource(MigrationRecord m)
+    {
+        var cancel = new CancellationTokenSource();
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Running? running = null;
+        var work = Task.Run(async () =>
+        {
+            await gate.Task;
+            try { await RunSourceAsync(m, running!, cancel.Token); }
+            finally { running!.Publish(Status(store.Find(m.Id) ?? m)); }
+        });
+        running = new Running(work, cancel);
+        _running[m.Id] = running;
+        running.Publish(Status(m));
+        gate.SetResult();
+        _ = work.ContinueWith(_ => { _running.TryRemove(new(m.Id, running)); cancel.Dispose(); }, TaskScheduler.Default);
+        return running;
+    }
+
+    private MigrationRecord Phase(string id, string phase, Func<MigrationRecord, MigrationRecord>? more = null) =>
+        store.Update(id, m => (more?.Invoke(m) ?? m) with { Phase = phase });
+
+    private async Task RunSourceAsync(MigrationRecord m, Running running, CancellationToken ct)
+    {
+        using var peer = Peer(m.TargetAddress);
+        var askedToRestore = false;
+        try
+        {
+            // Before any downtime: the target must have prepared this migration.
+            await peer.CheckAsync(m.Id, ct);
+
+            var pod = pods.Find(m.PodId) ?? throw Fail.NotFound($"pod sandbox {m.PodId} not found");
+            if (pod.State != PodState.Ready) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is not ready");
+            var selected = containers.InPod(pod.Id).Where(c => c.State == ContainerPhase.Running).ToList();
+            if (selected.Count == 0) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} has no running container to migrate");
+            // The freeze is this migration's from here on: written before the first cgroup is frozen.
+            m = Phase(m.Id, MigrationPhase.Freezing, r => r with { FrozenCgroups = [.. selected.Select(c => c.CgroupsPath)] });
+            running.Publish(Status(m));
+            var dir = store.CheckpointDir(m.Id);
+            store.DiscardCheckpoint(m.Id);
+            Directory.CreateDirectory(dir);
+            var frozenAt = Stopwatch.GetTimestamp();
+            await cri.CheckpointPodIntoAsync(pod, selected, dir, config.Checkpoint.DumpTimeout, leaveFrozen: true, ct);
+            var dumpMs = (long)Stopwatch.GetElapsedTime(frozenAt).TotalMilliseconds;
+            Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateAfterDump);
+
+            var files = CheckpointFiles(dir);
+            var total = files.Sum(f => new FileInfo(Path.Combine(dir, f)).Length);
+            m = Phase(m.Id, MigrationPhase.Transferring, r => r with { DumpMs = dumpMs, BytesTotal = total });
+            running.Publish(Status(m));
+            var transferAt = Stopwatch.GetTimestamp();
+            var lastPublished = 0L;
+            await peer.TransferAsync(m.Id, dir, files, sent =>
+            {
+                if (sent - lastPublished < 4 * PeerClient.ChunkBytes && sent < total) return;
+                lastPublished = sent;
+                var s = Status(m);
+                s.BytesSent = sent;
+                running.Publish(s);
+            }, ct);
+            var transferMs = (long)Stopwatch.GetElapsedTime(transferAt).TotalMilliseconds;
+            m = Phase(m.Id, MigrationPhase.Transferred, r => r with { BytesSent = total, TransferMs = transferMs });
+            running.Publish(Status(m));
+
+            askedToRestore = true;
+            var restoreAt = Stopwatch.GetTimestamp();
+            var restored = await peer.RestoreAsync(m.Id, ct);
+            var now = Stopwatch.GetTimestamp();
+            m = Phase(m.Id, MigrationPhase.Done, r => r with
+            {
+                TargetPodId = restored.PodSandboxId,
+                RestoreMs = (long)Stopwatch.GetElapsedTime(restoreAt, now).TotalMilliseconds,
+                DowntimeMs = (long)Stopwatch.GetElapsedTime(frozenAt, now).TotalMilliseconds,
+            });
+            store.DiscardCheckpoint(m.Id);
+            Log.Done(log, m.Id, m.PodId, m.TargetAddress, m.DowntimeMs, m.BytesSent);
+        }
+        catch (Exception e) when (e is CriException or OperationCanceledException or HttpRequestException or IOException)
+        {
+            throw await FailSourceAsync(m.Id, peer, askedToRestore, e);
+        }
+    }
+
+    /// <summary>A source migration that failed: the target removes what it made, then the source
+    /// is thawed and runs on. When the target was asked to start the pod and cannot be reached to
+    /// remove it, the source stays frozen (never two running copies): Abort retries.</summary>
+    private async Task<CriException> FailSourceAsync(string id, PeerClient peer, bool askedToRestore, Exception e)
+    {
+        var reason = e is OperationCanceledException ? "cancelled (Abort)" : e.Message;
+        var kind = e switch
+        {
+            CriException c => c.Kind,
+            OperationCanceledException => ErrorKind.Aborted,
+            _ => ErrorKind.Unavailable,
+        };
+        var targetGone = true;
+        try { await peer.AbortAsync(id, CancellationToken.None); }
+        catch (CriException a) when (a.Kind == ErrorKind.NotFound) { }
+        catch (Exception a) when (a is CriException or OperationCanceledException or HttpRequestException)
+        {
+            targetGone = false;
+            Log.TargetAbortFailed(log, id, a.Message);
+        }
+        var m = store.Find(id);
+        if (m is null) return new CriException(kind, reason, e);
+        if (targetGone || !askedToRestore)
+        {
+            ThawSource(m);
+            reason += "; the source pod was thawed";
+        }
+        else
+            reason += "; the target could not be told to remove its pod, so the source pod stays frozen: Abort again";
+        store.DiscardCheckpoint(id);
+        Phase(id, MigrationPhase.Failed, r => r with { Error = reason, FailedKind = kind, FrozenCgroups = targetGone || !askedToRestore ? [] : r.FrozenCgroups });
+        Log.Failed(log, id, m.PodId, reason);
+        return new CriException(kind, reason, e);
+    }
+
+    /// <summary>The pod checkpoint's files, relative to <paramref name="dir"/>: pod.dump last, so
+    /// the target has every archive when it sees the pod's description.</summary>
+    private static List<string> CheckpointFiles(string dir) =>
+    [
+        .. Directory.GetFiles(Path.Combine(dir, PodArchive.ContainersDirectory)).Order(StringComparer.Ordinal)
+            .Select(f => $"{PodArchive.ContainersDirectory}/{Path.GetFileName(f)}"),
+        PodArchive.PodDumpFile,
+    ];
+
+    /// <summary>Thaws every cgroup the source migration froze (a cgroup that is gone needs nothing).</summary>
+    public void ThawSource(MigrationRecord m)
+    {
+        foreach (var path in m.FrozenCgroups)
+        {
+            try { cgroups.Create(path).Thaw(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                if (e is Cgroups.CgroupException { Errno: 2 } or DirectoryNotFoundException or FileNotFoundException) continue;
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Commit on the source: the frozen containers are killed without running again
+    /// (SIGKILL to every task while frozen, then thawed: the kill is taken before any user-space
+    /// instruction), the pod is stopped and removed, the target told.</summary>
+    public async Task<MigrationRecord> CommitSourceAsync(MigrationRecord m, CancellationToken ct)
+    {
+        var frozen = m.FrozenCgroups.Select(cgroups.Create).ToList();
+        foreach (var cg in frozen)
+            foreach (var pid in Gone(cg.Processes, []))
+                _ = Interop.Libc.Kill(pid, Interop.Libc.SIGKILL); // ESRCH: already gone
+        ThawSource(m);
+        // Whatever is left (nothing, unless a task escaped the freeze) goes the usual way.
+        foreach (var cg in frozen) Gone(() => { cg.KillAll(); return 0; }, 0);
+        await podCtl.RemoveAsync(m.PodId, ct);
+        try
+        {
+            using var peer = Peer(m.TargetAddress);
+            await peer.CommitAsync(m.Id, ct);
+        }
+        catch (Exception e) when (e is CriException or HttpRequestException)
+        {
+            // The target runs the pod either way; only its record stays STARTED.
+            Log.TargetCommitFailed(log, m.Id, e.Message);
+        }
+        return Phase(m.Id, MigrationPhase.Committed, r => r with { FrozenCgroups = [] });
+    }
+
+    /// <summary><paramref name="read"/>'s result, or <paramref name="whenGone"/> when the cgroup is gone.</summary>
+    private static T Gone<T>(Func<T> read, T whenGone)
+    {
+        try { return read(); }
+        catch (Exception e) when (e is Cgroups.CgroupException { Errno: 2 } or DirectoryNotFoundException or FileNotFoundException) { return whenGone; }
+    }
+
+    /// <summary>Abort on the source: the target removes its pod first, then the source is thawed.</summary>
+    public async Task<MigrationRecord> AbortSourceAsync(MigrationRecord m, CancellationToken ct)
+    {
+        using (var peer = Peer(m.TargetAddress))
+        {
+            try { await peer.AbortAsync(m.Id, ct); }
+            catch (CriException e) when (e.Kind == ErrorKind.NotFound) { }
+            catch (HttpRequestException e) { throw Fail.Unavailable($"target {m.TargetAddress}: {e.Message}; the source pod stays as it is: Abort again", e); }
+        }
+        ThawSource(m);
+        store.DiscardCheckpoint(m.Id);
+        return Phase(m.Id, MigrationPhase.Aborted, r => r with { FrozenCgroups = [] });
+    }
+
+    /// <summary>Abort on the target (the source's, or the operator's): the prepared pod and
+    /// whatever was restored into it are removed.</summary>
+    public async Task<MigrationRecord> RemoveTargetAsync(MigrationRecord m, CancellationToken ct)
+    {
+        if (m.PodId.Length > 0) await podCtl.RemoveAsync(m.PodId, ct);
+        store.DiscardCheckpoint(m.Id);
+        return Phase(m.Id, MigrationPhase.Aborted);
+    }
+
+    /// <summary>At start, before serving: a source migration that did not finish is thawed (its pod
+    /// runs on) unless the target may already run the pod (TRANSFERRED, DONE: kept frozen for
+    /// Commit or Abort); a target migration whose containers never started is removed.</summary>
+    public async Task RecoverAsync(CancellationToken ct)
+    {
+        foreach (var m in store.All)
+        {
+            if (m.Side == MigrationSide.Source && m.Phase is MigrationPhase.Freezing or MigrationPhase.Transferring)
+            {
+                ThawSource(m);
+                store.DiscardCheckpoint(m.Id);
+                Phase(m.Id, MigrationPhase.Failed, r => r with { Error = $"the daemon restarted in phase {m.Phase}; the source pod was thawed", FrozenCgroups = [] });
+                Log.Recovered(log, m.Id, "thawed the source pod");
+            }
+            else if (m.Side == MigrationSide.Target && MigrationPhase.TargetNotStarted(m.Phase))
+            {
+                await RemoveTargetAsync(m, ct);
+                Log.Recovered(log, m.Id, "removed the target pod that never started");
+            }
+        }
+    }
+
+    public DateTimeOffset Now => clock.GetUtcNow();
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1300, Level = LogLevel.Information, Message = "migration {Id}: pod {PodId} runs on {Target}: downtime {DowntimeMs} ms, {Bytes} bytes sent")]
+        public static partial void Done(ILogger logger, string id, string podId, string target, long downtimeMs, long bytes);
+
+        [LoggerMessage(EventId = 1301, Level = LogLevel.Warning, Message = "migration {Id} of pod {PodId} failed: {Reason}")]
+        public static partial void Failed(ILogger logger, string id, string podId, string reason);
+
+        [LoggerMessage(EventId = 1302, Level = LogLevel.Error, Message = "migration {Id}: the target could not be told to abort: {Reason}")]
+        public static partial void TargetAbortFailed(ILogger logger, string id, string reason);
+
+        [LoggerMessage(EventId = 1303, Level = LogLevel.Warning, Message = "migration {Id}: the target could not be told of the commit: {Reason}")]
+        public static partial void TargetCommitFailed(ILogger logger, string id, string reason);
+
+        [LoggerMessage(EventId = 1304, Level = LogLevel.Information, Message = "migration {Id}, left by the previous daemon: {What}")]
+        public static partial void Recovered(ILogger logger, string id, string what);
+    }
+}

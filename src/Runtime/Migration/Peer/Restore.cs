@@ -1,0 +1,53 @@
+using CriRuntime.Checkpoint;
+using CriRuntime.Cri;
+using CriRuntime.Cri.V1;
+using CriRuntime.Errors;
+using CriRuntime.Migration.V1;
+using Grpc.Core;
+
+namespace CriRuntime.Migration.Peer;
+
+public sealed partial class MigrationPeerService
+{
+    /// <summary>Restores the received pod checkpoint into the sandbox PrepareTarget made: each
+    /// container created from its archive (with the config PrepareTarget was given for its name)
+    /// and started, so the downtime ends when this answers. Repeated once STARTED, it answers the
+    /// same. On failure the containers it made are removed again and the migration stays RECEIVED
+    /// (the source then aborts, which removes the pod).</summary>
+    public override async Task<PeerResponse> Restore(PeerRequest request, ServerCallContext context)
+    {
+        var m = Prepared(request.MigrationId, MigrationPhase.Received, MigrationPhase.Started);
+        using (await Store.LockAsync(m.Id, context.CancellationToken))
+        {
+            m = Store.Find(m.Id)!;
+            if (m.Phase == MigrationPhase.Started) return new PeerResponse { PodSandboxId = m.PodId, Bytes = m.BytesReceived };
+            if (!ctl.Cri.RestoreEnabled)
+                throw Fail.FailedPrecondition("restoring from checkpoints is off on the target ([checkpoint] restore = false)");
+            var dir = Store.CheckpointDir(m.Id);
+            PodDump podDump;
+            try { podDump = PodArchive.Read(dir); }
+            catch (InvalidDataException e) { throw Fail.InvalidArgument($"the pod checkpoint received: {e.Message}"); }
+            var configs = m.ContainerConfigs.Select(ContainerConfig.Parser.ParseFrom).ToList();
+            var byName = CriRuntimeService.MatchContainerConfigs(podDump, configs);
+            var podConfig = PodSandboxConfig.Parser.ParseFrom(m.PodConfig);
+            var created = new List<RestoredContainer>();
+            var ok = false;
+            try
+            {
+                await ctl.Cri.CreateRestoredContainersAsync(m.PodId, podConfig, dir, podDump, byName, created, context);
+                foreach (var c in created)
+                    await ctl.Cri.StartContainer(new StartContainerRequest { ContainerId = c.ContainerId }, context);
+                ok = true;
+            }
+            finally
+            {
+                if (!ok)
+                    foreach (var c in created)
+                        await ctl.Cri.RemoveContainer(new RemoveContainerRequest { ContainerId = c.ContainerId }, context);
+            }
+            Store.DiscardCheckpoint(m.Id);
+            Store.Update(m.Id, r => r with { Phase = MigrationPhase.Started });
+            return new PeerResponse { PodSandboxId = m.PodId, Bytes = m.BytesReceived };
+        }
+    }
+}
