@@ -20,7 +20,8 @@ public sealed class Samples
 
 public sealed record DensityResult(int Pods, int Running, double StartSeconds, double TeardownSeconds,
     long DaemonRssKb, int DaemonFds, long ShimRssKb, long ShimPssKb, int Shims, long PauseRssKb, long PausePssKb, int Pauses,
-    long MemUsedKb, IReadOnlyList<string> Errors, long DaemonSettledRssKb = 0);
+    long MemUsedKb, IReadOnlyList<string> Errors, long DaemonSettledRssKb = 0,
+    double StatusMaxMs = double.NaN, double StatusP99Ms = double.NaN, int StatusCalls = 0);
 
 /// <summary>Cold pulls: before each, the image is removed and the runtime's garbage collection
 /// (synchronous in both: ours on RemoveImage, containerd's CRI deletes with SynchronousDelete)
@@ -146,6 +147,23 @@ public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
         var errors = new List<string>();
         var ids = new System.Collections.Concurrent.ConcurrentBag<string>();
         var memBefore = Procs.MemUsedKb();
+        var (netBefore, heldBefore) = (NetDevices(), Held());
+        // The node must keep answering while pods come and go: Status every 100 ms, its latency kept.
+        using var polling = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var statusMs = new List<double>();
+        var poller = Task.Run(async () =>
+        {
+            using var c = Client();
+            while (!polling.IsCancellationRequested)
+            {
+                var t = Stopwatch.StartNew();
+                try { await c.Runtime.StatusAsync(new StatusRequest(), Call(polling.Token)); }
+                catch (RpcException) when (polling.IsCancellationRequested) { break; }
+                catch (RpcException e) { lock (errors) errors.Add($"Status: {e.Status.StatusCode} {e.Status.Detail}"); }
+                lock (statusMs) statusMs.Add(t.Elapsed.TotalMilliseconds);
+                try { await Task.Delay(100, polling.Token); } catch (OperationCanceledException) { break; }
+            }
+        }, CancellationToken.None);
         var next = -1;
         var sw = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, parallelism).Select(_ => Task.Run(async () =>
@@ -220,8 +238,33 @@ public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
         }
         var shimsLeft = rt.ShimPids(Procs.All()).Count;
         if (shimsLeft > 0) errors.Add($"{shimsLeft} shim processes still running after teardown");
+        await polling.CancelAsync();
+        await poller;
+        // Leftovers the kernel keeps: veths, mounts, cgroups.
+        var (netAfter, heldAfter) = (NetDevices(), Held());
+        if (netAfter > netBefore) errors.Add($"{netAfter - netBefore} veths left on {BenchEnv.Bridge} after teardown");
+        if (heldAfter.Mounts > heldBefore.Mounts) errors.Add($"{heldAfter.Mounts - heldBefore.Mounts} mounts left under {rt.Dir} after teardown");
+        if (heldAfter.Cgroups > heldBefore.Cgroups) errors.Add($"{heldAfter.Cgroups - heldBefore.Cgroups} cgroups left below {rt.CgroupParent} after teardown");
+        double[] sorted;
+        lock (statusMs) sorted = [.. statusMs.Order()];
         return new DensityResult(pods, running, startSeconds, teardown, daemon.RssKb, fds, shims.RssKb, shims.PssKb, shims.Count,
-            pause.RssKb, pause.PssKb, pause.Count, memUsed, errors, settled.RssKb);
+            pause.RssKb, pause.PssKb, pause.Count, memUsed, errors, settled.RssKb,
+            sorted.Length == 0 ? double.NaN : sorted[^1], sorted.Length == 0 ? double.NaN : sorted[(int)Math.Min(sorted.Length - 1, Math.Ceiling(sorted.Length * 0.99) - 1)], sorted.Length);
+    }
+
+    /// <summary>Ports on the bench's bridge: a pod's veth that outlives it stays attached.</summary>
+    private static int NetDevices() =>
+        Directory.Exists($"/sys/class/net/{BenchEnv.Bridge}/brif") ? Directory.GetFileSystemEntries($"/sys/class/net/{BenchEnv.Bridge}/brif").Length : 0;
+
+    /// <summary>Mounts under this runtime's directory (rootfs, namespace pins, shm) and cgroups
+    /// below its pods' parent: other work on the machine does not count.</summary>
+    private (int Mounts, int Cgroups) Held()
+    {
+        var mounts = File.ReadAllLines("/proc/self/mountinfo").Count(l => l.Contains(rt.Dir, StringComparison.Ordinal));
+        var parent = "/sys/fs/cgroup/memory" + rt.CgroupParent;
+        if (!Directory.Exists(parent)) parent = "/sys/fs/cgroup" + rt.CgroupParent;
+        var cgroups = Directory.Exists(parent) ? Directory.GetDirectories(parent, "*", SearchOption.AllDirectories).Length : 0;
+        return (mounts, cgroups);
     }
 
     public async Task PullColdOnceAsync(string image, IReadOnlyList<string> layerDigests, PullSamples into, CancellationToken ct)

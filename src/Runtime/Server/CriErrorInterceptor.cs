@@ -13,8 +13,9 @@ namespace CriRuntime.Server;
 /// codes. Anything untyped is a bug: Internal, logged with its stack. Each call's duration and
 /// status also go to the request histogram (<see cref="RuntimeMetrics.Rpc"/>), and each call is
 /// a server span when tracing is on (<see cref="Tracing.StartRpc"/>).
-/// Unary calls also tell <see cref="IdleTrim"/> when the daemon goes quiet (streams such as
-/// GetContainerEvents stay open for good, so they are not counted).</summary>
+/// Unary calls that change something also tell <see cref="IdleTrim"/> when a burst is over
+/// (reads such as the kubelet's relists and Status, and streams such as GetContainerEvents, which
+/// stay open for good, are not counted).</summary>
 public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log, RuntimeMetrics? metrics = null, IdleTrim? idle = null) : Interceptor
 {
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
@@ -24,7 +25,8 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         var subject = Subject(request);
         using var scope = SubjectScope(subject);
         using var span = StartSpan(context, request);
-        idle?.Enter();
+        var counted = idle is not null && !IdleTrim.IsRead(context.Method);
+        if (counted) idle!.Enter();
         try
         {
             var response = await continuation(request, context).ConfigureAwait(false);
@@ -38,7 +40,7 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         }
         finally
         {
-            idle?.Exit();
+            if (counted) idle!.Exit();
         }
     }
 

@@ -15,6 +15,9 @@ namespace CriRuntime.Server;
 /// <summary>Wires the daemon together and serves until SIGTERM/SIGINT.</summary>
 public static partial class Daemon
 {
+    /// <summary>The thread pool's minimum (see where it is set).</summary>
+    private const int MinPoolThreads = 32;
+
     /// <param name="reload">Reads the config files again with the same flags (SIGHUP); null: no reload.</param>
     public static async Task<int> RunAsync(CriRuntimeConfig config, Func<CriRuntimeConfig>? reload = null)
     {
@@ -35,6 +38,13 @@ public static partial class Daemon
         StreamingListener.Address(config.Streaming);
         using var socket = CriSocket.Bind(config.Socket);
 
+        // A pod start does file system work synchronously (records fsynced, mounts, namespace
+        // pins), so a burst of kubelet calls holds pool threads; with the default minimum (one per
+        // core) every further call, Status included, then waits for the pool's starvation
+        // injection (a thread per ~0.5 s): Status took 160-300 ms during 10-client bursts. Threads
+        // up to this minimum are made at once when work waits, and only when it does.
+        ThreadPool.GetMinThreads(out var minWorkers, out var minIo);
+        ThreadPool.SetMinThreads(Math.Max(minWorkers, MinPoolThreads), Math.Max(minIo, MinPoolThreads));
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         ConfigureLogging(builder.Logging, config.LogLevel, config.LogFormat, () => source.Current.LogLevel);
         // Kestrel and ASP.NET log every request at Information; the interceptor already logs each RPC once.

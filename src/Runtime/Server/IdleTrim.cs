@@ -2,8 +2,9 @@ using CriRuntime.Interop;
 
 namespace CriRuntime.Server;
 
-/// <summary>Gives memory back once a burst of requests is over: when no CRI call has been in
-/// flight for <see cref="Quiet"/> and the daemon has allocated at least <see cref="Allocated"/>
+/// <summary>Gives memory back once a burst of requests is over: when no call that changes
+/// something (run, create, start, stop, remove, pull, ...: <see cref="IsRead"/> is false) has been
+/// in flight for <see cref="Quiet"/> and the daemon has allocated at least <see cref="Allocated"/>
 /// since the last time, <see cref="MemoryTrim.Idle"/> runs (a compacting GC that decommits what
 /// it frees, malloc_trim, and the clean code pages start-up and the burst touched; they fault
 /// back in from the page cache when used again). What a burst of RunPodSandbox/CreateContainer
@@ -32,6 +33,15 @@ public sealed class IdleTrim : IDisposable
     }
 
     public int Trims { get; private set; }
+
+    /// <summary>Calls that only read (the kubelet's periodic relists, Status, stats): they come
+    /// every second or so on a live node, so they must not keep the burst from being over.</summary>
+    public static bool IsRead(string method)
+    {
+        var name = method[(method.LastIndexOf('/') + 1)..];
+        return name.StartsWith("List", StringComparison.Ordinal) || name.EndsWith("Status", StringComparison.Ordinal)
+            || name.EndsWith("Stats", StringComparison.Ordinal) || name is "Version" or "ImageFsInfo" or "RuntimeConfig";
+    }
 
     /// <summary>A call starts: a pending trim waits for the next quiet time.</summary>
     public void Enter()

@@ -53,4 +53,17 @@ public class IdleTrimTests
         idle.Fire();
         Assert.Equal(1, _trims);
     }
+
+    [Theory]
+    [InlineData("/runtime.v1.RuntimeService/ListContainers", true)]
+    [InlineData("/runtime.v1.RuntimeService/Status", true)]
+    [InlineData("/runtime.v1.RuntimeService/ContainerStatus", true)]
+    [InlineData("/runtime.v1.RuntimeService/ListPodSandboxStats", true)]
+    [InlineData("/runtime.v1.ImageService/ImageFsInfo", true)]
+    [InlineData("/runtime.v1.RuntimeService/RunPodSandbox", false)]
+    [InlineData("/runtime.v1.RuntimeService/UpdateContainerResources", false)]
+    [InlineData("/runtime.v1.ImageService/PullImage", false)]
+    [InlineData("/runtime.v1.RuntimeService/ExecSync", false)]
+    public void OnlyCallsThatChangeSomething_CountAsActivity(string method, bool read) =>
+        Assert.Equal(read, IdleTrim.IsRead(method));
 }
