@@ -79,9 +79,11 @@ public sealed class MonitorLogTests
         {
             var expected = Shim("stderr", at, input);
             var actual = Monitor("stderr", at, input);
-            Assert.True(expected.AsSpan().SequenceEqual(actual), $"{what} at {at:O}:\nshim:    {Encoding.UTF8.GetString(expected)[..Math.Min(200, expected.Length)]}\nmonitor: {Encoding.UTF8.GetString(actual)[..Math.Min(200, actual.Length)]}");
+            Assert.True(expected.AsSpan().SequenceEqual(actual), $"{what} at {at:O}:\nshim:    {Head(expected)}\nmonitor: {Head(actual)}");
         }
     }
+
+    private static string Head(byte[] bytes) => Convert.ToHexString(bytes.AsSpan(0, Math.Min(120, bytes.Length)));
 
     [Fact]
     public void Timestamp_IsRfc3339Nano_WithTrailingZerosDropped()
