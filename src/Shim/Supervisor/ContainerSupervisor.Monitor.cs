@@ -58,12 +58,6 @@ public sealed partial class ContainerSupervisor
         && Snapshot().Status == ShimStatus.Running && _attachers.IsEmpty && (_execTtys?.Count ?? 0) == 0
         && _restoreOut is null && _criLog is not null;
 
-    /// <summary>The memory trim, unless the monitor is about to replace this process anyway.</summary>
-    private void IdleUnlessHandedOver()
-    {
-        if (!CanHandOver()) MemoryTrim.Idle();
-    }
-
     /// <summary>Called by the control loop when the shim is idle. Asks the init's parent thread
     /// to exec the monitor and waits; returns only if it did not (then the shim stays .NET).</summary>
     private bool RequestHandover(ControlServer.Handover handover)
@@ -243,8 +237,8 @@ public sealed partial class ContainerSupervisor
                     _ => new ShimRequest { Op = ShimOps.Stop, Signal = 0, Timeout = left },
                 }));
             }
-            var control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: IdleUnlessHandedOver, stream: Stream,
-                handover: RequestHandover, resumed: new ControlServer.Resumed(new FdHandle(Fd("listen")), conns, waiters));
+            var control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream,
+                handover: RequestHandover, canHandOver: CanHandOver, resumed: new ControlServer.Resumed(new FdHandle(Fd("listen")), conns, waiters));
             _control = control;
             _log.Info($"container {_id}: the monitor handed over ({o.GetValueOrDefault("resume")})");
 

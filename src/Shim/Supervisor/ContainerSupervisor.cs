@@ -97,7 +97,7 @@ public sealed partial class ContainerSupervisor
                 pumps = [Pump(outR, "stdout"), Pump(errR, "stderr")];
                 AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode, durable: false);
                 Transition(s => s);
-                control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: IdleUnlessHandedOver, stream: Stream, handover: RequestHandover);
+                control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream, handover: RequestHandover, canHandOver: CanHandOver);
                 _control = control;
                 undo.Commit();
                 goto created;
@@ -155,7 +155,7 @@ public sealed partial class ContainerSupervisor
             AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode, durable: false);
             AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode, durable: false);
             Transition(s => s);
-            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: IdleUnlessHandedOver, stream: Stream, handover: RequestHandover);
+            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream, handover: RequestHandover, canHandOver: CanHandOver);
             _control = control;
             undo.Commit();
         }

@@ -34,6 +34,8 @@ public sealed unsafe partial class ControlServer : IDisposable
     private readonly Action? _idle;
     private readonly Action<ShimRequest, FdHandle>? _stream;
     private readonly Func<Handover, bool>? _handover;
+    /// <summary>Whether the shim would go to the monitor now (cheap: asked at every idle point).</summary>
+    private readonly Func<bool> _canHandOver;
     private IReadOnlyList<(FdHandle Fd, byte[] Pending)>? _resumedConns;
     /// <summary>Set when the shim went idle: the loop offers itself to the monitor at its next turn.</summary>
     private volatile bool _wantHandover;
@@ -51,11 +53,12 @@ public sealed unsafe partial class ControlServer : IDisposable
     /// <param name="stream">Serves exec-stream and attach on a thread of their own: it writes its
     /// answers (with descriptors) to the connection itself, which is closed when it returns.</param>
     public ControlServer(string path, Func<ShimRequest, ShimResponse> handle, ShimLog log, Action? idle = null,
-        Action<ShimRequest, FdHandle>? stream = null, Func<Handover, bool>? handover = null, Resumed? resumed = null)
+        Action<ShimRequest, FdHandle>? stream = null, Func<Handover, bool>? handover = null, Func<bool>? canHandOver = null, Resumed? resumed = null)
     {
         _idle = idle;
         _stream = stream;
         _handover = handover;
+        _canHandOver = canHandOver ?? (() => handover is not null);
         (_wakeRead, _wakeWrite) = Spawn.Pipe();
         _path = path;
         _handle = handle;
@@ -125,6 +128,7 @@ public sealed unsafe partial class ControlServer : IDisposable
             {
                 _wantHandover = false;
                 TryHandover(conns);
+                IdleIfQuiet(handover: false); // still here: the shim stays .NET for now
             }
             if (fds.Length < conns.Count + 2) fds = new Libc.PollFd[(conns.Count + 2) * 2];
             fds[0] = new Libc.PollFd { Fd = _listen.Fd, Events = POLLIN };
@@ -245,6 +249,7 @@ public sealed unsafe partial class ControlServer : IDisposable
         {
             if (--_connThreads > 0 || _inflight > 0 || _closing || _handover is null) return;
         }
+        if (!_canHandOver()) return;
         _wantHandover = true;
         try { Libc.WriteAll(_wakeWrite.Fd, "w"u8, "control wake pipe"); } catch (KernelException) { }
     }
@@ -293,15 +298,15 @@ public sealed unsafe partial class ControlServer : IDisposable
         catch (JsonException e) { return (null, e.Message); }
     }
 
-    private void IdleIfQuiet()
+    /// <summary>The shim is idle: it goes to the monitor at the loop's next turn if it can
+    /// (trimming first would only be undone by the exec), else it trims.</summary>
+    private void IdleIfQuiet(bool handover = true)
     {
         bool quiet;
         lock (_lock) quiet = _inflight == 0;
-        if (quiet && !_closing)
-        {
-            _idle?.Invoke();
-            if (_handover is not null) _wantHandover = true;
-        }
+        if (!quiet || _closing) return;
+        if (handover && _handover is not null && _canHandOver()) _wantHandover = true;
+        else _idle?.Invoke();
     }
 
     /// <summary>Offers the idle shim to the monitor (on the loop's thread, so the connections
