@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using CriRuntime.Cri.V1;
 using CriRuntime.Tests.E2E.Harness;
 using static CriRuntime.Tests.E2E.Harness.PodHelpers;
@@ -74,6 +75,85 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         Assert.Equal(ContainerState.ContainerExited, exited.State);
         Assert.Equal(137, exited.ExitCode); // sleep as pid 1 ignores SIGTERM: killed after the timeout
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
+    private static (int Shim, int Container) Pids(DaemonProcess d, string id)
+    {
+        var stateDir = Path.Combine(d.State, "c", id[..20]);
+        return (int.Parse(File.ReadAllText(Path.Combine(stateDir, "shim.pid")).Trim()),
+            int.Parse(File.ReadAllText(Path.Combine(stateDir, "container.pid")).Trim()));
+    }
+
+    /// <summary>Alive and not a zombie.</summary>
+    private static bool IsRunning(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/stat").Split(") ")[1][0] is not ('Z' or 'X'); }
+        catch (IOException) { return false; }
+    }
+
+    /// <summary>PR_SET_PDEATHSIG is the process's, which the exec kept: SIGKILL of the monitor
+    /// kills the container, and the daemon records the exit status it cannot know as 255.</summary>
+    [Fact]
+    public async Task MonitorKill9_KillsTheContainer_AndTheDaemonRecords255()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("monitor-kill");
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
+        var (shimPid, containerPid) = Pids(d, id);
+        await WaitForMonitorAsync(shimPid);
+
+        using (var monitor = Process.GetProcessById(shimPid))
+        {
+            monitor.Kill();
+            monitor.WaitForExit();
+        }
+        var status = await c.WaitExitedAsync(id);
+        Assert.Equal(255, status.ExitCode);
+        Assert.Equal("Error", status.Reason);
+        Assert.Contains("shim", status.Message, StringComparison.Ordinal);
+        Assert.False(IsRunning(containerPid), $"container process {containerPid} outlived its monitor");
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
+    /// <summary>A daemon killed and restarted finds the monitor a live shim (its command line says
+    /// `supervise` and the state dir), and stops the container through it.</summary>
+    [Fact]
+    public async Task DaemonRestart_FindsTheMonitorAlive_AndStopsTheContainerThroughIt()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        var image = _registry.Image("busybox");
+        var pod = PodConfig("monitor-restart");
+        string podId, id;
+        using (var c = d.Client())
+        {
+            await c.PullAsync(image);
+            podId = await c.RunPodAsync(pod);
+            id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sh", "-c", "trap 'exit 3' TERM; while true; do sleep 1; done"));
+        }
+        var (shimPid, containerPid) = Pids(d, id);
+        await WaitForMonitorAsync(shimPid);
+        await d.KillAsync();
+        await d.StartAsync();
+
+        using (var c = d.Client())
+        {
+            Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
+            Assert.True(IsRunning(containerPid));
+            Assert.Equal("criruntime-monitor", Exe(shimPid));
+            await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 30 });
+            var exited = await c.StatusAsync(id);
+            Assert.Equal(ContainerState.ContainerExited, exited.State);
+            Assert.Equal(3, exited.ExitCode); // its TERM handler ran: the stop signal got there
+            await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+        }
     }
 
     [Fact]
