@@ -101,7 +101,7 @@ public sealed class Report(Options opts, string repo)
             sb.AppendLine();
             sb.AppendLine(Stamp);
             sb.AppendLine();
-            sb.AppendLine($"N pods, each with one busybox `sleep 3600` container, started by {opts.DensityParallelism} clients; measured once all run; then torn down (StopPodSandbox + RemovePodSandbox) by {opts.DensityParallelism} clients. Memory from `/proc/PID/smaps_rollup`. Shim processes: `criruntime-shim` (one per container) for us, `containerd-shim-runc-v2` (one per pod) for containerd; containerd's per-pod `pause` process is listed separately. Memory used = MemTotal - MemAvailable, after minus before starting the pods (includes page cache and kernel memory; noisy on a shared machine).");
+            sb.AppendLine($"N pods, each with one busybox `sleep 3600` container, started by {opts.DensityParallelism} clients; measured once all run; then torn down (StopPodSandbox + RemovePodSandbox) by {opts.DensityParallelism} clients. Memory from `/proc/PID/smaps_rollup`. Shim processes: `criruntime-shim` (one per container; idle, it is `criruntime-monitor`, the same process) for us, `containerd-shim-runc-v2` (one per pod) for containerd; containerd's per-pod `pause` process is listed separately. Memory used = MemTotal - MemAvailable, after minus before starting the pods (includes page cache and kernel memory; noisy on a shared machine).");
             sb.AppendLine();
             foreach (var n in Density.Select(d => d.Result.Pods).Distinct())
             {
