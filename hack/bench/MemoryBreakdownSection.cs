@@ -173,7 +173,7 @@ public sealed class MemoryBreakdownSection : IBenchSection
         var n = _results.FirstOrDefault()?.Pods ?? Count();
         sb.AppendLine($"{n} pods of one busybox `sleep` container each, started by 5 clients after one warm-up pod; the page cache is dropped");
         sb.AppendLine("before and after (`/proc/sys/vm/drop_caches`), and every figure is the difference over the pods divided by their number.");
-        sb.AppendLine("Node: `/proc/meminfo` (MemTotal - MemAvailable, and its parts). Monitor: our `criruntime-shim` per container, containerd's");
+        sb.AppendLine("Node: `/proc/meminfo` (MemTotal - MemAvailable, and its parts). Monitor: our shim per container (idle, it is `criruntime-monitor`), containerd's");
         sb.AppendLine("shim and pause per pod (`smaps_rollup`, `status`, `fd/`). Kernel objects: lines of the host's mountinfo, `num_cgroups` summed");
         sb.AppendLine("over the hierarchies of `/proc/cgroups`, entries of `/sys/class/net`. The machine is shared: node figures carry the noise of");
         sb.AppendLine("other work (a single-digit MiB change elsewhere moves them by ~100 KiB per pod at 50 pods); the monitor's are exact.");

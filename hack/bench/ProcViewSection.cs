@@ -120,7 +120,7 @@ public sealed class ProcViewSection : IBenchSection
             // The containers' own cgroups: the bench gives every pod the same cgroup parent, so a
             // pod's cgroup here is shared by all of them.
             var cgroupKb = (long)stats.Where(s => ids.Contains(s.Attributes.Id)).Sum(s => (double)(s.Memory?.UsageBytes?.Value ?? 0)) / 1024;
-            var shims = Procs.Memory(all.Where(p => p.Comm == "criruntime-shim" && ids.Any(id => p.Cmdline.Contains(id, StringComparison.Ordinal))).Select(p => p.Pid));
+            var shims = Procs.Memory(all.Where(p => p.Comm is "criruntime-shim" or "criruntime-moni" && ids.Any(id => p.Cmdline.Contains(id, StringComparison.Ordinal))).Select(p => p.Pid));
             modes[m] = new Mode(m == 1 ? "with the view" : "without", n, ids.Count(running.Contains), creates[m], cgroupKb,
                 shims.Count > 0 ? shims.PssKb * n / shims.Count : 0, m == 1 ? lxcfs.RssKb - lxcfsBefore.RssKb : 0, lxcfs.RssKb, errors[m]);
         }

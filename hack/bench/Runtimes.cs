@@ -88,8 +88,10 @@ public sealed class OurRuntime(string dir, string binary, string cniConfDir, str
             "serving CRI on", logFile);
     }
 
+    /// <summary>Our shims: the .NET supervisor, or the C monitor it execs into while its container
+    /// runs idle (comm is cut to 15 bytes: "criruntime-moni").</summary>
     public override IReadOnlyList<int> ShimPids(List<Procs.Proc> all) =>
-        [.. all.Where(p => p.Comm == "criruntime-shim" && p.Cmdline.Contains(Dir, StringComparison.Ordinal)).Select(p => p.Pid)];
+        [.. all.Where(p => p.Comm is "criruntime-shim" or "criruntime-moni" && p.Cmdline.Contains(Dir, StringComparison.Ordinal)).Select(p => p.Pid)];
 
     public override IReadOnlyList<int> PausePids(List<Procs.Proc> all) => [];
 }

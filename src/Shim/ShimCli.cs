@@ -24,7 +24,8 @@ public static class ShimCli
           criruntime-shim kill --state DIR [--signal N]          (default 9)
           criruntime-shim stop --state DIR [--signal N] [--timeout SECONDS]   (default 15, 10)
           criruntime-shim exec --state DIR [--timeout SECONDS] -- ARGS...   (runs ARGS in the container, prints the result)
-        internal: criruntime-shim supervise ... (fd 3: readiness), criruntime-shim init --bundle DIR,
+        internal: criruntime-shim supervise ... (fd 3: readiness), criruntime-shim supervise --resume WHY ...
+                  (exec'd by criruntime-monitor), criruntime-shim init --bundle DIR,
                   criruntime-shim exec-init --pid N (fd 3: sync)
         """;
 
@@ -43,6 +44,8 @@ public static class ShimCli
                 return ExecInit.Run(int.Parse(Required(opts, "pid"), System.Globalization.CultureInfo.InvariantCulture));
             case "create":
                 return Create(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"), args[1..]);
+            case "supervise" when opts.ContainsKey("resume"):
+                return new ContainerSupervisor(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log")).Resume(opts);
             case "supervise":
                 return Supervise(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"), opts.GetValueOrDefault("traceparent"));
             case ShimOps.Exec:

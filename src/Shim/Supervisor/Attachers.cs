@@ -24,6 +24,12 @@ public sealed unsafe partial class Attachers
         socket.Dispose();
     }
 
+    /// <summary>No client is attached (the monitor cannot serve attached clients).</summary>
+    public bool IsEmpty
+    {
+        get { lock (_lock) return _by.Values.All(l => l.Count == 0); }
+    }
+
     /// <summary>Adds a client; false when the output has already ended (the caller closes it).</summary>
     public bool Add(string stream, FdHandle socket)
     {

@@ -53,6 +53,43 @@ public sealed class ContainerSpawner
         return Pid;
     }
 
+    /// <summary>Run on the reaper thread after each child it reaps: the supervisor hands the
+    /// process over to the monitor from there (the reaper is the init's parent thread, which the
+    /// exec must be done by: PR_SET_PDEATHSIG fires when that thread goes).</summary>
+    public Action? Reaped { get; set; }
+
+    /// <summary>The namespaces the spawning thread had before it entered the container's (open
+    /// descriptors, by type), so that it can go back before it execs the monitor.</summary>
+    private List<(FdHandle Fd, int Flag)>? _hostNamespaces;
+
+    /// <summary>An init the monitor handed back (the supervisor resumed in its process): its
+    /// parent is this process's main thread; reaped from a thread of its own.</summary>
+    public void Adopt(int pid)
+    {
+        Pid = pid;
+        _spawned.Set();
+        new Thread(Reap, 256 * 1024) { IsBackground = true, Name = "reaper" }.Start();
+    }
+
+    /// <summary>Puts the calling (spawning) thread back into the namespaces it started in.</summary>
+    public void LeaveContainerNamespaces()
+    {
+        if (_hostNamespaces is null) return;
+        // mount last: it resets the thread's root and working directory to the host's
+        foreach (var (fd, flag) in _hostNamespaces.OrderBy(n => n.Flag == L.CLONE_NEWNS ? 1 : 0))
+            if (Libc.Setns(fd.Fd, flag) != 0) throw KernelException.Last("setns", $"host namespace {flag:x}");
+    }
+
+    private void SaveHostNamespaces()
+    {
+        _hostNamespaces = [];
+        foreach (var (name, type) in (ReadOnlySpan<(string, string)>)[("mnt", "mount"), ("net", "network"), ("ipc", "ipc"), ("uts", "uts"), ("pid", "pid"), ("cgroup", "cgroup")])
+        {
+            try { _hostNamespaces.Add((FdHandle.Open($"/proc/thread-self/ns/{name}", Libc.O_RDONLY), L.NamespaceFlag(type))); }
+            catch (KernelException) { } // a kernel without it: that namespace is never entered either
+        }
+    }
+
     public bool WaitExit(TimeSpan timeout) => _exited.Wait(timeout);
     public void WaitExit() => _exited.Wait();
 
@@ -62,6 +99,7 @@ public sealed class ContainerSpawner
         try
         {
             k.Unshare(L.CLONE_FS);
+            SaveHostNamespaces();
             var flags = 0;
             LinuxNamespace? user = null;
             // Namespaces given by path are joined here, before any user namespace (as host root we
@@ -206,6 +244,7 @@ public sealed class ContainerSpawner
                 if (!_onExit.Remove(pid, out callback)) _unclaimed[pid] = status;
             }
             callback?.Invoke(status);
+            Reaped?.Invoke();
         }
     }
 

@@ -62,6 +62,8 @@ public sealed partial class ContainerSupervisor
         var k = LinuxKernel.Instance;
         List<Thread> pumps;
         ControlServer control;
+        // The reaper is the init's parent thread: the handover to the monitor is done there.
+        _spawner.Reaped = HandOverIfAsked;
         try
         {
             // Whatever create made is undone, in reverse, if a later step fails.
@@ -95,7 +97,8 @@ public sealed partial class ContainerSupervisor
                 pumps = [Pump(outR, "stdout"), Pump(errR, "stderr")];
                 AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode, durable: false);
                 Transition(s => s);
-                control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream);
+                control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream, handover: RequestHandover, canHandOver: CanHandOver);
+                _control = control;
                 undo.Commit();
                 goto created;
             }
@@ -152,7 +155,8 @@ public sealed partial class ContainerSupervisor
             AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode, durable: false);
             AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode, durable: false);
             Transition(s => s);
-            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream);
+            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream, handover: RequestHandover, canHandOver: CanHandOver);
+            _control = control;
             undo.Commit();
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or InvalidDataException or NotSupportedException or ArgumentException or UnauthorizedAccessException)
@@ -165,6 +169,13 @@ public sealed partial class ContainerSupervisor
     created:
         report($"ok {Environment.ProcessId} {_state.Pid}{string.Concat(_createPhases.Select(p => $" {p.Name}:{p.Start}:{p.End}"))}");
         MemoryTrim.Idle();
+        return Finish(pumps, control);
+    }
+
+    /// <summary>Waits for the container's exit and records it: the rest of its cgroup killed,
+    /// its last output logged, the final state written durably, the waiters answered.</summary>
+    private int Finish(List<Thread> pumps, ControlServer control)
+    {
         _spawner.WaitExit();
         // In its own pid namespace the container's other processes died with its init. In the
         // pod's shared one (joined by path) they live on, reparented to the pod init, and
@@ -260,28 +271,40 @@ public sealed partial class ContainerSupervisor
     private static bool WantsStdin(Spec spec) =>
         spec.Annotations?.GetValueOrDefault(ShimAnnotations.Stdin) == "true";
 
-    private Thread Pump(FdHandle read, string stream, bool ownsFd = true)
+    private Thread Pump(FdHandle read, string stream, bool ownsFd = true, byte[]? partial = null)
     {
+        var framer = new LogFramer((partial, content) => _criLog!.Write(stream, partial, content.Span));
+        if (ownsFd) _pipes[stream] = (read, framer);
         var t = new Thread(() =>
         {
-            using (ownsFd ? read : null)
+            try { if (partial is { Length: > 0 }) framer.Prime(partial); }
+            catch (IOException e) { _log.Error($"log {_logPath}: {e.Message}"); }
+            var buffer = new byte[8 * 1024]; // live for the container's whole life: kept small
+            while (true)
             {
-                var framer = new LogFramer((partial, content) => _criLog!.Write(stream, partial, content.Span));
-                var buffer = new byte[8 * 1024]; // live for the container's whole life: kept small
-                while (true)
+                // Readable first, then read under the gate: the handover to the monitor takes the
+                // gate, so no pump holds bytes it has read but not yet logged when the exec happens.
+                if (!WaitReadable(read.Fd)) break;
+                lock (_pumpGate)
                 {
+                    while (_pumpsPaused) Monitor.Wait(_pumpGate);
                     int n;
                     try { n = Libc.ReadSome(read.Fd, buffer, stream); }
-                    catch (KernelException e) when (e.Errno == 5 /* EIO */ && !ownsFd) { break; } // the terminal has no writer left
-                    catch (KernelException e) { _log.Error($"{stream}: {e.Message}"); break; }
-                    if (n == 0) break;
+                    catch (KernelException e) when (e.Errno == 5 /* EIO */ && !ownsFd) { n = 0; } // the terminal has no writer left
+                    catch (KernelException e) { _log.Error($"{stream}: {e.Message}"); n = 0; }
+                    if (n == 0)
+                    {
+                        _pipes.Remove(stream);
+                        break;
+                    }
                     try { framer.Feed(buffer.AsSpan(0, n)); }
                     catch (IOException e) { _log.Error($"log {_logPath}: {e.Message}"); }
                     _attachers.Broadcast(stream, buffer.AsSpan(0, n));
                 }
-                _attachers.End(stream);
-                try { framer.Finish(); } catch (IOException e) { _log.Error($"log {_logPath}: {e.Message}"); }
             }
+            _attachers.End(stream);
+            try { framer.Finish(); } catch (IOException e) { _log.Error($"log {_logPath}: {e.Message}"); }
+            if (ownsFd) read.Dispose();
         }, 256 * 1024) { IsBackground = true, Name = "pump-" + stream };
         t.Start();
         return t;

@@ -31,6 +31,21 @@ public sealed class LogFramer(Action<bool, ReadOnlyMemory<byte>> emit, int maxLi
         }
     }
 
+    /// <summary>The bytes of a line not yet ended, taken out (handed to the monitor with the pipe).</summary>
+    public byte[] TakePending()
+    {
+        var bytes = _pending.ToArray();
+        _pending.Clear();
+        return bytes;
+    }
+
+    /// <summary>Starts with the unended line another writer of this stream had read.</summary>
+    public void Prime(ReadOnlySpan<byte> pending)
+    {
+        foreach (var b in pending) _pending.Add(b);
+        while (_pending.Count > MaxLine) EmitPrefix(MaxLine, partial: true);
+    }
+
     /// <summary>End of stream: what is left had no newline, so it is partial.</summary>
     public void Finish()
     {
@@ -62,6 +77,20 @@ public sealed class CriLogWriter : IDisposable
         _path = path;
         _clock = clock ?? (() => DateTime.UtcNow);
         _fd = OpenLog(path);
+    }
+
+    /// <summary>The log already open as <paramref name="fd"/> (inherited from the monitor).</summary>
+    public CriLogWriter(string path, FdHandle fd)
+    {
+        _path = path;
+        _clock = () => DateTime.UtcNow;
+        _fd = fd;
+    }
+
+    /// <summary>The descriptor records are written to (handed to the monitor).</summary>
+    public int Fd
+    {
+        get { lock (_lock) return _fd.Fd; }
     }
 
     private static FdHandle OpenLog(string path)

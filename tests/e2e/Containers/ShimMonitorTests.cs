@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using CriRuntime.Cri.V1;
+using CriRuntime.Tests.E2E.Harness;
+using static CriRuntime.Tests.E2E.Harness.PodHelpers;
+
+namespace CriRuntime.Tests.E2E.Containers;
+
+/// <summary>The idle shim is `criruntime-monitor` (C), exec'd by the .NET supervisor in the same
+/// process; a request the monitor does not serve goes back to .NET (an exec of `criruntime-shim
+/// supervise --resume`), which goes back to the monitor once idle (docs/shim-protocol.md, "The
+/// monitor"). The process, its pid and the container's log are the same throughout.</summary>
+[Collection(RegistryCollection.Name)]
+public class ShimMonitorTests(RegistryWithImages fixture)
+{
+    private readonly RegistryFixture _registry = fixture.Registry;
+
+    private static string Exe(int pid) => Path.GetFileName(new FileInfo($"/proc/{pid}/exe").LinkTarget ?? "");
+
+    /// <summary>The handover back happens when the last connection of the request is closed,
+    /// after the client has its answer: asked until seen, with a deadline.</summary>
+    private static async Task WaitForMonitorAsync(int pid)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (Exe(pid) != "criruntime-monitor")
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"shim {pid} is still {Exe(pid)}");
+            await Task.Delay(20);
+        }
+    }
+
+    [Fact]
+    public async Task ExecSync_IsServedByDotNet_ThenTheSameProcessIsTheMonitorAgain_AndTheLogHasEveryLineOnce()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var logDir = Path.Combine(d.Dir, "logs");
+        var pod = PodConfig("monitor", logDir);
+        var podId = await c.RunPodAsync(pod);
+        // Writes while the shim goes back and forth between the monitor and .NET: every line must
+        // be logged once, whole, in order, whichever of them read it.
+        const int Lines = 400;
+        var id = await c.StartNewAsync(podId, pod, Container("talker", image, "sh", "-c",
+            $"i=0; while [ $i -lt {Lines} ]; do echo line-$i-$(head -c 300 /dev/zero | tr '\\0' x); i=$((i+1)); usleep 5000; done; echo done; exec sleep 3600"));
+        var shimPid = int.Parse(File.ReadAllText(Path.Combine(d.State, "c", id[..20], "shim.pid")).Trim());
+        await WaitForMonitorAsync(shimPid);
+
+        for (var i = 0; i < 5; i++)
+        {
+            var r = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "echo", $"exec-{i}" }, Timeout = 30 });
+            Assert.Equal($"exec-{i}\n", r.Stdout.ToStringUtf8());
+            Assert.Equal(0, r.ExitCode);
+            Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
+            await WaitForMonitorAsync(shimPid);
+        }
+        var log = Path.Combine(logDir, "talker.log");
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (!LogText(log).Contains("done\n"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the container never wrote its last line");
+            await Task.Delay(50);
+        }
+        var records = File.ReadAllLines(log).Select(l => l.Split(' ', 4)).ToList();
+        Assert.All(records, r => Assert.Equal("F", r[2]));
+        var expected = Enumerable.Range(0, Lines).Select(i => $"line-{i}-{new string('x', 300)}").Append("done");
+        Assert.Equal(expected, records.Select(r => r[3]));
+        Assert.Equal(shimPid, int.Parse(File.ReadAllText(Path.Combine(d.State, "c", id[..20], "shim.pid")).Trim()));
+
+        // The exit goes through .NET too: recorded as ever.
+        await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 1 });
+        var exited = await c.StatusAsync(id);
+        Assert.Equal(ContainerState.ContainerExited, exited.State);
+        Assert.Equal(137, exited.ExitCode); // sleep as pid 1 ignores SIGTERM: killed after the timeout
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
+    private static (int Shim, int Container) Pids(DaemonProcess d, string id)
+    {
+        var stateDir = Path.Combine(d.State, "c", id[..20]);
+        return (int.Parse(File.ReadAllText(Path.Combine(stateDir, "shim.pid")).Trim()),
+            int.Parse(File.ReadAllText(Path.Combine(stateDir, "container.pid")).Trim()));
+    }
+
+    /// <summary>Alive and not a zombie.</summary>
+    private static bool IsRunning(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/stat").Split(") ")[1][0] is not ('Z' or 'X'); }
+        catch (IOException) { return false; }
+    }
+
+    /// <summary>PR_SET_PDEATHSIG is the process's, which the exec kept: SIGKILL of the monitor
+    /// kills the container, and the daemon records the exit status it cannot know as 255.</summary>
+    [Fact]
+    public async Task MonitorKill9_KillsTheContainer_AndTheDaemonRecords255()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("monitor-kill");
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
+        var (shimPid, containerPid) = Pids(d, id);
+        await WaitForMonitorAsync(shimPid);
+
+        using (var monitor = Process.GetProcessById(shimPid))
+        {
+            monitor.Kill();
+            monitor.WaitForExit();
+        }
+        var status = await c.WaitExitedAsync(id);
+        Assert.Equal(255, status.ExitCode);
+        Assert.Equal("Error", status.Reason);
+        Assert.Contains("shim", status.Message, StringComparison.Ordinal);
+        Assert.False(IsRunning(containerPid), $"container process {containerPid} outlived its monitor");
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
+    /// <summary>A daemon killed and restarted finds the monitor a live shim (its command line says
+    /// `supervise` and the state dir), and stops the container through it.</summary>
+    [Fact]
+    public async Task DaemonRestart_FindsTheMonitorAlive_AndStopsTheContainerThroughIt()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        var image = _registry.Image("busybox");
+        var pod = PodConfig("monitor-restart");
+        string podId, id;
+        using (var c = d.Client())
+        {
+            await c.PullAsync(image);
+            podId = await c.RunPodAsync(pod);
+            id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sh", "-c", "trap 'exit 3' TERM; while true; do sleep 1; done"));
+        }
+        var (shimPid, containerPid) = Pids(d, id);
+        await WaitForMonitorAsync(shimPid);
+        await d.KillAsync();
+        await d.StartAsync();
+
+        using (var c = d.Client())
+        {
+            Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
+            Assert.True(IsRunning(containerPid));
+            Assert.Equal("criruntime-monitor", Exe(shimPid));
+            await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 30 });
+            var exited = await c.StatusAsync(id);
+            Assert.Equal(ContainerState.ContainerExited, exited.State);
+            Assert.Equal(3, exited.ExitCode); // its TERM handler ran: the stop signal got there
+            await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+        }
+    }
+
+    [Fact]
+    public async Task WithTheMonitorOff_TheDotNetSupervisorStays()
+    {
+        using var d = new DaemonProcess();
+        d.Environment["CRIRUNTIME_MONITOR"] = "0";
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("nomonitor");
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.StartNewAsync(podId, pod, Container("idle", image, "sleep", "3600"));
+        await c.Runtime.ReopenContainerLogAsync(new ReopenContainerLogRequest { ContainerId = id });
+        var shimPid = int.Parse(File.ReadAllText(Path.Combine(d.State, "c", id[..20], "shim.pid")).Trim());
+        Assert.Equal("criruntime-shim", Exe(shimPid));
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+}
