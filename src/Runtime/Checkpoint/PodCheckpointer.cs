@@ -38,7 +38,7 @@ public sealed partial class PodCheckpointer(FreezeLedger ledger, ICgroupManagerF
                 ct.ThrowIfCancellationRequested();
                 m.Freeze();
             }
-            FaultPoints.Crash(FaultPoints.CheckpointPodAfterFreeze);
+            FaultPoints.Crash(leaveFrozen ? FaultPoints.MigrateAfterFreeze : FaultPoints.CheckpointPodAfterFreeze);
             for (var i = 0; i < members.Count; i++)
             {
                 ct.ThrowIfCancellationRequested();

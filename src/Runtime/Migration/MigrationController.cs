@@ -76,7 +76,14 @@ public sealed partial class MigrationController(
 
     /// <summary>Starts the source side of <paramref name="m"/> (recorded by the caller) in the
     /// background; the returned work ends with the migration DONE or FAILED.</summary>
-    public Running StartSource(MigrationRecord m)
+    public Running StartSource(MigrationRecord m) => Start(m, RunSourceAsync);
+
+    /// <summary>Starts, in the background, the decision on a source left TRANSFERRED by a restart
+    /// (<see cref="ResolveTransferredAsync"/>); the returned work ends DONE, FAILED, or still
+    /// TRANSFERRED when the target cannot be reached.</summary>
+    public Running StartResolve(MigrationRecord m) => Start(m, ResolveTransferredAsync);
+
+    private Running Start(MigrationRecord m, Func<MigrationRecord, Running, CancellationToken, Task> run)
     {
         var cancel = new CancellationTokenSource();
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -84,7 +91,7 @@ public sealed partial class MigrationController(
         var work = Task.Run(async () =>
         {
             await gate.Task;
-            try { await RunSourceAsync(m, running!, cancel.Token); }
+            try { await run(m, running!, cancel.Token); }
             finally { running!.Publish(Status(store.Find(m.Id) ?? m)); }
         });
         running = new Running(work, cancel);
@@ -130,6 +137,7 @@ public sealed partial class MigrationController(
             var lastPublished = 0L;
             await peer.TransferAsync(m.Id, dir, files, sent =>
             {
+                Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateMidTransfer);
                 if (sent - lastPublished < 4 * PeerClient.ChunkBytes && sent < total) return;
                 lastPublished = sent;
                 var s = Status(m);
@@ -144,6 +152,7 @@ public sealed partial class MigrationController(
             var restoreAt = Stopwatch.GetTimestamp();
             var restored = await peer.RestoreAsync(m.Id, ct);
             var now = Stopwatch.GetTimestamp();
+            Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateAfterRestore);
             m = Phase(m.Id, MigrationPhase.Done, r => r with
             {
                 TargetPodId = restored.PodSandboxId,
@@ -157,6 +166,36 @@ public sealed partial class MigrationController(
         {
             throw await FailSourceAsync(m.Id, peer, askedToRestore, e);
         }
+    }
+
+    /// <summary>A source left TRANSFERRED (its daemon restarted after asking the target to restore,
+    /// before recording the answer): the target is asked again. Restore is idempotent, so a target
+    /// that runs the pod answers at once and the migration is DONE (Commit or Abort decides, as
+    /// after any Migrate); a target that restores it now does the same. A target that answers it
+    /// does not run the pod (it removed it at its own restart, or cannot restore it) leaves the pod
+    /// to the source: the target is told to abort and the source is thawed (FAILED). A target that
+    /// cannot be reached decides nothing: the source stays frozen and TRANSFERRED (Migrate again,
+    /// or Abort, which needs the target too).</summary>
+    private async Task ResolveTransferredAsync(MigrationRecord m, Running running, CancellationToken ct)
+    {
+        using var peer = Peer(m.TargetAddress);
+        PeerResponse restored;
+        try
+        {
+            restored = await peer.RestoreAsync(m.Id, ct);
+        }
+        catch (CriException e) when (e.Kind is ErrorKind.FailedPrecondition or ErrorKind.NotFound or ErrorKind.InvalidArgument)
+        {
+            throw await FailSourceAsync(m.Id, peer, askedToRestore: false, e);
+        }
+        catch (Exception e) when (e is CriException or HttpRequestException or IOException)
+        {
+            throw Fail.Unavailable($"migration {m.Id}: target {m.TargetAddress} cannot tell whether it runs the pod ({e.Message}); the source pod stays frozen: Migrate again, or Abort", e);
+        }
+        m = Phase(m.Id, MigrationPhase.Done, r => r with { TargetPodId = restored.PodSandboxId });
+        store.DiscardCheckpoint(m.Id);
+        running.Publish(Status(m));
+        Log.Done(log, m.Id, m.PodId, m.TargetAddress, m.DowntimeMs, m.BytesSent);
     }
 
     /// <summary>A source migration that failed: the target removes what it made, then the source
@@ -222,6 +261,16 @@ public sealed partial class MigrationController(
     /// instruction), the pod is stopped and removed, the target told.</summary>
     public async Task<MigrationRecord> CommitSourceAsync(MigrationRecord m, CancellationToken ct)
     {
+        // Recorded first: from here on the target's copy is the pod, and a restart finishes the rest.
+        if (m.Phase != MigrationPhase.Committed) m = Phase(m.Id, MigrationPhase.Committed);
+        Testing.FaultPoints.Crash(Testing.FaultPoints.CommitAfterRecord);
+        return await FinishCommitAsync(m, ct);
+    }
+
+    /// <summary>The source's half of a COMMITTED migration whose frozen pod is still there
+    /// (FrozenCgroups not yet cleared): kill, remove, tell the target. Each step is idempotent.</summary>
+    private async Task<MigrationRecord> FinishCommitAsync(MigrationRecord m, CancellationToken ct)
+    {
         var frozen = m.FrozenCgroups.Select(cgroups.Create).ToList();
         foreach (var cg in frozen)
             foreach (var pid in Gone(cg.Processes, []))
@@ -232,10 +281,13 @@ public sealed partial class MigrationController(
         await podCtl.RemoveAsync(m.PodId, ct);
         try
         {
+            // Bounded: a restart finishing a commit must not wait on a target that does not answer.
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(30));
             using var peer = Peer(m.TargetAddress);
-            await peer.CommitAsync(m.Id, ct);
+            await peer.CommitAsync(m.Id, timeout.Token);
         }
-        catch (Exception e) when (e is CriException or HttpRequestException)
+        catch (Exception e) when (e is CriException or HttpRequestException || (e is OperationCanceledException && !ct.IsCancellationRequested))
         {
             // The target runs the pod either way; only its record stays STARTED.
             Log.TargetCommitFailed(log, m.Id, e.Message);
@@ -257,7 +309,20 @@ public sealed partial class MigrationController(
         {
             try { await peer.AbortAsync(m.Id, ct); }
             catch (CriException e) when (e.Kind == ErrorKind.NotFound) { }
-            catch (HttpRequestException e) { throw Fail.Unavailable($"target {m.TargetAddress}: {e.Message}; the source pod stays as it is: Abort again", e); }
+            catch (Exception e) when (e is HttpRequestException or CriException { Kind: ErrorKind.Unavailable })
+            {
+                // Frozen by this migration (or maybe running on the target: TRANSFERRED, DONE): the
+                // target must remove its copy before the source may run again.
+                if (m.FrozenCgroups.Count > 0 || m.Phase is MigrationPhase.Transferred or MigrationPhase.Done)
+                    throw Fail.Unavailable($"target {m.TargetAddress}: {e.Message}; the source pod stays as it is: Abort again", e);
+                // The source runs the pod (a migration that failed and thawed it): the target holds at
+                // most a pod it never started, which its own Abort or restart removes.
+                store.DiscardCheckpoint(m.Id);
+                return Phase(m.Id, MigrationPhase.Aborted, r => r with
+                {
+                    Error = $"target {m.TargetAddress} could not be told to remove its unstarted pod ({e.Message}): Abort it there, or its restart removes it",
+                });
+            }
         }
         ThawSource(m);
         store.DiscardCheckpoint(m.Id);
@@ -286,6 +351,17 @@ public sealed partial class MigrationController(
                 store.DiscardCheckpoint(m.Id);
                 Phase(m.Id, MigrationPhase.Failed, r => r with { Error = $"the daemon restarted in phase {m.Phase}; the source pod was thawed", FrozenCgroups = [] });
                 Log.Recovered(log, m.Id, "thawed the source pod");
+            }
+            else if (m.Side == MigrationSide.Source && m.Phase == MigrationPhase.Transferred)
+            {
+                // In the background: the target may be restarting too, and its restore may take a while.
+                StartResolve(m);
+                Log.Recovered(log, m.Id, "asking the target whether it runs the pod (the source stays frozen meanwhile)");
+            }
+            else if (m.Side == MigrationSide.Source && m.Phase == MigrationPhase.Committed && m.FrozenCgroups.Count > 0)
+            {
+                await FinishCommitAsync(m, ct);
+                Log.Recovered(log, m.Id, "finished the commit: removed the frozen source pod");
             }
             else if (m.Side == MigrationSide.Target && MigrationPhase.TargetNotStarted(m.Phase))
             {

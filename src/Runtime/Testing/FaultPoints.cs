@@ -24,8 +24,37 @@ public static class FaultPoints
     /// <summary>CheckpointPod, once every selected container is frozen, before the first dump.</summary>
     public const string CheckpointPodAfterFreeze = "checkpoint-pod-after-freeze";
 
+    /// <summary>A migration's source, once every container to migrate is frozen (FREEZING), before the first dump.</summary>
+    public const string MigrateAfterFreeze = "migrate-after-freeze";
+
     /// <summary>A migration's source, once the pod is dumped and left frozen, before the transfer.</summary>
     public const string MigrateAfterDump = "migrate-after-dump";
+
+    /// <summary>A migration's source, once the first chunk of the transfer was sent (TRANSFERRING).</summary>
+    public const string MigrateMidTransfer = "migrate-mid-transfer";
+
+    /// <summary>A migration's source, once the target answered that it restored and started the
+    /// pod, before DONE is recorded (the source still TRANSFERRED).</summary>
+    public const string MigrateAfterRestore = "migrate-after-restore";
+
+    /// <summary>Commit on a migration's source, once COMMITTED is recorded, before the frozen
+    /// source pod is killed and removed.</summary>
+    public const string CommitAfterRecord = "commit-after-record";
+
+    /// <summary>PrepareTarget, once the pod is made and PREPARED recorded, before the answer.</summary>
+    public const string PrepareTargetAfterRecord = "prepare-target-after-record";
+
+    /// <summary>A migration's target, once every file arrived and RECEIVED is recorded, before
+    /// Transfer answers.</summary>
+    public const string TransferAfterReceived = "transfer-after-received";
+
+    /// <summary>A migration's target, once the containers are created from their archives, before
+    /// they are started.</summary>
+    public const string RestoreBeforeStart = "restore-before-start";
+
+    /// <summary>A migration's target, once the containers run and STARTED is recorded, before
+    /// Restore answers.</summary>
+    public const string RestoreAfterStart = "restore-after-start";
 
     private static readonly string? Armed = Environment.GetEnvironmentVariable("CRIRUNTIME_FAULT");
 

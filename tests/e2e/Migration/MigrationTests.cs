@@ -11,7 +11,7 @@ namespace CriRuntime.Tests.E2E.Migration;
 /// rlimits of another uid's process without CAP_SYS_RESOURCE, which this machine's root lacks
 /// ("Can't get rlimit 0: Operation not permitted"). Needs criu >= 4.2 (hack/deps.sh).</summary>
 [Collection(RegistryCollection.Name)]
-public class MigrationTests(RegistryWithImages fixture)
+public partial class MigrationTests(RegistryWithImages fixture)
 {
     private readonly RegistryFixture _registry = fixture.Registry;
     private string Umoci => _registry.Image("umoci");

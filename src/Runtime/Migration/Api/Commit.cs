@@ -16,8 +16,8 @@ public sealed partial class MigrationService
             m = Store.Find(m.Id)!;
             if (m.Side != MigrationSide.Source)
                 throw Fail.FailedPrecondition($"migration {m.Id}: this node is its target; Commit is called on the source");
-            if (m.Phase == MigrationPhase.Committed) return MigrationController.Status(m);
-            if (m.Phase != MigrationPhase.Done)
+            if (m.Phase == MigrationPhase.Committed && m.FrozenCgroups.Count == 0) return MigrationController.Status(m);
+            if (m.Phase is not (MigrationPhase.Done or MigrationPhase.Committed))
                 throw Fail.FailedPrecondition($"migration {m.Id} is {m.Phase}: only a migration whose target runs the pod (DONE) can be committed");
             return MigrationController.Status(await ctl.CommitSourceAsync(m, context.CancellationToken));
         }

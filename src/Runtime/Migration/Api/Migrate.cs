@@ -37,6 +37,8 @@ public sealed partial class MigrationService
                     throw Fail.AlreadyExists($"migration_id: migration {id} exists on this node for another pod or target ({existing.Side}, {existing.Phase})");
                 m = existing;
                 running = ctl.RunningFor(id);
+                // Left TRANSFERRED by a restart (the target's answer to Restore lost): ask it again.
+                if (running is null && m.Phase == MigrationPhase.Transferred) running = ctl.StartResolve(m);
             }
             else
             {

@@ -45,6 +45,7 @@ public sealed partial class MigrationService
                 RuntimeHandler = request.RuntimeHandler, PodConfig = podConfig,
                 ContainerConfigs = [.. request.ContainerConfigs.Select(c => c.ToByteArray())],
             });
+            Testing.FaultPoints.Crash(Testing.FaultPoints.PrepareTargetAfterRecord);
             return new PrepareTargetResponse { PodSandboxId = podId };
         }
     }

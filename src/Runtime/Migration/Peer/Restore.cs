@@ -35,6 +35,7 @@ public sealed partial class MigrationPeerService
             try
             {
                 await ctl.Cri.CreateRestoredContainersAsync(m.PodId, podConfig, dir, podDump, byName, created, context);
+                Testing.FaultPoints.Crash(Testing.FaultPoints.RestoreBeforeStart);
                 foreach (var c in created)
                     await ctl.Cri.StartContainer(new StartContainerRequest { ContainerId = c.ContainerId }, context);
                 ok = true;
@@ -47,6 +48,7 @@ public sealed partial class MigrationPeerService
             }
             Store.DiscardCheckpoint(m.Id);
             Store.Update(m.Id, r => r with { Phase = MigrationPhase.Started });
+            Testing.FaultPoints.Crash(Testing.FaultPoints.RestoreAfterStart);
             return new PeerResponse { PodSandboxId = m.PodId, Bytes = m.BytesReceived };
         }
     }

@@ -61,6 +61,7 @@ public sealed partial class MigrationPeerService
                 if (output is not null) await output.DisposeAsync();
             }
             Store.Update(m.Id, r => r with { Phase = MigrationPhase.Received, BytesReceived = received });
+            Testing.FaultPoints.Crash(Testing.FaultPoints.TransferAfterReceived);
             return new PeerResponse { PodSandboxId = m.PodId, Bytes = received };
         }
     }
