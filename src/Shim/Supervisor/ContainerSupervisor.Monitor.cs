@@ -143,7 +143,7 @@ public sealed partial class ContainerSupervisor
         var owned = new List<nint>();
         try
         {
-            Libc.Execve(Utf8(_monitor!, owned), Strings(argv, owned), Strings(env, owned));
+            Libc.Execve(Spawn.Utf8(_monitor!, owned), Spawn.Strings(argv, owned), Spawn.Strings(env, owned));
             throw KernelException.Last("execve", _monitor!);
         }
         finally
@@ -154,25 +154,6 @@ public sealed partial class ContainerSupervisor
             errPipe.Framer?.Prime(errPartial);
             foreach (var p in owned) NativeMemory.Free((void*)p);
         }
-    }
-
-    private static unsafe byte* Utf8(string s, List<nint> owned)
-    {
-        var bytes = Encoding.UTF8.GetBytes(s);
-        var p = (byte*)NativeMemory.Alloc((nuint)bytes.Length + 1);
-        owned.Add((nint)p);
-        bytes.CopyTo(new Span<byte>(p, bytes.Length));
-        p[bytes.Length] = 0;
-        return p;
-    }
-
-    private static unsafe byte** Strings(IReadOnlyList<string> items, List<nint> owned)
-    {
-        var arr = (byte**)NativeMemory.Alloc((nuint)(items.Count + 1), (nuint)sizeof(byte*));
-        owned.Add((nint)arr);
-        for (var i = 0; i < items.Count; i++) arr[i] = Utf8(items[i], owned);
-        arr[items.Count] = null;
-        return arr;
     }
 
     /// <summary>poll(2) until <paramref name="fd"/> is readable (or at end of file); false on error.</summary>

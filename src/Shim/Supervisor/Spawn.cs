@@ -78,7 +78,8 @@ public static unsafe class Spawn
         return list;
     }
 
-    private static byte* Utf8(string s, List<nint> owned)
+    /// <summary>A NUL-terminated copy in native memory, freed by whoever owns <paramref name="owned"/>.</summary>
+    internal static byte* Utf8(string s, List<nint> owned)
     {
         var bytes = Encoding.UTF8.GetBytes(s);
         var p = (byte*)NativeMemory.Alloc((nuint)bytes.Length + 1);
@@ -88,7 +89,8 @@ public static unsafe class Spawn
         return p;
     }
 
-    private static byte** Strings(IReadOnlyList<string> items, List<nint> owned)
+    /// <summary>A NULL-terminated array of <see cref="Utf8"/> strings (argv, envp).</summary>
+    internal static byte** Strings(IReadOnlyList<string> items, List<nint> owned)
     {
         var arr = (byte**)NativeMemory.Alloc((nuint)(items.Count + 1), (nuint)sizeof(byte*));
         owned.Add((nint)arr);
