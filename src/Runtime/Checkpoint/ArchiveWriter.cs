@@ -42,11 +42,11 @@ internal sealed class ArchiveWriter : IDisposable
     public TarWriter Tar => _direct is null ? _tar : throw new InvalidOperationException($"tar entry while {_direct.Name} is being written");
 
     /// <summary>A regular file entry of <paramref name="data"/>, mode 0600.</summary>
-    public void Bytes(string name, ReadOnlyMemory<byte> data)
+    public void Bytes(string name, ArraySegment<byte> data)
     {
         var e = new PaxTarEntry(TarEntryType.RegularFile, name)
         {
-            DataStream = new ReadOnlyMemoryStream(data),
+            DataStream = new MemoryStream(data.Array!, data.Offset, data.Count, writable: false),
             Mode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
             ModificationTime = DateTimeOffset.UtcNow,
         };
@@ -226,31 +226,5 @@ internal sealed class ArchiveWriter : IDisposable
             if (value != 0) throw new ArgumentOutOfRangeException(nameof(value), "does not fit its tar header field");
             field[digits] = 0;
         }
-    }
-
-    /// <summary>A read-only stream over memory without copying it (MemoryStream needs an array).</summary>
-    private sealed class ReadOnlyMemoryStream(ReadOnlyMemory<byte> data) : Stream
-    {
-        private int _position;
-        public override bool CanRead => true;
-        public override bool CanSeek => true;
-        public override bool CanWrite => false;
-        public override long Length => data.Length;
-        public override long Position { get => _position; set => _position = (int)Math.Clamp(value, 0, data.Length); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-        public override int Read(Span<byte> buffer)
-        {
-            var n = Math.Min(buffer.Length, data.Length - _position);
-            data.Span.Slice(_position, n).CopyTo(buffer);
-            _position += n;
-            return n;
-        }
-        public override long Seek(long offset, SeekOrigin origin) => Position = origin switch
-        {
-            SeekOrigin.Begin => offset, SeekOrigin.Current => _position + offset, _ => data.Length + offset,
-        };
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -322,7 +322,7 @@ internal sealed unsafe class ImageStreamer : IDisposable
             _archive.File(spill, name);
             File.Delete(spill);
         }
-        else _archive.Bytes(name, image.Buffer!.GetBuffer().AsMemory(0, (int)image.Buffer.Length));
+        else _archive.Bytes(name, new ArraySegment<byte>(image.Buffer!.GetBuffer(), 0, (int)image.Buffer.Length));
         image.Buffer = null;
         _written.Add(name);
     }
