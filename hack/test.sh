@@ -15,7 +15,10 @@ failures=()
 for p in "${projects[@]}"; do
   log=$(mktemp)
   # --no-build: `make build` built everything once; the tests run that exact build.
-  if ! dotnet test "$p" -c "$config" --no-build -nologo --logger "console;verbosity=normal" 2>&1 | tee "$log"; then
+  # --blame-hang-timeout: one test that hangs (no e2e test takes 10 minutes; the longest takes
+  # about one) is named and its test host killed, rather than the run running into CI's limit.
+  if ! dotnet test "$p" -c "$config" --no-build -nologo --logger "console;verbosity=normal" \
+      --blame-hang-timeout 10m --blame-hang-dump-type none 2>&1 | tee "$log"; then
     status=1
   fi
   # The runner's closing block: "Total tests: N" then "Passed: N", "Failed: N", "Skipped: N" (zeros omitted).
@@ -27,7 +30,9 @@ for p in "${projects[@]}"; do
   # Failed tests again, with the first lines of their message, so the end of the output
   # (all a CI log may keep) names them.
   while IFS= read -r line; do failures+=("$line"); done < <(
-    grep -E -A6 '^ +Failed [A-Za-z_.]' "$log" | grep -vE '^ +Stack Trace:' | cut -c1-300 || true)
+    grep -E -A6 '^ +Failed [A-Za-z_.]' "$log" | grep -vE '^ +Stack Trace:' | cut -c1-300 || true
+    # A hang: the blame collector's lines name the test that was running.
+    grep -iE 'blame|hang timeout|run aborted|was running' "$log" | cut -c1-300 || true)
   rm -f "$log"
 done
 if ((${#failures[@]})); then

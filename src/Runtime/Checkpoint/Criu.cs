@@ -131,9 +131,26 @@ public sealed class Criu(CheckpointSection config)
         {
             try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
             await p.WaitForExitAsync(CancellationToken.None);
-            return new CriuResult(-1, (await stdout) + (await stderr), sw.Elapsed, TimedOut: true);
+            return new CriuResult(-1, await OutputAsync(p, stdout, stderr), sw.Elapsed, TimedOut: true);
         }
-        return new CriuResult(p.ExitCode, (await stdout) + (await stderr), sw.Elapsed, TimedOut: false);
+        return new CriuResult(p.ExitCode, await OutputAsync(p, stdout, stderr), sw.Elapsed, TimedOut: false);
+    }
+
+    /// <summary>How long, once criu has exited, its output may take to end. A process criu started
+    /// (its action script, one forked after the kill took the tree) holds the pipes as long as it
+    /// lives; the answer must not wait for that, or the caller's cleanup (which ends the script)
+    /// never runs.</summary>
+    private static readonly TimeSpan OutputGrace = TimeSpan.FromSeconds(5);
+
+    private static async Task<string> OutputAsync(Process p, Task<string> stdout, Task<string> stderr)
+    {
+        var both = Task.WhenAll(stdout, stderr);
+        if (await Task.WhenAny(both, Task.Delay(OutputGrace)) == both) return (await stdout) + (await stderr);
+        // Closing our ends ends the reads; whatever was read so far is lost with them.
+        _ = both.ContinueWith(t => _ = t.Exception, TaskScheduler.Default); // observed: the reads fail now
+        p.StandardOutput.Close();
+        p.StandardError.Close();
+        return $"(criu exited with status {p.ExitCode}, but a process it started still holds its output pipes; output not collected)";
     }
 }
 

@@ -23,6 +23,8 @@ public sealed class PostDumpHook : IDisposable
         # criruntime: CRIU's action script for a dump. At post-dump the tasks are still frozen: ask the
         # daemon to capture the container's writable layer and wait for its answer.
         [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] || exit 0
+        # Not criu's output pipes: a script outliving a killed criu must not keep the daemon reading them.
+        exec </dev/null >/dev/null 2>&1
         dir=${0%/*}
         echo dumped > "$dir/post-dump.req" || exit 1
         read -r answer < "$dir/post-dump.ack" || exit 1

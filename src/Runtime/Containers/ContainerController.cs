@@ -435,6 +435,8 @@ public sealed partial class ContainerController(
         using (await containers.LockAsync(c.Id, ct))
         {
             if (containers.Find(c.Id) is null) return;
+            exits.RemoveOrphanedCgroup(c);
+            steps.Mark("cgroup");
             rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
             steps.Mark("unmount");
             if (c.Volume is not null) volumes.Release(c.Volume);

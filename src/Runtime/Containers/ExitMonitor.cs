@@ -1,4 +1,5 @@
 using CriRuntime.Cgroups;
+using CriRuntime.Errors;
 using CriRuntime.Cri.V1;
 using CriRuntime.Shim.Client;
 using CriRuntime.State;
@@ -13,6 +14,9 @@ public interface IContainerExits
     Task<ContainerRecord?> RecordExitAsync(string id, ShimState final);
     /// <summary><see cref="RecordExitAsync"/> for a caller that holds the container's lock.</summary>
     ContainerRecord? RecordExitHeld(string id, ShimState final);
+    /// <summary>At RemoveContainer (lock held): the cgroup of a container whose shim is dead,
+    /// if it is still there, is emptied and removed; a failure fails the remove.</summary>
+    void RemoveOrphanedCgroup(ContainerRecord c);
 }
 
 /// <summary>Learns when containers exit: for each container, from the start of its shim on (at
@@ -79,6 +83,20 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
             });
             LogExited(id, updated.ExitCode, updated.Reason, updated.Message);
             return updated;
+        }
+    }
+
+    /// <summary>The exit of a shim killed with -9 can be recorded while the dying shim still
+    /// looks alive, or the cleanup then can fail (a process stuck exiting): its cgroup outlives it.
+    /// RemoveContainer is the last chance: the cgroup goes, or the remove fails naming why, and
+    /// the kubelet, which retries removes, tries again. A shim still alive owns its cgroup.</summary>
+    public void RemoveOrphanedCgroup(ContainerRecord c)
+    {
+        if (c.CgroupsPath.Length == 0 || ShimClient.IsShimAlive(c.StateDir)) return;
+        try { CgroupManagers.Create(c.CgroupsPath).Destroy(); }
+        catch (IOException e)
+        {
+            throw Fail.Unavailable($"container {c.Id}: its shim is gone and its cgroup {c.CgroupsPath} could not be removed: {e.Message}");
         }
     }
 

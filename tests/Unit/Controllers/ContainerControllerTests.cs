@@ -188,6 +188,8 @@ public sealed class ContainerControllerTests : IDisposable
         Assert.DoesNotContain(_f.Log.Live, l => l.StartsWith("rootfs", StringComparison.Ordinal) || l.StartsWith("shim", StringComparison.Ordinal));
         Assert.False(_f.Usage.IsInUse(FakeImages.Id));
         Assert.Single(_f.Log.Steps, s => s == "rootfs unmount");
+        // A cgroup a dead shim left is the remove's to clean up, once.
+        Assert.Single(_f.Log.Steps, s => s == "remove orphaned cgroup");
     }
 
     private CreateContainerRequest QuotaRequest(string quota)

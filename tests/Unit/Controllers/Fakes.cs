@@ -261,6 +261,8 @@ public sealed class FakeExits(ContainerStore containers, StepLog log) : IContain
         log.Do("record exit");
         return containers.Transition(id, ContainerPhase.Exited, r => r with { ExitCode = final.ExitCode ?? -1, Reason = final.Reason ?? "", Message = final.Message ?? "" });
     }
+
+    public void RemoveOrphanedCgroup(ContainerRecord c) => log.Do("remove orphaned cgroup");
 }
 
 public sealed class FakeImages(string layerDir) : IImageResolver

@@ -46,6 +46,60 @@ public class ShimDeathTests(RegistryWithImages fixture)
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
+    /// <summary>The exit of a shim killed with -9 can be recorded while the dying shim still looks
+    /// alive (or the cleanup then fail), leaving the container's cgroup with something in it: here
+    /// the cgroups are made again by hand, with a process inside. RemoveContainer kills it and
+    /// removes them, rather than forget the container and leak them (CI once found the cgroup of
+    /// the test above left behind).</summary>
+    [Fact]
+    public async Task ShimKill9_ThenAProcessLeftInTheContainersCgroup_RemoveContainerKillsItAndRemovesTheCgroup()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        var image = _registry.Image("busybox");
+        var pod = PodConfig("shimkill-leftover");
+        using var c = d.Client();
+        await c.PullAsync(image);
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
+        var cgroups = ContainerCgroups(d, id);
+        Assert.NotEmpty(cgroups);
+        var (shimPid, _) = Pids(d, id);
+
+        using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        using (var events = c.Runtime.GetContainerEvents(new GetEventsRequest(), cancellationToken: cts.Token))
+        {
+            await events.ResponseHeadersAsync;
+            KillNine(shimPid);
+            var stopped = false;
+            while (!stopped && await events.ResponseStream.MoveNext(cts.Token))
+                stopped = events.ResponseStream.Current is { ContainerEventType: ContainerEventType.ContainerStoppedEvent } e && e.ContainerId == id;
+            Assert.True(stopped, "no CONTAINER_STOPPED event");
+        }
+        AssertDiedWithShim(await c.StatusAsync(id));
+
+        using var straggler = Process.Start(new ProcessStartInfo("sleep", "600"))!;
+        foreach (var dir in cgroups)
+        {
+            Directory.CreateDirectory(dir);
+            // A new v1 cpuset has no cpus or mems, and takes no process, until given its parent's.
+            foreach (var file in new[] { "cpuset.cpus", "cpuset.mems" })
+                if (File.Exists(Path.Combine(dir, file)))
+                    File.WriteAllText(Path.Combine(dir, file), File.ReadAllText(Path.Combine(Path.GetDirectoryName(dir)!, file)).Trim());
+            File.WriteAllText(Path.Combine(dir, "cgroup.procs"), straggler.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+        Assert.Equal(cgroups.Order(), ContainerCgroups(d, id).Order());
+
+        await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
+
+        using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+            await straggler.WaitForExitAsync(cts.Token);
+        Assert.Equal(137, straggler.ExitCode);
+        Assert.Empty(ContainerCgroups(d, id));
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
     [Fact]
     public async Task ShimKill9_WhileDaemonIsDown_RestartReportsExitedWithReason_Removable()
     {
