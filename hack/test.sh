@@ -32,7 +32,9 @@ for p in "${projects[@]}"; do
   while IFS= read -r line; do failures+=("$line"); done < <(
     grep -E -A6 '^ +Failed [A-Za-z_.]' "$log" | grep -vE '^ +Stack Trace:' | cut -c1-300 || true
     # A hang: the blame collector's lines name the test that was running.
-    grep -iE 'blame|hang timeout|run aborted|was running' "$log" | cut -c1-300 || true)
+    grep -iE -A1 'inactivity time|test running when the crash' "$log" | grep -vE '^--$' | cut -c1-300 || true)
+  # The test a hang (or a crash) aborted counts as failed: the runner counts it nowhere.
+  grep -q '^Test Run Aborted' "$log" && failed=$((failed + 1))
   rm -f "$log"
 done
 if ((${#failures[@]})); then

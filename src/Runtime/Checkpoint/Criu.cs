@@ -19,6 +19,9 @@ public sealed class Criu(CheckpointSection config)
 
     private Task<CriuInfo>? _info;
 
+    /// <summary>util-linux's setsid (Debian: essential).</summary>
+    private const string Setsid = "/usr/bin/setsid";
+
     /// <summary>ROOT/checkpoints: one scratch directory per checkpoint in progress.</summary>
     public static string ScratchRoot(string root) => System.IO.Path.Combine(root, "checkpoints");
 
@@ -102,7 +105,12 @@ public sealed class Criu(CheckpointSection config)
     /// <paramref name="timeout"/> passes or <paramref name="ct"/> fires.</summary>
     public async Task<CriuResult> RunAsync(string bin, IReadOnlyList<string> args, TimeSpan timeout, string? workDir, CancellationToken ct)
     {
-        var psi = new ProcessStartInfo(bin)
+        // In a process group of its own (setsid(1) execs criu with the same pid): a timeout kills
+        // the group, which takes every process criu forked, also one forked after the kill looked
+        // for criu's children. Seen here: a kernel-probe child of a criu killed 70 ms in was left
+        // stopped (state T) for good, holding criu's output pipes.
+        var setsid = File.Exists(Setsid) ? Setsid : null;
+        var psi = new ProcessStartInfo(setsid ?? bin)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -110,6 +118,7 @@ public sealed class Criu(CheckpointSection config)
             UseShellExecute = false,
             WorkingDirectory = workDir ?? "/",
         };
+        if (setsid is not null) psi.ArgumentList.Add(bin);
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var e in config.CriuEnv)
         {
@@ -129,6 +138,7 @@ public sealed class Criu(CheckpointSection config)
         }
         catch (OperationCanceledException)
         {
+            if (setsid is not null) Interop.Libc.Kill(-p.Id, Interop.Libc.SIGKILL);
             try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
             await p.WaitForExitAsync(CancellationToken.None);
             return new CriuResult(-1, await OutputAsync(p, stdout, stderr), sw.Elapsed, TimedOut: true);

@@ -1,5 +1,6 @@
 using CriRuntime.Cri.V1;
 using CriRuntime.Errors;
+using CriRuntime.Shim.Client;
 using CriRuntime.State;
 using Google.Protobuf;
 using Grpc.Core;
@@ -17,7 +18,20 @@ public sealed partial class CriRuntimeService
         var timeout = ExecTimeout(request.Timeout);
         var c = _containers.Get(request.ContainerId);
         if (c.State != ContainerPhase.Running) throw Fail.FailedPrecondition($"container {c.Id} is not running");
-        var result = await _shims.ExecAsync(c.StateDir, [.. request.Cmd], timeout, context.CancellationToken);
+        // The shim kills the command at the timeout and answers; should it not answer (wedged, a
+        // command in a frozen cgroup that cannot die), the call still ends, a grace period later.
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        if (timeout is { } t) bound.CancelAfter(t + ShimAnswerGrace);
+        ExecResult result;
+        try
+        {
+            result = await _shims.ExecAsync(c.StateDir, [.. request.Cmd], timeout, bound.Token);
+        }
+        catch (OperationCanceledException) when (!context.CancellationToken.IsCancellationRequested)
+        {
+            throw Fail.DeadlineExceeded($"command {string.Join(' ', request.Cmd)}: timeout {request.Timeout}s, and the container's shim " +
+                $"gave no answer {ShimAnswerGrace.TotalSeconds:0} s after it (is the container frozen?)");
+        }
         if (result.TimedOut)
             throw Fail.DeadlineExceeded($"command {string.Join(' ', request.Cmd)} timed out after {request.Timeout}s");
         return new ExecSyncResponse
@@ -27,6 +41,9 @@ public sealed partial class CriRuntimeService
             Stderr = ByteString.CopyFrom(result.Stderr),
         };
     }
+
+    /// <summary>How long after an exec's timeout the daemon still waits for the shim's answer.</summary>
+    internal static readonly TimeSpan ShimAnswerGrace = TimeSpan.FromSeconds(30);
 
     /// <summary>The CRI's timeout in seconds (0: none) as what the shim waits: at most
     /// int.MaxValue milliseconds (a wait handle's limit, ~24.8 days), so a longer one, which only

@@ -62,7 +62,10 @@ public class RestoreTests(RegistryWithImages fixture)
         Assert.True(first >= checkpointed, $"restored counter at {first}, checkpointed at {checkpointed}");
         await WaitCountAsync(node.C, id, first + 3);
         // CRIU put the restored processes into the new container's cgroup (--cgroup-root).
-        var restored = Processes("count.new");
+        // This daemon's counters only (its cgroup root is named after its directory): another
+        // run's counter on the same machine is not ours to judge.
+        var ours = "/" + Path.GetFileName(node.D.Dir) + "/";
+        var restored = Processes("count.new").Where(pid => CgroupOf(pid).Contains(ours, StringComparison.Ordinal)).ToList();
         Assert.NotEmpty(restored);
         foreach (var pid in restored)
         {
@@ -82,6 +85,12 @@ public class RestoreTests(RegistryWithImages fixture)
         var stopped = await node.C.StatusAsync(id);
         Assert.Equal(ContainerState.ContainerExited, stopped.State);
         Assert.True(stopped.ExitCode is 137 or 143, $"exit code {stopped.ExitCode}");
+    }
+
+    private static string CgroupOf(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/cgroup"); }
+        catch (IOException) { return ""; } // exited meanwhile
     }
 
     /// <summary>A container whose writable layer is a disk-quota volume (issue 14): the checkpoint
