@@ -102,6 +102,31 @@ public sealed class Criu(CheckpointSection config)
     /// <paramref name="timeout"/> passes or <paramref name="ct"/> fires.</summary>
     public async Task<CriuResult> RunAsync(string bin, IReadOnlyList<string> args, TimeSpan timeout, string? workDir, CancellationToken ct)
     {
+        using var p = Start(bin, args, workDir);
+        var stdout = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
+        return await WaitAsync(p, stdout, timeout, ct);
+    }
+
+    /// <summary>Starts a criu that serves after it is ready (`criu lazy-pages`), with
+    /// <c>--status-fd 1</c> added: CRIU writes a NUL to its stdout and closes it once it listens.
+    /// Returns when it did, with the task of its exit (killed when <paramref name="timeout"/>
+    /// passes or <paramref name="ct"/> fires); FailedPrecondition with its output when it exited
+    /// before.</summary>
+    public async Task<Task<CriuResult>> StartReadyAsync(string bin, IReadOnlyList<string> args, TimeSpan timeout, string? workDir, CancellationToken ct)
+    {
+        var p = Start(bin, [.. args, "--status-fd", "1"], workDir);
+        var stdout = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
+        // The NUL, or the end of stdout (CRIU failed, or closed it without one).
+        var status = await stdout.WaitAsync(timeout, ct).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null, TaskScheduler.Default);
+        var exited = WaitAsync(p, stdout, timeout, ct).ContinueWith(t => { p.Dispose(); return t.Result; }, TaskScheduler.Default);
+        if (status is not null && status.Contains('\0', StringComparison.Ordinal) && !p.HasExited) return exited;
+        var result = await exited;
+        if (status is not null && status.Contains('\0', StringComparison.Ordinal) && result.ExitCode == 0) return Task.FromResult(result);
+        throw Fail.FailedPrecondition($"criu {args[0]} did not get ready (exit {result.ExitCode}{(result.TimedOut ? ", timed out" : "")}): {result.Output.Trim()}");
+    }
+
+    private Process Start(string bin, IReadOnlyList<string> args, string? workDir)
+    {
         var psi = new ProcessStartInfo(bin)
         {
             RedirectStandardOutput = true,
@@ -116,9 +141,13 @@ public sealed class Criu(CheckpointSection config)
             var eq = e.IndexOf('=');
             psi.Environment[e[..eq]] = e[(eq + 1)..];
         }
-        using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {bin}");
+        var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {bin}");
         p.StandardInput.Close();
-        var stdout = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
+        return p;
+    }
+
+    private static async Task<CriuResult> WaitAsync(Process p, Task<string> stdout, TimeSpan timeout, CancellationToken ct)
+    {
         var stderr = p.StandardError.ReadToEndAsync(CancellationToken.None);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(timeout);

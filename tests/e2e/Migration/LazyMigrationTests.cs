@@ -32,4 +32,68 @@ public partial class MigrationTests
         Assert.Equal("PREPARED", (await b.Migration.GetMigrationAsync(new GetMigrationRequest { MigrationId = "m-lazy-refused" })).Phase);
         Assert.Equal("ABORTED", (await b.Migration.AbortAsync(new AbortRequest { MigrationId = "m-lazy-refused" })).Phase);
     }
+
+    [Fact]
+    public async Task LazyMigration_TheCounterContinuesOnTheTargetWhileItsPagesFollow_AndCommitRemovesTheSourceOnlyOnceAllArrived()
+    {
+        using var pipes = PipeMaxSize.Set(PipeMaxSize.Lazy);
+        await using var nodes = await TwoNodes.StartAsync(_registry, Umoci);
+        var (a, b) = (nodes.Source, nodes.Target);
+        var source = await CounterPodAsync(a, "counter-lazy");
+        var targetPodId = await PrepareAsync(b, source, "m-lazy");
+        var before = await CountAsync(a.C, source.ContainerId);
+
+        var seen = await MigrateAsync(a, "m-lazy", source.PodId, b.Address, "lazy");
+
+        var done = seen[^1];
+        Assert.True(done.Phase == "DONE", $"{done.Phase}: {done.Error}");
+        // In order (a phase that passes quickly may not be streamed): the target runs the pod
+        // (PAGING) before the source's page servers have served every page (DONE).
+        string[] order = ["FREEZING", "TRANSFERRING", "TRANSFERRED", "PAGING", "DONE"];
+        var phases = seen.Select(s => Array.IndexOf(order, s.Phase)).ToList();
+        Assert.True(phases.All(i => i >= 0) && phases.SequenceEqual(phases.Order()), string.Join(", ", seen.Select(s => s.Phase)));
+        Assert.InRange(done.DowntimeMs, 1, 120_000);
+        Assert.Equal(targetPodId, done.TargetPodSandboxId);
+        Assert.Equal("FROZEN", FreezerState(a, source.ContainerId));
+        var lastOnSource = Logged(source.Pod)[^1];
+
+        var restored = Assert.Single(await ContainersAsync(b, targetPodId));
+        Assert.Equal(ContainerState.ContainerRunning, restored.State);
+        var first = await CountAsync(b.C, restored.Id);
+        Assert.True(first >= before, $"target counter at {first}, source at {before} before the migration");
+        await WaitCountAsync(b.C, restored.Id, first + 3);
+        Assert.InRange(Logged(On(b, source.Pod))[0], before, lastOnSource + 1);
+
+        Assert.Equal("COMMITTED", (await a.Migration.CommitAsync(new CommitRequest { MigrationId = "m-lazy" })).Phase);
+        Assert.Empty(await PodsAsync(a));
+        var now = await CountAsync(b.C, restored.Id);
+        await WaitCountAsync(b.C, restored.Id, now + 2);
+    }
+
+    [Fact]
+    public async Task LazyMigration_AbortedAfterTheTargetRuns_LeavesTheSourceCountingOnAndTheTargetEmpty()
+    {
+        using var pipes = PipeMaxSize.Set(PipeMaxSize.Lazy);
+        await using var nodes = await TwoNodes.StartAsync(_registry, Umoci);
+        var (a, b) = (nodes.Source, nodes.Target);
+        var source = await CounterPodAsync(a, "counter-lazy-abort");
+        await PrepareAsync(b, source, "m-lazy-abort");
+
+        var (code, stdout, stderr) = await DaemonProcess.RunCliAsync("migrate", source.PodId, "--to", b.Address, "--id", "m-lazy-abort", "--mode", "lazy",
+            "--no-commit", "--config", a.D.ConfigFile, "--socket", a.D.Socket);
+
+        Assert.True(code == 0, $"exit {code}\n{stdout}\n{stderr}");
+        Assert.Contains("DONE", stdout);
+        Assert.Matches(@"downtime \d+ ms", stdout);
+        Assert.Equal("FROZEN", FreezerState(a, source.ContainerId));
+        var targetPod = Assert.Single(await PodsAsync(b));
+        Assert.Equal(ContainerState.ContainerRunning, Assert.Single(await ContainersAsync(b, targetPod.Id)).State);
+
+        Assert.Equal("ABORTED", (await a.Migration.AbortAsync(new AbortRequest { MigrationId = "m-lazy-abort" })).Phase);
+
+        Assert.Equal("THAWED", FreezerState(a, source.ContainerId));
+        var now = await CountAsync(a.C, source.ContainerId);
+        await WaitCountAsync(a.C, source.ContainerId, now + 3);
+        Assert.Empty(await PodsAsync(b));
+    }
 }

@@ -45,11 +45,7 @@ public sealed partial class MigrationService
                 if (Store.All.FirstOrDefault(o => o.Side == MigrationSide.Source && o.PodId == pod.Id && o.Phase is not (MigrationPhase.Failed or MigrationPhase.Aborted)) is { } other)
                     throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is already being migrated (migration {other.Id}, {other.Phase})");
                 // Before anything is recorded or frozen: a host that cannot run CRIU's lazy dump says so now.
-                if (mode == "lazy")
-                {
-                    LazyPages.Require();
-                    throw new CriException(ErrorKind.Unimplemented, "mode: lazy (post-copy) migration is not built yet; use cold");
-                }
+                if (mode == "lazy") LazyPages.Require();
                 m = new MigrationRecord
                 {
                     Id = id, Side = MigrationSide.Source, Phase = MigrationPhase.Freezing, PodId = pod.Id, CreatedAt = ctl.Now,
