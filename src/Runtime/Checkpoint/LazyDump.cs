@@ -20,13 +20,30 @@ public sealed class LazyDump : IDisposable
 
     /// <param name="address">this node's address as the target reaches it: the page servers
     /// bind to it only (<see cref="LocalAddressTowardsAsync"/>).</param>
-    public LazyDump(string address, CancellationToken ct)
+    /// <param name="tlsArgs">CRIU's TLS options for the page servers (<see cref="TlsArgs"/>).</param>
+    public LazyDump(string address, IReadOnlyList<string> tlsArgs, CancellationToken ct)
     {
         Address = address;
+        ServerArgs = tlsArgs;
         _stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
     }
 
     public string Address { get; }
+
+    /// <summary>Added to each lazy dump's CRIU arguments.</summary>
+    public IReadOnlyList<string> ServerArgs { get; }
+
+    /// <summary>CRIU's own TLS (GnuTLS) for the page server connection, with this node's
+    /// [migration] certificate and CA: the page server requires a client certificate and both
+    /// ends accept only a peer the CA signed, as the migration listener does. The client (the
+    /// target's lazy-pages) also checks that the source's certificate names the address it
+    /// dials; the server does not check a name (it would compare the client's certificate with
+    /// its own address).</summary>
+    public static IReadOnlyList<string> TlsArgs(Config.MigrationSection m, bool server) =>
+    [
+        "--tls", "--tls-cacert", m.CaFile, "--tls-cert", m.CertFile, "--tls-key", m.KeyFile,
+        .. server ? (string[])["--tls-no-cn-verify"] : [],
+    ];
 
     /// <summary>Cancelled to kill the page servers.</summary>
     public CancellationToken Stopping => _stop.Token;

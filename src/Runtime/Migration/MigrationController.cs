@@ -120,7 +120,7 @@ public sealed partial class MigrationController(
             {
                 // The page servers listen only on the address the target reaches this node on.
                 var (host, port) = PeerClient.Split(m.TargetAddress);
-                lazy = new LazyDump(await LazyDump.LocalAddressTowardsAsync(host, port, ct), ct);
+                lazy = new LazyDump(await LazyDump.LocalAddressTowardsAsync(host, port, ct), LazyDump.TlsArgs(config.Migration, server: true), ct);
             }
 
             var pod = pods.Find(m.PodId) ?? throw Fail.NotFound($"pod sandbox {m.PodId} not found");
@@ -173,6 +173,7 @@ public sealed partial class MigrationController(
                 // The target runs the pod; its memory follows. The source stays frozen, and Commit
                 // waits for DONE, until every page server exited successfully: the target has it all.
                 running.Publish(Status(m));
+                Log.Paging(log, m.Id, m.PodId, m.TargetAddress, m.DowntimeMs, lazy.Servers.Count, lazy.Address);
                 if (await lazy.WaitAsync(ct) is { } why)
                     throw Fail.Unavailable($"the memory pages did not all reach the target: {why}");
                 m = Phase(m.Id, MigrationPhase.Done);
@@ -387,7 +388,7 @@ public sealed partial class MigrationController(
         plan = RestorePlan.WithLazyPages(plan);
         Files.AtomicFile.Write(file, System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(plan, Shim.Client.ShimJsonContext.Default.RestoreSpec), durable: false);
         var (host, port) = PeerClient.Split(pageServer);
-        var args = RestorePlan.LazyPagesArgs(plan, host, port);
+        IReadOnlyList<string> args = [.. RestorePlan.LazyPagesArgs(plan, host, port), .. LazyDump.TlsArgs(config.Migration, server: false)];
         var stop = _lazyPages.GetOrAdd(migrationId, _ => new CancellationTokenSource());
         var criu = cri.Criu;
         var done = await criu.StartReadyAsync(criu.Require(), args, LazyDump.ServeTimeout, args[4], stop.Token);
@@ -460,6 +461,9 @@ public sealed partial class MigrationController(
 
         [LoggerMessage(EventId = 1303, Level = LogLevel.Warning, Message = "migration {Id}: the target could not be told of the commit: {Reason}")]
         public static partial void TargetCommitFailed(ILogger logger, string id, string reason);
+
+        [LoggerMessage(EventId = 1306, Level = LogLevel.Information, Message = "migration {Id}: pod {PodId} runs on {Target} after {DowntimeMs} ms of downtime; its memory pages follow from {Servers} page servers on {Address}")]
+        public static partial void Paging(ILogger logger, string id, string podId, string target, long downtimeMs, int servers, string address);
 
         [LoggerMessage(EventId = 1305, Level = LogLevel.Information, Message = "migration {Id}: criu lazy-pages of container {ContainerId} exited {ExitCode} (killed: {Killed})")]
         public static partial void LazyPagesExited(ILogger logger, string id, string containerId, int exitCode, bool killed);

@@ -68,6 +68,10 @@ public partial class MigrationTests
         Assert.Empty(await PodsAsync(a));
         var now = await CountAsync(b.C, restored.Id);
         await WaitCountAsync(b.C, restored.Id, now + 2);
+        // The pages came over CRIU's page server (logged once the target ran the pod, before DONE),
+        // and the target's criu lazy-pages ended successfully, having injected them all.
+        Assert.Contains("memory pages follow from 1 page servers on 127.0.0.1", a.D.Output);
+        Assert.Matches(@"criu lazy-pages of container [0-9a-f]+ exited 0 \(killed: False\)", b.D.Output);
     }
 
     [Fact]
