@@ -11,9 +11,9 @@ namespace CriRuntime.Cri;
 public sealed partial class CriRuntimeService
 {
     private Criu? _criu;
-    /// <summary>Made on first use from [checkpoint] (no constructor change for an optional tool).</summary>
     /// <summary>The criu binary's runner, as configured now (migration's lazy-pages daemons use it too).</summary>
     internal Criu Criu => CriuTool;
+    /// <summary>Made on first use from [checkpoint] (no constructor change for an optional tool).</summary>
     private Criu CriuTool => _criu is { } c && ReferenceEquals(_criuSettings, InForce.Checkpoint) ? c : _criu = new Criu(_criuSettings = InForce.Checkpoint);
     private Config.CheckpointSection? _criuSettings;
 
@@ -114,8 +114,8 @@ public sealed partial class CriRuntimeService
             var hook = PostDumpHook.Start(scratch, () =>
             {
                 using var span = Telemetry.Tracing.Start("rootfs diff");
-                diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints);
-                postDumped.TrySetResult();
+                try { diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints); }
+                finally { postDumped.TrySetResult(); }
             });
             using var hookUntilReturn = lazy is null ? hook : null;
             var pageServer = lazy is null ? ((string, int)?)null : (lazy.Address, LazyDump.FreePort(lazy.Address));
@@ -143,7 +143,6 @@ public sealed partial class CriRuntimeService
                     if (result.ExitCode == 0) result = result with { ExitCode = -1, Output = "exited before serving the memory pages: " + result.Output };
                     throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump (lazy) failed (exit {result.ExitCode}){LogTail(scratch, result.Output)}");
                 }
-                hook.Finish();
                 result = new CriuResult(0, "", System.Diagnostics.Stopwatch.GetElapsedTime(started), TimedOut: false);
                 lazy.Add(new LazyDump.Server(c.Name, pageServer!.Value.Item2, serving, scratch));
             }
@@ -160,7 +159,8 @@ public sealed partial class CriRuntimeService
             try { streamer?.Finish(TimeSpan.FromSeconds(10)); }
             catch (IOException e) { streamFailure = e; }
             bool captured;
-            try { captured = lazy is not null ? diff is not null : hook.Finish(); }
+            // (Lazy: CRIU runs on, serving pages; this waits only for the hook's answer.)
+            try { captured = hook.Finish(); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw Fail.Unavailable($"checkpoint of container {c.Id}: reading its writable layer {upper} while it was frozen failed: {e.Message}", e);
