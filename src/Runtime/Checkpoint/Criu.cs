@@ -21,6 +21,7 @@ public sealed class Criu(CheckpointSection config)
 
     /// <summary>util-linux's setsid (Debian: essential).</summary>
     private const string Setsid = "/usr/bin/setsid";
+    private static readonly bool UseSetsid = File.Exists(Setsid);
 
     /// <summary>ROOT/checkpoints: one scratch directory per checkpoint in progress.</summary>
     public static string ScratchRoot(string root) => System.IO.Path.Combine(root, "checkpoints");
@@ -105,11 +106,36 @@ public sealed class Criu(CheckpointSection config)
     /// <paramref name="timeout"/> passes or <paramref name="ct"/> fires.</summary>
     public async Task<CriuResult> RunAsync(string bin, IReadOnlyList<string> args, TimeSpan timeout, string? workDir, CancellationToken ct)
     {
+        using var p = Start(bin, args, workDir);
+        var stdout = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
+        return await WaitAsync(p, stdout, timeout, ct);
+    }
+
+    /// <summary>Starts a criu that serves after it is ready (`criu lazy-pages`), with
+    /// <c>--status-fd 1</c> added: CRIU writes a NUL to its stdout and closes it once it listens.
+    /// Returns when it did, with the task of its exit (killed when <paramref name="timeout"/>
+    /// passes or <paramref name="ct"/> fires); FailedPrecondition with its output when it exited
+    /// before.</summary>
+    public async Task<Task<CriuResult>> StartReadyAsync(string bin, IReadOnlyList<string> args, TimeSpan timeout, string? workDir, CancellationToken ct)
+    {
+        var p = Start(bin, [.. args, "--status-fd", "1"], workDir);
+        var stdout = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
+        // The NUL, or the end of stdout (CRIU failed, or closed it without one).
+        var status = await stdout.WaitAsync(timeout, ct).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null, TaskScheduler.Default);
+        var exited = WaitAsync(p, stdout, timeout, ct).ContinueWith(t => { p.Dispose(); return t.Result; }, TaskScheduler.Default);
+        if (status is not null && status.Contains('\0', StringComparison.Ordinal) && !p.HasExited) return exited;
+        var result = await exited;
+        if (status is not null && status.Contains('\0', StringComparison.Ordinal) && result.ExitCode == 0) return Task.FromResult(result);
+        throw Fail.FailedPrecondition($"criu {args[0]} did not get ready (exit {result.ExitCode}{(result.TimedOut ? ", timed out" : "")}): {result.Output.Trim()}");
+    }
+
+    private Process Start(string bin, IReadOnlyList<string> args, string? workDir)
+    {
         // In a process group of its own (setsid(1) execs criu with the same pid): a timeout kills
         // the group, which takes every process criu forked, also one forked after the kill looked
         // for criu's children. Seen here: a kernel-probe child of a criu killed 70 ms in was left
         // stopped (state T) for good, holding criu's output pipes.
-        var setsid = File.Exists(Setsid) ? Setsid : null;
+        var setsid = UseSetsid ? Setsid : null;
         var psi = new ProcessStartInfo(setsid ?? bin)
         {
             RedirectStandardOutput = true,
@@ -125,9 +151,13 @@ public sealed class Criu(CheckpointSection config)
             var eq = e.IndexOf('=');
             psi.Environment[e[..eq]] = e[(eq + 1)..];
         }
-        using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {bin}");
+        var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {bin}");
         p.StandardInput.Close();
-        var stdout = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
+        return p;
+    }
+
+    private static async Task<CriuResult> WaitAsync(Process p, Task<string> stdout, TimeSpan timeout, CancellationToken ct)
+    {
         var stderr = p.StandardError.ReadToEndAsync(CancellationToken.None);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(timeout);
@@ -138,7 +168,7 @@ public sealed class Criu(CheckpointSection config)
         }
         catch (OperationCanceledException)
         {
-            if (setsid is not null) Interop.Libc.Kill(-p.Id, Interop.Libc.SIGKILL);
+            if (UseSetsid) Interop.Libc.Kill(-p.Id, Interop.Libc.SIGKILL);
             try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
             await p.WaitForExitAsync(CancellationToken.None);
             return new CriuResult(-1, await OutputAsync(p, stdout, stderr), sw.Elapsed, TimedOut: true);

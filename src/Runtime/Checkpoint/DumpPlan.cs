@@ -32,9 +32,12 @@ public static class DumpPlan
     /// <paramref name="imagesDir"/> (`--stream`), which CRIU names by joining the two, so the
     /// directory is given relative to <paramref name="workDir"/> (CRIU's working directory):
     /// a socket address holds 107 bytes.</param>
+    /// <param name="pageServer">a lazy migration's dump (`--lazy-pages`): the memory pages are not
+    /// written into the images; after post-dump CRIU serves them on this address and port (plain
+    /// TCP) to the target's `criu lazy-pages`, and exits once it has fetched them all.</param>
     public static IReadOnlyList<string> Args(int pid, string imagesDir, string workDir, string rootfs, Spec spec,
         IReadOnlyList<MountInfo> mounts, Func<string, ulong?> nsInode, string? freezerDir = null, string? actionScript = null,
-        bool stream = false)
+        bool stream = false, (string Address, int Port)? pageServer = null)
     {
         if (stream) imagesDir = Path.GetRelativePath(workDir, imagesDir);
         var args = new List<string>
@@ -48,6 +51,8 @@ public static class DumpPlan
             "--manage-cgroups",
         };
         if (stream) args.Add("--stream");
+        if (pageServer is { } ps)
+            args.AddRange(["--lazy-pages", "--address", ps.Address, "--port", ps.Port.ToString(CultureInfo.InvariantCulture)]);
         if (freezerDir is not null) args.AddRange(["--freeze-cgroup", freezerDir]);
         if (actionScript is not null) args.AddRange(["--action-script", actionScript]);
         if (spec.Process?.Terminal == true) args.Add("--shell-job");

@@ -86,6 +86,29 @@ public static partial class RestorePlan
         };
     }
 
+    /// <summary>The restore of a lazy migration: <paramref name="plan"/> with `--lazy-pages`, so CRIU
+    /// restores the tasks without their memory and hands their userfaultfds to the `criu
+    /// lazy-pages` daemon listening in the same work directory (<see cref="LazyPagesArgs"/>).</summary>
+    public static RestoreSpec WithLazyPages(RestoreSpec plan) =>
+        plan.Args.Contains("--lazy-pages") ? plan : plan with { Args = [.. plan.Args, "--lazy-pages"] };
+
+    /// <summary>`criu lazy-pages` for the restore <paramref name="plan"/>: the same images and work
+    /// directory (its socket, lazy-pages.socket, is found there by the restore), pages pulled from
+    /// the source's page server at <paramref name="host"/>:<paramref name="port"/>.</summary>
+    public static IReadOnlyList<string> LazyPagesArgs(RestoreSpec plan, string host, int port)
+    {
+        string Arg(string name)
+        {
+            var i = plan.Args.ToList().IndexOf(name);
+            return i >= 0 && i + 1 < plan.Args.Count ? plan.Args[i + 1] : throw new InvalidDataException($"restore.json: no {name}");
+        }
+        return
+        [
+            "lazy-pages", "--images-dir", Arg("--images-dir"), "--work-dir", Arg("--work-dir"), "--log-file", "lazy-pages.log", "-v4",
+            "--page-server", "--address", host, "--port", port.ToString(CultureInfo.InvariantCulture),
+        ];
+    }
+
     /// <summary>The named (controller-less) v1 hierarchies a process is in, from /proc/PID/cgroup
     /// ("1:name=systemd:/user.slice"): name → path.</summary>
     public static IReadOnlyDictionary<string, string> NamedHierarchies(string procCgroup)

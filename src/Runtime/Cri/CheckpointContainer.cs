@@ -11,6 +11,8 @@ namespace CriRuntime.Cri;
 public sealed partial class CriRuntimeService
 {
     private Criu? _criu;
+    /// <summary>The criu binary's runner, as configured now (migration's lazy-pages daemons use it too).</summary>
+    internal Criu Criu => CriuTool;
     /// <summary>Made on first use from [checkpoint] (no constructor change for an optional tool).</summary>
     private Criu CriuTool => _criu is { } c && ReferenceEquals(_criuSettings, InForce.Checkpoint) ? c : _criu = new Criu(_criuSettings = InForce.Checkpoint);
     private Config.CheckpointSection? _criuSettings;
@@ -75,8 +77,11 @@ public sealed partial class CriRuntimeService
     /// <paramref name="streamInto"/>: the archive's final name when it is known before the dump
     /// (CheckpointContainer): CRIU then streams its images straight into the archive's temporary
     /// file (<see cref="ImageStreamer"/>), which <see cref="WriteArchive"/> completes; there is no
-    /// copy of the images.</summary>
-    private async Task<DumpedContainer> DumpAsync(DumpTarget t, string? freezerDir, TimeSpan timeout, CancellationToken ct, string? streamInto = null)
+    /// copy of the images. <paramref name="lazy"/>: a lazy migration's dump (no memory pages in
+    /// the images): this returns once CRIU's post-dump ran, with CRIU still serving the pages
+    /// (registered in <paramref name="lazy"/>; the scratch directory goes when it exits).</summary>
+    private async Task<DumpedContainer> DumpAsync(DumpTarget t, string? freezerDir, TimeSpan timeout, CancellationToken ct, string? streamInto = null,
+        LazyDump? lazy = null)
     {
         var (c, pid, specBytes, spec) = (t.Container, t.Pid, t.SpecBytes, t.Spec);
         var criu = CriuTool.Require();
@@ -84,6 +89,7 @@ public sealed partial class CriRuntimeService
         var images = Path.Combine(scratch, CheckpointArchive.CheckpointDirectory);
         Directory.CreateDirectory(images);
         var ok = false;
+        Task<CriuResult>? serving = null;
         ArchiveWriter? archive = null;
         try
         {
@@ -103,17 +109,44 @@ public sealed partial class CriRuntimeService
             // Mount points the shim made in the writable layer for the spec's mounts are not the container's changes.
             var mountPoints = new HashSet<string>((spec.Mounts ?? []).Select(m => "/" + m.Destination.Trim('/')), StringComparer.Ordinal);
             CheckpointArchive.RootfsDiff? diff = null;
-            using var hook = PostDumpHook.Start(scratch, () =>
+            var postDumped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            // A lazy dump's hook lives as long as its CRIU (which may still be reading the answer).
+            var hook = PostDumpHook.Start(scratch, () =>
             {
                 using var span = Telemetry.Tracing.Start("rootfs diff");
-                diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints);
+                try { diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints); }
+                finally { postDumped.TrySetResult(); }
             });
+            using var hookUntilReturn = lazy is null ? hook : null;
+            var pageServer = lazy is null ? ((string, int)?)null : (lazy.Address, LazyDump.FreePort(lazy.Address));
             var args = DumpPlan.Args(pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(pid, kind), freezerDir, hook.ScriptPath,
-                stream: streamer is not null);
+                stream: streamer is not null, pageServer: pageServer);
+            if (lazy is not null) args = [.. args, .. lazy.ServerArgs];
             // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
             var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget ?? "")] };
             var checkpointedAt = _clock.GetUtcNow();
             CriuResult result;
+            if (lazy is not null)
+            {
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
+                var run = CriuTool.RunAsync(criu, args, LazyDump.ServeTimeout, scratch, lazy.Stopping);
+                serving = run.ContinueWith(r => { hook.Dispose(); return r.Result; }, TaskScheduler.Default);
+                try { await Task.WhenAny(postDumped.Task, run).WaitAsync(timeout, ct); }
+                catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+                {
+                    await lazy.StopAsync();
+                    throw Fail.DeadlineExceeded($"checkpoint of container {c.Id}: criu dump (lazy) did not reach post-dump within {Config.Duration.Format(timeout)} and was killed");
+                }
+                if (run.IsCompleted)
+                {
+                    result = await run;
+                    if (result.ExitCode == 0) result = result with { ExitCode = -1, Output = "exited before serving the memory pages: " + result.Output };
+                    throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump (lazy) failed (exit {result.ExitCode}){LogTail(scratch, result.Output)}");
+                }
+                result = new CriuResult(0, "", System.Diagnostics.Stopwatch.GetElapsedTime(started), TimedOut: false);
+                lazy.Add(new LazyDump.Server(c.Name, pageServer!.Value.Item2, serving, scratch));
+            }
+            else
             using (var span = Telemetry.Tracing.Start("criu dump"))
             {
                 span?.SetTag("container.id", c.Id);
@@ -126,6 +159,7 @@ public sealed partial class CriRuntimeService
             try { streamer?.Finish(TimeSpan.FromSeconds(10)); }
             catch (IOException e) { streamFailure = e; }
             bool captured;
+            // (Lazy: CRIU runs on, serving pages; this waits only for the hook's answer.)
             try { captured = hook.Finish(); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
@@ -153,13 +187,18 @@ public sealed partial class CriRuntimeService
                 new StatusDump { Id = c.Id, State = "running", Pid = pid, CreatedAt = c.CreatedAtNanos, StartedAt = c.StartedAtNanos },
                 images, c.LogPath, Path.Combine(scratch, "dump.log"), stdio, diff, Path.Combine(scratch, CheckpointArchive.StatsDumpFile));
             ok = true;
-            return new DumpedContainer(c, scratch, parts, result.Elapsed, archive);
+            return new DumpedContainer(c, scratch, parts, result.Elapsed, archive, serving);
         }
         finally
         {
             if (!ok)
             {
                 archive?.Dispose();
+                if (serving is not null)
+                {
+                    await lazy!.StopAsync();
+                    await serving.ContinueWith(_ => { }, TaskScheduler.Default);
+                }
                 DiscardScratch(scratch);
             }
         }
@@ -177,7 +216,9 @@ public sealed partial class CriRuntimeService
     private void DiscardDump(DumpedContainer d)
     {
         d.Archive?.Dispose();
-        DiscardScratch(d.Scratch);
+        // A lazy dump's CRIU still serves pages from there (its log): removed when it exits.
+        if (d.Serving is { IsCompleted: false } serving) _ = serving.ContinueWith(_ => DiscardScratch(d.Scratch), TaskScheduler.Default);
+        else DiscardScratch(d.Scratch);
     }
 
     private void DiscardScratch(string scratch)
@@ -221,6 +262,7 @@ public sealed partial class CriRuntimeService
 internal sealed record DumpTarget(ContainerRecord Container, int Pid, byte[] SpecBytes, Spec Spec);
 
 /// <summary>A container CRIU dumped into <see cref="Scratch"/>: what its archive is written from.
-/// <see cref="Archive"/>: the archive CRIU's images were streamed into, not committed yet.</summary>
+/// <see cref="Archive"/>: the archive CRIU's images were streamed into, not committed yet.
+/// <see cref="Serving"/>: a lazy dump's CRIU, serving the memory pages until it exits.</summary>
 internal sealed record DumpedContainer(ContainerRecord Container, string Scratch, CheckpointArchive.Parts Parts, TimeSpan CriuTime,
-    ArchiveWriter? Archive = null);
+    ArchiveWriter? Archive = null, Task<CriuResult>? Serving = null);

@@ -59,9 +59,10 @@ public sealed partial class CriRuntimeService
     /// as one, dumped, and thawed (CheckpointPod), or, with <paramref name="leaveFrozen"/>, left
     /// frozen once every dump succeeded (a migration's source: it thaws them on Abort or failure,
     /// and owns the record of the freeze from then on). Returns the time frozen until the dumps
-    /// were done.</summary>
+    /// were done. <paramref name="lazy"/> (a lazy migration, with <paramref name="leaveFrozen"/>):
+    /// the dumps leave the memory pages out and each CRIU serves them afterwards.</summary>
     internal async Task<TimeSpan> CheckpointPodIntoAsync(PodSandboxRecord pod, IReadOnlyList<ContainerRecord> selected, string output,
-        TimeSpan timeout, bool leaveFrozen, CancellationToken callToken)
+        TimeSpan timeout, bool leaveFrozen, CancellationToken callToken, LazyDump? lazy = null)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(callToken);
         deadline.CancelAfter(timeout);
@@ -84,7 +85,7 @@ public sealed partial class CriRuntimeService
             try
             {
                 dumps = await PodCheckpointerTool.DumpFrozenAsync(members,
-                    (i, ct) => DumpAsync(targets[i], DumpPlan.FreezerDir(layout, members[i].CgroupPath), timeout, ct),
+                    (i, ct) => DumpAsync(targets[i], DumpPlan.FreezerDir(layout, members[i].CgroupPath), timeout, ct, lazy: lazy),
                     DiscardDump, deadline.Token, t => frozen = t, leaveFrozen);
             }
             catch (OperationCanceledException) when (deadline.IsCancellationRequested)

@@ -27,6 +27,8 @@ public sealed partial class MigrationController(
 {
     private readonly PeerTls? _tls = PeerTls.Load(config.Migration);
     private readonly ConcurrentDictionary<string, Running> _running = new(StringComparer.Ordinal);
+    /// <summary>Target: the `criu lazy-pages` daemons of a migration, killed by cancelling.</summary>
+    private readonly ConcurrentDictionary<string, CancellationTokenSource> _lazyPages = new(StringComparer.Ordinal);
 
     public MigrationStore Store => store;
     public CriRuntimeService Cri => cri;
@@ -109,10 +111,17 @@ public sealed partial class MigrationController(
     {
         using var peer = Peer(m.TargetAddress);
         var askedToRestore = false;
+        LazyDump? lazy = null;
         try
         {
             // Before any downtime: the target must have prepared this migration.
             await peer.CheckAsync(m.Id, ct);
+            if (m.Mode == "lazy")
+            {
+                // The page servers listen only on the address the target reaches this node on.
+                var (host, port) = PeerClient.Split(m.TargetAddress);
+                lazy = new LazyDump(await LazyDump.LocalAddressTowardsAsync(host, port, ct), LazyDump.TlsArgs(config.Migration, server: true), ct);
+            }
 
             var pod = pods.Find(m.PodId) ?? throw Fail.NotFound($"pod sandbox {m.PodId} not found");
             if (pod.State != PodState.Ready) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is not ready");
@@ -125,7 +134,7 @@ public sealed partial class MigrationController(
             store.DiscardCheckpoint(m.Id);
             Directory.CreateDirectory(dir);
             var frozenAt = Stopwatch.GetTimestamp();
-            await cri.CheckpointPodIntoAsync(pod, selected, dir, config.Checkpoint.DumpTimeout, leaveFrozen: true, ct);
+            await cri.CheckpointPodIntoAsync(pod, selected, dir, config.Checkpoint.DumpTimeout, leaveFrozen: true, ct, lazy);
             var dumpMs = (long)Stopwatch.GetElapsedTime(frozenAt).TotalMilliseconds;
             Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateAfterDump);
 
@@ -150,23 +159,42 @@ public sealed partial class MigrationController(
 
             askedToRestore = true;
             var restoreAt = Stopwatch.GetTimestamp();
-            var restored = await peer.RestoreAsync(m.Id, ct);
+            var restored = await peer.RestoreAsync(m.Id, PageServers(lazy), ct);
             var now = Stopwatch.GetTimestamp();
             Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateAfterRestore);
-            m = Phase(m.Id, MigrationPhase.Done, r => r with
+            m = Phase(m.Id, lazy is null ? MigrationPhase.Done : MigrationPhase.Paging, r => r with
             {
                 TargetPodId = restored.PodSandboxId,
                 RestoreMs = (long)Stopwatch.GetElapsedTime(restoreAt, now).TotalMilliseconds,
                 DowntimeMs = (long)Stopwatch.GetElapsedTime(frozenAt, now).TotalMilliseconds,
             });
+            if (lazy is not null)
+            {
+                // The target runs the pod; its memory follows. The source stays frozen, and Commit
+                // waits for DONE, until every page server exited successfully: the target has it all.
+                running.Publish(Status(m));
+                Log.Paging(log, m.Id, m.PodId, m.TargetAddress, m.DowntimeMs, lazy.Servers.Count, lazy.Address);
+                if (await lazy.WaitAsync(ct) is { } why)
+                    throw Fail.Unavailable($"the memory pages did not all reach the target: {why}");
+                m = Phase(m.Id, MigrationPhase.Done);
+            }
             store.DiscardCheckpoint(m.Id);
             Log.Done(log, m.Id, m.PodId, m.TargetAddress, m.DowntimeMs, m.BytesSent);
         }
-        catch (Exception e) when (e is CriException or OperationCanceledException or HttpRequestException or IOException)
+        catch (Exception e) when (e is CriException or OperationCanceledException or HttpRequestException or IOException or System.Net.Sockets.SocketException)
         {
+            // Page servers still serving hold the tasks seized: gone before anything is thawed.
+            if (lazy is not null) await lazy.StopAsync();
             throw await FailSourceAsync(m.Id, peer, askedToRestore, e);
         }
+        finally
+        {
+            lazy?.Dispose();
+        }
     }
+
+    private static IEnumerable<PageServer> PageServers(LazyDump? lazy) =>
+        lazy?.Servers.Select(s => new PageServer { ContainerName = s.ContainerName, Address = $"{(lazy.Address.Contains(':') ? $"[{lazy.Address}]" : lazy.Address)}:{s.Port}" }) ?? [];
 
     /// <summary>A source left TRANSFERRED (its daemon restarted after asking the target to restore,
     /// before recording the answer): the target is asked again. Restore is idempotent, so a target
@@ -179,6 +207,12 @@ public sealed partial class MigrationController(
     private async Task ResolveTransferredAsync(MigrationRecord m, Running running, CancellationToken ct)
     {
         using var peer = Peer(m.TargetAddress);
+        // A lazy migration's page servers died with the daemon: whatever the target restored can
+        // never get the rest of its memory, so it is removed and the source thawed (frozen still
+        // when the target cannot be told).
+        if (m.Mode == "lazy")
+            throw await FailSourceAsync(m.Id, peer, askedToRestore: true,
+                new CriException(ErrorKind.Aborted, "the daemon restarted while the target restored the pod lazily: its memory pages cannot reach it any more"));
         PeerResponse restored;
         try
         {
@@ -313,7 +347,7 @@ public sealed partial class MigrationController(
             {
                 // Frozen by this migration (or maybe running on the target: TRANSFERRED, DONE): the
                 // target must remove its copy before the source may run again.
-                if (m.FrozenCgroups.Count > 0 || m.Phase is MigrationPhase.Transferred or MigrationPhase.Done)
+                if (m.FrozenCgroups.Count > 0 || m.Phase is MigrationPhase.Transferred or MigrationPhase.Paging or MigrationPhase.Done)
                     throw Fail.Unavailable($"target {m.TargetAddress}: {e.Message}; the source pod stays as it is: Abort again", e);
                 // The source runs the pod (a migration that failed and thawed it): the target holds at
                 // most a pod it never started, which its own Abort or restart removes.
@@ -333,9 +367,38 @@ public sealed partial class MigrationController(
     /// whatever was restored into it are removed.</summary>
     public async Task<MigrationRecord> RemoveTargetAsync(MigrationRecord m, CancellationToken ct)
     {
+        StopLazyPages(m.Id);
         if (m.PodId.Length > 0) await podCtl.RemoveAsync(m.PodId, ct);
         store.DiscardCheckpoint(m.Id);
         return Phase(m.Id, MigrationPhase.Aborted);
+    }
+
+    /// <summary>Target of a lazy migration, between the restored container's create and its start:
+    /// its restore (bundle/restore.json) gets `--lazy-pages`, and `criu lazy-pages` is started in
+    /// the restore's work directory, pulling the pages from the source's page server at
+    /// <paramref name="pageServer"/>; returns once it listens for the restore. It exits when it
+    /// has injected every page (the source's dump exits then too), or is killed by
+    /// <see cref="StopLazyPages"/>.</summary>
+    public async Task StartLazyPagesAsync(string migrationId, string containerId, string pageServer)
+    {
+        var c = containers.Find(containerId) ?? throw Fail.NotFound($"container {containerId} not found");
+        var file = Path.Combine(c.BundleDir, Shim.Client.RestoreSpec.FileName);
+        var plan = System.Text.Json.JsonSerializer.Deserialize(File.ReadAllBytes(file), Shim.Client.ShimJsonContext.Default.RestoreSpec)
+            ?? throw new InvalidDataException($"{file}: empty");
+        plan = RestorePlan.WithLazyPages(plan);
+        Files.AtomicFile.Write(file, System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(plan, Shim.Client.ShimJsonContext.Default.RestoreSpec), durable: false);
+        var (host, port) = PeerClient.Split(pageServer);
+        IReadOnlyList<string> args = [.. RestorePlan.LazyPagesArgs(plan, host, port), .. LazyDump.TlsArgs(config.Migration, server: false)];
+        var stop = _lazyPages.GetOrAdd(migrationId, _ => new CancellationTokenSource());
+        var criu = cri.Criu;
+        var done = await criu.StartReadyAsync(criu.Require(), args, LazyDump.ServeTimeout, args[4], stop.Token);
+        _ = done.ContinueWith(t => Log.LazyPagesExited(log, migrationId, containerId, t.Result.ExitCode, t.Result.TimedOut), TaskScheduler.Default);
+    }
+
+    /// <summary>Kills the migration's `criu lazy-pages` daemons still running (target).</summary>
+    public void StopLazyPages(string migrationId)
+    {
+        if (_lazyPages.TryRemove(migrationId, out var stop)) stop.Cancel();
     }
 
     /// <summary>At start, before serving: a source migration that did not finish is thawed (its pod
@@ -351,6 +414,18 @@ public sealed partial class MigrationController(
                 store.DiscardCheckpoint(m.Id);
                 Phase(m.Id, MigrationPhase.Failed, r => r with { Error = $"the daemon restarted in phase {m.Phase}; the source pod was thawed", FrozenCgroups = [] });
                 Log.Recovered(log, m.Id, "thawed the source pod");
+            }
+            else if (m.Side == MigrationSide.Source && m.Phase == MigrationPhase.Paging)
+            {
+                // The page servers died with the daemon (Criu.RemoveLeftovers killed any left): the
+                // target's copy can never get the rest of its memory. The source keeps the pod frozen
+                // (the target may run its copy until told): Abort removes that copy, then thaws it.
+                Phase(m.Id, MigrationPhase.Failed, r => r with
+                {
+                    Error = "the daemon restarted while the target was still pulling the pod's memory pages; the source pod stays frozen: Abort (removes the target's copy, then thaws it here)",
+                    FailedKind = ErrorKind.Aborted,
+                });
+                Log.Recovered(log, m.Id, "lazy pages cut short: the source stays frozen until Abort");
             }
             else if (m.Side == MigrationSide.Source && m.Phase == MigrationPhase.Transferred)
             {
@@ -386,6 +461,12 @@ public sealed partial class MigrationController(
 
         [LoggerMessage(EventId = 1303, Level = LogLevel.Warning, Message = "migration {Id}: the target could not be told of the commit: {Reason}")]
         public static partial void TargetCommitFailed(ILogger logger, string id, string reason);
+
+        [LoggerMessage(EventId = 1306, Level = LogLevel.Information, Message = "migration {Id}: pod {PodId} runs on {Target} after {DowntimeMs} ms of downtime; its memory pages follow from {Servers} page servers on {Address}")]
+        public static partial void Paging(ILogger logger, string id, string podId, string target, long downtimeMs, int servers, string address);
+
+        [LoggerMessage(EventId = 1305, Level = LogLevel.Information, Message = "migration {Id}: criu lazy-pages of container {ContainerId} exited {ExitCode} (killed: {Killed})")]
+        public static partial void LazyPagesExited(ILogger logger, string id, string containerId, int exitCode, bool killed);
 
         [LoggerMessage(EventId = 1304, Level = LogLevel.Information, Message = "migration {Id}, left by the previous daemon: {What}")]
         public static partial void Recovered(ILogger logger, string id, string what);

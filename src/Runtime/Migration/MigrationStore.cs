@@ -13,14 +13,14 @@ public static class MigrationPhase
 {
     // Source.
     public const string Freezing = "FREEZING", Transferring = "TRANSFERRING", Transferred = "TRANSFERRED",
-        Done = "DONE", Failed = "FAILED";
+        Paging = "PAGING", Done = "DONE", Failed = "FAILED";
     // Target.
     public const string Prepared = "PREPARED", Receiving = "RECEIVING", Received = "RECEIVED", Started = "STARTED";
     // Both.
     public const string Committed = "COMMITTED", Aborted = "ABORTED";
 
     /// <summary>Source phases in which the pod's containers may be frozen by this migration.</summary>
-    public static bool SourceMayBeFrozen(string phase) => phase is Freezing or Transferring or Transferred or Done or Failed;
+    public static bool SourceMayBeFrozen(string phase) => phase is Freezing or Transferring or Transferred or Paging or Done or Failed;
 
     /// <summary>Target phases before its containers were started: what a restart or Abort removes.</summary>
     public static bool TargetNotStarted(string phase) => phase is Prepared or Receiving or Received;

@@ -44,8 +44,19 @@ public sealed class PeerClient : IDisposable
             && port is > 0 and <= 65535 && Uri.CheckHostName(address[..colon].Trim('[', ']')) != UriHostNameType.Unknown;
     }
 
+    /// <summary>HOST and PORT of an address <see cref="IsAddress"/> accepted (brackets of an IPv6 host removed).</summary>
+    public static (string Host, int Port) Split(string address)
+    {
+        var colon = address.LastIndexOf(':');
+        return (address[..colon].Trim('[', ']'), int.Parse(address.AsSpan(colon + 1), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     public Task<PeerResponse> CheckAsync(string id, CancellationToken ct) => Call(() => _client.CheckAsync(new PeerRequest { MigrationId = id }, cancellationToken: ct).ResponseAsync);
-    public Task<PeerResponse> RestoreAsync(string id, CancellationToken ct) => Call(() => _client.RestoreAsync(new PeerRequest { MigrationId = id }, cancellationToken: ct).ResponseAsync);
+    public Task<PeerResponse> RestoreAsync(string id, CancellationToken ct) => RestoreAsync(id, [], ct);
+
+    /// <summary>Restore; <paramref name="pageServers"/> (lazy): where the target pulls each container's memory pages.</summary>
+    public Task<PeerResponse> RestoreAsync(string id, IEnumerable<PageServer> pageServers, CancellationToken ct) =>
+        Call(() => _client.RestoreAsync(new PeerRequest { MigrationId = id, PageServers = { pageServers } }, cancellationToken: ct).ResponseAsync);
     public Task<PeerResponse> CommitAsync(string id, CancellationToken ct) => Call(() => _client.CommitAsync(new PeerRequest { MigrationId = id }, cancellationToken: ct).ResponseAsync);
     public Task<PeerResponse> AbortAsync(string id, CancellationToken ct) => Call(() => _client.AbortAsync(new PeerRequest { MigrationId = id }, cancellationToken: ct).ResponseAsync);
 

@@ -89,4 +89,15 @@ public class DumpPlanTests
         Assert.Contains("--shell-job", args);
         Assert.Contains("pid[99]:extRootPidNS", args);
     }
+
+    [Fact]
+    public void Args_ForALazyDump_LeaveThePagesOut_AndServeThemOnTheGivenAddressAndPort()
+    {
+        var args = DumpPlan.Args(1, "/img", "/work", "/rootfs", SpecWith(), [], _ => null, pageServer: ("10.0.0.5", 40123));
+
+        Assert.Contains("--lazy-pages", args);
+        Assert.Equal("10.0.0.5", args[args.ToList().IndexOf("--address") + 1]);
+        Assert.Equal("40123", args[args.ToList().IndexOf("--port") + 1]);
+        Assert.DoesNotContain("--lazy-pages", DumpPlan.Args(1, "/img", "/work", "/rootfs", SpecWith(), [], _ => null));
+    }
 }

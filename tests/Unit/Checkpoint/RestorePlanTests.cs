@@ -194,4 +194,23 @@ public sealed class RestorePlanTests : IDisposable
         // /data is a symlink out of the root: nothing is made through it.
         Assert.Empty(Directory.GetFileSystemEntries(outside));
     }
+
+    [Fact]
+    public void WithLazyPages_AddsLazyPagesOnce_AndTheLazyPagesDaemonSharesTheRestoresImagesAndWorkDirectory()
+    {
+        var plan = RestorePlan.Build("criu", [], Source(), _dir, "/r", NewSpec, "/c");
+
+        var lazy = RestorePlan.WithLazyPages(RestorePlan.WithLazyPages(plan));
+        var daemon = RestorePlan.LazyPagesArgs(lazy, "10.0.0.5", 40123);
+
+        Assert.Single(lazy.Args, a => a == "--lazy-pages");
+        Assert.DoesNotContain("--lazy-pages", plan.Args);
+        Assert.Equal("lazy-pages", daemon[0]);
+        // Its socket (lazy-pages.socket) is found by the restore in the shared work directory.
+        Assert.Equal(After(plan.Args, "--work-dir"), After(daemon, "--work-dir"));
+        Assert.Equal(After(plan.Args, "--images-dir"), After(daemon, "--images-dir"));
+        Assert.Contains("--page-server", daemon);
+        Assert.Equal("10.0.0.5", After(daemon, "--address"));
+        Assert.Equal("40123", After(daemon, "--port"));
+    }
 }

@@ -85,10 +85,10 @@ public partial class MigrationTests(RegistryWithImages fixture)
         return File.ReadAllText(Path.Combine(dir, "freezer.state")).Trim();
     }
 
-    private static async Task<List<MigrationStatus>> MigrateAsync(MigrationNode source, string migrationId, string podId, string to)
+    private static async Task<List<MigrationStatus>> MigrateAsync(MigrationNode source, string migrationId, string podId, string to, string mode = "")
     {
         var seen = new List<MigrationStatus>();
-        using var call = source.Migration.Migrate(new MigrateRequest { MigrationId = migrationId, PodSandboxId = podId, TargetAddress = to });
+        using var call = source.Migration.Migrate(new MigrateRequest { MigrationId = migrationId, PodSandboxId = podId, TargetAddress = to, Mode = mode });
         await foreach (var s in call.ResponseStream.ReadAllAsync()) seen.Add(s);
         return seen;
     }
@@ -232,14 +232,6 @@ public partial class MigrationTests(RegistryWithImages fixture)
         var onSocket = await Assert.ThrowsAsync<RpcException>(async () =>
             await new MigrationPeer.MigrationPeerClient(b.C.Invoker).CheckAsync(new PeerRequest { MigrationId = "m-unprepared" }));
         Assert.Equal(StatusCode.PermissionDenied, onSocket.StatusCode);
-        // Lazy is not built yet: said so before anything happens.
-        var lazy = await Assert.ThrowsAsync<RpcException>(async () =>
-        {
-            using var call = a.Migration.Migrate(new MigrateRequest { MigrationId = "m-lazy", PodSandboxId = source.PodId, TargetAddress = b.Address, Mode = "lazy" });
-            await call.ResponseStream.MoveNext();
-        });
-        Assert.Equal(StatusCode.Unimplemented, lazy.StatusCode);
-        Assert.Equal("THAWED", FreezerState(a, source.ContainerId));
     }
 
     /// <summary>kill -9 of the source daemon once the pod is dumped and left frozen (fault point

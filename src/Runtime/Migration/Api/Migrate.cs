@@ -22,7 +22,6 @@ public sealed partial class MigrationService
         if (!PeerClient.IsAddress(request.TargetAddress)) throw Fail.InvalidArgument($"target_address: '{request.TargetAddress}' is not HOST:PORT");
         var mode = request.Mode.Length == 0 ? "cold" : request.Mode;
         if (!Modes.Contains(mode)) throw Fail.InvalidArgument($"mode: '{request.Mode}' is not one of {string.Join(", ", Modes)}");
-        if (mode == "lazy") throw new CriException(ErrorKind.Unimplemented, "mode: lazy (post-copy) migration is not built yet; use cold");
         PeerTls.Required(ctl.Tls);
 
         MigrationController.Running? running;
@@ -45,6 +44,8 @@ public sealed partial class MigrationService
                 var pod = ctl.Pods.Get(request.PodSandboxId);
                 if (Store.All.FirstOrDefault(o => o.Side == MigrationSide.Source && o.PodId == pod.Id && o.Phase is not (MigrationPhase.Failed or MigrationPhase.Aborted)) is { } other)
                     throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is already being migrated (migration {other.Id}, {other.Phase})");
+                // Before anything is recorded or frozen: a host that cannot run CRIU's lazy dump says so now.
+                if (mode == "lazy") LazyPages.Require();
                 m = new MigrationRecord
                 {
                     Id = id, Side = MigrationSide.Source, Phase = MigrationPhase.Freezing, PodId = pod.Id, CreatedAt = ctl.Now,

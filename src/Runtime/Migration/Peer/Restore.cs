@@ -29,6 +29,7 @@ public sealed partial class MigrationPeerService
             catch (InvalidDataException e) { throw Fail.InvalidArgument($"the pod checkpoint received: {e.Message}"); }
             var configs = m.ContainerConfigs.Select(ContainerConfig.Parser.ParseFrom).ToList();
             var byName = CriRuntimeService.MatchContainerConfigs(podDump, configs);
+            var pageServers = PageServers(request, podDump);
             var podConfig = PodSandboxConfig.Parser.ParseFrom(m.PodConfig);
             var created = new List<RestoredContainer>();
             var ok = false;
@@ -37,11 +38,16 @@ public sealed partial class MigrationPeerService
                 await ctl.Cri.CreateRestoredContainersAsync(m.PodId, podConfig, dir, podDump, byName, created, context);
                 Testing.FaultPoints.Crash(Testing.FaultPoints.RestoreBeforeStart);
                 foreach (var c in created)
+                {
+                    // Lazy: restored without its memory, which criu lazy-pages pulls from the source.
+                    if (pageServers.TryGetValue(c.Name, out var pageServer)) await ctl.StartLazyPagesAsync(m.Id, c.ContainerId, pageServer);
                     await ctl.Cri.StartContainer(new StartContainerRequest { ContainerId = c.ContainerId }, context);
+                }
                 ok = true;
             }
             finally
             {
+                if (!ok) ctl.StopLazyPages(m.Id);
                 if (!ok)
                     foreach (var c in created)
                         await ctl.Cri.RemoveContainer(new RemoveContainerRequest { ContainerId = c.ContainerId }, context);
@@ -51,5 +57,20 @@ public sealed partial class MigrationPeerService
             Testing.FaultPoints.Crash(Testing.FaultPoints.RestoreAfterStart);
             return new PeerResponse { PodSandboxId = m.PodId, Bytes = m.BytesReceived };
         }
+    }
+
+    /// <summary>A lazy restore's page server per container name: none (cold), or one for every
+    /// checkpointed container, each HOST:PORT.</summary>
+    private static Dictionary<string, string> PageServers(PeerRequest request, PodDump podDump)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var p in request.PageServers)
+        {
+            if (!PeerClient.IsAddress(p.Address)) throw Fail.InvalidArgument($"page_servers: '{p.Address}' is not HOST:PORT");
+            if (!result.TryAdd(p.ContainerName, p.Address)) throw Fail.InvalidArgument($"page_servers: container {p.ContainerName} named twice");
+        }
+        if (result.Count > 0 && podDump.Containers.FirstOrDefault(c => !result.ContainsKey(c.Name)) is { } missing)
+            throw Fail.InvalidArgument($"page_servers: none for container {missing.Name} of the pod checkpoint");
+        return result;
     }
 }
