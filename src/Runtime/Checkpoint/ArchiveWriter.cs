@@ -82,6 +82,7 @@ internal sealed class ArchiveWriter : IDisposable
     {
         if (_direct is not null) throw new InvalidOperationException($"{_direct.Name} was not ended");
         Tar.Dispose();
+        _archive.StopWriteback();
         _file.Flush(flushToDisk: true);
         _file.Dispose();
         System.IO.File.Move(_tmp, _location, overwrite: true);
@@ -93,6 +94,7 @@ internal sealed class ArchiveWriter : IDisposable
         if (_disposed) return;
         _disposed = true;
         if (_committed) return;
+        _archive.StopWriteback();
         _file.Dispose();
         System.IO.File.Delete(_tmp);
     }
