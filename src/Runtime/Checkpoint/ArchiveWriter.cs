@@ -136,7 +136,7 @@ internal sealed class ArchiveWriter : IDisposable
             while (true)
             {
                 var off = HeaderAt + HeaderBytes + _size;
-                var n = Libc.Splice(pipe, null, _owner.Fd, &off, 1 << 20, Libc.SPLICE_F_MOVE | Libc.SPLICE_F_NONBLOCK);
+                var n = Libc.Splice(pipe, null, _owner.Fd, &off, ImageStreamer.PagesPipeSize, Libc.SPLICE_F_MOVE | Libc.SPLICE_F_NONBLOCK);
                 if (n > 0)
                 {
                     _size += n;

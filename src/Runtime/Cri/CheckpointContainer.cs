@@ -105,6 +105,9 @@ public sealed partial class CriRuntimeService
             CheckpointArchive.RootfsDiff? diff = null;
             using var hook = PostDumpHook.Start(scratch, () =>
             {
+                // The pages CRIU streamed are references to the process's memory until they are
+                // in the archive: all of them must be before CRIU resumes the tasks.
+                streamer?.WaitForPages(TimeSpan.FromSeconds(30));
                 using var span = Telemetry.Tracing.Start("rootfs diff");
                 diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints);
             });
