@@ -13,8 +13,9 @@ namespace CriRuntime.Bench;
 /// StartContainer from the archive) of a busybox process holding 10 MB and 200 MB, side by side
 /// with Debian's runc (`runc checkpoint --leave-running` / `runc restore -d`, what containerd
 /// and CRI-O call underneath) on an identical busybox bundle, both with the same CRIU binary and
-/// CRIU_FAULT=130. The frozen time is read from each dump's CRIU log (first freeze or seize to
-/// "Unfreezing tasks"), so it is measured the same way for both.</summary>
+/// CRIU_FAULT=130. The frozen time is CRIU's own count in each dump's stats-dump (freezing_time +
+/// frozen_time), so it is measured the same way for both; each dump's dump.log and stats-dump are
+/// kept in artifacts/bench/checkpoint-RUNTIME-MB-I.*.</summary>
 public sealed partial class CheckpointSection : IBenchSection
 {
     public string Name => "checkpoint";
@@ -22,10 +23,18 @@ public sealed partial class CheckpointSection : IBenchSection
     public bool UsesRuntimes => false;
 
     private static readonly int[] SizesMb = [10, 200];
-    private const int Iterations = 3;
+    private const int Iterations = 5;
     private const string CriuPath = "/usr/local/sbin/criu";
 
-    private sealed record Sample(double CheckpointMs, double FrozenMs, long Bytes, double RestoreMs);
+    /// <summary>One run. Frozen: CRIU's own stats-dump, freezing_time + frozen_time (from the
+    /// first interrupt or freeze of the tasks until they are resumed), the same counter for both.</summary>
+    private sealed record Sample(double CheckpointMs, double FrozenMs, long Bytes, double RestoreMs, CriuStats Stats);
+
+    /// <summary>CRIU's stats-dump (microseconds in the image; milliseconds here).</summary>
+    private sealed record CriuStats(double FreezingMs, double FrozenMs, double MemdumpMs, double MemwriteMs, double FrozenByLogMs)
+    {
+        public double StoppedMs => FreezingMs + FrozenMs;
+    }
     private readonly Dictionary<(string Runtime, int Mb), List<Sample>> _samples = [];
     private readonly List<string> _errors = [];
     private string _criuVersion = "";
@@ -51,9 +60,9 @@ public sealed partial class CheckpointSection : IBenchSection
                 for (var i = 0; i < Iterations; i++)
                 {
                     Console.WriteLine($"  {mb} MB, iteration {i + 1}/{Iterations}: criruntime ...");
-                    await Try($"criruntime {mb} MB #{i + 1}", async () => Add(("criruntime", mb), await OursOnceAsync(c, ours, ctx, mb, Path.Combine(dir, $"ours-{mb}-{i}"), ct)));
+                    await Try($"criruntime {mb} MB #{i + 1}", async () => Add(("criruntime", mb), await OursOnceAsync(c, ours, ctx, mb, Path.Combine(dir, $"ours-{mb}-{i}"), Path.Combine(ctx.Env.LogDir, $"checkpoint-criruntime-{mb}-{i}"), ct)));
                     Console.WriteLine($"  {mb} MB, iteration {i + 1}/{Iterations}: runc ...");
-                    await Try($"runc {mb} MB #{i + 1}", async () => Add(("runc", mb), await RuncOnceAsync(ours.CgroupParent, bundleRootfs, mb, Path.Combine(dir, $"runc-{mb}-{i}"), i, ct)));
+                    await Try($"runc {mb} MB #{i + 1}", async () => Add(("runc", mb), await RuncOnceAsync(ours.CgroupParent, bundleRootfs, mb, Path.Combine(dir, $"runc-{mb}-{i}"), i, Path.Combine(ctx.Env.LogDir, $"checkpoint-runc-{mb}-{i}"), ct)));
                 }
         }
         finally
@@ -76,7 +85,8 @@ public sealed partial class CheckpointSection : IBenchSection
     {
         if (!_samples.TryGetValue(key, out var l)) _samples[key] = l = [];
         l.Add(s);
-        Console.WriteLine($"    checkpoint {s.CheckpointMs:F0} ms, frozen {s.FrozenMs:F0} ms, {s.Bytes / 1e6:F1} MB, restore {s.RestoreMs:F0} ms");
+        Console.WriteLine($"    checkpoint {s.CheckpointMs:F0} ms, frozen {s.FrozenMs:F0} ms (freezing {s.Stats.FreezingMs:F0} + frozen {s.Stats.FrozenMs:F0}; " +
+            $"memdump {s.Stats.MemdumpMs:F0}, memwrite {s.Stats.MemwriteMs:F0}; dump.log seize to unfreeze {s.Stats.FrozenByLogMs:F0}), {s.Bytes / 1e6:F1} MB, restore {s.RestoreMs:F0} ms");
     }
 
     private async Task Try(string what, Func<Task> run)
@@ -110,7 +120,8 @@ public sealed partial class CheckpointSection : IBenchSection
     private static string[] WaitResident(int mb) =>
         ["sh", "-c", $"until p=$(pidof dd) && [ \"$(awk '/VmRSS/{{print $2}}' /proc/$p/status)\" -ge {mb * 1000} ]; do sleep 0.05; done"];
 
-    private static async Task<Sample> OursOnceAsync(CriClient c, RuntimeUnderTest rt, BenchContext ctx, int mb, string dir, CancellationToken ct)
+    /// <param name="keep">where the dump's dump.log and stats-dump are kept (PREFIX.dump.log, PREFIX.stats-dump).</param>
+    private static async Task<Sample> OursOnceAsync(CriClient c, RuntimeUnderTest rt, BenchContext ctx, int mb, string dir, string keep, CancellationToken ct)
     {
         Directory.CreateDirectory(dir);
         var pod = Pod(rt, $"ckpt-{mb}");
@@ -125,7 +136,7 @@ public sealed partial class CheckpointSection : IBenchSection
         await c.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = id, Location = archive, Timeout = 300 }, Call(ct));
         var checkpointMs = sw.Elapsed.TotalMilliseconds;
         var bytes = new FileInfo(archive).Length;
-        var frozen = FrozenMs(DumpLogOf(archive));
+        var stats = Keep(keep, EntryOf(archive, "dump.log"), EntryOf(archive, "stats-dump"));
         await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = podId }, Call(ct));
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId }, Call(ct));
 
@@ -138,16 +149,55 @@ public sealed partial class CheckpointSection : IBenchSection
         await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = pod2Id }, Call(ct));
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = pod2Id }, Call(ct));
         Directory.Delete(dir, recursive: true);
-        return new Sample(checkpointMs, frozen, bytes, restoreMs);
+        return new Sample(checkpointMs, stats.StoppedMs, bytes, restoreMs, stats);
     }
 
-    private static string DumpLogOf(string archive)
+    private static byte[] EntryOf(string archive, string name)
     {
         using var fs = File.OpenRead(archive);
         using var tar = new TarReader(fs);
         while (tar.GetNextEntry() is { } e)
-            if (e.Name == "dump.log" && e.DataStream is { } s) return new StreamReader(s).ReadToEnd();
-        throw new InvalidOperationException($"{archive}: no dump.log");
+            if (e.Name == name && e.DataStream is { } s)
+            {
+                var m = new MemoryStream();
+                s.CopyTo(m);
+                return m.ToArray();
+            }
+        throw new InvalidOperationException($"{archive}: no {name}");
+    }
+
+    /// <summary>Keeps the dump's log and stats beside the bench's logs and reads the stats.</summary>
+    private static CriuStats Keep(string prefix, byte[] dumpLog, byte[] statsDump)
+    {
+        File.WriteAllBytes(prefix + ".dump.log", dumpLog);
+        File.WriteAllBytes(prefix + ".stats-dump", statsDump);
+        return ParseStats(statsDump, FrozenMs(System.Text.Encoding.UTF8.GetString(dumpLog)));
+    }
+
+    /// <summary>CRIU's stats-dump: IMG_SERVICE_MAGIC, STATS_MAGIC, then one stats_entry (a u32
+    /// length and the protobuf) whose field 1 is the dump_stats_entry (images/stats.proto).</summary>
+    private static CriuStats ParseStats(byte[] file, double frozenByLog)
+    {
+        if (file.Length < 12) throw new InvalidOperationException($"stats-dump of {file.Length} bytes");
+        var len = (int)BitConverter.ToUInt32(file, 8);
+        var entry = new Google.Protobuf.CodedInputStream(file, 12, len);
+        uint freezing = 0, frozen = 0, memdump = 0, memwrite = 0;
+        uint tag;
+        while ((tag = entry.ReadTag()) != 0)
+        {
+            if (tag != 10) { entry.SkipLastField(); continue; }
+            var dump = new Google.Protobuf.CodedInputStream(entry.ReadBytes().ToByteArray());
+            while ((tag = dump.ReadTag()) != 0)
+                switch (tag >> 3)
+                {
+                    case 1: freezing = dump.ReadUInt32(); break;
+                    case 2: frozen = dump.ReadUInt32(); break;
+                    case 3: memdump = dump.ReadUInt32(); break;
+                    case 4: memwrite = dump.ReadUInt32(); break;
+                    default: dump.SkipLastField(); break;
+                }
+        }
+        return new CriuStats(freezing / 1000.0, frozen / 1000.0, memdump / 1000.0, memwrite / 1000.0, frozenByLog);
     }
 
     [GeneratedRegex(@"^\((\d+\.\d+)\)")]
@@ -181,7 +231,7 @@ public sealed partial class CheckpointSection : IBenchSection
     /// <summary>`runc run -d` of the same workload in a bundle of the same busybox, its stdio
     /// pipes (CRIU cannot dump host files as stdio; containerd gives pipes too), then `runc
     /// checkpoint --leave-running` timed, the container deleted, `runc restore -d` timed.</summary>
-    private static async Task<Sample> RuncOnceAsync(string cgroupParent, string rootfs, int mb, string dir, int i, CancellationToken ct)
+    private static async Task<Sample> RuncOnceAsync(string cgroupParent, string rootfs, int mb, string dir, int i, string keep, CancellationToken ct)
     {
         Directory.CreateDirectory(dir);
         var root = Path.Combine(dir, "runc-root");
@@ -212,7 +262,7 @@ public sealed partial class CheckpointSection : IBenchSection
             var checkpointMs = sw.Elapsed.TotalMilliseconds;
             if (code != 0) throw new InvalidOperationException($"runc checkpoint: exit {code}: {err.Trim()}");
             var bytes = Directory.EnumerateFiles(images, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
-            var frozen = FrozenMs(File.ReadAllText(Path.Combine(work, "dump.log")));
+            var stats = Keep(keep, File.ReadAllBytes(Path.Combine(work, "dump.log")), File.ReadAllBytes(Path.Combine(work, "stats-dump")));
             Procs.TryRun("runc", "--root", root, "delete", "-f", id);
 
             sw.Restart();
@@ -220,7 +270,7 @@ public sealed partial class CheckpointSection : IBenchSection
             var restoreMs = sw.Elapsed.TotalMilliseconds;
             var state = Procs.TryRun("runc", "--root", root, "state", id).Stdout;
             if (!state.Contains("\"running\"", StringComparison.Ordinal)) throw new InvalidOperationException($"runc restore: not running: {state}");
-            return new Sample(checkpointMs, frozen, bytes, restoreMs);
+            return new Sample(checkpointMs, stats.StoppedMs, bytes, restoreMs, stats);
         }
         finally
         {
@@ -271,7 +321,9 @@ public sealed partial class CheckpointSection : IBenchSection
         sb.AppendLine($"A busybox `sh -c '{Workload(0).Replace("bs=0M", "bs=NM")}'`: dd holds an N MB buffer it filled from /dev/zero (resident, waited for) while it blocks on the pipe. " +
             $"criruntime: CheckpointContainer (CRIU dump `--leave-running`, then the archive: CRIU images, rootfs diff, logs, one uncompressed tar, fsynced) and restore = CreateContainer with the archive as image + StartContainer in a new pod. " +
             $"runc: `runc checkpoint --leave-running` into an image directory (no archive: containerd and CRI-O tar it afterwards) and `runc restore -d` in the same busybox files as bundle. " +
-            $"Same CRIU for both ({_criuVersion}, `CRIU_FAULT=130`), {_runcVersion}. Frozen: from CRIU's first freeze or seize to \"Unfreezing tasks\" in its dump.log. p50 of {Iterations} runs; milliseconds.");
+            $"Same CRIU for both ({_criuVersion}, `CRIU_FAULT=130`), {_runcVersion}. Frozen: CRIU's stats-dump, freezing_time + frozen_time: from CRIU's first interrupt (ptrace, ours) or freeze (cgroup freezer, runc's) of the tasks until it resumes them; " +
+            $"under runc that includes CRIU's first 100 ms wait for the freezer to report FROZEN, with the container frozen (a count from the dump.log line \"freezing processes\", written after that wait, left it out). " +
+            $"Each dump's dump.log and stats-dump are kept in artifacts/bench/checkpoint-RUNTIME-MB-I.*. p50 of {Iterations} runs; milliseconds.");
         sb.AppendLine();
         sb.AppendLine("| process | runtime | checkpoint | frozen | checkpoint size | restore (create + start) |");
         sb.AppendLine("|---|---|---|---|---|---|");

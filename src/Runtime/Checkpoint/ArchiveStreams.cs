@@ -4,14 +4,25 @@ using CriRuntime.Interop;
 namespace CriRuntime.Checkpoint;
 
 /// <summary>The checkpoint archive's file, written so that its fsync at the end has little left
-/// to do: every <see cref="KickBytes"/> written, the range is handed to the disk at once
-/// (sync_file_range WRITE: start the writeback, do not wait), so the disk writes the archive
-/// while the rest of it is still being copied instead of all of it after. Durability is still
-/// the final fsync's (<see cref="FileStream.Flush(bool)"/>).</summary>
-internal sealed class WritebackFileStream(FileStream inner) : Stream
+/// to do: every <see cref="KickBytes"/> written, the range is handed to the disk (sync_file_range
+/// WRITE: start the writeback, do not wait), so the disk writes the archive while the rest of it is
+/// still being copied instead of all of it after. The call is made on a thread of its own: it
+/// submits the I/O itself and waits for the device's queue when the disk is slower than the copy,
+/// and the writer is CRIU's image streamer while the container is frozen (its pages must go into
+/// the page cache at memory speed, not at the disk's). Durability is still the final fsync's
+/// (<see cref="FileStream.Flush(bool)"/>), after <see cref="StopWriteback"/>.</summary>
+/// <param name="startWriteback">sync_file_range(fd, offset, bytes, WRITE) (tests: a fake).</param>
+internal sealed class WritebackFileStream(FileStream inner, Func<int, long, long, int>? startWriteback = null) : Stream
 {
+    private readonly Func<int, long, long, int> _startWriteback = startWriteback ?? ((fd, offset, bytes) => Libc.SyncFileRange(fd, offset, bytes, Libc.SYNC_FILE_RANGE_WRITE));
     public const long KickBytes = 8 << 20;
-    private long _kicked;
+    private readonly object _gate = new(); // Monitor.Wait/Pulse: not a System.Threading.Lock
+    /// <summary>The writer's side: the end of the range last handed over.</summary>
+    private long _requested;
+    /// <summary>Under <see cref="_gate"/>: where the writeback should reach; the thread's state.</summary>
+    private long _target;
+    private bool _stopping;
+    private Thread? _thread;
 
     public FileStream Inner => inner;
     public override bool CanRead => false;
@@ -36,19 +47,68 @@ internal sealed class WritebackFileStream(FileStream inner) : Stream
     public void Kick()
     {
         var position = inner.Position;
-        if (position - _kicked < KickBytes) return;
+        if (position - _requested < KickBytes) return;
         inner.Flush();
         KickTo(position);
     }
 
-    /// <summary>Starts the writeback of what was written up to <paramref name="position"/>
-    /// (bytes the kernel moved into the file at explicit offsets), every <see cref="KickBytes"/>.</summary>
+    /// <summary>Has the writeback of what was written up to <paramref name="position"/> started
+    /// (bytes the kernel moved into the file at explicit offsets), every <see cref="KickBytes"/>;
+    /// returns at once.</summary>
     public void KickTo(long position)
     {
-        if (position - _kicked < KickBytes) return;
-        // Advisory: a file system without it (or an error) only loses the overlap; fsync decides.
-        _ = Libc.SyncFileRange((int)inner.SafeFileHandle.DangerousGetHandle(), _kicked, position - _kicked, Libc.SYNC_FILE_RANGE_WRITE);
-        _kicked = position;
+        if (position - _requested < KickBytes) return;
+        _requested = position;
+        lock (_gate)
+        {
+            if (_stopping) return;
+            _target = position;
+            if (_thread is null)
+            {
+                _thread = new Thread(Writeback) { Name = "checkpoint writeback", IsBackground = true };
+                _thread.Start();
+            }
+            else Monitor.Pulse(_gate);
+        }
+    }
+
+    private void Writeback()
+    {
+        var fd = (int)inner.SafeFileHandle.DangerousGetHandle();
+        long from = 0;
+        while (true)
+        {
+            long to;
+            lock (_gate)
+            {
+                while (_target == from && !_stopping) Monitor.Wait(_gate);
+                if (_stopping) return; // what is left is the fsync's
+                to = _target;
+            }
+            // Advisory: a file system without it (or an error) only loses the overlap; fsync decides.
+            _ = _startWriteback(fd, from, to - from);
+            from = to;
+        }
+    }
+
+    /// <summary>Ends the writeback thread (waits for the call it is in): before the fsync, and
+    /// before the file is closed.</summary>
+    public void StopWriteback()
+    {
+        Thread? thread;
+        lock (_gate)
+        {
+            _stopping = true;
+            Monitor.Pulse(_gate);
+            thread = _thread;
+        }
+        thread?.Join();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) StopWriteback();
+        base.Dispose(disposing);
     }
 }
 

@@ -82,6 +82,7 @@ internal sealed class ArchiveWriter : IDisposable
     {
         if (_direct is not null) throw new InvalidOperationException($"{_direct.Name} was not ended");
         Tar.Dispose();
+        _archive.StopWriteback();
         _file.Flush(flushToDisk: true);
         _file.Dispose();
         System.IO.File.Move(_tmp, _location, overwrite: true);
@@ -93,6 +94,7 @@ internal sealed class ArchiveWriter : IDisposable
         if (_disposed) return;
         _disposed = true;
         if (_committed) return;
+        _archive.StopWriteback();
         _file.Dispose();
         System.IO.File.Delete(_tmp);
     }
@@ -134,7 +136,7 @@ internal sealed class ArchiveWriter : IDisposable
             while (true)
             {
                 var off = HeaderAt + HeaderBytes + _size;
-                var n = Libc.Splice(pipe, null, _owner.Fd, &off, 1 << 20, Libc.SPLICE_F_MOVE | Libc.SPLICE_F_NONBLOCK);
+                var n = Libc.Splice(pipe, null, _owner.Fd, &off, ImageStreamer.PagesPipeSize, Libc.SPLICE_F_MOVE | Libc.SPLICE_F_NONBLOCK);
                 if (n > 0)
                 {
                     _size += n;

@@ -17,16 +17,29 @@ namespace CriRuntime.Checkpoint;
 /// first that outgrows <see cref="MemoryLimit"/> goes into the archive as it arrives (a
 /// <see cref="ArchiveWriter.DirectEntry"/>, spliced by the kernel) and the others wait for it in
 /// memory, or in a spill file once they outgrow the limit too. CRIU must never wait on a full pipe
-/// longer than the archive's page cache takes to accept the bytes: the container is frozen.</summary>
+/// longer than the archive's page cache takes to accept the bytes: the container is frozen.
+/// CRIU moves the pages into a pages image's pipe by reference (splice from the pipe its parasite
+/// vmspliced the memory into): until they are copied into the archive they are the process's
+/// own pages, which it changes once it runs again. A pages image's pipe is made large
+/// (<see cref="PagesPipeSize"/>), so CRIU goes on dumping while this thread copies instead of
+/// waiting for it every megabyte, and <see cref="WaitForPages"/> (called at CRIU's post-dump,
+/// before the tasks are resumed) waits until every pages image is in the archive.</summary>
 internal sealed unsafe class ImageStreamer : IDisposable
 {
     public const string SocketName = "streamer-capture.sock";
     public const int MemoryLimit = 1 << 20;
     private const int PipeSize = 1 << 20;
+    /// <summary>A pages image's pipe: above fs.pipe-max-size (1 MiB), which binds only a process
+    /// without CAP_SYS_RESOURCE (then <see cref="PipeSize"/>). It holds page references, not
+    /// copies: its cost is the kernel's array of 4,096 slots.</summary>
+    public const int PagesPipeSize = 16 << 20;
 
     private readonly ArchiveWriter _archive;
     private readonly string _prefix, _spillDir;
-    private readonly int _listen, _stopRead, _stopWrite;
+    private readonly int _listen, _stopRead, _stopWrite, _wakeRead, _wakeWrite;
+    private int _pagesWanted;
+    private bool _exited;
+    private readonly ManualResetEventSlim _pagesDone = new();
     private readonly Thread _thread;
     private readonly List<string> _written = [];
     private Exception? _error;
@@ -48,9 +61,10 @@ internal sealed unsafe class ImageStreamer : IDisposable
     private readonly List<Image> _open = [];
     private ArchiveWriter.DirectEntry? _direct;
 
-    private ImageStreamer(ArchiveWriter archive, string prefix, string spillDir, int listen, int stopRead, int stopWrite)
+    private ImageStreamer(ArchiveWriter archive, string prefix, string spillDir, int listen, int stopRead, int stopWrite, int wakeRead, int wakeWrite)
     {
         (_archive, _prefix, _spillDir, _listen, _stopRead, _stopWrite) = (archive, prefix, spillDir, listen, stopRead, stopWrite);
+        (_wakeRead, _wakeWrite) = (wakeRead, wakeWrite);
         _thread = new Thread(Run) { Name = "criu image streamer", IsBackground = true };
     }
 
@@ -74,7 +88,15 @@ internal sealed unsafe class ImageStreamer : IDisposable
             if (Libc.Listen(listen, 1) < 0) throw Errno.Exception("listen", Path.Combine(imagesDir, SocketName), Errno.Current);
             var stop = stackalloc int[2];
             if (Libc.Pipe2(stop, Libc.O_CLOEXEC | Libc.O_NONBLOCK) < 0) throw Errno.Exception("pipe2", "image streamer", Errno.Current);
-            var streamer = new ImageStreamer(archive, prefix, spillDir, listen, stop[0], stop[1]);
+            var wake = stackalloc int[2];
+            if (Libc.Pipe2(wake, Libc.O_CLOEXEC | Libc.O_NONBLOCK) < 0)
+            {
+                var errno = Errno.Current;
+                Libc.Close(stop[0]);
+                Libc.Close(stop[1]);
+                throw Errno.Exception("pipe2", "image streamer", errno);
+            }
+            var streamer = new ImageStreamer(archive, prefix, spillDir, listen, stop[0], stop[1], wake[0], wake[1]);
             streamer._thread.Start();
             return streamer;
         }
@@ -91,6 +113,21 @@ internal sealed unsafe class ImageStreamer : IDisposable
 
     /// <summary>The archive names of the images written, in order.</summary>
     public IReadOnlyList<string> Written => _written;
+
+    /// <summary>CRIU's pages image names ("pages-N.img", process memory and shared memory alike).</summary>
+    public static bool IsPages(string name) => name.StartsWith("pages-", StringComparison.Ordinal);
+
+    /// <summary>Waits until every pages image CRIU has asked for so far has ended and is in the
+    /// archive: called while CRIU waits (its post-dump action), so no request is in flight.
+    /// Throws when the stream failed or <paramref name="timeout"/> passed.</summary>
+    public void WaitForPages(TimeSpan timeout)
+    {
+        Volatile.Write(ref _pagesWanted, 1);
+        byte one = 1;
+        _ = Libc.Write(_wakeWrite, &one, 1);
+        if (!_pagesDone.Wait(timeout)) throw new IOException($"criu's pages were not all in the archive {timeout.TotalSeconds:0} s after criu finished the dump");
+        if (Volatile.Read(ref _exited) && _error is { } e) throw new IOException($"criu image stream: {e.Message}", e);
+    }
 
     /// <summary>CRIU has exited: waits for the images it wrote to be in the archive and throws
     /// what went wrong on the way. An image still open once CRIU is gone (only a process CRIU
@@ -118,6 +155,8 @@ internal sealed unsafe class ImageStreamer : IDisposable
         }
         finally
         {
+            Volatile.Write(ref _exited, true);
+            _pagesDone.Set();
             // CRIU writing into a pipe nobody reads gets EPIPE and fails the dump.
             foreach (var image in _open) CloseImage(image);
             _open.Clear();
@@ -145,6 +184,7 @@ internal sealed unsafe class ImageStreamer : IDisposable
             }
             fds.Clear();
             fds.Add(new Libc.PollFd { Fd = _stopRead, Events = Libc.POLLIN });
+            fds.Add(new Libc.PollFd { Fd = _wakeRead, Events = Libc.POLLIN });
             if (_conn < 0 && !connectionDone) fds.Add(new Libc.PollFd { Fd = _listen, Events = Libc.POLLIN });
             if (_conn >= 0) fds.Add(new Libc.PollFd { Fd = _conn, Events = Libc.POLLIN });
             foreach (var image in _open) fds.Add(new Libc.PollFd { Fd = image.Fd, Events = Libc.POLLIN });
@@ -161,6 +201,7 @@ internal sealed unsafe class ImageStreamer : IDisposable
             {
                 if (pfd.Revents == 0) continue;
                 if (pfd.Fd == _stopRead) stopped = true;
+                else if (pfd.Fd == _wakeRead) ClearWake();
                 else if (pfd.Fd == _listen) Accept();
                 else if (pfd.Fd == _conn)
                 {
@@ -168,7 +209,24 @@ internal sealed unsafe class ImageStreamer : IDisposable
                 }
                 else if (_open.Find(i => i.Fd == pfd.Fd) is { } image) Drain(image);
             }
+            if (Volatile.Read(ref _pagesWanted) == 1 && !_pagesDone.IsSet && PagesDrained()) _pagesDone.Set();
         }
+    }
+
+    private void ClearWake()
+    {
+        var buffer = stackalloc byte[16];
+        while (Libc.Read(_wakeRead, buffer, 16) > 0) { }
+    }
+
+    /// <summary>No pages image open and no request waiting in the connection (one would name an
+    /// image whose pipe may hold pages).</summary>
+    private bool PagesDrained()
+    {
+        if (_open.Exists(i => IsPages(i.Name))) return false;
+        if (_conn < 0) return true;
+        var conn = new Libc.PollFd { Fd = _conn, Events = Libc.POLLIN };
+        return Libc.Poll(&conn, 1, 0) == 0;
     }
 
     private void Accept()
@@ -208,7 +266,7 @@ internal sealed unsafe class ImageStreamer : IDisposable
             throw Errno.Exception("fcntl", $"image {name}", Errno.Current);
         }
         // Fewer round trips with CRIU for the pages; a limit (fs.pipe-max-size) only costs those.
-        _ = Libc.Fcntl(pipe, Libc.F_SETPIPE_SZ, PipeSize);
+        if (!IsPages(name) || Libc.Fcntl(pipe, Libc.F_SETPIPE_SZ, PagesPipeSize) < 0) _ = Libc.Fcntl(pipe, Libc.F_SETPIPE_SZ, PipeSize);
         _open.Add(new Image(name, pipe));
         return true;
     }
@@ -349,5 +407,8 @@ internal sealed unsafe class ImageStreamer : IDisposable
         Libc.Close(_listen);
         Libc.Close(_stopRead);
         Libc.Close(_stopWrite);
+        Libc.Close(_wakeRead);
+        Libc.Close(_wakeWrite);
+        _pagesDone.Dispose();
     }
 }

@@ -113,6 +113,9 @@ public sealed partial class CriRuntimeService
             // A lazy dump's hook lives as long as its CRIU (which may still be reading the answer).
             var hook = PostDumpHook.Start(scratch, () =>
             {
+                // The pages CRIU streamed are references to the process's memory until they are
+                // in the archive: all of them must be before CRIU resumes the tasks.
+                streamer?.WaitForPages(TimeSpan.FromSeconds(30));
                 using var span = Telemetry.Tracing.Start("rootfs diff");
                 try { diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints); }
                 finally { postDumped.TrySetResult(); }

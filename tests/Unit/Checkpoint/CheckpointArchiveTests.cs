@@ -57,6 +57,52 @@ public sealed class CheckpointArchiveTests : IDisposable
         Assert.Single(Directory.GetFiles(_dir, "*.tar", SearchOption.TopDirectoryOnly), f => f.EndsWith("out.tar", StringComparison.Ordinal));
     }
 
+    /// <summary>The writer is CRIU's image streamer while the container is frozen: a writeback
+    /// that waits for the disk must not hold it up.</summary>
+    [Fact]
+    public async Task WritebackFileStream_KickTo_ReturnsWhileTheWritebackItStartedIsStillInTheKernel()
+    {
+        using var release = new ManualResetEventSlim();
+        var calls = new List<(long Offset, long Bytes)>();
+        var kicker = 0;
+        var callers = new List<int>();
+        using var file = new FileStream(Path.Combine(_dir, "a.tar"), FileMode.CreateNew, FileAccess.Write);
+        using var stream = new WritebackFileStream(file, (_, offset, bytes) =>
+        {
+            lock (calls)
+            {
+                calls.Add((offset, bytes));
+                callers.Add(Environment.CurrentManagedThreadId);
+            }
+            release.Wait(TimeSpan.FromSeconds(30)); // a disk slower than the copy
+            return 0;
+        });
+
+        var kicks = Task.Run(() =>
+        {
+            kicker = Environment.CurrentManagedThreadId;
+            stream.KickTo(WritebackFileStream.KickBytes);
+            stream.KickTo(2 * WritebackFileStream.KickBytes);
+            stream.KickTo(3 * WritebackFileStream.KickBytes);
+        });
+        var returned = true;
+        try { await kicks.WaitAsync(TimeSpan.FromSeconds(10)); }
+        catch (TimeoutException) { returned = false; }
+        release.Set();
+        stream.StopWriteback();
+
+        Assert.True(returned, "KickTo waited for the writeback it started");
+        await kicks;
+        lock (calls)
+        {
+            Assert.NotEmpty(calls);
+            Assert.DoesNotContain(kicker, callers);
+            Assert.Equal(0, calls[0].Offset);
+            // Ranges follow each other: what one call left out, the next one starts with.
+            for (var i = 1; i < calls.Count; i++) Assert.Equal(calls[i - 1].Offset + calls[i - 1].Bytes, calls[i].Offset);
+        }
+    }
+
     /// <summary>The kernel copy is only taken when TarWriter hands an entry's data over with
     /// Stream.CopyTo: if a .NET update stops doing that, the archive stays right (Read is the
     /// fallback) but slower, and this says so.</summary>

@@ -119,6 +119,39 @@ public sealed unsafe class ImageStreamerTests : IDisposable
         }
     }
 
+    /// <summary>At CRIU's post-dump the pages must be in the archive (until then they are
+    /// references to the process's memory), whatever other image CRIU still holds open.</summary>
+    [Fact]
+    public void WaitForPages_ReturnsOnceEveryPagesImageIsInTheArchive_ThoughAnotherImageIsStillOpen()
+    {
+        var images = Directory.CreateDirectory(Path.Combine(_dir, "checkpoint")).FullName;
+        var location = Path.Combine(_dir, "out.tar");
+        var pages = RandomNumberGenerator.GetBytes(ImageStreamer.MemoryLimit * 3 + 99);
+        using var archive = ArchiveWriter.Create(location);
+        using var streamer = ImageStreamer.Start(images, archive, "checkpoint", _dir);
+        var criu = new FakeCriu(images);
+        var files = criu.Open("files.img");
+        files.Write([1, 2, 3]);
+        var writer = Task.Run(() =>
+        {
+            using var p = criu.Open("pages-1.img");
+            p.Write(pages);
+        });
+        Assert.True(writer.Wait(TimeSpan.FromSeconds(30)));
+
+        streamer.WaitForPages(TimeSpan.FromSeconds(30));
+
+        Assert.Contains("checkpoint/pages-1.img", streamer.Written);
+        Assert.DoesNotContain("checkpoint/files.img", streamer.Written);
+        files.Dispose();
+        criu.Dispose();
+        streamer.Finish(TimeSpan.FromSeconds(10));
+        archive.Commit();
+        var byName = Read(location).ToDictionary(e => e.Name, e => e.Data);
+        Assert.Equal(pages, byName["checkpoint/pages-1.img"]);
+        Assert.Equal([1, 2, 3], byName["checkpoint/files.img"]);
+    }
+
     [Fact]
     public void CriuThatNeverConnects_EndsTheStreamAtOnce_WithNothingWritten()
     {
