@@ -41,6 +41,9 @@ internal static unsafe partial class Libc
     /// inside the kernel (CRIU's streamed images into the checkpoint archive).</summary>
     [LibraryImport("libc", EntryPoint = "splice", SetLastError = true)]
     public static partial nint Splice(int fdIn, long* offIn, int fdOut, long* offOut, nuint len, uint flags);
+    public const int FALLOC_FL_KEEP_SIZE = 1;
+    [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    public static partial int Fallocate(int fd, int mode, long offset, long len);
     [LibraryImport("libc", EntryPoint = "ftruncate", SetLastError = true)]
     public static partial int Ftruncate(int fd, long length);
     [LibraryImport("libc", EntryPoint = "statfs", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
