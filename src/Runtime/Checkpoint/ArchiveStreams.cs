@@ -76,7 +76,7 @@ internal sealed class WritebackFileStream(FileStream inner, Func<int, long, long
     {
         // Behind CRIU and the thread moving its pages: while the container is frozen they are
         // what it waits for; this only gets the fsync ahead, which comes after the thaw.
-        _ = Interop.Libc.Setpriority(Interop.Libc.PRIO_PROCESS, (uint)Interop.Libc.Gettid(), 19);
+        _ = Libc.Setpriority(Libc.PRIO_PROCESS, (uint)Libc.Gettid(), 19);
         var fd = (int)inner.SafeFileHandle.DangerousGetHandle();
         long from = 0;
         while (true)

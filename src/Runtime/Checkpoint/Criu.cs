@@ -192,6 +192,26 @@ public sealed class Criu(CheckpointSection config)
         p.StandardError.Close();
         return $"(criu exited with status {p.ExitCode}, but a process it started still holds its output pipes; output not collected)";
     }
+
+    /// <summary>What to quote of a failed dump: the last three "Error" lines of the dump.log in
+    /// <paramref name="scratch"/> (its last three lines when none says Error), else the last three
+    /// lines of CRIU's <paramref name="output"/>; ": "-prefixed, or empty when there is nothing.</summary>
+    public static string LogTail(string scratch, string output)
+    {
+        var log = Path.Combine(scratch, "dump.log");
+        try
+        {
+            if (File.Exists(log))
+            {
+                var all = File.ReadAllLines(log);
+                var lines = all.Where(l => l.Contains("Error", StringComparison.Ordinal)).TakeLast(3).ToList();
+                if (lines.Count == 0) lines = [.. all.TakeLast(3)];
+                return ": " + string.Join(" | ", lines.Select(l => l.Trim()));
+            }
+        }
+        catch (IOException) { } // gone with its scratch directory: the output then
+        return output.Trim().Length > 0 ? ": " + string.Join(" | ", output.Trim().Split('\n').TakeLast(3).Select(l => l.Trim())) : "";
+    }
 }
 
 public sealed record CriuResult(int ExitCode, string Output, TimeSpan Elapsed, bool TimedOut);

@@ -70,7 +70,7 @@ public sealed class LazyDump : IDisposable
         {
             var r = await s.Done.WaitAsync(ct);
             if (r.ExitCode != 0 || r.TimedOut)
-                why.Add($"container {s.ContainerName}: criu page server {(r.TimedOut ? "killed" : $"failed (exit {r.ExitCode})")}{Tail(s.Scratch, r.Output)}");
+                why.Add($"container {s.ContainerName}: criu page server {(r.TimedOut ? "killed" : $"failed (exit {r.ExitCode})")}{Criu.LogTail(s.Scratch, r.Output)}");
         }
         return why.Count == 0 ? null : string.Join("; ", why);
     }
@@ -100,22 +100,6 @@ public sealed class LazyDump : IDisposable
         await s.ConnectAsync(host, port, ct);
         var local = ((IPEndPoint)s.LocalEndPoint!).Address;
         return (local.IsIPv4MappedToIPv6 ? local.MapToIPv4() : local).ToString();
-    }
-
-    private static string Tail(string scratch, string output)
-    {
-        var log = Path.Combine(scratch, "dump.log");
-        try
-        {
-            if (File.Exists(log))
-            {
-                var lines = File.ReadAllLines(log).Where(l => l.Contains("Error", StringComparison.Ordinal)).TakeLast(3).ToList();
-                if (lines.Count == 0) lines = File.ReadAllLines(log).TakeLast(3).ToList();
-                return ": " + string.Join(" | ", lines.Select(l => l.Trim()));
-            }
-        }
-        catch (IOException) { }
-        return output.Trim().Length > 0 ? ": " + output.Trim() : "";
     }
 
     public void Dispose() => _stop.Dispose();

@@ -95,18 +95,17 @@ public static partial class RestorePlan
     /// <summary>`criu lazy-pages` for the restore <paramref name="plan"/>: the same images and work
     /// directory (its socket, lazy-pages.socket, is found there by the restore), pages pulled from
     /// the source's page server at <paramref name="host"/>:<paramref name="port"/>.</summary>
-    public static IReadOnlyList<string> LazyPagesArgs(RestoreSpec plan, string host, int port)
+    public static IReadOnlyList<string> LazyPagesArgs(RestoreSpec plan, string host, int port) =>
+    [
+        "lazy-pages", "--images-dir", ArgValue(plan, "--images-dir"), "--work-dir", ArgValue(plan, "--work-dir"), "--log-file", "lazy-pages.log", "-v4",
+        "--page-server", "--address", host, "--port", port.ToString(CultureInfo.InvariantCulture),
+    ];
+
+    /// <summary>The value after option <paramref name="name"/> in the restore's arguments.</summary>
+    public static string ArgValue(RestoreSpec plan, string name)
     {
-        string Arg(string name)
-        {
-            var i = plan.Args.ToList().IndexOf(name);
-            return i >= 0 && i + 1 < plan.Args.Count ? plan.Args[i + 1] : throw new InvalidDataException($"restore.json: no {name}");
-        }
-        return
-        [
-            "lazy-pages", "--images-dir", Arg("--images-dir"), "--work-dir", Arg("--work-dir"), "--log-file", "lazy-pages.log", "-v4",
-            "--page-server", "--address", host, "--port", port.ToString(CultureInfo.InvariantCulture),
-        ];
+        var i = plan.Args.ToList().IndexOf(name);
+        return i >= 0 && i + 1 < plan.Args.Count ? plan.Args[i + 1] : throw new InvalidDataException($"restore.json: no {name}");
     }
 
     /// <summary>The named (controller-less) v1 hierarchies a process is in, from /proc/PID/cgroup

@@ -144,7 +144,7 @@ public sealed partial class CriRuntimeService
                 {
                     result = await run;
                     if (result.ExitCode == 0) result = result with { ExitCode = -1, Output = "exited before serving the memory pages: " + result.Output };
-                    throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump (lazy) failed (exit {result.ExitCode}){LogTail(scratch, result.Output)}");
+                    throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump (lazy) failed (exit {result.ExitCode}){Criu.LogTail(scratch, result.Output)}");
                 }
                 result = new CriuResult(0, "", System.Diagnostics.Stopwatch.GetElapsedTime(started), TimedOut: false);
                 lazy.Add(new LazyDump.Server(c.Name, pageServer!.Value.Item2, serving, scratch));
@@ -170,10 +170,10 @@ public sealed partial class CriRuntimeService
             }
             if (result.TimedOut)
                 throw Fail.DeadlineExceeded(ct.IsCancellationRequested
-                    ? $"checkpoint of container {c.Id}: the call's deadline passed during criu dump, which was killed{LogTail(scratch, result.Output)}"
-                    : $"checkpoint of container {c.Id}: criu dump did not finish within {Config.Duration.Format(timeout)} and was killed{LogTail(scratch, result.Output)}");
+                    ? $"checkpoint of container {c.Id}: the call's deadline passed during criu dump, which was killed{Criu.LogTail(scratch, result.Output)}"
+                    : $"checkpoint of container {c.Id}: criu dump did not finish within {Config.Duration.Format(timeout)} and was killed{Criu.LogTail(scratch, result.Output)}");
             if (result.ExitCode != 0)
-                throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump failed (exit {result.ExitCode}){LogTail(scratch, result.Output)}");
+                throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump failed (exit {result.ExitCode}){Criu.LogTail(scratch, result.Output)}");
             if (streamFailure is not null)
                 throw Fail.Unavailable($"checkpoint of container {c.Id}: writing CRIU's images into the archive failed: {streamFailure.Message}", streamFailure);
             if (!captured || diff is null)
@@ -241,16 +241,6 @@ public sealed partial class CriRuntimeService
     }
 
     /// <summary>The last lines of CRIU's log, for the error the caller sees.</summary>
-    private static string LogTail(string scratch, string output)
-    {
-        var log = Path.Combine(scratch, "dump.log");
-        if (!File.Exists(log))
-            return output.Trim().Length > 0 ? ": " + string.Join(" | ", output.Trim().Split('\n').TakeLast(3).Select(l => l.Trim())) : "";
-        var lines = File.ReadAllLines(log).Where(l => l.Contains("Error", StringComparison.Ordinal)).TakeLast(3).ToList();
-        if (lines.Count == 0) lines = File.ReadAllLines(log).TakeLast(3).ToList();
-        return ": " + string.Join(" | ", lines.Select(l => l.Trim()));
-    }
-
     private static partial class CheckpointLog
     {
         [LoggerMessage(EventId = 1200, Level = LogLevel.Information, Message = "checkpointed container {ContainerId} to {Location} (criu dump {Milliseconds} ms)")]

@@ -391,7 +391,7 @@ public sealed partial class MigrationController(
         IReadOnlyList<string> args = [.. RestorePlan.LazyPagesArgs(plan, host, port), .. LazyDump.TlsArgs(config.Migration, server: false)];
         var stop = _lazyPages.GetOrAdd(migrationId, _ => new CancellationTokenSource());
         var criu = cri.Criu;
-        var done = await criu.StartReadyAsync(criu.Require(), args, LazyDump.ServeTimeout, args[4], stop.Token);
+        var done = await criu.StartReadyAsync(criu.Require(), args, LazyDump.ServeTimeout, RestorePlan.ArgValue(plan, "--work-dir"), stop.Token);
         _ = done.ContinueWith(t => Log.LazyPagesExited(log, migrationId, containerId, t.Result.ExitCode, t.Result.TimedOut), TaskScheduler.Default);
     }
 

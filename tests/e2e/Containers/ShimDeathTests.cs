@@ -28,16 +28,7 @@ public class ShimDeathTests(RegistryWithImages fixture)
         var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
         var (shimPid, containerPid) = Pids(d, id);
 
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        using var events = c.Runtime.GetContainerEvents(new GetEventsRequest(), cancellationToken: cts.Token);
-        await events.ResponseHeadersAsync; // subscribed: the STOPPED event cannot be missed
-        Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
-        KillNine(shimPid);
-
-        var stopped = false;
-        while (!stopped && await events.ResponseStream.MoveNext(cts.Token))
-            stopped = events.ResponseStream.Current is { ContainerEventType: ContainerEventType.ContainerStoppedEvent } e && e.ContainerId == id;
-        Assert.True(stopped, "no CONTAINER_STOPPED event for the container whose shim was killed");
+        await KillShimAndAwaitStoppedAsync(c, id, shimPid);
 
         AssertDiedWithShim(await c.StatusAsync(id));
         Assert.False(IsRunning(containerPid), $"container process {containerPid} outlived its shim");
@@ -67,16 +58,7 @@ public class ShimDeathTests(RegistryWithImages fixture)
         Assert.NotEmpty(cgroups);
         var (shimPid, _) = Pids(d, id);
 
-        using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
-        using (var events = c.Runtime.GetContainerEvents(new GetEventsRequest(), cancellationToken: cts.Token))
-        {
-            await events.ResponseHeadersAsync;
-            KillNine(shimPid);
-            var stopped = false;
-            while (!stopped && await events.ResponseStream.MoveNext(cts.Token))
-                stopped = events.ResponseStream.Current is { ContainerEventType: ContainerEventType.ContainerStoppedEvent } e && e.ContainerId == id;
-            Assert.True(stopped, "no CONTAINER_STOPPED event");
-        }
+        await KillShimAndAwaitStoppedAsync(c, id, shimPid);
         AssertDiedWithShim(await c.StatusAsync(id));
 
         using var straggler = Process.Start(new ProcessStartInfo("sleep", "600"))!;
@@ -191,6 +173,22 @@ public class ShimDeathTests(RegistryWithImages fixture)
             await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
             await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
         }
+    }
+
+    /// <summary>Kills the running container's shim with -9 and waits for the container's
+    /// CONTAINER_STOPPED event (subscribed before the kill, so it cannot be missed).</summary>
+    private static async Task KillShimAndAwaitStoppedAsync(CriClient c, string id, int shimPid)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var events = c.Runtime.GetContainerEvents(new GetEventsRequest(), cancellationToken: cts.Token);
+        await events.ResponseHeadersAsync;
+        Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
+        KillNine(shimPid);
+
+        var stopped = false;
+        while (!stopped && await events.ResponseStream.MoveNext(cts.Token))
+            stopped = events.ResponseStream.Current is { ContainerEventType: ContainerEventType.ContainerStoppedEvent } e && e.ContainerId == id;
+        Assert.True(stopped, "no CONTAINER_STOPPED event for the container whose shim was killed");
     }
 
     private static void AssertDiedWithShim(ContainerStatus status)

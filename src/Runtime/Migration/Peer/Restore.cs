@@ -47,10 +47,12 @@ public sealed partial class MigrationPeerService
             }
             finally
             {
-                if (!ok) ctl.StopLazyPages(m.Id);
                 if (!ok)
+                {
+                    ctl.StopLazyPages(m.Id);
                     foreach (var c in created)
                         await ctl.Cri.RemoveContainer(new RemoveContainerRequest { ContainerId = c.ContainerId }, context);
+                }
             }
             Store.DiscardCheckpoint(m.Id);
             Store.Update(m.Id, r => r with { Phase = MigrationPhase.Started });
