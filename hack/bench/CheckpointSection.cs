@@ -28,7 +28,11 @@ public sealed partial class CheckpointSection : IBenchSection
 
     /// <summary>One run. Frozen: CRIU's own stats-dump, freezing_time + frozen_time (from the
     /// first interrupt or freeze of the tasks until they are resumed), the same counter for both.</summary>
-    private sealed record Sample(double CheckpointMs, double FrozenMs, long Bytes, double RestoreMs, CriuStats Stats);
+    private sealed record Sample(double CheckpointMs, double FrozenMs, long Bytes, double RestoreMs, CriuStats Stats)
+    {
+        /// <summary>Ours: the daemon's step times of the call (its Debug line), in order.</summary>
+        public List<(string Step, double Ms)> Steps { get; init; } = [];
+    }
 
     /// <summary>CRIU's stats-dump (microseconds in the image; milliseconds here).</summary>
     private sealed record CriuStats(double FreezingMs, double FrozenMs, double MemdumpMs, double MemwriteMs, double FrozenByLogMs)
@@ -86,7 +90,8 @@ public sealed partial class CheckpointSection : IBenchSection
         if (!_samples.TryGetValue(key, out var l)) _samples[key] = l = [];
         l.Add(s);
         Console.WriteLine($"    checkpoint {s.CheckpointMs:F0} ms, frozen {s.FrozenMs:F0} ms (freezing {s.Stats.FreezingMs:F0} + frozen {s.Stats.FrozenMs:F0}; " +
-            $"memdump {s.Stats.MemdumpMs:F0}, memwrite {s.Stats.MemwriteMs:F0}; dump.log seize to unfreeze {s.Stats.FrozenByLogMs:F0}), {s.Bytes / 1e6:F1} MB, restore {s.RestoreMs:F0} ms");
+            $"memdump {s.Stats.MemdumpMs:F0}, memwrite {s.Stats.MemwriteMs:F0}; dump.log seize to unfreeze {s.Stats.FrozenByLogMs:F0}), {s.Bytes / 1e6:F1} MB, restore {s.RestoreMs:F0} ms" +
+            (s.Steps.Count > 0 ? $"\n    steps: {string.Join(' ', s.Steps.Select(x => $"{x.Step}={x.Ms:F0}"))}" : ""));
     }
 
     private async Task Try(string what, Func<Task> run)
@@ -149,7 +154,15 @@ public sealed partial class CheckpointSection : IBenchSection
         await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = pod2Id }, Call(ct));
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = pod2Id }, Call(ct));
         Directory.Delete(dir, recursive: true);
-        return new Sample(checkpointMs, stats.StoppedMs, bytes, restoreMs, stats);
+        // Written by now (the restore's calls came after it).
+        var steps = StepTimes.Of(ReadShared(Path.Combine(ctx.Env.LogDir, "criruntime-ckpt.log")), "CheckpointContainer", id);
+        return new Sample(checkpointMs, stats.StoppedMs, bytes, restoreMs, stats) { Steps = steps };
+    }
+
+    private static string ReadShared(string path)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(f).ReadToEnd();
     }
 
     private static byte[] EntryOf(string archive, string name)
@@ -334,6 +347,16 @@ public sealed partial class CheckpointSection : IBenchSection
                 var size = s.Count > 0 ? $"{P50(s.Select(x => (double)x.Bytes)) / 1e6:F1} MB" : "n/a";
                 sb.AppendLine($"| {mb} MB | {rt} | {F(P50(s.Select(x => x.CheckpointMs)))} | {F(P50(s.Select(x => x.FrozenMs)))} | {size} | {F(P50(s.Select(x => x.RestoreMs)))} |");
             }
+        sb.AppendLine();
+        foreach (var mb in SizesMb)
+        {
+            var steps = (_samples.TryGetValue(("criruntime", mb), out var l) ? l : []).SelectMany(x => x.Steps).GroupBy(x => x.Step, StringComparer.Ordinal).ToList();
+            if (steps.Count == 0) continue;
+            sb.AppendLine($"Where CheckpointContainer's time goes, {mb} MB (the daemon's Debug line per call; p50 ms of each step: they need not add up): " +
+                string.Join(", ", steps.Select(g => $"{g.Key} {F(P50(g.Select(x => x.Ms)))}")) + ".");
+        }
+        sb.AppendLine("(target: the container's state and spec; prepare: the archive, the image streamer, the post-dump hook; criu: `criu dump` from its start to its exit, " +
+            "the pages in the archive's page cache before the container runs again; streamer: the last images; parts: the other files of the archive; close: the tar's end; fsync: what the writeback during the dump left.)");
         sb.AppendLine();
         foreach (var mb in SizesMb)
         {

@@ -22,6 +22,17 @@ public static partial class StepTimes
         return result;
     }
 
+    /// <summary>The steps of the last "CALL ID: …" line for one call of one object, in order.</summary>
+    public static List<(string Step, double Ms)> Of(string log, string call, string id)
+    {
+        var result = new List<(string, double)>();
+        var line = log.Split('\n').LastOrDefault(l => l.Contains($"{call} {id}: ", StringComparison.Ordinal));
+        if (line is null) return result;
+        foreach (Match step in Step().Matches(line[(line.IndexOf($"{call} {id}: ", StringComparison.Ordinal) + call.Length + id.Length + 3)..]))
+            result.Add((step.Groups[1].Value.Trim(), double.Parse(step.Groups[2].Value, CultureInfo.InvariantCulture)));
+        return result;
+    }
+
     [GeneratedRegex(@"\b(CreateContainer|StartContainer|RemoveContainer) [0-9a-f]{64}: (.*)$", RegexOptions.Multiline)]
     private static partial Regex Line();
 

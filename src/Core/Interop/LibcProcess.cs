@@ -48,6 +48,9 @@ internal static unsafe partial class Libc
     /// <summary>setpriority(2); with PRIO_PROCESS and a thread id it sets that thread's nice value.</summary>
     [LibraryImport("libc", EntryPoint = "setpriority", SetLastError = true)]
     public static partial int Setpriority(int which, uint who, int prio);
+    /// <summary>getpriority(2): the nice value (-1 is also the error return).</summary>
+    [LibraryImport("libc", EntryPoint = "getpriority", SetLastError = true)]
+    public static partial int Getpriority(int which, uint who);
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int sig);
     [LibraryImport("libc", EntryPoint = "waitpid", SetLastError = true)]

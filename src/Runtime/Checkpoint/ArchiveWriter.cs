@@ -77,8 +77,12 @@ internal sealed class ArchiveWriter : IDisposable
         return _direct = new DirectEntry(this, name, at);
     }
 
+    /// <summary>What the container was frozen for is in the archive: its writeback goes ahead at
+    /// normal priority now (<see cref="WritebackFileStream.Hurry"/>).</summary>
+    public void Hurry() => _archive.Hurry(_file.Length);
+
     /// <summary>End-of-archive blocks, fsync, rename into place.</summary>
-    public void Commit()
+    public void Commit(Containers.StepTimes? steps = null)
     {
         if (_direct is not null) throw new InvalidOperationException($"{_direct.Name} was not ended");
         Tar.Dispose();
@@ -86,7 +90,9 @@ internal sealed class ArchiveWriter : IDisposable
         // Blocks reserved past the end (Preallocate) go back.
         if (_allocated > 0 && Libc.Ftruncate(Fd, _file.Length) != 0)
             throw Errno.Exception("ftruncate", _tmp, Errno.Current);
+        steps?.Mark("close");
         _file.Flush(flushToDisk: true);
+        steps?.Mark("fsync");
         _file.Dispose();
         System.IO.File.Move(_tmp, _location, overwrite: true);
         _committed = true;

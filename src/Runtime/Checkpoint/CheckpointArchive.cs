@@ -69,10 +69,11 @@ public static class CheckpointArchive
     /// <summary>Finishes an archive whose CRIU images <see cref="ImageStreamer"/> already wrote
     /// (under <see cref="CheckpointDirectory"/>/): the other parts, then any image CRIU kept in
     /// the directory even when streaming (irmap-cache), then fsync and rename.</summary>
-    internal static void Complete(ArchiveWriter archive, Parts parts)
+    internal static void Complete(ArchiveWriter archive, Parts parts, Containers.StepTimes? steps = null)
     {
         WriteParts(archive, parts, imagesStreamed: true);
-        archive.Commit();
+        steps?.Mark("parts");
+        archive.Commit(steps);
     }
 
     private static void WriteParts(ArchiveWriter archive, Parts parts, bool imagesStreamed)

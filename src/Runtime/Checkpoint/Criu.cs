@@ -19,6 +19,9 @@ public sealed class Criu(CheckpointSection config)
 
     private Task<CriuInfo>? _info;
 
+    /// <summary>The nice value CRIU runs at (<see cref="Start"/>).</summary>
+    public const int CriuNice = -10;
+
     /// <summary>util-linux's setsid (Debian: essential).</summary>
     private const string Setsid = "/usr/bin/setsid";
     private static readonly bool UseSetsid = File.Exists(Setsid);
@@ -152,6 +155,11 @@ public sealed class Criu(CheckpointSection config)
             psi.Environment[e[..eq]] = e[(eq + 1)..];
         }
         var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {bin}");
+        // CRIU runs while a container is frozen (dump), restoring (restore) or waiting for its
+        // pages (lazy-pages): ahead of the node's other work, as the image streamer's thread is
+        // (nice -10; best effort: needs CAP_SYS_NICE). setsid execs criu in this same process, and
+        // what criu forks inherits it.
+        _ = Interop.Libc.Setpriority(Interop.Libc.PRIO_PROCESS, (uint)p.Id, CriuNice);
         p.StandardInput.Close();
         return p;
     }

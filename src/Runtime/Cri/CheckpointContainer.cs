@@ -37,13 +37,16 @@ public sealed partial class CriRuntimeService
             c = _containers.Find(c.Id) ?? throw Fail.NotFound($"container {request.ContainerId} not found");
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
             var ok = false;
+            var steps = new Containers.StepTimes();
             var target = await DumpTargetAsync(c);
+            steps.Mark("target");
             DumpedContainer? dumped = null;
             try
             {
-                dumped = await DumpAsync(target, null, timeout, context.CancellationToken, streamInto: location);
-                await Task.Run(() => WriteArchive(dumped, location), CancellationToken.None);
+                dumped = await DumpAsync(target, null, timeout, context.CancellationToken, streamInto: location, steps: steps);
+                await Task.Run(() => WriteArchive(dumped, location, steps), CancellationToken.None);
                 CheckpointLog.Checkpointed(_log, c.Id, location, dumped.CriuTime.TotalMilliseconds);
+                CheckpointLog.Steps(_log, c.Id, steps);
                 ok = true;
             }
             finally
@@ -81,7 +84,7 @@ public sealed partial class CriRuntimeService
     /// the images): this returns once CRIU's post-dump ran, with CRIU still serving the pages
     /// (registered in <paramref name="lazy"/>; the scratch directory goes when it exits).</summary>
     private async Task<DumpedContainer> DumpAsync(DumpTarget t, string? freezerDir, TimeSpan timeout, CancellationToken ct, string? streamInto = null,
-        LazyDump? lazy = null)
+        LazyDump? lazy = null, Containers.StepTimes? steps = null)
     {
         var (c, pid, specBytes, spec) = (t.Container, t.Pid, t.SpecBytes, t.Spec);
         var criu = CriuTool.Require();
@@ -116,6 +119,7 @@ public sealed partial class CriRuntimeService
                 // The pages CRIU streamed are references to the process's memory until they are
                 // in the archive: all of them must be before CRIU resumes the tasks.
                 streamer?.WaitForPages(TimeSpan.FromSeconds(30));
+                archive?.Hurry();
                 using var span = Telemetry.Tracing.Start("rootfs diff");
                 try { diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints); }
                 finally { postDumped.TrySetResult(); }
@@ -128,6 +132,7 @@ public sealed partial class CriRuntimeService
             // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
             var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget ?? "")] };
             var checkpointedAt = _clock.GetUtcNow();
+            steps?.Mark("prepare");
             CriuResult result;
             if (lazy is not null)
             {
@@ -157,10 +162,12 @@ public sealed partial class CriRuntimeService
                 span?.SetTag("process.exit.code", result.ExitCode);
                 if (result.TimedOut || result.ExitCode != 0) span?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, result.TimedOut ? "timed out" : $"exit {result.ExitCode}");
             }
+            steps?.Mark("criu");
             // CRIU has exited: every image it streamed has ended (or the dump failed anyway).
             Exception? streamFailure = null;
             try { streamer?.Finish(TimeSpan.FromSeconds(10)); }
             catch (IOException e) { streamFailure = e; }
+            steps?.Mark("streamer");
             bool captured;
             // (Lazy: CRIU runs on, serving pages; this waits only for the hook's answer.)
             try { captured = hook.Finish(); }
@@ -209,10 +216,10 @@ public sealed partial class CriRuntimeService
 
     /// <summary>Writes the archive at <paramref name="location"/>, or completes the one the
     /// images were streamed into (then <paramref name="location"/> is the name it was opened for).</summary>
-    private static void WriteArchive(DumpedContainer d, string location)
+    private static void WriteArchive(DumpedContainer d, string location, Containers.StepTimes? steps = null)
     {
         using var span = Telemetry.Tracing.Start("checkpoint archive")?.SetTag("criruntime.checkpoint_archive", location);
-        if (d.Archive is { } streamed) CheckpointArchive.Complete(streamed, d.Parts);
+        if (d.Archive is { } streamed) CheckpointArchive.Complete(streamed, d.Parts, steps);
         else CheckpointArchive.Write(location, d.Parts);
     }
 
@@ -245,6 +252,10 @@ public sealed partial class CriRuntimeService
     {
         [LoggerMessage(EventId = 1200, Level = LogLevel.Information, Message = "checkpointed container {ContainerId} to {Location} (criu dump {Milliseconds} ms)")]
         public static partial void Checkpointed(ILogger logger, string containerId, string location, double milliseconds);
+
+        /// <summary>Where the call's time went (the bench's checkpoint section reads it).</summary>
+        [LoggerMessage(EventId = 1202, Level = LogLevel.Debug, Message = "CheckpointContainer {ContainerId}: {Steps}")]
+        public static partial void Steps(ILogger logger, string containerId, Containers.StepTimes steps);
 
         [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "checkpoint scratch directory {Dir} left behind: {Reason}")]
         public static partial void ScratchLeft(ILogger logger, string dir, string reason);

@@ -1,6 +1,7 @@
 using System.Formats.Tar;
 using System.Security.Cryptography;
 using CriRuntime.Checkpoint;
+using CriRuntime.Interop;
 
 namespace CriRuntime.Tests.Unit.Checkpoint;
 
@@ -100,6 +101,38 @@ public sealed class CheckpointArchiveTests : IDisposable
             Assert.Equal(0, calls[0].Offset);
             // Ranges follow each other: what one call left out, the next one starts with.
             for (var i = 1; i < calls.Count; i++) Assert.Equal(calls[i - 1].Offset + calls[i - 1].Bytes, calls[i].Offset);
+        }
+    }
+
+    /// <summary>Once the pages are in (the container waits for nothing more), the writeback covers
+    /// everything written so far, also the tail below one kick, and leaves nice 19.</summary>
+    [Fact]
+    public void WritebackFileStream_Hurry_StartsTheWritebackOfAllWrittenSoFar_AtNormalPriority()
+    {
+        var calls = new List<(long Offset, long Bytes, int Nice)>();
+        using var called = new SemaphoreSlim(0);
+        using var file = new FileStream(Path.Combine(_dir, "a.tar"), FileMode.CreateNew, FileAccess.Write);
+        using var stream = new WritebackFileStream(file, (_, offset, bytes) =>
+        {
+            var nice = Libc.Getpriority(Libc.PRIO_PROCESS, (uint)Libc.Gettid());
+            lock (calls) calls.Add((offset, bytes, nice));
+            called.Release();
+            return 0;
+        });
+
+        stream.KickTo(WritebackFileStream.KickBytes);
+        Assert.True(called.Wait(TimeSpan.FromSeconds(30)));
+        var end = WritebackFileStream.KickBytes + 12345; // below the next kick: KickTo alone leaves it to the fsync
+        stream.KickTo(end);
+        stream.Hurry(end);
+        Assert.True(called.Wait(TimeSpan.FromSeconds(30)));
+        stream.StopWriteback();
+
+        lock (calls)
+        {
+            Assert.Equal([(0L, WritebackFileStream.KickBytes), (WritebackFileStream.KickBytes, 12345L)], calls.Select(c => (c.Offset, c.Bytes)));
+            Assert.Equal(19, calls[0].Nice);
+            Assert.Equal(0, calls[1].Nice);
         }
     }
 
