@@ -133,9 +133,10 @@ public sealed partial class MigrationController(
             var dir = store.CheckpointDir(m.Id);
             store.DiscardCheckpoint(m.Id);
             Directory.CreateDirectory(dir);
-            var frozenAt = Stopwatch.GetTimestamp();
-            await cri.CheckpointPodIntoAsync(pod, selected, dir, config.Checkpoint.DumpTimeout, leaveFrozen: true, ct, lazy);
-            var dumpMs = (long)Stopwatch.GetElapsedTime(frozenAt).TotalMilliseconds;
+            // The freeze itself starts inside, once CRIU has started up: the downtime counts from there.
+            var frozenFor = await cri.CheckpointPodIntoAsync(pod, selected, dir, config.Checkpoint.DumpTimeout, leaveFrozen: true, ct, lazy);
+            var frozenAt = Stopwatch.GetTimestamp() - (long)(frozenFor.TotalSeconds * Stopwatch.Frequency);
+            var dumpMs = (long)frozenFor.TotalMilliseconds;
             Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateAfterDump);
 
             var files = CheckpointFiles(dir);
