@@ -174,6 +174,7 @@ public sealed partial class MigrationController(
                 // The target runs the pod; its memory follows. The source stays frozen, and Commit
                 // waits for DONE, until every page server exited successfully: the target has it all.
                 running.Publish(Status(m));
+                Testing.FaultPoints.Crash(Testing.FaultPoints.MigratePaging);
                 Log.Paging(log, m.Id, m.PodId, m.TargetAddress, m.DowntimeMs, lazy.Servers.Count, lazy.Address);
                 if (await lazy.WaitAsync(ct) is { } why)
                     throw Fail.Unavailable($"the memory pages did not all reach the target: {why}");
