@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace CriRuntime.Bench;
 
-/// <summary>Command-line flags; the defaults fit `make bench` in about 25 minutes on 2 cores (15 for the
+/// <summary>Command-line flags; the defaults fit `make bench` in about 30 minutes on 2 cores (15 for the
 /// lifecycle, density and pull phases, the rest for the sections in files of their own).</summary>
 public sealed record Options
 {
