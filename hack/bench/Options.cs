@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace CriRuntime.Bench;
 
-/// <summary>Command-line flags; the defaults fit `make bench` in about 25 minutes on 2 cores (15 for the
+/// <summary>Command-line flags; the defaults fit `make bench` in about 30 minutes on 2 cores (15 for the
 /// lifecycle, density and pull phases, the rest for the sections in files of their own).</summary>
 public sealed record Options
 {
@@ -19,6 +19,9 @@ public sealed record Options
     public IReadOnlyList<string> Runtimes { get; init; } = ["criruntime", "containerd"];
     /// <summary>CreateContainer samples per configuration of the disk quota section.</summary>
     public int QuotaIterations { get; init; } = 20;
+    /// <summary>Process sizes (MB) and runs per size and mode of the migration section.</summary>
+    public IReadOnlyList<int> MigrationSizes { get; init; } = [10, 200, 1024];
+    public int MigrationIterations { get; init; } = 3;
     public string? Doc { get; init; } = "docs/benchmarks.md";
     /// <summary>Sections to run (`--only`); null runs them all and rewrites the whole document.</summary>
     public IReadOnlySet<string>? Only { get; init; }
@@ -38,6 +41,8 @@ public sealed record Options
           --pull N                  cold pulls of the multi-layer image per runtime (default 5)
           --runtimes A,B            criruntime and/or containerd (default both)
           --quota N                 CreateContainer samples per disk quota configuration (default 20)
+          --migration-sizes N,N     process sizes in MB of the migration section (default 10,200,1024)
+          --migration-runs N        migrations per size and mode (default 3)
           --doc PATH|-              markdown report to write (default docs/benchmarks.md; - for none)
           --only NAME,NAME          run only these sections (pull, lifecycle, density and the sections in
                                     hack/bench/Sections.cs) and replace only theirs in the report, keeping
@@ -62,6 +67,8 @@ public sealed record Options
                 "--containerd-density-max" => o with { ContainerdDensityMax = Int() is var m && m == 0 ? int.MaxValue : m },
                 "--pull" => o with { PullIterations = Int() },
                 "--quota" => o with { QuotaIterations = Int() },
+                "--migration-sizes" => o with { MigrationSizes = [.. Value().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).Where(n => n > 0)] },
+                "--migration-runs" => o with { MigrationIterations = Math.Max(1, Int()) },
                 "--runtimes" => o with { Runtimes = Value().Split(',', StringSplitOptions.RemoveEmptyEntries) },
                 "--doc" => o with { Doc = Value() is "-" ? null : args[i] },
                 "--only" => o with { Only = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal) },

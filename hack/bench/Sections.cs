@@ -41,6 +41,7 @@ public static class Sections
         new ProcViewSection(),
         new TelemetrySection(),
         new MemoryBreakdownSection(),
+        new MigrationSection(opts),
     ];
 
     public static IReadOnlyList<string> AllNames(Options opts) => [.. BuiltIn, .. Extra(opts).Select(s => s.Name)];

@@ -254,7 +254,9 @@ public sealed class V1Manager : ICgroupManager
     {
         var dir = Require("freezer", "thaw");
         _fs.Write($"{dir}/freezer.state", "THAWED");
-        if (!KernelWait.Until(() => State(dir) == "THAWED", FreezeTimeout))
+        // A cgroup removed meanwhile (its tasks died once thawed, and their owner removed it) has
+        // nothing frozen left.
+        if (!KernelWait.Until(() => _fs.Read($"{dir}/freezer.state") is not { } s || s.Trim() == "THAWED", FreezeTimeout))
             throw new CgroupException($"thaw {dir}: still {State(dir)} after {FreezeTimeout.TotalSeconds} s");
     }
 

@@ -20,13 +20,19 @@ public sealed class PostDumpHook : IDisposable
 
     private const string Script = """
         #!/bin/sh
-        # criruntime: CRIU's action script for a dump. At post-dump the tasks are still frozen: ask the
-        # daemon to capture the container's writable layer and wait for its answer.
-        [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] || exit 0
+        # criruntime: CRIU's action script for a dump. At pre-dump CRIU is about to seize the tasks:
+        # ask the daemon whether it may (a pod checkpoint freezes every container first). At
+        # post-dump the tasks are still frozen: ask the daemon to capture the container's writable
+        # layer. Each waits for the daemon's answer.
+        case "$CRTOOLS_SCRIPT_ACTION" in
+        pre-dump) say=ready ;;
+        post-dump) say=dumped ;;
+        *) exit 0 ;;
+        esac
         # Not criu's output pipes: a script outliving a killed criu must not keep the daemon reading them.
         exec </dev/null >/dev/null 2>&1
         dir=${0%/*}
-        echo dumped > "$dir/post-dump.req" || exit 1
+        echo $say > "$dir/post-dump.req" || exit 1
         read -r answer < "$dir/post-dump.ack" || exit 1
         [ "$answer" = ok ]
 
@@ -40,20 +46,21 @@ public sealed class PostDumpHook : IDisposable
     /// <summary>The script to hand CRIU as <c>--action-script</c>.</summary>
     public string ScriptPath { get; }
 
-    private PostDumpHook(string scriptPath, FileStream request, FileStream cancel, FileStream answer, Action capture)
+    private PostDumpHook(string scriptPath, FileStream request, FileStream cancel, FileStream answer, Action capture, PodCheckpointer.DumpGate gate)
     {
         ScriptPath = scriptPath;
         _request = request;
         _cancel = cancel;
         _answer = answer;
-        _thread = new Thread(() => Serve(capture)) { IsBackground = true, Name = "criu post-dump" };
+        _thread = new Thread(() => Serve(capture, gate)) { IsBackground = true, Name = "criu post-dump" };
         _thread.Start();
     }
 
     /// <summary>Writes the script and its two FIFOs into <paramref name="dir"/> (the dump's
-    /// scratch directory) and waits, on a thread of its own, for CRIU to reach post-dump; then
-    /// runs <paramref name="capture"/> and answers.</summary>
-    public static PostDumpHook Start(string dir, Action capture, IHostKernel? kernel = null)
+    /// scratch directory) and waits, on a thread of its own, for CRIU to reach pre-dump, where it
+    /// answers once <paramref name="gate"/> opens (the pod frozen; none: at once), then
+    /// post-dump, where it runs <paramref name="capture"/> and answers.</summary>
+    public static PostDumpHook Start(string dir, Action capture, IHostKernel? kernel = null, PodCheckpointer.DumpGate? gate = null)
     {
         var k = kernel ?? HostKernel.Instance;
         var script = Path.Combine(dir, ScriptName);
@@ -66,7 +73,7 @@ public sealed class PostDumpHook : IDisposable
             // A second handle on the request FIFO, to wake the reader when CRIU never gets there.
             var cancel = Open(Path.Combine(dir, RequestFifo), FileAccess.Write, opened);
             var answer = OpenFifo(k, Path.Combine(dir, AnswerFifo), opened);
-            return new PostDumpHook(script, request, cancel, answer, capture);
+            return new PostDumpHook(script, request, cancel, answer, capture, gate ?? PodCheckpointer.DumpGate.Opened());
         }
         catch
         {
@@ -89,11 +96,21 @@ public sealed class PostDumpHook : IDisposable
         return f;
     }
 
-    private void Serve(Action capture)
+    private void Serve(Action capture, PodCheckpointer.DumpGate gate)
     {
         string? line;
         try { line = ReadLine(_request); }
         catch (IOException) { return; }
+        if (line == "ready")
+        {
+            // This thread exists to wait for CRIU; here it waits for the pod's freeze as well.
+            var open = true;
+            try { gate.ArriveAsync().GetAwaiter().GetResult(); }
+            catch (OperationCanceledException) { open = false; }
+            if (!Answer(open) || !open) return;
+            try { line = ReadLine(_request); }
+            catch (IOException) { return; }
+        }
         if (line != "dumped") return; // "cancel": CRIU ended without reaching post-dump
         var ok = false;
         try
@@ -108,9 +125,18 @@ public sealed class PostDumpHook : IDisposable
         finally
         {
             _ran = true;
-            try { _answer.Write(Encoding.ASCII.GetBytes(ok ? "ok\n" : "fail\n")); }
-            catch (IOException) { }
+            Answer(ok);
         }
+    }
+
+    private bool Answer(bool ok)
+    {
+        try
+        {
+            _answer.Write(Encoding.ASCII.GetBytes(ok ? "ok\n" : "fail\n"));
+            return true;
+        }
+        catch (IOException) { return false; }
     }
 
     private static string ReadLine(FileStream fifo)

@@ -82,9 +82,11 @@ public sealed partial class CriRuntimeService
     /// file (<see cref="ImageStreamer"/>), which <see cref="WriteArchive"/> completes; there is no
     /// copy of the images. <paramref name="lazy"/>: a lazy migration's dump (no memory pages in
     /// the images): this returns once CRIU's post-dump ran, with CRIU still serving the pages
-    /// (registered in <paramref name="lazy"/>; the scratch directory goes when it exits).</summary>
+    /// (registered in <paramref name="lazy"/>; the scratch directory goes when it exits).
+    /// <paramref name="gate"/>: a pod checkpoint's, where CRIU waits (at pre-dump, started up and
+    /// about to seize the tasks) until the whole pod is frozen.</summary>
     private async Task<DumpedContainer> DumpAsync(DumpTarget t, string? freezerDir, TimeSpan timeout, CancellationToken ct, string? streamInto = null,
-        LazyDump? lazy = null, Containers.StepTimes? steps = null)
+        LazyDump? lazy = null, PodCheckpointer.DumpGate? gate = null, Containers.StepTimes? steps = null)
     {
         var (c, pid, specBytes, spec) = (t.Container, t.Pid, t.SpecBytes, t.Spec);
         var criu = CriuTool.Require();
@@ -123,7 +125,7 @@ public sealed partial class CriRuntimeService
                 using var span = Telemetry.Tracing.Start("rootfs diff");
                 try { diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints); }
                 finally { postDumped.TrySetResult(); }
-            });
+            }, gate: gate);
             using var hookUntilReturn = lazy is null ? hook : null;
             var pageServer = lazy is null ? ((string, int)?)null : (lazy.Address, LazyDump.FreePort(lazy.Address));
             var args = DumpPlan.Args(pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(pid, kind), freezerDir, hook.ScriptPath,

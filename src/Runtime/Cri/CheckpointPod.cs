@@ -58,9 +58,11 @@ public sealed partial class CriRuntimeService
     /// validated by the caller) written into the empty directory <paramref name="output"/>: frozen
     /// as one, dumped, and thawed (CheckpointPod), or, with <paramref name="leaveFrozen"/>, left
     /// frozen once every dump succeeded (a migration's source: it thaws them on Abort or failure,
-    /// and owns the record of the freeze from then on). Returns the time frozen until the dumps
-    /// were done. <paramref name="lazy"/> (a lazy migration, with <paramref name="leaveFrozen"/>):
-    /// the dumps leave the memory pages out and each CRIU serves them afterwards.</summary>
+    /// and owns the record of the freeze from then on). Returns how long the pod has been frozen
+    /// when this returns (with <paramref name="leaveFrozen"/>; else how long it was frozen): the
+    /// freeze starts only once every container's CRIU has started up, not at this call.
+    /// <paramref name="lazy"/> (a lazy migration, with <paramref name="leaveFrozen"/>): the dumps
+    /// leave the memory pages out and each CRIU serves them afterwards.</summary>
     internal async Task<TimeSpan> CheckpointPodIntoAsync(PodSandboxRecord pod, IReadOnlyList<ContainerRecord> selected, string output,
         TimeSpan timeout, bool leaveFrozen, CancellationToken callToken, LazyDump? lazy = null)
     {
@@ -85,7 +87,7 @@ public sealed partial class CriRuntimeService
             try
             {
                 dumps = await PodCheckpointerTool.DumpFrozenAsync(members,
-                    (i, ct) => DumpAsync(targets[i], DumpPlan.FreezerDir(layout, members[i].CgroupPath), timeout, ct, lazy: lazy),
+                    (i, gate, ct) => DumpAsync(targets[i], DumpPlan.FreezerDir(layout, members[i].CgroupPath), timeout, ct, lazy: lazy, gate: gate),
                     DiscardDump, deadline.Token, t => frozen = t, leaveFrozen);
             }
             catch (OperationCanceledException) when (deadline.IsCancellationRequested)
@@ -96,6 +98,7 @@ public sealed partial class CriRuntimeService
             {
                 throw Fail.DeadlineExceeded($"{e.Message}; every container of pod sandbox {pod.Id} was thawed");
             }
+            var dumpsEnded = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
                 var podConfig = PodSandboxConfig.Parser.ParseFrom(pod.Config);
@@ -115,6 +118,7 @@ public sealed partial class CriRuntimeService
             if (leaveFrozen) PodCheckpointLog.LeftFrozen(_log, pod.Id, dumps.Count);
             PodCheckpointLog.Checkpointed(_log, pod.Id, dumps.Count, output, frozen.TotalMilliseconds,
                 System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            if (leaveFrozen) frozen += System.Diagnostics.Stopwatch.GetElapsedTime(dumpsEnded);
         }
         finally
         {

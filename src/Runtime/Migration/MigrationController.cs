@@ -133,9 +133,10 @@ public sealed partial class MigrationController(
             var dir = store.CheckpointDir(m.Id);
             store.DiscardCheckpoint(m.Id);
             Directory.CreateDirectory(dir);
-            var frozenAt = Stopwatch.GetTimestamp();
-            await cri.CheckpointPodIntoAsync(pod, selected, dir, config.Checkpoint.DumpTimeout, leaveFrozen: true, ct, lazy);
-            var dumpMs = (long)Stopwatch.GetElapsedTime(frozenAt).TotalMilliseconds;
+            // The freeze itself starts inside, once CRIU has started up: the downtime counts from there.
+            var frozenFor = await cri.CheckpointPodIntoAsync(pod, selected, dir, config.Checkpoint.DumpTimeout, leaveFrozen: true, ct, lazy);
+            var frozenAt = Stopwatch.GetTimestamp() - (long)(frozenFor.TotalSeconds * Stopwatch.Frequency);
+            var dumpMs = (long)frozenFor.TotalMilliseconds;
             Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateAfterDump);
 
             var files = CheckpointFiles(dir);
@@ -173,6 +174,7 @@ public sealed partial class MigrationController(
                 // The target runs the pod; its memory follows. The source stays frozen, and Commit
                 // waits for DONE, until every page server exited successfully: the target has it all.
                 running.Publish(Status(m));
+                Testing.FaultPoints.Crash(Testing.FaultPoints.MigratePaging);
                 Log.Paging(log, m.Id, m.PodId, m.TargetAddress, m.DowntimeMs, lazy.Servers.Count, lazy.Address);
                 if (await lazy.WaitAsync(ct) is { } why)
                     throw Fail.Unavailable($"the memory pages did not all reach the target: {why}");

@@ -37,6 +37,10 @@ public static class FaultPoints
     /// pod, before DONE is recorded (the source still TRANSFERRED).</summary>
     public const string MigrateAfterRestore = "migrate-after-restore";
 
+    /// <summary>A lazy migration's source, once PAGING is recorded (the target runs the pod), before
+    /// it waits for its page servers to have served every page.</summary>
+    public const string MigratePaging = "migrate-paging";
+
     /// <summary>Commit on a migration's source, once COMMITTED is recorded, before the frozen
     /// source pod is killed and removed.</summary>
     public const string CommitAfterRecord = "commit-after-record";

@@ -275,6 +275,36 @@ public sealed class V1ManagerTests : IDisposable
         Assert.Equal("THAWED", _fs.Text("freezer/pod/ctr/freezer.state"));
     }
 
+    /// <summary>The kernel after the last task of a thawed cgroup died: its shim removed the cgroup
+    /// (what a migration's Commit meets: SIGKILL while frozen, thaw, the tasks die at once).</summary>
+    private sealed class GoneAfterThaw(TempCgroupFs fs) : ICgroupFs
+    {
+        public void Write(string file, string value)
+        {
+            fs.Write(file, value);
+            if (value == "THAWED") Directory.Delete(Path.GetDirectoryName(file)!, recursive: true);
+        }
+
+        public string? Read(string file) => fs.Read(file);
+        public bool Mkdir(string dir) => fs.Mkdir(dir);
+        public bool Rmdir(string dir) => fs.Rmdir(dir);
+        public bool Exists(string path) => fs.Exists(path);
+        public IReadOnlyList<string> ListDirectories(string dir) => fs.ListDirectories(dir);
+    }
+
+    [Fact]
+    public void V1_Thaw_OfACgroupRemovedRightAfter_IsDone_NotAFiveSecondWaitAndAnError()
+    {
+        Manager().Create(new CgroupResources());
+        var m = new V1Manager("pod/ctr", _layout, new GoneAfterThaw(_fs));
+        m.Freeze();
+
+        var took = System.Diagnostics.Stopwatch.StartNew();
+        m.Thaw();
+
+        Assert.True(took.Elapsed < TimeSpan.FromSeconds(2), $"{took.Elapsed}");
+    }
+
     [Fact]
     public void V1_Destroy_RemovesOnlyTheLeafAndIsIdempotent()
     {

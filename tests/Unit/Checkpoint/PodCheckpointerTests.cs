@@ -19,10 +19,71 @@ public sealed class PodCheckpointerTests : IDisposable
 
     private static readonly PodCheckpointer.Member[] Members = [new("a", "pods/p/a"), new("b", "pods/p/b")];
 
+    /// <summary>A dump as CheckpointPod's: it waits at its gate (CRIU at pre-dump), then dumps.</summary>
+    private async Task<int> Dump(int i, PodCheckpointer.DumpGate gate, CancellationToken ct)
+    {
+        await gate.ArriveAsync();
+        _log.Add($"dump {i}");
+        return i;
+    }
+
+    private int Frozen => _log.Count(l => l.StartsWith("freeze ", StringComparison.Ordinal));
+
+    [Fact]
+    public async Task DumpFrozen_StartsEveryDumpBeforeTheFreeze_AndLetsNoneThroughItsGateUntilAllAreFrozen()
+    {
+        var atGate = new int[2];
+        var through = new int[2];
+        var bothStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = 0;
+        await Checkpointer().DumpFrozenAsync(Members, async (i, g, _) =>
+        {
+            // Both dumps run before anything is frozen (CRIU starting up is not frozen time).
+            if (Interlocked.Increment(ref started) == 2) bothStarted.SetResult();
+            await bothStarted.Task;
+            atGate[i] = Frozen;
+            await g.ArriveAsync();
+            through[i] = Frozen;
+            return i;
+        }, _ => { }, CancellationToken.None);
+
+        Assert.Equal([0, 0], atGate);
+        Assert.Equal([2, 2], through);
+    }
+
+    [Fact]
+    public async Task DumpFrozen_WhenADumpFailsBeforeItsGate_FreezesNothing_AndTheOtherDumpIsTurnedAwayAtItsGate()
+    {
+        var turnedAway = false;
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => Checkpointer().DumpFrozenAsync(Members, async (i, g, _) =>
+        {
+            if (i == 1) throw new InvalidOperationException("criu failed at start");
+            try { await g.ArriveAsync(); }
+            catch (OperationCanceledException) { turnedAway = true; throw; }
+            return i;
+        }, d => _log.Add($"discard {d}"), CancellationToken.None));
+
+        Assert.Equal("criu failed at start", e.Message);
+        Assert.True(turnedAway);
+        Assert.Equal(0, Frozen);
+        Assert.DoesNotContain(_log, l => l.StartsWith("discard", StringComparison.Ordinal));
+        Assert.Empty(Ledger.Leftovers());
+    }
+
+    [Fact]
+    public async Task DumpFrozen_ADumpThatNeverWaitsAtItsGate_IsRefused_AndDiscarded()
+    {
+        await Assert.ThrowsAsync<InvalidOperationException>(() => Checkpointer().DumpFrozenAsync(Members,
+            (i, g, _) => i == 0 ? Task.FromResult(i) : Dump(i, g, CancellationToken.None), d => _log.Add($"discard {d}"), CancellationToken.None));
+
+        Assert.Equal(0, Frozen);
+        Assert.Contains("discard 0", _log);
+    }
+
     [Fact]
     public async Task DumpFrozen_FreezesEveryContainerBeforeTheFirstDump_AndThawsAllBeforeReturning()
     {
-        var dumps = await Checkpointer().DumpFrozenAsync(Members, (i, _) => { _log.Add($"dump {i}"); return Task.FromResult(i); }, _ => _log.Add("discard"), CancellationToken.None);
+        var dumps = await Checkpointer().DumpFrozenAsync(Members, Dump, _ => _log.Add("discard"), CancellationToken.None);
 
         Assert.Equal([0, 1], dumps);
         Assert.Equal(["freeze pods/p/a", "freeze pods/p/b", "dump 0", "dump 1", "thaw pods/p/a", "thaw pods/p/b"], _log);
@@ -32,7 +93,7 @@ public sealed class PodCheckpointerTests : IDisposable
     [Fact]
     public async Task DumpFrozen_LeavingFrozen_KeepsEveryContainerFrozenAfterTheDumps_AndForgetsItsOwnRecord()
     {
-        var dumps = await Checkpointer().DumpFrozenAsync(Members, (i, _) => { _log.Add($"dump {i}"); return Task.FromResult(i); },
+        var dumps = await Checkpointer().DumpFrozenAsync(Members, Dump,
             _ => _log.Add("discard"), CancellationToken.None, leaveFrozen: true);
 
         Assert.Equal([0, 1], dumps);
@@ -45,7 +106,7 @@ public sealed class PodCheckpointerTests : IDisposable
     public async Task DumpFrozen_LeavingFrozen_WhenADumpFails_StillThawsEveryContainer()
     {
         await Assert.ThrowsAsync<InvalidOperationException>(() => Checkpointer().DumpFrozenAsync(Members,
-            (i, _) => i == 1 ? throw new InvalidOperationException("criu failed") : Task.FromResult(i), d => _log.Add($"discard {d}"),
+            async (i, g, _) => { await g.ArriveAsync(); return i == 1 ? throw new InvalidOperationException("criu failed") : i; }, d => _log.Add($"discard {d}"),
             CancellationToken.None, leaveFrozen: true));
 
         Assert.Equal(["freeze pods/p/a", "freeze pods/p/b", "thaw pods/p/a", "thaw pods/p/b", "discard 0"], _log);
@@ -59,7 +120,7 @@ public sealed class PodCheckpointerTests : IDisposable
         var ledger = Ledger;
         var checkpointer = new PodCheckpointer(ledger, new Cgroups(this, onFreeze: () => recorded ??= ledger.Leftovers().Single().CgroupPaths), NullLogger.Instance);
 
-        await checkpointer.DumpFrozenAsync(Members, (i, _) => Task.FromResult(i), _ => { }, CancellationToken.None);
+        await checkpointer.DumpFrozenAsync(Members, Dump, _ => { }, CancellationToken.None);
 
         Assert.Equal(["pods/p/a", "pods/p/b"], recorded);
     }
@@ -68,7 +129,7 @@ public sealed class PodCheckpointerTests : IDisposable
     public async Task DumpFrozen_WhenTheSecondDumpFails_ThawsEveryContainer_AndDiscardsTheFirstDump()
     {
         var e = await Assert.ThrowsAsync<InvalidOperationException>(() => Checkpointer().DumpFrozenAsync(Members,
-            (i, _) => i == 1 ? throw new InvalidOperationException("criu failed") : Task.FromResult(i), d => _log.Add($"discard {d}"), CancellationToken.None));
+            async (i, g, _) => { await g.ArriveAsync(); return i == 1 ? throw new InvalidOperationException("criu failed") : i; }, d => _log.Add($"discard {d}"), CancellationToken.None));
 
         Assert.Equal("criu failed", e.Message);
         Assert.Equal(["freeze pods/p/a", "freeze pods/p/b", "thaw pods/p/a", "thaw pods/p/b", "discard 0"], _log);
@@ -79,8 +140,9 @@ public sealed class PodCheckpointerTests : IDisposable
     public async Task DumpFrozen_WhenTheDeadlinePassesDuringADump_ThawsEveryContainer()
     {
         using var cts = new CancellationTokenSource();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Checkpointer().DumpFrozenAsync(Members, async (i, ct) =>
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Checkpointer().DumpFrozenAsync(Members, async (i, g, ct) =>
         {
+            await g.ArriveAsync();
             cts.Cancel();
             await Task.Delay(Timeout.Infinite, ct);
             return i;
@@ -94,7 +156,7 @@ public sealed class PodCheckpointerTests : IDisposable
     {
         var checkpointer = new PodCheckpointer(Ledger, new Cgroups(this, failFreeze: "pods/p/b"), NullLogger.Instance);
 
-        await Assert.ThrowsAsync<CgroupException>(() => checkpointer.DumpFrozenAsync(Members, (i, _) => { _log.Add($"dump {i}"); return Task.FromResult(i); }, _ => { }, CancellationToken.None));
+        await Assert.ThrowsAsync<CgroupException>(() => checkpointer.DumpFrozenAsync(Members, Dump, _ => { }, CancellationToken.None));
 
         Assert.Equal(["freeze pods/p/a", "thaw pods/p/a", "thaw pods/p/b"], _log);
     }
@@ -103,7 +165,7 @@ public sealed class PodCheckpointerTests : IDisposable
     public async Task DumpFrozen_WhenAThawFails_KeepsTheRecord_AndTheNextStartThawsIt()
     {
         _failThaw.Add("pods/p/a");
-        await Checkpointer().DumpFrozenAsync(Members, (i, _) => Task.FromResult(i), _ => { }, CancellationToken.None);
+        await Checkpointer().DumpFrozenAsync(Members, Dump, _ => { }, CancellationToken.None);
         Assert.Equal(["pods/p/a", "pods/p/b"], Ledger.Leftovers().Single().CgroupPaths);
 
         _failThaw.Clear();

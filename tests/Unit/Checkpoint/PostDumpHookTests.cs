@@ -76,6 +76,41 @@ public sealed class PostDumpHookTests : IDisposable
     }
 
     [Fact]
+    public async Task AtPreDump_CriuWaitsForTheGate_ThenGoesOn()
+    {
+        File.WriteAllText(Layer, "frozen\n");
+        var gate = new PodCheckpointer.DumpGate();
+        using var hook = PostDumpHook.Start(_dir, () => { }, gate: gate);
+
+        var criu = FakeCriuAsync(hook.ScriptPath, Layer, "pre-dump", "post-dump");
+        await gate.Arrived.WaitAsync(TimeSpan.FromSeconds(30));
+        // CRIU is held at pre-dump: it has not gone on to resume anything.
+        Assert.False(criu.IsCompleted);
+        Assert.Equal("frozen\n", File.ReadAllText(Layer));
+        gate.Open();
+
+        Assert.Equal(0, await criu.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(hook.Finish());
+        Assert.Equal("resumed\n", File.ReadAllText(Layer));
+    }
+
+    [Fact]
+    public async Task AtPreDump_ACancelledGate_FailsTheScript_SoCriuGivesUpBeforeSeizing()
+    {
+        var gate = new PodCheckpointer.DumpGate();
+        var ran = false;
+        using var hook = PostDumpHook.Start(_dir, () => ran = true, gate: gate);
+
+        var criu = FakeCriuAsync(hook.ScriptPath, Layer, "pre-dump");
+        await gate.Arrived.WaitAsync(TimeSpan.FromSeconds(30));
+        gate.Cancel();
+
+        Assert.NotEqual(0, await criu.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.False(hook.Finish());
+        Assert.False(ran);
+    }
+
+    [Fact]
     public void TheScriptAndFifos_AreTheDaemonsAlone()
     {
         using var hook = PostDumpHook.Start(_dir, () => { });

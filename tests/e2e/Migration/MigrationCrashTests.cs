@@ -4,8 +4,8 @@ using Grpc.Core;
 
 namespace CriRuntime.Tests.E2E.Migration;
 
-/// <summary>kill -9 of either daemon at each phase of a cold migration (docs/migration.md, "Who
-/// owns the pod"): after the killed daemon restarts and the operator does what the docs say
+/// <summary>kill -9 of either daemon at each phase of a cold migration, and of the source in lazy
+/// mode's PAGING (docs/migration.md, "Who owns the pod"): after the killed daemon restarts and the operator does what the docs say
 /// (Abort, or the call the crash cut short again), exactly one copy of the counter runs, on the
 /// node the rule table names, and keeps counting; the other node has no pod left.</summary>
 public partial class MigrationTests
@@ -13,7 +13,7 @@ public partial class MigrationTests
     /// <summary>The faulted daemon's node, and who owns the pod once recovered.</summary>
     private static (bool OnTarget, bool TargetOwns) Plan(string faultPoint) => faultPoint switch
     {
-        "migrate-after-freeze" or "migrate-after-dump" or "migrate-mid-transfer" => (false, false),
+        "migrate-after-freeze" or "migrate-after-dump" or "migrate-mid-transfer" or "migrate-paging" => (false, false),
         "migrate-after-restore" or "commit-after-record" => (false, true),
         "prepare-target-after-record" or "transfer-after-received" or "restore-before-start" or "restore-after-start" => (true, false),
         _ => throw new ArgumentOutOfRangeException(nameof(faultPoint), faultPoint, null),
@@ -24,6 +24,7 @@ public partial class MigrationTests
     [InlineData("migrate-after-dump")]
     [InlineData("migrate-mid-transfer")]
     [InlineData("migrate-after-restore")]
+    [InlineData("migrate-paging")]
     [InlineData("commit-after-record")]
     [InlineData("prepare-target-after-record")]
     [InlineData("transfer-after-received")]
@@ -32,6 +33,9 @@ public partial class MigrationTests
     public async Task DaemonKilledAtAFaultPoint_LeavesExactlyOneRunningCopyAfterItsRestart_NeverZeroNeverTwo(string faultPoint)
     {
         var (onTarget, targetOwns) = Plan(faultPoint);
+        // PAGING is lazy mode's own phase (the target runs the pod, its pages still follow).
+        var mode = faultPoint == "migrate-paging" ? "lazy" : "";
+        using var pipes = mode == "lazy" ? PipeMaxSize.Set(PipeMaxSize.Lazy) : null;
         await using var nodes = await TwoNodes.StartAsync(_registry, Umoci);
         var (a, b) = (nodes.Source, nodes.Target);
         var faulty = onTarget ? b : a;
@@ -41,7 +45,7 @@ public partial class MigrationTests
         var source = await CounterPodAsync(a, $"counter-{faultPoint}");
         var before = await CountAsync(a.C, source.ContainerId);
         var prepare = await PrepareRequestAsync(b, source, id);
-        var migrate = () => MigrateAsync(a, id, source.PodId, b.Address);
+        var migrate = () => MigrateAsync(a, id, source.PodId, b.Address, mode);
         var commit = async () => await a.Migration.CommitAsync(new CommitRequest { MigrationId = id });
 
         // The operator's calls, up to the one the fault cuts short.
