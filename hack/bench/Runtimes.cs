@@ -14,7 +14,16 @@ public abstract class RuntimeUnderTest(string name, string dir) : IAsyncDisposab
     public string State => Path.Combine(Dir, "state");
     public abstract string Socket { get; }
     /// <summary>Pods get this cgroup parent (cgroupfs), so cleanup finds what was left.</summary>
-    public string CgroupParent => "/" + Path.GetFileName(Path.GetDirectoryName(Dir)!) + "-" + Name;
+    public string CgroupParent => "/" + BenchDirName(Dir) + "-" + Name;
+
+    /// <summary>The bench's own directory (crbench-*) above <paramref name="dir"/>, however deep a
+    /// section put its runtime: BenchEnv's cleanup finds cgroups named after it.</summary>
+    private static string BenchDirName(string dir)
+    {
+        for (var d = Path.GetDirectoryName(dir); d is not null; d = Path.GetDirectoryName(d))
+            if (Path.GetFileName(d).StartsWith("crbench-", StringComparison.Ordinal)) return Path.GetFileName(d);
+        return Path.GetFileName(Path.GetDirectoryName(dir)!);
+    }
     public int DaemonPid => _process?.Id ?? 0;
     public string Version { get; set; } = "";
 
