@@ -21,7 +21,8 @@ public sealed class PostDumpHook : IDisposable
     private const string Script = """
         #!/bin/sh
         # criruntime: CRIU's action script for a dump. At pre-dump CRIU is about to seize the tasks:
-        # ask the daemon whether it may (a pod checkpoint freezes every container first). At
+        # ask the daemon whether it may (a pod checkpoint freezes every container first; only a dump
+        # with a gate has this line). At
         # post-dump the tasks are still frozen: ask the daemon to capture the container's writable
         # layer. Each waits for the daemon's answer.
         case "$CRTOOLS_SCRIPT_ACTION" in
@@ -37,6 +38,8 @@ public sealed class PostDumpHook : IDisposable
         [ "$answer" = ok ]
 
         """;
+
+    private const string PreDumpCase = "pre-dump) say=ready ;;\n";
 
     private readonly FileStream _request, _cancel, _answer;
     private readonly Thread _thread;
@@ -64,7 +67,9 @@ public sealed class PostDumpHook : IDisposable
     {
         var k = kernel ?? HostKernel.Instance;
         var script = Path.Combine(dir, ScriptName);
-        File.WriteAllText(script, Script.ReplaceLineEndings("\n"));
+        // Without a gate CRIU need not ask at pre-dump: no round trip before it seizes the tasks.
+        var text = gate is null ? Script.Replace(PreDumpCase, "", StringComparison.Ordinal) : Script;
+        File.WriteAllText(script, text.ReplaceLineEndings("\n"));
         File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var opened = new List<FileStream>();
         try

@@ -118,4 +118,15 @@ public sealed class PostDumpHookTests : IDisposable
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_dir, PostDumpHook.RequestFifo)));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_dir, PostDumpHook.AnswerFifo)));
     }
+
+    /// <summary>A dump of one container (no pod freeze to wait for) does not ask the daemon at
+    /// pre-dump: no round trip before CRIU seizes the tasks.</summary>
+    [Fact]
+    public void OnlyADumpWithAGate_AsksAtPreDump()
+    {
+        using (var hook = PostDumpHook.Start(Directory.CreateDirectory(Path.Combine(_dir, "one")).FullName, () => { }))
+            Assert.DoesNotContain("pre-dump)", File.ReadAllText(hook.ScriptPath));
+        using (var hook = PostDumpHook.Start(Directory.CreateDirectory(Path.Combine(_dir, "pod")).FullName, () => { }, gate: new PodCheckpointer.DumpGate()))
+            Assert.Contains("pre-dump) say=ready", File.ReadAllText(hook.ScriptPath));
+    }
 }
