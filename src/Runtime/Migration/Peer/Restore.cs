@@ -39,6 +39,8 @@ public sealed partial class MigrationPeerService
                 Testing.FaultPoints.Crash(Testing.FaultPoints.RestoreBeforeStart);
                 foreach (var c in created)
                 {
+                    // The pod kept the source's addresses: its connections come back established.
+                    if (request.KeepConnections) ctl.RestoreConnections(c.ContainerId);
                     // Lazy: restored without its memory, which criu lazy-pages pulls from the source.
                     if (pageServers.TryGetValue(c.Name, out var pageServer)) await ctl.StartLazyPagesAsync(m.Id, c.ContainerId, pageServer);
                     await ctl.Cri.StartContainer(new StartContainerRequest { ContainerId = c.ContainerId }, context);
