@@ -401,10 +401,17 @@ public sealed partial class MigrationController(
     public async Task<MigrationRecord> RemoveTargetAsync(MigrationRecord m, CancellationToken ct)
     {
         StopLazyPages(m.Id);
+        // Restored established, its sockets are the peer's connections too: closing them (the
+        // containers killed) must not reach the peer, whose connection the source resumes.
+        if (m.KeepConnections) LockPodNetwork(m.PodId);
         if (m.PodId.Length > 0) await podCtl.RemoveAsync(m.PodId, ct);
         store.DiscardCheckpoint(m.Id);
         return Phase(m.Id, MigrationPhase.Aborted);
     }
+
+    /// <summary>Sets the pod's links on this node's side down (<see cref="NetworkLock"/>): nothing
+    /// its sockets send leaves the node any more. For a pod about to be removed.</summary>
+    public void LockPodNetwork(string podId) => _lock.Lock(_lock.Links(podId));
 
     /// <summary>Target, between a restored container's create and its start, when the pod kept the
     /// source's addresses: its restore (bundle/restore.json) brings the TCP connections back

@@ -113,8 +113,8 @@ public sealed partial class NodeNetwork : IDisposable
         {
             try
             {
-                using var f = new FileStream(ns, FileMode.Open, FileAccess.Read);
-                if (Setns((int)f.SafeFileHandle.DangerousGetHandle(), 0x40000000 /* CLONE_NEWNET */) != 0)
+                using var f = File.OpenHandle(ns, FileMode.Open, FileAccess.Read);
+                if (Setns((int)f.DangerousGetHandle(), 0x40000000 /* CLONE_NEWNET */) != 0)
                     throw new IOException($"setns {ns}: errno {Marshal.GetLastPInvokeError()}");
                 result = make();
             }

@@ -62,6 +62,9 @@ public sealed partial class MigrationService
         var run = new RunPodSandboxRequest { Config = request.Config, RuntimeHandler = request.RuntimeHandler };
         var wanted = request.PodIps.ToList();
         if (wanted.Count == 0) return await ctl.Cri.RunPodSandboxAsync(run, [], ct);
+        var md = request.Config.Metadata;
+        // A pod of that name made before (RunPodSandbox answers it again) is not this call's to remove.
+        var existed = md is not null && ctl.Pods.FindByName(State.PodSandboxStore.Key(md.Name, md.Namespace, md.Uid, md.Attempt)) is not null;
         string podId;
         try
         {
@@ -75,7 +78,7 @@ public sealed partial class MigrationService
         }
         var got = ctl.Pods.Get(podId).Ips;
         if (MigrationController.SameIps(wanted, got) || request.AllowNewIp) return podId;
-        await ctl.PodCtl.RemoveAsync(podId, ct);
+        if (!existed) await ctl.PodCtl.RemoveAsync(podId, ct);
         throw Fail.FailedPrecondition($"pod_ips: this node's pod network gave the pod {(got.Count > 0 ? string.Join(", ", got) : "no address")}, not {string.Join(", ", wanted)} " +
             "(its plugins must declare the capability \"ips\"); set allow_new_ip to take a new address (connections closed)");
     }

@@ -31,6 +31,8 @@ public sealed partial class MigrationPeerService
             var byName = CriRuntimeService.MatchContainerConfigs(podDump, configs);
             var pageServers = PageServers(request, podDump);
             var podConfig = PodSandboxConfig.Parser.ParseFrom(m.PodConfig);
+            // Recorded before any socket is restored: whoever removes this pod locks its network first.
+            if (request.KeepConnections && !m.KeepConnections) m = Store.Update(m.Id, r => r with { KeepConnections = true });
             var created = new List<RestoredContainer>();
             var ok = false;
             try
@@ -52,6 +54,7 @@ public sealed partial class MigrationPeerService
                 if (!ok)
                 {
                     ctl.StopLazyPages(m.Id);
+                    if (request.KeepConnections) ctl.LockPodNetwork(m.PodId);
                     foreach (var c in created)
                         await ctl.Cri.RemoveContainer(new RemoveContainerRequest { ContainerId = c.ContainerId }, context);
                 }
