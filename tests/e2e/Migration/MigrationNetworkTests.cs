@@ -137,6 +137,30 @@ public partial class MigrationTests
     }
 
     [Fact]
+    public async Task SourceDaemonKilledAfterTheDumpOfAMigrationThatKeepsTheIp_TheRestartLiftsTheLock_AndTheConnectionGoesOn()
+    {
+        await using var nodes = await TwoNodes.StartInNamespacesAsync(_registry, Umoci);
+        var (a, b, net) = (nodes.Source, nodes.Target, nodes.Network!);
+        a.D.Environment["CRIRUNTIME_FAULT"] = "migrate-after-dump";
+        await a.D.RestartAsync();
+        var (pod, podId, ip, client) = await EchoPodAsync(a, net, "echo-crash");
+        using var _ = client;
+        await PrepareEchoAsync(b, pod, ip, "m-tcp-crash");
+
+        // Locked, frozen and dumped when the daemon dies.
+        await Assert.ThrowsAsync<RpcException>(async () => await MigrateAsync(a, "m-tcp-crash", podId, b.Address, allowNewIp: false));
+        await a.D.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal([false], NodeNetwork.BridgePortsUp(net.NodeA, a.Node.Net.Bridge));
+        a.D.Environment.Clear();
+        await a.D.StartAsync();
+
+        // The restart resumes the source before serving: the links it set down are up again.
+        Assert.Equal([true], NodeNetwork.BridgePortsUp(net.NodeA, a.Node.Net.Bridge));
+        Assert.Equal("FAILED", (await a.Migration.GetMigrationAsync(new GetMigrationRequest { MigrationId = "m-tcp-crash" })).Phase);
+        Assert.Equal("still here\n", await EchoAsync(client, "still here\n"));
+    }
+
+    [Fact]
     public async Task Migration_WhenTheTargetCannotKeepThePodsIp_FailsBeforeTheFreeze_UnlessANewIpIsAllowed()
     {
         // One network namespace, a pod subnet per node: node B cannot give A's pod its address.

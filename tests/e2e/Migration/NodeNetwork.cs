@@ -99,6 +99,13 @@ public sealed partial class NodeNetwork : IDisposable
     public void RoutePod(string podIp, IPAddress node) =>
         Shell.Run("ip", "-n", Path.GetFileName(Outside), "route", "replace", $"{podIp}/32", "via", node.ToString());
 
+    /// <summary>Whether each port of <paramref name="bridge"/> in the node namespace <paramref name="ns"/>
+    /// (the host ends of its pods' veths) is up: a pod's network lock sets its port down.</summary>
+    public static IReadOnlyList<bool> BridgePortsUp(string ns, string bridge) =>
+        [.. Shell.Run("ip", "-n", Path.GetFileName(ns), "-o", "link", "show", "master", bridge)
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l[(l.IndexOf('<') + 1)..l.IndexOf('>')].Split(',').Contains("UP"))];
+
     /// <summary>A TCP socket of the outside namespace (a client outside both nodes).</summary>
     public Socket OutsideSocket() => InNamespace(Outside, () => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
 
