@@ -121,9 +121,11 @@ public sealed partial class MigrationController(
             // Before any downtime: the target must have prepared this migration, and its pod must
             // have this pod's addresses unless the caller accepted a new one.
             var check = await peer.CheckAsync(m.Id, ct);
-            var keptIp = SameIps(pods.Find(m.PodId)?.Ips ?? [], check.PodIps);
-            if (!keptIp && !m.AllowNewIp)
-                throw Fail.FailedPrecondition($"target {m.TargetAddress}: its pod has the address {Show(check.PodIps)}, not this pod's {Show(pods.Find(m.PodId)?.Ips ?? [])}, " +
+            var sourceIps = pods.Find(m.PodId)?.Ips ?? [];
+            var keptIp = SameIps(sourceIps, check.PodIps);
+            // A pod without an address of its own (the host's network) has none to keep.
+            if (!keptIp && sourceIps.Count > 0 && !m.AllowNewIp)
+                throw Fail.FailedPrecondition($"target {m.TargetAddress}: its pod has the address {Show(check.PodIps)}, not this pod's {Show(sourceIps)}, " +
                     "so the pod's TCP connections cannot be kept (PrepareTarget with pod_ips, on a CNI network that declares the \"ips\" capability and has the address free; or Migrate with allow_new_ip)");
             if (m.Mode == "lazy")
             {
