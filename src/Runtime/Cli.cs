@@ -16,10 +16,12 @@ public static class Cli
           beancounters [POD]
                          print held, max held, limit and fail count of each finite resource of
                          every pod (or the pod with this id, id prefix or name) and its containers
-          migrate POD --to HOST:PORT --id ID [--mode cold] [--no-commit]
+          migrate POD --to HOST:PORT --id ID [--mode cold] [--no-commit] [--allow-new-ip]
                          move the pod to the node whose [migration] listener is HOST:PORT,
                          prepared there under migration id ID (PrepareTarget); prints the
-                         progress, commits, and prints the downtime and the bytes moved
+                         progress, commits, and prints the downtime and the bytes moved;
+                         --allow-new-ip: go on when the target's pod has another address
+                         (its TCP connections are then closed)
           version        print the version and exit
           stream-server  serve exec/attach/port-forward sessions (started by the daemon:
                          --state, --address, --port, --log-level)
@@ -49,6 +51,7 @@ public static class Cli
         string? configPath = null, socket = null, root = null, state = null, logLevel = null, address = null, port = null;
         string? to = null, migrationId = null, mode = null;
         var commit = true;
+        var allowNewIp = false;
         try
         {
             for (var i = 0; i < args.Length; i++)
@@ -71,6 +74,7 @@ public static class Cli
                     case "--id" when command == "migrate": migrationId = Value(); break;
                     case "--mode" when command == "migrate": mode = Value(); break;
                     case "--no-commit" when command == "migrate": commit = false; break;
+                    case "--allow-new-ip" when command == "migrate": allowNewIp = true; break;
                     case "--address" when command == "stream-server": address = Value(); break;
                     case "--port" when command == "stream-server": port = Value(); break;
                     case "--config": configPath = Value(); break;
@@ -122,7 +126,7 @@ public static class Cli
             {
                 if (pod is null || to is null || migrationId is null)
                     throw new ConfigException($"migrate: needs POD --to HOST:PORT --id ID\n{Usage}");
-                return await Migration.MigrateCommand.RunAsync(new Migration.MigrateCommand.Options(config.Socket, pod, to, migrationId, mode ?? "cold", commit), Console.Out, Console.Error);
+                return await Migration.MigrateCommand.RunAsync(new Migration.MigrateCommand.Options(config.Socket, pod, to, migrationId, mode ?? "cold", commit, allowNewIp), Console.Out, Console.Error);
             }
             if (command == "beancounters")
             {

@@ -92,6 +92,12 @@ public static partial class RestorePlan
     public static RestoreSpec WithLazyPages(RestoreSpec plan) =>
         plan.Args.Contains("--lazy-pages") ? plan : plan with { Args = [.. plan.Args, "--lazy-pages"] };
 
+    /// <summary>The restore of a migrated pod that kept its addresses: the TCP connections the dump
+    /// captured (`criu dump --tcp-established`) are restored established, in place of
+    /// <paramref name="plan"/>'s `--tcp-close`.</summary>
+    public static RestoreSpec WithTcpEstablished(RestoreSpec plan) =>
+        plan with { Args = [.. plan.Args.Select(a => a == "--tcp-close" ? "--tcp-established" : a)] };
+
     /// <summary>`criu lazy-pages` for the restore <paramref name="plan"/>: the same images and work
     /// directory (its socket, lazy-pages.socket, is found there by the restore), pages pulled from
     /// the source's page server at <paramref name="host"/>:<paramref name="port"/>.</summary>

@@ -11,7 +11,12 @@ public sealed partial class CriRuntimeService
 {
     /// <summary>A pod is its pinned namespaces (no pause process), its files and its network.
     /// A retry of a create for the same (name, namespace, uid, attempt) gets the same pod.</summary>
-    public override async Task<RunPodSandboxResponse> RunPodSandbox(RunPodSandboxRequest request, ServerCallContext context)
+    public override async Task<RunPodSandboxResponse> RunPodSandbox(RunPodSandboxRequest request, ServerCallContext context) =>
+        new() { PodSandboxId = await RunPodSandboxAsync(request, [], context.CancellationToken) };
+
+    /// <summary>RunPodSandbox, with the addresses the pod is to have (<paramref name="ips"/>: a
+    /// migration target keeping the source pod's IP; empty: any). Answers the pod's id.</summary>
+    public async Task<string> RunPodSandboxAsync(RunPodSandboxRequest request, IReadOnlyList<string> ips, CancellationToken ct)
     {
         var config = request.Config ?? throw Fail.InvalidArgument("config: required");
         var md = config.Metadata ?? throw Fail.InvalidArgument("config.metadata: required");
@@ -81,7 +86,8 @@ public sealed partial class CriRuntimeService
             UserNamespace = userns,
             Limits = podPids is { } pids ? (podLimits ?? new Cgroups.CgroupResources()) with { PidsLimit = pids } : podLimits,
             PidsLimit = podPids,
+            RequestedIps = ips,
         };
-        return new RunPodSandboxResponse { PodSandboxId = await _podCtl.RunAsync(plan, context.CancellationToken) };
+        return await _podCtl.RunAsync(plan, ct);
     }
 }

@@ -46,6 +46,32 @@ public sealed class HostKernel : IHostKernel
             Errno.Check(Libc.Sethostname(p, (nuint)bytes.Length), "sethostname", hostname);
     }
 
+    public unsafe void SetLinkUp(string name, bool up)
+    {
+        const int AF_INET = 2, SOCK_DGRAM = 2, IFNAMSIZ = 16;
+        const ulong SIOCGIFFLAGS = 0x8913, SIOCSIFFLAGS = 0x8914;
+        const short IFF_UP = 1;
+        var bytes = Encoding.ASCII.GetBytes(name);
+        if (bytes.Length is 0 or >= IFNAMSIZ) throw Errno.Exception("SIOCSIFFLAGS", name, Errno.EINVAL);
+        var fd = Libc.Socket(AF_INET, SOCK_DGRAM | Libc.SOCK_CLOEXEC, 0);
+        if (fd < 0) throw Errno.Last("socket", name);
+        try
+        {
+            // struct ifreq: the name (IFNAMSIZ bytes), then a union whose ifr_flags is a short.
+            var ifr = stackalloc byte[40];
+            new Span<byte>(ifr, 40).Clear();
+            bytes.CopyTo(new Span<byte>(ifr, IFNAMSIZ));
+            if (Libc.IoctlPtr(fd, SIOCGIFFLAGS, ifr) != 0) throw Errno.Last("SIOCGIFFLAGS", name);
+            var flags = (short*)(ifr + IFNAMSIZ);
+            *flags = up ? (short)(*flags | IFF_UP) : (short)(*flags & ~IFF_UP);
+            if (Libc.IoctlPtr(fd, SIOCSIFFLAGS, ifr) != 0) throw Errno.Last("SIOCSIFFLAGS", name);
+        }
+        finally
+        {
+            Libc.Close(fd);
+        }
+    }
+
     public uint? FileType(string path) => Libc.FileType(path);
 
     public (uint Mode, uint Major, uint Minor)? DeviceInfo(string path, bool followSymlinks = true) => Libc.DeviceInfo(path, followSymlinks);

@@ -18,6 +18,9 @@ public interface IHostKernel
     void Setns(string path, int nstype);
     int Gettid();
     void Sethostname(string hostname);
+    /// <summary>Sets the network device <paramref name="name"/> of this process's network namespace
+    /// up or down (SIOCSIFFLAGS, IFF_UP). A veth whose end is down neither takes nor sends a packet.</summary>
+    void SetLinkUp(string name, bool up);
 
     /// <summary>S_IFMT bits of a path (a final symlink not followed), or null when it does not exist.</summary>
     uint? FileType(string path);

@@ -6,12 +6,12 @@ using MigrationApi = CriRuntime.Migration.V1.Migration;
 
 namespace CriRuntime.Migration;
 
-/// <summary>`criruntime migrate POD --to ADDRESS --id ID [--mode cold] [--no-commit]`: Migrate on
+/// <summary>`criruntime migrate POD --to ADDRESS --id ID [--mode cold] [--no-commit] [--allow-new-ip]`: Migrate on
 /// the source's socket (the target prepared under the same id), progress printed as it comes
 /// (phase, bytes), then Commit, and at the end the downtime and the bytes moved.</summary>
 public static class MigrateCommand
 {
-    public sealed record Options(string Socket, string Pod, string To, string Id, string Mode, bool Commit);
+    public sealed record Options(string Socket, string Pod, string To, string Id, string Mode, bool Commit, bool AllowNewIp = false);
 
     public static async Task<int> RunAsync(Options o, TextWriter output, TextWriter error)
     {
@@ -20,7 +20,7 @@ public static class MigrateCommand
         MigrationStatus? last = null;
         try
         {
-            using var call = client.Migrate(new MigrateRequest { MigrationId = o.Id, PodSandboxId = o.Pod, TargetAddress = o.To, Mode = o.Mode });
+            using var call = client.Migrate(new MigrateRequest { MigrationId = o.Id, PodSandboxId = o.Pod, TargetAddress = o.To, Mode = o.Mode, AllowNewIp = o.AllowNewIp });
             await foreach (var s in call.ResponseStream.ReadAllAsync())
             {
                 if (last is null || last.Phase != s.Phase || last.BytesSent != s.BytesSent)
@@ -35,7 +35,7 @@ public static class MigrateCommand
                 var committed = await client.CommitAsync(new CommitRequest { MigrationId = o.Id });
                 output.WriteLine(committed.Phase);
             }
-            output.WriteLine($"migrated pod {last.PodSandboxId} to {o.To} (pod {last.TargetPodSandboxId} there): downtime {last.DowntimeMs} ms " +
+            output.WriteLine($"migrated pod {last.PodSandboxId} to {o.To} (pod {last.TargetPodSandboxId} there, {(last.KeptIp ? "same IP, connections kept" : "new IP, connections closed")}): downtime {last.DowntimeMs} ms " +
                 $"(dump {last.DumpMs} ms, transfer {last.TransferMs} ms, restore {last.RestoreMs} ms), {last.BytesSent} bytes moved" +
                 (o.Commit ? "" : $"; the source pod stays frozen until `Commit` or `Abort` of migration {o.Id}"));
             return 0;

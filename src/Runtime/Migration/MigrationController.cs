@@ -23,8 +23,11 @@ public sealed partial class MigrationController(
     CriRuntimeService cri,
     Cgroups.ICgroupManagerFactory cgroups,
     TimeProvider clock,
+    Network.CniNetwork network,
+    Kernel.IHostKernel kernel,
     ILogger<MigrationController> log)
 {
+    private readonly NetworkLock _lock = new(network, kernel);
     private readonly PeerTls? _tls = PeerTls.Load(config.Migration);
     private readonly ConcurrentDictionary<string, Running> _running = new(StringComparer.Ordinal);
     /// <summary>Target: the `criu lazy-pages` daemons of a migration, killed by cancelling.</summary>
@@ -72,6 +75,7 @@ public sealed partial class MigrationController(
         RestoreMs = m.RestoreMs,
         Error = m.Error,
         TargetPodSandboxId = m.TargetPodId,
+        KeptIp = m.KeptIp,
     };
 
     public PeerClient Peer(string address) => new(address, PeerTls.Required(_tls));
@@ -114,8 +118,15 @@ public sealed partial class MigrationController(
         LazyDump? lazy = null;
         try
         {
-            // Before any downtime: the target must have prepared this migration.
-            await peer.CheckAsync(m.Id, ct);
+            // Before any downtime: the target must have prepared this migration, and its pod must
+            // have this pod's addresses unless the caller accepted a new one.
+            var check = await peer.CheckAsync(m.Id, ct);
+            var sourceIps = pods.Find(m.PodId)?.Ips ?? [];
+            var keptIp = SameIps(sourceIps, check.PodIps);
+            // A pod without an address of its own (the host's network) has none to keep.
+            if (!keptIp && sourceIps.Count > 0 && !m.AllowNewIp)
+                throw Fail.FailedPrecondition($"target {m.TargetAddress}: its pod has the address {Show(check.PodIps)}, not this pod's {Show(sourceIps)}, " +
+                    "so the pod's TCP connections cannot be kept (PrepareTarget with pod_ips, on a CNI network that declares the \"ips\" capability and has the address free; or Migrate with allow_new_ip)");
             if (m.Mode == "lazy")
             {
                 // The page servers listen only on the address the target reaches this node on.
@@ -127,9 +138,15 @@ public sealed partial class MigrationController(
             if (pod.State != PodState.Ready) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} is not ready");
             var selected = containers.InPod(pod.Id).Where(c => c.State == ContainerPhase.Running).ToList();
             if (selected.Count == 0) throw Fail.FailedPrecondition($"pod sandbox {pod.Id} has no running container to migrate");
-            // The freeze is this migration's from here on: written before the first cgroup is frozen.
-            m = Phase(m.Id, MigrationPhase.Freezing, r => r with { FrozenCgroups = [.. selected.Select(c => c.CgroupsPath)] });
+            // The freeze is this migration's from here on: written before the first cgroup is frozen,
+            // as the links of the network lock before they are set down.
+            IReadOnlyList<string> links = keptIp ? _lock.Links(pod.Id) : [];
+            m = Phase(m.Id, MigrationPhase.Freezing, r => r with
+            {
+                FrozenCgroups = [.. selected.Select(c => c.CgroupsPath)], KeptIp = keptIp, LockedLinks = [.. links],
+            });
             running.Publish(Status(m));
+            _lock.Lock(links);
             var dir = store.CheckpointDir(m.Id);
             store.DiscardCheckpoint(m.Id);
             Directory.CreateDirectory(dir);
@@ -160,7 +177,7 @@ public sealed partial class MigrationController(
 
             askedToRestore = true;
             var restoreAt = Stopwatch.GetTimestamp();
-            var restored = await peer.RestoreAsync(m.Id, PageServers(lazy), ct);
+            var restored = await peer.RestoreAsync(m.Id, PageServers(lazy), keptIp, ct);
             var now = Stopwatch.GetTimestamp();
             Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateAfterRestore);
             m = Phase(m.Id, lazy is null ? MigrationPhase.Done : MigrationPhase.Paging, r => r with
@@ -218,7 +235,7 @@ public sealed partial class MigrationController(
         PeerResponse restored;
         try
         {
-            restored = await peer.RestoreAsync(m.Id, ct);
+            restored = await peer.RestoreAsync(m.Id, [], m.KeptIp, ct);
         }
         catch (CriException e) when (e.Kind is ErrorKind.FailedPrecondition or ErrorKind.NotFound or ErrorKind.InvalidArgument)
         {
@@ -258,7 +275,7 @@ public sealed partial class MigrationController(
         if (m is null) return new CriException(kind, reason, e);
         if (targetGone || !askedToRestore)
         {
-            ThawSource(m);
+            ResumeSource(m);
             reason += "; the source pod was thawed";
         }
         else
@@ -277,6 +294,24 @@ public sealed partial class MigrationController(
             .Select(f => $"{PodArchive.ContainersDirectory}/{Path.GetFileName(f)}"),
         PodArchive.PodDumpFile,
     ];
+
+    /// <summary>The source runs on as it was: its network lock lifted, then every cgroup thawed.</summary>
+    private void ResumeSource(MigrationRecord m)
+    {
+        _lock.Unlock(m.LockedLinks);
+        ThawSource(m);
+    }
+
+    /// <summary>Both lists name the same addresses (neither empty).</summary>
+    public static bool SameIps(IEnumerable<string> a, IEnumerable<string> b)
+    {
+        var x = a.Select(Normalize).Order(StringComparer.Ordinal).ToList();
+        var y = b.Select(Normalize).Order(StringComparer.Ordinal).ToList();
+        return x.Count > 0 && x.SequenceEqual(y);
+        static string Normalize(string ip) => System.Net.IPAddress.TryParse(ip.Split('/')[0], out var a) ? a.ToString() : ip;
+    }
+
+    private static string Show(IEnumerable<string> ips) => ips.Any() ? string.Join(", ", ips) : "(none)";
 
     /// <summary>Thaws every cgroup the source migration froze (a cgroup that is gone needs nothing).</summary>
     public void ThawSource(MigrationRecord m)
@@ -360,7 +395,7 @@ public sealed partial class MigrationController(
                 });
             }
         }
-        ThawSource(m);
+        ResumeSource(m);
         store.DiscardCheckpoint(m.Id);
         return Phase(m.Id, MigrationPhase.Aborted, r => r with { FrozenCgroups = [] });
     }
@@ -370,9 +405,28 @@ public sealed partial class MigrationController(
     public async Task<MigrationRecord> RemoveTargetAsync(MigrationRecord m, CancellationToken ct)
     {
         StopLazyPages(m.Id);
+        // Restored established, its sockets are the peer's connections too: closing them (the
+        // containers killed) must not reach the peer, whose connection the source resumes.
+        if (m.KeepConnections) LockPodNetwork(m.PodId);
         if (m.PodId.Length > 0) await podCtl.RemoveAsync(m.PodId, ct);
         store.DiscardCheckpoint(m.Id);
         return Phase(m.Id, MigrationPhase.Aborted);
+    }
+
+    /// <summary>Sets the pod's links on this node's side down (<see cref="NetworkLock"/>): nothing
+    /// its sockets send leaves the node any more. For a pod about to be removed.</summary>
+    public void LockPodNetwork(string podId) => _lock.Lock(_lock.Links(podId));
+
+    /// <summary>Target, between a restored container's create and its start, when the pod kept the
+    /// source's addresses: its restore (bundle/restore.json) brings the TCP connections back
+    /// established instead of closed.</summary>
+    public void RestoreConnections(string containerId)
+    {
+        var c = containers.Find(containerId) ?? throw Fail.NotFound($"container {containerId} not found");
+        var file = Path.Combine(c.BundleDir, Shim.Client.RestoreSpec.FileName);
+        var plan = System.Text.Json.JsonSerializer.Deserialize(File.ReadAllBytes(file), Shim.Client.ShimJsonContext.Default.RestoreSpec)
+            ?? throw new InvalidDataException($"{file}: empty");
+        Files.AtomicFile.Write(file, System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(RestorePlan.WithTcpEstablished(plan), Shim.Client.ShimJsonContext.Default.RestoreSpec), durable: false);
     }
 
     /// <summary>Target of a lazy migration, between the restored container's create and its start:
@@ -412,7 +466,7 @@ public sealed partial class MigrationController(
         {
             if (m.Side == MigrationSide.Source && m.Phase is MigrationPhase.Freezing or MigrationPhase.Transferring)
             {
-                ThawSource(m);
+                ResumeSource(m);
                 store.DiscardCheckpoint(m.Id);
                 Phase(m.Id, MigrationPhase.Failed, r => r with { Error = $"the daemon restarted in phase {m.Phase}; the source pod was thawed", FrozenCgroups = [] });
                 Log.Recovered(log, m.Id, "thawed the source pod");

@@ -52,6 +52,13 @@ public sealed record MigrationRecord
     public long DumpMs { get; init; }
     public long TransferMs { get; init; }
     public long RestoreMs { get; init; }
+    /// <summary>Migrate's allow_new_ip: a target pod with another address is accepted (connections closed).</summary>
+    public bool AllowNewIp { get; init; }
+    /// <summary>The target's pod has this pod's addresses: connections move established, under the lock.</summary>
+    public bool KeptIp { get; init; }
+    /// <summary>The pod's links set down by this migration (<see cref="NetworkLock"/>), recorded
+    /// before they are: a resumed source sets them up again.</summary>
+    public List<string> LockedLinks { get; init; } = [];
 
     // Target.
     public string RuntimeHandler { get; init; } = "";
@@ -60,6 +67,8 @@ public sealed record MigrationRecord
     /// <summary>ContainerConfig of every container to restore (protobuf), in the caller's order.</summary>
     public List<byte[]> ContainerConfigs { get; init; } = [];
     public long BytesReceived { get; init; }
+    /// <summary>The connections are restored established (the source's Restore said the pod kept its IP).</summary>
+    public bool KeepConnections { get; init; }
 }
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, UseStringEnumConverter = true)]

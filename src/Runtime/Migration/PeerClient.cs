@@ -52,11 +52,11 @@ public sealed class PeerClient : IDisposable
     }
 
     public Task<PeerResponse> CheckAsync(string id, CancellationToken ct) => Call(() => _client.CheckAsync(new PeerRequest { MigrationId = id }, cancellationToken: ct).ResponseAsync);
-    public Task<PeerResponse> RestoreAsync(string id, CancellationToken ct) => RestoreAsync(id, [], ct);
-
-    /// <summary>Restore; <paramref name="pageServers"/> (lazy): where the target pulls each container's memory pages.</summary>
-    public Task<PeerResponse> RestoreAsync(string id, IEnumerable<PageServer> pageServers, CancellationToken ct) =>
-        Call(() => _client.RestoreAsync(new PeerRequest { MigrationId = id, PageServers = { pageServers } }, cancellationToken: ct).ResponseAsync);
+    /// <summary>Restore; <paramref name="pageServers"/> (lazy): where the target pulls each container's
+    /// memory pages; <paramref name="keepConnections"/>: the target's pod has the source's addresses,
+    /// the TCP connections are restored established.</summary>
+    public Task<PeerResponse> RestoreAsync(string id, IEnumerable<PageServer> pageServers, bool keepConnections, CancellationToken ct) =>
+        Call(() => _client.RestoreAsync(new PeerRequest { MigrationId = id, PageServers = { pageServers }, KeepConnections = keepConnections }, cancellationToken: ct).ResponseAsync);
     public Task<PeerResponse> CommitAsync(string id, CancellationToken ct) => Call(() => _client.CommitAsync(new PeerRequest { MigrationId = id }, cancellationToken: ct).ResponseAsync);
     public Task<PeerResponse> AbortAsync(string id, CancellationToken ct) => Call(() => _client.AbortAsync(new PeerRequest { MigrationId = id }, cancellationToken: ct).ResponseAsync);
 

@@ -11,7 +11,8 @@ namespace CriRuntime.Network;
 /// <summary>What a pod asks of the network.</summary>
 public sealed record PodNetworkRequest(
     string PodId, string NetnsPath, string PodName, string PodNamespace, string PodUid,
-    IReadOnlyList<PortMappingArg> PortMappings, DnsArg? Dns = null, BandwidthArg? Bandwidth = null);
+    IReadOnlyList<PortMappingArg> PortMappings, DnsArg? Dns = null, BandwidthArg? Bandwidth = null,
+    IReadOnlyList<string>? Ips = null);
 
 public sealed record PortMappingArg(int HostPort, int ContainerPort, string Protocol, string HostIP);
 public sealed record DnsArg(IReadOnlyList<string> Servers, IReadOnlyList<string> Searches, IReadOnlyList<string> Options);
@@ -114,6 +115,21 @@ public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe p
         var list = JsonNode.Parse(attachment.NetworkConfig)!.AsObject();
         await InvokeChainAsync("DEL", attachment, list, ct);
         File.Delete(CachePath(podId));
+    }
+
+    /// <summary>The pod's interfaces on this node's side, as its ADD reported them: those outside
+    /// the pod's namespace (no "sandbox") that are not a bridge a plugin of its network names
+    /// (the bridge plugin reports the bridge, the host end of the veth, then eth0). Empty for a
+    /// pod without an attachment.</summary>
+    public IReadOnlyList<string> HostInterfaces(string podId)
+    {
+        if (Load(podId) is not { Result: { } result } a) return [];
+        var bridges = Plugins(JsonNode.Parse(a.NetworkConfig)!.AsObject())
+            .Select(p => p["bridge"]?.GetValue<string>()).Where(b => b is not null).ToHashSet(StringComparer.Ordinal);
+        return JsonNode.Parse(result)?["interfaces"] is JsonArray interfaces
+            ? [.. interfaces.Where(i => string.IsNullOrEmpty(i?["sandbox"]?.GetValue<string>()))
+                .Select(i => i?["name"]?.GetValue<string>()).Where(n => n is { Length: > 0 } && !bridges.Contains(n)).Select(n => n!)]
+            : [];
     }
 
     /// <summary>Pods with a cached attachment (for the restart sweep of half-created pods).</summary>
@@ -264,13 +280,15 @@ public sealed partial class CniNetwork(CriRuntimeConfig config, CniConfigProbe p
         return node;
     }
 
-    private static JsonObject RuntimeConfigFor(PodNetworkRequest req)
+    internal static JsonObject RuntimeConfigFor(PodNetworkRequest req)
     {
         var rc = new JsonObject();
         if (req.PortMappings.Count > 0)
             rc["portMappings"] = JsonSerializer.SerializeToNode(req.PortMappings.ToArray(), CniJson.Default.PortMappingArgArray);
         if (req.Dns is not null) rc["dns"] = JsonSerializer.SerializeToNode(req.Dns, CniJson.Default.DnsArg);
         if (req.Bandwidth is not null) rc["bandwidth"] = JsonSerializer.SerializeToNode(req.Bandwidth, CniJson.Default.BandwidthArg);
+        // The CNI `ips` capability (conventions.md): a plugin that declares it gives exactly these.
+        if (req.Ips is { Count: > 0 } ips) rc["ips"] = new JsonArray([.. ips.Select(ip => (JsonNode)JsonValue.Create(ip))]);
         return rc;
     }
 

@@ -154,7 +154,8 @@ public sealed class PodSandboxController(
         if (!plan.HostNetwork)
         {
             var req = new PodNetworkRequest(id, netns!, md.Name, md.Namespace, md.Uid, plan.Ports,
-                podConfig.DnsConfig is { } dns ? new DnsArg([.. dns.Servers], [.. dns.Searches], [.. dns.Options]) : null);
+                podConfig.DnsConfig is { } dns ? new DnsArg([.. dns.Servers], [.. dns.Searches], [.. dns.Options]) : null,
+                Ips: plan.RequestedIps);
             undo.Add("tear down pod network", () => network.TearDownAsync(id, CancellationToken.None));
             var net = await network.SetUpAsync(req, CancellationToken.None);
             ips = net.Ips;

@@ -27,6 +27,9 @@ public sealed record PodSandboxPlan
     /// <summary>pids.max of the pod cgroup (pids-limit.criruntime.io/pod): in <see cref="Limits"/>
     /// too, and written on a kubelet-made pod cgroup as well; null for none.</summary>
     public long? PidsLimit { get; init; }
+    /// <summary>Addresses the pod is to have (a migration target keeping the source pod's IP):
+    /// asked of the CNI plugins through the `ips` capability. Empty: any.</summary>
+    public IReadOnlyList<string> RequestedIps { get; init; } = [];
 
     public PodSandboxConfig Config => Request.Config;
     public NamespaceOption NamespaceOptions => Config.Linux?.SecurityContext?.NamespaceOptions ?? new NamespaceOption();

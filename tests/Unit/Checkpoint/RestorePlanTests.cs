@@ -196,6 +196,19 @@ public sealed class RestorePlanTests : IDisposable
     }
 
     [Fact]
+    public void WithTcpEstablished_RestoresTheConnectionsEstablished_InsteadOfClosed()
+    {
+        var plan = RestorePlan.Build("criu", [], Source(), _dir, "/r", NewSpec, "/c");
+
+        var kept = RestorePlan.WithTcpEstablished(plan);
+
+        Assert.Contains("--tcp-close", plan.Args);
+        Assert.DoesNotContain("--tcp-close", kept.Args);
+        Assert.Single(kept.Args, a => a == "--tcp-established");
+        Assert.Equal(plan.Args.Count, kept.Args.Count);
+    }
+
+    [Fact]
     public void WithLazyPages_AddsLazyPagesOnce_AndTheLazyPagesDaemonSharesTheRestoresImagesAndWorkDirectory()
     {
         var plan = RestorePlan.Build("criu", [], Source(), _dir, "/r", NewSpec, "/c");

@@ -36,6 +36,7 @@ public sealed class RecordingHostKernel : IHostKernel
     public void Setns(string path, int nstype) => Record("setns", path, $"setns {path} 0x{nstype:x}");
     public int Gettid() => 4242;
     public void Sethostname(string hostname) => Record("sethostname", hostname, $"sethostname {hostname}");
+    public void SetLinkUp(string name, bool up) => Record("SIOCSIFFLAGS", name, $"link {name} {(up ? "up" : "down")}");
 
     public uint? FileType(string path) => Types.TryGetValue(path, out var t) ? t : Libc.FileType(path);
     public (uint Mode, uint Major, uint Minor)? DeviceInfo(string path, bool followSymlinks = true) =>

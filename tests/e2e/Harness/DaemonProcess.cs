@@ -20,6 +20,10 @@ public sealed partial class DaemonProcess : IDisposable
     public string DropInDir => Path.Combine(Dir, "etc", "conf.d");
     public string CniConfDir => Path.Combine(Dir, "etc", "cni");
     public int Pid => _process?.Id ?? 0;
+    /// <summary>A network namespace (pinned file) the daemon runs in, entered by nsenter before it
+    /// execs the daemon (the same pid): a node of its own network (Migration/NodeNetwork). Null:
+    /// the test's network namespace.</summary>
+    public string? NetNs { get; set; }
     /// <summary>Extra environment of the next start (e.g. CRIRUNTIME_FAULT for crash tests).</summary>
     public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
     public string Output { get { lock (_outputLock) return _output.ToString(); } }
@@ -39,12 +43,14 @@ public sealed partial class DaemonProcess : IDisposable
     {
         if (_process is { HasExited: false }) throw new InvalidOperationException("daemon already running");
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var psi = new ProcessStartInfo(Repo.Daemon)
+        var psi = new ProcessStartInfo(NetNs is null ? Repo.Daemon : "nsenter")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (NetNs is not null)
+            foreach (var a in new[] { $"--net={NetNs}", "--", Repo.Daemon }) psi.ArgumentList.Add(a);
         foreach (var a in new[] { "serve", "--config", ConfigFile, "--socket", Socket, "--root", Root, "--state", State, "--log-level", "debug" }.Concat(extraArgs))
             psi.ArgumentList.Add(a);
         foreach (var (k, v) in Environment) psi.Environment[k] = v;

@@ -14,10 +14,11 @@ public sealed class TestNode : IAsyncDisposable
     private readonly List<string> _pods = [];
 
     /// <param name="configure">Runs before the daemon starts (e.g. to write a conf.d drop-in).</param>
-    public static async Task<TestNode> StartAsync(RegistryFixture registry, Action<DaemonProcess>? configure = null)
+    /// <param name="network">the node's CNI network; null: a <see cref="TestNetwork"/> of its own.</param>
+    public static async Task<TestNode> StartAsync(RegistryFixture registry, Action<DaemonProcess>? configure = null, Func<DaemonProcess, TestNetwork>? network = null)
     {
         var d = new DaemonProcess();
-        var net = new TestNetwork(d);
+        var net = network?.Invoke(d) ?? new TestNetwork(d);
         try
         {
             configure?.Invoke(d);

@@ -83,7 +83,7 @@ public partial class MigrationTests
         var source = await CounterPodAsync(a, "counter-lazy-abort");
         await PrepareAsync(b, source, "m-lazy-abort");
 
-        var (code, stdout, stderr) = await DaemonProcess.RunCliAsync("migrate", source.PodId, "--to", b.Address, "--id", "m-lazy-abort", "--mode", "lazy",
+        var (code, stdout, stderr) = await DaemonProcess.RunCliAsync("migrate", source.PodId, "--to", b.Address, "--id", "m-lazy-abort", "--mode", "lazy", "--allow-new-ip",
             "--no-commit", "--config", a.D.ConfigFile, "--socket", a.D.Socket);
 
         Assert.True(code == 0, $"exit {code}\n{stdout}\n{stderr}");

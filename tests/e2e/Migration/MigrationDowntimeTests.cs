@@ -46,7 +46,7 @@ public class MigrationDowntimeTests(RegistryWithImages fixture, Xunit.Abstractio
         b.Node.Track(prepared.PodSandboxId);
 
         MigrationStatus? last = null;
-        using (var call = a.Migration.Migrate(new MigrateRequest { MigrationId = $"m-{mode}", PodSandboxId = podId, TargetAddress = b.Address, Mode = mode }))
+        using (var call = a.Migration.Migrate(new MigrateRequest { MigrationId = $"m-{mode}", PodSandboxId = podId, TargetAddress = b.Address, Mode = mode, AllowNewIp = true }))
             await foreach (var s in call.ResponseStream.ReadAllAsync()) last = s;
         Assert.True(last?.Phase == "DONE", $"{last?.Phase}: {last?.Error}");
         var done = last!;

@@ -85,10 +85,12 @@ public partial class MigrationTests(RegistryWithImages fixture)
         return File.ReadAllText(Path.Combine(dir, "freezer.state")).Trim();
     }
 
-    private static async Task<List<MigrationStatus>> MigrateAsync(MigrationNode source, string migrationId, string podId, string to, string mode = "")
+    /// <param name="allowNewIp">Migrate's allow_new_ip: on <see cref="TwoNodes.StartAsync"/>'s nodes
+    /// (one network namespace, a subnet each) the target's pod always has another address.</param>
+    private static async Task<List<MigrationStatus>> MigrateAsync(MigrationNode source, string migrationId, string podId, string to, string mode = "", bool allowNewIp = true)
     {
         var seen = new List<MigrationStatus>();
-        using var call = source.Migration.Migrate(new MigrateRequest { MigrationId = migrationId, PodSandboxId = podId, TargetAddress = to, Mode = mode });
+        using var call = source.Migration.Migrate(new MigrateRequest { MigrationId = migrationId, PodSandboxId = podId, TargetAddress = to, Mode = mode, AllowNewIp = allowNewIp });
         await foreach (var s in call.ResponseStream.ReadAllAsync()) seen.Add(s);
         return seen;
     }
@@ -154,7 +156,7 @@ public partial class MigrationTests(RegistryWithImages fixture)
         var source = await CounterPodAsync(a, "counter-abort");
         await PrepareAsync(b, source, "m-abort");
 
-        var (code, stdout, stderr) = await DaemonProcess.RunCliAsync("migrate", source.PodId, "--to", b.Address, "--id", "m-abort", "--no-commit",
+        var (code, stdout, stderr) = await DaemonProcess.RunCliAsync("migrate", source.PodId, "--to", b.Address, "--id", "m-abort", "--no-commit", "--allow-new-ip",
             "--config", a.D.ConfigFile, "--socket", a.D.Socket);
 
         Assert.True(code == 0, $"exit {code}\n{stdout}\n{stderr}");

@@ -20,8 +20,9 @@ public sealed class TestCertificates : IDisposable
         Ca = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(2));
     }
 
-    /// <summary>A node certificate (server and client use) for 127.0.0.1 and localhost, with its key.</summary>
-    public X509Certificate2 Issue(string name)
+    /// <summary>A node certificate (server and client use) for 127.0.0.1 and localhost (and
+    /// <paramref name="addresses"/>: a node in a network namespace of its own), with its key.</summary>
+    public X509Certificate2 Issue(string name, params IPAddress[] addresses)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
@@ -32,6 +33,7 @@ public sealed class TestCertificates : IDisposable
         var san = new SubjectAlternativeNameBuilder();
         san.AddIpAddress(IPAddress.Loopback);
         san.AddDnsName("localhost");
+        foreach (var a in addresses) san.AddIpAddress(a);
         request.CertificateExtensions.Add(san.Build());
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Ca, true, false));
         using var issued = request.Create(Ca, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddDays(1),

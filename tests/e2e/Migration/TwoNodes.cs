@@ -33,16 +33,34 @@ public sealed class TwoNodes : IAsyncDisposable
     public required TestCertificates Certificates { get; init; }
     public required MigrationNode Source { get; init; }
     public required MigrationNode Target { get; init; }
+    /// <summary>The nodes' own network namespaces and the outside one (<see cref="StartInNamespacesAsync"/>); null: both in the test's.</summary>
+    public NodeNetwork? Network { get; init; }
 
-    public static async Task<TwoNodes> StartAsync(RegistryFixture registry, params string[] images)
+    /// <summary>Both daemons in the test's network namespace, a pod subnet each: a migrated pod gets a new address.</summary>
+    public static Task<TwoNodes> StartAsync(RegistryFixture registry, params string[] images) => StartAsync(registry, null, images);
+
+    /// <summary>Each daemon in a network namespace of its own, joined through an outside one, one
+    /// pod subnet on both (<see cref="NodeNetwork"/>): a migrated pod can keep its address.</summary>
+    public static async Task<TwoNodes> StartInNamespacesAsync(RegistryFixture registry, params string[] images)
+    {
+        var network = new NodeNetwork(int.Parse(registry.Host.Split(':')[1]));
+        try { return await StartAsync(registry, network, images); }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+    }
+
+    private static async Task<TwoNodes> StartAsync(RegistryFixture registry, NodeNetwork? network, string[] images)
     {
         var certs = new TestCertificates("criruntime-test-ca");
         MigrationNode? source = null;
         try
         {
-            source = await StartNodeAsync(registry, certs, "node-a", images);
-            var target = await StartNodeAsync(registry, certs, "node-b", images);
-            return new TwoNodes { Source = source, Target = target, Certificates = certs };
+            source = await StartNodeAsync(registry, certs, "node-a", images, network, network?.NodeA, network?.AddressA);
+            var target = await StartNodeAsync(registry, certs, "node-b", images, network, network?.NodeB, network?.AddressB);
+            return new TwoNodes { Source = source, Target = target, Certificates = certs, Network = network };
         }
         catch
         {
@@ -52,12 +70,15 @@ public sealed class TwoNodes : IAsyncDisposable
         }
     }
 
-    private static async Task<MigrationNode> StartNodeAsync(RegistryFixture registry, TestCertificates certs, string name, string[] images)
+    private static async Task<MigrationNode> StartNodeAsync(RegistryFixture registry, TestCertificates certs, string name, string[] images,
+        NodeNetwork? network, string? netns, IPAddress? uplink)
     {
-        var address = $"127.0.0.1:{FreePort()}";
+        // In a namespace of its own the node listens on its uplink address (any port is free there).
+        var address = uplink is null ? $"127.0.0.1:{FreePort()}" : $"{uplink}:7443";
         var node = await TestNode.StartAsync(registry, d =>
         {
-            using var cert = certs.Issue(name);
+            d.NetNs = netns;
+            using var cert = uplink is null ? certs.Issue(name) : certs.Issue(name, uplink);
             var (certFile, keyFile, caFile) = certs.WritePem(cert, Path.Combine(d.Dir, "etc", "pki"), name);
             File.WriteAllText(Path.Combine(d.DropInDir, "migration.toml"), $"""
                 [checkpoint]
@@ -68,7 +89,7 @@ public sealed class TwoNodes : IAsyncDisposable
                 key_file = "{keyFile}"
                 ca_file = "{caFile}"
                 """);
-        });
+        }, network is null ? null : d => new TestNetwork(d, portMap: false, subnet: network.PodSubnet));
         foreach (var image in images) await node.C.PullAsync(image);
         return new MigrationNode { Node = node, Address = address, Migration = new MigrationApi.MigrationClient(node.C.Invoker) };
     }
@@ -111,7 +132,11 @@ public sealed class TwoNodes : IAsyncDisposable
         finally
         {
             try { await Target.Node.DisposeAsync(); }
-            finally { Certificates.Dispose(); }
+            finally
+            {
+                Certificates.Dispose();
+                Network?.Dispose();
+            }
         }
     }
 }

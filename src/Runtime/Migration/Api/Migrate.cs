@@ -49,7 +49,7 @@ public sealed partial class MigrationService
                 m = new MigrationRecord
                 {
                     Id = id, Side = MigrationSide.Source, Phase = MigrationPhase.Freezing, PodId = pod.Id, CreatedAt = ctl.Now,
-                    TargetAddress = request.TargetAddress, Mode = mode,
+                    TargetAddress = request.TargetAddress, Mode = mode, AllowNewIp = request.AllowNewIp,
                 };
                 Store.Save(m);
                 running = ctl.StartSource(m);

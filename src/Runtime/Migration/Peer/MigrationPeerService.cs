@@ -28,7 +28,8 @@ public sealed partial class MigrationPeerService(MigrationController ctl) : Migr
     public override Task<PeerResponse> Check(PeerRequest request, ServerCallContext context)
     {
         var m = Prepared(request.MigrationId, MigrationPhase.Prepared, MigrationPhase.Receiving, MigrationPhase.Received);
-        return Task.FromResult(new PeerResponse { PodSandboxId = m.PodId });
+        // The source compares them with its pod's before any freeze (the pod keeps its IP, or not).
+        return Task.FromResult(new PeerResponse { PodSandboxId = m.PodId, PodIps = { ctl.Pods.Find(m.PodId)?.Ips ?? [] } });
     }
 
     /// <summary>The source committed: this node's copy is the pod now. Idempotent.</summary>

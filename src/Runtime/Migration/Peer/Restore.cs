@@ -31,6 +31,8 @@ public sealed partial class MigrationPeerService
             var byName = CriRuntimeService.MatchContainerConfigs(podDump, configs);
             var pageServers = PageServers(request, podDump);
             var podConfig = PodSandboxConfig.Parser.ParseFrom(m.PodConfig);
+            // Recorded before any socket is restored: whoever removes this pod locks its network first.
+            if (request.KeepConnections && !m.KeepConnections) m = Store.Update(m.Id, r => r with { KeepConnections = true });
             var created = new List<RestoredContainer>();
             var ok = false;
             try
@@ -39,6 +41,8 @@ public sealed partial class MigrationPeerService
                 Testing.FaultPoints.Crash(Testing.FaultPoints.RestoreBeforeStart);
                 foreach (var c in created)
                 {
+                    // The pod kept the source's addresses: its connections come back established.
+                    if (request.KeepConnections) ctl.RestoreConnections(c.ContainerId);
                     // Lazy: restored without its memory, which criu lazy-pages pulls from the source.
                     if (pageServers.TryGetValue(c.Name, out var pageServer)) await ctl.StartLazyPagesAsync(m.Id, c.ContainerId, pageServer);
                     await ctl.Cri.StartContainer(new StartContainerRequest { ContainerId = c.ContainerId }, context);
@@ -50,6 +54,7 @@ public sealed partial class MigrationPeerService
                 if (!ok)
                 {
                     ctl.StopLazyPages(m.Id);
+                    if (request.KeepConnections) ctl.LockPodNetwork(m.PodId);
                     foreach (var c in created)
                         await ctl.Cri.RemoveContainer(new RemoveContainerRequest { ContainerId = c.ContainerId }, context);
                 }
