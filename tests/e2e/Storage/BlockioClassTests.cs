@@ -44,35 +44,48 @@ public class BlockioClassTests(RegistryWithImages fixture)
         return r.Stdout.ToStringUtf8().Trim();
     }
 
+    /// <summary>Whether this host's blkio controller has a proportional weight (the bfq I/O
+    /// scheduler, or cfq on old kernels): a kernel built without bfq has neither file.</summary>
+    private static bool HostHasBlkioWeights() =>
+        File.Exists("/sys/fs/cgroup/blkio/blkio.bfq.weight") || File.Exists("/sys/fs/cgroup/blkio/blkio.weight");
+
     [Fact]
     public async Task ClassByContainerAnnotation_ThrottlesRootfsWrites_SetsItsWeight_AndAReloadedClassAppliesLive()
     {
-        await using var node = await StartAsync(_registry, """
-            Classes:
-              slow:
-                - Weight: 300
-                - Devices: [rootfs]
-                  ThrottleWriteBps: 2Mi
-            """);
+        var weights = HostHasBlkioWeights();
+        string Classes(int weight, string bps) =>
+            $"Classes:\n  slow:\n{(weights ? $"    - Weight: {weight}\n" : "")}    - Devices: [rootfs]\n      ThrottleWriteBps: {bps}\n" +
+            "  weighted:\n    - Weight: 200\n";
+        await using var node = await StartAsync(_registry, Classes(300, "2Mi"));
         var (c, image) = (node.C, node.Busybox);
         var (podId, pod) = await node.RunPodAsync("blockio");
+        if (!weights)
+        {
+            // Without a proportional scheduler a class's weight cannot be held: refused, saying why.
+            var weighted = WithQuota(Container("weighted", image, "sleep", "3600"));
+            weighted.Annotations["io.kubernetes.cri.blockio-class"] = "weighted";
+            var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => c.StartNewAsync(podId, pod, weighted));
+            Assert.Equal(Grpc.Core.StatusCode.FailedPrecondition, refused.StatusCode);
+            Assert.Contains("blockIO.weight", refused.Status.Detail);
+            Assert.Contains("no proportional I/O scheduler", refused.Status.Detail);
+        }
         var config = WithQuota(Container("app", image, "sleep", "3600"));
         config.Annotations["io.kubernetes.cri.blockio-class"] = "slow";
         var id = await c.StartNewAsync(podId, pod, config);
 
         Assert.InRange(await DirectWriteAsync(c, id, "/a"), 8.5, 12.5);
         // What the container sees of its own cgroup (v1 and hybrid: the blkio hierarchy).
-        Assert.Equal("300", await ReadAsync(c, id, "/sys/fs/cgroup/blkio/blkio.bfq.weight"));
+        if (weights) Assert.Equal("300", await ReadAsync(c, id, "/sys/fs/cgroup/blkio/blkio.bfq.weight"));
         Assert.EndsWith(" 2097152", await ReadAsync(c, id, "/sys/fs/cgroup/blkio/blkio.throttle.write_bps_device"));
 
         // The class file changes and the daemon reloads it; the next update re-derives the class.
-        File.WriteAllText(ClassFile(node.D), "Classes:\n  slow:\n    - Weight: 500\n    - Devices: [rootfs]\n      ThrottleWriteBps: 8Mi\n");
+        File.WriteAllText(ClassFile(node.D), Classes(500, "8Mi"));
         node.D.Signal(1);
         await Observability.ReloadTests.WaitForOutputAsync(node.D, "config reloaded: storage.blockio_classes");
         await c.Runtime.UpdateContainerResourcesAsync(new UpdateContainerResourcesRequest { ContainerId = id, Linux = new LinuxContainerResources() });
 
         Assert.InRange(await DirectWriteAsync(c, id, "/b"), 1.5, 4);
-        Assert.Equal("500", await ReadAsync(c, id, "/sys/fs/cgroup/blkio/blkio.bfq.weight"));
+        if (weights) Assert.Equal("500", await ReadAsync(c, id, "/sys/fs/cgroup/blkio/blkio.bfq.weight"));
     }
 
     [Fact]
