@@ -29,6 +29,9 @@ public sealed partial class MigrationController(
     private readonly ConcurrentDictionary<string, Running> _running = new(StringComparer.Ordinal);
     /// <summary>Target: the `criu lazy-pages` daemons of a migration, killed by cancelling.</summary>
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _lazyPages = new(StringComparer.Ordinal);
+    /// <summary>Target: per lazy migration, why its pages cannot all arrive, or null once they did
+    /// (and PagesArrived is recorded); completes when every `criu lazy-pages` exited.</summary>
+    private readonly ConcurrentDictionary<string, Task<string?>> _paging = new(StringComparer.Ordinal);
 
     public MigrationStore Store => store;
     public CriRuntimeService Cri => cri;
@@ -176,8 +179,25 @@ public sealed partial class MigrationController(
                 running.Publish(Status(m));
                 Testing.FaultPoints.Crash(Testing.FaultPoints.MigratePaging);
                 Log.Paging(log, m.Id, m.PodId, m.TargetAddress, m.DowntimeMs, lazy.Servers.Count, lazy.Address);
-                if (await lazy.WaitAsync(ct) is { } why)
-                    throw Fail.Unavailable($"the memory pages did not all reach the target: {why}");
+                // Both ends must see every page through: the page servers exiting 0 (sent), and the
+                // target recording that its lazy-pages all exited 0 (arrived). A page server can finish
+                // while the target's daemon is down (CRIU runs in its own process group), and that
+                // target's restart removes its copy, having seen nothing: DONE only on its word.
+                using var asking = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                var arrived = peer.PagesArrivedAsync(m.Id, asking.Token);
+                var served = lazy.WaitAsync(ct);
+                try
+                {
+                    if (await Task.WhenAny(arrived, served) == arrived && !arrived.IsCompletedSuccessfully) await arrived;
+                    if (await served is { } why)
+                        throw Fail.Unavailable($"the memory pages did not all reach the target: {why}");
+                    await arrived;
+                }
+                finally
+                {
+                    await asking.CancelAsync();
+                    _ = arrived.ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
+                }
                 m = Phase(m.Id, MigrationPhase.Done);
             }
             store.DiscardCheckpoint(m.Id);
@@ -367,12 +387,13 @@ public sealed partial class MigrationController(
 
     /// <summary>Abort on the target (the source's, or the operator's): the prepared pod and
     /// whatever was restored into it are removed.</summary>
-    public async Task<MigrationRecord> RemoveTargetAsync(MigrationRecord m, CancellationToken ct)
+    public async Task<MigrationRecord> RemoveTargetAsync(MigrationRecord m, CancellationToken ct, string? reason = null)
     {
         StopLazyPages(m.Id);
+        _paging.TryRemove(m.Id, out _);
         if (m.PodId.Length > 0) await podCtl.RemoveAsync(m.PodId, ct);
         store.DiscardCheckpoint(m.Id);
-        return Phase(m.Id, MigrationPhase.Aborted);
+        return Phase(m.Id, MigrationPhase.Aborted, r => r with { Error = reason ?? r.Error });
     }
 
     /// <summary>Target of a lazy migration, between the restored container's create and its start:
@@ -381,7 +402,7 @@ public sealed partial class MigrationController(
     /// <paramref name="pageServer"/>; returns once it listens for the restore. It exits when it
     /// has injected every page (the source's dump exits then too), or is killed by
     /// <see cref="StopLazyPages"/>.</summary>
-    public async Task StartLazyPagesAsync(string migrationId, string containerId, string pageServer)
+    public async Task<Task<Checkpoint.CriuResult>> StartLazyPagesAsync(string migrationId, string containerId, string pageServer)
     {
         var c = containers.Find(containerId) ?? throw Fail.NotFound($"container {containerId} not found");
         var file = Path.Combine(c.BundleDir, Shim.Client.RestoreSpec.FileName);
@@ -395,6 +416,48 @@ public sealed partial class MigrationController(
         var criu = cri.Criu;
         var done = await criu.StartReadyAsync(criu.Require(), args, LazyDump.ServeTimeout, RestorePlan.ArgValue(plan, "--work-dir"), stop.Token);
         _ = done.ContinueWith(t => Log.LazyPagesExited(log, migrationId, containerId, t.Result.ExitCode, t.Result.TimedOut), TaskScheduler.Default);
+        return done;
+    }
+
+    /// <summary>Target, once a lazy restore's containers started: watches their `criu lazy-pages`
+    /// daemons and records PagesArrived when every one exited 0 (from then on the target's copy
+    /// has all its memory and a restart keeps it).</summary>
+    public void WatchPages(string migrationId, IReadOnlyList<Task<Checkpoint.CriuResult>> daemons) =>
+        _paging[migrationId] = RecordPagesAsync(migrationId, daemons);
+
+    private async Task<string?> RecordPagesAsync(string id, IReadOnlyList<Task<Checkpoint.CriuResult>> daemons)
+    {
+        string? why = null;
+        try
+        {
+            foreach (var r in await Task.WhenAll(daemons))
+                if (r.ExitCode != 0 || r.TimedOut) why ??= $"criu lazy-pages exited {r.ExitCode}{(r.TimedOut ? " (killed, or timed out)" : "")}";
+        }
+        catch (Exception e) when (e is CriException or IOException or InvalidOperationException) { why = $"criu lazy-pages failed: {e.Message}"; }
+        using (await store.LockAsync(id, CancellationToken.None))
+        {
+            var m = store.Find(id);
+            if (m is not { Phase: MigrationPhase.Started or MigrationPhase.Committed })
+                return why ?? $"migration {id} is {m?.Phase ?? "gone"} on this node";
+            if (why is not null) return why;
+            store.Update(id, r => r with { PagesArrived = true });
+        }
+        Log.PagesArrived(log, id);
+        return null;
+    }
+
+    /// <summary>Target: returns once every memory page of the migration's lazy restore arrived
+    /// (at once for a cold one, or one whose pages arrived before); FailedPrecondition when they
+    /// cannot all arrive (a lazy-pages failed or was killed, or no lazy-pages runs for it here: a
+    /// restart removed the copy).</summary>
+    public async Task WaitPagesArrivedAsync(MigrationRecord m, CancellationToken ct)
+    {
+        if (!m.Lazy || m.PagesArrived) return;
+        if (!_paging.TryGetValue(m.Id, out var paging))
+            throw Fail.FailedPrecondition($"migration {m.Id}: no criu lazy-pages runs for it on this node: its memory pages cannot all arrive");
+        Testing.FaultPoints.Crash(Testing.FaultPoints.RestorePaging);
+        if (await paging.WaitAsync(ct) is { } why)
+            throw Fail.FailedPrecondition($"migration {m.Id}: the memory pages did not all arrive: {why}");
     }
 
     /// <summary>Kills the migration's `criu lazy-pages` daemons still running (target).</summary>
@@ -445,6 +508,14 @@ public sealed partial class MigrationController(
                 await RemoveTargetAsync(m, ct);
                 Log.Recovered(log, m.Id, "removed the target pod that never started");
             }
+            else if (MigrationPhase.TargetPagesIncomplete(m))
+            {
+                // Its criu lazy-pages died with the daemon or was killed as a leftover: the missing
+                // pages can never arrive (and a closed userfaultfd would hand the process zero pages).
+                // The source still holds the only full copy, frozen: its Abort (or failure) thaws it.
+                await RemoveTargetAsync(m, ct, "the daemon restarted before every memory page of the lazy restore arrived; the copy here was removed (the source still holds the pod: Abort it there)");
+                Log.Recovered(log, m.Id, "removed the lazily restored pod whose memory pages had not all arrived");
+            }
         }
     }
 
@@ -469,6 +540,9 @@ public sealed partial class MigrationController(
 
         [LoggerMessage(EventId = 1305, Level = LogLevel.Information, Message = "migration {Id}: criu lazy-pages of container {ContainerId} exited {ExitCode} (killed: {Killed})")]
         public static partial void LazyPagesExited(ILogger logger, string id, string containerId, int exitCode, bool killed);
+
+        [LoggerMessage(EventId = 1307, Level = LogLevel.Information, Message = "migration {Id}: every memory page of the lazy restore arrived")]
+        public static partial void PagesArrived(ILogger logger, string id);
 
         [LoggerMessage(EventId = 1304, Level = LogLevel.Information, Message = "migration {Id}, left by the previous daemon: {What}")]
         public static partial void Recovered(ILogger logger, string id, string what);

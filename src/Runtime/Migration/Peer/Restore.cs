@@ -32,6 +32,7 @@ public sealed partial class MigrationPeerService
             var pageServers = PageServers(request, podDump);
             var podConfig = PodSandboxConfig.Parser.ParseFrom(m.PodConfig);
             var created = new List<RestoredContainer>();
+            var lazyPages = new List<Task<Checkpoint.CriuResult>>();
             var ok = false;
             try
             {
@@ -40,7 +41,7 @@ public sealed partial class MigrationPeerService
                 foreach (var c in created)
                 {
                     // Lazy: restored without its memory, which criu lazy-pages pulls from the source.
-                    if (pageServers.TryGetValue(c.Name, out var pageServer)) await ctl.StartLazyPagesAsync(m.Id, c.ContainerId, pageServer);
+                    if (pageServers.TryGetValue(c.Name, out var pageServer)) lazyPages.Add(await ctl.StartLazyPagesAsync(m.Id, c.ContainerId, pageServer));
                     await ctl.Cri.StartContainer(new StartContainerRequest { ContainerId = c.ContainerId }, context);
                 }
                 ok = true;
@@ -55,7 +56,9 @@ public sealed partial class MigrationPeerService
                 }
             }
             Store.DiscardCheckpoint(m.Id);
-            Store.Update(m.Id, r => r with { Phase = MigrationPhase.Started });
+            // Lazy: STARTED without PagesArrived; the target owns the pod only once that is recorded.
+            Store.Update(m.Id, r => r with { Phase = MigrationPhase.Started, Lazy = lazyPages.Count > 0 });
+            if (lazyPages.Count > 0) ctl.WatchPages(m.Id, lazyPages);
             Testing.FaultPoints.Crash(Testing.FaultPoints.RestoreAfterStart);
             return new PeerResponse { PodSandboxId = m.PodId, Bytes = m.BytesReceived };
         }
