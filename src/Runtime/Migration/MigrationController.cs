@@ -86,7 +86,35 @@ public sealed partial class MigrationController(
     /// <summary>Starts, in the background, the decision on a source left TRANSFERRED by a restart
     /// (<see cref="ResolveTransferredAsync"/>); the returned work ends DONE, FAILED, or still
     /// TRANSFERRED when the target cannot be reached.</summary>
-    public Running StartResolve(MigrationRecord m) => Start(m, ResolveTransferredAsync);
+    public Running StartResolve(MigrationRecord m) => Start(m, m.Phase == MigrationPhase.Paging ? ResolvePagingAsync : ResolveTransferredAsync);
+
+    /// <summary>A lazy source left PAGING by a restart (its page servers were killed as leftovers):
+    /// the target is asked whether every page arrived anyway (a page server can finish while its
+    /// daemon is down). Yes: DONE (Commit or Abort decides). A target that answers they cannot
+    /// (its lazy-pages failed when the page servers died, or it removed its copy at its own
+    /// restart): it is told to abort and the source is thawed (FAILED). A target that cannot be
+    /// reached decides nothing: the source stays frozen and PAGING (Migrate again, or Abort).</summary>
+    private async Task ResolvePagingAsync(MigrationRecord m, Running running, CancellationToken ct)
+    {
+        using var peer = Peer(m.TargetAddress);
+        try
+        {
+            await peer.PagesArrivedAsync(m.Id, ct);
+        }
+        catch (CriException e) when (e.Kind is ErrorKind.FailedPrecondition or ErrorKind.NotFound or ErrorKind.InvalidArgument)
+        {
+            throw await FailSourceAsync(m.Id, peer, askedToRestore: true,
+                new CriException(ErrorKind.Aborted, $"the daemon restarted while the target pulled the pod's memory pages, and they did not all arrive ({e.Message})", e));
+        }
+        catch (Exception e) when (e is CriException or HttpRequestException or IOException)
+        {
+            throw Fail.Unavailable($"migration {m.Id}: target {m.TargetAddress} cannot tell whether every memory page arrived ({e.Message}); the source pod stays frozen: Migrate again, or Abort", e);
+        }
+        m = Phase(m.Id, MigrationPhase.Done);
+        store.DiscardCheckpoint(m.Id);
+        running.Publish(Status(m));
+        Log.Done(log, m.Id, m.PodId, m.TargetAddress, m.DowntimeMs, m.BytesSent);
+    }
 
     private Running Start(MigrationRecord m, Func<MigrationRecord, Running, CancellationToken, Task> run)
     {
@@ -466,6 +494,32 @@ public sealed partial class MigrationController(
         if (_lazyPages.TryRemove(migrationId, out var stop)) stop.Cancel();
     }
 
+    /// <summary>At start, before the previous daemon's CRIU runs are killed as leftovers: every
+    /// cgroup a source migration keeps frozen is frozen again. A lazy dump's page server holds the
+    /// tasks seized with their cgroup thawed (CRIU thaws it to seize the tasks and freezes it again
+    /// only when it exits normally): killed, it would let them run beside the target's copy.
+    /// Frozen first, they stop in the freezer as the kill detaches them.</summary>
+    public static void RefreezeSources(MigrationStore store, Cgroups.ICgroupManagerFactory cgroups, ILogger log)
+    {
+        foreach (var m in store.All)
+        {
+            if (m.Side != MigrationSide.Source || m.FrozenCgroups.Count == 0
+                || m.Phase is not (MigrationPhase.Transferred or MigrationPhase.Paging or MigrationPhase.Done or MigrationPhase.Failed or MigrationPhase.Committed))
+                continue;
+            foreach (var path in m.FrozenCgroups)
+            {
+                try { cgroups.Create(path).Freeze(); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Gone (the pod was removed) needs nothing; anything else is logged, and the
+                    // migration's recovery decides as before.
+                    if (e is Cgroups.CgroupException { Errno: 2 } or DirectoryNotFoundException or FileNotFoundException) continue;
+                    Log.RefreezeFailed(log, m.Id, path, e.Message);
+                }
+            }
+        }
+    }
+
     /// <summary>At start, before serving: a source migration that did not finish is thawed (its pod
     /// runs on) unless the target may already run the pod (TRANSFERRED, DONE: kept frozen for
     /// Commit or Abort); a target migration whose containers never started is removed.</summary>
@@ -482,15 +536,11 @@ public sealed partial class MigrationController(
             }
             else if (m.Side == MigrationSide.Source && m.Phase == MigrationPhase.Paging)
             {
-                // The page servers died with the daemon (Criu.RemoveLeftovers killed any left): the
-                // target's copy can never get the rest of its memory. The source keeps the pod frozen
-                // (the target may run its copy until told): Abort removes that copy, then thaws it.
-                Phase(m.Id, MigrationPhase.Failed, r => r with
-                {
-                    Error = "the daemon restarted while the target was still pulling the pod's memory pages; the source pod stays frozen: Abort (removes the target's copy, then thaws it here)",
-                    FailedKind = ErrorKind.Aborted,
-                });
-                Log.Recovered(log, m.Id, "lazy pages cut short: the source stays frozen until Abort");
+                // Its page servers outlived the daemon and were killed as leftovers (Criu.RemoveLeftovers):
+                // unless they had served every page, the target's copy can never complete. In the
+                // background, the target says which (the source stays frozen meanwhile).
+                StartResolve(m);
+                Log.Recovered(log, m.Id, "asking the target whether every memory page arrived (the source stays frozen meanwhile)");
             }
             else if (m.Side == MigrationSide.Source && m.Phase == MigrationPhase.Transferred)
             {
@@ -540,6 +590,9 @@ public sealed partial class MigrationController(
 
         [LoggerMessage(EventId = 1305, Level = LogLevel.Information, Message = "migration {Id}: criu lazy-pages of container {ContainerId} exited {ExitCode} (killed: {Killed})")]
         public static partial void LazyPagesExited(ILogger logger, string id, string containerId, int exitCode, bool killed);
+
+        [LoggerMessage(EventId = 1308, Level = LogLevel.Error, Message = "migration {Id}: cannot freeze {Cgroup} again before the leftover CRIU runs are killed: {Reason}")]
+        public static partial void RefreezeFailed(ILogger logger, string id, string cgroup, string reason);
 
         [LoggerMessage(EventId = 1307, Level = LogLevel.Information, Message = "migration {Id}: every memory page of the lazy restore arrived")]
         public static partial void PagesArrived(ILogger logger, string id);

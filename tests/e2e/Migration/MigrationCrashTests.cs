@@ -82,6 +82,20 @@ public partial class MigrationTests
                 Assert.True(again.Phase == "DONE", $"{again.Phase}: {again.Error}");
                 Assert.Equal("COMMITTED", (await commit()).Phase);
                 break;
+            case "migrate-paging":
+            {
+                // The restart asks the target whether every page arrived (a counter's few may have,
+                // before the kill): DONE if so, else FAILED (the target told to abort, the source
+                // thawed); Migrate again follows that question. Either way Abort then leaves the
+                // source the one copy.
+                try { await migrate(); } catch (RpcException) { }
+                var here = await a.Migration.GetMigrationAsync(new GetMigrationRequest { MigrationId = id });
+                Assert.True(here.Phase is "DONE" or "FAILED", $"source {here.Phase}: {here.Error}");
+                // DONE: frozen for Commit or Abort; FAILED: the target's copy is gone, the source runs.
+                Assert.Equal(here.Phase == "DONE" ? "FROZEN" : "THAWED", FreezerState(a, source.ContainerId));
+                Assert.Equal("ABORTED", (await a.Migration.AbortAsync(new AbortRequest { MigrationId = id })).Phase);
+                break;
+            }
             case "restore-paging":
                 // The restart removed the copy whose memory pages had not all arrived (they never can
                 // now); the source, frozen, still holds the pod: Abort thaws it.
