@@ -32,6 +32,9 @@ public sealed partial class MigrationController(
     private readonly ConcurrentDictionary<string, Running> _running = new(StringComparer.Ordinal);
     /// <summary>Target: the `criu lazy-pages` daemons of a migration, killed by cancelling.</summary>
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _lazyPages = new(StringComparer.Ordinal);
+    /// <summary>Target: per lazy migration, why its pages cannot all arrive, or null once they did
+    /// (and PagesArrived is recorded); completes when every `criu lazy-pages` exited.</summary>
+    private readonly ConcurrentDictionary<string, Task<string?>> _paging = new(StringComparer.Ordinal);
 
     public MigrationStore Store => store;
     public CriRuntimeService Cri => cri;
@@ -87,7 +90,35 @@ public sealed partial class MigrationController(
     /// <summary>Starts, in the background, the decision on a source left TRANSFERRED by a restart
     /// (<see cref="ResolveTransferredAsync"/>); the returned work ends DONE, FAILED, or still
     /// TRANSFERRED when the target cannot be reached.</summary>
-    public Running StartResolve(MigrationRecord m) => Start(m, ResolveTransferredAsync);
+    public Running StartResolve(MigrationRecord m) => Start(m, m.Phase == MigrationPhase.Paging ? ResolvePagingAsync : ResolveTransferredAsync);
+
+    /// <summary>A lazy source left PAGING by a restart (its page servers were killed as leftovers):
+    /// the target is asked whether every page arrived anyway (a page server can finish while its
+    /// daemon is down). Yes: DONE (Commit or Abort decides). A target that answers they cannot
+    /// (its lazy-pages failed when the page servers died, or it removed its copy at its own
+    /// restart): it is told to abort and the source is thawed (FAILED). A target that cannot be
+    /// reached decides nothing: the source stays frozen and PAGING (Migrate again, or Abort).</summary>
+    private async Task ResolvePagingAsync(MigrationRecord m, Running running, CancellationToken ct)
+    {
+        using var peer = Peer(m.TargetAddress);
+        try
+        {
+            await peer.PagesArrivedAsync(m.Id, ct);
+        }
+        catch (CriException e) when (e.Kind is ErrorKind.FailedPrecondition or ErrorKind.NotFound or ErrorKind.InvalidArgument)
+        {
+            throw await FailSourceAsync(m.Id, peer, askedToRestore: true,
+                new CriException(ErrorKind.Aborted, $"the daemon restarted while the target pulled the pod's memory pages, and they did not all arrive ({e.Message})", e));
+        }
+        catch (Exception e) when (e is CriException or HttpRequestException or IOException)
+        {
+            throw Fail.Unavailable($"migration {m.Id}: target {m.TargetAddress} cannot tell whether every memory page arrived ({e.Message}); the source pod stays frozen: Migrate again, or Abort", e);
+        }
+        m = Phase(m.Id, MigrationPhase.Done);
+        store.DiscardCheckpoint(m.Id);
+        running.Publish(Status(m));
+        Log.Done(log, m.Id, m.PodId, m.TargetAddress, m.DowntimeMs, m.BytesSent);
+    }
 
     private Running Start(MigrationRecord m, Func<MigrationRecord, Running, CancellationToken, Task> run)
     {
@@ -193,8 +224,25 @@ public sealed partial class MigrationController(
                 running.Publish(Status(m));
                 Testing.FaultPoints.Crash(Testing.FaultPoints.MigratePaging);
                 Log.Paging(log, m.Id, m.PodId, m.TargetAddress, m.DowntimeMs, lazy.Servers.Count, lazy.Address);
-                if (await lazy.WaitAsync(ct) is { } why)
-                    throw Fail.Unavailable($"the memory pages did not all reach the target: {why}");
+                // Both ends must see every page through: the page servers exiting 0 (sent), and the
+                // target recording that its lazy-pages all exited 0 (arrived). A page server can finish
+                // while the target's daemon is down (CRIU runs in its own process group), and that
+                // target's restart removes its copy, having seen nothing: DONE only on its word.
+                using var asking = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                var arrived = peer.PagesArrivedAsync(m.Id, asking.Token);
+                var served = lazy.WaitAsync(ct);
+                try
+                {
+                    if (await Task.WhenAny(arrived, served) == arrived && !arrived.IsCompletedSuccessfully) await arrived;
+                    if (await served is { } why)
+                        throw Fail.Unavailable($"the memory pages did not all reach the target: {why}");
+                    await arrived;
+                }
+                finally
+                {
+                    await asking.CancelAsync();
+                    _ = arrived.ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
+                }
                 m = Phase(m.Id, MigrationPhase.Done);
             }
             store.DiscardCheckpoint(m.Id);
@@ -402,15 +450,16 @@ public sealed partial class MigrationController(
 
     /// <summary>Abort on the target (the source's, or the operator's): the prepared pod and
     /// whatever was restored into it are removed.</summary>
-    public async Task<MigrationRecord> RemoveTargetAsync(MigrationRecord m, CancellationToken ct)
+    public async Task<MigrationRecord> RemoveTargetAsync(MigrationRecord m, CancellationToken ct, string? reason = null)
     {
         StopLazyPages(m.Id);
         // Restored established, its sockets are the peer's connections too: closing them (the
         // containers killed) must not reach the peer, whose connection the source resumes.
         if (m.KeepConnections) LockPodNetwork(m.PodId);
+        _paging.TryRemove(m.Id, out _);
         if (m.PodId.Length > 0) await podCtl.RemoveAsync(m.PodId, ct);
         store.DiscardCheckpoint(m.Id);
-        return Phase(m.Id, MigrationPhase.Aborted);
+        return Phase(m.Id, MigrationPhase.Aborted, r => r with { Error = reason ?? r.Error });
     }
 
     /// <summary>Sets the pod's links on this node's side down (<see cref="NetworkLock"/>): nothing
@@ -435,7 +484,7 @@ public sealed partial class MigrationController(
     /// <paramref name="pageServer"/>; returns once it listens for the restore. It exits when it
     /// has injected every page (the source's dump exits then too), or is killed by
     /// <see cref="StopLazyPages"/>.</summary>
-    public async Task StartLazyPagesAsync(string migrationId, string containerId, string pageServer)
+    public async Task<Task<Checkpoint.CriuResult>> StartLazyPagesAsync(string migrationId, string containerId, string pageServer)
     {
         var c = containers.Find(containerId) ?? throw Fail.NotFound($"container {containerId} not found");
         var file = Path.Combine(c.BundleDir, Shim.Client.RestoreSpec.FileName);
@@ -449,12 +498,80 @@ public sealed partial class MigrationController(
         var criu = cri.Criu;
         var done = await criu.StartReadyAsync(criu.Require(), args, LazyDump.ServeTimeout, RestorePlan.ArgValue(plan, "--work-dir"), stop.Token);
         _ = done.ContinueWith(t => Log.LazyPagesExited(log, migrationId, containerId, t.Result.ExitCode, t.Result.TimedOut), TaskScheduler.Default);
+        return done;
+    }
+
+    /// <summary>Target, once a lazy restore's containers started: watches their `criu lazy-pages`
+    /// daemons and records PagesArrived when every one exited 0 (from then on the target's copy
+    /// has all its memory and a restart keeps it).</summary>
+    public void WatchPages(string migrationId, IReadOnlyList<Task<Checkpoint.CriuResult>> daemons) =>
+        _paging[migrationId] = RecordPagesAsync(migrationId, daemons);
+
+    private async Task<string?> RecordPagesAsync(string id, IReadOnlyList<Task<Checkpoint.CriuResult>> daemons)
+    {
+        string? why = null;
+        try
+        {
+            foreach (var r in await Task.WhenAll(daemons))
+                if (r.ExitCode != 0 || r.TimedOut) why ??= $"criu lazy-pages exited {r.ExitCode}{(r.TimedOut ? " (killed, or timed out)" : "")}";
+        }
+        catch (Exception e) when (e is CriException or IOException or InvalidOperationException) { why = $"criu lazy-pages failed: {e.Message}"; }
+        using (await store.LockAsync(id, CancellationToken.None))
+        {
+            var m = store.Find(id);
+            if (m is not { Phase: MigrationPhase.Started or MigrationPhase.Committed })
+                return why ?? $"migration {id} is {m?.Phase ?? "gone"} on this node";
+            if (why is not null) return why;
+            store.Update(id, r => r with { PagesArrived = true });
+        }
+        Log.PagesArrived(log, id);
+        return null;
+    }
+
+    /// <summary>Target: returns once every memory page of the migration's lazy restore arrived
+    /// (at once for a cold one, or one whose pages arrived before); FailedPrecondition when they
+    /// cannot all arrive (a lazy-pages failed or was killed, or no lazy-pages runs for it here: a
+    /// restart removed the copy).</summary>
+    public async Task WaitPagesArrivedAsync(MigrationRecord m, CancellationToken ct)
+    {
+        if (!m.Lazy || m.PagesArrived) return;
+        if (!_paging.TryGetValue(m.Id, out var paging))
+            throw Fail.FailedPrecondition($"migration {m.Id}: no criu lazy-pages runs for it on this node: its memory pages cannot all arrive");
+        Testing.FaultPoints.Crash(Testing.FaultPoints.RestorePaging);
+        if (await paging.WaitAsync(ct) is { } why)
+            throw Fail.FailedPrecondition($"migration {m.Id}: the memory pages did not all arrive: {why}");
     }
 
     /// <summary>Kills the migration's `criu lazy-pages` daemons still running (target).</summary>
     public void StopLazyPages(string migrationId)
     {
         if (_lazyPages.TryRemove(migrationId, out var stop)) stop.Cancel();
+    }
+
+    /// <summary>At start, before the previous daemon's CRIU runs are killed as leftovers: every
+    /// cgroup a source migration keeps frozen is frozen again. A lazy dump's page server holds the
+    /// tasks seized with their cgroup thawed (CRIU thaws it to seize the tasks and freezes it again
+    /// only when it exits normally): killed, it would let them run beside the target's copy.
+    /// Frozen first, they stop in the freezer as the kill detaches them.</summary>
+    public static void RefreezeSources(MigrationStore store, Cgroups.ICgroupManagerFactory cgroups, ILogger log)
+    {
+        foreach (var m in store.All)
+        {
+            if (m.Side != MigrationSide.Source || m.FrozenCgroups.Count == 0
+                || m.Phase is not (MigrationPhase.Transferred or MigrationPhase.Paging or MigrationPhase.Done or MigrationPhase.Failed or MigrationPhase.Committed))
+                continue;
+            foreach (var path in m.FrozenCgroups)
+            {
+                try { cgroups.Create(path).Freeze(); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Gone (the pod was removed) needs nothing; anything else is logged, and the
+                    // migration's recovery decides as before.
+                    if (e is Cgroups.CgroupException { Errno: 2 } or DirectoryNotFoundException or FileNotFoundException) continue;
+                    Log.RefreezeFailed(log, m.Id, path, e.Message);
+                }
+            }
+        }
     }
 
     /// <summary>At start, before serving: a source migration that did not finish is thawed (its pod
@@ -473,15 +590,11 @@ public sealed partial class MigrationController(
             }
             else if (m.Side == MigrationSide.Source && m.Phase == MigrationPhase.Paging)
             {
-                // The page servers died with the daemon (Criu.RemoveLeftovers killed any left): the
-                // target's copy can never get the rest of its memory. The source keeps the pod frozen
-                // (the target may run its copy until told): Abort removes that copy, then thaws it.
-                Phase(m.Id, MigrationPhase.Failed, r => r with
-                {
-                    Error = "the daemon restarted while the target was still pulling the pod's memory pages; the source pod stays frozen: Abort (removes the target's copy, then thaws it here)",
-                    FailedKind = ErrorKind.Aborted,
-                });
-                Log.Recovered(log, m.Id, "lazy pages cut short: the source stays frozen until Abort");
+                // Its page servers outlived the daemon and were killed as leftovers (Criu.RemoveLeftovers):
+                // unless they had served every page, the target's copy can never complete. In the
+                // background, the target says which (the source stays frozen meanwhile).
+                StartResolve(m);
+                Log.Recovered(log, m.Id, "asking the target whether every memory page arrived (the source stays frozen meanwhile)");
             }
             else if (m.Side == MigrationSide.Source && m.Phase == MigrationPhase.Transferred)
             {
@@ -498,6 +611,14 @@ public sealed partial class MigrationController(
             {
                 await RemoveTargetAsync(m, ct);
                 Log.Recovered(log, m.Id, "removed the target pod that never started");
+            }
+            else if (MigrationPhase.TargetPagesIncomplete(m))
+            {
+                // Its criu lazy-pages died with the daemon or was killed as a leftover: the missing
+                // pages can never arrive (and a closed userfaultfd would hand the process zero pages).
+                // The source still holds the only full copy, frozen: its Abort (or failure) thaws it.
+                await RemoveTargetAsync(m, ct, "the daemon restarted before every memory page of the lazy restore arrived; the copy here was removed (the source still holds the pod: Abort it there)");
+                Log.Recovered(log, m.Id, "removed the lazily restored pod whose memory pages had not all arrived");
             }
         }
     }
@@ -523,6 +644,12 @@ public sealed partial class MigrationController(
 
         [LoggerMessage(EventId = 1305, Level = LogLevel.Information, Message = "migration {Id}: criu lazy-pages of container {ContainerId} exited {ExitCode} (killed: {Killed})")]
         public static partial void LazyPagesExited(ILogger logger, string id, string containerId, int exitCode, bool killed);
+
+        [LoggerMessage(EventId = 1308, Level = LogLevel.Error, Message = "migration {Id}: cannot freeze {Cgroup} again before the leftover CRIU runs are killed: {Reason}")]
+        public static partial void RefreezeFailed(ILogger logger, string id, string cgroup, string reason);
+
+        [LoggerMessage(EventId = 1307, Level = LogLevel.Information, Message = "migration {Id}: every memory page of the lazy restore arrived")]
+        public static partial void PagesArrived(ILogger logger, string id);
 
         [LoggerMessage(EventId = 1304, Level = LogLevel.Information, Message = "migration {Id}, left by the previous daemon: {What}")]
         public static partial void Recovered(ILogger logger, string id, string what);

@@ -24,6 +24,11 @@ public static class MigrationPhase
 
     /// <summary>Target phases before its containers were started: what a restart or Abort removes.</summary>
     public static bool TargetNotStarted(string phase) => phase is Prepared or Receiving or Received;
+
+    /// <summary>A target whose lazy restore runs without all its memory yet: a restart removes it
+    /// (its `criu lazy-pages` is gone, the missing pages can never arrive).</summary>
+    public static bool TargetPagesIncomplete(MigrationRecord m) =>
+        m.Side == MigrationSide.Target && m.Phase == Started && m.Lazy && !m.PagesArrived;
 }
 
 /// <summary>One migration as this node knows it. The source records the cgroups it froze (so a
@@ -69,6 +74,11 @@ public sealed record MigrationRecord
     public long BytesReceived { get; init; }
     /// <summary>The connections are restored established (the source's Restore said the pod kept its IP).</summary>
     public bool KeepConnections { get; init; }
+    /// <summary>Restored lazily: its memory pages follow from the source's page servers.</summary>
+    public bool Lazy { get; init; }
+    /// <summary>Lazy: every `criu lazy-pages` exited successfully, so the restored pod has all its
+    /// memory. Until then the target does not own the pod (a restart removes it).</summary>
+    public bool PagesArrived { get; init; }
 }
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, UseStringEnumConverter = true)]

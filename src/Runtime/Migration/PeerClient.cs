@@ -57,6 +57,7 @@ public sealed class PeerClient : IDisposable
     /// the TCP connections are restored established.</summary>
     public Task<PeerResponse> RestoreAsync(string id, IEnumerable<PageServer> pageServers, bool keepConnections, CancellationToken ct) =>
         Call(() => _client.RestoreAsync(new PeerRequest { MigrationId = id, PageServers = { pageServers }, KeepConnections = keepConnections }, cancellationToken: ct).ResponseAsync);
+    public Task<PeerResponse> PagesArrivedAsync(string id, CancellationToken ct) => Call(() => _client.PagesArrivedAsync(new PeerRequest { MigrationId = id }, cancellationToken: ct).ResponseAsync);
     public Task<PeerResponse> CommitAsync(string id, CancellationToken ct) => Call(() => _client.CommitAsync(new PeerRequest { MigrationId = id }, cancellationToken: ct).ResponseAsync);
     public Task<PeerResponse> AbortAsync(string id, CancellationToken ct) => Call(() => _client.AbortAsync(new PeerRequest { MigrationId = id }, cancellationToken: ct).ResponseAsync);
 

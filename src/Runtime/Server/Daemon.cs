@@ -164,6 +164,12 @@ public static partial class Daemon
         app.Services.GetRequiredService<ImageGarbageCollector>().Recover();
         // The partition /proc view: adopt the lxcfs a previous daemon left, else start one.
         app.Services.GetRequiredService<PartitionView.Lxcfs>().Start();
+        // A migration's source kept frozen: frozen again first, as a lazy dump's page server holds
+        // its tasks seized in a thawed cgroup and its kill below would let them run.
+        // (Not through MigrationController: it would build the CRI service before the recoveries.)
+        Migration.MigrationController.RefreezeSources(app.Services.GetRequiredService<Migration.MigrationStore>(),
+            app.Services.GetRequiredService<Cgroups.ICgroupManagerFactory>(),
+            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<Migration.MigrationController>());
         // A checkpoint the previous daemon did not finish: its CRIU must not hold the container.
         Checkpoint.Criu.RemoveLeftovers(Checkpoint.Criu.ScratchRoot(config.Root));
         // A CheckpointPod it did not finish: thaw every container it froze (recorded before freezing).

@@ -60,6 +60,10 @@ public static class FaultPoints
     /// Restore answers.</summary>
     public const string RestoreAfterStart = "restore-after-start";
 
+    /// <summary>A lazy migration's target, STARTED recorded and Restore answered, when the source
+    /// asks whether every memory page arrived (PagesArrived), before they all did.</summary>
+    public const string RestorePaging = "restore-paging";
+
     private static readonly string? Armed = Environment.GetEnvironmentVariable("CRIRUNTIME_FAULT");
 
     public static void Crash(string point)

@@ -20,6 +20,15 @@ public partial class MigrationTests(RegistryWithImages fixture)
     private static readonly string[] Counter =
         ["sh", "-c", "i=0; while true; do echo $i > /srv/umoci/count.new; mv /srv/umoci/count.new /srv/umoci/count; echo $i; i=$((i+1)); sleep 0.2; done"];
 
+    /// <summary><see cref="Counter"/> with a dd holding <paramref name="mb"/> MB it filled (blocked
+    /// on its pipe to sleep) beside it: a lazy migration's pages then take a while to arrive.</summary>
+    private static string[] HoldingCounter(int mb) =>
+        ["sh", "-c", $"dd if=/dev/zero bs={mb}M count=1 2>/dev/null | sleep 100000 & {Counter[2]}"];
+
+    /// <summary>Waits until the dd of <see cref="HoldingCounter"/> has its <paramref name="mb"/> MB resident.</summary>
+    private static Task WaitResidentAsync(CriClient c, string id, int mb) =>
+        c.ExecOkAsync(id, "sh", "-c", $"until p=$(pidof dd) && [ \"$(awk '/VmRSS/{{print $2}}' /proc/$p/status)\" -ge {mb * 1000} ]; do sleep 0.05; done");
+
     private sealed record CounterPod(KubePod Pod, string PodId, string ContainerId);
 
     private async Task<string> ImageIdAsync(MigrationNode n) =>
@@ -27,33 +36,34 @@ public partial class MigrationTests(RegistryWithImages fixture)
 
     private static KubePod On(MigrationNode n, KubePod pod) => pod with { LogRoot = Path.Combine(n.D.Dir, "kubelet", "logs") };
 
-    private ContainerConfig CounterContainer(KubePod pod, string imageId)
+    private ContainerConfig CounterContainer(KubePod pod, string imageId, int holdMb = 0)
     {
-        var c = Kubelet.Container(pod, "counter", imageId, Umoci, Counter);
+        var c = Kubelet.Container(pod, "counter", imageId, Umoci, holdMb > 0 ? HoldingCounter(holdMb) : Counter);
         c.Linux.SecurityContext.RunAsUser = new Int64Value { Value = 0 };
         return c;
     }
 
-    private async Task<CounterPod> CounterPodAsync(MigrationNode n, string name)
+    private async Task<CounterPod> CounterPodAsync(MigrationNode n, string name, int holdMb = 0)
     {
         var pod = new KubePod { Name = name, LogRoot = Path.Combine(n.D.Dir, "kubelet", "logs") };
         var sandbox = Kubelet.Sandbox(pod);
         var podId = await n.C.RunPodAsync(sandbox);
         n.Node.Track(podId);
-        var id = await n.C.StartNewAsync(podId, sandbox, CounterContainer(pod, await ImageIdAsync(n)));
+        var id = await n.C.StartNewAsync(podId, sandbox, CounterContainer(pod, await ImageIdAsync(n), holdMb));
+        if (holdMb > 0) await WaitResidentAsync(n.C, id, holdMb);
         await WaitCountAsync(n.C, id, 3);
         return new CounterPod(pod, podId, id);
     }
 
     /// <summary>PrepareTarget on <paramref name="target"/> for the pod <paramref name="source"/> runs.</summary>
-    private async Task<PrepareTargetRequest> PrepareRequestAsync(MigrationNode target, CounterPod source, string migrationId)
+    private async Task<PrepareTargetRequest> PrepareRequestAsync(MigrationNode target, CounterPod source, string migrationId, int holdMb = 0)
     {
         var pod = On(target, source.Pod);
         return new PrepareTargetRequest
         {
             MigrationId = migrationId,
             Config = Kubelet.Sandbox(pod),
-            ContainerConfigs = { CounterContainer(pod, await ImageIdAsync(target)) },
+            ContainerConfigs = { CounterContainer(pod, await ImageIdAsync(target), holdMb) },
         };
     }
 

@@ -36,8 +36,9 @@ public sealed partial class MigrationService
                     throw Fail.AlreadyExists($"migration_id: migration {id} exists on this node for another pod or target ({existing.Side}, {existing.Phase})");
                 m = existing;
                 running = ctl.RunningFor(id);
-                // Left TRANSFERRED by a restart (the target's answer to Restore lost): ask it again.
-                if (running is null && m.Phase == MigrationPhase.Transferred) running = ctl.StartResolve(m);
+                // Left TRANSFERRED (the target's answer to Restore lost) or PAGING (lazy: did every page
+                // arrive?) by a restart, and the target could not be asked then: ask it again.
+                if (running is null && m.Phase is MigrationPhase.Transferred or MigrationPhase.Paging) running = ctl.StartResolve(m);
             }
             else
             {

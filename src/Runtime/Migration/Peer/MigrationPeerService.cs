@@ -32,6 +32,16 @@ public sealed partial class MigrationPeerService(MigrationController ctl) : Migr
         return Task.FromResult(new PeerResponse { PodSandboxId = m.PodId, PodIps = { ctl.Pods.Find(m.PodId)?.Ips ?? [] } });
     }
 
+    /// <summary>The source asks, once its page servers are done (or while they serve), whether
+    /// this node's lazy restore has every memory page: answers when it does (at once for a cold
+    /// restore), FailedPrecondition when it cannot (docs/migration.md, "Restarts").</summary>
+    public override async Task<PeerResponse> PagesArrived(PeerRequest request, ServerCallContext context)
+    {
+        var m = Prepared(request.MigrationId, MigrationPhase.Started, MigrationPhase.Committed);
+        await ctl.WaitPagesArrivedAsync(m, context.CancellationToken);
+        return new PeerResponse { PodSandboxId = m.PodId, Bytes = m.BytesReceived };
+    }
+
     /// <summary>The source committed: this node's copy is the pod now. Idempotent.</summary>
     public override async Task<PeerResponse> Commit(PeerRequest request, ServerCallContext context)
     {

@@ -34,6 +34,7 @@ public sealed partial class MigrationPeerService
             // Recorded before any socket is restored: whoever removes this pod locks its network first.
             if (request.KeepConnections && !m.KeepConnections) m = Store.Update(m.Id, r => r with { KeepConnections = true });
             var created = new List<RestoredContainer>();
+            var lazyPages = new List<Task<Checkpoint.CriuResult>>();
             var ok = false;
             try
             {
@@ -44,7 +45,7 @@ public sealed partial class MigrationPeerService
                     // The pod kept the source's addresses: its connections come back established.
                     if (request.KeepConnections) ctl.RestoreConnections(c.ContainerId);
                     // Lazy: restored without its memory, which criu lazy-pages pulls from the source.
-                    if (pageServers.TryGetValue(c.Name, out var pageServer)) await ctl.StartLazyPagesAsync(m.Id, c.ContainerId, pageServer);
+                    if (pageServers.TryGetValue(c.Name, out var pageServer)) lazyPages.Add(await ctl.StartLazyPagesAsync(m.Id, c.ContainerId, pageServer));
                     await ctl.Cri.StartContainer(new StartContainerRequest { ContainerId = c.ContainerId }, context);
                 }
                 ok = true;
@@ -60,7 +61,9 @@ public sealed partial class MigrationPeerService
                 }
             }
             Store.DiscardCheckpoint(m.Id);
-            Store.Update(m.Id, r => r with { Phase = MigrationPhase.Started });
+            // Lazy: STARTED without PagesArrived; the target owns the pod only once that is recorded.
+            Store.Update(m.Id, r => r with { Phase = MigrationPhase.Started, Lazy = lazyPages.Count > 0 });
+            if (lazyPages.Count > 0) ctl.WatchPages(m.Id, lazyPages);
             Testing.FaultPoints.Crash(Testing.FaultPoints.RestoreAfterStart);
             return new PeerResponse { PodSandboxId = m.PodId, Bytes = m.BytesReceived };
         }
