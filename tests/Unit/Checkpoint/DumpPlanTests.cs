@@ -68,6 +68,9 @@ public class DumpPlanTests
         Assert.Contains("--root /rootfs", text);
         Assert.Contains("--leave-running", args);
         Assert.Contains("--tcp-established", args);
+        // CRIU's connection lock through libnftables, in its own process: the iptables default
+        // execs iptables-restore at lock and unlock, ~60 ms of the container's frozen time here.
+        Assert.Contains("--network-lock nftables", text);
         Assert.Contains("--external net[4026532290]:extRootNetNS", text);
         Assert.Contains("--external mnt[/etc/hosts]:/etc/hosts", text);
         // The container's own pid namespace is dumped, not external; ipc has no external form.
