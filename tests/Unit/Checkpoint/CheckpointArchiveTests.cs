@@ -64,6 +64,7 @@ public sealed class CheckpointArchiveTests : IDisposable
     public async Task WritebackFileStream_KickTo_ReturnsWhileTheWritebackItStartedIsStillInTheKernel()
     {
         using var release = new ManualResetEventSlim();
+        using var entered = new ManualResetEventSlim();
         var calls = new List<(long Offset, long Bytes)>();
         var kicker = 0;
         var callers = new List<int>();
@@ -75,6 +76,7 @@ public sealed class CheckpointArchiveTests : IDisposable
                 calls.Add((offset, bytes));
                 callers.Add(Environment.CurrentManagedThreadId);
             }
+            entered.Set();
             release.Wait(TimeSpan.FromSeconds(30)); // a disk slower than the copy
             return 0;
         });
@@ -89,6 +91,9 @@ public sealed class CheckpointArchiveTests : IDisposable
         var returned = true;
         try { await kicks.WaitAsync(TimeSpan.FromSeconds(10)); }
         catch (TimeoutException) { returned = false; }
+        // The writeback thread took the first range (and is held "in the kernel") before the
+        // stop: a stop that came first would leave nothing to check (seen once in CI).
+        Assert.True(entered.Wait(TimeSpan.FromSeconds(30)), "the writeback thread never started a writeback");
         release.Set();
         stream.StopWriteback();
 
