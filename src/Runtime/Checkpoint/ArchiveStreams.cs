@@ -66,12 +66,7 @@ internal sealed class WritebackFileStream(FileStream inner, Func<int, long, long
         {
             if (_stopping) return;
             _target = position;
-            if (_thread is null)
-            {
-                _thread = new Thread(Writeback) { Name = "checkpoint writeback", IsBackground = true };
-                _thread.Start();
-            }
-            else Monitor.Pulse(_gate);
+            StartOrWake();
         }
     }
 
@@ -86,13 +81,19 @@ internal sealed class WritebackFileStream(FileStream inner, Func<int, long, long
             if (_stopping) return;
             _hurry = true;
             if (position > _target) _target = position;
-            if (_thread is null)
-            {
-                _thread = new Thread(Writeback) { Name = "checkpoint writeback", IsBackground = true };
-                _thread.Start();
-            }
-            else Monitor.Pulse(_gate);
+            StartOrWake();
         }
+    }
+
+    /// <summary>Under <see cref="_gate"/>: the writeback thread, started on first use, sees the new target.</summary>
+    private void StartOrWake()
+    {
+        if (_thread is null)
+        {
+            _thread = new Thread(Writeback) { Name = "checkpoint writeback", IsBackground = true };
+            _thread.Start();
+        }
+        else Monitor.Pulse(_gate);
     }
 
     private void Writeback()
