@@ -150,19 +150,37 @@ internal sealed class WritebackFileStream(FileStream inner, Func<int, long, long
 
 /// <summary>A file as a tar entry's data, copied into the archive by the kernel
 /// (copy_file_range: no trip through user memory) when the archive is a
-/// <see cref="WritebackFileStream"/>; read like any stream otherwise.</summary>
-internal sealed class KernelCopySource(string path) : Stream
+/// <see cref="WritebackFileStream"/>; read like any stream otherwise. The entry is the file as
+/// long as it was when this opened it: a file that grows meanwhile (a running container's log,
+/// the dump.log of a lazy dump's CRIU, which logs on while it serves pages) must not put more
+/// bytes into the archive than the tar header, written first, announced: the entries after it
+/// would be read from the wrong offset (a lazy migration's target refused such archives).</summary>
+internal sealed class KernelCopySource : Stream
 {
-    private readonly FileStream _file = new(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
+    private readonly string _path;
+    private readonly FileStream _file;
+    private readonly long _length;
+
+    public KernelCopySource(string path)
+    {
+        _path = path;
+        _file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 0);
+        _length = _file.Length;
+    }
 
     public override bool CanRead => true;
     public override bool CanSeek => true;
     public override bool CanWrite => false;
-    public override long Length => _file.Length;
+    /// <summary>The file's length when it was opened, whatever it is now.</summary>
+    public override long Length => _length;
     public override long Position { get => _file.Position; set => _file.Position = value; }
     public override void Flush() { }
-    public override int Read(byte[] buffer, int offset, int count) => _file.Read(buffer, offset, count);
-    public override int Read(Span<byte> buffer) => _file.Read(buffer);
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+    public override int Read(Span<byte> buffer)
+    {
+        var left = _length - _file.Position;
+        return left <= 0 ? 0 : _file.Read(buffer[..(int)Math.Min(buffer.Length, left)]);
+    }
     public override long Seek(long offset, SeekOrigin origin) => _file.Seek(offset, origin);
     public override void SetLength(long value) => throw new NotSupportedException();
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
@@ -177,7 +195,7 @@ internal sealed class KernelCopySource(string path) : Stream
         archive.Flush();
         var inFd = (int)_file.SafeFileHandle.DangerousGetHandle();
         var outFd = (int)archive.Inner.SafeFileHandle.DangerousGetHandle();
-        long inOff = _file.Position, outOff = archive.Inner.Position, left = _file.Length - inOff;
+        long inOff = _file.Position, outOff = archive.Inner.Position, left = _length - inOff;
         while (left > 0)
         {
             var n = Libc.CopyFileRange(inFd, &inOff, outFd, &outOff, (nuint)Math.Min(left, 1L << 30), 0);
@@ -192,7 +210,7 @@ internal sealed class KernelCopySource(string path) : Stream
                     base.CopyTo(destination, bufferSize);
                     return;
                 }
-                throw new IOException($"copy_file_range {path}: {Marshal.GetPInvokeErrorMessage(errno)}");
+                throw new IOException($"copy_file_range {_path}: {Marshal.GetPInvokeErrorMessage(errno)}");
             }
             if (n == 0) break; // the file shrank under us: the tar header's size no longer holds
             left -= n;
@@ -200,7 +218,7 @@ internal sealed class KernelCopySource(string path) : Stream
             archive.Kick();
         }
         _file.Position = inOff;
-        if (left > 0) throw new IOException($"{path} shrank while it was archived");
+        if (left > 0) throw new IOException($"{_path} shrank while it was archived");
     }
 
     protected override void Dispose(bool disposing)

@@ -86,8 +86,10 @@ public static class CheckpointArchive
         archive.Bytes(DeletedFilesFile, JsonSerializer.SerializeToUtf8Bytes(deleted, CheckpointJson.Default.ListString));
         archive.File(diffTar, RootFsDiffTar);
         var tar = archive.Tar;
-        if (parts.ContainerLog is { } log && File.Exists(log)) tar.WriteEntry(log, ContainerLogFile);
-        if (parts.DumpLog is { } dump && File.Exists(dump)) tar.WriteEntry(dump, DumpLogFile);
+        // Both may still grow (the container runs on; a lazy dump's CRIU logs on): each entry is
+        // the file as long as it was when it was opened.
+        if (parts.ContainerLog is { } log && File.Exists(log)) archive.File(log, ContainerLogFile);
+        if (parts.DumpLog is { } dump && File.Exists(dump)) archive.File(dump, DumpLogFile);
         if (parts.StatsDump is { } stats && File.Exists(stats)) archive.File(stats, StatsDumpFile);
         if (!imagesStreamed)
         {
