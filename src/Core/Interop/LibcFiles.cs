@@ -9,7 +9,7 @@ internal static unsafe partial class Libc
     public const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, AT_EMPTY_PATH = 0x1000, AT_RECURSIVE = 0x8000;
     public const uint S_IFMT = 0xF000, S_IFSOCK = 0xC000, S_IFLNK = 0xA000, S_IFREG = 0x8000, S_IFBLK = 0x6000,
         S_IFDIR = 0x4000, S_IFCHR = 0x2000, S_IFIFO = 0x1000;
-    public const uint STATX_TYPE = 1, STATX_MODE = 2;
+    public const uint STATX_TYPE = 1, STATX_MODE = 2, STATX_UID = 8;
 
     [LibraryImport("libc", EntryPoint = "access", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Access(string path, int mode);
@@ -66,6 +66,20 @@ internal static unsafe partial class Libc
         }
         // struct statx: stx_mode at 28, stx_rdev_major/minor at 128/132.
         return (*(ushort*)(buffer + 28), *(uint*)(buffer + 128), *(uint*)(buffer + 132));
+    }
+
+    /// <summary>Mode and owner of a path, not following a final symlink, or null when it does not exist.</summary>
+    public static (uint Mode, uint Uid)? StatOwner(string path)
+    {
+        var buffer = stackalloc byte[256];
+        if (Statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE | STATX_UID, buffer) != 0)
+        {
+            var errno = Errno.Current;
+            if (errno == Errno.ENOENT) return null;
+            throw Errno.Exception("statx", path, errno);
+        }
+        // struct statx: stx_uid at 20, stx_mode at 28.
+        return (*(ushort*)(buffer + 28), *(uint*)(buffer + 20));
     }
 
     /// <summary>The file type bits (S_IFMT) of a path, not following a final symlink, or null when

@@ -26,6 +26,46 @@ public sealed class Criu(CheckpointSection config)
     private const string Setsid = "/usr/bin/setsid";
     private static readonly bool UseSetsid = File.Exists(Setsid);
 
+    /// <summary>Where the CRIU that hack/criu.sh builds keeps its cache of kernel probes (its
+    /// RUNDIR: criu.kdat there). CRIU probes the kernel's features at every start (60 ms on a
+    /// quiet node here, 200 ms and more under load: a `criu lazy-pages` and a `criu restore` each
+    /// do it inside a lazy migration's downtime) unless it finds the cache, which it writes only on
+    /// a tmpfs, so that a reboot into another kernel cannot find a stale one. Its default, /run, is
+    /// a tmpfs on a usual Debian node but not on every machine (not on ours); /dev/shm is one
+    /// everywhere, but anyone may write there, so the cache lives in a directory of root's own,
+    /// which <see cref="PrepareProbeCache"/> makes. A CRIU built with another RUNDIR (Debian's:
+    /// /run) never looks here and keeps its own behaviour.</summary>
+    public const string ProbeCacheDir = "/dev/shm/criruntime-criu";
+
+    /// <summary>At start: <paramref name="dir"/> is made a directory that only root can write
+    /// (mode 0700): a CRIU running as root reads its kernel probes from there, so a directory that
+    /// someone else made first (or a symlink, or a file) is replaced, and anything inside it that
+    /// root did not write is gone; a half-written cache is removed. Returns why it could not be
+    /// made so, or null.</summary>
+    public static string? PrepareProbeCache(string dir = ProbeCacheDir)
+    {
+        const UnixFileMode Owner = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+        try
+        {
+            if (Interop.Libc.StatOwner(dir) is { } st && !((st.Mode & Interop.Libc.S_IFMT) == Interop.Libc.S_IFDIR && st.Uid == 0 && (st.Mode & 0x3F) == 0))
+            {
+                // Not root's own: whatever another user put there must not reach CRIU.
+                if ((st.Mode & Interop.Libc.S_IFMT) == Interop.Libc.S_IFDIR) Directory.Delete(dir, recursive: true); // links inside are removed, not followed
+                else File.Delete(dir);
+            }
+            Directory.CreateDirectory(dir, Owner);
+            // Left by a CRIU killed while writing the cache: CRIU creates it O_EXCL, so no later
+            // run would write the cache again. (At start: the previous daemon's CRIUs are gone.)
+            File.Delete(Path.Combine(dir, "criu.kdat.tmp"));
+            return Interop.Libc.StatOwner(dir) is { } made && (made.Mode & Interop.Libc.S_IFMT) == Interop.Libc.S_IFDIR && made.Uid == 0 && (made.Mode & 0x3F) == 0
+                ? null : $"{dir} is not a directory of root's own with mode 0700 (someone else made it meanwhile)";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"{dir}: {e.Message}";
+        }
+    }
+
     /// <summary>ROOT/checkpoints: one scratch directory per checkpoint in progress.</summary>
     public static string ScratchRoot(string root) => System.IO.Path.Combine(root, "checkpoints");
 

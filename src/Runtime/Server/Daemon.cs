@@ -174,6 +174,8 @@ public static partial class Daemon
         Checkpoint.Criu.RemoveLeftovers(Checkpoint.Criu.ScratchRoot(config.Root));
         // A CheckpointPod it did not finish: thaw every container it froze (recorded before freezing).
         var startLog = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("criruntime.checkpoint");
+        // Where our CRIU build keeps its kernel probes: root's own, so that no one else's reaches it.
+        if (Checkpoint.Criu.PrepareProbeCache() is { } noCache) LogNoProbeCache(startLog, noCache);
         new Checkpoint.FreezeLedger(Checkpoint.Criu.ScratchRoot(config.Root)).ThawLeftovers(
             app.Services.GetRequiredService<Cgroups.ICgroupManagerFactory>(),
             (cgroup, e) => LogThawFailed(startLog, cgroup, e.Message));
@@ -349,6 +351,9 @@ public static partial class Daemon
 
     [LoggerMessage(EventId = 108, Level = LogLevel.Error, Message = "checkpoint: could not thaw {Cgroup}, left frozen by the previous daemon: {Error}")]
     private static partial void LogThawFailed(ILogger log, string cgroup, string error);
+
+    [LoggerMessage(EventId = 110, Level = LogLevel.Warning, Message = "CRIU's cache of kernel probes is off: {Reason}; every CRIU run probes the kernel again")]
+    private static partial void LogNoProbeCache(ILogger log, string reason);
 
     [LoggerMessage(EventId = 109, Level = LogLevel.Information, Message = "migration listener on {Address} (mutual TLS)")]
     private static partial void LogMigration(ILogger log, string address);
