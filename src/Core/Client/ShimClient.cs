@@ -66,7 +66,12 @@ public sealed class ShimClient(string stateDir)
         try
         {
             var pid = int.Parse(File.ReadAllText(Path.Combine(stateDir, StateFiles.ShimPid)).Trim(), System.Globalization.CultureInfo.InvariantCulture);
-            var args = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
+            var cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
+            // Empty while the process is inside execve (the .NET supervisor and the monitor exec
+            // each other, same pid, docs/shim-protocol.md): between the switch to the new image and
+            // its arguments being set up, cmdline reads "". A zombie reads "" too, and is dead.
+            if (cmdline.Length == 0) return IsLiveUserProcess(File.ReadAllText($"/proc/{pid}/stat"));
+            var args = cmdline.Split('\0');
             var full = Path.GetFullPath(stateDir);
             return args.Contains("supervise") && args.Any(a => a == stateDir || a == full);
         }
@@ -74,6 +79,20 @@ public sealed class ShimClient(string stateDir)
         {
             return false; // no shim.pid (never created) or no such process
         }
+    }
+
+    /// <summary>From /proc/PID/stat: neither a zombie nor dead, nor a kernel thread (whose
+    /// cmdline is empty too: a pid reused by one is not our shim).</summary>
+    public static bool IsLiveUserProcess(string stat)
+    {
+        var close = stat.LastIndexOf(')');
+        if (close < 0 || close + 2 >= stat.Length) return false;
+        var fields = stat[(close + 2)..].Split(' ');
+        // fields[0]: state; fields[6]: flags (stat's 9th field).
+        if (fields.Length < 7 || fields[0] is "Z" or "X" or "x") return false;
+        const uint PfKthread = 0x00200000;
+        return uint.TryParse(fields[6], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var flags)
+            && (flags & PfKthread) == 0;
     }
 
     /// <summary>The final state of a container whose shim died before recording one (killed, or

@@ -224,7 +224,12 @@ public class ShimDeathTests(RegistryWithImages fixture)
     private static void KillNine(int shimPid)
     {
         using var shim = Process.GetProcessById(shimPid);
-        Assert.Contains("supervise", File.ReadAllText($"/proc/{shimPid}/cmdline"), StringComparison.Ordinal);
+        // The shim may be exec'ing the monitor (same pid): cmdline reads "" until the new image
+        // has its arguments (CI once read it so).
+        var cmdline = "";
+        Assert.True(SpinWait.SpinUntil(() => (cmdline = File.ReadAllText($"/proc/{shimPid}/cmdline")).Length > 0, TimeSpan.FromSeconds(10)),
+            $"pid {shimPid}: cmdline stayed empty");
+        Assert.Contains("supervise", cmdline, StringComparison.Ordinal);
         shim.Kill(); // SIGKILL
         shim.WaitForExit();
     }

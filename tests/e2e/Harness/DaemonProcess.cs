@@ -145,6 +145,13 @@ public sealed partial class DaemonProcess : IDisposable
         {
             if (System.Environment.GetEnvironmentVariable("E2E_NO_LEAKCHECK") is null) Leaks.AssertNone(Dir);
         }
+        catch (Xunit.Sdk.XunitException e)
+        {
+            // This raises from Dispose, so it hides the test body's own error, if any: the daemon's
+            // last lines say what it was doing.
+            var lines = Output.Split('\n');
+            throw new Xunit.Sdk.XunitException($"{e.Message}\n---- the daemon's last {Math.Min(80, lines.Length)} lines ----\n{string.Join('\n', lines.TakeLast(80))}");
+        }
         finally
         {
             // Whatever leaked is still cleaned up, so one failure does not spill into the next test.
