@@ -186,7 +186,7 @@ public sealed class MigrationSection(Options opts) : IBenchSection
 
         MigrationStatus? last = null;
         var sw = Stopwatch.StartNew();
-        using (var call = migA.Migrate(new MigrateRequest { MigrationId = id, PodSandboxId = podId, TargetAddress = b.Address, Mode = mode }, Call(ct)))
+        using (var call = migA.Migrate(new MigrateRequest { MigrationId = id, PodSandboxId = podId, TargetAddress = b.Address, Mode = mode, AllowNewIp = true }, Call(ct)))
             await foreach (var s in call.ResponseStream.ReadAllAsync(ct)) last = s;
         var totalMs = sw.Elapsed.TotalMilliseconds;
         if (last?.Phase != "DONE") throw new InvalidOperationException($"migration ended {last?.Phase}: {last?.Error}");
@@ -270,6 +270,7 @@ public sealed class MigrationSection(Options opts) : IBenchSection
         var sb = new System.Text.StringBuilder();
         sb.AppendLine($"A busybox pod `sh -c '{Workload(0).Replace("bs=0M", "bs=NM")}'` (dd holds an N MB buffer, resident, waited for; the loop ticks every ~10 ms) " +
             "migrated between two daemons on this machine (the e2e TwoNodes set-up: own roots, sockets, cgroup roots, CNI bridges and subnets, mTLS listeners on 127.0.0.1 with certificates of a CA made for the run), then committed. " +
+            "The two subnets differ, so Migrate has `allow_new_ip` (the pod gets the target's address; CRIU restores with `--tcp-close`, the pod has no connection to keep); the kept-IP path is the e2e MigrationNetworkTests' (two network namespaces). " +
             "**Downtime (ticks)**: the time the target's shim stamped on the restored loop's first line minus the time the source's shim stamped on its last line before the freeze (the pod's own output; ±10 ms, the loop's period; not a clock read inside the pod: CRIU restores it in a time namespace whose monotonic clocks continue from the dump, and busybox date has no sub-second format). " +
             "**Reported**: the migration's own `downtime_ms` (source: first freeze to the target's answer that the container runs). **Total**: Migrate called to DONE (lazy: every page reached the target). " +
             $"fs.pipe-max-size 4 MiB for the section, restored after. p50 of {Iterations} runs per size and mode, cold and lazy in turns; milliseconds. Machine: {_load} (2 cores, shared).");

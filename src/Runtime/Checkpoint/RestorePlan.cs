@@ -29,7 +29,7 @@ public static partial class RestorePlan
     /// where the shim and a fresh container's init stay): without it CRIU would create the
     /// container's path there, which nothing removes.</param>
     public static RestoreSpec Build(string criu, IReadOnlyList<string> criuEnv, CheckpointSource source, string dir, string rootfs, Spec spec, string cgroupPath,
-        IReadOnlyDictionary<string, string>? unmanagedCgroups = null)
+        IReadOnlyDictionary<string, string>? unmanagedCgroups = null, string? emptyDir = null)
     {
         var pidFile = Path.Combine(dir, "restore.pid");
         var args = new List<string>
@@ -46,7 +46,7 @@ public static partial class RestorePlan
         };
         foreach (var (controller, path) in unmanagedCgroups ?? new Dictionary<string, string>())
             args.AddRange(["--cgroup-root", $"{controller}:{path}"]);
-        foreach (var (key, hostPath) in ExternalMounts(spec))
+        foreach (var (key, hostPath) in ExternalMounts(spec, emptyDir))
             args.AddRange(["--external", $"mnt[{key}]:{hostPath}"]);
         var files = new Dictionary<string, string>();
         foreach (var ns in spec.Linux?.Namespaces ?? [])
@@ -127,16 +127,29 @@ public static partial class RestorePlan
         return result;
     }
 
+    /// <summary>The empty directory under <paramref name="emptyDir"/> a masked directory
+    /// <paramref name="path"/> is restored from: one per path, because CRIU takes two external
+    /// mounts of one source for binds of each other and then skips the second one's read-only
+    /// remount (measured: /sys/firmware came back writable when it shared /proc/acpi's source).</summary>
+    public static string MaskedDirSource(string emptyDir, string path) => Path.Combine(emptyDir, path.Trim('/').Replace('/', '-'));
+
     /// <summary>(key, host path) for each mount the dump may have declared external
     /// (<see cref="DumpPlan.ExternalMounts"/>): the new spec's bind mounts with their sources, and
-    /// its masked paths, which the shim hides with /dev/null when they are files. A key the
-    /// images do not name is ignored by CRIU.</summary>
-    public static IReadOnlyList<(string Key, string HostPath)> ExternalMounts(Spec spec)
+    /// its masked paths, which the shim hides with /dev/null when they are files and the dump
+    /// declared under <see cref="DumpPlan.MaskedDirKey"/> when they are directories: those get
+    /// an empty directory of their own under <paramref name="emptyDir"/> (<see cref="MaskedDirSource"/>;
+    /// the restored mount keeps the dumped one's read-only flag). A
+    /// key the images do not name is ignored by CRIU.</summary>
+    public static IReadOnlyList<(string Key, string HostPath)> ExternalMounts(Spec spec, string? emptyDir = null)
     {
         var result = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var d in DefaultDevices.Names.Select(n => "/dev/" + n))
             if (spec.Linux?.Devices?.Any(x => "/" + x.Path.Trim('/') == d) != true) result[d] = d;
-        foreach (var p in spec.Linux?.MaskedPaths ?? []) result["/" + p.Trim('/')] = "/dev/null";
+        foreach (var p in spec.Linux?.MaskedPaths ?? [])
+        {
+            result["/" + p.Trim('/')] = "/dev/null";
+            if (emptyDir is not null) result[DumpPlan.MaskedDirKey(p)] = MaskedDirSource(emptyDir, p);
+        }
         foreach (var m in spec.Mounts ?? [])
             if (DumpPlan.IsBind(m) && !string.IsNullOrEmpty(m.Source)) result["/" + m.Destination.Trim('/')] = m.Source;
         return [.. result.Select(kv => (kv.Key, kv.Value))];

@@ -178,8 +178,14 @@ public static class CheckpointRestore
             }
             // Our cgroup managers make no container cgroup in named hierarchies (name=systemd):
             // the restored tasks stay where a fresh container's init would, in the daemon's.
+            // What a masked directory is restored as: empty, the container's own, made read-only
+            // by the restored mount's flags.
+            var empty = Path.Combine(bundle, "masked-empty");
+            foreach (var masked in spec.Linux?.MaskedPaths ?? [])
+                Directory.CreateDirectory(RestorePlan.MaskedDirSource(empty, masked), UnixFileMode.UserRead | UnixFileMode.UserExecute
+                    | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
             plan = RestorePlan.Build(criu.Require(), config.CriuEnv, source, source.Dir, rootfs, spec, spec.Linux?.CgroupsPath ?? "",
-                RestorePlan.NamedHierarchies(File.ReadAllText("/proc/self/cgroup")));
+                RestorePlan.NamedHierarchies(File.ReadAllText("/proc/self/cgroup")), empty);
         }
         catch (InvalidDataException e) { throw Fail.InvalidArgument(e.Message); }
         AtomicFile.Write(Path.Combine(bundle, RestoreSpec.FileName), JsonSerializer.SerializeToUtf8Bytes(plan, ShimJsonContext.Default.RestoreSpec), durable: false);

@@ -129,7 +129,7 @@ public sealed partial class CriRuntimeService
             using var hookUntilReturn = lazy is null ? hook : null;
             var pageServer = lazy is null ? ((string, int)?)null : (lazy.Address, LazyDump.FreePort(lazy.Address));
             var args = DumpPlan.Args(pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(pid, kind), freezerDir, hook.ScriptPath,
-                stream: streamer is not null, pageServer: pageServer);
+                stream: streamer is not null, pageServer: pageServer, isDirectory: point => Directory.Exists($"/proc/{pid}/root{point}"));
             if (lazy is not null) args = [.. args, .. lazy.ServerArgs];
             // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
             var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget ?? "")] };

@@ -53,7 +53,37 @@ public class DumpPlanTests
 
         var external = DumpPlan.ExternalMounts(spec, DumpPlan.ParseMountInfo(MountInfo));
 
-        Assert.Equal(["/data", "/dev/shm", "/etc/hosts", "/proc/kcore"], external);
+        Assert.Equal([("/data", "/data"), ("/dev/shm", "/dev/shm"), ("/etc/hosts", "/etc/hosts"), ("/proc/kcore", "/proc/kcore")], external);
+    }
+
+    /// <summary>A masked directory is an empty read-only tmpfs: declared external (a restore binds
+    /// an empty directory there) instead of dumped through tar and gzip inside the frozen time;
+    /// so is the bind of an empty directory a restore left there, found to be a directory. A
+    /// masked file (/dev/null over it) keeps its own key, and a tmpfs that is not masked is dumped.</summary>
+    [Fact]
+    public void MaskedDirectories_AreExternalUnderTheirOwnKey_ThoughTmpfs_AndMaskedFilesKeepTheirs()
+    {
+        var spec = SpecWith() with
+        {
+            Linux = new Linux { MaskedPaths = ["/proc/acpi", "/proc/kcore", "/sys/firmware/", "/proc/scsi"] },
+        };
+        var mounts = DumpPlan.ParseMountInfo("""
+            520 480 0:52 / / rw,relatime - overlay overlay rw
+            521 520 0:55 / /proc rw - proc proc rw
+            526 521 0:5 /null /proc/kcore ro,nosuid - devtmpfs udev rw
+            530 521 0:60 / /proc/acpi ro,relatime - tmpfs tmpfs ro
+            531 520 0:61 / /sys/firmware ro,relatime - tmpfs tmpfs ro
+            532 521 254:1 /var/lib/criruntime/containers/c/bundle/masked-empty /proc/scsi ro - ext4 /dev/vda1 rw
+            529 520 0:58 / /dev/shm rw - tmpfs shm rw
+            """);
+
+        var external = DumpPlan.ExternalMounts(spec, mounts, isDirectory: p => p == "/proc/scsi");
+
+        Assert.Equal([("/proc/acpi", "masked-dir/proc/acpi"), ("/proc/kcore", "/proc/kcore"), ("/proc/scsi", "masked-dir/proc/scsi"),
+            ("/sys/firmware", "masked-dir/sys/firmware")], external);
+        var args = string.Join(' ', DumpPlan.Args(1, "/img", "/work", "/rootfs", spec, mounts, _ => null, isDirectory: p => p == "/proc/scsi"));
+        Assert.Contains("--external mnt[/proc/acpi]:masked-dir/proc/acpi", args);
+        Assert.DoesNotContain("mnt[/dev/shm]", args);
     }
 
     [Fact]

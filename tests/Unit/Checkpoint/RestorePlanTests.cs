@@ -60,6 +60,18 @@ public sealed class RestorePlanTests : IDisposable
     }
 
     [Fact]
+    public void Build_WithAnEmptyDirectory_SuppliesItForEveryMaskedPathADumpMayHaveDeclaredADirectory()
+    {
+        var plan = RestorePlan.Build("criu", [], Source(), _dir, "/b/rootfs", NewSpec, "/c", emptyDir: "/b/masked-empty");
+
+        var externals = plan.Args.Select((a, i) => (a, i)).Where(x => x.a == "--external").Select(x => plan.Args[x.i + 1]).ToList();
+        // One directory each: CRIU skips the read-only remount of a second external mount of one source.
+        Assert.Contains("mnt[masked-dir/proc/acpi]:/b/masked-empty/proc-acpi", externals);
+        Assert.Contains("mnt[masked-dir/proc/kcore]:/b/masked-empty/proc-kcore", externals);
+        Assert.Contains("mnt[/proc/acpi]:/dev/null", externals); // a masked file of an older dump
+    }
+
+    [Fact]
     public void Build_HandsThePodsNetworkNamespaceOver_AndReplacesTheOldStdoutAndStderrPipes()
     {
         var plan = RestorePlan.Build("criu", [], Source("/dev/null", "pipe:[111]", "pipe:[222]"), _dir, "/r", NewSpec, "/c");

@@ -39,8 +39,10 @@ public class RestoreTests(RegistryWithImages fixture)
         // A lower bound of the value in memory when CRIU froze it (the archive's files are
         // captured after the container runs on, so they may be ahead of it).
         var checkpointed = await CountAsync(node.C, oldId);
+        var oldInit = File.ReadAllText(Path.Combine(node.D.State, "c", oldId[..20], "container.pid")).Trim();
         await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = oldId, Location = location, Timeout = 60 });
         Assert.True(checkpointed >= 10, $"checkpointed at {checkpointed}");
+        var tmpfsMounts = MountInfoOf(oldInit).Count(m => m.FsType == "tmpfs" && !MaskedDirs.Contains(m.Point));
         // The original goes away, as when a pod is migrated.
         await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = oldId, Timeout = 0 });
 
@@ -74,6 +76,21 @@ public class RestoreTests(RegistryWithImages fixture)
         }
         Assert.Equal("kept\n", await node.C.ExecOkAsync(id, "cat", "/written.txt"));
         Assert.Equal("gone\n", await node.C.ExecOkAsync(id, "sh", "-c", "test -e /etc/group || echo gone"));
+        // The masked directories were declared external (no tar of their empty tmpfs inside the
+        // frozen time): the archive holds a tmpfs image only for the container's other tmpfs
+        // mounts, and the restored container finds them still hidden: empty and read-only.
+        Assert.Equal(tmpfsMounts, TmpfsImages(location));
+        await AssertMaskedDirsHiddenAsync(node.C, id);
+        // Checkpointed again, a restored container's masked directories (binds of an empty
+        // directory now) are declared external again, and a second restore hides them too.
+        var again = Path.Combine(node.D.Dir, "checkpoint-again.tar");
+        await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = id, Location = again, Timeout = 60 });
+        Assert.Equal(tmpfsMounts, TmpfsImages(again));
+        var (podId3, sandbox3, pod3) = await KubePodAsync(node, "counter-c");
+        var third = await node.C.CreateAsync(podId3, sandbox3, Kubelet.Container(pod3, "counter", again, again, Counter));
+        await node.C.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = third });
+        await AssertMaskedDirsHiddenAsync(node.C, third);
+        await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = third, Timeout = 0 });
         // Its stdout goes on into the new container's CRI log, from the checkpointed value on.
         var log = Path.Combine(Kubelet.LogDirectory(pod), "counter", "0.log");
         var logged = File.ReadAllLines(log).Select(l => l.Split(' ', 4)).Where(f => f.Length == 4 && f[1] == "stdout").Select(f => int.Parse(f[3])).ToList();
@@ -85,6 +102,31 @@ public class RestoreTests(RegistryWithImages fixture)
         var stopped = await node.C.StatusAsync(id);
         Assert.Equal(ContainerState.ContainerExited, stopped.State);
         Assert.True(stopped.ExitCode is 137 or 143, $"exit code {stopped.ExitCode}");
+    }
+
+    /// <summary>The default masked paths that are directories on this kernel's /proc and /sys.</summary>
+    private static readonly HashSet<string> MaskedDirs = new(["/proc/acpi", "/proc/asound", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"], StringComparer.Ordinal);
+
+    private static List<(string Point, string FsType)> MountInfoOf(string pid) =>
+        [.. File.ReadAllLines($"/proc/{pid}/mountinfo").Select(l => l.Split(' ')).Select(f => (f[4], f[Array.IndexOf(f, "-") + 1]))];
+
+    /// <summary>CRIU's images of tmpfs contents (tmpfs-dev-N.tar.gz.img) in a checkpoint archive.</summary>
+    private static int TmpfsImages(string archive)
+    {
+        using var reader = new TarReader(File.OpenRead(archive));
+        var n = 0;
+        while (reader.GetNextEntry() is { } e)
+            if (e.Name.StartsWith("checkpoint/tmpfs-dev-", StringComparison.Ordinal)) n++;
+        return n;
+    }
+
+    private static async Task AssertMaskedDirsHiddenAsync(CriClient c, string id)
+    {
+        const string Script = "for d in /proc/acpi /proc/asound /proc/scsi /sys/firmware; do [ -d $d ] || continue; " +
+            "echo \"$d $(ls -A $d | wc -l) $(touch $d/x 2>/dev/null && echo writable || echo read-only)\"; done";
+        var lines = (await c.ExecOkAsync(id, "sh", "-c", Script)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.NotEmpty(lines); // this kernel has /sys/firmware and /proc/acpi
+        foreach (var line in lines) Assert.EndsWith(" 0 read-only", line);
     }
 
     private static string CgroupOf(int pid)
