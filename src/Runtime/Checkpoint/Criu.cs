@@ -47,7 +47,8 @@ public sealed class Criu(CheckpointSection config)
         const UnixFileMode Owner = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
         try
         {
-            if (Interop.Libc.StatOwner(dir) is { } st && !((st.Mode & Interop.Libc.S_IFMT) == Interop.Libc.S_IFDIR && st.Uid == 0 && (st.Mode & 0x3F) == 0))
+            static bool RootsOwn((uint Mode, uint Uid) st) => (st.Mode & Interop.Libc.S_IFMT) == Interop.Libc.S_IFDIR && st.Uid == 0 && (st.Mode & 0x3F) == 0;
+            if (Interop.Libc.StatOwner(dir) is { } st && !RootsOwn(st))
             {
                 // Not root's own: whatever another user put there must not reach CRIU.
                 if ((st.Mode & Interop.Libc.S_IFMT) == Interop.Libc.S_IFDIR) Directory.Delete(dir, recursive: true); // links inside are removed, not followed
@@ -57,7 +58,7 @@ public sealed class Criu(CheckpointSection config)
             // Left by a CRIU killed while writing the cache: CRIU creates it O_EXCL, so no later
             // run would write the cache again. (At start: the previous daemon's CRIUs are gone.)
             File.Delete(Path.Combine(dir, "criu.kdat.tmp"));
-            return Interop.Libc.StatOwner(dir) is { } made && (made.Mode & Interop.Libc.S_IFMT) == Interop.Libc.S_IFDIR && made.Uid == 0 && (made.Mode & 0x3F) == 0
+            return Interop.Libc.StatOwner(dir) is { } made && RootsOwn(made)
                 ? null : $"{dir} is not a directory of root's own with mode 0700 (someone else made it meanwhile)";
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
