@@ -35,11 +35,14 @@ public sealed record StatusDump
 [JsonSerializable(typeof(StatusDump))]
 [JsonSerializable(typeof(List<string>))]
 [JsonSerializable(typeof(StdioDump))]
+[JsonSerializable(typeof(TmpfsDump))]
+[JsonSerializable(typeof(List<TmpfsRestore>))]
 internal sealed partial class CheckpointJson : JsonSerializerContext;
 
 /// <summary>The checkpoint archive the kubelet stores and checkpointctl reads: an uncompressed
 /// tar of config.dump, spec.dump, status.dump, stdio.json (ours: what the init's stdio was), checkpoint/ (CRIU's images), rootfs-diff.tar and
-/// deleted.files (the writable layer's changes), container.log and dump.log. Written to a
+/// deleted.files (the writable layer's changes), tmpfs.json and tmpfs-N.tar (ours: the container's
+/// own tmpfs mounts, <see cref="TmpfsContent"/>), container.log and dump.log. Written to a
 /// temporary name beside <c>location</c> (mode 0600) and renamed into place, so a failure never
 /// leaves a partial archive at <c>location</c>.</summary>
 public static class CheckpointArchive
@@ -54,7 +57,11 @@ public static class CheckpointArchive
     /// into its working directory: at the archive's top level, where Podman puts it and
     /// checkpointctl reads it.</param>
     public sealed record Parts(ConfigDump Config, byte[] Spec, StatusDump Status, string ImagesDir,
-        string? ContainerLog, string? DumpLog, StdioDump Stdio, RootfsDiff RootfsDiff, string? StatsDump = null);
+        string? ContainerLog, string? DumpLog, StdioDump Stdio, RootfsDiff RootfsDiff, string? StatsDump = null, Tmpfs? Tmpfs = null);
+
+    /// <summary>The content of the container's own tmpfs mounts (<see cref="TmpfsContent"/>):
+    /// tmpfs.json and a tmpfs-N.tar per mount in <see cref="Dir"/>.</summary>
+    public sealed record Tmpfs(TmpfsDump Dump, string Dir);
 
     /// <summary>rootfs-diff.tar, written at <see cref="TarPath"/>, and the paths the layer deleted.</summary>
     public sealed record RootfsDiff(string TarPath, IReadOnlyList<string> Deleted);
@@ -85,6 +92,11 @@ public static class CheckpointArchive
         archive.Bytes(CheckpointSource.StdioFile, JsonSerializer.SerializeToUtf8Bytes(parts.Stdio, CheckpointJson.Default.StdioDump));
         archive.Bytes(DeletedFilesFile, JsonSerializer.SerializeToUtf8Bytes(deleted, CheckpointJson.Default.ListString));
         archive.File(diffTar, RootFsDiffTar);
+        if (parts.Tmpfs is { } tmpfs)
+        {
+            archive.Bytes(TmpfsContent.ManifestFile, JsonSerializer.SerializeToUtf8Bytes(tmpfs.Dump, CheckpointJson.Default.TmpfsDump));
+            for (var i = 0; i < tmpfs.Dump.Mounts.Count; i++) archive.File(Path.Combine(tmpfs.Dir, TmpfsContent.TarName(i)), TmpfsContent.TarName(i));
+        }
         var tar = archive.Tar;
         // Both may still grow (the container runs on; a lazy dump's CRIU logs on): each entry is
         // the file as long as it was when it was opened.

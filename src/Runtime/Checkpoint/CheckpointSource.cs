@@ -13,7 +13,7 @@ namespace CriRuntime.Checkpoint;
 /// images already stored, its spec's devices and annotations are never used, and its bind mounts
 /// must each be declared anew by the request (<see cref="UndeclaredBindMounts"/>).</summary>
 public sealed record CheckpointSource(string Dir, ConfigDump Config, Spec Spec, string ImagesDir, string? RootfsDiffTar,
-    IReadOnlyList<string> DeletedFiles, StdioDump? Stdio)
+    IReadOnlyList<string> DeletedFiles, StdioDump? Stdio, TmpfsDump? Tmpfs = null)
 {
     /// <summary>The pipe inodes of the checkpointed init's stdio ("pipe:[123]"), for CRIU's
     /// --inherit-fd on restore.</summary>
@@ -23,7 +23,7 @@ public sealed record CheckpointSource(string Dir, ConfigDump Config, Spec Spec, 
     {
         CheckpointArchive.ConfigDumpFile, CheckpointArchive.SpecDumpFile, CheckpointArchive.StatusDumpFile,
         CheckpointArchive.RootFsDiffTar, CheckpointArchive.DeletedFilesFile, CheckpointArchive.ContainerLogFile,
-        CheckpointArchive.DumpLogFile, StdioFile,
+        CheckpointArchive.DumpLogFile, StdioFile, TmpfsContent.ManifestFile,
     };
 
     /// <summary>Unpacks <paramref name="archive"/> (an archive, or the uncompressed layer of a
@@ -60,7 +60,7 @@ public sealed record CheckpointSource(string Dir, ConfigDump Config, Spec Spec, 
                 if (e.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile))
                     throw Bad(name, $"entry type {e.EntryType} is not allowed in a checkpoint archive");
                 string target;
-                if (parts.Length == 1 && TopLevel.Contains(rel)) target = Path.Combine(dest, rel);
+                if (parts.Length == 1 && (TopLevel.Contains(rel) || TmpfsContent.TarNamePattern().IsMatch(rel))) target = Path.Combine(dest, rel);
                 else if (parts.Length == 2 && parts[0] == CheckpointArchive.CheckpointDirectory) target = Path.Combine(images, parts[1]);
                 else if (parts.Length > 2 && parts[0] == CheckpointArchive.CheckpointDirectory) throw Bad(name, "CRIU images are not nested");
                 else continue; // a name this format does not define (network.status, ...): not ours to use
@@ -87,8 +87,17 @@ public sealed record CheckpointSource(string Dir, ConfigDump Config, Spec Spec, 
             if (d.Split('/', StringSplitOptions.RemoveEmptyEntries).Any(p => p is ".." or ".") || d.Trim('/').Length == 0)
                 throw new InvalidDataException($"checkpoint archive: deleted.files: \"{d}\" is not a path inside the container");
         var stdio = seen.Contains(StdioFile) ? Read(dest, StdioFile, CheckpointJson.Default.StdioDump) : null;
+        var tars = seen.Select(n => TmpfsContent.TarNamePattern().Match(n)).Where(m => m.Success)
+            .Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToHashSet();
+        TmpfsDump? tmpfs = null;
+        if (seen.Contains(TmpfsContent.ManifestFile))
+        {
+            tmpfs = TmpfsContent.Validate(Read(dest, TmpfsContent.ManifestFile, CheckpointJson.Default.TmpfsDump), tars);
+            for (var i = 0; i < tmpfs.Mounts.Count; i++) TmpfsContent.CheckTar(Path.Combine(dest, TmpfsContent.TarName(i)));
+        }
+        else if (tars.Count > 0) throw new InvalidDataException($"checkpoint archive: {TmpfsContent.TarName(tars.Min())} without {TmpfsContent.ManifestFile}");
         return new CheckpointSource(dest, config, spec, images,
-            seen.Contains(CheckpointArchive.RootFsDiffTar) ? Path.Combine(dest, CheckpointArchive.RootFsDiffTar) : null, deleted, stdio);
+            seen.Contains(CheckpointArchive.RootFsDiffTar) ? Path.Combine(dest, CheckpointArchive.RootFsDiffTar) : null, deleted, stdio, tmpfs);
     }
 
     /// <summary>Bind mounts the checkpointed container had (by destination) that the new

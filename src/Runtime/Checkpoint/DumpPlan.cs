@@ -4,8 +4,9 @@ using CriRuntime.Oci;
 namespace CriRuntime.Checkpoint;
 
 /// <summary>One line of /proc/PID/mountinfo, as far as the dump needs it: the mount point (as the
-/// process sees it, relative to its root), the path inside the mounted file system, its type.</summary>
-public sealed record MountInfo(string MountPoint, string Root, string FsType);
+/// process sees it, relative to its root), the path inside the mounted file system, its type, and
+/// its superblock's options ("rw,size=65536k,mode=755").</summary>
+public sealed record MountInfo(string MountPoint, string Root, string FsType, string SuperOptions = "");
 
 /// <summary>The arguments of `criu dump` for a running container, decided from its spec and its
 /// init's mount table (pure: unit-tested without CRIU). Modelled on what runc's checkpoint asks
@@ -78,13 +79,21 @@ public static class DumpPlan
     /// supplies an empty directory for it (<see cref="RestorePlan.ExternalMounts"/>).</summary>
     public static string MaskedDirKey(string path) => "masked-dir/" + path.Trim('/');
 
+    /// <summary>The key under which a tmpfs of the container's own is declared external: its
+    /// content is captured by the daemon while CRIU holds the tasks frozen (<see cref="TmpfsContent"/>)
+    /// and a restore supplies a fresh tmpfs with that content.</summary>
+    public static string TmpfsKey(string path) => "tmpfs/" + path.Trim('/');
+
     /// <summary>Mount points to declare external, with their keys: every bind destination of the
     /// spec, and every other mount (not the root) of a file system CRIU cannot re-create by itself,
     /// each under its own mount point; and the empty read-only tmpfs over each masked directory
     /// (the shim's MaskPathStep), under <see cref="MaskedDirKey"/>. CRIU would otherwise dump and
     /// restore that empty tmpfs as a file system of the container's own, through `tar --gzip`: a
     /// tar and a gzip process each way, 16-30 ms per mount here, inside the frozen time (a dump
-    /// of the default masked paths has two: /proc/acpi and /sys/firmware) and the restore's.</summary>
+    /// of the default masked paths has two: /proc/acpi and /sys/firmware) and the restore's.
+    /// Every other tmpfs mounted at its root (/dev, /dev/shm, v1's /sys/fs/cgroup) is declared
+    /// under <see cref="TmpfsKey"/> for the same reason: the daemon captures its content itself,
+    /// in-process, while the tasks are frozen (<see cref="TmpfsContent"/>).</summary>
     public static IReadOnlyList<(string Point, string Key)> ExternalMounts(Spec spec, IReadOnlyList<MountInfo> mounts, Func<string, bool>? isDirectory = null)
     {
         var result = new SortedDictionary<string, string>(StringComparer.Ordinal);
@@ -96,6 +105,8 @@ public static class DumpPlan
             if (m.MountPoint == "/" || result.ContainsKey(m.MountPoint)) continue;
             if (masked.Contains(m.MountPoint) && (m.FsType == "tmpfs" || isDirectory?.Invoke(m.MountPoint) == true))
                 result[m.MountPoint] = MaskedDirKey(m.MountPoint);
+            else if (m.FsType == "tmpfs" && m.Root == "/")
+                result[m.MountPoint] = TmpfsKey(m.MountPoint);
             else if (!Internal.Contains(m.FsType))
                 result[m.MountPoint] = m.MountPoint;
         }
@@ -124,7 +135,7 @@ public static class DumpPlan
             var fields = line.Split(' ');
             var dash = Array.IndexOf(fields, "-");
             if (fields.Length < 7 || dash < 6 || dash + 1 >= fields.Length) continue;
-            list.Add(new MountInfo(Unescape(fields[4]), Unescape(fields[3]), fields[dash + 1]));
+            list.Add(new MountInfo(Unescape(fields[4]), Unescape(fields[3]), fields[dash + 1], dash + 3 < fields.Length ? fields[dash + 3] : ""));
         }
         return list;
     }

@@ -29,7 +29,8 @@ public static partial class RestorePlan
     /// where the shim and a fresh container's init stay): without it CRIU would create the
     /// container's path there, which nothing removes.</param>
     public static RestoreSpec Build(string criu, IReadOnlyList<string> criuEnv, CheckpointSource source, string dir, string rootfs, Spec spec, string cgroupPath,
-        IReadOnlyDictionary<string, string>? unmanagedCgroups = null, string? emptyDir = null)
+        IReadOnlyDictionary<string, string>? unmanagedCgroups = null, string? emptyDir = null,
+        IReadOnlyList<(string Path, string HostDir)>? tmpfs = null)
     {
         var pidFile = Path.Combine(dir, "restore.pid");
         var args = new List<string>
@@ -46,7 +47,7 @@ public static partial class RestorePlan
         };
         foreach (var (controller, path) in unmanagedCgroups ?? new Dictionary<string, string>())
             args.AddRange(["--cgroup-root", $"{controller}:{path}"]);
-        foreach (var (key, hostPath) in ExternalMounts(spec, emptyDir))
+        foreach (var (key, hostPath) in ExternalMounts(spec, emptyDir, tmpfs))
             args.AddRange(["--external", $"mnt[{key}]:{hostPath}"]);
         var files = new Dictionary<string, string>();
         foreach (var ns in spec.Linux?.Namespaces ?? [])
@@ -138,9 +139,12 @@ public static partial class RestorePlan
     /// its masked paths, which the shim hides with /dev/null when they are files and the dump
     /// declared under <see cref="DumpPlan.MaskedDirKey"/> when they are directories: those get
     /// an empty directory of their own under <paramref name="emptyDir"/> (<see cref="MaskedDirSource"/>;
-    /// the restored mount keeps the dumped one's read-only flag). A
+    /// the restored mount keeps the dumped one's read-only flag); and each tmpfs whose content the
+    /// daemon captured (<see cref="TmpfsContent"/>), under <see cref="DumpPlan.TmpfsKey"/>, by the
+    /// fresh tmpfs StartContainer mounts at its <paramref name="tmpfs"/> host directory. A
     /// key the images do not name is ignored by CRIU.</summary>
-    public static IReadOnlyList<(string Key, string HostPath)> ExternalMounts(Spec spec, string? emptyDir = null)
+    public static IReadOnlyList<(string Key, string HostPath)> ExternalMounts(Spec spec, string? emptyDir = null,
+        IReadOnlyList<(string Path, string HostDir)>? tmpfs = null)
     {
         var result = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var d in DefaultDevices.Names.Select(n => "/dev/" + n))
@@ -152,6 +156,7 @@ public static partial class RestorePlan
         }
         foreach (var m in spec.Mounts ?? [])
             if (DumpPlan.IsBind(m) && !string.IsNullOrEmpty(m.Source)) result["/" + m.Destination.Trim('/')] = m.Source;
+        foreach (var (path, hostDir) in tmpfs ?? []) result[DumpPlan.TmpfsKey(path)] = hostDir;
         return [.. result.Select(kv => (kv.Key, kv.Value))];
     }
 }

@@ -184,8 +184,13 @@ public static class CheckpointRestore
             foreach (var masked in spec.Linux?.MaskedPaths ?? [])
                 Directory.CreateDirectory(RestorePlan.MaskedDirSource(empty, masked), UnixFileMode.UserRead | UnixFileMode.UserExecute
                     | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+            // The tmpfs mounts whose content the daemon captured: StartContainer mounts a fresh one
+            // for each, filled from the archive, with the new spec's devices.
+            var tmpfs = source.Tmpfs is { } dump ? TmpfsContent.Plan(dump, source.Dir, bundle, spec) : [];
+            AtomicFile.Write(Path.Combine(bundle, TmpfsContent.RestoreFile),
+                JsonSerializer.SerializeToUtf8Bytes(tmpfs.Select(t => t.Restore).ToList(), CheckpointJson.Default.ListTmpfsRestore), durable: false);
             plan = RestorePlan.Build(criu.Require(), config.CriuEnv, source, source.Dir, rootfs, spec, spec.Linux?.CgroupsPath ?? "",
-                RestorePlan.NamedHierarchies(File.ReadAllText("/proc/self/cgroup")), empty);
+                RestorePlan.NamedHierarchies(File.ReadAllText("/proc/self/cgroup")), empty, [.. tmpfs.Select(t => (t.Path, t.Restore.Dir))]);
         }
         catch (InvalidDataException e) { throw Fail.InvalidArgument(e.Message); }
         AtomicFile.Write(Path.Combine(bundle, RestoreSpec.FileName), JsonSerializer.SerializeToUtf8Bytes(plan, ShimJsonContext.Default.RestoreSpec), durable: false);

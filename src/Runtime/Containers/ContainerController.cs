@@ -284,7 +284,11 @@ public sealed partial class ContainerController(
             steps.Mark("shim create");
             try
             {
-                var state = await shims.StartAsync(c.StateDir, CancellationToken.None);
+                ShimState state;
+                // A container restored from a checkpoint: CRIU binds a fresh tmpfs for each one the
+                // daemon captured; once it has, the host needs them no more.
+                using (Checkpoint.TmpfsContent.Mount(Kernel.HostKernel.Instance, c.BundleDir))
+                    state = await shims.StartAsync(c.StateDir, CancellationToken.None);
                 // Created → running describes a live process: after a reboot the container has
                 // exited whichever phase the record kept, so this update needs no fsync (kill -9 of
                 // the daemon cannot lose it: the rename is atomic and the page cache outlives us).
@@ -437,6 +441,7 @@ public sealed partial class ContainerController(
             if (containers.Find(c.Id) is null) return;
             exits.RemoveOrphanedCgroup(c);
             steps.Mark("cgroup");
+            Checkpoint.TmpfsContent.Release(Kernel.HostKernel.Instance, c.BundleDir);
             rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
             steps.Mark("unmount");
             if (c.Volume is not null) volumes.Release(c.Volume);

@@ -79,6 +79,7 @@ public sealed partial class ContainerRecovery(CriRuntimeConfig config, Container
             Cgroups.CgroupManagers.Create(cgroup).Destroy();
             LogSwept("cgroup " + cgroup, id);
         }
+        Checkpoint.TmpfsContent.Release(Kernel.HostKernel.Instance, bundle);
         var rootfs = Path.Combine(bundle, "rootfs");
         if (Directory.Exists(rootfs))
         {

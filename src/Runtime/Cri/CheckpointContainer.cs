@@ -114,6 +114,11 @@ public sealed partial class CriRuntimeService
             // Mount points the shim made in the writable layer for the spec's mounts are not the container's changes.
             var mountPoints = new HashSet<string>((spec.Mounts ?? []).Select(m => "/" + m.Destination.Trim('/')), StringComparer.Ordinal);
             CheckpointArchive.RootfsDiff? diff = null;
+            // The container's own tmpfs mounts are declared external: their content is captured
+            // here, with the writable layer, while the tasks are frozen (TmpfsContent).
+            Func<string, bool> isDirectory = point => Directory.Exists($"/proc/{pid}/root{point}");
+            var tmpfsMounts = TmpfsContent.Declared(DumpPlan.ExternalMounts(spec, mounts, isDirectory), mounts);
+            TmpfsDump? tmpfs = null;
             var postDumped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             // A lazy dump's hook lives as long as its CRIU (which may still be reading the answer).
             var hook = PostDumpHook.Start(scratch, () =>
@@ -123,13 +128,19 @@ public sealed partial class CriRuntimeService
                 streamer?.WaitForPages(TimeSpan.FromSeconds(30));
                 archive?.Hurry();
                 using var span = Telemetry.Tracing.Start("rootfs diff");
-                try { diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints); }
+                try
+                {
+                    diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints);
+                    if (tmpfsMounts.Count > 0)
+                        tmpfs = TmpfsContent.Capture($"/proc/{pid}/root", tmpfsMounts,
+                            [.. DumpPlan.ParseMountInfo(File.ReadAllText($"/proc/{pid}/mountinfo")).Select(m => m.MountPoint)], scratch);
+                }
                 finally { postDumped.TrySetResult(); }
             }, gate: gate);
             using var hookUntilReturn = lazy is null ? hook : null;
             var pageServer = lazy is null ? ((string, int)?)null : (lazy.Address, LazyDump.FreePort(lazy.Address));
             var args = DumpPlan.Args(pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(pid, kind), freezerDir, hook.ScriptPath,
-                stream: streamer is not null, pageServer: pageServer, isDirectory: point => Directory.Exists($"/proc/{pid}/root{point}"));
+                stream: streamer is not null, pageServer: pageServer, isDirectory: isDirectory);
             if (lazy is not null) args = [.. args, .. lazy.ServerArgs];
             // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
             var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget ?? "")] };
@@ -175,7 +186,7 @@ public sealed partial class CriRuntimeService
             try { captured = hook.Finish(); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw Fail.Unavailable($"checkpoint of container {c.Id}: reading its writable layer {upper} while it was frozen failed: {e.Message}", e);
+                throw Fail.Unavailable($"checkpoint of container {c.Id}: reading its writable layer {upper} or its tmpfs mounts while it was frozen failed: {e.Message}", e);
             }
             if (result.TimedOut)
                 throw Fail.DeadlineExceeded(ct.IsCancellationRequested
@@ -185,7 +196,7 @@ public sealed partial class CriRuntimeService
                 throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump failed (exit {result.ExitCode}){Criu.LogTail(scratch, result.Output)}");
             if (streamFailure is not null)
                 throw Fail.Unavailable($"checkpoint of container {c.Id}: writing CRIU's images into the archive failed: {streamFailure.Message}", streamFailure);
-            if (!captured || diff is null)
+            if (!captured || diff is null || (tmpfsMounts.Count > 0 && tmpfs is null))
                 throw new InvalidOperationException($"checkpoint of container {c.Id}: criu dump succeeded without running its post-dump action script ({hook.ScriptPath})");
 
             var parts = new CheckpointArchive.Parts(
@@ -197,7 +208,8 @@ public sealed partial class CriRuntimeService
                 },
                 specBytes,
                 new StatusDump { Id = c.Id, State = "running", Pid = pid, CreatedAt = c.CreatedAtNanos, StartedAt = c.StartedAtNanos },
-                images, c.LogPath, Path.Combine(scratch, "dump.log"), stdio, diff, Path.Combine(scratch, CheckpointArchive.StatsDumpFile));
+                images, c.LogPath, Path.Combine(scratch, "dump.log"), stdio, diff, Path.Combine(scratch, CheckpointArchive.StatsDumpFile),
+                tmpfs is null ? null : new CheckpointArchive.Tmpfs(tmpfs, scratch));
             ok = true;
             return new DumpedContainer(c, scratch, parts, result.Elapsed, archive, serving);
         }

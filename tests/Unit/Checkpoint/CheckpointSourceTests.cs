@@ -51,6 +51,36 @@ public sealed class CheckpointSourceTests : IDisposable
         Assert.Null(src.RootfsDiffTar);
     }
 
+    [Fact]
+    public void Extract_TakesTheTmpfsManifestAndTars_AndRefusesATarWithoutAManifestOrAnUnsafeOne()
+    {
+        static void Tar(TarWriter t, string name, TarEntryType type)
+        {
+            var inner = new MemoryStream();
+            using (var w = new TarWriter(inner, TarEntryFormat.Pax, leaveOpen: true))
+            {
+                var entry = new PaxTarEntry(type, "x");
+                if (type == TarEntryType.RegularFile) entry.DataStream = new MemoryStream("y"u8.ToArray());
+                w.WriteEntry(entry);
+            }
+            inner.Position = 0;
+            t.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, name) { DataStream = inner });
+        }
+        const string Manifest = """{"mounts":[{"path":"/dev/shm","options":"size=65536k"}]}""";
+
+        var src = CheckpointSource.Extract(Archive(t => { File(t, "tmpfs.json", Manifest); Tar(t, "tmpfs-0.tar", TarEntryType.RegularFile); }), Dest);
+        Assert.Equal([new TmpfsMount { Path = "/dev/shm", Options = "size=65536k" }], src.Tmpfs!.Mounts);
+        Assert.True(System.IO.File.Exists(Path.Combine(Dest, "tmpfs-0.tar")));
+
+        var e = Assert.Throws<InvalidDataException>(() => CheckpointSource.Extract(Archive(t => Tar(t, "tmpfs-0.tar", TarEntryType.RegularFile)), Path.Combine(_dir, "o2")));
+        Assert.Contains("without tmpfs.json", e.Message);
+        e = Assert.Throws<InvalidDataException>(() => CheckpointSource.Extract(Archive(t => { File(t, "tmpfs.json", Manifest); Tar(t, "tmpfs-0.tar", TarEntryType.CharacterDevice); }), Path.Combine(_dir, "o3")));
+        Assert.Contains("tmpfs-0.tar", e.Message);
+        Assert.Contains("CharacterDevice", e.Message);
+        e = Assert.Throws<InvalidDataException>(() => CheckpointSource.Extract(Archive(t => File(t, "tmpfs.json", """{"mounts":[{"path":"/../etc"}]}""")), Path.Combine(_dir, "o4")));
+        Assert.Contains("mounts[0].path", e.Message);
+    }
+
     [Theory]
     [InlineData("symlink")]
     [InlineData("hardlink")]

@@ -39,12 +39,13 @@ public class DumpPlanTests
     {
         var m = DumpPlan.ParseMountInfo(MountInfo);
         Assert.Equal(10, m.Count);
-        Assert.Equal(new MountInfo("/data", "/var/lib/kubelet/pods/u/volumes/my data", "ext4"), m[5]);
-        Assert.Equal(new MountInfo("/", "/", "overlay"), m[0]);
+        Assert.Equal(new MountInfo("/data", "/var/lib/kubelet/pods/u/volumes/my data", "ext4", "rw"), m[5]);
+        Assert.Equal(new MountInfo("/", "/", "overlay", "rw,lowerdir=/l,upperdir=/u,workdir=/w"), m[0]);
+        Assert.Equal(new MountInfo("/dev", "/", "tmpfs", "rw,size=65536k,mode=755"), m[2]);
     }
 
     [Fact]
-    public void ExternalMounts_AreSpecBinds_AndMountsOfFileSystemsFromOutside_NotProcTmpfsOrCgroups()
+    public void ExternalMounts_AreSpecBinds_MountsOfFileSystemsFromOutside_AndTmpfsUnderItsOwnKey_NotProcOrCgroups()
     {
         var spec = SpecWith(
             new Mount { Destination = "/etc/hosts", Type = "bind", Source = "/x/hosts", Options = ["rbind", "rw"] },
@@ -53,13 +54,15 @@ public class DumpPlanTests
 
         var external = DumpPlan.ExternalMounts(spec, DumpPlan.ParseMountInfo(MountInfo));
 
-        Assert.Equal([("/data", "/data"), ("/dev/shm", "/dev/shm"), ("/etc/hosts", "/etc/hosts"), ("/proc/kcore", "/proc/kcore")], external);
+        // /dev/shm is a bind here (the spec's): its source is outside, not a tmpfs of the container's.
+        Assert.Equal([("/data", "/data"), ("/dev", "tmpfs/dev"), ("/dev/shm", "/dev/shm"), ("/etc/hosts", "/etc/hosts"), ("/proc/kcore", "/proc/kcore")], external);
     }
 
     /// <summary>A masked directory is an empty read-only tmpfs: declared external (a restore binds
     /// an empty directory there) instead of dumped through tar and gzip inside the frozen time;
     /// so is the bind of an empty directory a restore left there, found to be a directory. A
-    /// masked file (/dev/null over it) keeps its own key, and a tmpfs that is not masked is dumped.</summary>
+    /// masked file (/dev/null over it) keeps its own key, and a tmpfs that is not masked is
+    /// declared under the tmpfs key (its content captured by the daemon).</summary>
     [Fact]
     public void MaskedDirectories_AreExternalUnderTheirOwnKey_ThoughTmpfs_AndMaskedFilesKeepTheirs()
     {
@@ -79,11 +82,12 @@ public class DumpPlanTests
 
         var external = DumpPlan.ExternalMounts(spec, mounts, isDirectory: p => p == "/proc/scsi");
 
-        Assert.Equal([("/proc/acpi", "masked-dir/proc/acpi"), ("/proc/kcore", "/proc/kcore"), ("/proc/scsi", "masked-dir/proc/scsi"),
+        Assert.Equal([("/dev/shm", "tmpfs/dev/shm"), ("/proc/acpi", "masked-dir/proc/acpi"), ("/proc/kcore", "/proc/kcore"), ("/proc/scsi", "masked-dir/proc/scsi"),
             ("/sys/firmware", "masked-dir/sys/firmware")], external);
         var args = string.Join(' ', DumpPlan.Args(1, "/img", "/work", "/rootfs", spec, mounts, _ => null, isDirectory: p => p == "/proc/scsi"));
         Assert.Contains("--external mnt[/proc/acpi]:masked-dir/proc/acpi", args);
-        Assert.DoesNotContain("mnt[/dev/shm]", args);
+        Assert.Contains("--external mnt[/dev/shm]:tmpfs/dev/shm", args);
+        Assert.Equal([mounts[^1]], TmpfsContent.Declared(DumpPlan.ExternalMounts(spec, mounts, isDirectory: p => p == "/proc/scsi"), mounts));
     }
 
     [Fact]

@@ -72,6 +72,17 @@ public sealed class RestorePlanTests : IDisposable
     }
 
     [Fact]
+    public void Build_SuppliesTheFreshTmpfsOfEachCapturedTmpfs_UnderItsKey()
+    {
+        var plan = RestorePlan.Build("criu", [], Source(), _dir, "/b/rootfs", NewSpec, "/c",
+            tmpfs: [("/dev", "/b/restore-tmpfs/0"), ("/dev/shm", "/b/restore-tmpfs/1")]);
+
+        var externals = plan.Args.Select((a, i) => (a, i)).Where(x => x.a == "--external").Select(x => plan.Args[x.i + 1]).ToList();
+        Assert.Contains("mnt[tmpfs/dev]:/b/restore-tmpfs/0", externals);
+        Assert.Contains("mnt[tmpfs/dev/shm]:/b/restore-tmpfs/1", externals);
+    }
+
+    [Fact]
     public void Build_HandsThePodsNetworkNamespaceOver_AndReplacesTheOldStdoutAndStderrPipes()
     {
         var plan = RestorePlan.Build("criu", [], Source("/dev/null", "pipe:[111]", "pipe:[222]"), _dir, "/r", NewSpec, "/c");

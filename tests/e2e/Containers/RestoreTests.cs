@@ -35,6 +35,10 @@ public class RestoreTests(RegistryWithImages fixture)
         var (oldPodId, oldSandbox, oldPod) = await KubePodAsync(node, "counter-a");
         var oldId = await node.C.StartNewAsync(oldPodId, oldSandbox, Kubelet.Container(oldPod, "counter", imageId, node.Busybox, Counter));
         await WaitCountAsync(node.C, oldId, 10);
+        // Content of the container's own tmpfs mounts (/dev/shm, /dev), which the daemon captures
+        // itself while the tasks are frozen (CRIU binds a fresh tmpfs with it at the restore).
+        await node.C.ExecOkAsync(oldId, "sh", "-c", "echo shared > /dev/shm/segment && mkdir /dev/extra && echo made > /dev/extra/file");
+        var cgroupView = await node.C.ExecOkAsync(oldId, "ls", "-l", "/sys/fs/cgroup");
         var location = Path.Combine(node.D.Dir, "checkpoint.tar");
         // A lower bound of the value in memory when CRIU froze it (the archive's files are
         // captured after the container runs on, so they may be ahead of it).
@@ -42,7 +46,8 @@ public class RestoreTests(RegistryWithImages fixture)
         var oldInit = File.ReadAllText(Path.Combine(node.D.State, "c", oldId[..20], "container.pid")).Trim();
         await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = oldId, Location = location, Timeout = 60 });
         Assert.True(checkpointed >= 10, $"checkpointed at {checkpointed}");
-        var tmpfsMounts = MountInfoOf(oldInit).Count(m => m.FsType == "tmpfs" && !MaskedDirs.Contains(m.Point));
+        var tmpfsMounts = MountInfoOf(oldInit).Where(m => m.FsType == "tmpfs" && !MaskedDirs.Contains(m.Point)).Select(m => m.Point).Order(StringComparer.Ordinal).ToList();
+        Assert.Contains("/dev/shm", tmpfsMounts);
         // The original goes away, as when a pod is migrated.
         await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = oldId, Timeout = 0 });
 
@@ -76,20 +81,28 @@ public class RestoreTests(RegistryWithImages fixture)
         }
         Assert.Equal("kept\n", await node.C.ExecOkAsync(id, "cat", "/written.txt"));
         Assert.Equal("gone\n", await node.C.ExecOkAsync(id, "sh", "-c", "test -e /etc/group || echo gone"));
-        // The masked directories were declared external (no tar of their empty tmpfs inside the
-        // frozen time): the archive holds a tmpfs image only for the container's other tmpfs
-        // mounts, and the restored container finds them still hidden: empty and read-only.
-        Assert.Equal(tmpfsMounts, TmpfsImages(location));
+        // No tmpfs went through CRIU's tar and gzip inside the frozen time: the masked directories
+        // are binds of empty directories, and the container's own tmpfs mounts (/dev, /dev/shm,
+        // v1's /sys/fs/cgroup) are in the archive's tmpfs.json with their content. The restored
+        // container finds them as they were: the files in them, the devices working, the same
+        // file systems and sizes, and the masked directories still hidden (empty, read-only).
+        Assert.Equal(0, TmpfsImages(location));
+        Assert.Equal(tmpfsMounts, TmpfsManifest(location));
+        await AssertTmpfsRestoredAsync(node.C, id, cgroupView);
         await AssertMaskedDirsHiddenAsync(node.C, id);
         // Checkpointed again, a restored container's masked directories (binds of an empty
         // directory now) are declared external again, and a second restore hides them too.
         var again = Path.Combine(node.D.Dir, "checkpoint-again.tar");
         await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = id, Location = again, Timeout = 60 });
-        Assert.Equal(tmpfsMounts, TmpfsImages(again));
+        Assert.Equal(0, TmpfsImages(again));
+        Assert.Equal(tmpfsMounts, TmpfsManifest(again));
         var (podId3, sandbox3, pod3) = await KubePodAsync(node, "counter-c");
         var third = await node.C.CreateAsync(podId3, sandbox3, Kubelet.Container(pod3, "counter", again, again, Counter));
         await node.C.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = third });
+        await AssertTmpfsRestoredAsync(node.C, third, cgroupView);
         await AssertMaskedDirsHiddenAsync(node.C, third);
+        // StartContainer's fresh tmpfs mounts are bound into the container by CRIU, then gone from the host.
+        Assert.DoesNotContain(File.ReadAllLines("/proc/self/mountinfo"), l => l.Contains("/restore-tmpfs/", StringComparison.Ordinal));
         await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = third, Timeout = 0 });
         // Its stdout goes on into the new container's CRI log, from the checkpointed value on.
         var log = Path.Combine(Kubelet.LogDirectory(pod), "counter", "0.log");
@@ -118,6 +131,34 @@ public class RestoreTests(RegistryWithImages fixture)
         while (reader.GetNextEntry() is { } e)
             if (e.Name.StartsWith("checkpoint/tmpfs-dev-", StringComparison.Ordinal)) n++;
         return n;
+    }
+
+    /// <summary>The mount points in the archive's tmpfs.json.</summary>
+    private static List<string> TmpfsManifest(string archive)
+    {
+        using var reader = new TarReader(File.OpenRead(archive));
+        while (reader.GetNextEntry() is { } e)
+            if (e.Name == "tmpfs.json")
+                return [.. System.Text.Json.JsonDocument.Parse(e.DataStream!).RootElement.GetProperty("mounts").EnumerateArray()
+                    .Select(m => m.GetProperty("path").GetString()!).Order(StringComparer.Ordinal)];
+        return [];
+    }
+
+    private static async Task AssertTmpfsRestoredAsync(CriClient c, string id, string cgroupView)
+    {
+        Assert.Equal("shared\n", await c.ExecOkAsync(id, "cat", "/dev/shm/segment"));
+        Assert.Equal("made\n", await c.ExecOkAsync(id, "cat", "/dev/extra/file"));
+        Assert.Equal(cgroupView, await c.ExecOkAsync(id, "ls", "-l", "/sys/fs/cgroup"));
+        Assert.Equal("3\nok\n", await c.ExecOkAsync(id, "sh", "-c", "echo x > /dev/null && head -c 3 /dev/zero | wc -c && test -e /dev/fd/0 && echo ok"));
+        var mounts = (await c.ExecOkAsync(id, "cat", "/proc/self/mountinfo")).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')).ToList();
+        string[] Of(string point) => mounts.Last(f => f[4] == point);
+        foreach (var (point, size) in new[] { ("/dev", "size=65536k"), ("/dev/shm", "size=65536k") })
+        {
+            var f = Of(point);
+            Assert.Equal("tmpfs", f[Array.IndexOf(f, "-") + 1]);
+            Assert.Contains(size, f[Array.IndexOf(f, "-") + 3]);
+        }
+        Assert.StartsWith("ro,", Of("/sys/fs/cgroup")[5]);
     }
 
     private static async Task AssertMaskedDirsHiddenAsync(CriClient c, string id)

@@ -30,8 +30,10 @@ public static class LayerExtractor
     /// uncompressed tar: the layer's diff_id.</summary>
     /// <param name="reopen">Opens the layer again from the start, for a second pass that sets xattrs
     /// whose binary values the tar reader could not decode; without it those are skipped.</param>
+    /// <param name="whiteouts">OCI whiteouts (.wh.NAME) become overlayfs' (a layer); false: such a
+    /// name is an ordinary file (the content of a tmpfs, which no overlay reads).</param>
     public static Digest Extract(Stream compressed, string root, string layer, CancellationToken ct = default, Func<Stream>? reopen = null,
-        IHostKernel? kernel = null)
+        IHostKernel? kernel = null, bool whiteouts = true)
     {
         var k = kernel ?? HostKernel.Instance;
         try
@@ -41,7 +43,7 @@ public static class LayerExtractor
             using (var tar = Decompress(compressed))
             using (var hashing = new HashingStream(tar))
             {
-                lossy = ExtractTar(k, new TarEndTracker(hashing), root, layer, ct);
+                lossy = ExtractTar(k, new TarEndTracker(hashing), root, layer, ct, whiteouts);
                 hashing.Drain(); // trailing padding belongs to the diff_id too
                 diffId = hashing.Digest();
             }
@@ -85,7 +87,7 @@ public static class LayerExtractor
     }
 
     /// <summary>Extracts; true when some xattr value was not valid UTF-8 and was left unset.</summary>
-    private static bool ExtractTar(IHostKernel k, TarEndTracker tar, string root, string layer, CancellationToken ct)
+    private static bool ExtractTar(IHostKernel k, TarEndTracker tar, string root, string layer, CancellationToken ct, bool whiteouts)
     {
         var lossy = false;
         root = Path.GetFullPath(root);
@@ -105,7 +107,7 @@ public static class LayerExtractor
             var name = parts[^1];
             var target = Path.Combine(parent, name);
 
-            if (name.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
+            if (whiteouts && name.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
             {
                 if (name == OpaqueMarker)
                     k.Lsetxattr(parent, OverlayOpaqueXattr, "y"u8);
