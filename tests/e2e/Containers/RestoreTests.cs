@@ -46,7 +46,8 @@ public class RestoreTests(RegistryWithImages fixture)
         var oldInit = File.ReadAllText(Path.Combine(node.D.State, "c", oldId[..20], "container.pid")).Trim();
         await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = oldId, Location = location, Timeout = 60 });
         Assert.True(checkpointed >= 10, $"checkpointed at {checkpointed}");
-        var tmpfsMounts = MountInfoOf(oldInit).Where(m => m.FsType == "tmpfs" && !MaskedDirs.Contains(m.Point)).Select(m => m.Point).Order(StringComparer.Ordinal).ToList();
+        var maskedDirs = MaskedDirs(node, oldId);
+        var tmpfsMounts = MountInfoOf(oldInit).Where(m => m.FsType == "tmpfs" && !maskedDirs.Contains(m.Point)).Select(m => m.Point).Order(StringComparer.Ordinal).ToList();
         Assert.Contains("/dev/shm", tmpfsMounts);
         // The original goes away, as when a pod is migrated.
         await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = oldId, Timeout = 0 });
@@ -117,8 +118,17 @@ public class RestoreTests(RegistryWithImages fixture)
         Assert.True(stopped.ExitCode is 137 or 143, $"exit code {stopped.ExitCode}");
     }
 
-    /// <summary>The default masked paths that are directories on this kernel's /proc and /sys.</summary>
-    private static readonly HashSet<string> MaskedDirs = new(["/proc/acpi", "/proc/asound", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"], StringComparer.Ordinal);
+    /// <summary>The masked paths of the container's spec (bundle/config.json, where the product
+    /// wrote what it decided: the request's list, else SpecBuilder.DefaultMaskedPaths; the
+    /// kubelet's list here) that are directories on this kernel's /proc and /sys: those the shim
+    /// hides with a tmpfs (the others are files, hidden by /dev/null).</summary>
+    private static HashSet<string> MaskedDirs(TestNode node, string id)
+    {
+        using var spec = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(node.D.Root, "containers", id, "bundle", "config.json")));
+        var masked = spec.RootElement.GetProperty("linux").GetProperty("maskedPaths").EnumerateArray().Select(p => p.GetString()!).ToList();
+        Assert.NotEmpty(masked);
+        return new(masked.Where(Directory.Exists), StringComparer.Ordinal);
+    }
 
     private static List<(string Point, string FsType)> MountInfoOf(string pid) =>
         [.. File.ReadAllLines($"/proc/{pid}/mountinfo").Select(l => l.Split(' ')).Select(f => (f[4], f[Array.IndexOf(f, "-") + 1]))];
