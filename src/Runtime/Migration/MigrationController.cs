@@ -162,7 +162,9 @@ public sealed partial class MigrationController(
             {
                 // The page servers listen only on the address the target reaches this node on.
                 var (host, port) = PeerClient.Split(m.TargetAddress);
-                lazy = new LazyDump(await LazyDump.LocalAddressTowardsAsync(host, port, ct), LazyDump.TlsArgs(config.Migration, server: true), ct);
+                // Not stopped by the cancellation (Abort) itself: the page servers hold the tasks
+                // seized in a thawed cgroup, and go only once it is frozen again (below).
+                lazy = new LazyDump(await LazyDump.LocalAddressTowardsAsync(host, port, ct), LazyDump.TlsArgs(config.Migration, server: true), CancellationToken.None);
             }
 
             var pod = pods.Find(m.PodId) ?? throw Fail.NotFound($"pod sandbox {m.PodId} not found");
@@ -250,8 +252,17 @@ public sealed partial class MigrationController(
         }
         catch (Exception e) when (e is CriException or OperationCanceledException or HttpRequestException or IOException or System.Net.Sockets.SocketException)
         {
-            // Page servers still serving hold the tasks seized: gone before anything is thawed.
-            if (lazy is not null) await lazy.StopAsync();
+            // Page servers still serving hold the tasks seized, with their cgroups thawed (CRIU thaws
+            // a cgroup to seize its tasks, and freezes it again only when it exits normally): killed
+            // as they are, they would let the tasks run while the target may run its copy, and
+            // before the target was told to abort (or when it cannot be told, and the source must
+            // stay frozen). So the cgroups are frozen again first; the tasks stop in the freezer as
+            // the kill detaches them, and only FailSourceAsync thaws them.
+            if (lazy is not null)
+            {
+                FreezeAgain(store.Find(m.Id) ?? m, cgroups, log);
+                await lazy.StopAsync();
+            }
             throw await FailSourceAsync(m.Id, peer, askedToRestore, e);
         }
         finally
@@ -560,16 +571,24 @@ public sealed partial class MigrationController(
             if (m.Side != MigrationSide.Source || m.FrozenCgroups.Count == 0
                 || m.Phase is not (MigrationPhase.Transferred or MigrationPhase.Paging or MigrationPhase.Done or MigrationPhase.Failed or MigrationPhase.Committed))
                 continue;
-            foreach (var path in m.FrozenCgroups)
+            FreezeAgain(m, cgroups, log);
+        }
+    }
+
+    /// <summary>Freezes every cgroup the source migration <paramref name="m"/> recorded frozen
+    /// (before its page servers are killed, which would release their seized tasks in a thawed
+    /// cgroup).</summary>
+    private static void FreezeAgain(MigrationRecord m, Cgroups.ICgroupManagerFactory cgroups, ILogger log)
+    {
+        foreach (var path in m.FrozenCgroups)
+        {
+            try { cgroups.Create(path).Freeze(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                try { cgroups.Create(path).Freeze(); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    // Gone (the pod was removed) needs nothing; anything else is logged, and the
-                    // migration's recovery decides as before.
-                    if (e is Cgroups.CgroupException { Errno: 2 } or DirectoryNotFoundException or FileNotFoundException) continue;
-                    Log.RefreezeFailed(log, m.Id, path, e.Message);
-                }
+                // Gone (the pod was removed) needs nothing; anything else is logged, and the
+                // migration's failure or recovery decides as before.
+                if (e is Cgroups.CgroupException { Errno: 2 } or DirectoryNotFoundException or FileNotFoundException) continue;
+                Log.RefreezeFailed(log, m.Id, path, e.Message);
             }
         }
     }
@@ -645,7 +664,7 @@ public sealed partial class MigrationController(
         [LoggerMessage(EventId = 1305, Level = LogLevel.Information, Message = "migration {Id}: criu lazy-pages of container {ContainerId} exited {ExitCode} (killed: {Killed})")]
         public static partial void LazyPagesExited(ILogger logger, string id, string containerId, int exitCode, bool killed);
 
-        [LoggerMessage(EventId = 1308, Level = LogLevel.Error, Message = "migration {Id}: cannot freeze {Cgroup} again before the leftover CRIU runs are killed: {Reason}")]
+        [LoggerMessage(EventId = 1308, Level = LogLevel.Error, Message = "migration {Id}: cannot freeze {Cgroup} again before its page servers (or the leftover CRIU runs) are killed: {Reason}")]
         public static partial void RefreezeFailed(ILogger logger, string id, string cgroup, string reason);
 
         [LoggerMessage(EventId = 1307, Level = LogLevel.Information, Message = "migration {Id}: every memory page of the lazy restore arrived")]

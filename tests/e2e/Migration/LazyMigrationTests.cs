@@ -1,6 +1,7 @@
 using CriRuntime.Cri.V1;
 using CriRuntime.Migration.V1;
 using CriRuntime.Tests.E2E.Harness;
+using System.Runtime.InteropServices;
 using Grpc.Core;
 
 namespace CriRuntime.Tests.E2E.Migration;
@@ -100,4 +101,93 @@ public partial class MigrationTests
         await WaitCountAsync(a.C, source.ContainerId, now + 3);
         Assert.Empty(await PodsAsync(b));
     }
+
+    /// <summary>Abort while the target runs the pod and its memory pages still follow (PAGING):
+    /// the page servers go, the target's copy goes, and only then does the source run again. The
+    /// pages are held: 500 MB beside the counter (seconds of paging), and the source's page server
+    /// is stopped (SIGSTOP) as soon as PAGING is streamed, so the pages cannot all arrive before the
+    /// Abort whatever the machine's speed.</summary>
+    [Fact]
+    public async Task LazyMigration_AbortedWhilePaging_LeavesTheSourceCountingOnAndTheTargetEmpty_AndTheTwoNeverRanAtOnce()
+    {
+        const int holdMb = 500;
+        using var pipes = PipeMaxSize.Set(PipeMaxSize.Lazy);
+        await using var nodes = await TwoNodes.StartAsync(_registry, Umoci);
+        var (a, b) = (nodes.Source, nodes.Target);
+        var source = await CounterPodAsync(a, "counter-lazy-paging-abort", holdMb);
+        var targetPodId = await PrepareAsync(b, await PrepareRequestAsync(b, source, "m-lazy-paging-abort", holdMb));
+        var before = await CountAsync(a.C, source.ContainerId);
+
+        using var call = a.Migration.Migrate(new MigrateRequest { MigrationId = "m-lazy-paging-abort", PodSandboxId = source.PodId, TargetAddress = b.Address, Mode = "lazy", AllowNewIp = true });
+        var seen = new List<MigrationStatus>();
+        while (await call.ResponseStream.MoveNext(CancellationToken.None))
+        {
+            seen.Add(call.ResponseStream.Current);
+            if (seen[^1].Phase is "PAGING" or "DONE" or "FAILED") break;
+        }
+        Assert.True(seen.Count > 0 && seen[^1].Phase == "PAGING", string.Join(", ", seen.Select(s => $"{s.Phase} {s.Error}")));
+        // The target's copy runs (it counts past where the source was frozen), its dd's pages still
+        // coming; then they stop coming.
+        var restored = Assert.Single(await ContainersAsync(b, targetPodId));
+        await WaitCountAsync(b.C, restored.Id, before + 1);
+        var pageServers = PageServers(a);
+        Assert.NotEmpty(pageServers);
+        foreach (var pid in pageServers) Assert.Equal(0, Kill(pid, SigStop));
+        Assert.Equal("PAGING", (await a.Migration.GetMigrationAsync(new GetMigrationRequest { MigrationId = "m-lazy-paging-abort" })).Phase);
+        Assert.Equal(ContainerState.ContainerRunning, restored.State);
+
+        Assert.Equal("ABORTED", (await a.Migration.AbortAsync(new AbortRequest { MigrationId = "m-lazy-paging-abort" })).Phase);
+
+        // The Migrate stream ends with the Abort, never DONE.
+        var ended = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await call.ResponseStream.MoveNext(CancellationToken.None)) seen.Add(call.ResponseStream.Current);
+        });
+        Assert.DoesNotContain(seen, s => s.Phase == "DONE");
+        Assert.Empty(PageServers(a));
+        Assert.Equal("ABORTED", (await b.Migration.GetMigrationAsync(new GetMigrationRequest { MigrationId = "m-lazy-paging-abort" })).Phase);
+        Assert.Empty(await PodsAsync(b));
+        Assert.Equal("THAWED", FreezerState(a, source.ContainerId));
+        var now = await CountAsync(a.C, source.ContainerId);
+        Assert.True(now >= before, $"counter at {now}, {before} before the migration ({ended.Status.Detail})");
+        await WaitCountAsync(a.C, source.ContainerId, now + 3);
+
+        // Never two at once: the source counted on only after the target's copy last counted. The
+        // target continued from the value the source was frozen at, so the source's lines from the
+        // target's first value on are those it wrote once resumed.
+        var onTarget = Stamped(On(b, source.Pod));
+        Assert.NotEmpty(onTarget);
+        var resumed = Stamped(source.Pod).Where(l => l.Value >= onTarget[0].Value).ToList();
+        Assert.NotEmpty(resumed);
+        Assert.True(resumed[0].At > onTarget[^1].At,
+            $"the source counted {resumed[0].Value} at {resumed[0].At:O}, before the target's copy last counted {onTarget[^1].Value} at {onTarget[^1].At:O}");
+    }
+
+    /// <summary>The counter's CRI log lines: when each value was written.</summary>
+    private static List<(DateTimeOffset At, int Value)> Stamped(KubePod pod) =>
+        [.. File.ReadAllLines(Path.Combine(Kubelet.LogDirectory(pod), "counter", "0.log")).Select(l => l.Split(' ', 4))
+            .Where(f => f.Length == 4 && f[1] == "stdout")
+            .Select(f => (DateTimeOffset.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture), int.Parse(f[3], System.Globalization.CultureInfo.InvariantCulture)))];
+
+    /// <summary>The node's lazy dumps still serving pages: `criu dump --lazy-pages` whose images
+    /// are under the node's root.</summary>
+    private static List<int> PageServers(MigrationNode n)
+    {
+        var found = new List<int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            string[] args;
+            try { args = File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0'); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
+            if (args.Contains("dump") && args.Contains("--lazy-pages") && args.Any(x => x.StartsWith(n.D.Dir + "/", StringComparison.Ordinal)))
+                found.Add(pid);
+        }
+        return found;
+    }
+
+    private const int SigStop = 19;
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
 }
