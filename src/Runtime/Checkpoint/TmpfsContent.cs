@@ -20,6 +20,9 @@ public sealed record TmpfsMount
 {
     public string Path { get; init; } = "";
     public string Options { get; init; } = "";
+    /// <summary>The pod's /dev/shm, bound in (<see cref="Pods.PodShm"/>): restored into the new
+    /// pod's, not as a tmpfs of the container's own.</summary>
+    public bool Pod { get; init; }
 }
 
 /// <summary>A device node a restored container's fresh tmpfs gets: from the new container's spec,
@@ -28,8 +31,10 @@ public sealed record TmpfsDevice(string Path, uint Mode, ulong Dev, uint? Uid, u
 
 /// <summary>What StartContainer mounts for a container restored from a checkpoint, before CRIU
 /// binds it in (bundle/restore-tmpfs.json): one fresh tmpfs per captured one, at
-/// <see cref="Dir"/>, filled from <see cref="Tar"/>, with the new spec's devices under it.</summary>
-public sealed record TmpfsRestore(string Dir, string Options, string Tar, List<TmpfsDevice> Devices);
+/// <see cref="Dir"/>, filled from <see cref="Tar"/>, with the new spec's devices under it.
+/// <see cref="Pod"/>: <see cref="Dir"/> is the new pod's /dev/shm, filled (not mounted) when it
+/// is still empty.</summary>
+public sealed record TmpfsRestore(string Dir, string Options, string Tar, List<TmpfsDevice> Devices, bool Pod = false);
 
 /// <summary>The content of a container's own tmpfs mounts, captured by the daemon in-process while
 /// CRIU holds the tasks frozen (at post-dump, with the writable layer) and put into a fresh tmpfs
@@ -74,20 +79,29 @@ public static partial class TmpfsContent
     /// <summary>Writes tmpfs-N.tar into <paramref name="dir"/> for each of <paramref name="tmpfs"/>
     /// as seen under <paramref name="root"/> (/proc/PID/root), with <paramref name="mountPoints"/>
     /// (every mount point of the container now) kept as empty entries; returns the manifest.</summary>
-    public static TmpfsDump Capture(string root, IReadOnlyList<MountInfo> tmpfs, IReadOnlyCollection<string> mountPoints, string dir)
+    /// <param name="podShm">the container's /dev/shm when it is the pod's (a bind of a tmpfs
+    /// root): captured too, marked <see cref="TmpfsMount.Pod"/>.</param>
+    public static TmpfsDump Capture(string root, IReadOnlyList<MountInfo> tmpfs, IReadOnlyCollection<string> mountPoints, string dir, MountInfo? podShm = null)
     {
         var dump = new TmpfsDump();
         var points = mountPoints.ToHashSet(StringComparer.Ordinal);
-        foreach (var m in tmpfs)
+        foreach (var (m, pod) in tmpfs.Select(m => (m, false)).Concat(podShm is null ? [] : [(podShm, true)]))
         {
             var index = dump.Mounts.Count;
             using (var fs = new FileStream(Path.Combine(dir, TarName(index)), FileMode.CreateNew, FileAccess.Write))
             using (var tar = new TarWriter(fs, TarEntryFormat.Pax, leaveOpen: false))
                 Walk(tar, root + m.MountPoint, m.MountPoint, points);
-            dump.Mounts.Add(new TmpfsMount { Path = m.MountPoint, Options = SafeOptions(m.SuperOptions) });
+            dump.Mounts.Add(new TmpfsMount { Path = m.MountPoint, Options = SafeOptions(m.SuperOptions), Pod = pod });
         }
         return dump;
     }
+
+    /// <summary>The container's /dev/shm when it is a bind of the pod's shm tmpfs (the spec binds
+    /// it there and the mount is a tmpfs root), else null.</summary>
+    public static MountInfo? PodShm(Oci.Spec spec, IReadOnlyList<MountInfo> mounts) =>
+        (spec.Mounts ?? []).Any(m => DumpPlan.IsBind(m) && "/" + m.Destination.Trim('/') == "/dev/shm")
+            ? mounts.LastOrDefault(m => m.MountPoint == "/dev/shm" && m.FsType == "tmpfs" && m.Root == "/")
+            : null;
 
     private static void Walk(TarWriter tar, string top, string mountPoint, HashSet<string> points)
     {
@@ -168,13 +182,22 @@ public static partial class TmpfsContent
 
     /// <summary>The fresh tmpfs mounts a restore from <paramref name="dump"/> (unpacked in
     /// <paramref name="sourceDir"/>) needs, under <paramref name="bundle"/>, each with the devices
-    /// of <paramref name="spec"/> below its path (the longest path holding the device wins).</summary>
-    public static List<(string Path, TmpfsRestore Restore)> Plan(TmpfsDump dump, string sourceDir, string bundle, Oci.Spec spec)
+    /// of <paramref name="spec"/> below its path (the longest path holding the device wins).
+    /// The pod's /dev/shm (<see cref="TmpfsMount.Pod"/>) goes into <paramref name="podShm"/>, the
+    /// new pod's, when the new spec binds that at the same path (otherwise it is left out: never
+    /// into a host's /dev/shm); it has no key of its own (the spec's bind is external already).</summary>
+    public static List<(string Path, TmpfsRestore Restore)> Plan(TmpfsDump dump, string sourceDir, string bundle, Oci.Spec spec, string? podShm = null)
     {
         var result = new List<(string, TmpfsRestore)>();
         var paths = dump.Mounts.Select(m => "/" + m.Path.Trim('/')).ToList();
         for (var i = 0; i < dump.Mounts.Count; i++)
         {
+            if (dump.Mounts[i].Pod)
+            {
+                if (podShm is not null && (spec.Mounts ?? []).Any(m => DumpPlan.IsBind(m) && "/" + m.Destination.Trim('/') == paths[i] && m.Source == podShm))
+                    result.Add((paths[i], new TmpfsRestore(podShm, "", Path.Combine(sourceDir, TarName(i)), [], Pod: true)));
+                continue;
+            }
             var devices = new List<TmpfsDevice>();
             foreach (var d in spec.Linux?.Devices ?? [])
             {
@@ -204,6 +227,16 @@ public static partial class TmpfsContent
         {
             foreach (var t in plan)
             {
+                if (t.Pod)
+                {
+                    // The new pod's /dev/shm, shared with its other containers: filled only while
+                    // empty (a pod restored from one checkpoint has the same files in each
+                    // container's archive; a file a running sibling has open is never replaced).
+                    if (Directory.Exists(t.Dir) && !Directory.EnumerateFileSystemEntries(t.Dir).Any())
+                        using (var shm = File.OpenRead(t.Tar))
+                            LayerExtractor.Extract(shm, t.Dir, Path.GetFileName(t.Tar), kernel: k, whiteouts: false);
+                    continue;
+                }
                 Directory.CreateDirectory(t.Dir);
                 k.Mount("tmpfs", t.Dir, "tmpfs", 0, t.Options.Length == 0 ? null : t.Options);
                 mounted.Dirs.Add(t.Dir);

@@ -161,7 +161,8 @@ public static class CheckpointRestore
 
     /// <summary>Checks the archive's bind mounts against the new spec and writes the shim's
     /// bundle/restore.json (<see cref="RestorePlan"/>).</summary>
-    public static void WriteRestoreSpec(Criu criu, CheckpointSection config, CheckpointSource source, string bundle, string rootfs, Spec spec)
+    /// <param name="podShm">the new pod's /dev/shm (<see cref="Pods.PodShm"/>), if it has one.</param>
+    public static void WriteRestoreSpec(Criu criu, CheckpointSection config, CheckpointSource source, string bundle, string rootfs, Spec spec, string? podShm = null)
     {
         if (source.UndeclaredBindMounts(spec) is { Count: > 0 } undeclared)
             throw Fail.InvalidArgument($"checkpoint archive: bind mount{(undeclared.Count > 1 ? "s" : "")} {string.Join(", ", undeclared)} recorded in spec.dump {(undeclared.Count > 1 ? "are" : "is")} not declared by config.mounts");
@@ -186,11 +187,11 @@ public static class CheckpointRestore
                     | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
             // The tmpfs mounts whose content the daemon captured: StartContainer mounts a fresh one
             // for each, filled from the archive, with the new spec's devices.
-            var tmpfs = source.Tmpfs is { } dump ? TmpfsContent.Plan(dump, source.Dir, bundle, spec) : [];
+            var tmpfs = source.Tmpfs is { } dump ? TmpfsContent.Plan(dump, source.Dir, bundle, spec, podShm) : [];
             AtomicFile.Write(Path.Combine(bundle, TmpfsContent.RestoreFile),
                 JsonSerializer.SerializeToUtf8Bytes(tmpfs.Select(t => t.Restore).ToList(), CheckpointJson.Default.ListTmpfsRestore), durable: false);
             plan = RestorePlan.Build(criu.Require(), config.CriuEnv, source, source.Dir, rootfs, spec, spec.Linux?.CgroupsPath ?? "",
-                RestorePlan.NamedHierarchies(File.ReadAllText("/proc/self/cgroup")), empty, [.. tmpfs.Select(t => (t.Path, t.Restore.Dir))]);
+                RestorePlan.NamedHierarchies(File.ReadAllText("/proc/self/cgroup")), empty, [.. tmpfs.Where(t => !t.Restore.Pod).Select(t => (t.Path, t.Restore.Dir))]);
         }
         catch (InvalidDataException e) { throw Fail.InvalidArgument(e.Message); }
         AtomicFile.Write(Path.Combine(bundle, RestoreSpec.FileName), JsonSerializer.SerializeToUtf8Bytes(plan, ShimJsonContext.Default.RestoreSpec), durable: false);

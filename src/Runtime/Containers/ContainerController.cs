@@ -147,6 +147,7 @@ public sealed partial class ContainerController(
             PidsLimit = config.Runtime.PidsLimit,
             Nofile = nofile,
             ShmBytes = shmBytes,
+            Shm = pod.Shm,
             ProcView = procViewMount,
             RuntimeCapabilities = RuntimeCapabilities.Bounding,
         });
@@ -171,7 +172,8 @@ public sealed partial class ContainerController(
         if (checkpoint is not null)
         {
             CheckpointRestore.MakeMountPoints(rootDir, spec);
-            CheckpointRestore.WriteRestoreSpec(new Checkpoint.Criu(config.Checkpoint), config.Checkpoint, checkpoint, bundle, rootDir, spec);
+            CheckpointRestore.WriteRestoreSpec(new Checkpoint.Criu(config.Checkpoint), config.Checkpoint, checkpoint, bundle, rootDir, spec,
+                pod.Shm == Pods.PodShm.PathOf(pod.Dir) ? pod.Shm : null); // never the host's /dev/shm
         }
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
         steps.Mark("log dir");

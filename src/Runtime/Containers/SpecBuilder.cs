@@ -39,6 +39,10 @@ public sealed record SpecInput
     public (ulong Soft, ulong Hard)? Nofile { get; init; }
     /// <summary>The size of the container's /dev/shm tmpfs (<see cref="Pods.PartitionLimits.ShmBytes"/>).</summary>
     public ulong ShmBytes { get; init; } = Pods.PartitionLimits.DefaultShmBytes;
+    /// <summary>The pod's /dev/shm on the host (<see cref="Pods.PodShm"/>, or the host's own for a
+    /// pod on the host's IPC namespace), bound at /dev/shm; null: a tmpfs of the container's own
+    /// of <see cref="ShmBytes"/> (a pod made by an older daemon).</summary>
+    public string? Shm { get; init; }
     /// <summary>The capabilities the runtime holds (<see cref="RuntimeCapabilities.Bounding"/>):
     /// what privileged and add_capabilities ALL grant, and the most any container can have.</summary>
     public required IReadOnlyList<string> RuntimeCapabilities { get; init; }
@@ -274,7 +278,10 @@ public static class SpecBuilder
             new() { Destination = "/dev/pts", Type = "devpts", Source = "devpts", Options = ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
             new() { Destination = "/dev/mqueue", Type = "mqueue", Source = "mqueue", Options = ["nosuid", "noexec", "nodev"] },
             new() { Destination = "/sys", Type = "sysfs", Source = "sysfs", Options = ["nosuid", "noexec", "nodev", privileged ? "rw" : "ro"] },
-            new() { Destination = "/dev/shm", Type = "tmpfs", Source = "shm", Options = ["nosuid", "noexec", "nodev", "mode=1777", ShmSize(input.ShmBytes)] },
+            input.Shm is { } shm
+                // As containerd and CRI-O: the pod's, so its containers share POSIX shared memory.
+                ? new() { Destination = "/dev/shm", Type = "bind", Source = shm, Options = ["rbind", "rprivate", "nosuid", "noexec", "nodev", "rw"] }
+                : new() { Destination = "/dev/shm", Type = "tmpfs", Source = "shm", Options = ["nosuid", "noexec", "nodev", "mode=1777", ShmSize(input.ShmBytes)] },
         };
         var userPaths = c.Mounts.Select(m => m.ContainerPath).ToHashSet(StringComparer.Ordinal);
         // The container's own cgroup, so runtimes (JVM, Go, .NET, nginx) read their limits: the shim

@@ -118,6 +118,8 @@ public sealed partial class CriRuntimeService
             // here, with the writable layer, while the tasks are frozen (TmpfsContent).
             Func<string, bool> isDirectory = point => Directory.Exists($"/proc/{pid}/root{point}");
             var tmpfsMounts = TmpfsContent.Declared(DumpPlan.ExternalMounts(spec, mounts, isDirectory), mounts);
+            // The pod's /dev/shm is a bind (external by its destination): its content too.
+            var podShm = TmpfsContent.PodShm(spec, mounts);
             TmpfsDump? tmpfs = null;
             var postDumped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             // A lazy dump's hook lives as long as its CRIU (which may still be reading the answer).
@@ -131,9 +133,9 @@ public sealed partial class CriRuntimeService
                 try
                 {
                     diff = CheckpointArchive.WriteRootfsDiff(upper, Path.Combine(scratch, CheckpointArchive.RootFsDiffTar), mountPoints);
-                    if (tmpfsMounts.Count > 0)
+                    if (tmpfsMounts.Count > 0 || podShm is not null)
                         tmpfs = TmpfsContent.Capture($"/proc/{pid}/root", tmpfsMounts,
-                            [.. DumpPlan.ParseMountInfo(File.ReadAllText($"/proc/{pid}/mountinfo")).Select(m => m.MountPoint)], scratch);
+                            [.. DumpPlan.ParseMountInfo(File.ReadAllText($"/proc/{pid}/mountinfo")).Select(m => m.MountPoint)], scratch, podShm);
                 }
                 finally { postDumped.TrySetResult(); }
             }, gate: gate);
@@ -196,7 +198,7 @@ public sealed partial class CriRuntimeService
                 throw Fail.FailedPrecondition($"checkpoint of container {c.Id}: criu dump failed (exit {result.ExitCode}){Criu.LogTail(scratch, result.Output)}");
             if (streamFailure is not null)
                 throw Fail.Unavailable($"checkpoint of container {c.Id}: writing CRIU's images into the archive failed: {streamFailure.Message}", streamFailure);
-            if (!captured || diff is null || (tmpfsMounts.Count > 0 && tmpfs is null))
+            if (!captured || diff is null || ((tmpfsMounts.Count > 0 || podShm is not null) && tmpfs is null))
                 throw new InvalidOperationException($"checkpoint of container {c.Id}: criu dump succeeded without running its post-dump action script ({hook.ScriptPath})");
 
             var parts = new CheckpointArchive.Parts(

@@ -61,6 +61,7 @@ public sealed partial class PodRecovery(CriRuntimeConfig config, PodSandboxStore
             // and then fail on its mount point.
             var volume = Path.Combine(dir, Storage.FileVolumes.MountName);
             if (Directory.Exists(volume)) volumes.Unmount(volume);
+            PodShm.Unmount(Kernel.HostKernel.Instance, dir);
             Directory.Delete(dir, recursive: true);
             LogSwept("pod directory", Path.GetFileName(dir));
         }

@@ -27,8 +27,12 @@ public sealed class PodSandboxController(
     IPodNetwork network,
     ICgroupManagerFactory cgroups,
     TimeProvider clock,
-    ILogger<PodSandboxController> log)
+    ILogger<PodSandboxController> log,
+    Kernel.IHostKernel? hostKernel = null)
 {
+    /// <summary>Mounts of the pod itself (its /dev/shm).</summary>
+    private readonly Kernel.IHostKernel kernel = hostKernel ?? Kernel.HostKernel.Instance;
+
     /// <summary>The pod init's cgroup (pods with a shared pid namespace): a leaf below the pod's,
     /// named so that it cannot be taken for a container's (64 hex digits).</summary>
     public static string PodInitCgroup(PodSandboxRecord pod) => $"{pod.CgroupPath}/{PodInit.CgroupLeaf}";
@@ -149,6 +153,15 @@ public sealed class PodSandboxController(
             Testing.FaultPoints.Crash(Testing.FaultPoints.RunPodSandboxAfterPodInit);
         }
 
+        // The pod's /dev/shm, shared by its containers as its IPC namespace is (PodShm).
+        var shm = "/dev/shm";
+        if (!plan.HostIpc)
+        {
+            shm = PodShm.PathOf(dir);
+            PodShm.Mount(kernel, dir, PartitionLimits.ShmBytes(podConfig.Annotations));
+            undo.Add("unmount pod shm", () => PodShm.Unmount(kernel, dir));
+        }
+
         IReadOnlyList<string> ips = [];
         string? networkName = null;
         if (!plan.HostNetwork)
@@ -195,6 +208,7 @@ public sealed class PodSandboxController(
             NetworkName = networkName,
             Dir = dir,
             Volume = volume,
+            Shm = shm,
         };
         pods.Add(pod);
         undo.Commit();
@@ -240,6 +254,8 @@ public sealed class PodSandboxController(
             Testing.FaultPoints.Crash(Testing.FaultPoints.StopPodSandboxAfterNetworkTeardown);
             namespaces.Unpin(pod.NetNs);
         }
+        // No container of the pod runs any more (containerd and CRI-O unmount it here too).
+        PodShm.Unmount(kernel, pod.Dir);
     }
 
     /// <summary>The kubelet's new pod-level resources (in-place resize): when the pod cgroup is ours
@@ -282,6 +298,7 @@ public sealed class PodSandboxController(
             if (pod.Volume is not null) volumes.Release(pod.Volume);
             foreach (var ns in new[] { pod.NetNs, pod.IpcNs, pod.UtsNs, pod.PidNs, pod.UserNs })
                 if (ns is not null) namespaces.Unpin(ns);
+            PodShm.Unmount(kernel, pod.Dir);
             var stateDir = StateDir(pod.Id);
             if (Directory.Exists(stateDir)) Directory.Delete(stateDir, recursive: true);
             pods.Delete(pod.Id);

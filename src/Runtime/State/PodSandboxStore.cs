@@ -58,6 +58,10 @@ public sealed record PodSandboxRecord
     /// <summary>The volume every container's writable layer lives in when the pod has a disk
     /// quota (disk-quota.criruntime.io/pod); null without one.</summary>
     public Storage.WritableVolume? Volume { get; init; }
+    /// <summary>The host path every container's /dev/shm binds: the pod's own tmpfs
+    /// (<see cref="Pods.PodShm"/>), or the host's /dev/shm on the host's IPC namespace. Null for a
+    /// pod made before pods had one: its containers keep a tmpfs each.</summary>
+    public string? Shm { get; init; }
 
     [JsonIgnore]
     public PodSandboxMetadata Metadata => new() { Name = Name, Namespace = Namespace, Uid = Uid, Attempt = Attempt };

@@ -141,6 +141,44 @@ public sealed class TmpfsContentTests : IDisposable
         Assert.Equal([new TmpfsDevice("odd", Libc.S_IFBLK | 0x1b6, Libc.Makedev(7, 0), null, null)], plan[1].Restore.Devices);
     }
 
+    /// <summary>The pod's /dev/shm goes into the new pod's (no mount, no key of its own), only when
+    /// the new spec binds exactly that; never into another bind source such as the host's.</summary>
+    [Fact]
+    public void Plan_PutsThePodsShmIntoTheNewPodsOnly()
+    {
+        var dump = new TmpfsDump { Mounts = [new TmpfsMount { Path = "/dev/shm", Pod = true }] };
+        Spec WithShm(string source) => new() { Mounts = [new Mount { Destination = "/dev/shm", Type = "bind", Source = source, Options = ["rbind"] }] };
+
+        var plan = Assert.Single(TmpfsContent.Plan(dump, "/src", "/bundle", WithShm("/pods/p/shm"), podShm: "/pods/p/shm"));
+        Assert.Equal(new TmpfsRestore("/pods/p/shm", "", "/src/tmpfs-0.tar", plan.Restore.Devices, Pod: true), plan.Restore);
+        Assert.Empty(TmpfsContent.Plan(dump, "/src", "/bundle", WithShm("/dev/shm"), podShm: null));
+        Assert.Empty(TmpfsContent.Plan(dump, "/src", "/bundle", WithShm("/dev/shm"), podShm: "/pods/p/shm"));
+    }
+
+    [Fact]
+    public void Mount_FillsThePodsShmOnlyWhileItIsEmpty_AndMountsNothingForIt()
+    {
+        var bundle = Path.Combine(_dir, "bundle");
+        var shm = Path.Combine(_dir, "pod-shm");
+        Directory.CreateDirectory(bundle);
+        Directory.CreateDirectory(shm);
+        var tar = Path.Combine(_dir, "tmpfs-0.tar");
+        using (var w = new TarWriter(File.Create(tar), TarEntryFormat.Pax, leaveOpen: false))
+            w.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, "segment") { DataStream = new MemoryStream("dumped"u8.ToArray()) });
+        var plan = new List<TmpfsRestore> { new(shm, "", tar, [], Pod: true) };
+        File.WriteAllText(Path.Combine(bundle, TmpfsContent.RestoreFile), JsonSerializer.Serialize(plan, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+        var k = new RecordingHostKernel();
+
+        using (TmpfsContent.Mount(k, bundle)) { }
+        Assert.Equal("dumped", File.ReadAllText(Path.Combine(shm, "segment")));
+        Assert.DoesNotContain(k.Calls, c => c.StartsWith("mount", StringComparison.Ordinal) || c.StartsWith("umount", StringComparison.Ordinal));
+
+        // A sibling restored into the same pod later: its running neighbour's file is not replaced.
+        File.WriteAllText(Path.Combine(shm, "segment"), "live");
+        using (TmpfsContent.Mount(k, bundle)) { }
+        Assert.Equal("live", File.ReadAllText(Path.Combine(shm, "segment")));
+    }
+
     /// <summary>StartContainer's side: a fresh tmpfs with the captured options, private, filled
     /// from the tar, the spec's devices made in it; and unmounted when the restore is done.</summary>
     [Fact]

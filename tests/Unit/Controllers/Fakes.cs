@@ -293,6 +293,8 @@ public sealed class ControllerFixture : IDisposable
     public FakeImages Images { get; }
     public ImageUsage Usage { get; } = new();
     public FakePodInit PodInit { get; }
+    /// <summary>Records the pod's own mounts (its /dev/shm tmpfs).</summary>
+    public Kernel.RecordingHostKernel HostKernel { get; }
     public FakeShims Shims { get; }
     public FakeExits Exits { get; }
     public ContainerEvents Events { get; } = new();
@@ -308,13 +310,14 @@ public sealed class ControllerFixture : IDisposable
         Directory.CreateDirectory(Path.Combine(Root, "layer"));
         Images = new FakeImages(Path.Combine(Root, "layer"));
         PodInit = new FakePodInit(Log);
+        HostKernel = new Kernel.RecordingHostKernel();
         Volumes = new FakeVolumes(Log);
         Shims = new FakeShims(Log);
         Exits = new FakeExits(Containers, Log);
         ContainerController = new ContainerController(Config, Containers, Images, Usage, Shims, new FakeRootfs(Log), Volumes, Events, Exits,
             TimeProvider.System, NullLogger<ContainerController>.Instance);
         PodController = new PodSandboxController(Config, Pods, ContainerController, Volumes, new FakeNamespaces(Log), PodInit, new FakeNetwork(Log),
-            new FakeCgroups(Log), TimeProvider.System, NullLogger<PodSandboxController>.Instance);
+            new FakeCgroups(Log), TimeProvider.System, NullLogger<PodSandboxController>.Instance, HostKernel);
     }
 
     public static PodSandboxPlan Plan(Action<PodSandboxConfig>? edit = null, CgroupResources? limits = null,

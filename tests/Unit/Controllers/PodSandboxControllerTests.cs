@@ -17,8 +17,8 @@ public sealed class PodSandboxControllerTests : IDisposable
 
     /// <summary>Every step there is: own network, IPC and UTS namespaces with sysctls, pod-level
     /// limits on our pod cgroup, a shared pid namespace (pod init).</summary>
-    private static PodSandboxPlan FullPlan() => ControllerFixture.Plan(
-        c => c.Linux.SecurityContext.NamespaceOptions.Pid = NamespaceMode.Pod,
+    private static PodSandboxPlan FullPlan(Action<PodSandboxConfig>? edit = null) => ControllerFixture.Plan(
+        c => { c.Linux.SecurityContext.NamespaceOptions.Pid = NamespaceMode.Pod; edit?.Invoke(c); },
         limits: new CgroupResources { CpuShares = 512 },
         sysctls: new Dictionary<NamespaceKind, IReadOnlyList<KeyValuePair<string, string>>>
         {
@@ -150,6 +150,25 @@ public sealed class PodSandboxControllerTests : IDisposable
 
         Assert.Equal(PodState.NotReady, _f.Pods.Find(id)!.State);
         Assert.Equal(["init stop", "unpin pid", "network teardown", "unpin net"], _f.Log.Named);
+    }
+
+    /// <summary>The pod's /dev/shm: one tmpfs of the annotation's size, recorded for its
+    /// containers to bind, unmounted at stop; the host's on the host's IPC namespace.</summary>
+    [Fact]
+    public async Task Run_MountsThePodsShmTmpfs_OfTheAnnotationsSize_AndStopUnmountsIt()
+    {
+        var id = await _f.PodController.RunAsync(FullPlan(c => c.Annotations["shm-size.criruntime.io/pod"] = "16Mi"), CancellationToken.None);
+
+        var shm = Path.Combine(_f.Pods.PodDir(id), "shm");
+        Assert.Equal(shm, _f.Pods.Find(id)!.Shm);
+        Assert.Contains($"mount shm {shm} tmpfs 0xe mode=1777,size=16777216", _f.HostKernel.Calls);
+        Assert.DoesNotContain(_f.HostKernel.Calls, c => c.StartsWith("umount2", StringComparison.Ordinal));
+
+        await _f.PodController.StopAsync(id, CancellationToken.None);
+        Assert.Equal($"umount2 {shm} 2", _f.HostKernel.Calls[^1]);
+
+        var host = await _f.PodController.RunAsync(FullPlan(c => { c.Metadata.Name = "host-ipc"; c.Linux.SecurityContext.NamespaceOptions.Ipc = NamespaceMode.Node; }), CancellationToken.None);
+        Assert.Equal("/dev/shm", _f.Pods.Find(host)!.Shm);
     }
 
     [Fact]

@@ -35,6 +35,54 @@ public class KubeletShapedTests(RegistryWithImages fixture)
         return (podId, await node.C.StartNewAsync(podId, sandbox, config));
     }
 
+    /// <summary>Containers of a pod share its IPC namespace, so POSIX shared memory (shm_open: a
+    /// file in /dev/shm) must be one place for them, as under containerd and CRI-O: the pod's own
+    /// tmpfs, sized by the shm annotation, bound into each, gone with the pod. A pod on the host's
+    /// IPC namespace sees the host's /dev/shm.</summary>
+    [Fact]
+    public async Task ContainersOfAPod_ShareThePodsDevShm_SizedByItsAnnotation_AndItIsUnmountedWithThePod()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var pod = Pod(node, "shm");
+        var sandbox = Kubelet.Sandbox(pod);
+        sandbox.Annotations["shm-size.criruntime.io/pod"] = "16Mi";
+        var (podId, writer) = await PodAndContainerAsync(node, pod, sandbox, "writer", ["sh", "-c", "echo from-writer > /dev/shm/segment; exec sleep 3600"]);
+        var writerId = await node.C.StartNewAsync(podId, sandbox, writer);
+        var readerId = await node.C.StartNewAsync(podId, sandbox, Kubelet.Container(pod, "reader", await ImageId(node.C, node.Busybox), node.Busybox, ["sleep", "3600"]));
+
+        Assert.Equal("from-writer\n", await node.C.ExecOkAsync(readerId, "sh", "-c", "until [ -s /dev/shm/segment ]; do sleep 0.05; done; cat /dev/shm/segment"));
+        await node.C.ExecOkAsync(readerId, "sh", "-c", "echo from-reader > /dev/shm/back");
+        Assert.Equal("from-reader\n", await node.C.ExecOkAsync(writerId, "cat", "/dev/shm/back"));
+        // One tmpfs of the pod's size, nosuid/nodev/noexec, and the same one in both containers.
+        foreach (var id in new[] { writerId, readerId })
+        {
+            var shm = (await node.C.ExecOkAsync(id, "cat", "/proc/self/mountinfo")).Split('\n').Select(l => l.Split(' ')).Last(f => f.Length > 4 && f[4] == "/dev/shm");
+            Assert.Equal("tmpfs", shm[Array.IndexOf(shm, "-") + 1]);
+            Assert.Contains("size=16384k", shm[Array.IndexOf(shm, "-") + 3]);
+            Assert.Contains("nosuid", shm[5]);
+            Assert.Contains("noexec", shm[5]);
+        }
+        var hostMount = File.ReadAllLines("/proc/self/mountinfo").Where(l => l.Contains($"/pods/{podId}/shm ", StringComparison.Ordinal)).ToList();
+        Assert.Single(hostMount);
+
+        await node.C.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = podId });
+        Assert.DoesNotContain(File.ReadAllLines("/proc/self/mountinfo"), l => l.Contains($"/pods/{podId}/shm ", StringComparison.Ordinal));
+        await node.C.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+
+        // The host's IPC namespace: the host's /dev/shm (a file the host made is there).
+        var marker = $"criruntime-e2e-{Guid.NewGuid():N}";
+        File.WriteAllText(Path.Combine("/dev/shm", marker), "host\n");
+        try
+        {
+            var hostPod = Pod(node, "host-ipc");
+            var hostSandbox = Kubelet.Sandbox(hostPod);
+            hostSandbox.Linux.SecurityContext.NamespaceOptions.Ipc = NamespaceMode.Node;
+            var (hostId, c) = await RunAsync(node, hostPod, hostSandbox, "probe", ["sleep", "3600"]);
+            Assert.Equal("host\n", await node.C.ExecOkAsync(c, "cat", $"/dev/shm/{marker}"));
+        }
+        finally { File.Delete(Path.Combine("/dev/shm", marker)); }
+    }
+
     [Fact]
     public async Task OrdinaryPod_WithContainerPortsWithoutHostPorts_RunsAndItsContainerSeesItsEnvHostnameAndFiles()
     {
