@@ -39,9 +39,13 @@ public static class DumpPlan
     /// <param name="pageServer">a lazy migration's dump (`--lazy-pages`): the memory pages are not
     /// written into the images; after post-dump CRIU serves them on this address and port (plain
     /// TCP) to the target's `criu lazy-pages`, and exits once it has fetched them all.</param>
+    /// <param name="networkLockedOutside">a migration's dump: the pod's links are already down (it
+    /// keeps its address: the migration's network lock) or its connections are closed at the
+    /// restore (a new address), so CRIU's own lock (nftables, set and lifted inside the frozen
+    /// time) is skipped.</param>
     public static IReadOnlyList<string> Args(int pid, string imagesDir, string workDir, string rootfs, Spec spec,
         IReadOnlyList<MountInfo> mounts, Func<string, ulong?> nsInode, string? freezerDir = null, string? actionScript = null,
-        bool stream = false, (string Address, int Port)? pageServer = null, Func<string, bool>? isDirectory = null)
+        bool stream = false, (string Address, int Port)? pageServer = null, Func<string, bool>? isDirectory = null, bool networkLockedOutside = false)
     {
         if (stream) imagesDir = Path.GetRelativePath(workDir, imagesDir);
         var args = new List<string>
@@ -54,7 +58,7 @@ public static class DumpPlan
             // The connection lock while the tasks are seized: nftables is libnftables inside CRIU;
             // the iptables default execs iptables-restore at lock and at unlock (measured: ~60 ms
             // of the frozen time, of 160-240). CRIU unlocks before it returns (leave-running).
-            "--tcp-established", "--network-lock", "nftables", "--file-locks", "--link-remap",
+            "--tcp-established", "--network-lock", networkLockedOutside ? "skip" : "nftables", "--file-locks", "--link-remap",
             "--manage-cgroups",
         };
         if (stream) args.Add("--stream");

@@ -316,6 +316,17 @@ public sealed partial class ContainerController(
         LogStartSteps(c.Id, steps);
     }
 
+    /// <summary>The shim of a created container started ahead of StartContainer (which then finds
+    /// it, as after a daemon crash between the two); nothing when it has one or is not created.</summary>
+    public async Task StartShimAheadAsync(string id, string runtimeHandler, CancellationToken ct)
+    {
+        using (await containers.LockAsync(id, ct))
+        {
+            if (containers.Find(id) is not { State: ContainerPhase.Created } c || HasShim(c)) return;
+            await CreateShimAsync(c, runtimeHandler);
+        }
+    }
+
     /// <summary>`criruntime-shim create` for a created container (the caller holds its lock),
     /// watched by the exit monitor from then on. When it fails, whatever it made is undone and
     /// the container recorded exited (StartError, 128, the error as message) before the error

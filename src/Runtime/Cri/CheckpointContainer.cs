@@ -86,7 +86,7 @@ public sealed partial class CriRuntimeService
     /// <paramref name="gate"/>: a pod checkpoint's, where CRIU waits (at pre-dump, started up and
     /// about to seize the tasks) until the whole pod is frozen.</summary>
     private async Task<DumpedContainer> DumpAsync(DumpTarget t, string? freezerDir, TimeSpan timeout, CancellationToken ct, string? streamInto = null,
-        LazyDump? lazy = null, PodCheckpointer.DumpGate? gate = null, Containers.StepTimes? steps = null)
+        LazyDump? lazy = null, PodCheckpointer.DumpGate? gate = null, Containers.StepTimes? steps = null, bool networkLockedOutside = false)
     {
         var (c, pid, specBytes, spec) = (t.Container, t.Pid, t.SpecBytes, t.Spec);
         var criu = CriuTool.Require();
@@ -142,7 +142,7 @@ public sealed partial class CriRuntimeService
             using var hookUntilReturn = lazy is null ? hook : null;
             var pageServer = lazy is null ? ((string, int)?)null : (lazy.Address, LazyDump.FreePort(lazy.Address));
             var args = DumpPlan.Args(pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(pid, kind), freezerDir, hook.ScriptPath,
-                stream: streamer is not null, pageServer: pageServer, isDirectory: isDirectory);
+                stream: streamer is not null, pageServer: pageServer, isDirectory: isDirectory, networkLockedOutside: networkLockedOutside);
             if (lazy is not null) args = [.. args, .. lazy.ServerArgs];
             // Read before the dump: restore hands CRIU new pipes in place of these (--inherit-fd).
             var stdio = new StdioDump { Fds = [.. Enumerable.Range(0, 3).Select(fd => new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget ?? "")] };

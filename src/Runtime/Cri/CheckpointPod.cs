@@ -62,9 +62,10 @@ public sealed partial class CriRuntimeService
     /// when this returns (with <paramref name="leaveFrozen"/>; else how long it was frozen): the
     /// freeze starts only once every container's CRIU has started up, not at this call.
     /// <paramref name="lazy"/> (a lazy migration, with <paramref name="leaveFrozen"/>): the dumps
-    /// leave the memory pages out and each CRIU serves them afterwards.</summary>
+    /// leave the memory pages out and each CRIU serves them afterwards. <paramref name="networkLockedOutside"/>:
+    /// a migration's (<see cref="DumpPlan.Args"/>): CRIU does not lock the network itself.</summary>
     internal async Task<TimeSpan> CheckpointPodIntoAsync(PodSandboxRecord pod, IReadOnlyList<ContainerRecord> selected, string output,
-        TimeSpan timeout, bool leaveFrozen, CancellationToken callToken, LazyDump? lazy = null)
+        TimeSpan timeout, bool leaveFrozen, CancellationToken callToken, LazyDump? lazy = null, bool networkLockedOutside = false)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(callToken);
         deadline.CancelAfter(timeout);
@@ -87,7 +88,8 @@ public sealed partial class CriRuntimeService
             try
             {
                 dumps = await PodCheckpointerTool.DumpFrozenAsync(members,
-                    (i, gate, ct) => DumpAsync(targets[i], DumpPlan.FreezerDir(layout, members[i].CgroupPath), timeout, ct, lazy: lazy, gate: gate),
+                    (i, gate, ct) => DumpAsync(targets[i], DumpPlan.FreezerDir(layout, members[i].CgroupPath), timeout, ct, lazy: lazy, gate: gate,
+                        networkLockedOutside: networkLockedOutside),
                     DiscardDump, deadline.Token, t => frozen = t, leaveFrozen);
             }
             catch (OperationCanceledException) when (deadline.IsCancellationRequested)

@@ -14,4 +14,13 @@ public sealed partial class CriRuntimeService
         await _containerCtl.StartAsync(c.Id, pod.RuntimeHandler, context.CancellationToken);
         return new StartContainerResponse();
     }
+
+    /// <summary>The first half of StartContainer ahead of it: the created container's shim is
+    /// started (not the container), so a migration target's StartContainer, called once criu
+    /// lazy-pages is up, has only the restore left to wait for.</summary>
+    internal async Task StartShimAheadAsync(string containerId, CancellationToken ct)
+    {
+        var c = _containers.Get(containerId);
+        await _containerCtl.StartShimAheadAsync(c.Id, _pods.Get(c.PodId).RuntimeHandler, ct);
+    }
 }

@@ -184,7 +184,10 @@ public sealed partial class MigrationController(
             store.DiscardCheckpoint(m.Id);
             Directory.CreateDirectory(dir);
             // The freeze itself starts inside, once CRIU has started up: the downtime counts from there.
-            var frozenFor = await cri.CheckpointPodIntoAsync(pod, selected, dir, config.Checkpoint.DumpTimeout, leaveFrozen: true, ct, lazy);
+            // CRIU's own network lock is redundant here: a kept address has its links down (above),
+            // a new one has its connections closed at the restore.
+            var frozenFor = await cri.CheckpointPodIntoAsync(pod, selected, dir, config.Checkpoint.DumpTimeout, leaveFrozen: true, ct, lazy,
+                networkLockedOutside: true);
             var frozenAt = Stopwatch.GetTimestamp() - (long)(frozenFor.TotalSeconds * Stopwatch.Frequency);
             var dumpMs = (long)frozenFor.TotalMilliseconds;
             Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateAfterDump);
@@ -494,8 +497,9 @@ public sealed partial class MigrationController(
     /// the restore's work directory, pulling the pages from the source's page server at
     /// <paramref name="pageServer"/>; returns once it listens for the restore. It exits when it
     /// has injected every page (the source's dump exits then too), or is killed by
-    /// <see cref="StopLazyPages"/>.</summary>
-    public async Task<Task<Checkpoint.CriuResult>> StartLazyPagesAsync(string migrationId, string containerId, string pageServer)
+    /// <see cref="StopLazyPages"/>. <paramref name="alongside"/> runs while lazy-pages starts up,
+    /// once restore.json has `--lazy-pages` (the restored container's shim, which reads it).</summary>
+    public async Task<Task<Checkpoint.CriuResult>> StartLazyPagesAsync(string migrationId, string containerId, string pageServer, Func<Task>? alongside = null)
     {
         var c = containers.Find(containerId) ?? throw Fail.NotFound($"container {containerId} not found");
         var file = Path.Combine(c.BundleDir, Shim.Client.RestoreSpec.FileName);
@@ -507,7 +511,15 @@ public sealed partial class MigrationController(
         IReadOnlyList<string> args = [.. RestorePlan.LazyPagesArgs(plan, host, port), .. LazyDump.TlsArgs(config.Migration, server: false)];
         var stop = _lazyPages.GetOrAdd(migrationId, _ => new CancellationTokenSource());
         var criu = cri.Criu;
-        var done = await criu.StartReadyAsync(criu.Require(), args, LazyDump.ServeTimeout, RestorePlan.ArgValue(plan, "--work-dir"), stop.Token);
+        var beside = alongside?.Invoke() ?? Task.CompletedTask;
+        Task<Checkpoint.CriuResult> done;
+        try { done = await criu.StartReadyAsync(criu.Require(), args, LazyDump.ServeTimeout, RestorePlan.ArgValue(plan, "--work-dir"), stop.Token); }
+        catch
+        {
+            await beside.ContinueWith(_ => { }, TaskScheduler.Default);
+            throw;
+        }
+        await beside;
         _ = done.ContinueWith(t => Log.LazyPagesExited(log, migrationId, containerId, t.Result.ExitCode, t.Result.TimedOut), TaskScheduler.Default);
         return done;
     }

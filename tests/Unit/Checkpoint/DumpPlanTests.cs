@@ -105,6 +105,11 @@ public class DumpPlanTests
         // CRIU's connection lock through libnftables, in its own process: the iptables default
         // execs iptables-restore at lock and unlock, ~60 ms of the container's frozen time here.
         Assert.Contains("--network-lock nftables", text);
+        // A migration's dump: the pod's links are down already (or its connections closed at the
+        // restore), CRIU locks nothing itself.
+        var migrating = string.Join(' ', DumpPlan.Args(4242, "/img", "/work", "/rootfs", spec, DumpPlan.ParseMountInfo(MountInfo),
+            kind => kind == "net" ? 4026532290UL : 4026531836UL, networkLockedOutside: true));
+        Assert.Contains("--tcp-established --network-lock skip", migrating);
         Assert.Contains("--external net[4026532290]:extRootNetNS", text);
         Assert.Contains("--external mnt[/etc/hosts]:/etc/hosts", text);
         // The container's own pid namespace is dumped, not external; ipc has no external form.

@@ -45,7 +45,10 @@ public sealed partial class MigrationPeerService
                     // The pod kept the source's addresses: its connections come back established.
                     if (request.KeepConnections) ctl.RestoreConnections(c.ContainerId);
                     // Lazy: restored without its memory, which criu lazy-pages pulls from the source.
-                    if (pageServers.TryGetValue(c.Name, out var pageServer)) lazyPages.Add(await ctl.StartLazyPagesAsync(m.Id, c.ContainerId, pageServer));
+                    // Its start-up and the shim's overlap (both are on the downtime's path).
+                    if (pageServers.TryGetValue(c.Name, out var pageServer))
+                        lazyPages.Add(await ctl.StartLazyPagesAsync(m.Id, c.ContainerId, pageServer,
+                            () => ctl.Cri.StartShimAheadAsync(c.ContainerId, context.CancellationToken)));
                     await ctl.Cri.StartContainer(new StartContainerRequest { ContainerId = c.ContainerId }, context);
                 }
                 ok = true;
