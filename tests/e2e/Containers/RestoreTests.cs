@@ -312,6 +312,11 @@ public class RestoreTests(RegistryWithImages fixture)
             ("undeclared bind mount", WriteArchive(node.D.Dir, imageId, [], bind: "/host-etc"), "/host-etc"),
             // Not a regular file (a fifo would block its reader): refused before it is opened.
             ("directory", node.D.Dir, "not a regular file"),
+            // A device node in a tmpfs's captured content: a restore makes only the new spec's devices.
+            ("tmpfs device", WriteArchive(node.D.Dir, imageId, [Entry("tmpfs.json", """{"mounts":[{"path":"/dev","options":"size=65536k"}]}"""),
+                TmpfsTar(new PaxTarEntry(TarEntryType.BlockDevice, "sda") { DeviceMajor = 8, DeviceMinor = 0 })]), "BlockDevice"),
+            ("tmpfs path outside", WriteArchive(node.D.Dir, imageId, [Entry("tmpfs.json", """{"mounts":[{"path":"/dev/../etc"}]}"""),
+                TmpfsTar()]), "mounts[0].path"),
         };
         foreach (var (name, archive, expect) in cases)
         {
@@ -324,15 +329,42 @@ public class RestoreTests(RegistryWithImages fixture)
         Assert.Empty(Directory.GetDirectories(Path.Combine(node.D.Root, "containers")));
     }
 
+    /// <summary>The devices and CDI annotations an archive's spec.dump names are never used: the new
+    /// container's spec is built from the request alone.</summary>
+    [Fact]
+    public async Task AnArchivesDevicesAndCdiAnnotations_AreNotGivenToTheRestoredContainer()
+    {
+        await using var node = await RestoringNodeAsync(_registry);
+        var (podId, sandbox, pod) = await KubePodAsync(node, "devices");
+        var archive = WriteArchive(node.D.Dir, await ImageIdAsync(node), [], devices: true);
+
+        var id = await node.C.CreateAsync(podId, sandbox, Kubelet.Container(pod, "c", archive, archive, ["true"]));
+
+        var bundle = File.ReadAllText(Path.Combine(node.D.Root, "containers", id, "bundle", "config.json"));
+        Assert.DoesNotContain("/dev/sda", bundle);
+        Assert.DoesNotContain("cdi.k8s.io", bundle);
+        await node.C.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
+    }
+
+    private static PaxTarEntry TmpfsTar(params TarEntry[] entries)
+    {
+        var inner = new MemoryStream();
+        using (var w = new TarWriter(inner, TarEntryFormat.Pax, leaveOpen: true))
+            foreach (var e in entries) w.WriteEntry(e);
+        inner.Position = 0;
+        return new PaxTarEntry(TarEntryType.RegularFile, "tmpfs-0.tar") { DataStream = inner };
+    }
+
     private static PaxTarEntry Entry(string name, string content) =>
         new(TarEntryType.RegularFile, name) { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(content)) };
 
     /// <summary>A minimal archive (config.dump naming <paramref name="imageId"/>, a spec.dump,
     /// an inventory.img) plus <paramref name="extra"/> entries.</summary>
-    private static string WriteArchive(string dir, string imageId, IReadOnlyList<TarEntry> extra, string? bind = null)
+    private static string WriteArchive(string dir, string imageId, IReadOnlyList<TarEntry> extra, string? bind = null, bool devices = false)
     {
         var path = Path.Combine(dir, $"hostile-{Guid.NewGuid():N}.tar");
         var mounts = bind is null ? "[]" : $"[{{\"destination\":\"{bind}\",\"type\":\"bind\",\"source\":\"/etc\",\"options\":[\"rbind\",\"rw\"]}}]";
+        if (devices) mounts += ",\"linux\":{\"devices\":[{\"path\":\"/dev/sda\",\"type\":\"b\",\"major\":8,\"minor\":0}]},\"annotations\":{\"cdi.k8s.io/gpu\":\"vendor.com/gpu=0\"}";
         using var fs = File.Create(path);
         using var tar = new TarWriter(fs, TarEntryFormat.Pax);
         tar.WriteEntry(Entry("config.dump", $"{{\"id\":\"x\",\"name\":\"c\",\"rootfsImageRef\":\"{imageId}\",\"rootfsImageName\":\"busybox\"}}"));
