@@ -15,7 +15,8 @@ public class RestoreTests(RegistryWithImages fixture)
 {
     private readonly RegistryFixture _registry = fixture.Registry;
 
-    private static async Task<(string PodId, PodSandboxConfig Sandbox, KubePod Pod)> KubePodAsync(TestNode node, string name)
+    /// <summary>A kubelet-shaped pod (its logs under the node's kubelet/logs), tracked for teardown.</summary>
+    internal static async Task<(string PodId, PodSandboxConfig Sandbox, KubePod Pod)> KubePodAsync(TestNode node, string name)
     {
         var pod = new KubePod { Name = name, LogRoot = Path.Combine(node.D.Dir, "kubelet", "logs") };
         var sandbox = Kubelet.Sandbox(pod);
@@ -24,7 +25,7 @@ public class RestoreTests(RegistryWithImages fixture)
         return (podId, sandbox, pod);
     }
 
-    private static async Task<string> ImageIdAsync(TestNode node) =>
+    internal static async Task<string> ImageIdAsync(TestNode node) =>
         (await node.C.Images.ImageStatusAsync(new ImageStatusRequest { Image = new ImageSpec { Image = node.Busybox } })).Image.Id;
 
     [Fact]

@@ -36,24 +36,12 @@ public class RestoredStreamsTests(RegistryWithImages fixture)
     private static Task WaitResidentAsync(CriClient c, string id) =>
         c.ExecOkAsync(id, "sh", "-c", $"until p=$(pidof dd) && [ \"$(awk '/VmRSS/{{print $2}}' /proc/$p/status)\" -ge {HeldMb * 1024} ]; do sleep 0.05; done");
 
-    private static async Task<(string PodId, PodSandboxConfig Sandbox, KubePod Pod)> KubePodAsync(TestNode node, string name)
-    {
-        var pod = new KubePod { Name = name, LogRoot = Path.Combine(node.D.Dir, "kubelet", "logs") };
-        var sandbox = Kubelet.Sandbox(pod);
-        var podId = await node.C.RunPodAsync(sandbox);
-        node.Track(podId);
-        return (podId, sandbox, pod);
-    }
-
-    private static async Task<string> ImageIdAsync(TestNode node) =>
-        (await node.C.Images.ImageStatusAsync(new ImageStatusRequest { Image = new ImageSpec { Image = node.Busybox } })).Image.Id;
-
     [Fact]
     public async Task RestoredCounter_InANewPod_HasCpuMemoryAndWritableLayerStats_AndAttachSeesItCountOnFromTheCheckpoint()
     {
         await using var node = await RestoringNodeAsync(_registry);
-        var imageId = await ImageIdAsync(node);
-        var (oldPodId, oldSandbox, oldPod) = await KubePodAsync(node, "stats-a");
+        var imageId = await RestoreTests.ImageIdAsync(node);
+        var (oldPodId, oldSandbox, oldPod) = await RestoreTests.KubePodAsync(node, "stats-a");
         var oldId = await node.C.StartNewAsync(oldPodId, oldSandbox, Kubelet.Container(oldPod, "counter", imageId, node.Busybox, HoldingTwoStreamCounter));
         await WaitResidentAsync(node.C, oldId);
         await WaitCountAsync(node.C, oldId, 5);
@@ -62,7 +50,7 @@ public class RestoredStreamsTests(RegistryWithImages fixture)
         await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = oldId, Location = location, Timeout = 60 });
         await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = oldId, Timeout = 0 });
 
-        var (podId, sandbox, pod) = await KubePodAsync(node, "stats-b");
+        var (podId, sandbox, pod) = await RestoreTests.KubePodAsync(node, "stats-b");
         var id = await node.C.CreateAsync(podId, sandbox, Kubelet.Container(pod, "counter", location, location, HoldingTwoStreamCounter));
         await node.C.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id });
         var first = await CountAsync(node.C, id);
@@ -112,8 +100,8 @@ public class RestoredStreamsTests(RegistryWithImages fixture)
     public async Task ContainersRestoredByRestorePod_HaveStats_AndAttachSeesThemCountOn()
     {
         await using var node = await RestoringNodeAsync(_registry);
-        var imageId = await ImageIdAsync(node);
-        var (oldPodId, oldSandbox, oldPod) = await KubePodAsync(node, "pod-stats-a");
+        var imageId = await RestoreTests.ImageIdAsync(node);
+        var (oldPodId, oldSandbox, oldPod) = await RestoreTests.KubePodAsync(node, "pod-stats-a");
         var holder = await node.C.StartNewAsync(oldPodId, oldSandbox, Kubelet.Container(oldPod, "holder", imageId, node.Busybox, HoldingCounter));
         var plain = await node.C.StartNewAsync(oldPodId, oldSandbox, Kubelet.Container(oldPod, "plain", imageId, node.Busybox, Counter));
         await WaitResidentAsync(node.C, holder);
@@ -191,25 +179,7 @@ public class RestoredStreamsTests(RegistryWithImages fixture)
         using var ws = new ClientWebSocket();
         ws.Options.AddSubProtocol("v5.channel.k8s.io");
         await ws.ConnectAsync(new Uri(url.Replace("http://", "ws://", StringComparison.Ordinal)), ct);
-        var channels = new Dictionary<byte, StringBuilder>();
-        var buffer = new byte[64 * 1024];
-        while (true)
-        {
-            var frame = new MemoryStream();
-            WebSocketReceiveResult r;
-            do
-            {
-                r = await ws.ReceiveAsync(buffer, ct);
-                frame.Write(buffer, 0, r.Count);
-            }
-            while (!r.EndOfMessage);
-            if (r.MessageType == WebSocketMessageType.Close) break;
-            var bytes = frame.ToArray();
-            if (bytes.Length == 0) continue;
-            if (!channels.TryGetValue(bytes[0], out var sb)) channels[bytes[0]] = sb = new StringBuilder();
-            sb.Append(Encoding.UTF8.GetString(bytes, 1, bytes.Length - 1));
-        }
-        return channels.ToDictionary(kv => kv.Key, kv => kv.Value.ToString());
+        return await Streaming.InteractiveTests.ReadAllChannelsAsync(ws, ct);
     }
 
     /// <summary>Attaches (stdout and stderr, no stdin: as `kubectl attach` to a container without

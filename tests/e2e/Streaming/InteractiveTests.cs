@@ -234,7 +234,8 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         }
     }
 
-    private static async Task<Dictionary<byte, string>> ReadAllChannelsAsync(ClientWebSocket ws, CancellationToken ct)
+    /// <summary>Every frame until the server closes, as text per channel (its first byte).</summary>
+    internal static async Task<Dictionary<byte, string>> ReadAllChannelsAsync(ClientWebSocket ws, CancellationToken ct)
     {
         var channels = new Dictionary<byte, StringBuilder>();
         var buffer = new byte[64 * 1024];
