@@ -32,6 +32,8 @@ public sealed class ContainerSpawner
     private readonly Dictionary<int, int> _unclaimed = [];
 
     public int Pid { get; private set; }
+    /// <summary>The restored init's pidfd, opened before anything could reap it (<see cref="StartRestore"/>).</summary>
+    public FdHandle? RestoredPidFd { get; private set; }
     /// <summary>waitpid status of the init once <see cref="Exited"/> is set.</summary>
     public int RawStatus { get; private set; }
     public WaitHandle ExitedHandle => _exited.WaitHandle;
@@ -177,6 +179,14 @@ public sealed class ContainerSpawner
                     RawStatus = ended;
                     _exited.Set();
                 }
+            }
+            // Its pidfd, before Reap may reap it: a restored process that ends at once (its
+            // connections restored closed, say) is a container that started and exited, not a
+            // start that failed because the pid was gone by the time the caller asked.
+            if (!_exited.IsSet)
+            {
+                try { RestoredPidFd = Spawn.PidFdOpen(Pid); }
+                catch (KernelException) { }
             }
             _spawned.Set();
             Reap();

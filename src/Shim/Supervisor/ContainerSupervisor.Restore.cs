@@ -47,6 +47,9 @@ public sealed partial class ContainerSupervisor
                 fds[int.Parse(fd, System.Globalization.CultureInfo.InvariantCulture)] = h.Fd;
             }
             failure = _spawner.StartRestore(restore.Criu, [restore.Criu, .. restore.Args], [.. Spawn.CurrentEnvironment(), .. restore.Env], fds, restore.PidFile);
+            // Ended and reaped while CRIU was still finishing: no pidfd can be had any more.
+            if (failure is null && _spawner.RestoredPidFd is null && _spawner.HasExited)
+                failure = $"the restored process {_spawner.Pid} exited before criu restore returned (status {_spawner.RawStatus})";
         }
         catch (Exception e) when (e is IOException or KernelException or ArgumentException)
         {
@@ -66,7 +69,7 @@ public sealed partial class ContainerSupervisor
             return new ShimResponse { Ok = false, Error = _startError, State = _state };
         }
         var pid = _spawner.Pid;
-        _pidfd = Spawn.PidFdOpen(pid);
+        _pidfd = _spawner.RestoredPidFd ?? Spawn.PidFdOpen(pid);
         _state = _state with { Pid = pid };
         AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode, durable: false);
         _log.Info($"container {_id}: restored, init pid {pid}");

@@ -16,10 +16,13 @@ public partial class MigrationTests
     private const int EchoPort = 7000;
 
     /// <summary>busybox nc accepts one connection and execs cat on it: one process, its socket
-    /// an established TCP connection, echoing what it reads.</summary>
-    private ContainerConfig EchoContainer(KubePod pod, string imageId)
+    /// an established TCP connection, echoing what it reads.
+    /// <paramref name="loop"/>: a shell runs it again each time it ends (a copy restored with its
+    /// connection closed keeps running).</summary>
+    private ContainerConfig EchoContainer(KubePod pod, string imageId, bool loop = false)
     {
-        var c = Kubelet.Container(pod, "echo", imageId, Umoci, ["nc", "-l", "-p", EchoPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "-e", "cat"]);
+        var port = EchoPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var c = Kubelet.Container(pod, "echo", imageId, Umoci, loop ? ["sh", "-c", $"while :; do nc -l -p {port} -e cat; done"] : ["nc", "-l", "-p", port, "-e", "cat"]);
         c.Linux.SecurityContext.RunAsUser = new Int64Value { Value = 0 };
         return c;
     }
@@ -52,13 +55,13 @@ public partial class MigrationTests
 
     /// <summary>An echo pod on <paramref name="n"/> (node A of <paramref name="net"/>), routed
     /// there from outside, and a client connected to it from outside that got one echo.</summary>
-    private async Task<(KubePod Pod, string PodId, string Ip, Socket Client)> EchoPodAsync(MigrationNode n, NodeNetwork net, string name)
+    private async Task<(KubePod Pod, string PodId, string Ip, Socket Client)> EchoPodAsync(MigrationNode n, NodeNetwork net, string name, bool loop = false)
     {
         var pod = new KubePod { Name = name, LogRoot = Path.Combine(n.D.Dir, "kubelet", "logs") };
         var sandbox = Kubelet.Sandbox(pod);
         var podId = await n.C.RunPodAsync(sandbox);
         n.Node.Track(podId);
-        var id = await n.C.StartNewAsync(podId, sandbox, EchoContainer(pod, await ImageIdAsync(n)));
+        var id = await n.C.StartNewAsync(podId, sandbox, EchoContainer(pod, await ImageIdAsync(n), loop));
         var ip = await PodIpAsync(n, podId);
         net.RoutePod(ip, net.AddressA);
         // Listening (port 7000 = 0x1B58, state 0A; nc listens on IPv6, v4-mapped), seen from inside:
@@ -133,6 +136,43 @@ public partial class MigrationTests
         Assert.Equal("ABORTED", (await a.Migration.AbortAsync(new AbortRequest { MigrationId = "m-tcp-abort" })).Phase);
 
         Assert.Empty(await PodsAsync(b));
+        Assert.Equal("still here\n", await EchoAsync(client, "still here\n"));
+    }
+
+    /// <summary>A migration to a new address dumps without any network lock (`--network-lock skip`:
+    /// its connections are closed on the target): aborted, the source's connection goes on,
+    /// also with data the client sent while the pod was frozen and its socket in CRIU's repair mode.</summary>
+    [Theory]
+    [InlineData("cold")]
+    [InlineData("lazy")]
+    public async Task AbortOfAMigrationToANewAddress_TheSourcesConnectionGoesOn(string mode)
+    {
+        using var pipes = mode == "lazy" ? PipeMaxSize.Set(PipeMaxSize.Lazy) : null;
+        await using var nodes = await TwoNodes.StartInNamespacesAsync(_registry, Umoci);
+        var (a, b, net) = (nodes.Source, nodes.Target, nodes.Network!);
+        var (pod, podId, ip, client) = await EchoPodAsync(a, net, $"echo-new-{mode}", loop: true);
+        using var _ = client;
+        var id = $"m-new-ip-{mode}";
+        // The two nodes share the pod subnet: a first pod on B takes the address A's pod has there.
+        await b.Node.RunPodAsync("first-pod-on-b");
+        var on = On(b, pod);
+        var prepared = await PrepareAsync(b, new PrepareTargetRequest
+        {
+            MigrationId = id,
+            Config = Kubelet.Sandbox(on),
+            ContainerConfigs = { EchoContainer(on, await ImageIdAsync(b), loop: true) },
+        });
+        Assert.NotEqual(ip, await PodIpAsync(b, prepared));
+
+        // Sent while the migration runs: it arrives while the pod is frozen or its socket dumped.
+        var migrating = MigrateAsync(a, id, podId, b.Address, mode, allowNewIp: true);
+        await client.SendAsync(Encoding.ASCII.GetBytes("during\n"), SocketFlags.None);
+        var done = (await migrating)[^1];
+        Assert.True(done.Phase == "DONE" && !done.KeptIp, $"{done.Phase}: {done.Error}");
+
+        Assert.Equal("ABORTED", (await a.Migration.AbortAsync(new AbortRequest { MigrationId = id })).Phase);
+        Assert.Equal("first-pod-on-b", Assert.Single(await PodsAsync(b)).Metadata.Name);
+        Assert.Equal("during\n", await ReadAsync(client, "during\n".Length, "during"));
         Assert.Equal("still here\n", await EchoAsync(client, "still here\n"));
     }
 
