@@ -6,7 +6,7 @@ namespace CriRuntime.Interop;
 /// mount_setattr), pivot_root, setns/unshare, host and domain names.</summary>
 internal static unsafe partial class Libc
 {
-    public const ulong MS_BIND = 4096, MS_PRIVATE = 1 << 18;
+    public const ulong MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_BIND = 4096, MS_PRIVATE = 1 << 18;
     public const int MNT_DETACH = 2;
     public const int CLONE_FS = 0x00000200, CLONE_NEWNS = 0x00020000, CLONE_NEWCGROUP = 0x02000000, CLONE_NEWUTS = 0x04000000, CLONE_NEWIPC = 0x08000000,
         CLONE_NEWUSER = 0x10000000, CLONE_NEWPID = 0x20000000, CLONE_NEWNET = 0x40000000;

@@ -204,8 +204,8 @@ public static partial class TmpfsContent
                 var path = "/" + d.Path.Trim('/');
                 var holder = paths.Where(p => path.StartsWith(p + "/", StringComparison.Ordinal)).OrderByDescending(p => p.Length).FirstOrDefault();
                 if (holder != paths[i]) continue;
-                var type = d.Type switch { "b" => Libc.S_IFBLK, "p" => Libc.S_IFIFO, _ => Libc.S_IFCHR };
-                devices.Add(new TmpfsDevice(path[(holder.Length + 1)..], type | ((d.FileMode ?? 0x1b6) & 0xfff), Libc.Makedev((ulong)d.Major, (ulong)d.Minor), d.Uid, d.Gid));
+                var (mode, dev) = Oci.DeviceNodes.Of(d);
+                devices.Add(new TmpfsDevice(path[(holder.Length + 1)..], mode, dev, d.Uid, d.Gid));
             }
             result.Add((paths[i], new TmpfsRestore(Path.Combine(bundle, RestoreDir, i.ToString(System.Globalization.CultureInfo.InvariantCulture)),
                 dump.Mounts[i].Options, Path.Combine(sourceDir, TarName(i)), devices)));
@@ -279,11 +279,7 @@ public static partial class TmpfsContent
 
         public void Dispose()
         {
-            foreach (var d in Dirs)
-            {
-                try { k.Umount2(d, Libc.MNT_DETACH); }
-                catch (KernelException) { } // not mounted (any more)
-            }
+            foreach (var d in Dirs) Containers.RootfsMount.Unmount(d, k); // not mounted (any more) is fine
             Dirs.Clear();
         }
     }

@@ -13,7 +13,6 @@ namespace CriRuntime.Pods;
 public static class PodShm
 {
     public const string DirName = "shm";
-    private const ulong MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8;
 
     public static string PathOf(string podDir) => Path.Combine(podDir, DirName);
 
@@ -21,15 +20,13 @@ public static class PodShm
     {
         var path = PathOf(podDir);
         Directory.CreateDirectory(path);
-        k.Mount("shm", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, $"mode=1777,size={bytes}");
+        k.Mount("shm", path, "tmpfs", Libc.MS_NOSUID | Libc.MS_NODEV | Libc.MS_NOEXEC, $"mode=1777,size={bytes}");
     }
 
     /// <summary>Detaches the pod's shm tmpfs; nothing mounted is fine.</summary>
     public static void Unmount(IHostKernel k, string podDir)
     {
         var path = PathOf(podDir);
-        if (!Directory.Exists(path)) return;
-        try { k.Umount2(path, Libc.MNT_DETACH); }
-        catch (KernelException) { } // not mounted (any more)
+        if (Directory.Exists(path)) Containers.RootfsMount.Unmount(path, k); // not mounted (any more) is fine
     }
 }

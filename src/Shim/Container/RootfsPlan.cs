@@ -278,16 +278,10 @@ public static class RootfsPlan
         }
         foreach (var d in linux.Devices ?? [])
         {
-            var type = d.Type switch
-            {
-                "c" or "u" => L.S_IFCHR,
-                "b" => L.S_IFBLK,
-                "p" => L.S_IFIFO,
-                _ => throw new InvalidDataException($"linux.devices: {d.Path} has unknown type \"{d.Type}\""),
-            };
+            var (mode, number) = Oci.DeviceNodes.Of(d);
             var path = InRoot(rootfs, d.Path);
             steps.Add(new MkdirAllStep(rootfs, Path.GetDirectoryName(path)!));
-            steps.Add(new MknodStep(path, type | (d.FileMode ?? 0x1b6 /* 0666 */) & 0xfff, L.Makedev((ulong)d.Major, (ulong)d.Minor), d.Uid, d.Gid, rootfs));
+            steps.Add(new MknodStep(path, mode, number, d.Uid, d.Gid, rootfs));
         }
         steps.Add(new SymlinkStep("/proc/self/fd", $"{dev}/fd", rootfs));
         steps.Add(new SymlinkStep("/proc/self/fd/0", $"{dev}/stdin", rootfs));

@@ -94,9 +94,6 @@ public static class Abi
 
     public const int SIGHUP = 1, SIGINT = 2, SIGKILL = 9, SIGTERM = 15, SIGCHLD = 17;
 
-    public static ulong Makedev(ulong major, ulong minor) =>
-        ((major & 0xfffff000UL) << 32) | ((major & 0xfffUL) << 8) | ((minor & 0xffffff00UL) << 12) | (minor & 0xffUL);
-
     /// <summary>OCI namespace type → CLONE_NEW* flag.</summary>
     public static int NamespaceFlag(string type) => type switch
     {

@@ -166,7 +166,7 @@ public class RootfsPlanTests
         };
         var k = new RecordingKernel();
         foreach (var step in RootfsPlan.Build(spec, Root).OfType<MknodStep>()) step.Apply(k);
-        Assert.Equal([$"mknod {Root}/dev/fuse 20666 {CriRuntime.Shim.Kernel.Abi.Makedev(10, 229)}", $"chown {Root}/dev/fuse 1:2"], k.Calls);
+        Assert.Equal([$"mknod {Root}/dev/fuse 20666 {CriRuntime.Interop.Libc.Makedev(10, 229)}", $"chown {Root}/dev/fuse 1:2"], k.Calls);
     }
 
     [Fact]
