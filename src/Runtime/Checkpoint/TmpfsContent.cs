@@ -246,9 +246,13 @@ public static partial class TmpfsContent
                     LayerExtractor.Extract(tar, t.Dir, Path.GetFileName(t.Tar), kernel: k, whiteouts: false);
                 foreach (var d in t.Devices)
                 {
-                    var path = Path.Combine(t.Dir, d.Path);
-                    if (k.FileType(Path.GetDirectoryName(path)!) != Libc.S_IFDIR) Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-                    if (k.FileType(path) is not null) File.Delete(path);
+                    // Below directories of the tmpfs only: the archive's content may have put a
+                    // symlink where the device's parent goes (/dev/net -> /etc), never followed.
+                    var parts = d.Path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+                    var parent = LayerExtractor.EnsureParents(k, t.Dir, parts.AsSpan(0, parts.Length - 1),
+                        why => $"checkpoint archive: {Path.GetFileName(t.Tar)}: device /{string.Join('/', parts)} of the new spec: {why}");
+                    var path = Path.Combine(parent, parts[^1]);
+                    LayerExtractor.RemoveExisting(k, path);
                     k.Mknod(path, d.Mode, d.Dev);
                     k.Chmod(path, d.Mode & 0xfff);
                     if (d.Uid is not null || d.Gid is not null) k.Chown(path, d.Uid ?? 0, d.Gid ?? 0);

@@ -210,6 +210,32 @@ public sealed class TmpfsContentTests : IDisposable
         Assert.True(k.Calls.IndexOf($"mount tmpfs {dir} tmpfs 0x0 size=65536k,mode=755") < k.Calls.IndexOf($"mount none {dir} - 0x40000"));
     }
 
+    /// <summary>The archive's content decides what the fresh tmpfs holds, the new spec which devices:
+    /// a symlink the content put where a device's parent goes is never written through.</summary>
+    [Fact]
+    public void Mount_NeverMakesASpecDeviceThroughASymlinkTheArchivesContentPlanted()
+    {
+        var bundle = Path.Combine(_dir, "bundle");
+        var outside = Path.Combine(_dir, "outside");
+        Directory.CreateDirectory(bundle);
+        Directory.CreateDirectory(outside);
+        var tar = Path.Combine(_dir, "tmpfs-0.tar");
+        using (var w = new TarWriter(File.Create(tar), TarEntryFormat.Pax, leaveOpen: false))
+            w.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, "net") { LinkName = outside });
+        var dir = Path.Combine(bundle, TmpfsContent.RestoreDir, "0");
+        var plan = new List<TmpfsRestore> { new(dir, "", tar, [new TmpfsDevice("net/tun", Libc.S_IFCHR | 0x1b6, Libc.Makedev(10, 200), null, null)]) };
+        File.WriteAllText(Path.Combine(bundle, TmpfsContent.RestoreFile), JsonSerializer.Serialize(plan, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+        var k = new RecordingHostKernel();
+
+        var e = Assert.Throws<InvalidDataException>(() => TmpfsContent.Mount(k, bundle));
+
+        Assert.Contains("net", e.Message);
+        Assert.Contains("symlink", e.Message);
+        Assert.DoesNotContain(k.Calls, c => c.StartsWith("mknod", StringComparison.Ordinal));
+        Assert.Empty(Directory.GetFileSystemEntries(outside));
+        Assert.Equal($"umount2 {dir} 2", k.Calls[^1]);
+    }
+
     [Fact]
     public void Mount_WithoutAPlan_DoesNothing_AndAFailureUnmountsWhatItMounted()
     {

@@ -259,7 +259,7 @@ public static class LayerExtractor
     /// <summary>Creates the parent directories of an entry (0755 root, as tar does for implied
     /// parents) and refuses to go through anything that is not a real directory: a symlink there
     /// would send the write somewhere else, inside or outside the layer.</summary>
-    private static string EnsureParents(IHostKernel k, string root, ReadOnlySpan<string> parents, Func<string, string> bad)
+    internal static string EnsureParents(IHostKernel k, string root, ReadOnlySpan<string> parents, Func<string, string> bad)
     {
         var path = root;
         foreach (var p in parents)
@@ -288,7 +288,7 @@ public static class LayerExtractor
 
     private static string Rel(string root, string path) => Path.GetRelativePath(root, path);
 
-    private static void RemoveExisting(IHostKernel k, string path)
+    internal static void RemoveExisting(IHostKernel k, string path)
     {
         var type = k.FileType(path);
         if (type is null) return;
