@@ -12,7 +12,7 @@ internal static unsafe partial class Libc
         CLONE_NEWUSER = 0x10000000, CLONE_NEWPID = 0x20000000, CLONE_NEWNET = 0x40000000;
     // The same on every architecture but pivot_root, which is x86_64's number.
     public const long SYS_pivot_root = 155, SYS_pidfd_send_signal = 424, SYS_open_tree = 428, SYS_move_mount = 429,
-        SYS_pidfd_open = 434, SYS_mount_setattr = 442;
+        SYS_pidfd_open = 434, SYS_pidfd_getfd = 438, SYS_mount_setattr = 442;
     public const int OPEN_TREE_CLONE = 1, OPEN_TREE_CLOEXEC = 0x80000;
     public const int MOVE_MOUNT_F_EMPTY_PATH = 4, MOVE_MOUNT_T_EMPTY_PATH = 0x40;
     public const ulong MOUNT_ATTR_RDONLY = 0x1, MOUNT_ATTR_NOSUID = 0x2, MOUNT_ATTR_NODEV = 0x4, MOUNT_ATTR_NOEXEC = 0x8,

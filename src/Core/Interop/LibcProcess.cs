@@ -90,6 +90,15 @@ internal static unsafe partial class Libc
         throw Errno.Exception("pidfd_open", pid.ToString(CultureInfo.InvariantCulture), errno);
     }
 
+    /// <summary>pidfd_getfd(2): a duplicate, in this process, of the process's file descriptor
+    /// <paramref name="fd"/> (close-on-exec); needs ptrace access to it.</summary>
+    public static FdHandle PidfdGetfd(FdHandle pidfd, int fd)
+    {
+        var dup = Syscall4(SYS_pidfd_getfd, pidfd.Fd, fd, 0, 0);
+        if (dup >= 0) return new FdHandle((int)dup);
+        throw Errno.Exception("pidfd_getfd", $"fd {fd.ToString(CultureInfo.InvariantCulture)}", Errno.Current);
+    }
+
     /// <summary>Sends <paramref name="signal"/> through a pidfd; false when the process has already exited.</summary>
     public static bool PidfdSignal(FdHandle pidfd, int signal)
     {

@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Text;
 using CriRuntime.Interop;
 using CriRuntime.Kernel;
@@ -28,6 +29,7 @@ public sealed class PostDumpHook : IDisposable
         case "$CRTOOLS_SCRIPT_ACTION" in
         pre-dump) say=ready ;;
         post-dump) say=dumped ;;
+        status-ready) say="listening $PPID" ;;
         *) exit 0 ;;
         esac
         # Not criu's output pipes: a script outliving a killed criu must not keep the daemon reading them.
@@ -40,35 +42,47 @@ public sealed class PostDumpHook : IDisposable
         """;
 
     private const string PreDumpCase = "pre-dump) say=ready ;;\n";
+    private const string StatusReadyCase = "status-ready) say=\"listening $PPID\" ;;\n";
 
     private readonly FileStream _request, _cancel, _answer;
     private readonly Thread _thread;
+    private readonly ManualResetEventSlim _captureEnded = new();
     private Exception? _error;
     private bool _ran;
 
     /// <summary>The script to hand CRIU as <c>--action-script</c>.</summary>
     public string ScriptPath { get; }
 
-    private PostDumpHook(string scriptPath, FileStream request, FileStream cancel, FileStream answer, Action capture, PodCheckpointer.DumpGate gate)
+    private PostDumpHook(string scriptPath, FileStream request, FileStream cancel, FileStream answer, Action capture, PodCheckpointer.DumpGate gate,
+        Action<int>? listening)
     {
         ScriptPath = scriptPath;
         _request = request;
         _cancel = cancel;
         _answer = answer;
-        _thread = new Thread(() => Serve(capture, gate)) { IsBackground = true, Name = "criu post-dump" };
+        _thread = new Thread(() =>
+        {
+            try { Serve(capture, gate, listening); }
+            finally { _captureEnded.Set(); }
+        }) { IsBackground = true, Name = "criu post-dump" };
         _thread.Start();
     }
 
     /// <summary>Writes the script and its two FIFOs into <paramref name="dir"/> (the dump's
     /// scratch directory) and waits, on a thread of its own, for CRIU to reach pre-dump, where it
     /// answers once <paramref name="gate"/> opens (the pod frozen; none: at once), then
-    /// post-dump, where it runs <paramref name="capture"/> and answers.</summary>
-    public static PostDumpHook Start(string dir, Action capture, IHostKernel? kernel = null, PodCheckpointer.DumpGate? gate = null)
+    /// post-dump, where it runs <paramref name="capture"/> and answers. With
+    /// <paramref name="listening"/> (a lazy dump, whose CRIU serves the pages afterwards), CRIU asks
+    /// once more at status-ready, when its page server listens and before it accepts: the
+    /// callback gets CRIU's pid, and CRIU goes on whatever it does (best effort).</summary>
+    public static PostDumpHook Start(string dir, Action capture, IHostKernel? kernel = null, PodCheckpointer.DumpGate? gate = null,
+        Action<int>? listening = null)
     {
         var k = kernel ?? HostKernel.Instance;
         var script = Path.Combine(dir, ScriptName);
         // Without a gate CRIU need not ask at pre-dump: no round trip before it seizes the tasks.
         var text = gate is null ? Script.Replace(PreDumpCase, "", StringComparison.Ordinal) : Script;
+        if (listening is null) text = text.Replace(StatusReadyCase, "", StringComparison.Ordinal);
         File.WriteAllText(script, text.ReplaceLineEndings("\n"));
         File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var opened = new List<FileStream>();
@@ -78,7 +92,7 @@ public sealed class PostDumpHook : IDisposable
             // A second handle on the request FIFO, to wake the reader when CRIU never gets there.
             var cancel = Open(Path.Combine(dir, RequestFifo), FileAccess.Write, opened);
             var answer = OpenFifo(k, Path.Combine(dir, AnswerFifo), opened);
-            return new PostDumpHook(script, request, cancel, answer, capture, gate ?? PodCheckpointer.DumpGate.Opened());
+            return new PostDumpHook(script, request, cancel, answer, capture, gate ?? PodCheckpointer.DumpGate.Opened(), listening);
         }
         catch
         {
@@ -101,7 +115,7 @@ public sealed class PostDumpHook : IDisposable
         return f;
     }
 
-    private void Serve(Action capture, PodCheckpointer.DumpGate gate)
+    private void Serve(Action capture, PodCheckpointer.DumpGate gate, Action<int>? listening)
     {
         string? line;
         try { line = ReadLine(_request); }
@@ -130,8 +144,21 @@ public sealed class PostDumpHook : IDisposable
         finally
         {
             _ran = true;
+            _captureEnded.Set();
             Answer(ok);
         }
+        if (listening is null || !ok) return;
+        try { line = ReadLine(_request); }
+        catch (IOException) { return; }
+        const string Listening = "listening ";
+        if (!line.StartsWith(Listening, StringComparison.Ordinal)) return; // "cancel": CRIU ended first
+        try
+        {
+            if (int.TryParse(line.AsSpan(Listening.Length), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var pid) && pid > 0)
+                listening(pid);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or KernelException or SocketException or ObjectDisposedException) { }
+        finally { Answer(true); }
     }
 
     private bool Answer(bool ok)
@@ -152,25 +179,34 @@ public sealed class PostDumpHook : IDisposable
         return line.ToString();
     }
 
-    /// <summary>After CRIU has exited: stops waiting if it never reached post-dump, and rethrows
-    /// what the capture threw. False when the capture never ran.</summary>
+    /// <summary>After CRIU has exited (a lazy dump: once it reached post-dump): stops waiting if
+    /// it never reached post-dump, waits for the capture's answer, and rethrows what the capture
+    /// threw. False when the capture never ran.</summary>
     public bool Finish()
     {
-        if (!_ran)
-        {
-            try { _cancel.Write("cancel\n"u8); }
-            catch (IOException) { }
-        }
-        _thread.Join();
+        if (!_ran) Cancel();
+        _captureEnded.Wait();
         if (_error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(_error).Throw();
         return _ran;
     }
 
+    private void Cancel()
+    {
+        try { _cancel.Write("cancel\n"u8); }
+        catch (IOException) { }
+    }
+
+    /// <summary>After CRIU has exited: also stops waiting for status-ready.</summary>
     public void Dispose()
     {
-        if (_thread.IsAlive) Finish();
+        if (_thread.IsAlive)
+        {
+            Cancel();
+            _thread.Join();
+        }
         _request.Dispose();
         _cancel.Dispose();
         _answer.Dispose();
+        _captureEnded.Dispose();
     }
 }

@@ -122,6 +122,7 @@ public sealed partial class CriRuntimeService
             var podShm = TmpfsContent.PodShm(spec, mounts);
             TmpfsDump? tmpfs = null;
             var postDumped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var pageServer = lazy is null ? ((string, int)?)null : (lazy.Address, LazyDump.FreePort(lazy.Address));
             // A lazy dump's hook lives as long as its CRIU (which may still be reading the answer).
             var hook = PostDumpHook.Start(scratch, () =>
             {
@@ -138,9 +139,8 @@ public sealed partial class CriRuntimeService
                             [.. DumpPlan.ParseMountInfo(File.ReadAllText($"/proc/{pid}/mountinfo")).Select(m => m.MountPoint)], scratch, podShm);
                 }
                 finally { postDumped.TrySetResult(); }
-            }, gate: gate);
+            }, gate: gate, listening: lazy is null ? null : criuPid => PageServerListening(c.Id, criuPid, pageServer!.Value.Item2));
             using var hookUntilReturn = lazy is null ? hook : null;
-            var pageServer = lazy is null ? ((string, int)?)null : (lazy.Address, LazyDump.FreePort(lazy.Address));
             var args = DumpPlan.Args(pid, images, scratch, rootfs, spec, mounts, kind => NamespaceInode(pid, kind), freezerDir, hook.ScriptPath,
                 stream: streamer is not null, pageServer: pageServer, isDirectory: isDirectory, networkLockedOutside: networkLockedOutside);
             if (lazy is not null) args = [.. args, .. lazy.ServerArgs];
@@ -232,11 +232,11 @@ public sealed partial class CriRuntimeService
 
     /// <summary>Writes the archive at <paramref name="location"/>, or completes the one the
     /// images were streamed into (then <paramref name="location"/> is the name it was opened for).</summary>
-    private static void WriteArchive(DumpedContainer d, string location, Containers.StepTimes? steps = null)
+    private static void WriteArchive(DumpedContainer d, string location, Containers.StepTimes? steps = null, bool durable = true)
     {
         using var span = Telemetry.Tracing.Start("checkpoint archive")?.SetTag("criruntime.checkpoint_archive", location);
-        if (d.Archive is { } streamed) CheckpointArchive.Complete(streamed, d.Parts, steps);
-        else CheckpointArchive.Write(location, d.Parts);
+        if (d.Archive is { } streamed) CheckpointArchive.Complete(streamed, d.Parts, steps, durable);
+        else CheckpointArchive.Write(location, d.Parts, durable);
     }
 
     private void DiscardDump(DumpedContainer d)
@@ -264,8 +264,23 @@ public sealed partial class CriRuntimeService
     }
 
     /// <summary>The last lines of CRIU's log, for the error the caller sees.</summary>
+    /// <summary>A lazy dump's page server listens (CRIU waits in its status-ready action script):
+    /// its socket gets TCP_NODELAY before the target connects (<see cref="PageServerSocket"/>).
+    /// Best effort: without it the pages still flow, the TLS handshake may just take 40 ms longer.</summary>
+    private void PageServerListening(string containerId, int criuPid, int port)
+    {
+        try { PageServerSocket.SetNoDelay(criuPid, port); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Interop.KernelException or System.Net.Sockets.SocketException)
+        {
+            CheckpointLog.NoDelayFailed(_log, containerId, port, e.Message);
+        }
+    }
+
     private static partial class CheckpointLog
     {
+        [LoggerMessage(EventId = 1203, Level = LogLevel.Warning, Message = "container {ContainerId}: cannot set TCP_NODELAY on its page server's socket (port {Port}); its TLS handshake may stall: {Reason}")]
+        public static partial void NoDelayFailed(ILogger logger, string containerId, int port, string reason);
+
         [LoggerMessage(EventId = 1200, Level = LogLevel.Information, Message = "checkpointed container {ContainerId} to {Location} (criu dump {Milliseconds} ms)")]
         public static partial void Checkpointed(ILogger logger, string containerId, string location, double milliseconds);
 

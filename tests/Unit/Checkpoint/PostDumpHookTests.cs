@@ -129,4 +129,59 @@ public sealed class PostDumpHookTests : IDisposable
         using (var hook = PostDumpHook.Start(Directory.CreateDirectory(Path.Combine(_dir, "pod")).FullName, () => { }, gate: new PodCheckpointer.DumpGate()))
             Assert.Contains("pre-dump) say=ready", File.ReadAllText(hook.ScriptPath));
     }
+
+    /// <summary>A lazy dump: CRIU asks once more at status-ready (its page server listens, it has
+    /// not accepted yet) and waits for the answer; the callback gets CRIU's pid (the script's parent).</summary>
+    [Fact]
+    public async Task ALazyDump_AtStatusReady_HandsTheDaemonCriusPid_BeforeCriuGoesOn()
+    {
+        var got = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var captured = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new ManualResetEventSlim();
+        using var hook = PostDumpHook.Start(_dir, captured.SetResult, listening: pid => { got.SetResult(pid); release.Wait(TimeSpan.FromSeconds(30)); });
+
+        var criu = FakeCriuAsync(hook.ScriptPath, Layer, "post-dump", "network-unlock", "status-ready");
+        // As the lazy dump does: once post-dump was reached, the capture's answer, while CRIU goes on.
+        await captured.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(hook.Finish());
+        var pid = await got.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        // CRIU waits in the script until the daemon answers.
+        Assert.False(criu.IsCompleted);
+        // sh -c SCRIPT fake-criu ...: the process that ran the action script.
+        Assert.Contains("fake-criu", File.ReadAllText($"/proc/{pid}/cmdline").Split('\0'));
+        release.Set();
+        Assert.Equal(0, await criu.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
+    public async Task ACallbackThatFails_AtStatusReady_DoesNotFailCriu()
+    {
+        using var hook = PostDumpHook.Start(_dir, () => { }, listening: _ => throw new IOException("no such socket"));
+
+        Assert.Equal(0, await FakeCriuAsync(hook.ScriptPath, Layer, "post-dump", "status-ready").WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(hook.Finish());
+    }
+
+    /// <summary>A lazy CRIU that ends before status-ready: disposing the hook stops its wait.</summary>
+    [Fact]
+    public async Task ALazyCriuThatEndsBeforeStatusReady_LeavesNothingWaiting()
+    {
+        var called = false;
+        var hook = PostDumpHook.Start(_dir, () => { }, listening: _ => called = true);
+        Assert.Equal(0, await FakeCriuAsync(hook.ScriptPath, Layer, "post-dump").WaitAsync(TimeSpan.FromSeconds(30)));
+        // CRIU has exited; the hook still waits for status-ready.
+        Assert.True(hook.Finish());
+        var disposed = Task.Run(hook.Dispose);
+        await disposed.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.False(called);
+    }
+
+    [Fact]
+    public void OnlyALazyDump_AsksAtStatusReady()
+    {
+        using (var hook = PostDumpHook.Start(Directory.CreateDirectory(Path.Combine(_dir, "plain")).FullName, () => { }))
+            Assert.DoesNotContain("status-ready)", File.ReadAllText(hook.ScriptPath));
+        using (var hook = PostDumpHook.Start(Directory.CreateDirectory(Path.Combine(_dir, "lazy")).FullName, () => { }, listening: _ => { }))
+            Assert.Contains("status-ready) say=\"listening $PPID\"", File.ReadAllText(hook.ScriptPath));
+    }
 }
