@@ -153,6 +153,10 @@ public sealed record RestoreSpec
     public string PidFile { get; init; } = "";
     /// <summary>CRIU's log, whose last errors are the start error on failure.</summary>
     public string LogFile { get; init; } = "";
+    /// <summary>The nice value CRIU runs at (0: the shim's own), as the daemon's own CRIU runs do:
+    /// the restore is a container's downtime, ahead of the node's other work. CRIU sets each
+    /// restored task's own scheduling values from the image, so the container does not keep it.</summary>
+    public int Nice { get; init; }
 }
 
 /// <summary>The well-known files of a container's state dir.</summary>

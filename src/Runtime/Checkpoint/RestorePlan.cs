@@ -83,7 +83,7 @@ public static partial class RestorePlan
         return new RestoreSpec
         {
             Criu = criu, Args = args, Env = criuEnv, StdoutFd = stdoutFd, StderrFd = stderrFd, Files = files,
-            PidFile = pidFile, LogFile = Path.Combine(dir, "restore.log"),
+            PidFile = pidFile, LogFile = Path.Combine(dir, "restore.log"), Nice = Criu.CriuNice,
         };
     }
 

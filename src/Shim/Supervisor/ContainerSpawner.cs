@@ -140,7 +140,7 @@ public sealed class ContainerSpawner
     /// <paramref name="pidFile"/>; from then on that init is reaped like one this class started.
     /// Returns null on success, else how CRIU ended (the container has exited then, with CRIU's
     /// status).</summary>
-    public string? StartRestore(string exe, IReadOnlyList<string> argv, IReadOnlyList<string> env, IReadOnlyDictionary<int, int> fds, string pidFile)
+    public string? StartRestore(string exe, IReadOnlyList<string> argv, IReadOnlyList<string> env, IReadOnlyDictionary<int, int> fds, string pidFile, int nice = 0)
     {
         string? failure = null;
         var thread = new Thread(() =>
@@ -153,6 +153,9 @@ public sealed class ContainerSpawner
                 _spawned.Set();
                 return;
             }
+            // Best effort (needs CAP_SYS_NICE); what CRIU forks inherits it until CRIU sets each
+            // restored task's own values from the image.
+            if (nice != 0) _ = Libc.Setpriority(Libc.PRIO_PROCESS, (uint)criu, nice);
             var status = WaitFor(criu);
             if (status != 0)
             {

@@ -46,7 +46,7 @@ public sealed partial class ContainerSupervisor
                 files.Add(h);
                 fds[int.Parse(fd, System.Globalization.CultureInfo.InvariantCulture)] = h.Fd;
             }
-            failure = _spawner.StartRestore(restore.Criu, [restore.Criu, .. restore.Args], [.. Spawn.CurrentEnvironment(), .. restore.Env], fds, restore.PidFile);
+            failure = _spawner.StartRestore(restore.Criu, [restore.Criu, .. restore.Args], [.. Spawn.CurrentEnvironment(), .. restore.Env], fds, restore.PidFile, restore.Nice);
             // Ended and reaped while CRIU was still finishing: no pidfd can be had any more.
             if (failure is null && _spawner.RestoredPidFd is null && _spawner.HasExited)
                 failure = $"the restored process {_spawner.Pid} exited before criu restore returned (status {_spawner.RawStatus})";

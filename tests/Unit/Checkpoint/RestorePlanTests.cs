@@ -57,6 +57,8 @@ public sealed class RestorePlanTests : IDisposable
         Assert.Contains("--restore-detached", plan.Args);
         Assert.Equal(["CRIU_FAULT=130"], plan.Env);
         Assert.Equal(plan.PidFile, After(plan.Args, "--pidfile"));
+        // The restore runs ahead of the node's other work, as the daemon's own CRIU runs do.
+        Assert.Equal(Criu.CriuNice, plan.Nice);
     }
 
     [Fact]

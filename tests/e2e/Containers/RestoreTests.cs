@@ -39,7 +39,7 @@ public class RestoreTests(RegistryWithImages fixture)
         // Content of the container's own tmpfs mounts (/dev/shm, /dev), which the daemon captures
         // itself while the tasks are frozen (CRIU binds a fresh tmpfs with it at the restore).
         await node.C.ExecOkAsync(oldId, "sh", "-c", "echo shared > /dev/shm/segment && mkdir /dev/extra && echo made > /dev/extra/file");
-        var cgroupView = await node.C.ExecOkAsync(oldId, "ls", "-l", "/sys/fs/cgroup");
+        var cgroupView = Timeless(await node.C.ExecOkAsync(oldId, "ls", "-l", "/sys/fs/cgroup"));
         var location = Path.Combine(node.D.Dir, "checkpoint.tar");
         // A lower bound of the value in memory when CRIU froze it (the archive's files are
         // captured after the container runs on, so they may be ahead of it).
@@ -80,6 +80,8 @@ public class RestoreTests(RegistryWithImages fixture)
         {
             var memory = File.ReadAllLines($"/proc/{pid}/cgroup").Single(l => l.Split(':')[1].Split(',').Contains("memory"));
             Assert.EndsWith("/" + id, memory);
+            // CRIU restores at nice -10 (the downtime goes first); the processes keep their own 0.
+            Assert.Equal("0", NiceOf(pid));
         }
         Assert.Equal("kept\n", await node.C.ExecOkAsync(id, "cat", "/written.txt"));
         Assert.Equal("gone\n", await node.C.ExecOkAsync(id, "sh", "-c", "test -e /etc/group || echo gone"));
@@ -119,6 +121,13 @@ public class RestoreTests(RegistryWithImages fixture)
         Assert.True(stopped.ExitCode is 137 or 143, $"exit code {stopped.ExitCode}");
     }
 
+    /// <summary>The nice value of a process (/proc/PID/stat field 19; the comm in parentheses may hold spaces).</summary>
+    private static string NiceOf(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        return stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[16];
+    }
+
     /// <summary>The masked paths of the container's spec (bundle/config.json, where the product
     /// wrote what it decided: the request's list, else SpecBuilder.DefaultMaskedPaths; the
     /// kubelet's list here) that are directories on this kernel's /proc and /sys: those the shim
@@ -155,11 +164,18 @@ public class RestoreTests(RegistryWithImages fixture)
         return [];
     }
 
+    /// <summary>`ls -l` lines without their month, day and time: a restored container's cgroup
+    /// directories are new, and their times are the restore's.</summary>
+    private static string Timeless(string ls) =>
+        string.Join('\n', ls.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Select(f => f.Length > 8 ? string.Join(' ', f[..5].Concat(f[8..])) : string.Join(' ', f)));
+
     private static async Task AssertTmpfsRestoredAsync(CriClient c, string id, string cgroupView)
     {
         Assert.Equal("shared\n", await c.ExecOkAsync(id, "cat", "/dev/shm/segment"));
         Assert.Equal("made\n", await c.ExecOkAsync(id, "cat", "/dev/extra/file"));
-        Assert.Equal(cgroupView, await c.ExecOkAsync(id, "ls", "-l", "/sys/fs/cgroup"));
+        Assert.Equal(cgroupView, Timeless(await c.ExecOkAsync(id, "ls", "-l", "/sys/fs/cgroup")));
         Assert.Equal("3\nok\n", await c.ExecOkAsync(id, "sh", "-c", "echo x > /dev/null && head -c 3 /dev/zero | wc -c && test -e /dev/fd/0 && echo ok"));
         var mounts = (await c.ExecOkAsync(id, "cat", "/proc/self/mountinfo")).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')).ToList();
         string[] Of(string point) => mounts.Last(f => f[4] == point);
