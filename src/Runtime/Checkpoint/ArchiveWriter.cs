@@ -81,8 +81,10 @@ internal sealed class ArchiveWriter : IDisposable
     /// normal priority now (<see cref="WritebackFileStream.Hurry"/>).</summary>
     public void Hurry() => _archive.Hurry(_file.Length);
 
-    /// <summary>End-of-archive blocks, fsync, rename into place.</summary>
-    public void Commit(Containers.StepTimes? steps = null)
+    /// <summary>End-of-archive blocks, fsync (unless not <paramref name="durable"/>: an archive no
+    /// restart or reboot needs, a migration's, sent and discarded while the pod is frozen), rename
+    /// into place.</summary>
+    public void Commit(Containers.StepTimes? steps = null, bool durable = true)
     {
         if (_direct is not null) throw new InvalidOperationException($"{_direct.Name} was not ended");
         Tar.Dispose();
@@ -91,8 +93,8 @@ internal sealed class ArchiveWriter : IDisposable
         if (_allocated > 0 && Libc.Ftruncate(Fd, _file.Length) != 0)
             throw Errno.Exception("ftruncate", _tmp, Errno.Current);
         steps?.Mark("close");
-        _file.Flush(flushToDisk: true);
-        steps?.Mark("fsync");
+        _file.Flush(flushToDisk: durable);
+        if (durable) steps?.Mark("fsync");
         _file.Dispose();
         System.IO.File.Move(_tmp, _location, overwrite: true);
         _committed = true;

@@ -66,21 +66,21 @@ public static class CheckpointArchive
     /// <summary>rootfs-diff.tar, written at <see cref="TarPath"/>, and the paths the layer deleted.</summary>
     public sealed record RootfsDiff(string TarPath, IReadOnlyList<string> Deleted);
 
-    public static void Write(string location, Parts parts)
+    public static void Write(string location, Parts parts, bool durable = true)
     {
         using var archive = ArchiveWriter.Create(location);
         WriteParts(archive, parts, imagesStreamed: false);
-        archive.Commit();
+        archive.Commit(durable: durable);
     }
 
     /// <summary>Finishes an archive whose CRIU images <see cref="ImageStreamer"/> already wrote
     /// (under <see cref="CheckpointDirectory"/>/): the other parts, then any image CRIU kept in
     /// the directory even when streaming (irmap-cache), then fsync and rename.</summary>
-    internal static void Complete(ArchiveWriter archive, Parts parts, Containers.StepTimes? steps = null)
+    internal static void Complete(ArchiveWriter archive, Parts parts, Containers.StepTimes? steps = null, bool durable = true)
     {
         WriteParts(archive, parts, imagesStreamed: true);
         steps?.Mark("parts");
-        archive.Commit(steps);
+        archive.Commit(steps, durable);
     }
 
     private static void WriteParts(ArchiveWriter archive, Parts parts, bool imagesStreamed)

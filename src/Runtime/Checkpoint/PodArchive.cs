@@ -52,14 +52,14 @@ public static class PodArchive
     /// <summary>Writes pod.dump and, through <paramref name="writeArchive"/> (given each
     /// container's archive path), every container's archive into <paramref name="dir"/>. On
     /// failure everything written is removed again (the directory itself, the caller's, stays).</summary>
-    public static void Write(string dir, PodDump pod, Action<PodDumpContainer, string> writeArchive)
+    public static void Write(string dir, PodDump pod, Action<PodDumpContainer, string> writeArchive, bool durable = true)
     {
         var containers = Path.Combine(dir, ContainersDirectory);
         try
         {
             Directory.CreateDirectory(containers);
             foreach (var c in pod.Containers) writeArchive(c, Path.Combine(dir, c.Archive));
-            Files.AtomicFile.Write(Path.Combine(dir, PodDumpFile), JsonSerializer.SerializeToUtf8Bytes(pod, PodArchiveJson.Default.PodDump));
+            Files.AtomicFile.Write(Path.Combine(dir, PodDumpFile), JsonSerializer.SerializeToUtf8Bytes(pod, PodArchiveJson.Default.PodDump), durable: durable);
         }
         catch
         {

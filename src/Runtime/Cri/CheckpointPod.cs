@@ -111,7 +111,11 @@ public sealed partial class CriRuntimeService
                     Labels = new(podConfig.Labels), Annotations = new(podConfig.Annotations),
                     Containers = [.. dumps.Select(d => new PodDumpContainer { Name = d.Container.Name, Id = d.Container.Id, Archive = PodArchive.ArchiveOf(d.Container.Name) })],
                 };
-                await Task.Run(() => PodArchive.Write(output, podDump, (c, path) => WriteArchive(dumps.Single(d => d.Container.Id == c.Id), path)), CancellationToken.None);
+                // A migration's archive (the pod left frozen) is sent and discarded: if this node
+                // reboots meanwhile, the frozen pod is gone with it, and the archive is no use.
+                var durable = !leaveFrozen;
+                await Task.Run(() => PodArchive.Write(output, podDump, (c, path) => WriteArchive(dumps.Single(d => d.Container.Id == c.Id), path, durable: durable), durable),
+                    CancellationToken.None);
             }
             finally
             {
