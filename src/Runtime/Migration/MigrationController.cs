@@ -656,6 +656,9 @@ public sealed partial class MigrationController(
 
     public DateTimeOffset Now => clock.GetUtcNow();
 
+    /// <summary>Target: where a Restore's time went (Debug; the bench prints it).</summary>
+    internal void LogRestoreSteps(string id, Containers.StepTimes steps) => Log.RestoreSteps(log, id, steps.ToString());
+
     private static partial class Log
     {
         [LoggerMessage(EventId = 1300, Level = LogLevel.Information, Message = "migration {Id}: pod {PodId} runs on {Target}: downtime {DowntimeMs} ms, {Bytes} bytes sent")]
@@ -681,6 +684,9 @@ public sealed partial class MigrationController(
 
         [LoggerMessage(EventId = 1307, Level = LogLevel.Information, Message = "migration {Id}: every memory page of the lazy restore arrived")]
         public static partial void PagesArrived(ILogger logger, string id);
+
+        [LoggerMessage(EventId = 1309, Level = LogLevel.Debug, Message = "migration {Id}: restored on this node: {Steps}")]
+        public static partial void RestoreSteps(ILogger logger, string id, string steps);
 
         [LoggerMessage(EventId = 1304, Level = LogLevel.Information, Message = "migration {Id}, left by the previous daemon: {What}")]
         public static partial void Recovered(ILogger logger, string id, string what);

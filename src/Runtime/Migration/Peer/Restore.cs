@@ -17,6 +17,7 @@ public sealed partial class MigrationPeerService
     public override async Task<PeerResponse> Restore(PeerRequest request, ServerCallContext context)
     {
         var m = Prepared(request.MigrationId, MigrationPhase.Received, MigrationPhase.Started);
+        var steps = new Containers.StepTimes();
         using (await Store.LockAsync(m.Id, context.CancellationToken))
         {
             m = Store.Find(m.Id)!;
@@ -33,12 +34,14 @@ public sealed partial class MigrationPeerService
             var podConfig = PodSandboxConfig.Parser.ParseFrom(m.PodConfig);
             // Recorded before any socket is restored: whoever removes this pod locks its network first.
             if (request.KeepConnections && !m.KeepConnections) m = Store.Update(m.Id, r => r with { KeepConnections = true });
+            steps.Mark("read");
             var created = new List<RestoredContainer>();
             var lazyPages = new List<Task<Checkpoint.CriuResult>>();
             var ok = false;
             try
             {
                 await ctl.Cri.CreateRestoredContainersAsync(m.PodId, podConfig, dir, podDump, byName, created, context);
+                steps.Mark("create");
                 Testing.FaultPoints.Crash(Testing.FaultPoints.RestoreBeforeStart);
                 foreach (var c in created)
                 {
@@ -47,9 +50,13 @@ public sealed partial class MigrationPeerService
                     // Lazy: restored without its memory, which criu lazy-pages pulls from the source.
                     // Its start-up and the shim's overlap (both are on the downtime's path).
                     if (pageServers.TryGetValue(c.Name, out var pageServer))
+                    {
                         lazyPages.Add(await ctl.StartLazyPagesAsync(m.Id, c.ContainerId, pageServer,
                             () => ctl.Cri.StartShimAheadAsync(c.ContainerId, context.CancellationToken)));
+                        steps.Mark("lazy-pages+shim");
+                    }
                     await ctl.Cri.StartContainer(new StartContainerRequest { ContainerId = c.ContainerId }, context);
+                    steps.Mark("start");
                 }
                 ok = true;
             }
@@ -67,6 +74,8 @@ public sealed partial class MigrationPeerService
             // Lazy: STARTED without PagesArrived; the target owns the pod only once that is recorded.
             Store.Update(m.Id, r => r with { Phase = MigrationPhase.Started, Lazy = lazyPages.Count > 0 });
             if (lazyPages.Count > 0) ctl.WatchPages(m.Id, lazyPages);
+            steps.Mark("record");
+            ctl.LogRestoreSteps(m.Id, steps);
             Testing.FaultPoints.Crash(Testing.FaultPoints.RestoreAfterStart);
             return new PeerResponse { PodSandboxId = m.PodId, Bytes = m.BytesReceived };
         }
