@@ -41,6 +41,8 @@ public sealed class MigrationSection(Options opts) : IBenchSection
 
     private readonly Dictionary<(string Mode, int Mb), List<Sample>> _samples = [];
     private readonly List<string> _errors = [];
+    /// <summary>The target's Restore steps (ms) per mode and size, from its daemon's Debug log.</summary>
+    private readonly Dictionary<(string Mode, int Mb), Dictionary<string, List<double>>> _restoreSteps = [];
     private string _load = "";
 
     private static string Workload(int mb) =>
@@ -98,6 +100,20 @@ public sealed class MigrationSection(Options opts) : IBenchSection
         {
             var loadAfter = File.ReadAllText("/proc/loadavg").Split(' ')[..3];
             _load = $"load average {string.Join(' ', loadBefore)} before, {string.Join(' ', loadAfter)} after";
+            // The target's Debug lines "migration ID: restored on this node: step=1.2ms …".
+            var targetLog = Path.Combine(ctx.Env.LogDir, "criruntime-mig-b.log");
+            if (File.Exists(targetLog))
+                foreach (var line in File.ReadAllLines(targetLog))
+                {
+                    const string Marker = ": restored on this node: ";
+                    var at = line.IndexOf(Marker, StringComparison.Ordinal);
+                    var id = at < 0 ? "" : line[..at].Split(' ').Last();
+                    var parts = id.Split('-');
+                    if (parts.Length != 3 || !int.TryParse(parts[2], CultureInfo.InvariantCulture, out var mb)) continue;
+                    var steps = _restoreSteps.TryGetValue((parts[1], mb), out var d) ? d : _restoreSteps[(parts[1], mb)] = new(StringComparer.Ordinal);
+                    foreach (var (step, ms) in StepTimes.Steps(line[(at + Marker.Length)..]))
+                        (steps.TryGetValue(step, out var l) ? l : steps[step] = []).Add(ms);
+                }
             foreach (var n in new[] { a, b })
                 if (n is not null)
                 {
@@ -295,6 +311,17 @@ public sealed class MigrationSection(Options opts) : IBenchSection
             if (mb == 200)
                 line += $" (target ≤ 0.3: {(ratio <= 0.3 ? "**met**" : "**missed**")}); lazy downtime {F(lazy)} ms (target ≤ 300 ms: {(lazy <= 300 ? "**met**" : "**missed**")})";
             sb.AppendLine(line + ".");
+        }
+        if (_restoreSteps.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine("Where the target's part of the downtime goes (its Restore call, p50 ms of each step from the target daemon's Debug line; the tasks resume inside `start`, which ends when CRIU has exited):");
+            sb.AppendLine();
+            foreach (var mb in SizesMb)
+                foreach (var mode in Modes)
+                    if (_restoreSteps.TryGetValue((mode, mb), out var steps))
+                        sb.AppendLine($"- {(mb >= 1024 ? $"{mb / 1024} GB" : $"{mb} MB")} {mode}: " +
+                            string.Join(", ", steps.Select(kv => $"{kv.Key} {Stats.Percentile(kv.Value, 50).ToString("F1", CultureInfo.InvariantCulture)}")));
         }
         if (_errors.Count > 0)
         {

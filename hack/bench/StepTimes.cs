@@ -33,6 +33,10 @@ public static partial class StepTimes
         return result;
     }
 
+    /// <summary>Every "step=1.23ms" of <paramref name="text"/>, in order.</summary>
+    public static List<(string Step, double Ms)> Steps(string text) =>
+        [.. Step().Matches(text).Select(m => (m.Groups[1].Value.Trim(), double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)))];
+
     [GeneratedRegex(@"\b(CreateContainer|StartContainer|RemoveContainer) [0-9a-f]{64}: (.*)$", RegexOptions.Multiline)]
     private static partial Regex Line();
 

@@ -191,6 +191,7 @@ public sealed partial class MigrationController(
             var frozenAt = Stopwatch.GetTimestamp() - (long)(frozenFor.TotalSeconds * Stopwatch.Frequency);
             var dumpMs = (long)frozenFor.TotalMilliseconds;
             Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateAfterDump);
+            Testing.FaultPoints.Hold(Testing.FaultPoints.MigrateAfterDump, ct);
 
             var files = CheckpointFiles(dir);
             var total = files.Sum(f => new FileInfo(Path.Combine(dir, f)).Length);
@@ -201,6 +202,7 @@ public sealed partial class MigrationController(
             await peer.TransferAsync(m.Id, dir, files, sent =>
             {
                 Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateMidTransfer);
+                Testing.FaultPoints.Hold(Testing.FaultPoints.MigrateMidTransfer, ct);
                 if (sent - lastPublished < 4 * PeerClient.ChunkBytes && sent < total) return;
                 lastPublished = sent;
                 var s = Status(m);

@@ -65,6 +65,20 @@ public static class FaultPoints
     public const string RestorePaging = "restore-paging";
 
     private static readonly string? Armed = Environment.GetEnvironmentVariable("CRIRUNTIME_FAULT");
+    private static readonly string? Held = Environment.GetEnvironmentVariable("CRIRUNTIME_HOLD");
+
+    /// <summary>For e2e tests of Abort: when $CRIRUNTIME_HOLD names <paramref name="point"/>, the
+    /// operation waits there until it is cancelled (an Abort), so a test can abort in a phase that
+    /// otherwise lasts milliseconds. It says so on stderr first. Unset (always, outside tests) this
+    /// is one string comparison.</summary>
+    public static void Hold(string point, CancellationToken ct)
+    {
+        if (Held != point) return;
+        Console.Error.WriteLine($"fault point {point}: holding until cancelled (CRIRUNTIME_HOLD)");
+        Console.Error.Flush();
+        ct.WaitHandle.WaitOne();
+        ct.ThrowIfCancellationRequested();
+    }
 
     public static void Crash(string point)
     {

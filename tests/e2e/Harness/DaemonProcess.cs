@@ -58,7 +58,15 @@ public sealed partial class DaemonProcess : IDisposable
         void OnLine(string? line)
         {
             if (line is null) return;
-            lock (_outputLock) _output.AppendLine(line);
+            lock (_outputLock)
+            {
+                _output.AppendLine(line);
+                foreach (var w in _waiters.Where(w => line.Contains(w.Text, StringComparison.Ordinal)).ToList())
+                {
+                    _waiters.Remove(w);
+                    w.Seen.TrySetResult();
+                }
+            }
             if (line.Contains("serving CRI on", StringComparison.Ordinal)) ready.TrySetResult();
         }
         p.OutputDataReceived += (_, e) => OnLine(e.Data);
@@ -72,6 +80,21 @@ public sealed partial class DaemonProcess : IDisposable
     }
 
     public CriClient Client() => new(Socket);
+
+    private readonly List<(string Text, TaskCompletionSource Seen)> _waiters = [];
+
+    /// <summary>Returns once the daemon has written a line containing <paramref name="text"/>
+    /// (already, or from now on): an event, not polling.</summary>
+    public Task WaitForOutputAsync(string text, TimeSpan timeout)
+    {
+        var seen = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_outputLock)
+        {
+            if (_output.ToString().Contains(text, StringComparison.Ordinal)) return Task.CompletedTask;
+            _waiters.Add((text, seen));
+        }
+        return seen.Task.WaitAsync(timeout);
+    }
 
     /// <summary>SIGTERM, then wait for a clean exit.</summary>
     public async Task StopAsync()

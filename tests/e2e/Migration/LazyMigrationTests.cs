@@ -102,6 +102,46 @@ public partial class MigrationTests
         Assert.Empty(await PodsAsync(b));
     }
 
+    /// <summary>Abort in the lazy phases that last milliseconds, held open by the source's
+    /// $CRIRUNTIME_HOLD: FREEZING once the pod is dumped (its page servers already serve, holding
+    /// the tasks seized) and TRANSFERRING once the first chunk went. The page servers go,
+    /// the target removes the pod it prepared, and the source counts on.</summary>
+    [Theory]
+    [InlineData("migrate-after-dump", "FREEZING")]
+    [InlineData("migrate-mid-transfer", "TRANSFERRING")]
+    public async Task LazyMigration_AbortedInAShortPhase_LeavesTheSourceCountingOnAndTheTargetEmpty(string holdAt, string phase)
+    {
+        using var pipes = PipeMaxSize.Set(PipeMaxSize.Lazy);
+        await using var nodes = await TwoNodes.StartAsync(_registry, Umoci);
+        var (a, b) = (nodes.Source, nodes.Target);
+        a.D.Environment["CRIRUNTIME_HOLD"] = holdAt;
+        await a.D.RestartAsync();
+        var id = $"m-lazy-hold-{phase.ToLowerInvariant()}";
+        var source = await CounterPodAsync(a, $"counter-lazy-hold-{phase.ToLowerInvariant()}");
+        await PrepareAsync(b, source, id);
+        var before = await CountAsync(a.C, source.ContainerId);
+
+        using var call = a.Migration.Migrate(new MigrateRequest { MigrationId = id, PodSandboxId = source.PodId, TargetAddress = b.Address, Mode = "lazy", AllowNewIp = true });
+        await a.D.WaitForOutputAsync($"fault point {holdAt}: holding", TimeSpan.FromSeconds(120));
+        Assert.Equal(phase, (await a.Migration.GetMigrationAsync(new GetMigrationRequest { MigrationId = id })).Phase);
+        // The page servers serve; they hold the tasks seized (CRIU thawed the cgroup to seize them).
+        Assert.NotEmpty(PageServers(a));
+
+        Assert.Equal("ABORTED", (await a.Migration.AbortAsync(new AbortRequest { MigrationId = id })).Phase);
+
+        var ended = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await call.ResponseStream.MoveNext(CancellationToken.None)) { }
+        });
+        Assert.Empty(PageServers(a));
+        Assert.Equal("ABORTED", (await b.Migration.GetMigrationAsync(new GetMigrationRequest { MigrationId = id })).Phase);
+        Assert.Empty(await PodsAsync(b));
+        Assert.Equal("THAWED", FreezerState(a, source.ContainerId));
+        var now = await CountAsync(a.C, source.ContainerId);
+        Assert.True(now >= before, $"counter at {now}, {before} before the migration ({ended.Status.Detail})");
+        await WaitCountAsync(a.C, source.ContainerId, now + 3);
+    }
+
     /// <summary>Abort while the target runs the pod and its memory pages still follow (PAGING):
     /// the page servers go, the target's copy goes, and only then does the source run again. The
     /// pages are held: 500 MB beside the counter (seconds of paging), and the source's page server
