@@ -215,6 +215,51 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
+    /// <summary>The monitor runs several execs at once, each answered with its own output; one
+    /// still running when the container exits is killed and answered, and the exit is then
+    /// recorded by .NET as ever (not as a dead shim's 255).</summary>
+    [Fact]
+    public async Task ExecSync_ServedByTheMonitor_ManyAtOnce_AndOneRunningWhenTheContainerExits()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("monexecs");
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.StartNewAsync(podId, pod, Container("idle", image, "sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"));
+        var (shimPid, _) = Pids(d, id);
+        await WaitForMonitorAsync(shimPid);
+        var handovers = Handovers(d, id);
+
+        var many = Enumerable.Range(0, 10).Select(async i =>
+        {
+            var r = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "sh", "-c", $"sleep 0.{i % 3}; echo out-{i}; echo err-{i} >&2; exit {i}" }, Timeout = 30 });
+            Assert.Equal($"out-{i}\n", r.Stdout.ToStringUtf8());
+            Assert.Equal($"err-{i}\n", r.Stderr.ToStringUtf8());
+            Assert.Equal(i, r.ExitCode);
+        });
+        await Task.WhenAll(many);
+        Assert.Equal(handovers, Handovers(d, id));
+
+        var running = c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "sleep", "300" }, Timeout = 0 }).ResponseAsync;
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!(await c.ExecOkAsync(id, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")).Contains("sleep 300"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the exec never ran");
+            await Task.Delay(20);
+        }
+        await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 10 });
+        var ended = await running.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal(137, ended.ExitCode); // killed with its container
+        var exited = await c.StatusAsync(id);
+        Assert.Equal(ContainerState.ContainerExited, exited.State);
+        Assert.Equal(7, exited.ExitCode); // recorded by .NET: the trap's code
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
     [Fact]
     public async Task WithTheMonitorOff_TheDotNetSupervisorStays()
     {
