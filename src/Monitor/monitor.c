@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -474,6 +475,10 @@ static void signal_init(int sig)
  * exec-init), and no hand-back nor re-exec of this monitor. */
 
 #define EXEC_MAX_OUTPUT (16 * 1024 * 1024) /* ExecResult.MaxOutput */
+
+/* One read buffer for the container's output and the execs' (single-threaded): the monitor now
+ * outlives execs, and a stack buffer's pages would stay resident in every idle shim. */
+static char io_buf[16 * 1024];
 #define MAX_EXECS 64
 
 struct buf {
@@ -709,12 +714,24 @@ fail:;
 	return NULL;
 }
 
-/* Reads what is there of one of an exec's descriptors; at end of file (or error) closes it. */
+/* Reads what is there of one of an exec's descriptors; at end of file (or error) closes it.
+ * Straight into the exec's own buffer (freed with it), up to `limit`; past it into io_buf, dropped. */
 static void exec_read(int *fd, struct buf *into, size_t limit)
 {
-	char chunk[16 * 1024];
 	for (;;) {
-		ssize_t n = read(*fd, chunk, sizeof chunk);
+		char *to = io_buf;
+		size_t room = sizeof io_buf;
+		if (into->len < limit) {
+			if (into->cap - into->len < 4096) {
+				into->cap = into->cap ? into->cap * 2 : 4096;
+				into->b = xrealloc(into->b, into->cap);
+			}
+			to = into->b + into->len;
+			room = into->cap - into->len;
+			if (room > limit - into->len)
+				room = limit - into->len;
+		}
+		ssize_t n = read(*fd, to, room);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
@@ -723,7 +740,8 @@ static void exec_read(int *fd, struct buf *into, size_t limit)
 			close_fd(fd);
 			return;
 		}
-		buf_add(into, chunk, (size_t)n, limit);
+		if (to != io_buf)
+			into->len += (size_t)n;
 	}
 }
 
@@ -741,9 +759,12 @@ static int exec_reaped(pid_t pid, int status)
 
 static void exec_free(struct exec *x)
 {
+	int big = x->out.cap + x->err.cap > 64 * 1024;
 	free(x->out.b);
 	free(x->err.b);
 	free(x->said.b);
+	if (big)
+		malloc_trim(0); /* the idle shim goes back to its few pages (docs/shim-protocol.md, "Footprint") */
 	close_fd(&x->out_fd);
 	close_fd(&x->err_fd);
 	close_fd(&x->sync_fd);
@@ -922,8 +943,8 @@ static int init_exited(void)
 
 static int pump(struct stream *s)
 {
-	static char buf[16 * 1024];
-	ssize_t n = read(s->fd, buf, sizeof buf);
+	char *buf = io_buf;
+	ssize_t n = read(s->fd, buf, sizeof io_buf);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return 0;
 	if (n <= 0) {
