@@ -4,7 +4,7 @@ using System.Text.RegularExpressions;
 namespace CriRuntime.Bench;
 
 /// <summary>Our daemon's Debug lines "CreateContainer ID: step=1.23ms … total=4.56ms" (and
-/// StartContainer, RemoveContainer), gathered per call and step.</summary>
+/// StartContainer, RemoveContainer, ExecSync), gathered per call and step.</summary>
 public static partial class StepTimes
 {
     public static Dictionary<string, Dictionary<string, List<double>>> Parse(string log)
@@ -37,7 +37,7 @@ public static partial class StepTimes
     public static List<(string Step, double Ms)> Steps(string text) =>
         [.. Step().Matches(text).Select(m => (m.Groups[1].Value.Trim(), double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)))];
 
-    [GeneratedRegex(@"\b(CreateContainer|StartContainer|RemoveContainer) [0-9a-f]{64}: (.*)$", RegexOptions.Multiline)]
+    [GeneratedRegex(@"\b(CreateContainer|StartContainer|RemoveContainer|ExecSync) [0-9a-f]{64}: (.*)$", RegexOptions.Multiline)]
     private static partial Regex Line();
 
     [GeneratedRegex(@"([^=]+)=([0-9.]+)ms")]

@@ -9,8 +9,9 @@
  *   - the CRI log of the container's stdout/stderr pipes (format and splitting of CriLog.cs);
  *   - the control ops that need no .NET code: state, kill, wait, stop (with its SIGKILL
  *     escalation), reopen-log;
+ *   - exec (ExecSync) in a container without a user namespace of its own (below, "exec");
  *   - reaping orphans (it is the container's subreaper).
- * Everything else (exec, exec-stream, attach, resize, update, start, anything unknown or
+ * Everything else (exec in a user namespace, exec-stream, attach, resize, update, start, anything unknown or
  * malformed) and the container's exit are handed back: it execve()s `criruntime-shim supervise
  * --resume` with every descriptor it holds and every connection, parked or not, with the bytes
  * read from it but not yet answered; that .NET supervisor serves the request (or records the
@@ -19,13 +20,17 @@
  *
  * Test mode: `criruntime-monitor frame STREAM NANOS` reads stdin and writes the CRI records of
  * it to stdout, every record stamped NANOS (Unix time), to check the framing from unit tests.
+ * `criruntime-monitor exec-answer STATUS TIMED_OUT OUT_LEN SAID STATE_JSON` writes the answer to an
+ * exec so ended (stdin: its stdout then its stderr), to check it against .NET's protocol types.
  * `criruntime-monitor noop` exits 0 (the .NET supervisor spawns it to wake its reaper thread).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -382,7 +387,7 @@ static int parse_request(const char *line, size_t len, struct request *r)
 
 /* ---------- connections ---------- */
 
-enum park { IDLE, WAIT, TIMED_WAIT, STOP };
+enum park { IDLE, WAIT, TIMED_WAIT, STOP, EXEC };
 
 struct conn {
 	int fd;
@@ -453,6 +458,316 @@ static void signal_init(int sig)
 {
 	if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
 		shim_log("warn", "signal %d to pid %d: %s", sig, init_pid, strerror(errno));
+}
+
+/* ---------- exec (ExecSync) ---------- */
+
+/* An `exec` is served here, not handed back, when the container has no user namespace of its
+ * own (one that has goes through .NET's criruntime-nsexec path): a child is forked into the
+ * init's pid namespace (this process joins it for the fork only: setns(CLONE_NEWPID) sets the
+ * namespace of its next children, and it goes back to its own at once), joins the init's ipc,
+ * uts and net namespaces and execs `criruntime-shim exec-init --bundle …`, which reads the request
+ * on fd 3, joins the container's cgroup, cgroup and mount namespaces, takes the container
+ * process's identity (user, capabilities, no_new_privs, seccomp) and execs the command, exactly
+ * as when the .NET supervisor spawns it. This loop collects its output (at most EXEC_MAX_OUTPUT
+ * bytes per stream, the rest read and dropped), SIGKILLs it at the timeout, reaps it and answers
+ * as the supervisor does. One NativeAOT start per exec instead of two (the resumed supervisor and
+ * exec-init), and no hand-back nor re-exec of this monitor. */
+
+#define EXEC_MAX_OUTPUT (16 * 1024 * 1024) /* ExecResult.MaxOutput */
+
+/* One read buffer for the container's output and the execs' (single-threaded): the monitor now
+ * outlives execs, and a stack buffer's pages would stay resident in every idle shim. */
+static char io_buf[16 * 1024];
+#define MAX_EXECS 64
+
+struct buf {
+	char *b;
+	size_t len, cap;
+};
+
+struct exec {
+	int conn_fd;      /* the connection answered at the end; it stays parked (EXEC) until then */
+	pid_t pid;        /* exec-init, then the command (same process) */
+	int out_fd, err_fd, sync_fd; /* -1 once at end of file */
+	struct buf out, err, said;   /* said: what exec-init wrote on fd 3 ("error …"), if anything */
+	int exited, status, timed_out;
+	long long deadline; /* 0: none */
+};
+
+static struct exec execs[MAX_EXECS];
+static int nexecs;
+static int own_pidns = -1, exec_userns = -1; /* exec_userns: 1 when the container has its own user namespace */
+
+static void buf_add(struct buf *b, const char *data, size_t n, size_t limit)
+{
+	if (b->len >= limit)
+		return;
+	if (n > limit - b->len)
+		n = limit - b->len;
+	if (b->len + n > b->cap) {
+		b->cap = b->cap ? b->cap : 4096;
+		while (b->cap < b->len + n)
+			b->cap *= 2;
+		b->b = xrealloc(b->b, b->cap);
+	}
+	memcpy(b->b + b->len, data, n);
+	b->len += n;
+}
+
+static void buf_str(struct buf *b, const char *s) { buf_add(b, s, strlen(s), (size_t)-1); }
+
+static void buf_base64(struct buf *b, const char *data, size_t n)
+{
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p = (const unsigned char *)data;
+	char q[4];
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+		q[0] = alphabet[v >> 18 & 63];
+		q[1] = alphabet[v >> 12 & 63];
+		q[2] = i + 1 < n ? alphabet[v >> 6 & 63] : '=';
+		q[3] = i + 2 < n ? alphabet[v & 63] : '=';
+		buf_add(b, q, 4, (size_t)-1);
+	}
+}
+
+/* A JSON string of arbitrary bytes, as System.Text.Json writes the error text (invalid UTF-8 is
+ * the reader's problem: .NET replaces it). */
+static void buf_json_string(struct buf *b, const char *s, size_t n)
+{
+	buf_add(b, "\"", 1, (size_t)-1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[8];
+		if (c == '"' || c == '\\') {
+			e[0] = '\\';
+			e[1] = (char)c;
+			buf_add(b, e, 2, (size_t)-1);
+		} else if (c < 0x20) {
+			snprintf(e, sizeof e, "\\u%04x", c);
+			buf_add(b, e, 6, (size_t)-1);
+		} else {
+			buf_add(b, (const char *)&c, 1, (size_t)-1);
+		}
+	}
+	buf_add(b, "\"", 1, (size_t)-1);
+}
+
+/* The answer to a finished exec: ShimResponse with ExecResult, or the error exec-init gave. */
+static char *exec_answer(const struct exec *x, size_t *len)
+{
+	struct buf b = {0};
+	if (x->said.len > 0) {
+		const char *why = x->said.b;
+		size_t n = x->said.len;
+		const char *nl = memchr(why, '\n', n); /* its first line, as SyncChannel.Receive */
+		if (nl)
+			n = (size_t)(nl - why);
+		if (n >= 6 && !memcmp(why, "error ", 6))
+			why += 6, n -= 6;
+		buf_str(&b, "{\"ok\":false,\"error\":");
+		buf_json_string(&b, why, n);
+	} else {
+		int sig = WIFSIGNALED(x->status) ? WTERMSIG(x->status) : 0;
+		int code = sig ? 128 + sig : WEXITSTATUS(x->status);
+		char num[64];
+		snprintf(num, sizeof num, "{\"ok\":true,\"exec\":{\"exitCode\":%d", code);
+		buf_str(&b, num);
+		if (sig) {
+			snprintf(num, sizeof num, ",\"signal\":%d", sig);
+			buf_str(&b, num);
+		}
+		buf_str(&b, ",\"stdout\":\"");
+		buf_base64(&b, x->out.b, x->out.len);
+		buf_str(&b, "\",\"stderr\":\"");
+		buf_base64(&b, x->err.b, x->err.len);
+		buf_str(&b, x->timed_out ? "\",\"timedOut\":true}" : "\",\"timedOut\":false}");
+	}
+	buf_str(&b, ",\"state\":");
+	buf_str(&b, state_json);
+	buf_str(&b, "}\n");
+	*len = b.len;
+	return b.b;
+}
+
+/* Whether the container has a user namespace of its own (its init's is not this process's). */
+static int container_userns(void)
+{
+	if (exec_userns < 0) {
+		char path[64];
+		struct stat mine, its;
+		snprintf(path, sizeof path, "/proc/%d/ns/user", init_pid);
+		if (stat("/proc/self/ns/user", &mine) < 0 || stat(path, &its) < 0)
+			return 1; /* cannot tell: .NET decides */
+		exec_userns = mine.st_ino != its.st_ino || mine.st_dev != its.st_dev;
+	}
+	return exec_userns;
+}
+
+/* The environment for exec-init: this one without the supervisor's runtime settings
+ * (SupervisorTuning.cs: the short-lived processes keep the defaults). */
+static char **child_environ(void)
+{
+	size_t n = 0;
+	while (environ[n])
+		n++;
+	char **env = xrealloc(NULL, (n + 1) * sizeof *env);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "DOTNET_GCGen0MaxBudget=", 23) && strncmp(environ[i], "MALLOC_ARENA_MAX=", 17))
+			env[k++] = environ[i];
+	env[k] = NULL;
+	return env;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Starts the exec of request `line` for the connection `conn_fd`; NULL and errno when it could
+ * not be started (the caller hands the request back to .NET, which then says why). */
+static struct exec *exec_start(int conn_fd, const char *line, size_t len, const struct request *r)
+{
+	if (nexecs >= MAX_EXECS) {
+		errno = EAGAIN;
+		return NULL;
+	}
+	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, sync[2] = {-1, -1}, pidns = -1, ns[3] = {-1, -1, -1};
+	static const char *const names[] = {"ipc", "uts", "net"};
+	char path[64];
+	if (own_pidns < 0 && (own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC)) < 0)
+		return NULL;
+	snprintf(path, sizeof path, "/proc/%d/ns/pid", init_pid);
+	if ((pidns = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		goto fail;
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof path, "/proc/%d/ns/%s", init_pid, names[i]);
+		if ((ns[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			goto fail;
+	}
+	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync) < 0)
+		goto fail;
+	char **env = child_environ();
+	char pid_arg[16];
+	snprintf(pid_arg, sizeof pid_arg, "%d", init_pid);
+	char *argv[] = {"criruntime-shim", "exec-init", "--pid", pid_arg, "--bundle", (char *)bundle, "--id", (char *)id, NULL};
+	if (setns(pidns, CLONE_NEWPID) < 0) {
+		free(env);
+		goto fail;
+	}
+	pid_t pid = fork();
+	int fork_errno = errno;
+	if (pid == 0) {
+		/* The child: no allocation, async-signal-safe calls only until execve. */
+		for (int i = 0; i < 3; i++)
+			if (setns(ns[i], 0) < 0)
+				_exit(126);
+		sigset_t none;
+		sigemptyset(&none);
+		signal(SIGPIPE, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		setsid();
+		int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(outp[1], 1) < 0 || dup2(errp[1], 2) < 0 || dup2(sync[1], 3) < 0)
+			_exit(126);
+		execve(shim_path, argv, env);
+		_exit(127);
+	}
+	if (setns(own_pidns, CLONE_NEWPID) < 0) {
+		/* Every later child would be born in the container: this monitor cannot go on. */
+		shim_log("error", "exec: back to the shim's pid namespace: %s", strerror(errno));
+		abort();
+	}
+	free(env);
+	if (pid < 0) {
+		errno = fork_errno;
+		goto fail;
+	}
+	close(pidns);
+	for (int i = 0; i < 3; i++)
+		close(ns[i]);
+	close(outp[1]);
+	close(errp[1]);
+	close(sync[1]);
+	struct exec *x = &execs[nexecs++];
+	*x = (struct exec){.conn_fd = conn_fd, .pid = pid, .out_fd = outp[0], .err_fd = errp[0], .sync_fd = sync[0]};
+	if (r->has_timeout && r->timeout > 0)
+		x->deadline = now_ms() + (long long)(r->timeout * 1000);
+	/* exec-init reads the request (args, env, cwd) from fd 3; a line, as on the control socket */
+	if (write_all(x->sync_fd, line, len) < 0 || write_all(x->sync_fd, "\n", 1) < 0)
+		shim_log("warn", "exec: request to exec-init %d: %s", pid, strerror(errno)); /* it died: its exit says so */
+	fcntl(x->out_fd, F_SETFL, O_NONBLOCK);
+	fcntl(x->err_fd, F_SETFL, O_NONBLOCK);
+	fcntl(x->sync_fd, F_SETFL, O_NONBLOCK);
+	return x;
+fail:;
+	int e = errno;
+	close_fd(&pidns);
+	for (int i = 0; i < 3; i++)
+		close_fd(&ns[i]);
+	close_fd(&outp[0]), close_fd(&outp[1]), close_fd(&errp[0]), close_fd(&errp[1]), close_fd(&sync[0]), close_fd(&sync[1]);
+	errno = e;
+	return NULL;
+}
+
+/* Reads what is there of one of an exec's descriptors; at end of file (or error) closes it.
+ * Straight into the exec's own buffer (freed with it), up to `limit`; past it into io_buf, dropped. */
+static void exec_read(int *fd, struct buf *into, size_t limit)
+{
+	for (;;) {
+		char *to = io_buf;
+		size_t room = sizeof io_buf;
+		if (into->len < limit) {
+			if (into->cap - into->len < 4096) {
+				into->cap = into->cap ? into->cap * 2 : 4096;
+				into->b = xrealloc(into->b, into->cap);
+			}
+			to = into->b + into->len;
+			room = into->cap - into->len;
+			if (room > limit - into->len)
+				room = limit - into->len;
+		}
+		ssize_t n = read(*fd, to, room);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			close_fd(fd);
+			return;
+		}
+		if (to != io_buf)
+			into->len += (size_t)n;
+	}
+}
+
+/* Whether `pid` is one of the execs (then its status is recorded: the caller has reaped it). */
+static int exec_reaped(pid_t pid, int status)
+{
+	for (int i = 0; i < nexecs; i++)
+		if (execs[i].pid == pid && !execs[i].exited) {
+			execs[i].exited = 1;
+			execs[i].status = status;
+			return 1;
+		}
+	return 0;
+}
+
+static void exec_free(struct exec *x)
+{
+	int big = x->out.cap + x->err.cap > 64 * 1024;
+	free(x->out.b);
+	free(x->err.b);
+	free(x->said.b);
+	if (big)
+		malloc_trim(0); /* the idle shim goes back to its few pages (docs/shim-protocol.md, "Footprint") */
+	close_fd(&x->out_fd);
+	close_fd(&x->err_fd);
+	close_fd(&x->sync_fd);
 }
 
 /* ---------- handing back to .NET ---------- */
@@ -579,6 +894,12 @@ static int serve(int i)
 				signal_init(SIGKILL);
 				c->deadline = 0;
 			}
+		} else if (!strcmp(r.op, "exec") && !container_userns()) {
+			if (!exec_start(c->fd, c->buf, len, &r)) {
+				shim_log("warn", "exec: %s; handed to .NET", strerror(errno));
+				return 1;
+			}
+			c->park = EXEC;
 		} else if (!strcmp(r.op, "reopen-log")) {
 			int fd = open_log(log_path);
 			if (fd < 0) {
@@ -614,14 +935,16 @@ static int init_exited(void)
 			return 0;
 		if (si.si_pid == init_pid)
 			return 1;
-		waitpid(si.si_pid, NULL, 0);
+		int status = 0;
+		if (waitpid(si.si_pid, &status, 0) == si.si_pid)
+			exec_reaped(si.si_pid, status);
 	}
 }
 
 static int pump(struct stream *s)
 {
-	static char buf[16 * 1024];
-	ssize_t n = read(s->fd, buf, sizeof buf);
+	char *buf = io_buf;
+	ssize_t n = read(s->fd, buf, sizeof io_buf);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return 0;
 	if (n <= 0) {
@@ -636,14 +959,92 @@ static int pump(struct stream *s)
 	return 0;
 }
 
+/* Hands the request at the head of connection i back to .NET; if that exec failed, the request
+ * gets an answer that says so and the rest carries on. */
+static void hand_back_request(int i)
+{
+	hand_back("request");
+	struct conn *c = &conns[i];
+	char msg[256];
+	snprintf(msg, sizeof msg, "the shim cannot serve this request: exec %s: %s", shim_path, strerror(errno));
+	char *nl = memchr(c->buf, '\n', c->len);
+	if (nl) {
+		size_t len = (size_t)(nl - c->buf);
+		memmove(c->buf, nl + 1, c->len - len - 1);
+		c->len -= len + 1;
+	}
+	if (answer(c->fd, 0, msg) < 0)
+		drop(i);
+}
+
+/* Answers the execs that are over (exited, output and fd 3 at end of file) and forgets them.
+ * Once the init has exited, what is still running of an exec is killed, and its output is not
+ * waited for past its exit (in a pod's shared pid namespace a process it left in the background
+ * could hold the pipes until .NET kills the container's cgroup). */
+static void exec_finish(int init_gone)
+{
+	for (int i = nexecs - 1; i >= 0; i--) {
+		struct exec *x = &execs[i];
+		if (init_gone) {
+			if (!x->exited) {
+				kill(x->pid, SIGKILL); /* not reaped yet: the pid is still ours */
+				int status;
+				if (waitpid(x->pid, &status, WNOHANG) == x->pid)
+					x->exited = 1, x->status = status;
+			}
+			if (x->exited) {
+				if (x->out_fd >= 0)
+					exec_read(&x->out_fd, &x->out, EXEC_MAX_OUTPUT);
+				if (x->err_fd >= 0)
+					exec_read(&x->err_fd, &x->err, EXEC_MAX_OUTPUT);
+				if (x->sync_fd >= 0)
+					exec_read(&x->sync_fd, &x->said, 4096);
+				close_fd(&x->out_fd), close_fd(&x->err_fd), close_fd(&x->sync_fd);
+			}
+		}
+		if (!x->exited || x->out_fd >= 0 || x->err_fd >= 0 || x->sync_fd >= 0)
+			continue;
+		for (int k = 0; k < nconns; k++) {
+			if (conns[k].fd != x->conn_fd || conns[k].park != EXEC)
+				continue;
+			size_t len;
+			char *a = exec_answer(x, &len);
+			conns[k].park = IDLE;
+			int rc = send(conns[k].fd, a, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+			free(a);
+			if (rc < 0 || serve(k) < 0)
+				drop(k);
+			break;
+		}
+		exec_free(x);
+		execs[i] = execs[--nexecs];
+	}
+}
+
 static void run(void)
 {
-	struct pollfd p[4 + MAX_CONNS];
+	struct pollfd p[4 + MAX_CONNS + 3 * MAX_EXECS];
 	int idx[MAX_CONNS];
 	for (;;) {
 		if (init_exited()) {
-			hand_back("exit");
-			exit(1); /* no one can record the exit: the daemon records 255 for a dead shim */
+			if (nexecs > 0)
+				exec_finish(1);
+			if (nexecs == 0) {
+				hand_back("exit");
+				exit(1); /* no one can record the exit: the daemon records 255 for a dead shim */
+			}
+		}
+		/* A request that needs .NET waits for the execs in flight: their answers are this
+		 * process's to give. */
+		if (nexecs == 0) {
+			int want_net = -1;
+			for (int i = 0; i < nconns && want_net < 0; i++)
+				if (conns[i].park == IDLE && conns[i].len && memchr(conns[i].buf, '\n', conns[i].len))
+					want_net = i;
+			if (want_net >= 0) {
+				hand_back_request(want_net);
+				continue;
+			}
 		}
 		int n = 0;
 		p[n++] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
@@ -660,6 +1061,15 @@ static void run(void)
 				next = conns[i].deadline;
 			}
 		}
+		int first_exec = n;
+		for (int i = 0; i < nexecs; i++) {
+			p[n++] = (struct pollfd){.fd = execs[i].out_fd, .events = POLLIN};
+			p[n++] = (struct pollfd){.fd = execs[i].err_fd, .events = POLLIN};
+			p[n++] = (struct pollfd){.fd = execs[i].sync_fd, .events = POLLIN};
+			if (execs[i].deadline > 0 && (next < 0 || execs[i].deadline < next))
+				next = execs[i].deadline;
+		}
+		int polled_execs = nexecs;
 		int timeout = next < 0 ? -1 : next <= now ? 0 : (int)(next - now > INT_MAX ? INT_MAX : next - now);
 		int ready = poll(p, (nfds_t)n, timeout);
 		if (ready < 0) {
@@ -677,13 +1087,31 @@ static void run(void)
 			pump(&out);
 		if (p[2].revents)
 			pump(&err);
-		/* deadlines of parked requests */
+		/* the execs' output, and their deadlines */
 		now = now_ms();
+		for (int i = 0; i < polled_execs; i++) {
+			struct exec *x = &execs[i];
+			struct pollfd *q = &p[first_exec + 3 * i];
+			if (q[0].revents && x->out_fd >= 0)
+				exec_read(&x->out_fd, &x->out, EXEC_MAX_OUTPUT);
+			if (q[1].revents && x->err_fd >= 0)
+				exec_read(&x->err_fd, &x->err, EXEC_MAX_OUTPUT);
+			if (q[2].revents && x->sync_fd >= 0)
+				exec_read(&x->sync_fd, &x->said, 4096);
+			if (x->deadline > 0 && x->deadline <= now) {
+				x->deadline = 0;
+				if (!x->exited) {
+					x->timed_out = 1;
+					kill(x->pid, SIGKILL); /* not reaped yet: the pid is still ours */
+				}
+			}
+		}
+		/* deadlines of parked requests */
 		for (int i = nconns - 1; i >= 0; i--) {
 			struct conn *c = &conns[i];
 			if (c->park == TIMED_WAIT && c->deadline <= now) {
 				c->park = IDLE;
-				if (answer(c->fd, 0, "timeout") < 0)
+				if (answer(c->fd, 0, "timeout") < 0 || serve(i) < 0)
 					drop(i);
 			} else if (c->park == STOP && c->deadline > 0 && c->deadline <= now) {
 				signal_init(SIGKILL);
@@ -721,21 +1149,11 @@ static void run(void)
 				conns[nconns++] = (struct conn){.fd = fd, .park = IDLE};
 			}
 		}
-		if (want_net >= 0) {
-			hand_back("request");
-			/* exec failed: the request gets an answer that says so, the rest carries on */
-			struct conn *c = &conns[want_net];
-			char msg[256];
-			snprintf(msg, sizeof msg, "the shim cannot serve this request: exec %s: %s", shim_path, strerror(errno));
-			char *nl = memchr(c->buf, '\n', c->len);
-			if (nl) {
-				size_t len = (size_t)(nl - c->buf);
-				memmove(c->buf, nl + 1, c->len - len - 1);
-				c->len -= len + 1;
-			}
-			if (answer(c->fd, 0, msg) < 0)
-				drop(want_net);
-		}
+		/* init_exited() (the loop's top) reaps the execs that ended */
+		init_exited();
+		exec_finish(0);
+		if (want_net >= 0 && nexecs == 0)
+			hand_back_request(want_net);
 	}
 }
 
@@ -821,8 +1239,33 @@ static int frame_test(const char *name, const char *nanos)
 	return 0;
 }
 
+/* Test mode: the answer to an exec that ended with wait status STATUS (TIMED_OUT 0/1), whose
+ * stdout was the first OUT_LEN bytes of stdin and stderr the rest; SAID: what exec-init wrote
+ * on fd 3 ("" if nothing); the state is STATE_JSON. */
+static int exec_answer_test(char **argv)
+{
+	struct exec x = {.status = atoi(argv[2]), .timed_out = atoi(argv[3]), .exited = 1};
+	size_t out_len = (size_t)atoll(argv[4]);
+	buf_str(&x.said, argv[5]);
+	state_json = argv[6];
+	struct buf in = {0};
+	char chunk[4096];
+	ssize_t n;
+	while ((n = read(0, chunk, sizeof chunk)) > 0)
+		buf_add(&in, chunk, (size_t)n, (size_t)-1);
+	if (out_len > in.len)
+		out_len = in.len;
+	buf_add(&x.out, in.b, out_len, EXEC_MAX_OUTPUT);
+	buf_add(&x.err, in.b + out_len, in.len - out_len, EXEC_MAX_OUTPUT);
+	size_t len;
+	char *a = exec_answer(&x, &len);
+	return write_all(1, a, len) < 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 7 && !strcmp(argv[1], "exec-answer"))
+		return exec_answer_test(argv);
 	if (argc >= 2 && !strcmp(argv[1], "noop"))
 		return 0;
 	if (argc == 4 && !strcmp(argv[1], "frame"))
@@ -875,7 +1318,7 @@ int main(int argc, char **argv)
 		int rc = serve(i);
 		if (rc < 0)
 			drop(i);
-		else if (rc > 0) {
+		else if (rc > 0 && nexecs == 0) {
 			hand_back("request");
 			drop(i);
 		}

@@ -26,7 +26,7 @@ public static class ShimCli
           criruntime-shim exec --state DIR [--timeout SECONDS] -- ARGS...   (runs ARGS in the container, prints the result)
         internal: criruntime-shim supervise ... (fd 3: readiness), criruntime-shim supervise --resume WHY ...
                   (exec'd by criruntime-monitor), criruntime-shim init --bundle DIR,
-                  criruntime-shim exec-init --pid N (fd 3: sync)
+                  criruntime-shim exec-init --pid N [--bundle DIR --id ID] (fd 3: sync)
         """;
 
     public static int Run(string[] args)
@@ -41,7 +41,7 @@ public static class ShimCli
             case "init":
                 return ContainerInit.Run(Required(opts, "bundle"));
             case "exec-init":
-                return ExecInit.Run(int.Parse(Required(opts, "pid"), System.Globalization.CultureInfo.InvariantCulture));
+                return ExecInit.Run(int.Parse(Required(opts, "pid"), System.Globalization.CultureInfo.InvariantCulture), opts.GetValueOrDefault("bundle"), opts.GetValueOrDefault("id"));
             case "create":
                 return Create(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"), args[1..]);
             case "supervise" when opts.ContainsKey("resume"):

@@ -14,12 +14,14 @@ public sealed partial class CriRuntimeService
     /// DeadlineExceeded, which is what the kubelet's exec probes expect.</summary>
     public override async Task<ExecSyncResponse> ExecSync(ExecSyncRequest request, ServerCallContext context)
     {
+        var steps = new Containers.StepTimes();
         if (request.Cmd.Count == 0) throw Fail.InvalidArgument("cmd: required");
         var timeout = ExecTimeout(request.Timeout);
         var c = _containers.Get(request.ContainerId);
         if (c.State != ContainerPhase.Running) throw Fail.FailedPrecondition($"container {c.Id} is not running");
         // The shim kills the command at the timeout and answers; should it not answer (wedged, a
         // command in a frozen cgroup that cannot die), the call still ends, a grace period later.
+        steps.Mark("checks");
         using var bound = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
         if (timeout is { } t) bound.CancelAfter(t + ShimAnswerGrace);
         ExecResult result;
@@ -32,14 +34,26 @@ public sealed partial class CriRuntimeService
             throw Fail.DeadlineExceeded($"command {string.Join(' ', request.Cmd)}: timeout {request.Timeout}s, and the container's shim " +
                 $"gave no answer {ShimAnswerGrace.TotalSeconds:0} s after it (is the container frozen?)");
         }
+        steps.Mark("shim");
         if (result.TimedOut)
             throw Fail.DeadlineExceeded($"command {string.Join(' ', request.Cmd)} timed out after {request.Timeout}s");
-        return new ExecSyncResponse
+        var response = new ExecSyncResponse
         {
             ExitCode = result.ExitCode,
             Stdout = ByteString.CopyFrom(result.Stdout),
             Stderr = ByteString.CopyFrom(result.Stderr),
         };
+        steps.Mark("response");
+        ExecSyncLog.Steps(_log, c.Id, steps);
+        return response;
+    }
+
+    private static partial class ExecSyncLog
+    {
+        /// <summary>Where the call's time went (the bench's lifecycle section reads it): "shim" is
+        /// the round trip to the container's shim, which runs the command and collects its output.</summary>
+        [LoggerMessage(EventId = 1500, Level = LogLevel.Debug, Message = "ExecSync {ContainerId}: {Steps}")]
+        public static partial void Steps(ILogger logger, string containerId, Containers.StepTimes steps);
     }
 
     /// <summary>How long after an exec's timeout the daemon still waits for the shim's answer.</summary>

@@ -403,7 +403,7 @@ public sealed partial class ContainerSupervisor
         if (r.Args is not { Count: > 0 }) return new ShimResponse { Ok = false, Error = "exec: args is empty", State = Snapshot() };
         if (Snapshot().Status != ShimStatus.Running) return new ShimResponse { Ok = false, Error = $"container {_id} is not running", State = Snapshot() };
         var spec = _spec!;
-        var process = spec.Process! with { Args = r.Args, Env = r.Env ?? spec.Process!.Env, Cwd = r.Cwd ?? spec.Process!.Cwd, Terminal = false };
+        var execSpec = ExecInit.ForExec(spec, r);
 
         var (outRead, outWrite) = Spawn.Pipe();
         var (errRead, errWrite) = Spawn.Pipe();
@@ -422,7 +422,7 @@ public sealed partial class ContainerSupervisor
 
         var stdout = Collect(outRead);
         var stderr = Collect(errRead);
-        sync.Send(JsonSerializer.Serialize(spec with { Process = process }, OciJsonContext.Default.Spec));
+        sync.Send(JsonSerializer.Serialize(execSpec, OciJsonContext.Default.Spec));
         var answer = sync.Receive(); // end of file: exec'd
         var timedOut = false;
         if (r.Timeout is { } t && !exited.Wait(TimeSpan.FromSeconds(t)))

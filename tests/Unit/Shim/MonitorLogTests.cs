@@ -10,7 +10,7 @@ namespace CriRuntime.Tests.Unit.Shim;
 /// tell which wrote a record. Its test mode frames stdin with a fixed clock.</summary>
 public sealed class MonitorLogTests
 {
-    private static readonly Lazy<string> Built = new(Compile);
+    internal static readonly Lazy<string> Built = new(Compile);
 
     private static string Compile()
     {

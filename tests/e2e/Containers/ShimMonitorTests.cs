@@ -28,8 +28,14 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         }
     }
 
+    /// <summary>How many times the .NET supervisor handed the shim to the monitor (its shim.log line).</summary>
+    private static int Handovers(DaemonProcess d, string id) =>
+        File.ReadAllLines(Path.Combine(d.State, "c", id[..20], "shim.log")).Count(l => l.Contains("idle, the monitor takes over", StringComparison.Ordinal));
+
+    /// <summary>ExecSync is served by the monitor itself (no .NET in between); an update goes to
+    /// .NET and back. Both while the container writes: every line is logged once, whole, in order.</summary>
     [Fact]
-    public async Task ExecSync_IsServedByDotNet_ThenTheSameProcessIsTheMonitorAgain_AndTheLogHasEveryLineOnce()
+    public async Task ExecSync_IsServedByTheMonitor_AnUpdateByDotNetAndBack_AndTheLogHasEveryLineOnce()
     {
         using var d = new DaemonProcess();
         using var net = new TestNetwork(d);
@@ -50,11 +56,17 @@ public class ShimMonitorTests(RegistryWithImages fixture)
 
         for (var i = 0; i < 5; i++)
         {
+            var handovers = Handovers(d, id);
             var r = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "echo", $"exec-{i}" }, Timeout = 30 });
             Assert.Equal($"exec-{i}\n", r.Stdout.ToStringUtf8());
             Assert.Equal(0, r.ExitCode);
             Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
+            Assert.Equal("criruntime-monitor", Exe(shimPid));
+            Assert.Equal(handovers, Handovers(d, id)); // never went back to .NET
+
+            await c.Runtime.UpdateContainerResourcesAsync(new UpdateContainerResourcesRequest { ContainerId = id, Linux = new LinuxContainerResources { CpuShares = 512 + i } });
             await WaitForMonitorAsync(shimPid);
+            Assert.Equal(handovers + 1, Handovers(d, id));
         }
         var log = Path.Combine(logDir, "talker.log");
         var deadline = DateTime.UtcNow.AddSeconds(60);
@@ -82,6 +94,14 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         var stateDir = Path.Combine(d.State, "c", id[..20]);
         return (int.Parse(File.ReadAllText(Path.Combine(stateDir, "shim.pid")).Trim()),
             int.Parse(File.ReadAllText(Path.Combine(stateDir, "container.pid")).Trim()));
+    }
+
+    /// <summary>Private memory (clean + dirty) from /proc/PID/smaps_rollup.</summary>
+    private static long PrivateKb(int pid)
+    {
+        var rollup = File.ReadAllLines($"/proc/{pid}/smaps_rollup").Select(l => l.Split(':', 2)).Where(p => p.Length == 2)
+            .ToDictionary(p => p[0].Trim(), p => p[1].Trim());
+        return long.Parse(rollup["Private_Clean"].Split(' ')[0]) + long.Parse(rollup["Private_Dirty"].Split(' ')[0]);
     }
 
     /// <summary>Alive and not a zombie.</summary>
@@ -154,6 +174,103 @@ public class ShimMonitorTests(RegistryWithImages fixture)
             Assert.Equal(3, exited.ExitCode); // its TERM handler ran: the stop signal got there
             await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
         }
+    }
+
+    /// <summary>What the monitor's exec keeps of the .NET one: the container's cgroup, namespaces
+    /// and identity, the exit code and both streams, a signal as 128+n, a missing command as an
+    /// error naming it, and the timeout: the command is killed and the call is DeadlineExceeded.</summary>
+    [Fact]
+    public async Task ExecSync_ServedByTheMonitor_KeepsCgroupNamespacesExitCodesAndTheTimeout()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("monexec");
+        var podId = await c.RunPodAsync(pod);
+        var config = Container("idle", image, "sleep", "3600");
+        config.Linux.SecurityContext.RunAsUser = new Int64Value { Value = 1234 };
+        var id = await c.StartNewAsync(podId, pod, config);
+        var (shimPid, initPid) = Pids(d, id);
+        await WaitForMonitorAsync(shimPid);
+        var handovers = Handovers(d, id);
+        var idleKb = PrivateKb(shimPid);
+
+        Assert.Equal("1234\n", await c.ExecOkAsync(id, "id", "-u"));
+        Assert.Equal(await c.ExecOkAsync(id, "cat", "/proc/1/cgroup"), await c.ExecOkAsync(id, "cat", "/proc/self/cgroup")); // in the container's cgroup namespace
+        foreach (var ns in new[] { "pid", "net", "ipc", "uts", "mnt", "cgroup" })
+            Assert.Equal(new FileInfo($"/proc/{initPid}/ns/{ns}").LinkTarget, (await c.ExecOkAsync(id, "readlink", $"/proc/self/ns/{ns}")).Trim());
+        Assert.Equal(File.ReadAllText($"/proc/{initPid}/status").Split('\n').Where(l => l.StartsWith("Cap", StringComparison.Ordinal) || l.StartsWith("Seccomp", StringComparison.Ordinal) || l.StartsWith("NoNewPrivs", StringComparison.Ordinal)),
+            (await c.ExecOkAsync(id, "cat", "/proc/self/status")).Split('\n').Where(l => l.StartsWith("Cap", StringComparison.Ordinal) || l.StartsWith("Seccomp", StringComparison.Ordinal) || l.StartsWith("NoNewPrivs", StringComparison.Ordinal)));
+
+        var big = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "sh", "-c", "head -c 300000 /dev/zero | tr '\\0' a; echo oops >&2; exit 3" }, Timeout = 30 });
+        Assert.Equal(3, big.ExitCode);
+        Assert.Equal(new string('a', 300000), big.Stdout.ToStringUtf8());
+        Assert.Equal("oops\n", big.Stderr.ToStringUtf8());
+        Assert.Equal(137, (await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "sh", "-c", "kill -9 $$" }, Timeout = 30 })).ExitCode);
+        var missing = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "no-such-command" }, Timeout = 30 }).ResponseAsync);
+        Assert.Contains("no-such-command", missing.Status.Detail);
+
+        var started = Stopwatch.StartNew();
+        var timedOut = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "sleep", "300" }, Timeout = 1 }).ResponseAsync);
+        Assert.Equal(Grpc.Core.StatusCode.DeadlineExceeded, timedOut.StatusCode);
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(20), $"took {started.Elapsed}");
+        Assert.DoesNotContain("sleep 300", await c.ExecOkAsync(id, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"));
+
+        Assert.Equal(handovers, Handovers(d, id)); // all of it without .NET
+        Assert.Equal("criruntime-monitor", Exe(shimPid));
+        // The monitor outlives its execs now (kubelet exec probes come every few seconds): it
+        // keeps nothing of their output (300 kB here), only a few pages of heap, stack and libc state.
+        var afterKb = PrivateKb(shimPid);
+        Assert.True(afterKb <= idleKb + 32, $"the idle monitor: private {idleKb} kB before the execs, {afterKb} kB after");
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
+
+    /// <summary>The monitor runs several execs at once, each answered with its own output; one
+    /// still running when the container exits is killed and answered, and the exit is then
+    /// recorded by .NET as ever (not as a dead shim's 255).</summary>
+    [Fact]
+    public async Task ExecSync_ServedByTheMonitor_ManyAtOnce_AndOneRunningWhenTheContainerExits()
+    {
+        using var d = new DaemonProcess();
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("monexecs");
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.StartNewAsync(podId, pod, Container("idle", image, "sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"));
+        var (shimPid, _) = Pids(d, id);
+        await WaitForMonitorAsync(shimPid);
+        var handovers = Handovers(d, id);
+
+        var many = Enumerable.Range(0, 10).Select(async i =>
+        {
+            var r = await c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "sh", "-c", $"sleep 0.{i % 3}; echo out-{i}; echo err-{i} >&2; exit {i}" }, Timeout = 30 });
+            Assert.Equal($"out-{i}\n", r.Stdout.ToStringUtf8());
+            Assert.Equal($"err-{i}\n", r.Stderr.ToStringUtf8());
+            Assert.Equal(i, r.ExitCode);
+        });
+        await Task.WhenAll(many);
+        Assert.Equal(handovers, Handovers(d, id));
+
+        var running = c.Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "sleep", "300" }, Timeout = 0 }).ResponseAsync;
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!(await c.ExecOkAsync(id, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")).Contains("sleep 300"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the exec never ran");
+            await Task.Delay(20);
+        }
+        await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 10 });
+        var ended = await running.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal(137, ended.ExitCode); // killed with its container
+        var exited = await c.StatusAsync(id);
+        Assert.Equal(ContainerState.ContainerExited, exited.State);
+        Assert.Equal(7, exited.ExitCode); // recorded by .NET: the trap's code
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
     [Fact]
