@@ -282,7 +282,7 @@ public sealed partial class ContainerController(
             if (c.State != ContainerPhase.Created)
                 throw Fail.FailedPrecondition($"container {c.Id} is {c.State.ToString().ToLowerInvariant()}, not created{(c.Message.Length > 0 ? ": " + c.Message : "")}");
             // A retry after a daemon crash between the two finds the shim there, waiting for start.
-            if (!HasShim(c)) await CreateShimAsync(c, runtimeHandler);
+            if (!HasShim(c)) await CreateShimAsync(c, runtimeHandler, steps.Add);
             steps.Mark("shim create");
             try
             {
@@ -290,7 +290,7 @@ public sealed partial class ContainerController(
                 // A container restored from a checkpoint: CRIU binds a fresh tmpfs for each one the
                 // daemon captured; once it has, the host needs them no more.
                 using (Checkpoint.TmpfsContent.Mount(Kernel.HostKernel.Instance, c.BundleDir))
-                    state = await shims.StartAsync(c.StateDir, CancellationToken.None);
+                    state = await shims.StartAsync(c.StateDir, CancellationToken.None, steps.Add);
                 // Created → running describes a live process: after a reboot the container has
                 // exited whichever phase the record kept, so this update needs no fsync (kill -9 of
                 // the daemon cannot lose it: the rename is atomic and the page cache outlives us).
@@ -331,7 +331,7 @@ public sealed partial class ContainerController(
     /// watched by the exit monitor from then on. When it fails, whatever it made is undone and
     /// the container recorded exited (StartError, 128, the error as message) before the error
     /// is rethrown.</summary>
-    private async Task CreateShimAsync(ContainerRecord c, string runtimeHandler)
+    private async Task CreateShimAsync(ContainerRecord c, string runtimeHandler, Action<string, double>? step = null)
     {
         try
         {
@@ -350,7 +350,7 @@ public sealed partial class ContainerController(
                     throw Fail.FailedPrecondition($"config.linux.security_context.namespace_options.target_id: container {target.TargetId} restarted {when}");
             }
             await CheckTargetAsync("since the container was created");
-            await shims.CreateAsync(c.Id, c.BundleDir, c.StateDir, c.LogPath, runtimeHandler, CancellationToken.None);
+            await shims.CreateAsync(c.Id, c.BundleDir, c.StateDir, c.LogPath, runtimeHandler, CancellationToken.None, step);
             Testing.FaultPoints.Crash(Testing.FaultPoints.StartContainerAfterShim);
             await CheckTargetAsync("while the container was started");
             undo.Commit();

@@ -12,8 +12,9 @@ namespace CriRuntime.Containers;
 /// is the real one; unit tests use a fake.</summary>
 public interface IShimRunner
 {
-    Task<(int ShimPid, int Pid)> CreateAsync(string id, string bundle, string stateDir, string logPath, string handler, CancellationToken ct);
-    Task<ShimState> StartAsync(string stateDir, CancellationToken ct);
+    /// <param name="step">Told the shim's own steps as it timed them (name, milliseconds): StepTimes.</param>
+    Task<(int ShimPid, int Pid)> CreateAsync(string id, string bundle, string stateDir, string logPath, string handler, CancellationToken ct, Action<string, double>? step = null);
+    Task<ShimState> StartAsync(string stateDir, CancellationToken ct, Action<string, double>? step = null);
     Task StopAsync(string stateDir, int signal, TimeSpan timeout, CancellationToken ct);
     Task KillAsync(string stateDir, int signal, CancellationToken ct);
     Task<ShimState> WaitAsync(string id, string stateDir, CancellationToken ct);
@@ -42,8 +43,9 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
     }
 
     /// <summary>Creates the container; returns once its init is set up and waiting for start.</summary>
-    public async Task<(int ShimPid, int Pid)> CreateAsync(string id, string bundle, string stateDir, string logPath, string handler, CancellationToken ct)
+    public async Task<(int ShimPid, int Pid)> CreateAsync(string id, string bundle, string stateDir, string logPath, string handler, CancellationToken ct, Action<string, double>? step = null)
     {
+        var launched = ShimPhase.Now();
         var shimPath = ShimPathFor(handler);
         if (!File.Exists(shimPath))
             throw Fail.FailedPrecondition($"shim binary {shimPath} of runtime handler '{handler}' not found (build it, or set runtime.shim_path / runtime.handlers.NAME.shim_path)");
@@ -69,8 +71,15 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
                 throw Fail.FailedPrecondition($"create container {id}: {(await stderr).Trim()}");
             using var doc = System.Text.Json.JsonDocument.Parse(await stdout);
             var pids = (doc.RootElement.GetProperty("shimPid").GetInt32(), doc.RootElement.GetProperty("pid").GetInt32());
-            if (span is not null && doc.RootElement.TryGetProperty("phases", out var phases))
-                RecordPhases(span, System.Text.Json.JsonSerializer.Deserialize(phases, ShimJsonContext.Default.ListShimPhase));
+            if (doc.RootElement.TryGetProperty("phases", out var phases) && System.Text.Json.JsonSerializer.Deserialize(phases, ShimJsonContext.Default.ListShimPhase) is { Count: > 0 } list)
+            {
+                RecordPhases(span, list);
+                // Before its first step: `create` and `supervise` started (two processes); after
+                // its last: the shim's readiness report and `create` printing it and exiting.
+                step?.Invoke("shim.launch", Ms(list[0].Start - launched));
+                ReportSteps(list, step);
+                step?.Invoke("shim.report", Ms(ShimPhase.Now() - list[^1].End));
+            }
             ok = true;
             return pids;
         }
@@ -84,11 +93,12 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
         }
     }
 
-    public async Task<ShimState> StartAsync(string stateDir, CancellationToken ct)
+    public async Task<ShimState> StartAsync(string stateDir, CancellationToken ct, Action<string, double>? step = null)
     {
         using var span = Tracing.Start("shim start");
         var r = await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Start, TraceParent = span?.Id }, ct);
         RecordPhases(span, r.Phases);
+        ReportSteps(r.Phases, step);
         if (!r.Ok)
         {
             span?.SetStatus(ActivityStatusCode.Error, r.Error);
@@ -96,6 +106,14 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
         }
         return r.State!;
     }
+
+    private static void ReportSteps(IReadOnlyList<ShimPhase>? phases, Action<string, double>? step)
+    {
+        if (step is null) return;
+        foreach (var p in phases ?? []) step(p.Name, Ms(p.End - p.Start));
+    }
+
+    private static double Ms(long nanos) => nanos / 1e6;
 
     /// <summary>The shim's own timings (it carries no tracing SDK) as child spans of the daemon's.</summary>
     private static void RecordPhases(Activity? span, IReadOnlyList<ShimPhase>? phases)

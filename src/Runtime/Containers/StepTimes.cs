@@ -21,6 +21,10 @@ internal sealed class StepTimes
         _last = now;
     }
 
+    /// <summary>A step timed elsewhere (the shim's own, inside the next <see cref="Mark"/>'s).</summary>
+    public void Add(string step, double ms) =>
+        _text.Append(step).Append('=').Append(ms.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)).Append("ms ");
+
     public override string ToString() =>
         _text + "total=" + Stopwatch.GetElapsedTime(_start).TotalMilliseconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture) + "ms";
 }

@@ -155,7 +155,7 @@ public sealed partial class ContainerSupervisor
             AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ShimPid), System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId}\n"), StateFileMode, durable: false);
             AtomicFile.Write(Path.Combine(_stateDir, StateFiles.ContainerPid), System.Text.Encoding.UTF8.GetBytes($"{pid}\n"), StateFileMode, durable: false);
             Transition(s => s);
-            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: MemoryTrim.Idle, stream: Stream, handover: RequestHandover, canHandOver: CanHandOver);
+            control = new ControlServer(Path.Combine(_stateDir, StateFiles.Socket), Handle, _log, idle: TrimUnlessAwaitingStart, stream: Stream, handover: RequestHandover, canHandOver: CanHandOver);
             _control = control;
             undo.Commit();
         }
@@ -168,8 +168,20 @@ public sealed partial class ContainerSupervisor
 
     created:
         report($"ok {Environment.ProcessId} {_state.Pid}{string.Concat(_createPhases.Select(p => $" {p.Name}:{p.Start}:{p.End}"))}");
-        MemoryTrim.Idle();
+        TrimUnlessAwaitingStart();
         return Finish(pumps, control);
+    }
+
+    /// <summary>The idle trim (a compacting GC, then the clean pages dropped), except while a
+    /// container set up by an init waits for its start: the daemon sends `start` right after
+    /// `create` (StartContainer does both), and a trim then would hold up the start (the GC stops
+    /// the control thread too; the exit monitor's parked `wait` also lands in this idle). After the
+    /// start the shim goes idle again and execs the monitor, or trims then. A restored container's
+    /// shim may be made well ahead of its start (a migration): it trims at once.</summary>
+    private void TrimUnlessAwaitingStart()
+    {
+        if (_restore is null && Snapshot().Status == ShimStatus.Created) return;
+        MemoryTrim.Idle();
     }
 
     /// <summary>Waits for the container's exit and records it: the rest of its cgroup killed,

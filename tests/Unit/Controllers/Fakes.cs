@@ -157,7 +157,7 @@ public sealed class FakeShims(StepLog log) : IShimRunner
     /// <summary>The shim dies (killed) when asked to start: the connection breaks, its state says exited.</summary>
     public bool DieOnStart { get; set; }
 
-    public Task<(int ShimPid, int Pid)> CreateAsync(string id, string bundle, string stateDir, string logPath, string handler, CancellationToken ct)
+    public Task<(int ShimPid, int Pid)> CreateAsync(string id, string bundle, string stateDir, string logPath, string handler, CancellationToken ct, Action<string, double>? step = null)
     {
         log.Do("shim create", $"shim {stateDir}");
         Directory.CreateDirectory(stateDir);
@@ -165,7 +165,7 @@ public sealed class FakeShims(StepLog log) : IShimRunner
         return Task.FromResult((100, 101));
     }
 
-    public Task<ShimState> StartAsync(string stateDir, CancellationToken ct)
+    public Task<ShimState> StartAsync(string stateDir, CancellationToken ct, Action<string, double>? step = null)
     {
         log.Do("shim start");
         if (DieOnStart)
