@@ -218,6 +218,7 @@ public sealed partial class MigrationController(
             var restored = await peer.RestoreAsync(m.Id, PageServers(lazy), keptIp, ct);
             var now = Stopwatch.GetTimestamp();
             Testing.FaultPoints.Crash(Testing.FaultPoints.MigrateAfterRestore);
+            Testing.FaultPoints.Hold(Testing.FaultPoints.MigrateAfterRestore, ct);
             m = Phase(m.Id, lazy is null ? MigrationPhase.Done : MigrationPhase.Paging, r => r with
             {
                 TargetPodId = restored.PodSandboxId,

@@ -102,30 +102,40 @@ public partial class MigrationTests
         Assert.Empty(await PodsAsync(b));
     }
 
-    /// <summary>Abort in the lazy phases that last milliseconds, held open by the source's
-    /// $CRIRUNTIME_HOLD: FREEZING once the pod is dumped (its page servers already serve, holding
-    /// the tasks seized) and TRANSFERRING once the first chunk went. The page servers go,
-    /// the target removes the pod it prepared, and the source counts on.</summary>
+    /// <summary>Abort in the phases that last milliseconds, held open by the source's
+    /// $CRIRUNTIME_HOLD: FREEZING once the pod is dumped (lazy: its page servers already serve,
+    /// holding the tasks seized), TRANSFERRING once the first chunk went, TRANSFERRED once the
+    /// target answered that the pod runs. The page servers go, the target removes its pod (and
+    /// whatever it restored), and the source counts on.</summary>
     [Theory]
-    [InlineData("migrate-after-dump", "FREEZING")]
-    [InlineData("migrate-mid-transfer", "TRANSFERRING")]
-    public async Task LazyMigration_AbortedInAShortPhase_LeavesTheSourceCountingOnAndTheTargetEmpty(string holdAt, string phase)
+    [InlineData("migrate-after-dump", "FREEZING", "lazy")]
+    [InlineData("migrate-mid-transfer", "TRANSFERRING", "lazy")]
+    [InlineData("migrate-after-restore", "TRANSFERRED", "lazy")]
+    [InlineData("migrate-after-dump", "FREEZING", "cold")]
+    [InlineData("migrate-mid-transfer", "TRANSFERRING", "cold")]
+    [InlineData("migrate-after-restore", "TRANSFERRED", "cold")]
+    public async Task Migration_AbortedInAShortPhase_LeavesTheSourceCountingOnAndTheTargetEmpty(string holdAt, string phase, string mode)
     {
         using var pipes = PipeMaxSize.Set(PipeMaxSize.Lazy);
         await using var nodes = await TwoNodes.StartAsync(_registry, Umoci);
         var (a, b) = (nodes.Source, nodes.Target);
         a.D.Environment["CRIRUNTIME_HOLD"] = holdAt;
         await a.D.RestartAsync();
-        var id = $"m-lazy-hold-{phase.ToLowerInvariant()}";
-        var source = await CounterPodAsync(a, $"counter-lazy-hold-{phase.ToLowerInvariant()}");
+        var id = $"m-{mode}-hold-{phase.ToLowerInvariant()}";
+        var source = await CounterPodAsync(a, $"counter-{mode}-hold-{phase.ToLowerInvariant()}");
         await PrepareAsync(b, source, id);
         var before = await CountAsync(a.C, source.ContainerId);
 
-        using var call = a.Migration.Migrate(new MigrateRequest { MigrationId = id, PodSandboxId = source.PodId, TargetAddress = b.Address, Mode = "lazy", AllowNewIp = true });
+        using var call = a.Migration.Migrate(new MigrateRequest { MigrationId = id, PodSandboxId = source.PodId, TargetAddress = b.Address, Mode = mode, AllowNewIp = true });
         await a.D.WaitForOutputAsync($"fault point {holdAt}: holding", TimeSpan.FromSeconds(120));
         Assert.Equal(phase, (await a.Migration.GetMigrationAsync(new GetMigrationRequest { MigrationId = id })).Phase);
-        // The page servers serve; they hold the tasks seized (CRIU thawed the cgroup to seize them).
-        Assert.NotEmpty(PageServers(a));
+        // Lazy: the page servers serve; they hold the tasks seized (CRIU thawed the cgroup to
+        // seize them). Cold: the pod stays frozen.
+        if (mode == "lazy") Assert.NotEmpty(PageServers(a));
+        else Assert.Equal("FROZEN", FreezerState(a, source.ContainerId));
+        // TRANSFERRED: the target's copy runs already.
+        if (phase == "TRANSFERRED")
+            Assert.Equal(ContainerState.ContainerRunning, Assert.Single(await ContainersAsync(b, Assert.Single(await PodsAsync(b)).Id)).State);
 
         Assert.Equal("ABORTED", (await a.Migration.AbortAsync(new AbortRequest { MigrationId = id })).Phase);
 
