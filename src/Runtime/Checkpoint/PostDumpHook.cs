@@ -48,7 +48,10 @@ public sealed class PostDumpHook : IDisposable
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _captureEnded = new();
     private Exception? _error;
-    private bool _ran;
+    private volatile bool _ran;
+    // Set once CRIU said post-dump, before the capture runs: a Finish from then on must not send
+    // "cancel", which the thread would take for CRIU's end while CRIU still goes to status-ready.
+    private volatile bool _postDumpSeen;
 
     /// <summary>The script to hand CRIU as <c>--action-script</c>.</summary>
     public string ScriptPath { get; }
@@ -131,6 +134,7 @@ public sealed class PostDumpHook : IDisposable
             catch (IOException) { return; }
         }
         if (line != "dumped") return; // "cancel": CRIU ended without reaching post-dump
+        _postDumpSeen = true;
         var ok = false;
         try
         {
@@ -184,7 +188,7 @@ public sealed class PostDumpHook : IDisposable
     /// threw. False when the capture never ran.</summary>
     public bool Finish()
     {
-        if (!_ran) Cancel();
+        if (!_postDumpSeen) Cancel();
         _captureEnded.Wait();
         if (_error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(_error).Throw();
         return _ran;
