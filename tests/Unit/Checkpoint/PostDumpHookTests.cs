@@ -184,4 +184,28 @@ public sealed class PostDumpHookTests : IDisposable
         using (var hook = PostDumpHook.Start(Directory.CreateDirectory(Path.Combine(_dir, "lazy")).FullName, () => { }, listening: _ => { }))
             Assert.Contains("status-ready) say=\"listening $PPID\"", File.ReadAllText(hook.ScriptPath));
     }
+
+    /// <summary>A lazy dump calls Finish as soon as the capture has started (its post-dump answer is
+    /// what it waits for), possibly before the hook marked the capture as run: that must not cancel
+    /// the wait for status-ready, or CRIU would wait in its script for an answer that never comes.</summary>
+    [Fact]
+    public async Task FinishCalledWhileTheCaptureRuns_StillAnswersStatusReady()
+    {
+        var started = new ManualResetEventSlim();
+        var release = new ManualResetEventSlim();
+        var listened = false;
+        using var hook = PostDumpHook.Start(_dir, () => { started.Set(); release.Wait(TimeSpan.FromSeconds(30)); }, listening: _ => listened = true);
+
+        var criu = FakeCriuAsync(hook.ScriptPath, Layer, "post-dump", "status-ready");
+        Assert.True(started.Wait(TimeSpan.FromSeconds(30)));
+        var finishing = new Thread(() => hook.Finish()) { IsBackground = true };
+        finishing.Start();
+        // Finish has decided whether to cancel and waits for the capture's end.
+        Assert.True(SpinWait.SpinUntil(() => (finishing.ThreadState & System.Threading.ThreadState.WaitSleepJoin) != 0, TimeSpan.FromSeconds(30)));
+        release.Set();
+
+        Assert.Equal(0, await criu.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(finishing.Join(TimeSpan.FromSeconds(30)));
+        Assert.True(listened);
+    }
 }
