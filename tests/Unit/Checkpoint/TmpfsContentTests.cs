@@ -61,6 +61,19 @@ public sealed class TmpfsContentTests : IDisposable
         Assert.Equal(["segment"], Entries(Path.Combine(out_, "tmpfs-1.tar")).Keys);
     }
 
+    /// <summary>tmpfs-0.tar in the test's directory, holding <paramref name="entries"/>.</summary>
+    private string WriteTar(params TarEntry[] entries)
+    {
+        var tar = Path.Combine(_dir, "tmpfs-0.tar");
+        using var w = new TarWriter(File.Create(tar), TarEntryFormat.Pax, leaveOpen: false);
+        foreach (var e in entries) w.WriteEntry(e);
+        return tar;
+    }
+
+    /// <summary>The bundle's restore plan, as CreateContainer writes it.</summary>
+    private static void WritePlan(string bundle, List<TmpfsRestore> plan) =>
+        File.WriteAllText(Path.Combine(bundle, TmpfsContent.RestoreFile), JsonSerializer.Serialize(plan, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+
     private static Dictionary<string, (TarEntryType Type, string Content)> Entries(string tar)
     {
         var result = new Dictionary<string, (TarEntryType, string)>();
@@ -162,11 +175,9 @@ public sealed class TmpfsContentTests : IDisposable
         var shm = Path.Combine(_dir, "pod-shm");
         Directory.CreateDirectory(bundle);
         Directory.CreateDirectory(shm);
-        var tar = Path.Combine(_dir, "tmpfs-0.tar");
-        using (var w = new TarWriter(File.Create(tar), TarEntryFormat.Pax, leaveOpen: false))
-            w.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, "segment") { DataStream = new MemoryStream("dumped"u8.ToArray()) });
+        var tar = WriteTar(new PaxTarEntry(TarEntryType.RegularFile, "segment") { DataStream = new MemoryStream("dumped"u8.ToArray()) });
         var plan = new List<TmpfsRestore> { new(shm, "", tar, [], Pod: true) };
-        File.WriteAllText(Path.Combine(bundle, TmpfsContent.RestoreFile), JsonSerializer.Serialize(plan, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+        WritePlan(bundle, plan);
         var k = new RecordingHostKernel();
 
         using (TmpfsContent.Mount(k, bundle)) { }
@@ -186,15 +197,12 @@ public sealed class TmpfsContentTests : IDisposable
     {
         var bundle = Path.Combine(_dir, "bundle");
         Directory.CreateDirectory(bundle);
-        var tar = Path.Combine(_dir, "tmpfs-0.tar");
-        using (var w = new TarWriter(File.Create(tar), TarEntryFormat.Pax, leaveOpen: false))
-        {
-            w.WriteEntry(new PaxTarEntry(TarEntryType.Directory, "pts") { Mode = (UnixFileMode)0x1ed });
-            w.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, ".wh.not-a-whiteout") { DataStream = new MemoryStream("x"u8.ToArray()) });
-        }
+        var tar = WriteTar(
+            new PaxTarEntry(TarEntryType.Directory, "pts") { Mode = (UnixFileMode)0x1ed },
+            new PaxTarEntry(TarEntryType.RegularFile, ".wh.not-a-whiteout") { DataStream = new MemoryStream("x"u8.ToArray()) });
         var dir = Path.Combine(bundle, TmpfsContent.RestoreDir, "0");
         var plan = new List<TmpfsRestore> { new(dir, "size=65536k,mode=755", tar, [new TmpfsDevice("fuse", Libc.S_IFCHR | 0x1b6, Libc.Makedev(10, 229), null, null)]) };
-        File.WriteAllText(Path.Combine(bundle, TmpfsContent.RestoreFile), JsonSerializer.Serialize(plan, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+        WritePlan(bundle, plan);
         var k = new RecordingHostKernel();
 
         using (TmpfsContent.Mount(k, bundle))
@@ -219,12 +227,10 @@ public sealed class TmpfsContentTests : IDisposable
         var outside = Path.Combine(_dir, "outside");
         Directory.CreateDirectory(bundle);
         Directory.CreateDirectory(outside);
-        var tar = Path.Combine(_dir, "tmpfs-0.tar");
-        using (var w = new TarWriter(File.Create(tar), TarEntryFormat.Pax, leaveOpen: false))
-            w.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, "net") { LinkName = outside });
+        var tar = WriteTar(new PaxTarEntry(TarEntryType.SymbolicLink, "net") { LinkName = outside });
         var dir = Path.Combine(bundle, TmpfsContent.RestoreDir, "0");
         var plan = new List<TmpfsRestore> { new(dir, "", tar, [new TmpfsDevice("net/tun", Libc.S_IFCHR | 0x1b6, Libc.Makedev(10, 200), null, null)]) };
-        File.WriteAllText(Path.Combine(bundle, TmpfsContent.RestoreFile), JsonSerializer.Serialize(plan, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+        WritePlan(bundle, plan);
         var k = new RecordingHostKernel();
 
         var e = Assert.Throws<InvalidDataException>(() => TmpfsContent.Mount(k, bundle));
@@ -247,7 +253,7 @@ public sealed class TmpfsContentTests : IDisposable
         Directory.CreateDirectory(bundle);
         var dir = Path.Combine(bundle, TmpfsContent.RestoreDir, "0");
         var plan = new List<TmpfsRestore> { new(dir, "", Path.Combine(_dir, "missing.tar"), []) };
-        File.WriteAllText(Path.Combine(bundle, TmpfsContent.RestoreFile), JsonSerializer.Serialize(plan, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+        WritePlan(bundle, plan);
         Assert.Throws<FileNotFoundException>(() => TmpfsContent.Mount(k, bundle));
         Assert.Equal($"umount2 {dir} 2", k.Calls[^1]);
     }
