@@ -48,9 +48,9 @@ public sealed class PostDumpHook : IDisposable
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _captureEnded = new();
     private Exception? _error;
-    private volatile bool _ran;
-    // Set once CRIU said post-dump, before the capture runs: a Finish from then on must not send
-    // "cancel", which the thread would take for CRIU's end while CRIU still goes to status-ready.
+    // Set once CRIU said post-dump, before the capture runs (which then always runs): a Finish from
+    // then on must not send "cancel", which the thread would take for CRIU's end while CRIU still
+    // goes to status-ready.
     private volatile bool _postDumpSeen;
 
     /// <summary>The script to hand CRIU as <c>--action-script</c>.</summary>
@@ -147,7 +147,6 @@ public sealed class PostDumpHook : IDisposable
         }
         finally
         {
-            _ran = true;
             _captureEnded.Set();
             Answer(ok);
         }
@@ -191,7 +190,7 @@ public sealed class PostDumpHook : IDisposable
         if (!_postDumpSeen) Cancel();
         _captureEnded.Wait();
         if (_error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(_error).Throw();
-        return _ran;
+        return _postDumpSeen;
     }
 
     private void Cancel()
