@@ -180,6 +180,15 @@ public partial class MigrationTests
         // coming; then they stop coming.
         var restored = Assert.Single(await ContainersAsync(b, targetPodId));
         await WaitCountAsync(b.C, restored.Id, before + 1);
+        // The count file came over with the rootfs: the copy may not have written a line of its own
+        // yet, and once the page servers stop it may never (its next line can need a page). Its
+        // first line is waited for in its log before they stop (CI once found none).
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (Stamped(On(b, source.Pod)).Count == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the target's copy logged no line in 30 s");
+            await Task.Delay(50);
+        }
         var pageServers = PageServers(a);
         Assert.NotEmpty(pageServers);
         foreach (var pid in pageServers) Assert.Equal(0, Kill(pid, SigStop));
