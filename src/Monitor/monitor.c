@@ -23,6 +23,13 @@
  * `criruntime-monitor exec-answer STATUS TIMED_OUT OUT_LEN SAID STATE_JSON` writes the answer to an
  * exec so ended (stdin: its stdout then its stderr), to check it against .NET's protocol types.
  * `criruntime-monitor noop` exits 0 (the .NET supervisor spawns it to wake its reaper thread).
+ *
+ * Launcher: `criruntime-monitor launch SHIM ARGS…` is what the daemon runs at StartContainer to
+ * start a shim (docs/shim-protocol.md, "Create"): it starts `SHIM supervise ARGS…` in a new
+ * session with /dev/null stdio and a pipe on fd 3, copies the supervisor's one-line readiness
+ * report ("ok SHIMPID PID PHASES…" or "error MESSAGE") to stdout and exits, leaving the shim to
+ * the host's init (or subreaper). It does what `criruntime-shim create` does, without a second
+ * .NET runtime start on the way.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -1262,8 +1269,88 @@ static int exec_answer_test(char **argv)
 	return write_all(1, a, len) < 0;
 }
 
+/* ---------- launcher ---------- */
+
+/* `launch SHIM ARGS…`: see the top of this file. Exit 0 with the report on stdout (the caller
+ * reads "ok"/"error" from it); 1 with a message on stderr if the shim exited without one. */
+static int launch(int argc, char **argv)
+{
+	if (argc < 4) {
+		fprintf(stderr, "usage: criruntime-monitor launch SHIM ARGS… (runs SHIM supervise ARGS…)\n");
+		return 2;
+	}
+	const char *shim = argv[2];
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC) < 0) {
+		fprintf(stderr, "launch: pipe: %s\n", strerror(errno));
+		return 1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "launch: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		/* The shim holds none of the caller's pipes nor its terminal, and outlives it; it
+		 * starts with the default signal dispositions and nothing blocked, whatever ours were. */
+		setsid();
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP)
+				signal(sig, SIG_DFL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+			goto failed;
+		/* dup2 onto itself keeps O_CLOEXEC: clear it by hand then. */
+		if (ready[1] == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(ready[1], 3) < 0)
+			goto failed;
+		/* Nothing else the caller let us inherit (a descriptor it opened without O_CLOEXEC). */
+		syscall(SYS_close_range, 4U, ~0U, 0U);
+		char **args = calloc((size_t)argc, sizeof *args);
+		if (!args)
+			goto failed;
+		args[0] = "criruntime-shim";
+		args[1] = "supervise";
+		for (int i = 3; i < argc; i++)
+			args[i - 1] = argv[i];
+		execv(shim, args);
+	failed:;
+		char message[PATH_MAX + 128];
+		int n = snprintf(message, sizeof message, "error start %s: %s\n", shim, strerror(errno));
+		if (n > 0)
+			write_all(3, message, (size_t)n < sizeof message ? (size_t)n : sizeof message - 1);
+		_exit(127);
+	}
+	close(ready[1]);
+	char report[64 * 1024];
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(ready[0], report + len, sizeof report - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || (len += (size_t)n) == sizeof report - 1)
+			break;
+	}
+	if (len == 0) {
+		/* It closed fd 3 without a word: only by exiting. */
+		int status = 0;
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		if (WIFSIGNALED(status))
+			fprintf(stderr, "the shim was killed by signal %d before it reported\n", WTERMSIG(status));
+		else
+			fprintf(stderr, "the shim exited with %d before it reported\n", WEXITSTATUS(status));
+		return 1;
+	}
+	return write_all(1, report, len) < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "launch"))
+		return launch(argc, argv);
 	if (argc == 7 && !strcmp(argv[1], "exec-answer"))
 		return exec_answer_test(argv);
 	if (argc >= 2 && !strcmp(argv[1], "noop"))

@@ -101,14 +101,13 @@ public static class ShimCli
                         [.. Spawn.CurrentEnvironment(), .. SupervisorTuning.Environment], new Dictionary<int, int> { [0] = -1, [1] = -1, [2] = -1, [3] = write.Fd }, newSession: true);
                 }
                 var answer = ReadAll(read).Trim();
-                var parts = answer.Split(' ');
-                if (parts is ["ok", var shimPid, var pid, .. var phases])
+                if (ShimReport.Parse(answer, out var error) is { } report)
                 {
-                    Out($"{{\"shimPid\":{shimPid},\"pid\":{pid},\"phases\":[{string.Join(',', phases.Select(PhaseJson).Where(j => j.Length > 0))}]}}");
+                    Out($"{{\"shimPid\":{report.ShimPid},\"pid\":{report.Pid},\"phases\":{JsonSerializer.Serialize(report.Phases.ToList(), ShimJsonContext.Default.ListShimPhase)}}}");
                     return 0;
                 }
-                Err(answer.StartsWith("error ", StringComparison.Ordinal)
-                    ? $"create {id}: {answer[6..]}"
+                Err(answer.Length > 0
+                    ? $"create {id}: {error}"
                     : $"create {id}: the shim exited before reporting; see {Path.Combine(stateDir, StateFiles.ShimLog)}");
                 return 1;
             }
@@ -118,15 +117,6 @@ public static class ShimCli
             Err($"create {id}: {e.Message}");
             return 1;
         }
-    }
-
-    /// <summary>"NAME:START:END" (the supervisor's report) as {"name":..,"start":..,"end":..}.</summary>
-    private static string PhaseJson(string phase)
-    {
-        var f = phase.Split(':');
-        return f.Length == 3 && long.TryParse(f[1], out var start) && long.TryParse(f[2], out var end)
-            ? $"{{\"name\":\"{f[0]}\",\"start\":{start},\"end\":{end}}}"
-            : "";
     }
 
     private static string ReadAll(FdHandle fd)

@@ -23,7 +23,7 @@ public interface IShimRunner
     bool IsAlive(string stateDir);
 }
 
-/// <summary>The daemon's side of the per-container shims: starting one (`criruntime-shim create`)
+/// <summary>The daemon's side of the per-container shims: starting one (`criruntime-monitor launch`)
 /// and talking to it over its control socket. A shim that is gone has left its last state in
 /// state.json; that is what is reported then.</summary>
 public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? metrics = null) : IShimRunner
@@ -42,20 +42,45 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
         return Path.Combine(AppContext.BaseDirectory, "criruntime-shim");
     }
 
-    /// <summary>Creates the container; returns once its init is set up and waiting for start.</summary>
+    /// <summary>`criruntime-monitor` next to the shim (or `$CRIRUNTIME_MONITOR`, as the shim finds
+    /// it): its `launch` starts a shim without a second .NET runtime start on the way; without it
+    /// (`CRIRUNTIME_MONITOR=off`, or not installed) `criruntime-shim create` does the same.</summary>
+    public string? LauncherPath { get; } = FindLauncher(Resolve(config.Runtime.ShimPath));
+
+    private static string? FindLauncher(string shimPath)
+    {
+        var env = Environment.GetEnvironmentVariable("CRIRUNTIME_MONITOR");
+        if (env is "0" or "off" or "false") return null;
+        var path = string.IsNullOrEmpty(env) ? Path.Combine(Path.GetDirectoryName(shimPath) ?? ".", "criruntime-monitor") : env;
+        return File.Exists(path) ? path : null;
+    }
+
+    /// <summary>Creates the container; returns once its init is set up and waiting for start.
+    /// The launcher (or `create`) starts `supervise` in a session of its own and exits once it
+    /// has the shim's readiness report (docs/shim-protocol.md, "Create").</summary>
     public async Task<(int ShimPid, int Pid)> CreateAsync(string id, string bundle, string stateDir, string logPath, string handler, CancellationToken ct, Action<string, double>? step = null)
     {
         var launched = ShimPhase.Now();
         var shimPath = ShimPathFor(handler);
         if (!File.Exists(shimPath))
             throw Fail.FailedPrecondition($"shim binary {shimPath} of runtime handler '{handler}' not found (build it, or set runtime.shim_path / runtime.handlers.NAME.shim_path)");
-        var psi = new ProcessStartInfo(shimPath)
+        var launcher = LauncherPath;
+        var psi = new ProcessStartInfo(launcher ?? shimPath)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var a in new[] { "create", "--id", id, "--bundle", bundle, "--state", stateDir, "--log", logPath })
+        if (launcher is not null)
+        {
+            psi.ArgumentList.Add("launch");
+            psi.ArgumentList.Add(shimPath);
+            // What `create` gives `supervise` (SupervisorTuning); the launcher passes its environment on.
+            foreach (var e in SupervisorTuning.Environment)
+                psi.Environment[e[..e.IndexOf('=')]] = e[(e.IndexOf('=') + 1)..];
+        }
+        else psi.ArgumentList.Add("create");
+        foreach (var a in new[] { "--id", id, "--bundle", bundle, "--state", stateDir, "--log", logPath })
             psi.ArgumentList.Add(a);
         var ok = false;
         using var span = Tracing.Start("shim create");
@@ -63,22 +88,21 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
         if (span is not null) { psi.ArgumentList.Add("--traceparent"); psi.ArgumentList.Add(span.Id!); }
         try
         {
-            using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {shimPath}");
+            using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start {psi.FileName}");
             var stdout = p.StandardOutput.ReadToEndAsync(ct);
             var stderr = p.StandardError.ReadToEndAsync(ct);
             await p.WaitForExitAsync(ct);
             if (p.ExitCode != 0)
-                throw Fail.FailedPrecondition($"create container {id}: {(await stderr).Trim()}");
-            using var doc = System.Text.Json.JsonDocument.Parse(await stdout);
-            var pids = (doc.RootElement.GetProperty("shimPid").GetInt32(), doc.RootElement.GetProperty("pid").GetInt32());
-            if (doc.RootElement.TryGetProperty("phases", out var phases) && System.Text.Json.JsonSerializer.Deserialize(phases, ShimJsonContext.Default.ListShimPhase) is { Count: > 0 } list)
+                throw Fail.FailedPrecondition($"create container {id}: {(await stderr).Trim()}{(launcher is null ? "" : $"; see {Path.Combine(stateDir, StateFiles.ShimLog)}")}");
+            var (pids, phases) = launcher is null ? ParseCreate(await stdout) : ParseReport(id, await stdout);
+            if (phases.Count > 0)
             {
-                RecordPhases(span, list);
-                // Before its first step: `create` and `supervise` started (two processes); after
-                // its last: the shim's readiness report and `create` printing it and exiting.
-                step?.Invoke("shim.launch", Ms(list[0].Start - launched));
-                ReportSteps(list, step);
-                step?.Invoke("shim.report", Ms(ShimPhase.Now() - list[^1].End));
+                RecordPhases(span, phases);
+                // Before its first step: the launcher and `supervise` started (two processes);
+                // after its last: the shim's readiness report, and the launcher passing it on and exiting.
+                step?.Invoke("shim.launch", Ms(phases[0].Start - launched));
+                ReportSteps(phases, step);
+                step?.Invoke("shim.report", Ms(ShimPhase.Now() - phases[^1].End));
             }
             ok = true;
             return pids;
@@ -91,6 +115,23 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
         {
             metrics?.ShimStart(ok);
         }
+    }
+
+    /// <summary>The launcher's output: the shim's report as it wrote it.</summary>
+    private static ((int, int) Pids, IReadOnlyList<ShimPhase> Phases) ParseReport(string id, string output) =>
+        ShimReport.Parse(output, out var error) is { } report
+            ? ((report.ShimPid, report.Pid), report.Phases)
+            : throw Fail.FailedPrecondition($"create container {id}: {error}");
+
+    /// <summary>`create`'s output: the report as JSON.</summary>
+    private static ((int, int) Pids, IReadOnlyList<ShimPhase> Phases) ParseCreate(string output)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(output);
+        var pids = (doc.RootElement.GetProperty("shimPid").GetInt32(), doc.RootElement.GetProperty("pid").GetInt32());
+        var phases = doc.RootElement.TryGetProperty("phases", out var list)
+            ? System.Text.Json.JsonSerializer.Deserialize(list, ShimJsonContext.Default.ListShimPhase) ?? []
+            : [];
+        return (pids, phases);
     }
 
     public async Task<ShimState> StartAsync(string stateDir, CancellationToken ct, Action<string, double>? step = null)

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using CriRuntime.Shim.Kernel;
 using CriRuntime.Interop;
+using CriRuntime.Shim.Client;
 
 namespace CriRuntime.Shim.Supervisor;
 

@@ -38,13 +38,13 @@ public class RuntimeHandlerTests(RegistryWithImages fixture)
         Assert.Equal("fast", (await c.Runtime.PodSandboxStatusAsync(new PodSandboxStatusRequest { PodSandboxId = fastPodId })).Status.RuntimeHandler);
         var fastId = await c.StartNewAsync(fastPodId, fastPod, Container("main", image, "sleep", "3600"));
         Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(fastId)).State);
-        Assert.Equal($"create {fastId}\n", File.ReadAllText(calls));
+        Assert.Equal($"supervise {fastId}\n", File.ReadAllText(calls));
 
         // A pod of the default handler does not go through the wrapper.
         var plainPod = PodConfig("plain");
         var plainPodId = await c.RunPodAsync(plainPod);
         await c.StartNewAsync(plainPodId, plainPod, Container("main", image, "sleep", "3600"));
-        Assert.Equal($"create {fastId}\n", File.ReadAllText(calls));
+        Assert.Equal($"supervise {fastId}\n", File.ReadAllText(calls));
 
         var e = await Assert.ThrowsAsync<RpcException>(async () =>
             await c.Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = PodConfig("nope"), RuntimeHandler = "kata-nope" }));

@@ -1,4 +1,4 @@
-namespace CriRuntime.Shim.Supervisor;
+namespace CriRuntime.Shim.Client;
 
 /// <summary>Runtime settings for the long-lived `supervise` process alone, given through its
 /// environment (docs/shim-protocol.md, "Footprint"). There is one supervisor per running
@@ -8,6 +8,7 @@ namespace CriRuntime.Shim.Supervisor;
 /// cache size and keeps ≈ 1.7 MB of gen0 committed in a process whose live heap is ≈ 200 KiB;</item>
 /// <item>one malloc arena: each thread would otherwise get its own, for a few small allocations.</item>
 /// </list>
+/// Set by whoever starts `supervise` (the daemon through `criruntime-monitor launch`, or `create`).
 /// The short-lived processes (`create`, and the container's `init` and `exec-init`, which exec
 /// the container's program) keep the defaults: they allocate most of what the shim ever
 /// allocates, and a small budget would only make them collect more often while the caller waits.
