@@ -59,6 +59,7 @@ public sealed partial class ContainerSupervisor
     /// then supervises until the container exits.</summary>
     public int Run(Action<string> report)
     {
+        var setup = ShimPhase.Now();
         var k = LinuxKernel.Instance;
         List<Thread> pumps;
         ControlServer control;
@@ -82,6 +83,8 @@ public sealed partial class ContainerSupervisor
             var cgroup = _cgroup;
             // Registered before the cgroup is made: a Create that fails half-way leaves directories.
             undo.Add("remove cgroup", cgroup.Destroy);
+            // From here on the phases time the container's set-up; before, the shim's own (spec, log, cgroup layout).
+            Phase("shim.setup", setup);
             var phase = ShimPhase.Now();
             cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
             Phase("shim.cgroup", phase);

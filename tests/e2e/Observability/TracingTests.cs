@@ -77,13 +77,13 @@ public class TracingTests(RegistryWithImages fixture)
         Assert.Contains(cni, s => s.Name == "cni ADD bridge" && Attr(s, "cni.plugin") == "bridge");
         Assert.All(cni, s => Inside(run, s));
 
-        // The shim: the daemon's span of `criruntime-shim create` with the phases the shim timed,
+        // The shim: the daemon's span of starting the shim (`criruntime-monitor launch`) with the phases the shim timed,
         // inside StartContainer (CreateContainer starts no shim).
         var shimCreate = Assert.Single(trace, s => s.Name == "shim create");
         Inside(start, shimCreate);
         Assert.Equal(ctr, Attr(shimCreate, "container.id"));
         var phases = trace.Where(s => Hex(s.ParentSpanId) == Hex(shimCreate.SpanId)).Select(s => s.Name).ToList();
-        Assert.Equal(["shim.cgroup", "shim.init", "shim.spawn"], phases.Order(StringComparer.Ordinal));
+        Assert.Equal(["shim.cgroup", "shim.init", "shim.setup", "shim.spawn"], phases.Order(StringComparer.Ordinal));
         Assert.All(trace.Where(s => Hex(s.ParentSpanId) == Hex(shimCreate.SpanId)), s => Inside(shimCreate, s));
         var shimStart = Assert.Single(trace, s => s.Name == "shim start");
         Inside(start, shimStart);
