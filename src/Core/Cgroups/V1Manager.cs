@@ -270,8 +270,12 @@ public sealed class V1Manager : ICgroupManager
 
     public void Destroy()
     {
+        // Usually its shim removed it already (RemoveContainer after an exit): one stat per
+        // hierarchy then, rather than a missing cgroup.procs and directory listing each.
+        var left = Dirs.Where(_fs.Exists).ToList();
+        if (left.Count == 0) return;
         if (Processes().Count > 0) KillAll();
-        foreach (var dir in Dirs) CgroupTeardown.RemoveTree(_fs, dir);
+        foreach (var dir in left) CgroupTeardown.RemoveTree(_fs, dir);
     }
 
     public bool OomKilled() =>

@@ -59,7 +59,15 @@ public sealed class TempCgroupFs : ICgroupFs, IDisposable
 
     private static string[] Tokens(string s) => s.Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries);
 
-    public string? Read(string file) => File.Exists(file) ? File.ReadAllText(file) : null;
+    /// <summary>Reads and listings of what does not exist (each an exception on the real cgroupfs).</summary>
+    public int MissingLookups { get; private set; }
+
+    public string? Read(string file)
+    {
+        if (File.Exists(file)) return File.ReadAllText(file);
+        MissingLookups++;
+        return null;
+    }
 
     public bool Mkdir(string dir)
     {
@@ -94,8 +102,12 @@ public sealed class TempCgroupFs : ICgroupFs, IDisposable
 
     public bool Exists(string path) => System.IO.Path.Exists(path);
 
-    public IReadOnlyList<string> ListDirectories(string dir) =>
-        Directory.Exists(dir) ? [.. Directory.EnumerateDirectories(dir).Select(d => System.IO.Path.GetFileName(d))] : [];
+    public IReadOnlyList<string> ListDirectories(string dir)
+    {
+        if (Directory.Exists(dir)) return [.. Directory.EnumerateDirectories(dir).Select(d => System.IO.Path.GetFileName(d))];
+        MissingLookups++;
+        return [];
+    }
 
     public void Dispose() => Directory.Delete(Root, recursive: true);
 }

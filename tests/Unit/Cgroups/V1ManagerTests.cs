@@ -318,6 +318,21 @@ public sealed class V1ManagerTests : IDisposable
         Assert.True(Directory.Exists(_fs.Abs("memory/pod")));
     }
 
+    /// <summary>RemoveContainer destroys the cgroup its shim has usually removed already: that is
+    /// then a stat per hierarchy, not a failed read of cgroup.procs and listing in each.</summary>
+    [Fact]
+    public void V1_DestroyOfACgroupAlreadyGone_LooksUpNothingInside()
+    {
+        var m = Manager();
+        m.Create(new CgroupResources());
+        m.Destroy();
+        var before = _fs.MissingLookups;
+
+        m.Destroy();
+
+        Assert.Equal(before, _fs.MissingLookups);
+    }
+
     [Fact]
     public void V1_MissingController_FailsNamingTheFieldAndController()
     {
