@@ -20,19 +20,25 @@ public static class SpecFile
 {
     public const string ConfigName = "config.json";
 
+    /// <summary>Through <see cref="SpecReader"/>; what it does not take goes to System.Text.Json,
+    /// which accepts it or says what is wrong.</summary>
     public static Spec Parse(ReadOnlySpan<byte> json) =>
-        JsonSerializer.Deserialize(json, OciJsonContext.Default.Spec)
+        SpecReader.TryRead(json)
+        ?? JsonSerializer.Deserialize(json, OciJsonContext.Default.Spec)
         ?? throw new InvalidDataException("config.json: the document is null");
 
-    /// <summary>Reads &lt;bundle&gt;/config.json; errors name the file. Through a context of its
-    /// own, dropped afterwards: the metadata a context caches for the spec's many types would
-    /// otherwise stay live in the long-running shim, which reads the spec once.</summary>
+    /// <summary>Reads &lt;bundle&gt;/config.json; errors name the file. Through
+    /// <see cref="SpecReader"/> (no metadata to build), else a System.Text.Json context of its own,
+    /// dropped afterwards: the metadata a context caches for the spec's many types would otherwise
+    /// stay live in the long-running shim, which reads the spec once.</summary>
     public static Spec Load(string bundle)
     {
         var path = Path.Combine(bundle, ConfigName);
         try
         {
-            return JsonSerializer.Deserialize(File.ReadAllBytes(path), Transient().Spec)
+            var json = File.ReadAllBytes(path);
+            return SpecReader.TryRead(json)
+                ?? JsonSerializer.Deserialize(json, Transient().Spec)
                 ?? throw new InvalidDataException("config.json: the document is null");
         }
         catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }

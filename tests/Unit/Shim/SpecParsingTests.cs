@@ -7,7 +7,7 @@ public class SpecParsingTests
 {
     // Shaped like a containerd-generated config.json, with each spelling the spec does not
     // derive by camelCase (containerID, disableOOMKiller, blockIO, ...).
-    private const string Json = """
+    internal const string Json = """
         {
           "ociVersion": "1.2.0",
           "process": {
