@@ -246,7 +246,7 @@ public static class SpecReader
         return o;
     }
 
-    private static LinuxResources? ReadResources(ref Utf8JsonReader r)
+    internal static LinuxResources? ReadResources(ref Utf8JsonReader r)
     {
         if (!Begin(ref r)) return null;
         var o = new LinuxResources();
@@ -477,13 +477,13 @@ public static class SpecReader
         return o;
     }
 
-    // ---- the rules shared by every member ----
+    // ---- the rules shared by every member (and by ShimRequestReader) ----
 
-    private delegate T ReadValue<T>(ref Utf8JsonReader r);
+    internal delegate T ReadValue<T>(ref Utf8JsonReader r);
 
     /// <summary>On an object's StartObject: true; on null: false (the member is null); anything
     /// else is not a spec.</summary>
-    private static bool Begin(ref Utf8JsonReader r) => r.TokenType switch
+    internal static bool Begin(ref Utf8JsonReader r) => r.TokenType switch
     {
         JsonTokenType.StartObject => true,
         JsonTokenType.Null => false,
@@ -491,7 +491,7 @@ public static class SpecReader
     };
 
     /// <summary>The next member's name, the reader left on its value; false at the object's end.</summary>
-    private static bool Member(ref Utf8JsonReader r, out string name)
+    internal static bool Member(ref Utf8JsonReader r, out string name)
     {
         Next(ref r);
         if (r.TokenType == JsonTokenType.EndObject)
@@ -504,26 +504,26 @@ public static class SpecReader
         return true;
     }
 
-    private static void Next(ref Utf8JsonReader r)
+    internal static void Next(ref Utf8JsonReader r)
     {
         if (!r.Read()) throw new JsonException("the document ends early");
     }
 
     /// <summary>An unknown member's value, skipped whole.</summary>
-    private static T Skip<T>(ref Utf8JsonReader r, T o)
+    internal static T Skip<T>(ref Utf8JsonReader r, T o)
     {
         r.Skip();
         return o;
     }
 
-    private static bool IsNull(ref Utf8JsonReader r) => r.TokenType == JsonTokenType.Null;
+    internal static bool IsNull(ref Utf8JsonReader r) => r.TokenType == JsonTokenType.Null;
 
     /// <summary>A string or null; any other token is not one (GetString throws).</summary>
-    private static string? Str(ref Utf8JsonReader r) => r.GetString();
+    internal static string? Str(ref Utf8JsonReader r) => r.GetString();
 
-    private static List<string>? Strings(ref Utf8JsonReader r) => List(ref r, static (ref Utf8JsonReader x) => x.GetString()!);
+    internal static List<string>? Strings(ref Utf8JsonReader r) => List(ref r, static (ref Utf8JsonReader x) => x.GetString()!);
 
-    private static List<T>? List<T>(ref Utf8JsonReader r, ReadValue<T> item)
+    internal static List<T>? List<T>(ref Utf8JsonReader r, ReadValue<T> item)
     {
         if (r.TokenType == JsonTokenType.Null) return null;
         if (r.TokenType != JsonTokenType.StartArray) throw new InvalidOperationException($"expected an array, found {r.TokenType}");
@@ -537,10 +537,10 @@ public static class SpecReader
     }
 
     /// <summary>A list of objects; a null in it stays null, as System.Text.Json leaves it.</summary>
-    private static List<T>? Objects<T>(ref Utf8JsonReader r, ReadValue<T?> item) where T : class =>
+    internal static List<T>? Objects<T>(ref Utf8JsonReader r, ReadValue<T?> item) where T : class =>
         List(ref r, (ref Utf8JsonReader x) => item(ref x)!);
 
-    private static Dictionary<string, string>? Map(ref Utf8JsonReader r)
+    internal static Dictionary<string, string>? Map(ref Utf8JsonReader r)
     {
         if (!Begin(ref r)) return null;
         var map = new Dictionary<string, string>(StringComparer.Ordinal);

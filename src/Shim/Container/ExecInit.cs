@@ -34,12 +34,12 @@ public static class ExecInit
             Spec spec;
             if (bundle is null)
             {
-                spec = JsonSerializer.Deserialize(Encoding.UTF8.GetBytes(line), OciJsonContext.Default.Spec)
-                    ?? throw new InvalidDataException("null spec");
+                spec = SpecFile.Parse(Encoding.UTF8.GetBytes(line));
             }
             else
             {
-                var request = JsonSerializer.Deserialize(line, ShimJsonContext.Default.ShimRequest)
+                var bytes = Encoding.UTF8.GetBytes(line);
+                var request = ShimRequestReader.TryRead(bytes) ?? JsonSerializer.Deserialize(bytes, ShimJsonContext.Default.ShimRequest)
                     ?? throw new InvalidDataException("null request");
                 var container = SpecFile.Load(bundle);
                 spec = ForExec(container, request);

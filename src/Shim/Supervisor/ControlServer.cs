@@ -293,7 +293,7 @@ public sealed unsafe partial class ControlServer : IDisposable
     {
         try
         {
-            return (JsonSerializer.Deserialize(line, ShimJson.Transient().ShimRequest) ?? throw new JsonException("empty request"), null);
+            return (ShimRequestReader.TryRead(line) ?? JsonSerializer.Deserialize(line, ShimJson.Transient().ShimRequest) ?? throw new JsonException("empty request"), null);
         }
         catch (JsonException e) { return (null, e.Message); }
     }
