@@ -13,20 +13,7 @@ namespace CriRuntime.Shim.Client;
 public static class ShimRequestReader
 {
     /// <summary>The request, or null when this reader does not take the line.</summary>
-    public static ShimRequest? TryRead(ReadOnlySpan<byte> json)
-    {
-        try
-        {
-            var r = new Utf8JsonReader(json);
-            if (!r.Read()) return null;
-            var request = Read(ref r);
-            return request is not null && !r.Read() ? request : null;
-        }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or OverflowException)
-        {
-            return null;
-        }
-    }
+    public static ShimRequest? TryRead(ReadOnlySpan<byte> json) => TryReadDocument(json, default, Read);
 
     private static ShimRequest? Read(ref Utf8JsonReader r)
     {

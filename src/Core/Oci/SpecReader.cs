@@ -20,14 +20,19 @@ public static class SpecReader
     private static readonly JsonReaderOptions Options = new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
 
     /// <summary>The spec, or null when this reader does not take the document (see above).</summary>
-    public static Spec? TryRead(ReadOnlySpan<byte> json)
+    public static Spec? TryRead(ReadOnlySpan<byte> json) => TryReadDocument(json, Options, ReadSpec);
+
+    /// <summary>One JSON document that is an object, read whole by <paramref name="read"/>; null
+    /// for a JSON null, anything after it, and whatever the reader or <paramref name="read"/>
+    /// refuses (a wrong token type, a number out of range, a malformed document).</summary>
+    internal static T? TryReadDocument<T>(ReadOnlySpan<byte> json, JsonReaderOptions options, ReadValue<T?> read) where T : class
     {
         try
         {
-            var r = new Utf8JsonReader(json, Options);
+            var r = new Utf8JsonReader(json, options);
             if (!r.Read()) return null;
-            var spec = ReadSpec(ref r);
-            return spec is not null && !r.Read() ? spec : null;
+            var value = read(ref r);
+            return value is not null && !r.Read() ? value : null;
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or OverflowException)
         {
