@@ -1,5 +1,6 @@
 using CriRuntime.Cgroups;
 using CriRuntime.Errors;
+using CriRuntime.Interop;
 using CriRuntime.Cri.V1;
 using CriRuntime.Shim.Client;
 using CriRuntime.State;
@@ -20,7 +21,8 @@ public interface IContainerExits
 }
 
 /// <summary>Learns when containers exit: for each container, from the start of its shim on (at
-/// StartContainer), one wait on its shim's control socket; when it returns, the exit is recorded
+/// StartContainer), its shim's pidfd (a shim exits once its container has and its exit is
+/// recorded in state.json); when it fires, the final state is taken and the exit recorded
 /// in the container store (so it outlives the shim) and a CONTAINER_STOPPED event is published.
 /// At start the daemon resumes watching every container with a shim, and records exits that
 /// happened while it was down; a created container without a shim has nothing to watch (unless
@@ -28,10 +30,41 @@ public interface IContainerExits
 public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner shims, ContainerEvents events, ILogger<ExitMonitor> log) : IContainerExits
 {
     private readonly CancellationTokenSource _stopping = new();
+    private readonly ProcessExitWatcher _shimExits = new();
 
-    public void Watch(ContainerRecord c) => _ = Task.Run(() => WatchAsync(c.Id));
+    /// <summary>Waits for the shim's exit through its pidfd (one thread for all of them), then
+    /// takes the final state as a wait would (the shim is gone: its state file, or that it died).
+    /// A shim that cannot be watched so (already gone, or its pid no longer this container's shim)
+    /// is waited for at once.</summary>
+    public void Watch(ContainerRecord c)
+    {
+        if (ShimPidfd(c) is { } pidfd) _shimExits.Watch(pidfd, () => _ = WatchAsync(c.Id));
+        else _ = Task.Run(() => WatchAsync(c.Id));
+    }
 
-    public void StopAll() => _stopping.Cancel();
+    /// <summary>A pidfd of the container's shim: opened first, then the process checked to be
+    /// that shim, so a pid reused in between is never watched in its place.</summary>
+    private static FdHandle? ShimPidfd(ContainerRecord c)
+    {
+        try
+        {
+            var pid = int.Parse(File.ReadAllText(Path.Combine(c.StateDir, StateFiles.ShimPid)).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            var pidfd = Libc.PidfdOpen(pid);
+            if (pidfd is null || ShimClient.IsShimAlive(c.StateDir)) return pidfd;
+            pidfd.Dispose();
+            return null;
+        }
+        catch (Exception e) when (e is IOException or FormatException or OverflowException or KernelException)
+        {
+            return null;
+        }
+    }
+
+    public void StopAll()
+    {
+        _stopping.Cancel();
+        _shimExits.Dispose();
+    }
 
     private async Task WatchAsync(string id)
     {
