@@ -42,18 +42,11 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
         return Path.Combine(AppContext.BaseDirectory, "criruntime-shim");
     }
 
-    /// <summary>`criruntime-monitor` next to the shim (or `$CRIRUNTIME_MONITOR`, as the shim finds
-    /// it): its `launch` starts a shim without a second .NET runtime start on the way; without it
-    /// (`CRIRUNTIME_MONITOR=off`, or not installed) `criruntime-shim create` does the same.</summary>
-    public string? LauncherPath { get; } = FindLauncher(Resolve(config.Runtime.ShimPath));
-
-    private static string? FindLauncher(string shimPath)
-    {
-        var env = Environment.GetEnvironmentVariable("CRIRUNTIME_MONITOR");
-        if (env is "0" or "off" or "false") return null;
-        var path = string.IsNullOrEmpty(env) ? Path.Combine(Path.GetDirectoryName(shimPath) ?? ".", "criruntime-monitor") : env;
-        return File.Exists(path) ? path : null;
-    }
+    /// <summary>`criruntime-monitor` beside the shim, found as the shim finds it
+    /// (<see cref="MonitorBinary"/>): its `launch` starts a shim without a second .NET runtime
+    /// start on the way; without it (`CRIRUNTIME_MONITOR=off`, or not installed)
+    /// `criruntime-shim create` does the same.</summary>
+    public string? LauncherPath { get; } = MonitorBinary.Find(Resolve(config.Runtime.ShimPath));
 
     /// <summary>Creates the container; returns once its init is set up and waiting for start.
     /// The launcher (or `create`) starts `supervise` in a session of its own and exits once it

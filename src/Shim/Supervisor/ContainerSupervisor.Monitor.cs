@@ -37,18 +37,8 @@ public sealed partial class ContainerSupervisor
     private readonly ManualResetEventSlim _handoverFailed = new();
     private volatile ControlServer.Handover? _pendingHandover;
 
-    /// <summary>The monitor binary: `$CRIRUNTIME_MONITOR` ("0" or "off": none; a path: that one),
-    /// else criruntime-monitor next to this shim if it is there.</summary>
-    private static string? MonitorPath()
-    {
-        var env = Environment.GetEnvironmentVariable("CRIRUNTIME_MONITOR");
-        if (env is "0" or "off" or "false") return null;
-        if (!string.IsNullOrEmpty(env)) return File.Exists(env) ? env : null;
-        var self = Environment.ProcessPath;
-        if (self is null) return null;
-        var next = Path.Combine(Path.GetDirectoryName(self)!, "criruntime-monitor");
-        return File.Exists(next) ? next : null;
-    }
+    /// <summary>The monitor binary (<see cref="MonitorBinary"/>): beside this shim.</summary>
+    private static string? MonitorPath() => MonitorBinary.Find(Environment.ProcessPath);
 
     /// <summary>What the monitor can carry: a running container without a terminal (its pty
     /// relay stays in .NET), nobody attached and no interactive exec (their relays live in
