@@ -428,8 +428,15 @@ public sealed partial class ContainerController(
             await shims.StopAsync(c.StateDir, StopSignal(c), timeout, ct);
         }
         var final = await shims.WaitAsync(c.Id, c.StateDir, ct);
+        // The shim exits right after it has recorded the exit: waited for, the exit is recorded
+        // with the shim gone, and the container's rootfs and cgroup are released by this call
+        // rather than at RemoveContainer (as containerd deletes the task at its exit).
+        await exits.ShimExitedAsync(c.Id, ShimExitGrace, ct);
         await exits.RecordExitAsync(c.Id, final);
     }
+
+    /// <summary>How long StopContainer waits for a shim to exit once its container has.</summary>
+    private static readonly TimeSpan ShimExitGrace = TimeSpan.FromSeconds(2);
 
     private int StopSignal(ContainerRecord c)
     {
@@ -452,10 +459,15 @@ public sealed partial class ContainerController(
         using (await containers.LockAsync(c.Id, ct))
         {
             if (containers.Find(c.Id) is null) return;
+            // What the exit released (normally everything: StopContainer waits for the shim) is
+            // not done again; after a daemon restart, or when the release failed, it is done here.
             exits.RemoveOrphanedCgroup(c);
             steps.Mark("cgroup");
-            Checkpoint.TmpfsContent.Release(Kernel.HostKernel.Instance, c.BundleDir);
-            rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
+            if (!exits.Released(c.Id).Rootfs)
+            {
+                Checkpoint.TmpfsContent.Release(Kernel.HostKernel.Instance, c.BundleDir);
+                rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
+            }
             steps.Mark("unmount");
             if (c.Volume is not null) volumes.Release(c.Volume);
             if (c.LayerDir is not null) volumes.RemoveLayerDir(c.LayerDir);
@@ -467,6 +479,7 @@ public sealed partial class ContainerController(
             steps.Mark("record+dir");
             imageUsage.Release(c.ImageId, c.Id);
             steps.Mark("image usage");
+            exits.Forget(c.Id);
         }
         LogRemoveSteps(c.Id, steps);
         events.Publish(new ContainerEventResponse { ContainerId = c.Id, ContainerEventType = ContainerEventType.ContainerDeletedEvent, CreatedAt = NowNanos() });

@@ -1,3 +1,4 @@
+using CriRuntime.Containers;
 using CriRuntime.Cri.V1;
 using CriRuntime.Errors;
 using CriRuntime.State;
@@ -190,6 +191,24 @@ public sealed class ContainerControllerTests : IDisposable
         Assert.Single(_f.Log.Steps, s => s == "rootfs unmount");
         // A cgroup a dead shim left is the remove's to clean up, once.
         Assert.Single(_f.Log.Steps, s => s == "remove orphaned cgroup");
+    }
+
+    [Fact]
+    public async Task Remove_AfterAnExitThatUnmountedTheRootfs_DoesNotUnmountAgain_AndForgetsTheRelease()
+    {
+        var id = await CreateAsync();
+        await _f.ContainerController.StartAsync(id, "", CancellationToken.None);
+        _f.Exits.Releases[id] = new ExitRelease(Rootfs: true, Cgroup: true);
+
+        await _f.ContainerController.RemoveAsync(_f.Containers.Find(id)!, CancellationToken.None);
+
+        Assert.DoesNotContain("rootfs unmount", _f.Log.Steps);
+        // The cgroup is still looked at: something may have been left in it (ShimDeathTests).
+        Assert.Single(_f.Log.Steps, s => s == "remove orphaned cgroup");
+        Assert.Empty(_f.Exits.Releases);
+        Assert.Null(_f.Containers.Find(id));
+        Assert.False(Directory.Exists(_f.Containers.ContainerDir(id)), "the container's directory is still there");
+        Assert.False(_f.Usage.IsInUse(FakeImages.Id));
     }
 
     private CreateContainerRequest QuotaRequest(string quota)

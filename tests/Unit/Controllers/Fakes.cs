@@ -263,6 +263,15 @@ public sealed class FakeExits(ContainerStore containers, StepLog log) : IContain
     }
 
     public void RemoveOrphanedCgroup(ContainerRecord c) => log.Do("remove orphaned cgroup");
+
+    /// <summary>What <see cref="Released"/> answers (nothing, as after a daemon restart, unless set).</summary>
+    public Dictionary<string, ExitRelease> Releases { get; } = [];
+
+    public Task ShimExitedAsync(string id, TimeSpan grace, CancellationToken ct) => Task.CompletedTask;
+
+    public ExitRelease Released(string id) => Releases.GetValueOrDefault(id);
+
+    public void Forget(string id) => Releases.Remove(id);
 }
 
 public sealed class FakeImages(string layerDir) : IImageResolver

@@ -250,6 +250,51 @@ public class KubeletShapedTests(RegistryWithImages fixture)
         Assert.Equal(3, status.ExitCode);
     }
 
+    /// <summary>An exited container holds no mount and no cgroup: they are released when the exit
+    /// is recorded (containerd deletes the task at exit), so a StopContainer that returned, or a
+    /// container reported exited, has let go of both before the kubelet's RemoveContainer, which is
+    /// left the records.</summary>
+    [Fact]
+    public async Task ExitedContainers_HoldNoRootfsMountOrCgroup_BeforeTheyAreRemoved()
+    {
+        await using var node = await TestNode.StartAsync(_registry);
+        var pod = Pod(node, "released");
+        var sandbox = Kubelet.Sandbox(pod);
+        var (podId, stopped) = await RunAsync(node, pod, sandbox, "stopped", ["sleep", "3600"]);
+        var quitter = await node.C.StartNewAsync(podId, sandbox, Kubelet.Container(pod, "quitter", await ImageId(node.C, node.Busybox), node.Busybox,
+            ["sh", "-c", "until [ -e /tmp/go ]; do sleep 0.05; done; exit 4"]));
+        foreach (var id in new[] { stopped, quitter })
+        {
+            Assert.Contains(HostMounts(), m => m.Contains(id, StringComparison.Ordinal) && m.EndsWith("/rootfs", StringComparison.Ordinal));
+            Assert.NotEmpty(ContainerCgroups(node.D, id));
+        }
+
+        await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = stopped, Timeout = 10 });
+        Assert.DoesNotContain(HostMounts(), m => m.Contains(stopped, StringComparison.Ordinal));
+        Assert.Empty(ContainerCgroups(node.D, stopped));
+
+        await node.C.ExecOkAsync(quitter, "touch", "/tmp/go");
+        Assert.Equal(4, (await node.C.WaitExitedAsync(quitter)).ExitCode);
+        Assert.DoesNotContain(HostMounts(), m => m.Contains(quitter, StringComparison.Ordinal));
+        Assert.Empty(ContainerCgroups(node.D, quitter));
+
+        foreach (var id in new[] { stopped, quitter })
+            await node.C.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
+        Assert.Empty((await node.C.Runtime.ListContainersAsync(new ListContainersRequest { Filter = new ContainerFilter { PodSandboxId = podId } })).Containers);
+    }
+
+    private static List<string> HostMounts() =>
+        [.. File.ReadLines("/proc/self/mountinfo").Select(l => l.Split(' ')).Where(f => f.Length > 4).Select(f => f[4])];
+
+    /// <summary>The container's cgroup in every hierarchy (the daemon's cgroup root is named after its directory).</summary>
+    private static List<string> ContainerCgroups(DaemonProcess d, string id) =>
+        [.. Directory.EnumerateDirectories("/sys/fs/cgroup").Append("/sys/fs/cgroup")
+            .Select(h => Path.Combine(h, Path.GetFileName(d.Dir)))
+            .Where(Directory.Exists)
+            .SelectMany(root => Directory.EnumerateDirectories(root))
+            .Select(p => Path.Combine(p, id))
+            .Where(Directory.Exists)];
+
     [Fact]
     public async Task SharedPidNamespacePod_AsTheKubeletSendsIt_ContainersSeeEachOthersProcesses()
     {
