@@ -91,6 +91,8 @@ public sealed class HybridManager : ICgroupManager
 
     public void Destroy()
     {
+        // Usually its shim removed it already: one stat per hierarchy, and nothing read inside.
+        if (_v1.ExistingDirs().Count == 0 && !_v2.Exists()) return;
         if (Processes().Count > 0) KillAll();
         _v1.Destroy();
         _v2.Destroy();

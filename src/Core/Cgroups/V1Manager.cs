@@ -272,11 +272,14 @@ public sealed class V1Manager : ICgroupManager
     {
         // Usually its shim removed it already (RemoveContainer after an exit): one stat per
         // hierarchy then, rather than a missing cgroup.procs and directory listing each.
-        var left = Dirs.Where(_fs.Exists).ToList();
+        var left = ExistingDirs();
         if (left.Count == 0) return;
         if (Processes().Count > 0) KillAll();
         foreach (var dir in left) CgroupTeardown.RemoveTree(_fs, dir);
     }
+
+    /// <summary>Its directories that exist: one stat per hierarchy.</summary>
+    internal List<string> ExistingDirs() => [.. Dirs.Where(_fs.Exists)];
 
     public bool OomKilled() =>
         Dir("memory") is { } mem && CgroupFiles.ParseFlatKeyed(_fs.Read($"{mem}/memory.oom_control")).Get("oom_kill") > 0;

@@ -225,9 +225,12 @@ public sealed class V2Manager : ICgroupManager
         }
     }
 
+    /// <summary>Whether its directory exists (one stat).</summary>
+    internal bool Exists() => _fs.Exists(Dir);
+
     public void Destroy()
     {
-        if (!_fs.Exists(Dir)) return;
+        if (!Exists()) return;
         if (Processes().Count > 0) KillAll();
         CgroupTeardown.RemoveTree(_fs, Dir);
     }

@@ -120,4 +120,30 @@ public sealed class HybridManagerTests : IDisposable
         Assert.False(Directory.Exists(_fs.Abs("memory/pod/ctr")));
         Assert.False(Directory.Exists(_fs.Abs("unified/pod/ctr")));
     }
+
+    [Fact]
+    public void Hybrid_DestroyOfACgroupAlreadyGone_LooksUpNothingInside()
+    {
+        var m = Manager();
+        m.Create(new CgroupResources());
+        m.Destroy();
+        var before = _fs.MissingLookups;
+
+        m.Destroy();
+
+        Assert.Equal(before, _fs.MissingLookups);
+    }
+
+    [Fact]
+    public void Hybrid_DestroyOfACgroupLeftOnOneSideOnly_RemovesIt()
+    {
+        var m = Manager();
+        m.Create(new CgroupResources());
+        m.Destroy();
+        Directory.CreateDirectory(_fs.Abs("unified/pod/ctr"));
+
+        m.Destroy();
+
+        Assert.False(Directory.Exists(_fs.Abs("unified/pod/ctr")));
+    }
 }
