@@ -28,13 +28,15 @@ public sealed partial class ImageGarbageCollector
     private readonly Lock _lock = new();
     private readonly Dictionary<string, int> _held = new(StringComparer.Ordinal);
 
-    public ImageGarbageCollector(ImageStore images, ContentStore content, SnapshotStore snapshots, ImageUsage usage, ILogger<ImageGarbageCollector> log)
+    /// <summary>Collects whenever the store drops an untagged image its last container released
+    /// (the release of an image that keeps its tags leaves nothing to collect).</summary>
+    public ImageGarbageCollector(ImageStore images, ContentStore content, SnapshotStore snapshots, ILogger<ImageGarbageCollector> log)
     {
         _images = images;
         _content = content;
         _snapshots = snapshots;
         _log = log;
-        usage.Released += _ => Collect();
+        images.Forgotten += () => Collect();
     }
 
     public ImageLease Lease() => new(this);

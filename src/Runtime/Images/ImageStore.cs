@@ -151,16 +151,19 @@ public sealed class ImageStore
     }
 
     /// <summary>A nameless image kept only for its containers goes when the last one lets go.</summary>
+    /// <summary>Raised when an untagged image is dropped because its last container went: its
+    /// content may now be unreferenced (<see cref="ImageGarbageCollector"/>).</summary>
+    public event Action? Forgotten;
+
     private void OnReleased(string id)
     {
         lock (_lock)
         {
-            if (_images.TryGetValue(id, out var image) && image.RepoTags.Count == 0 && image.RepoDigests.Count == 0)
-            {
-                _images.Remove(id);
-                SaveLocked();
-            }
+            if (!_images.TryGetValue(id, out var image) || image.RepoTags.Count > 0 || image.RepoDigests.Count > 0) return;
+            _images.Remove(id);
+            SaveLocked();
         }
+        Forgotten?.Invoke();
     }
 
     private void SaveLocked()

@@ -82,7 +82,7 @@ public sealed class ImageStoreTests : IDisposable
         var store = new ImageStore(_dir, usage);
         var content = new ContentStore(_dir);
         var snapshots = new SnapshotStore(_dir);
-        var gc = new ImageGarbageCollector(store, content, snapshots, usage, NullLogger<ImageGarbageCollector>.Instance);
+        var gc = new ImageGarbageCollector(store, content, snapshots, NullLogger<ImageGarbageCollector>.Instance);
         var config = "{}"u8.ToArray();
         var id = Digest.Of(config);
         content.WriteBytes(id, config);
@@ -100,11 +100,32 @@ public sealed class ImageStoreTests : IDisposable
     }
 
     [Fact]
+    public void ReleasingAnImageThatKeepsItsTag_CollectsNothing()
+    {
+        var usage = new ImageUsage();
+        var store = new ImageStore(_dir, usage);
+        var content = new ContentStore(_dir);
+        _ = new ImageGarbageCollector(store, content, new SnapshotStore(_dir), NullLogger<ImageGarbageCollector>.Instance);
+        var config = "{}"u8.ToArray();
+        var id = Digest.Of(config);
+        content.WriteBytes(id, config);
+        store.Commit(Image('1', ["docker.io/library/app:latest"], []) with { Id = id.ToString(), Layers = [] });
+        var orphan = "unreferenced"u8.ToArray();
+        content.WriteBytes(Digest.Of(orphan), orphan); // a collection would take it
+
+        usage.MarkInUse(id.ToString(), "container-1");
+        usage.Release(id.ToString(), "container-1");
+
+        Assert.NotNull(store.Get(id.ToString()));
+        Assert.True(content.Has(Digest.Of(orphan)), "the release of a tagged image ran a collection");
+    }
+
+    [Fact]
     public void Gc_KeepsLeasedContent()
     {
         var usage = new ImageUsage();
         var content = new ContentStore(_dir);
-        var gc = new ImageGarbageCollector(new ImageStore(_dir, usage), content, new SnapshotStore(_dir), usage, NullLogger<ImageGarbageCollector>.Instance);
+        var gc = new ImageGarbageCollector(new ImageStore(_dir, usage), content, new SnapshotStore(_dir), NullLogger<ImageGarbageCollector>.Instance);
         var blob = "x"u8.ToArray();
         var d = Digest.Of(blob);
         using (var lease = gc.Lease())
