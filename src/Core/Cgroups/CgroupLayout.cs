@@ -28,6 +28,17 @@ public sealed record CgroupLayout
     /// <summary>The cgroup2 mount point, or null when there is none.</summary>
     public string? UnifiedMount { get; init; }
 
+    /// <summary>The mountinfo lines of the cgroup and cgroup2 mounts this layout was read from:
+    /// what <see cref="MountsVariable"/> hands a child, which parses them into the same layout.</summary>
+    public string MountLines { get; init; } = "";
+
+    /// <summary>The environment variable through which the daemon gives its shims (and they their
+    /// container inits) the cgroup mounts it found, so that they need not read /proc/self/mountinfo:
+    /// on a node with a thousand pods that file is megabytes the kernel writes out anew for every
+    /// reader, and each container start read it twice. Hierarchies are mounted at boot, so the
+    /// daemon's view holds for its children.</summary>
+    public const string MountsVariable = "CRIRUNTIME_CGROUP_MOUNTS";
+
     /// <summary>Each v1 hierarchy once (co-mounted controllers share one directory).</summary>
     public IReadOnlyList<string> V1Hierarchies => [.. V1Mounts.Values.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)];
 
@@ -38,10 +49,20 @@ public sealed record CgroupLayout
         "net_cls", "net_prio", "perf_event", "rdma", "misc",
     ];
 
-    /// <summary>Reads this process's view of the system.</summary>
-    public static CgroupLayout Detect() =>
-        Parse(File.ReadAllText("/proc/self/mountinfo"),
-              File.Exists("/proc/cgroups") ? File.ReadAllText("/proc/cgroups") : null);
+    /// <summary>Reads this process's view of the system: the cgroup mounts its parent gave it
+    /// (<see cref="MountsVariable"/>), else /proc/self/mountinfo.</summary>
+    public static CgroupLayout Detect() => Detect(Environment.GetEnvironmentVariable);
+
+    internal static CgroupLayout Detect(Func<string, string?> environment)
+    {
+        var procCgroups = File.Exists("/proc/cgroups") ? File.ReadAllText("/proc/cgroups") : null;
+        if (environment(MountsVariable) is { Length: > 0 } given)
+        {
+            try { return Parse(given, procCgroups); }
+            catch (CgroupException) { } // not what a daemon writes: read the real thing
+        }
+        return Parse(File.ReadAllText("/proc/self/mountinfo"), procCgroups);
+    }
 
     /// <summary>Pure: the layout described by a mountinfo text and, optionally, /proc/cgroups
     /// (whose subsystem names tell controllers apart from other superblock options).</summary>
@@ -50,6 +71,7 @@ public sealed record CgroupLayout
         var known = procCgroups is null ? new HashSet<string>(KnownV1Controllers, StringComparer.Ordinal) : ParseSubsystems(procCgroups);
         var v1 = new Dictionary<string, string>(StringComparer.Ordinal);
         string? unified = null;
+        var lines = new StringBuilder();
 
         foreach (var rawLine in mountinfo.AsSpan().EnumerateLines())
         {
@@ -64,6 +86,7 @@ public sealed record CgroupLayout
             if (head.Length < 5 || tail.Length < 1) continue;
             var mountPoint = Unescape(head[4]);
             var fsType = tail[0];
+            if (fsType is "cgroup" or "cgroup2") lines.Append(line).Append('\n');
             if (fsType == "cgroup2")
             {
                 // The first cgroup2 mount wins: later ones are bind mounts of the same hierarchy.
@@ -85,7 +108,7 @@ public sealed record CgroupLayout
             (false, true) => CgroupMode.V2,
             _ => throw new CgroupException("no cgroup hierarchy is mounted (no cgroup or cgroup2 entry in mountinfo)"),
         };
-        return new CgroupLayout { Mode = mode, V1Mounts = v1, UnifiedMount = unified };
+        return new CgroupLayout { Mode = mode, V1Mounts = v1, UnifiedMount = unified, MountLines = lines.ToString() };
     }
 
     private static HashSet<string> ParseSubsystems(string procCgroups)

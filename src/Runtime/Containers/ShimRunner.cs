@@ -73,6 +73,9 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
                 psi.Environment[e[..e.IndexOf('=')]] = e[(e.IndexOf('=') + 1)..];
         }
         else psi.ArgumentList.Add("create");
+        // The shim, its container's init, its execs and the monitor take the cgroup layout from us
+        // rather than each read /proc/self/mountinfo (CgroupLayout.MountsVariable).
+        psi.Environment[Cgroups.CgroupLayout.MountsVariable] = Cgroups.CgroupManagers.Layout.MountLines;
         foreach (var a in new[] { "--id", id, "--bundle", bundle, "--state", stateDir, "--log", logPath })
             psi.ArgumentList.Add(a);
         var ok = false;

@@ -82,7 +82,7 @@ public sealed partial class CriRuntimeService
             foreach (var c in selected)
                 targets.Add(await DumpTargetAsync(_containers.Find(c.Id) ?? throw Fail.NotFound($"container {c.Id} not found")));
 
-            var layout = Cgroups.CgroupLayout.Detect();
+            var layout = Cgroups.CgroupManagers.Layout;
             var members = targets.Select(t => new PodCheckpointer.Member(t.Container.Id, t.Container.CgroupsPath)).ToList();
             IReadOnlyList<DumpedContainer> dumps;
             try

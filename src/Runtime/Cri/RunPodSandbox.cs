@@ -35,7 +35,7 @@ public sealed partial class CriRuntimeService
         {
             // v1 blk-throttle is not hierarchical: a rule on the pod cgroup never slows its
             // containers' cgroups below it (tried on this host), so refuse instead of ignoring it.
-            if (Cgroups.CgroupLayout.Detect().V1Mounts.ContainsKey("blkio"))
+            if (Cgroups.CgroupManagers.Layout.V1Mounts.ContainsKey("blkio"))
                 throw Fail.InvalidArgument($"annotation {Storage.IoLimits.PodWideAnnotation}: the blkio controller is cgroup v1 here, whose throttles are not hierarchical, so a pod-wide limit would not limit the pod's containers; it needs cgroup v2 (use {Storage.IoLimits.PodAnnotationPrefix}NAME per container)");
             var io = Cgroups.CgroupResourcesFromSpec.Map(new Oci.LinuxResources { BlockIo = podIo });
             podLimits = (podLimits ?? new Cgroups.CgroupResources()) with

@@ -99,7 +99,7 @@ public interface IHostKernel
 /// <summary>What statfs(2) says of a file system, in bytes and inodes.</summary>
 public readonly record struct FsUsage(long Type, ulong TotalBytes, ulong FreeBytes, ulong Inodes, ulong FreeInodes)
 {
-    public const long Ext4Magic = 0xEF53, BtrfsMagic = 0x9123683E, XfsMagic = 0x58465342;
+    public const long Ext4Magic = 0xEF53, BtrfsMagic = 0x9123683E, XfsMagic = 0x58465342, NsfsMagic = 0x6E736673;
     public ulong UsedBytes => TotalBytes - FreeBytes;
     public ulong UsedInodes => Inodes - FreeInodes;
 }

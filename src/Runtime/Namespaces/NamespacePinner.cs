@@ -111,9 +111,14 @@ public static class NamespacePinner
         TryDelete(path);
     }
 
-    /// <summary>True when <paramref name="path"/> is a live pin (a mounted nsfs file).</summary>
-    public static bool IsPinned(string path) =>
-        File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ')[4] == path);
+    /// <summary>True when <paramref name="path"/> is a live pin: a namespace file is mounted on
+    /// it (statfs says nsfs; an unmounted pin is a plain file). One syscall, where reading
+    /// mountinfo costs as much as the node has mounts (five per pod), for each pod of a stats list.</summary>
+    public static bool IsPinned(string path, IHostKernel? kernel = null)
+    {
+        try { return (kernel ?? HostKernel.Instance).Statfs(path).Type == FsUsage.NsfsMagic; }
+        catch (KernelException) { return false; } // gone
+    }
 
     public static void SetHostname(string hostname, IHostKernel? kernel = null) => (kernel ?? HostKernel.Instance).Sethostname(hostname);
 

@@ -35,6 +35,39 @@ public class CgroupLayoutTests
         37 30 0:34 / /sys/fs/cgroup/pids rw,nosuid,nodev,noexec,relatime shared:17 - cgroup cgroup rw,pids
         """;
 
+    [Theory]
+    [InlineData(V1Sample)]
+    [InlineData(V2Sample)]
+    [InlineData(HybridSample)]
+    public void MountLines_AreOnlyTheCgroupMounts_AndParseIntoTheSameLayout(string mountinfo)
+    {
+        // What the daemon hands its shims: a node's mountinfo with a few thousand other mounts.
+        var busy = mountinfo + string.Concat(Enumerable.Range(0, 2000).Select(i =>
+            $"\n{100 + i} 25 0:{100 + i} / /run/criruntime/pods/p{i}/ns/net rw - nsfs nsfs rw"));
+        var layout = CgroupLayout.Parse(busy);
+
+        Assert.DoesNotContain("nsfs", layout.MountLines);
+        Assert.DoesNotContain("tmpfs", layout.MountLines);
+        var again = CgroupLayout.Parse(layout.MountLines);
+        Assert.Equal(layout.Mode, again.Mode);
+        Assert.Equal(layout.UnifiedMount, again.UnifiedMount);
+        Assert.Equal(layout.V1Mounts.OrderBy(kv => kv.Key), again.V1Mounts.OrderBy(kv => kv.Key));
+        Assert.Equal(layout.MountLines, again.MountLines);
+    }
+
+    [Fact]
+    public void Detect_TakesTheMountsItsParentGave_AndReadsMountinfoWithoutThem()
+    {
+        var given = CgroupLayout.Detect(name => name == CgroupLayout.MountsVariable ? CgroupLayout.Parse(V1Sample).MountLines : null);
+        Assert.Equal(CgroupMode.V1, given.Mode);
+        Assert.Equal("/sys/fs/cgroup/cpu,cpuacct", given.V1Mounts["cpuacct"]);
+
+        var own = CgroupLayout.Detect(_ => null);
+        Assert.Equal(CgroupLayout.Parse(File.ReadAllText("/proc/self/mountinfo")).MountLines, own.MountLines);
+        // Something no daemon writes: the real mountinfo instead.
+        Assert.Equal(own.MountLines, CgroupLayout.Detect(_ => "not a mountinfo line").MountLines);
+    }
+
     [Fact]
     public void Parse_V1Sample_IsV1WithCoMountedControllersSharingOneDirectory()
     {

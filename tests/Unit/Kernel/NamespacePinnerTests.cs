@@ -1,5 +1,6 @@
 using CriRuntime.Interop;
 using CriRuntime.Namespaces;
+using CriRuntime.Kernel;
 
 namespace CriRuntime.Tests.Unit.Kernel;
 
@@ -19,6 +20,26 @@ public sealed class NamespacePinnerTests : IDisposable
 
         Assert.Equal(["unshare 0x40000000", "sethostname inside", $"mount /proc/self/task/4242/ns/net {path} - 0x1000"], _k.Calls);
         Assert.True(File.Exists(path));
+    }
+
+    [Fact]
+    public void IsPinned_WhenANamespaceFileIsMountedThere_AndNotForAPlainFileOrNothing()
+    {
+        _k.FileSystems[P("net")] = new FsUsage(FsUsage.NsfsMagic, 0, 0, 0, 0);
+        _k.FileSystems[P("unmounted")] = new FsUsage(FsUsage.Ext4Magic, 1 << 30, 1 << 29, 1000, 500);
+
+        Assert.True(NamespacePinner.IsPinned(P("net"), _k));
+        Assert.False(NamespacePinner.IsPinned(P("unmounted"), _k));
+        Assert.False(NamespacePinner.IsPinned(P("gone"), _k));
+    }
+
+    [Fact]
+    public void IsPinned_OnThisHost_SeesOurOwnNetworkNamespace_AndNotAPlainFile()
+    {
+        // /proc/self/ns/net is an nsfs file, as a mounted pin is; the temp file is not.
+        Assert.True(NamespacePinner.IsPinned("/proc/self/ns/net"));
+        File.WriteAllText(P("plain"), "");
+        Assert.False(NamespacePinner.IsPinned(P("plain")));
     }
 
     [Fact]

@@ -105,6 +105,10 @@ public class KubeletShapedTests(RegistryWithImages fixture)
         Assert.Contains("UTF8=héllo ✓", inside);
         Assert.Contains("EMPTY=", inside);
         Assert.DoesNotContain(inside, l => l.Contains("ByteString", StringComparison.Ordinal));
+        // What the runtime gives its own processes (the cgroup mounts, GC settings) is not the
+        // container's: neither its init nor an exec sees it.
+        Assert.DoesNotContain(inside, l => l.StartsWith("CRIRUNTIME_", StringComparison.Ordinal) || l.StartsWith("DOTNET_", StringComparison.Ordinal));
+        Assert.DoesNotContain("CRIRUNTIME_", await node.C.ExecOkAsync(id, "cat", "/proc/1/environ"));
         Assert.Equal("web", (await node.C.ExecOkAsync(id, "hostname")).Trim());
         Assert.Equal("web", (await node.C.ExecOkAsync(id, "cat", "/etc/hostname")).Trim());
         Assert.Contains("# Kubernetes-managed hosts file.", await node.C.ExecOkAsync(id, "cat", "/etc/hosts"));
