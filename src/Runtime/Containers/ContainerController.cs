@@ -463,11 +463,7 @@ public sealed partial class ContainerController(
             // not done again; after a daemon restart, or when the release failed, it is done here.
             exits.RemoveOrphanedCgroup(c);
             steps.Mark("cgroup");
-            if (!exits.Released(c.Id).Rootfs)
-            {
-                Checkpoint.TmpfsContent.Release(Kernel.HostKernel.Instance, c.BundleDir);
-                rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
-            }
+            if (!exits.Released(c.Id).Rootfs) rootfs.UnmountBundle(c.BundleDir);
             steps.Mark("unmount");
             if (c.Volume is not null) volumes.Release(c.Volume);
             if (c.LayerDir is not null) volumes.RemoveLayerDir(c.LayerDir);

@@ -32,10 +32,7 @@ public interface IContainerExits
 
 /// <summary>What an exited container no longer holds: its root file system mount (and the tmpfs
 /// mounts of a restore) is unmounted, its cgroup removed.</summary>
-public readonly record struct ExitRelease(bool Rootfs, bool Cgroup)
-{
-    public static ExitRelease None => default;
-}
+public readonly record struct ExitRelease(bool Rootfs, bool Cgroup);
 
 /// <summary>Learns when containers exit: for each container, from the start of its shim on (at
 /// StartContainer), its shim's pidfd (a shim exits once its container has and its exit is
@@ -81,7 +78,7 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
         catch (TimeoutException) { } // still exiting: the exit is recorded now, the rest released at remove
     }
 
-    public ExitRelease Released(string id) => _released.TryGetValue(id, out var r) ? r : ExitRelease.None;
+    public ExitRelease Released(string id) => _released.GetValueOrDefault(id);
 
     public void Forget(string id)
     {
@@ -198,8 +195,7 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
         {
             try
             {
-                Checkpoint.TmpfsContent.Release(Kernel.HostKernel.Instance, c.BundleDir);
-                rootfs.Unmount(Path.Combine(c.BundleDir, "rootfs"));
+                rootfs.UnmountBundle(c.BundleDir);
                 released = released with { Rootfs = true };
             }
             catch (Exception e) when (e is KernelException or IOException) { LogReleaseFailed(e, c.Id, "rootfs"); }

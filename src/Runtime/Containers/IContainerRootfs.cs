@@ -21,3 +21,15 @@ public sealed class HostRootfs : IContainerRootfs
         IdmappedRootfs.Mount(layers, upper, work, target, usernsPath, stagingDir, rootUid, rootGid);
     public void Unmount(string target) => RootfsMount.Unmount(target);
 }
+
+public static class ContainerRootfsExtensions
+{
+    /// <summary>The mounts in a container's bundle, each idempotently: the tmpfs content of a
+    /// restore (<see cref="Checkpoint.TmpfsContent"/>), then the rootfs. At the recorded exit and,
+    /// when that did not do it, at RemoveContainer.</summary>
+    public static void UnmountBundle(this IContainerRootfs rootfs, string bundleDir)
+    {
+        Checkpoint.TmpfsContent.Release(Kernel.HostKernel.Instance, bundleDir);
+        rootfs.Unmount(Path.Combine(bundleDir, "rootfs"));
+    }
+}
