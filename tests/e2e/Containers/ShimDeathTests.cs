@@ -54,7 +54,7 @@ public class ShimDeathTests(RegistryWithImages fixture)
         await c.PullAsync(image);
         var podId = await c.RunPodAsync(pod);
         var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
-        var cgroups = ContainerCgroups(d, id);
+        var cgroups = d.ContainerCgroups(id);
         Assert.NotEmpty(cgroups);
         var (shimPid, _) = Pids(d, id);
 
@@ -71,14 +71,14 @@ public class ShimDeathTests(RegistryWithImages fixture)
                     File.WriteAllText(Path.Combine(dir, file), File.ReadAllText(Path.Combine(Path.GetDirectoryName(dir)!, file)).Trim());
             File.WriteAllText(Path.Combine(dir, "cgroup.procs"), straggler.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         }
-        Assert.Equal(cgroups.Order(), ContainerCgroups(d, id).Order());
+        Assert.Equal(cgroups.Order(), d.ContainerCgroups(id).Order());
 
         await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
 
         using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
             await straggler.WaitForExitAsync(cts.Token);
         Assert.Equal(137, straggler.ExitCode);
-        Assert.Empty(ContainerCgroups(d, id));
+        Assert.Empty(d.ContainerCgroups(id));
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
@@ -125,13 +125,13 @@ public class ShimDeathTests(RegistryWithImages fixture)
         var podId = await c.RunPodAsync(pod);
         var id = await c.CreateAsync(podId, pod, Container("later", image, "sleep", "3600"));
         Assert.Equal(ContainerState.ContainerCreated, (await c.StatusAsync(id)).State);
-        Assert.Empty(ContainerCgroups(d, id));
+        Assert.Empty(d.ContainerCgroups(id));
         Assert.False(Directory.Exists(Path.Combine(d.State, "c", id[..20])), "a created container has a shim state dir");
 
         await c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id });
 
         Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
-        Assert.NotEmpty(ContainerCgroups(d, id));
+        Assert.NotEmpty(d.ContainerCgroups(id));
         var (shimPid, containerPid) = Pids(d, id);
         Assert.True(IsRunning(containerPid), $"container process {containerPid} is not running");
         // Once started the shim execs the C monitor from its reaper thread: while the kernel ends
@@ -162,7 +162,7 @@ public class ShimDeathTests(RegistryWithImages fixture)
             await Assert.ThrowsAsync<RpcException>(async () => await c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id }));
         }
         await d.WaitForExitAsync(TimeSpan.FromSeconds(30));
-        Assert.NotEmpty(ContainerCgroups(d, id));
+        Assert.NotEmpty(d.ContainerCgroups(id));
         KillNine(ShimPid(d, id));
         d.Environment.Clear();
         await d.StartAsync();
@@ -170,7 +170,7 @@ public class ShimDeathTests(RegistryWithImages fixture)
         using (var c = d.Client())
         {
             AssertDiedWithShim(await c.StatusAsync(id));
-            Assert.Empty(ContainerCgroups(d, id));
+            Assert.Empty(d.ContainerCgroups(id));
             var start = await Assert.ThrowsAsync<RpcException>(() => c.Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = id }).ResponseAsync);
             Assert.Equal(StatusCode.FailedPrecondition, start.StatusCode);
             Assert.Contains("exited", start.Status.Detail, StringComparison.Ordinal);
@@ -214,16 +214,6 @@ public class ShimDeathTests(RegistryWithImages fixture)
 
     private static int ShimPid(DaemonProcess d, string id) =>
         int.Parse(File.ReadAllText(Path.Combine(d.State, "c", id[..20], "shim.pid")).Trim());
-
-    /// <summary>The container's cgroup directories in every hierarchy (the daemon's cgroup_root is
-    /// named after its test directory; below it pod, then container).</summary>
-    private static List<string> ContainerCgroups(DaemonProcess d, string id) =>
-        [.. Directory.EnumerateDirectories("/sys/fs/cgroup")
-            .Select(h => Path.Combine(h, Path.GetFileName(d.Dir)))
-            .Where(Directory.Exists)
-            .SelectMany(root => Directory.EnumerateDirectories(root))
-            .Select(pod => Path.Combine(pod, id))
-            .Where(Directory.Exists)];
 
     private static void KillNine(int shimPid)
     {

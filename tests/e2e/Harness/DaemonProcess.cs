@@ -203,4 +203,14 @@ public sealed partial class DaemonProcess : IDisposable
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int signal);
+
+    /// <summary>The container's cgroup directories below this daemon's cgroup root (named after its
+    /// directory) and a pod's, in every v1 hierarchy and on the cgroup2 mount or root.</summary>
+    public List<string> ContainerCgroups(string id) =>
+        [.. Directory.EnumerateDirectories("/sys/fs/cgroup").Append("/sys/fs/cgroup")
+            .Select(h => Path.Combine(h, Path.GetFileName(Dir)))
+            .Where(Directory.Exists)
+            .SelectMany(root => Directory.EnumerateDirectories(root))
+            .Select(pod => Path.Combine(pod, id))
+            .Where(Directory.Exists)];
 }

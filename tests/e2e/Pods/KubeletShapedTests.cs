@@ -270,17 +270,17 @@ public class KubeletShapedTests(RegistryWithImages fixture)
         foreach (var id in new[] { stopped, quitter })
         {
             Assert.Contains(HostMounts(), m => m.Contains(id, StringComparison.Ordinal) && m.EndsWith("/rootfs", StringComparison.Ordinal));
-            Assert.NotEmpty(ContainerCgroups(node.D, id));
+            Assert.NotEmpty(node.D.ContainerCgroups(id));
         }
 
         await node.C.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = stopped, Timeout = 10 });
         Assert.DoesNotContain(HostMounts(), m => m.Contains(stopped, StringComparison.Ordinal));
-        Assert.Empty(ContainerCgroups(node.D, stopped));
+        Assert.Empty(node.D.ContainerCgroups(stopped));
 
         await node.C.ExecOkAsync(quitter, "touch", "/tmp/go");
         Assert.Equal(4, (await node.C.WaitExitedAsync(quitter)).ExitCode);
         Assert.DoesNotContain(HostMounts(), m => m.Contains(quitter, StringComparison.Ordinal));
-        Assert.Empty(ContainerCgroups(node.D, quitter));
+        Assert.Empty(node.D.ContainerCgroups(quitter));
 
         foreach (var id in new[] { stopped, quitter })
             await node.C.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
@@ -289,15 +289,6 @@ public class KubeletShapedTests(RegistryWithImages fixture)
 
     private static List<string> HostMounts() =>
         [.. File.ReadLines("/proc/self/mountinfo").Select(l => l.Split(' ')).Where(f => f.Length > 4).Select(f => f[4])];
-
-    /// <summary>The container's cgroup in every hierarchy (the daemon's cgroup root is named after its directory).</summary>
-    private static List<string> ContainerCgroups(DaemonProcess d, string id) =>
-        [.. Directory.EnumerateDirectories("/sys/fs/cgroup").Append("/sys/fs/cgroup")
-            .Select(h => Path.Combine(h, Path.GetFileName(d.Dir)))
-            .Where(Directory.Exists)
-            .SelectMany(root => Directory.EnumerateDirectories(root))
-            .Select(p => Path.Combine(p, id))
-            .Where(Directory.Exists)];
 
     [Fact]
     public async Task SharedPidNamespacePod_AsTheKubeletSendsIt_ContainersSeeEachOthersProcesses()
