@@ -5,8 +5,9 @@
 CONFIGURATION ?= Debug
 DOTNET ?= dotnet
 # What `make run`, the e2e tests and the benchmark run: the daemon and the shim, both NativeAOT,
-# side by side (the daemon finds criruntime-shim, criruntime-pod-init and criruntime-nsexec next
-# to itself; the shim finds criruntime-nsexec and criruntime-monitor next to itself).
+# side by side (the daemon finds criruntime-shim, criruntime-stream-server, criruntime-pod-init and
+# criruntime-nsexec next to itself; the shim finds criruntime-nsexec and criruntime-monitor next to
+# itself).
 DIST := artifacts/dist
 BIN := $(DIST)/criruntime
 POD_INIT_CFLAGS ?= -O2 -Wall -Wextra -Werror -std=gnu11
@@ -23,11 +24,13 @@ build:
 	$(MAKE) --no-print-directory publish
 	# The JIT daemon of the solution build finds the shim and pod init next to it too
 	# (debugging: CRIRUNTIME_BIN=...).
-	cp $(DIST)/criruntime-shim $(DIST)/criruntime-monitor $(DIST)/criruntime-pod-init $(DIST)/criruntime-nsexec artifacts/bin/Runtime/$(shell echo $(CONFIGURATION) | tr A-Z a-z)/
+	cp $(DIST)/criruntime-shim $(DIST)/criruntime-stream-server $(DIST)/criruntime-monitor $(DIST)/criruntime-pod-init $(DIST)/criruntime-nsexec artifacts/bin/Runtime/$(shell echo $(CONFIGURATION) | tr A-Z a-z)/
 
 publish:
 	$(DOTNET) publish src/Shim/Shim.csproj -c Release -nologo -clp:ErrorsOnly -o $(DIST)/
 	$(DOTNET) publish src/Runtime/Runtime.csproj -c Release -nologo -clp:ErrorsOnly -o $(DIST)/
+	# The stream server (exec/attach/port-forward sessions): the daemon's streaming code alone.
+	$(DOTNET) publish src/StreamServer/StreamServer.csproj -c Release -nologo -clp:ErrorsOnly -o $(DIST)/
 	# The pod init (pid 1 of a pod's shared pid namespace) is plain C: one runs per such pod.
 	$(CC) $(POD_INIT_CFLAGS) -o $(DIST)/criruntime-pod-init src/PodInit/pod-init.c
 	# User namespaces: a .NET process has threads, and only a single-threaded one may enter one.
@@ -69,7 +72,7 @@ BINDIR ?= $(PREFIX)/bin
 DOCDIR ?= $(PREFIX)/share/doc/criruntime
 SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
-INSTALL_BINS := criruntime criruntime-shim criruntime-monitor criruntime-pod-init criruntime-nsexec
+INSTALL_BINS := criruntime criruntime-shim criruntime-stream-server criruntime-monitor criruntime-pod-init criruntime-nsexec
 install:
 	@for b in $(INSTALL_BINS); do [ -x $(DIST)/$$b ] || { echo "$(DIST)/$$b missing: run make build first" >&2; exit 1; }; done
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/criruntime/conf.d $(DESTDIR)$(DOCDIR)

@@ -7,7 +7,7 @@ namespace CriRuntime;
 public static class Cli
 {
     private const string Usage = """
-        usage: criruntime [serve|config|reload|beancounters|migrate|version|stream-server] [flags]
+        usage: criruntime [serve|config|reload|beancounters|migrate|version] [flags]
 
           serve          run the CRI daemon (default)
           config         print the configuration as TOML and exit: the one in force in the
@@ -23,8 +23,6 @@ public static class Cli
                          --allow-new-ip: go on when the target's pod has another address
                          (its TCP connections are then closed)
           version        print the version and exit
-          stream-server  serve exec/attach/port-forward sessions (started by the daemon:
-                         --state, --address, --port, --log-level)
 
         flags:
           --config FILE      main config file (default /etc/criruntime/config.toml; drop-ins in its conf.d/)
@@ -48,7 +46,7 @@ public static class Cli
     {
         var command = "serve";
         string? pod = null;
-        string? configPath = null, socket = null, root = null, state = null, logLevel = null, address = null, port = null;
+        string? configPath = null, socket = null, root = null, state = null, logLevel = null;
         string? to = null, migrationId = null, mode = null;
         var commit = true;
         var allowNewIp = false;
@@ -68,15 +66,13 @@ public static class Cli
                 }
                 switch (arg)
                 {
-                    case "serve" or "config" or "reload" or "beancounters" or "migrate" or "version" or "stream-server" when i == 0: command = arg; break;
+                    case "serve" or "config" or "reload" or "beancounters" or "migrate" or "version" when i == 0: command = arg; break;
                     case not null when command is "beancounters" or "migrate" && pod is null && !arg.StartsWith('-'): pod = arg; break;
                     case "--to" when command == "migrate": to = Value(); break;
                     case "--id" when command == "migrate": migrationId = Value(); break;
                     case "--mode" when command == "migrate": mode = Value(); break;
                     case "--no-commit" when command == "migrate": commit = false; break;
                     case "--allow-new-ip" when command == "migrate": allowNewIp = true; break;
-                    case "--address" when command == "stream-server": address = Value(); break;
-                    case "--port" when command == "stream-server": port = Value(); break;
                     case "--config": configPath = Value(); break;
                     case "--socket": socket = Value(); break;
                     case "--root": root = Value(); break;
@@ -90,13 +86,6 @@ public static class Cli
             {
                 Console.WriteLine($"criruntime {Cri.CriRuntimeService.BuildVersion} (CRI {Cri.CriRuntimeService.ApiVersion})");
                 return 0;
-            }
-            if (command == "stream-server")
-            {
-                if (state is null || address is null || port is null
-                    || !int.TryParse(port, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var p) || p > 65535)
-                    throw new ConfigException($"stream-server: needs --state DIR --address IP --port N (0-65535)\n{Usage}");
-                return await Streaming.Host.StreamServerHost.RunAsync(new Streaming.Host.StreamServerOptions(state, address, p, logLevel ?? "info"));
             }
             var overrides = new ConfigOverrides(socket, root, state, logLevel);
             CriRuntimeConfig Load() => ConfigLoader.Load(configPath ?? CriRuntimeConfig.DefaultConfigPath, configPath is not null, overrides);

@@ -19,16 +19,20 @@ public sealed class IdleTrim : IDisposable
     private readonly Timer _timer;
     private readonly Action _trim;
     private readonly Func<long> _allocatedBytes;
+    private readonly long _threshold;
     private readonly object _lock = new();
     private int _inFlight;
     private long _allocatedAtLastTrim = long.MinValue / 2;
 
     public IdleTrim() : this(MemoryTrim.Idle, () => GC.GetTotalAllocatedBytes()) { }
 
-    /// <summary>For tests: what a trim does and how allocation is counted.</summary>
-    public IdleTrim(Action trim, Func<long> allocatedBytes)
+    /// <param name="trim">What a trim does (tests: a counter).</param>
+    /// <param name="allocatedBytes">How allocation is counted.</param>
+    /// <param name="threshold">How much must have been allocated since the last trim
+    /// (<see cref="Allocated"/> for the daemon; the stream server trims after every session).</param>
+    public IdleTrim(Action trim, Func<long> allocatedBytes, long threshold = Allocated)
     {
-        (_trim, _allocatedBytes) = (trim, allocatedBytes);
+        (_trim, _allocatedBytes, _threshold) = (trim, allocatedBytes, threshold);
         _timer = new Timer(_ => Fire(), null, Timeout.Infinite, Timeout.Infinite);
     }
 
@@ -69,7 +73,7 @@ public sealed class IdleTrim : IDisposable
         {
             if (_inFlight > 0) return;
             var allocated = _allocatedBytes();
-            if (allocated - _allocatedAtLastTrim < Allocated) return;
+            if (allocated - _allocatedAtLastTrim < _threshold) return;
             // Under the lock: a call that arrives now waits the few milliseconds the trim takes
             // rather than running while the GC compacts.
             _trim();

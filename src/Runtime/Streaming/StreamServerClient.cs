@@ -117,12 +117,14 @@ public sealed partial class StreamServerClient(CriRuntimeConfig config, StreamTa
         }
     }
 
-    /// <summary>Starts `criruntime stream-server` (this binary) and connects once it has written
-    /// its ready line: both its sockets are listening then.</summary>
+    /// <summary>Starts criruntime-stream-server (next to this binary) and connects once it has
+    /// written its ready line: both its sockets are listening then.</summary>
     private async Task<Connection> StartAsync(CancellationToken ct)
     {
         var self = Environment.ProcessPath ?? throw Fail.Unavailable("stream server: cannot tell this program's path");
-        var psi = new ProcessStartInfo(self)
+        var binary = Path.Combine(Path.GetDirectoryName(self)!, StreamServerHost.BinaryName);
+        if (!File.Exists(binary)) throw Fail.Unavailable($"stream server: {binary} is missing (it is installed next to criruntime)");
+        var psi = new ProcessStartInfo(binary)
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
@@ -131,11 +133,11 @@ public sealed partial class StreamServerClient(CriRuntimeConfig config, StreamTa
         };
         foreach (var a in new[]
         {
-            "stream-server", "--state", config.State, "--address", config.Streaming.Address,
+            "--state", config.State, "--address", config.Streaming.Address,
             "--port", config.Streaming.Port.ToString(CultureInfo.InvariantCulture), "--log-level", config.LogLevel,
         })
             psi.ArgumentList.Add(a);
-        var process = Process.Start(psi) ?? throw Fail.Unavailable($"stream server: cannot start {self}");
+        var process = Process.Start(psi) ?? throw Fail.Unavailable($"stream server: cannot start {binary}");
         // Kept until it exits, so that it is reaped while this daemon lives (it is our child).
         _ = process.WaitForExitAsync(CancellationToken.None).ContinueWith(_ => process.Dispose(), TaskScheduler.Default);
         process.StandardInput.Close();

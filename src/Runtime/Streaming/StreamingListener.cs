@@ -8,8 +8,8 @@ using CriRuntime.Server;
 namespace CriRuntime.Streaming;
 
 /// <summary>The [streaming] HTTP/1.1 listener, bound before the host starts so the port (0 = any
-/// free one) is known when the first URL is handed out. Kestrel serves it as a second listener of
-/// the daemon's WebApplication.</summary>
+/// free one) is known when the first URL is handed out. The stream server serves it
+/// (<see cref="Http.StreamingHttpServer"/>).</summary>
 public sealed partial class StreamingListener : IDisposable
 {
     public Socket Socket { get; }
@@ -48,11 +48,6 @@ public sealed partial class StreamingListener : IDisposable
             throw new StartupException($"streaming: cannot listen on {config.Address}:{config.Port}: {e.Message}", e);
         }
     }
-
-    /// <summary>A duplicate of the listening socket's descriptor for Kestrel's ListenHandle: Kestrel
-    /// closes the descriptor it is given when it stops, and <see cref="Dispose"/> closes ours, so
-    /// each descriptor is closed exactly once (never a number the process has since reused).</summary>
-    public ulong DuplicateForKestrel() => (ulong)Interop.Libc.DupCloexec((int)Socket.Handle, $"streaming listener {BaseUrl}");
 
     public void Dispose() => Socket.Dispose();
 

@@ -1,5 +1,6 @@
 using CriRuntime.Cri.V1;
 using CriRuntime.Streaming.Host;
+using CriRuntime.Streaming.Http;
 using CriRuntime.Streaming.PortForward;
 using CriRuntime.Streaming.RemoteCommand;
 
@@ -26,13 +27,8 @@ public sealed class StreamingServer(StreamingListener listener, StreamingRequest
     /// (the cache's default when null).</summary>
     public string Register(StreamRegistration registration, TimeSpan? ttl = null)
     {
-        var kind = registration.Request switch
-        {
-            ExecRequest => "exec",
-            AttachRequest => "attach",
-            PortForwardRequest => "portforward",
-            _ => throw new ArgumentException($"not a streaming request: {registration.Request.Descriptor.Name}", nameof(registration)),
-        };
+        var kind = Kind(registration.Request);
+        if (kind.Length == 0) throw new ArgumentException($"not a streaming request: {registration.Request.Descriptor.Name}", nameof(registration));
         if (kind == "portforward" ? registration.Pod is null : registration.Container is null)
             throw new ArgumentException($"{kind} registration without its target", nameof(registration));
         return Url(kind, cache.Insert(registration, ttl));
@@ -45,46 +41,50 @@ public sealed class StreamingServer(StreamingListener listener, StreamingRequest
     public PortForwardResponse PortForward(PortForwardRequest request, PodTarget? target = null) =>
         new() { Url = Register(new StreamRegistration(request, null, target ?? new PodTarget(request.PodSandboxId))) };
 
-    public void Map(IEndpointRouteBuilder endpoints)
+    /// <summary>Routes one request: GET or POST /exec/TOKEN, /attach/TOKEN, /portforward/TOKEN (as
+    /// kubelet's streaming server); another method there is 405, any other path 404.</summary>
+    public async Task ServeAsync(HttpExchange exchange)
     {
-        string[] methods = ["GET", "POST"];
-        endpoints.MapMethods("/exec/{token}", methods, ServeExecAsync);
-        endpoints.MapMethods("/attach/{token}", methods, ServeAttachAsync);
-        endpoints.MapMethods("/portforward/{token}", methods, ServePortForwardAsync);
-    }
-
-    private async Task ServeExecAsync(HttpContext context)
-    {
-        if (Take<ExecRequest>(context) is not { } r) { await NotFound(context); return; }
+        var path = exchange.Request.Path.AsSpan();
+        var slash = path.Length > 1 ? path[1..].IndexOf('/') : -1;
+        var kind = slash < 0 ? "" : path[1..(slash + 1)].ToString();
+        var token = slash < 0 ? "" : path[(slash + 2)..].ToString();
+        if (kind is not ("exec" or "attach" or "portforward") || token.Length == 0 || token.Contains('/'))
+        {
+            await exchange.RespondAsync(404, "404 page not found\n").ConfigureAwait(false);
+            return;
+        }
+        if (exchange.Request.Method is not ("GET" or "POST"))
+        {
+            await exchange.RespondAsync(405, "405 method not allowed\n", [KeyValuePair.Create("Allow", "GET, POST")]).ConfigureAwait(false);
+            return;
+        }
+        // Single use: a token presented on another kind's path is spent too, and refused.
+        if (cache.Consume<StreamRegistration>(token) is not { } r || Kind(r.Request) != kind)
+        {
+            await exchange.RespondAsync(404, "404 page not found\n").ConfigureAwait(false);
+            return;
+        }
         using var session = sessions.Begin();
-        await remoteCommand.ServeAsync(context, RemoteCommandRequest.From((ExecRequest)r.Request, r.Container!), Aborting);
+        switch (r.Request)
+        {
+            case ExecRequest exec:
+                await remoteCommand.ServeAsync(exchange, RemoteCommandRequest.From(exec, r.Container!), Aborting).ConfigureAwait(false);
+                break;
+            case AttachRequest attach:
+                await remoteCommand.ServeAsync(exchange, RemoteCommandRequest.From(attach, r.Container!), Aborting).ConfigureAwait(false);
+                break;
+            case PortForwardRequest forward:
+                await portForward.ServeAsync(exchange, forward, r.Pod!, Aborting).ConfigureAwait(false);
+                break;
+        }
     }
 
-    private async Task ServeAttachAsync(HttpContext context)
+    private static string Kind(Google.Protobuf.IMessage request) => request switch
     {
-        if (Take<AttachRequest>(context) is not { } r) { await NotFound(context); return; }
-        using var session = sessions.Begin();
-        await remoteCommand.ServeAsync(context, RemoteCommandRequest.From((AttachRequest)r.Request, r.Container!), Aborting);
-    }
-
-    private async Task ServePortForwardAsync(HttpContext context)
-    {
-        if (Take<PortForwardRequest>(context) is not { } r) { await NotFound(context); return; }
-        using var session = sessions.Begin();
-        await portForward.ServeAsync(context, (PortForwardRequest)r.Request, r.Pod!, Aborting);
-    }
-
-    /// <summary>The registration behind the URL's token, consumed when it is of the URL's kind;
-    /// null for other listeners and for tokens unknown, used or expired.</summary>
-    private StreamRegistration? Take<T>(HttpContext context) where T : class, Google.Protobuf.IMessage
-    {
-        if (context.Connection.LocalPort != listener.EndPoint.Port) return null;
-        return context.Request.RouteValues["token"] is string token && cache.Consume<StreamRegistration>(token) is { Request: T } r ? r : null;
-    }
-
-    private static Task NotFound(HttpContext context)
-    {
-        context.Response.StatusCode = StatusCodes.Status404NotFound;
-        return context.Response.WriteAsync("404 page not found\n");
-    }
+        ExecRequest => "exec",
+        AttachRequest => "attach",
+        PortForwardRequest => "portforward",
+        _ => "",
+    };
 }

@@ -7,49 +7,42 @@ using CriRuntime.Streaming;
 using CriRuntime.Streaming.PortForward;
 using CriRuntime.Streaming.RemoteCommand;
 using CriRuntime.Streaming.Spdy;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.DependencyInjection;
+using CriRuntime.Streaming.Http;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace CriRuntime.Tests.Unit.Streaming;
 
-/// <summary>The streaming server over real HTTP on loopback (Kestrel, as the daemon wires it) with
+/// <summary>The streaming server over real HTTP on loopback (StreamingHttpServer, as the stream server wires it) with
 /// the fake backend: exec and attach through the SPDY upgrade and through WebSocket, as kubectl
 /// would reach them once containers exist.</summary>
 public sealed class StreamingServerTests : IAsyncLifetime
 {
     private readonly FakeRuntime _fake = new();
     private readonly CriRuntime.Streaming.Host.StreamSessions _sessions = new();
-    private WebApplication _app = null!;
+    private readonly CancellationTokenSource _stop = new();
     private StreamingListener _listener = null!;
     private StreamingServer _server = null!;
+    private StreamingHttpServer _http = null!;
+    private Task _accepting = Task.CompletedTask;
 
-    public async Task InitializeAsync()
+    public Task InitializeAsync()
     {
         _listener = StreamingListener.Bind(new StreamingSection { Address = "127.0.0.1", Port = 0 });
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.ListenHandle(_listener.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http1));
-        builder.Services.AddSingleton(_listener);
-        builder.Services.AddSingleton(new StreamingRequestCache(TimeProvider.System, TimeSpan.FromMinutes(1)));
-        builder.Services.AddSingleton<IStreamingRuntime>(_fake);
-        builder.Services.AddSingleton(_sessions);
-        builder.Services.AddSingleton<RemoteCommandServer>();
-        builder.Services.AddSingleton<PortForwardServer>();
-        builder.Services.AddSingleton<StreamingServer>();
-        _app = builder.Build();
-        _app.UseWebSockets();
-        _server = _app.Services.GetRequiredService<StreamingServer>();
-        _server.Map(_app);
-        await _app.StartAsync();
+        var loggers = NullLoggerFactory.Instance;
+        _server = new StreamingServer(_listener, new StreamingRequestCache(TimeProvider.System, TimeSpan.FromMinutes(1)),
+            new RemoteCommandServer(_fake, loggers.CreateLogger<RemoteCommandServer>()),
+            new PortForwardServer(_fake, loggers.CreateLogger<PortForwardServer>()), _sessions);
+        _http = new StreamingHttpServer(_listener.Socket, _server.ServeAsync, loggers.CreateLogger<StreamingHttpServer>());
+        _accepting = _http.RunAsync(_stop.Token);
+        return Task.CompletedTask;
     }
 
     public async Task DisposeAsync()
     {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        await _stop.CancelAsync();
+        await _accepting;
+        await _http.DrainAsync(TimeSpan.FromSeconds(5));
         _listener.Dispose();
     }
 
@@ -153,6 +146,105 @@ public sealed class StreamingServerTests : IAsyncLifetime
         Assert.Equal(403, status);
         Assert.Contains("X-Accepted-Stream-Protocol-Versions: v4.channel.k8s.io", head);
         Assert.Equal(404, (await Upgrade(url, ["v4.channel.k8s.io"], cts.Token)).Status);
+    }
+
+    /// <summary>Sends <paramref name="request"/> as it is; the whole response (the server closes).</summary>
+    private async Task<string> RawAsync(byte[] request, CancellationToken ct)
+    {
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(_listener.EndPoint, ct);
+        var s = tcp.GetStream();
+        await s.WriteAsync(request, ct);
+        var m = new MemoryStream();
+        await s.CopyToAsync(m, ct);
+        return Encoding.UTF8.GetString(m.ToArray());
+    }
+
+    private Task<string> RawAsync(string request, CancellationToken ct) => RawAsync(Encoding.ASCII.GetBytes(request), ct);
+
+    [Fact]
+    public async Task UnknownPaths_Are404_OtherMethods405_AndATokenOnAnotherKindsPathIsSpent()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var response = await RawAsync("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", cts.Token);
+        Assert.StartsWith("HTTP/1.1 404 Not Found\r\n", response);
+        Assert.EndsWith("\r\n\r\n404 page not found\n", response);
+        Assert.StartsWith("HTTP/1.1 404 ", await RawAsync("GET /exec/ HTTP/1.1\r\n\r\n", cts.Token));
+        Assert.StartsWith("HTTP/1.1 404 ", await RawAsync("GET /exec/a/b HTTP/1.1\r\n\r\n", cts.Token));
+
+        var token = new Uri(_server.Exec(new ExecRequest { ContainerId = "c", Cmd = { "true" }, Stdout = true }).Url).AbsolutePath.Split('/')[2];
+        var put = await RawAsync($"PUT /exec/{token} HTTP/1.1\r\n\r\n", cts.Token);
+        Assert.StartsWith("HTTP/1.1 405 ", put);
+        Assert.Contains("\r\nAllow: GET, POST\r\n", put);
+        // The 405 left it unused; presented on /attach/ it is refused and spent.
+        Assert.StartsWith("HTTP/1.1 404 ", await RawAsync($"GET /attach/{token} HTTP/1.1\r\n\r\n", cts.Token));
+        Assert.StartsWith("HTTP/1.1 404 ", await RawAsync($"GET /exec/{token} HTTP/1.1\r\n\r\n", cts.Token));
+        Assert.Empty(_fake.Calls);
+    }
+
+    [Fact]
+    public async Task MalformedOrOversizedHeads_AreRefused_WithTheReason()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var bad = await RawAsync("GET /exec/t HTTP/9\r\n\r\n", cts.Token);
+        Assert.StartsWith("HTTP/1.1 400 Bad Request\r\n", bad);
+        Assert.Contains("unsupported HTTP version", bad);
+        var huge = await RawAsync("GET /exec/t HTTP/1.1\r\nX-Filler: " + new string('a', HttpRequestHead.MaxSize) + "\r\n\r\n", cts.Token);
+        Assert.StartsWith("HTTP/1.1 431 ", huge);
+    }
+
+    [Fact]
+    public async Task ASpdyRequestWithoutUpgradeHeaders_Is400()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var path = new Uri(_server.Exec(new ExecRequest { ContainerId = "c", Cmd = { "true" }, Stdout = true }).Url).AbsolutePath;
+        var response = await RawAsync($"POST {path} HTTP/1.1\r\nContent-Length: 0\r\n\r\n", cts.Token);
+        Assert.StartsWith("HTTP/1.1 400 ", response);
+        Assert.Contains("missing upgrade headers", response);
+    }
+
+    /// <summary>A client that sends its first WebSocket frames in the same write as the handshake,
+    /// before the 101: the bytes past the head reach the session.</summary>
+    [Fact]
+    public async Task WebSocketFramesSentWithTheHandshake_AreNotLost()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var path = new Uri(_server.Attach(new AttachRequest { ContainerId = "c3", Stdin = true, Stdout = true }).Url).AbsolutePath;
+        var frames = new MemoryStream();
+        using (var capture = WebSocket.CreateFromStream(frames, isServer: false, subProtocol: null, keepAliveInterval: Timeout.InfiniteTimeSpan))
+        {
+            await capture.SendAsync(new byte[] { 0, (byte)'e', (byte)'a', (byte)'r', (byte)'l', (byte)'y' }, WebSocketMessageType.Binary, true, cts.Token);
+            await capture.SendAsync(new byte[] { 255, 0 }, WebSocketMessageType.Binary, true, cts.Token);
+        }
+        var handshake = Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n");
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(_listener.EndPoint, cts.Token);
+        var s = tcp.GetStream();
+        await s.WriteAsync(handshake.Concat(frames.ToArray()).ToArray(), cts.Token);
+        var head = new List<byte>();
+        var one = new byte[1];
+        while (head.Count < 4 || !(head[^4] == '\r' && head[^3] == '\n' && head[^2] == '\r' && head[^1] == '\n'))
+        {
+            if (await s.ReadAsync(one, cts.Token) == 0) break;
+            head.Add(one[0]);
+        }
+        var text = Encoding.ASCII.GetString([.. head]);
+        Assert.StartsWith("HTTP/1.1 101 Switching Protocols\r\n", text);
+        // RFC 6455's own example key and accept value.
+        Assert.Contains("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", text);
+        Assert.Contains("\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n", text);
+
+        using var ws = WebSocket.CreateFromStream(s, isServer: false, subProtocol: "v5.channel.k8s.io", keepAliveInterval: Timeout.InfiniteTimeSpan);
+        var stdout = "";
+        var buffer = new byte[4096];
+        while (true)
+        {
+            var r = await ws.ReceiveAsync(buffer, cts.Token);
+            if (r.MessageType == WebSocketMessageType.Close) break;
+            if (buffer[0] == 1) stdout += Encoding.UTF8.GetString(buffer, 1, r.Count - 1);
+        }
+        Assert.Equal("early", stdout);
     }
 
     private static async Task<string> ReadAll(Stream s, CancellationToken ct)

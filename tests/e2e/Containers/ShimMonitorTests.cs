@@ -96,13 +96,6 @@ public class ShimMonitorTests(RegistryWithImages fixture)
             int.Parse(File.ReadAllText(Path.Combine(stateDir, "container.pid")).Trim()));
     }
 
-    /// <summary>Private memory (clean + dirty) from /proc/PID/smaps_rollup.</summary>
-    private static long PrivateKb(int pid)
-    {
-        var rollup = File.ReadAllLines($"/proc/{pid}/smaps_rollup").Select(l => l.Split(':', 2)).Where(p => p.Length == 2)
-            .ToDictionary(p => p[0].Trim(), p => p[1].Trim());
-        return long.Parse(rollup["Private_Clean"].Split(' ')[0]) + long.Parse(rollup["Private_Dirty"].Split(' ')[0]);
-    }
 
     /// <summary>Alive and not a zombie.</summary>
     private static bool IsRunning(int pid)
@@ -196,7 +189,7 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         var (shimPid, initPid) = Pids(d, id);
         await WaitForMonitorAsync(shimPid);
         var handovers = Handovers(d, id);
-        var idleKb = PrivateKb(shimPid);
+        var idleKb = ProcMemory.PrivateKb(shimPid);
 
         Assert.Equal("1234\n", await c.ExecOkAsync(id, "id", "-u"));
         Assert.Equal(await c.ExecOkAsync(id, "cat", "/proc/1/cgroup"), await c.ExecOkAsync(id, "cat", "/proc/self/cgroup")); // in the container's cgroup namespace
@@ -223,7 +216,7 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         Assert.Equal("criruntime-monitor", Exe(shimPid));
         // The monitor outlives its execs now (kubelet exec probes come every few seconds): it
         // keeps nothing of their output (300 kB here), only a few pages of heap, stack and libc state.
-        var afterKb = PrivateKb(shimPid);
+        var afterKb = ProcMemory.PrivateKb(shimPid);
         Assert.True(afterKb <= idleKb + 32, $"the idle monitor: private {idleKb} kB before the execs, {afterKb} kB after");
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }

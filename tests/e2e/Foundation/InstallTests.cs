@@ -7,7 +7,7 @@ namespace CriRuntime.Tests.E2E.Foundation;
 /// published), and Debian's `systemd-analyze verify` on the unit it lays out.</summary>
 public class InstallTests
 {
-    private static readonly string[] Binaries = ["criruntime", "criruntime-shim", "criruntime-monitor", "criruntime-pod-init", "criruntime-nsexec"];
+    private static readonly string[] Binaries = ["criruntime", "criruntime-shim", "criruntime-stream-server", "criruntime-monitor", "criruntime-pod-init", "criruntime-nsexec"];
 
     [Fact]
     public async Task MakeInstall_IntoDestdir_LaysOutBinariesUnitAndConfig_KeepsAnExistingCrictlYaml_AndUninstallKeepsConfig()

@@ -8,7 +8,7 @@ using static CriRuntime.Tests.E2E.Harness.PodHelpers;
 namespace CriRuntime.Tests.E2E.Streaming;
 
 /// <summary>Exec and attach sessions outlive the daemon: they are served by the stream server
-/// (`criruntime stream-server`), which a kill -9 of the daemon does not touch and the restarted
+/// (`criruntime-stream-server`), which a kill -9 of the daemon does not touch and the restarted
 /// daemon adopts. Each test exchanges a line before the kill, while no daemon runs, and after the
 /// restart, then ends the session and reads the exit code from the error stream.</summary>
 public partial class InteractiveTests
@@ -23,7 +23,7 @@ public partial class InteractiveTests
             try
             {
                 var cmdline = File.ReadAllText(Path.Combine(procDir, "cmdline")).Split('\0');
-                if (cmdline.Length > 3 && cmdline[1] == "stream-server" && cmdline.Contains(d.State)) pids.Add(pid);
+                if (cmdline.Length > 3 && Path.GetFileName(cmdline[0]) == "criruntime-stream-server" && cmdline.Contains(d.State)) pids.Add(pid);
             }
             catch (IOException) { }
             catch (UnauthorizedAccessException) { }
@@ -152,6 +152,43 @@ public partial class InteractiveTests
         await s.D.StopAsync();
         Assert.Empty(StreamServers(s.D));
         await s.D.StartAsync();
+    }
+
+    /// <summary>The stream server idles small (issue 18: at most 10 MB private): after a SPDY and a
+    /// WebSocket exec session it comes down to no more than that of its own, while a daemon stays
+    /// connected.</summary>
+    [Fact]
+    public async Task StreamServer_AfterSessionsOverSpdyAndWebSocket_IdlesWithin10MbPrivate()
+    {
+        const long MaxPrivateKb = 10 * 1024;
+        await using var s = await StartAsync("footprint");
+        var (c, podId, pod) = (s.C, s.PodId, s.Pod);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var id = await c.StartNewAsync(podId, pod, Container("main", _registry.Image("busybox"), "sleep", "3600"));
+
+        var url = (await c.Runtime.ExecAsync(new ExecRequest { ContainerId = id, Cmd = { "cat" }, Stdin = true, Stdout = true, Stderr = true })).Url;
+        await using (var cmd = await SpdyCommand.OpenAsync(url, stdin: true, stdout: true, stderr: true, tty: false, cts.Token))
+        {
+            await cmd.Stdin!.WriteAsync("over-spdy\n"u8.ToArray(), cts.Token);
+            await ReadUntilAsync(cmd.Stdout!, new StringBuilder(), new Regex("over-spdy\n"), cts.Token);
+            await cmd.Stdin.CloseWriteAsync(cts.Token);
+            Assert.Equal(0, (await cmd.StatusAsync(cts.Token)).ExitCode);
+        }
+        var wsUrl = (await c.Runtime.ExecAsync(new ExecRequest { ContainerId = id, Cmd = { "echo", "over-websocket" }, Stdout = true })).Url;
+        using (var ws = new ClientWebSocket())
+        {
+            ws.Options.AddSubProtocol("v5.channel.k8s.io");
+            await ws.ConnectAsync(new Uri(wsUrl.Replace("http://", "ws://")), cts.Token);
+            var channels = await ReadAllChannelsAsync(ws, cts.Token);
+            Assert.Equal("over-websocket\n", channels.GetValueOrDefault((byte)1));
+        }
+
+        // It gives memory back a second after the last session (IdleTrim); allow for a loaded machine.
+        var server = Assert.Single(StreamServers(s.D));
+        var privateKb = ProcMemory.PrivateKb(server);
+        for (var deadline = DateTime.UtcNow.AddSeconds(10); privateKb > MaxPrivateKb && DateTime.UtcNow < deadline; privateKb = ProcMemory.PrivateKb(server))
+            await Task.Delay(100, cts.Token);
+        Assert.True(privateKb <= MaxPrivateKb, $"idle stream server private memory {privateKb} kB > {MaxPrivateKb} kB\n{ProcMemory.Breakdown(server)}");
     }
 
     private static Task SendStdinAsync(ClientWebSocket ws, string text, CancellationToken ct) =>

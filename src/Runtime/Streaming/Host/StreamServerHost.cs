@@ -1,21 +1,22 @@
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using CriRuntime.Config;
 using CriRuntime.Containers;
 using CriRuntime.Cri.V1;
 using CriRuntime.Errors;
 using CriRuntime.Interop;
 using CriRuntime.Server;
+using CriRuntime.Streaming.Http;
 using CriRuntime.Streaming.PortForward;
 using CriRuntime.Streaming.RemoteCommand;
 using Google.Protobuf;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace CriRuntime.Streaming.Host;
 
 /// <summary>How `criruntime stream-server` was asked to run.</summary>
 public sealed record StreamServerOptions(string State, string Address, int Port, string LogLevel);
 
-/// <summary>`criruntime stream-server`: the long-lived process that serves exec, attach and
+/// <summary>`criruntime-stream-server`: the long-lived process that serves exec, attach and
 /// port-forward sessions, so that they outlive the daemon (a kill -9 of the daemon cuts nothing:
 /// the client's TCP connection is this process's, the process's stdio the shim's). It runs in its
 /// own session, started by the daemon on the first Exec/Attach/PortForward and adopted by the next
@@ -30,6 +31,57 @@ public static partial class StreamServerHost
     /// <summary>The daemon that started the server connects right after the ready line; if it
     /// died in between, nobody will.</summary>
     private static readonly TimeSpan FirstDaemonTimeout = TimeSpan.FromSeconds(30);
+
+    public const string BinaryName = "criruntime-stream-server";
+
+    private const string Usage = "usage: criruntime-stream-server --state DIR --address IP --port N (0-65535) [--log-level LEVEL]\n"
+        + "  serves exec/attach/port-forward sessions; started by the daemon (docs/streaming.md)\n";
+
+    /// <summary>The binary's entry point: its flags, then <see cref="RunAsync"/>.</summary>
+    public static async Task<int> MainAsync(string[] args)
+    {
+        var options = ParseArgs(args);
+        if (options is null)
+        {
+            Console.Error.Write(Usage);
+            return 2;
+        }
+        try
+        {
+            return await RunAsync(options);
+        }
+        catch (StartupException e)
+        {
+            Console.Error.WriteLine($"criruntime-stream-server: {e.Message}");
+            return 1;
+        }
+    }
+
+    /// <summary>--state, --address, --port (also as --flag=value) and an optional --log-level; null
+    /// when one is missing, unknown or malformed.</summary>
+    internal static StreamServerOptions? ParseArgs(IReadOnlyList<string> args)
+    {
+        string? state = null, address = null, port = null, level = null;
+        for (var i = 0; i < args.Count; i++)
+        {
+            var (flag, value) = args[i].IndexOf('=') is > 2 and var eq && args[i].StartsWith("--", StringComparison.Ordinal)
+                ? (args[i][..eq], args[i][(eq + 1)..])
+                : (args[i], i + 1 < args.Count ? args[++i] : null);
+            if (value is null) return null;
+            switch (flag)
+            {
+                case "--state": state = value; break;
+                case "--address": address = value; break;
+                case "--port": port = value; break;
+                case "--log-level": level = value; break;
+                default: return null;
+            }
+        }
+        if (state is null || address is null
+            || !int.TryParse(port, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var p) || p > 65535)
+            return null;
+        return new StreamServerOptions(state, address, p, level ?? "info");
+    }
 
     public static async Task<int> RunAsync(StreamServerOptions options)
     {
@@ -64,35 +116,45 @@ public static partial class StreamServerHost
         using var listener = StreamingListener.Bind(new StreamingSection { Address = options.Address, Port = options.Port });
         var control = BindControl(socketPath);
 
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-        Daemon.ConfigureLogging(builder.Logging, options.LogLevel);
-        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
-        builder.WebHost.ConfigureKestrel(k => k.ListenHandle(listener.DuplicateForKestrel(), l => l.Protocols = HttpProtocols.Http1));
+        // No web framework and no host: the streaming endpoints need one HTTP request head per
+        // connection (Http/), and this process stays small while it waits (docs/streaming.md).
+        using var loggers = LoggerFactory.Create(b =>
+        {
+            Daemon.ConfigureLogging(b, options.LogLevel);
+            b.AddFilter("Microsoft", LogLevel.Warning);
+        });
+        var log = loggers.CreateLogger("criruntime.stream-server");
         var sessions = new StreamSessions();
-        builder.Services.AddSingleton(sessions);
-        builder.Services.AddSingleton(listener);
-        builder.Services.AddSingleton(new StreamingRequestCache(TimeProvider.System, new StreamingSection().TokenTtl));
-        builder.Services.AddSingleton(new ShimRunner(new CriRuntimeConfig()));
-        builder.Services.AddSingleton<SandboxPortForwarder>();
-        builder.Services.AddSingleton<IStreamingRuntime, StreamingRuntime>();
-        builder.Services.AddSingleton<RemoteCommandServer>();
-        builder.Services.AddSingleton<PortForwardServer>();
-        builder.Services.AddSingleton<StreamingServer>();
-
-        var app = builder.Build();
-        app.UseWebSockets();
-        var server = app.Services.GetRequiredService<StreamingServer>();
-        server.Map(app);
-        // SIGTERM/SIGINT (the host's console lifetime turns them into ApplicationStopping): end
-        // the sessions and exit. A drain or an idle exit reaches StopAsync with no session open.
-        app.Lifetime.ApplicationStopping.Register(sessions.Abort);
-        await app.StartAsync();
-        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("criruntime.stream-server");
+        var runtime = new StreamingRuntime(new SandboxPortForwarder(), new ShimRunner(new CriRuntimeConfig()));
+        var server = new StreamingServer(listener, new StreamingRequestCache(TimeProvider.System, new StreamingSection().TokenTtl),
+            new RemoteCommandServer(runtime, loggers.CreateLogger<RemoteCommandServer>()),
+            new PortForwardServer(runtime, loggers.CreateLogger<PortForwardServer>()), sessions);
+        // Memory goes back once the server is quiet (a second after start-up, a control request
+        // or the last session): the GC's free pages and the clean code pages the work faulted in
+        // (MemoryTrim.Idle). Nothing runs periodically here, so they stay out until the next use.
+        using var trim = new IdleTrim(MemoryTrim.Idle, () => GC.GetTotalAllocatedBytes(), threshold: 0);
+        trim.Enter();
+        var http = new StreamingHttpServer(listener.Socket, async exchange =>
+        {
+            trim.Enter();
+            try { await server.ServeAsync(exchange); }
+            finally { trim.Exit(); }
+        }, loggers.CreateLogger<StreamingHttpServer>());
+        // SIGTERM/SIGINT: end the sessions and exit. A drain or an idle exit gets here with no session open.
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        void Stop(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            sessions.Abort();
+        }
+        using var stopAccepting = new CancellationTokenSource();
+        var accepting = http.RunAsync(stopAccepting.Token);
 
         // The ready line, the only thing written to the daemon's pipe: both sockets listen now.
         WriteReady(ready, Hello(listener, sessions));
         LogServing(log, Environment.ProcessId, listener.BaseUrl, socketPath);
+        trim.Exit();
 
         var released = 0;
         void Release()
@@ -107,7 +169,7 @@ public static partial class StreamServerHost
         }
 
         using var stopControl = new CancellationTokenSource();
-        var handler = new ControlHandler(server, sessions, listener, () => { Release(); LogDraining(log, sessions.OpenSessions); }, log);
+        var handler = new ControlHandler(server, sessions, listener, () => { Release(); LogDraining(log, sessions.OpenSessions); }, trim, log);
         var serving = ServeControlAsync(control, handler, stopControl.Token);
         _ = Task.Delay(FirstDaemonTimeout, stopControl.Token).ContinueWith(_ => sessions.NoDaemonCame(), TaskScheduler.Default);
 
@@ -115,7 +177,10 @@ public static partial class StreamServerHost
         LogExiting(log, sessions.Daemons, sessions.OpenSessions, sessions.Draining);
         Release();
         await stopControl.CancelAsync();
-        await app.StopAsync();
+        await stopAccepting.CancelAsync();
+        await accepting;
+        // As a host's shutdown timeout: sessions that ignore the abort are cut when the process exits.
+        await http.DrainAsync(TimeSpan.FromSeconds(5));
         try { await serving; } catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { }
         return 0;
     }
@@ -192,7 +257,7 @@ public static partial class StreamServerHost
     }
 
     /// <summary>One control connection: requests in, answers out, in order.</summary>
-    private sealed class ControlHandler(StreamingServer server, StreamSessions sessions, StreamingListener listener, Action drain, ILogger log)
+    private sealed class ControlHandler(StreamingServer server, StreamSessions sessions, StreamingListener listener, Action drain, IdleTrim trim, ILogger log)
     {
         public async Task ServeAsync(Socket socket, CancellationToken ct)
         {
@@ -204,6 +269,7 @@ public static partial class StreamServerHost
                 while (await reader.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
                 {
                     StreamControlResponse answer;
+                    trim.Enter();
                     try
                     {
                         answer = Handle(StreamControlCodec.DecodeRequest(line), ref daemon);
@@ -211,6 +277,10 @@ public static partial class StreamServerHost
                     catch (System.Text.Json.JsonException e)
                     {
                         answer = new StreamControlResponse { Error = $"bad control request: {e.Message}" };
+                    }
+                    finally
+                    {
+                        trim.Exit();
                     }
                     // Not cancellable: the answer to a bye must get out even as the server exits.
                     await stream.WriteAsync(StreamControlCodec.Encode(answer), CancellationToken.None).ConfigureAwait(false);

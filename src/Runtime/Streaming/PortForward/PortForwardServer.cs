@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Threading.Channels;
 using CriRuntime.Errors;
+using CriRuntime.Streaming.Http;
 using CriRuntime.Streaming.Spdy;
 using CriRuntime.Streaming.WebSockets;
 
@@ -23,17 +24,17 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
     public TimeSpan StreamCreationTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Serves the session; <paramref name="stopping"/> (daemon shutdown) aborts it.</summary>
-    public async Task ServeAsync(HttpContext context, Cri.V1.PortForwardRequest request, PodTarget pod, CancellationToken stopping)
+    public async Task ServeAsync(HttpExchange exchange, Cri.V1.PortForwardRequest request, PodTarget pod, CancellationToken stopping)
     {
-        if (context.WebSockets.IsWebSocketRequest)
-            await ServeWebSocketAsync(context, request, pod, stopping).ConfigureAwait(false);
+        if (exchange.IsWebSocketRequest)
+            await ServeWebSocketAsync(exchange, request, pod, stopping).ConfigureAwait(false);
         else
-            await ServeSpdyAsync(context, pod, stopping).ConfigureAwait(false);
+            await ServeSpdyAsync(exchange, pod, stopping).ConfigureAwait(false);
     }
 
-    private async Task ServeSpdyAsync(HttpContext context, PodTarget pod, CancellationToken stopping)
+    private async Task ServeSpdyAsync(HttpExchange exchange, PodTarget pod, CancellationToken stopping)
     {
-        var accepted = await SpdyUpgrade.AcceptAsync(context, SpdyProtocols).ConfigureAwait(false);
+        var accepted = await SpdyUpgrade.AcceptAsync(exchange, SpdyProtocols).ConfigureAwait(false);
         if (accepted is null) return;
         await using var connection = accepted.Value.Connection;
         var reading = connection.RunAsync(CancellationToken.None);
@@ -156,33 +157,30 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
         catch (Exception e) when (e is IOException or ObjectDisposedException) { }
     }
 
-    private async Task ServeWebSocketAsync(HttpContext context, Cri.V1.PortForwardRequest request, PodTarget pod, CancellationToken stopping)
+    private async Task ServeWebSocketAsync(HttpExchange exchange, Cri.V1.PortForwardRequest request, PodTarget pod, CancellationToken stopping)
     {
         List<int> ports;
         try
         {
-            ports = QueryPorts(context.Request.Query["port"]) ?? [.. request.Port];
+            ports = QueryPorts(exchange.Request.QueryValues("port")) ?? [.. request.Port];
         }
         catch (FormatException e)
         {
-            context.Response.StatusCode = StatusCodes.Status400BadRequest;
-            await context.Response.WriteAsync(e.Message + "\n").ConfigureAwait(false);
+            await exchange.RespondAsync(400, e.Message + "\n").ConfigureAwait(false);
             return;
         }
         if (ports.Count == 0 || ports.Any(p => p is < 1 or > 65535))
         {
-            context.Response.StatusCode = StatusCodes.Status400BadRequest;
-            await context.Response.WriteAsync("query parameter \"port\" is required (1-65535)\n").ConfigureAwait(false);
+            await exchange.RespondAsync(400, "query parameter \"port\" is required (1-65535)\n").ConfigureAwait(false);
             return;
         }
-        var protocol = ChannelProtocol.Negotiate([.. context.WebSockets.WebSocketRequestedProtocols], ChannelProtocol.PortForward);
+        var protocol = ChannelProtocol.Negotiate(exchange.WebSocketRequestedProtocols, ChannelProtocol.PortForward);
         if (protocol is null)
         {
-            context.Response.StatusCode = StatusCodes.Status400BadRequest;
-            await context.Response.WriteAsync("unable to upgrade: the server accepts subprotocols v4.channel.k8s.io and v4.base64.channel.k8s.io\n").ConfigureAwait(false);
+            await exchange.RespondAsync(400, "unable to upgrade: the server accepts subprotocols v4.channel.k8s.io and v4.base64.channel.k8s.io\n").ConfigureAwait(false);
             return;
         }
-        using var socket = await context.WebSockets.AcceptWebSocketAsync(protocol.Name.Length > 0 ? protocol.Name : null).ConfigureAwait(false);
+        using var socket = await exchange.AcceptWebSocketAsync(protocol.Name.Length > 0 ? protocol.Name : null).ConfigureAwait(false);
         using var abort = stopping.Register(socket.Abort);
         await ServeChannelsAsync(new ChannelWebSocket(socket, protocol, ports.Count * 2), pod, ports).ConfigureAwait(false);
     }
@@ -206,12 +204,12 @@ public sealed partial class PortForwardServer(IStreamingRuntime runtime, ILogger
     }
 
     /// <summary>?port=80&amp;port=443 or ?port=80,443; null when the query names none.</summary>
-    private static List<int>? QueryPorts(Microsoft.Extensions.Primitives.StringValues values)
+    private static List<int>? QueryPorts(IReadOnlyList<string> values)
     {
         if (values.Count == 0) return null;
         var ports = new List<int>();
         foreach (var value in values)
-            foreach (var p in (value ?? "").Split(','))
+            foreach (var p in value.Split(','))
             {
                 if (!ushort.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port == 0)
                     throw new FormatException($"unable to parse \"{p}\" as a port");

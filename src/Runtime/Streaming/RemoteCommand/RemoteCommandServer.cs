@@ -1,5 +1,6 @@
 using System.Text;
 using System.Threading.Channels;
+using CriRuntime.Streaming.Http;
 using CriRuntime.Streaming.Spdy;
 using CriRuntime.Streaming.WebSockets;
 
@@ -22,17 +23,17 @@ public sealed partial class RemoteCommandServer(IStreamingRuntime runtime, ILogg
     private const int StdinChannel = 0, StdoutChannel = 1, StderrChannel = 2, ErrorChannel = 3, ResizeChannel = 4;
 
     /// <summary>Serves the session; <paramref name="stopping"/> (daemon shutdown) aborts it.</summary>
-    public async Task ServeAsync(HttpContext context, RemoteCommandRequest request, CancellationToken stopping)
+    public async Task ServeAsync(HttpExchange exchange, RemoteCommandRequest request, CancellationToken stopping)
     {
-        if (context.WebSockets.IsWebSocketRequest)
-            await ServeWebSocketAsync(context, request, stopping).ConfigureAwait(false);
+        if (exchange.IsWebSocketRequest)
+            await ServeWebSocketAsync(exchange, request, stopping).ConfigureAwait(false);
         else
-            await ServeSpdyAsync(context, request, stopping).ConfigureAwait(false);
+            await ServeSpdyAsync(exchange, request, stopping).ConfigureAwait(false);
     }
 
-    private async Task ServeSpdyAsync(HttpContext context, RemoteCommandRequest request, CancellationToken stopping)
+    private async Task ServeSpdyAsync(HttpExchange exchange, RemoteCommandRequest request, CancellationToken stopping)
     {
-        var accepted = await SpdyUpgrade.AcceptAsync(context, SpdyProtocols).ConfigureAwait(false);
+        var accepted = await SpdyUpgrade.AcceptAsync(exchange, SpdyProtocols).ConfigureAwait(false);
         if (accepted is null) return;
         var (connection, protocol) = accepted.Value;
         await using var owned = connection;
@@ -107,16 +108,15 @@ public sealed partial class RemoteCommandServer(IStreamingRuntime runtime, ILogg
         : status.Status == "Success" ? []
         : Encoding.UTF8.GetBytes(status.Message ?? "command failed");
 
-    private async Task ServeWebSocketAsync(HttpContext context, RemoteCommandRequest request, CancellationToken stopping)
+    private async Task ServeWebSocketAsync(HttpExchange exchange, RemoteCommandRequest request, CancellationToken stopping)
     {
-        var protocol = ChannelProtocol.Negotiate([.. context.WebSockets.WebSocketRequestedProtocols], ChannelProtocol.RemoteCommand);
+        var protocol = ChannelProtocol.Negotiate(exchange.WebSocketRequestedProtocols, ChannelProtocol.RemoteCommand);
         if (protocol is null)
         {
-            context.Response.StatusCode = StatusCodes.Status400BadRequest;
-            await context.Response.WriteAsync($"unable to upgrade: none of the requested subprotocols is supported; server accepts [{string.Join(' ', ChannelProtocol.RemoteCommand.Select(p => p.Name))}]\n").ConfigureAwait(false);
+            await exchange.RespondAsync(400, $"unable to upgrade: none of the requested subprotocols is supported; server accepts [{string.Join(' ', ChannelProtocol.RemoteCommand.Select(p => p.Name))}]\n").ConfigureAwait(false);
             return;
         }
-        using var socket = await context.WebSockets.AcceptWebSocketAsync(protocol.Name.Length > 0 ? protocol.Name : null).ConfigureAwait(false);
+        using var socket = await exchange.AcceptWebSocketAsync(protocol.Name.Length > 0 ? protocol.Name : null).ConfigureAwait(false);
         using var abort = stopping.Register(socket.Abort);
         var mux = new ChannelWebSocket(socket, protocol, 5);
         await ServeChannelsAsync(mux, request).ConfigureAwait(false);

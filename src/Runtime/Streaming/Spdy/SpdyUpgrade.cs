@@ -1,4 +1,4 @@
-using Microsoft.AspNetCore.Http.Features;
+using CriRuntime.Streaming.Http;
 
 namespace CriRuntime.Streaming.Spdy;
 
@@ -11,39 +11,27 @@ public static class SpdyUpgrade
     public const string ProtocolHeader = "X-Stream-Protocol-Version";
     public const string AcceptedProtocolsHeader = "X-Accepted-Stream-Protocol-Versions";
 
-    public static bool IsSpdyRequest(HttpContext context) =>
-        context.Request.Headers.Upgrade.Any(u => string.Equals(u?.Trim(), "SPDY/3.1", StringComparison.OrdinalIgnoreCase));
+    public static bool IsSpdyRequest(HttpExchange exchange) => exchange.Request.HasToken("Upgrade", "SPDY/3.1");
 
     /// <summary>The session and negotiated protocol, or null when the response already says why not.</summary>
-    public static async Task<(SpdyConnection Connection, string Protocol)?> AcceptAsync(HttpContext context, IReadOnlyList<string> supported)
+    public static async Task<(SpdyConnection Connection, string Protocol)?> AcceptAsync(HttpExchange exchange, IReadOnlyList<string> supported)
     {
-        var upgrade = context.Features.Get<IHttpUpgradeFeature>();
-        if (upgrade is not { IsUpgradableRequest: true } || !IsSpdyRequest(context))
+        if (!exchange.IsUpgradeRequest || !IsSpdyRequest(exchange))
         {
-            await RefuseAsync(context, StatusCodes.Status400BadRequest, "unable to upgrade: missing upgrade headers in request").ConfigureAwait(false);
+            await exchange.RespondAsync(400, "unable to upgrade: missing upgrade headers in request\n").ConfigureAwait(false);
             return null;
         }
-        var offered = context.Request.Headers[ProtocolHeader]
-            .SelectMany(v => (v ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).ToList();
+        var offered = exchange.Request.Values(ProtocolHeader);
         // A client that names no protocol gets the oldest one ("" here), as kubelet does.
         var protocol = offered.Count == 0 ? "" : offered.FirstOrDefault(p => supported.Contains(p, StringComparer.Ordinal));
         if (protocol is null)
         {
-            foreach (var p in supported) context.Response.Headers.Append(AcceptedProtocolsHeader, p);
-            await RefuseAsync(context, StatusCodes.Status403Forbidden,
-                $"unable to upgrade: unable to negotiate protocol: client supports [{string.Join(' ', offered)}], server accepts [{string.Join(' ', supported)}]").ConfigureAwait(false);
+            await exchange.RespondAsync(403,
+                $"unable to upgrade: unable to negotiate protocol: client supports [{string.Join(' ', offered)}], server accepts [{string.Join(' ', supported)}]\n",
+                supported.Select(p => KeyValuePair.Create(AcceptedProtocolsHeader, p))).ConfigureAwait(false);
             return null;
         }
-        if (protocol.Length > 0) context.Response.Headers[ProtocolHeader] = protocol;
-        context.Response.Headers.Upgrade = "SPDY/3.1";
-        var transport = await upgrade.UpgradeAsync().ConfigureAwait(false);
+        var transport = await exchange.UpgradeAsync("SPDY/3.1", protocol.Length > 0 ? [KeyValuePair.Create(ProtocolHeader, protocol)] : []).ConfigureAwait(false);
         return (new SpdyConnection(transport, isServer: true), protocol);
-    }
-
-    private static Task RefuseAsync(HttpContext context, int status, string message)
-    {
-        context.Response.StatusCode = status;
-        context.Response.ContentType = "text/plain; charset=utf-8";
-        return context.Response.WriteAsync(message + "\n");
     }
 }
