@@ -41,6 +41,7 @@ public static class Sections
         new ProcViewSection(),
         new TelemetrySection(),
         new MemoryBreakdownSection(),
+        new StreamingSection(),
         new MigrationSection(opts),
     ];
 

@@ -56,6 +56,14 @@ public sealed class StreamingServerTests : IAsyncLifetime
         var request = $"POST {uri.PathAndQuery} HTTP/1.1\r\nHost: {uri.Authority}\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
             + string.Concat(protocols.Select(p => $"X-Stream-Protocol-Version: {p}\r\n")) + "\r\n";
         await s.WriteAsync(Encoding.ASCII.GetBytes(request), ct);
+        var text = await ReadResponseHeadAsync(s, ct);
+        var status = int.Parse(text.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        return (status, text, status == 101 ? s : null);
+    }
+
+    /// <summary>The response head, byte by byte so that nothing after it is consumed.</summary>
+    private static async Task<string> ReadResponseHeadAsync(Stream s, CancellationToken ct)
+    {
         var head = new List<byte>();
         var one = new byte[1];
         while (head.Count < 4 || !(head[^4] == '\r' && head[^3] == '\n' && head[^2] == '\r' && head[^1] == '\n'))
@@ -63,9 +71,7 @@ public sealed class StreamingServerTests : IAsyncLifetime
             if (await s.ReadAsync(one, ct) == 0) break;
             head.Add(one[0]);
         }
-        var text = Encoding.ASCII.GetString([.. head]);
-        var status = int.Parse(text.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
-        return (status, text, status == 101 ? s : null);
+        return Encoding.ASCII.GetString([.. head]);
     }
 
     [Fact]
@@ -222,14 +228,7 @@ public sealed class StreamingServerTests : IAsyncLifetime
         await tcp.ConnectAsync(_listener.EndPoint, cts.Token);
         var s = tcp.GetStream();
         await s.WriteAsync(handshake.Concat(frames.ToArray()).ToArray(), cts.Token);
-        var head = new List<byte>();
-        var one = new byte[1];
-        while (head.Count < 4 || !(head[^4] == '\r' && head[^3] == '\n' && head[^2] == '\r' && head[^1] == '\n'))
-        {
-            if (await s.ReadAsync(one, cts.Token) == 0) break;
-            head.Add(one[0]);
-        }
-        var text = Encoding.ASCII.GetString([.. head]);
+        var text = await ReadResponseHeadAsync(s, cts.Token);
         Assert.StartsWith("HTTP/1.1 101 Switching Protocols\r\n", text);
         // RFC 6455's own example key and accept value.
         Assert.Contains("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", text);
