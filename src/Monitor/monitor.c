@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1280,6 +1281,14 @@ static int launch(int argc, char **argv)
 		return 2;
 	}
 	const char *shim = argv[2];
+	/* The daemon's helpers set up at a lower priority than the daemon (HelperPriority.cs); the
+	 * shim goes back to nice 0 before it creates the container's first process. */
+	const char *nice = getenv("CRIRUNTIME_SETUP_NICE");
+	if (nice) {
+		int n = atoi(nice);
+		if (n > 0 && n <= 19)
+			(void)setpriority(PRIO_PROCESS, 0, n);
+	}
 	int ready[2];
 	if (pipe2(ready, O_CLOEXEC) < 0) {
 		fprintf(stderr, "launch: pipe: %s\n", strerror(errno));

@@ -43,6 +43,7 @@ public static class ShimCli
             case "exec-init":
                 return ExecInit.Run(int.Parse(Required(opts, "pid"), System.Globalization.CultureInfo.InvariantCulture), opts.GetValueOrDefault("bundle"), opts.GetValueOrDefault("id"));
             case "create":
+                HelperPriority.ApplyFromEnvironment(); // as `criruntime-monitor launch` does
                 return Create(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log"), args[1..]);
             case "supervise" when opts.ContainsKey("resume"):
                 return new ContainerSupervisor(Required(opts, "id"), Required(opts, "bundle"), Required(opts, "state"), Required(opts, "log")).Resume(opts);

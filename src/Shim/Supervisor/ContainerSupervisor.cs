@@ -88,6 +88,10 @@ public sealed partial class ContainerSupervisor
             var phase = ShimPhase.Now();
             cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
             Phase("shim.cgroup", phase);
+            // The launcher ran us at the helpers' nice (HelperPriority); the container's processes,
+            // and everything this shim starts from now on, get the default.
+            if (!HelperPriority.ResetProcess(out var niceErrno))
+                _log.Warn($"container {_id}: cannot reset the shim's nice value to 0 (errno {niceErrno}); its processes inherit the launcher's");
 
             if (LoadRestore() is { } restore)
             {

@@ -21,7 +21,9 @@ public sealed class MonitorLaunchTests : IDisposable
         return path;
     }
 
-    private static (int Code, string Stdout, string Stderr) Launch(params string[] args)
+    private static (int Code, string Stdout, string Stderr) Launch(params string[] args) => Launch(null, args);
+
+    private static (int Code, string Stdout, string Stderr) Launch(IReadOnlyDictionary<string, string>? env, params string[] args)
     {
         var psi = new ProcessStartInfo(MonitorLogTests.Built.Value, ["launch", .. args])
         {
@@ -29,6 +31,7 @@ public sealed class MonitorLaunchTests : IDisposable
             RedirectStandardError = true,
             RedirectStandardInput = true,
         };
+        foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
         var stderr = p.StandardError.ReadToEndAsync();
         // The launcher's stdout ends when it exits: the shim holds none of its pipes.
@@ -72,6 +75,26 @@ public sealed class MonitorLaunchTests : IDisposable
         // None of the launcher's pipes (its stdout and stderr are the caller's, and the readiness
         // pipe was closed above) nor any socket came along.
         Assert.DoesNotContain(fds, l => l.Contains("pipe:", StringComparison.Ordinal) || l.Contains("socket:", StringComparison.Ordinal));
+    }
+
+    /// <summary>The daemon's CRIRUNTIME_SETUP_NICE: the launcher, and so the shim it starts, run
+    /// at that nice value (HelperPriority); without it, at the caller's.</summary>
+    [Theory]
+    [InlineData("5", 5)]
+    [InlineData(null, 0)]
+    [InlineData("-3", 0)] // only lowering the priority is asked of it
+    public void TheSetupNice_FromTheEnvironment_IsTheShims(string? value, int expected)
+    {
+        var seen = Path.Combine(_dir, "nice");
+        var shim = Script("shim", $$"""
+            cut -d' ' -f19 /proc/$$/stat > {{seen}}
+            echo "ok $$ 4242" >&3
+            """);
+        var env = new Dictionary<string, string>();
+        if (value is not null) env[CriRuntime.Shim.Client.HelperPriority.Variable] = value;
+        var (code, _, stderr) = Launch(env, shim, "--id", "c1");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(expected.ToString(System.Globalization.CultureInfo.InvariantCulture), File.ReadAllText(seen).Trim());
     }
 
     [Fact]

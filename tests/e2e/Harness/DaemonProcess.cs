@@ -173,7 +173,7 @@ public sealed partial class DaemonProcess : IDisposable
             // This raises from Dispose, so it hides the test body's own error, if any: the daemon's
             // last lines say what it was doing.
             var lines = Output.Split('\n');
-            throw new Xunit.Sdk.XunitException($"{e.Message}\n---- the daemon's last {Math.Min(80, lines.Length)} lines ----\n{string.Join('\n', lines.TakeLast(80))}");
+            throw new Xunit.Sdk.XunitException($"{e.Message}\n---- the daemon's last {Math.Min(80, lines.Length)} lines ----\n{string.Join('\n', lines.TakeLast(80))}{HelperLogs()}");
         }
         finally
         {
@@ -181,6 +181,26 @@ public sealed partial class DaemonProcess : IDisposable
             Leaks.CleanUp(Dir);
             try { Directory.Delete(Dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
+    }
+
+    /// <summary>For a leak report: the last lines of every shim's log and of the stream server's,
+    /// which the daemon's own output does not show.</summary>
+    private string HelperLogs()
+    {
+        var sb = new System.Text.StringBuilder();
+        var logs = Directory.Exists(Path.Combine(State, "c"))
+            ? Directory.EnumerateDirectories(Path.Combine(State, "c")).Select(d => Path.Combine(d, "shim.log"))
+            : [];
+        foreach (var log in logs.Append(Path.Combine(State, "stream-server.log")).Where(File.Exists))
+        {
+            try
+            {
+                var lines = File.ReadAllLines(log);
+                sb.Append($"\n---- {log}: last {Math.Min(30, lines.Length)} lines ----\n").AppendJoin('\n', lines.TakeLast(30));
+            }
+            catch (IOException) { }
+        }
+        return sb.ToString();
     }
 
     /// <summary>The daemon leaves its lxcfs running when it stops, by design (containers keep

@@ -1,0 +1,43 @@
+using CriRuntime.Interop;
+using CriRuntime.Shim.Client;
+
+namespace CriRuntime.Tests.Unit.Shim;
+
+/// <summary>The shim's way back from the helpers' nice value before it creates the container's
+/// processes, on this (multi-threaded) test process.</summary>
+public sealed class HelperPriorityTests
+{
+    private static int NiceOf(string task) => int.Parse(File.ReadAllText(Path.Combine(task, "stat")).Split(") ")[1].Split(' ')[16],
+        System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
+    public void ResetProcess_BringsEveryThreadBackTo0()
+    {
+        // Two threads at the helpers' nice: this one and one that waits.
+        Assert.Equal(0, Libc.Setpriority(Libc.PRIO_PROCESS, (uint)Libc.Gettid(), HelperPriority.Nice));
+        using var niced = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var other = new Thread(() =>
+        {
+            _ = Libc.Setpriority(Libc.PRIO_PROCESS, (uint)Libc.Gettid(), HelperPriority.Nice);
+            niced.Set();
+            release.Wait();
+        });
+        other.Start();
+        niced.Wait();
+        try
+        {
+            var tasks = Directory.GetDirectories("/proc/self/task");
+            Assert.Contains(tasks, t => NiceOf(t) == HelperPriority.Nice);
+
+            Assert.True(HelperPriority.ResetProcess(out var errno), $"errno {errno}");
+            Assert.All(Directory.GetDirectories("/proc/self/task"), t => Assert.Equal(0, NiceOf(t)));
+        }
+        finally
+        {
+            _ = Libc.Setpriority(Libc.PRIO_PROCESS, (uint)Libc.Gettid(), 0);
+            release.Set();
+            other.Join();
+        }
+    }
+}
