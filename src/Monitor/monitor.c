@@ -1286,7 +1286,7 @@ static int launch(int argc, char **argv)
 	const char *nice = getenv("CRIRUNTIME_SETUP_NICE");
 	if (nice) {
 		int n = atoi(nice);
-		if (n > 0 && n <= 19)
+		if (n >= -20 && n <= 19)
 			(void)setpriority(PRIO_PROCESS, 0, n);
 	}
 	int ready[2];

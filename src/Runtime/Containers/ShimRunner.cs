@@ -76,8 +76,10 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
         // The shim, its container's init, its execs and the monitor take the cgroup layout from us
         // rather than each read /proc/self/mountinfo (CgroupLayout.MountsVariable).
         psi.Environment[Cgroups.CgroupLayout.MountsVariable] = Cgroups.CgroupManagers.Layout.MountLines;
-        // The launcher and the shim's set-up run at the helpers' nice (HelperPriority).
-        psi.Environment[HelperPriority.Variable] = HelperPriority.Nice.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        // The launcher and the shim's set-up run at the helpers' nice, then back at ours (HelperPriority).
+        var nice = HelperPriority.Current();
+        psi.Environment[HelperPriority.Variable] = HelperPriority.For(nice).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        psi.Environment[HelperPriority.BaseVariable] = nice.ToString(System.Globalization.CultureInfo.InvariantCulture);
         foreach (var a in new[] { "--id", id, "--bundle", bundle, "--state", stateDir, "--log", logPath })
             psi.ArgumentList.Add(a);
         var ok = false;

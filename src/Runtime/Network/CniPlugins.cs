@@ -71,7 +71,7 @@ public sealed class CniPlugins(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
         using var p = Process.Start(psi) ?? throw Fail.Unavailable($"cannot start CNI plugin {type}");
         // A helper: at a lower priority than the daemon (HelperPriority), set before it reads its
         // input, so before it starts anything of its own (an IPAM plugin inherits it).
-        _ = Interop.Libc.Setpriority(Interop.Libc.PRIO_PROCESS, (uint)p.Id, Shim.Client.HelperPriority.Nice);
+        _ = Interop.Libc.Setpriority(Interop.Libc.PRIO_PROCESS, (uint)p.Id, Shim.Client.HelperPriority.For(Shim.Client.HelperPriority.Current()));
         var stdout = p.StandardOutput.ReadToEndAsync(ct);
         var stderr = p.StandardError.ReadToEndAsync(ct);
         await p.StandardInput.BaseStream.WriteAsync(stdin, ct);

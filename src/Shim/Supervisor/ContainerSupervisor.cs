@@ -89,9 +89,10 @@ public sealed partial class ContainerSupervisor
             cgroup.Create(CgroupResourcesFromSpec.Map(spec.Linux?.Resources));
             Phase("shim.cgroup", phase);
             // The launcher ran us at the helpers' nice (HelperPriority); the container's processes,
-            // and everything this shim starts from now on, get the default.
-            if (!HelperPriority.ResetProcess(out var niceErrno))
-                _log.Warn($"container {_id}: cannot reset the shim's nice value to 0 (errno {niceErrno}); its processes inherit the launcher's");
+            // and everything this shim starts from now on, get the daemon's.
+            var baseNice = HelperPriority.BaseFromEnvironment();
+            if (!HelperPriority.ResetProcess(baseNice, out var niceErrno))
+                _log.Warn($"container {_id}: cannot set the shim's nice value back to {baseNice} (errno {niceErrno}); its processes inherit the launcher's");
 
             if (LoadRestore() is { } restore)
             {

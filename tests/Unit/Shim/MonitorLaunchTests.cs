@@ -78,11 +78,12 @@ public sealed class MonitorLaunchTests : IDisposable
     }
 
     /// <summary>The daemon's CRIRUNTIME_SETUP_NICE: the launcher, and so the shim it starts, run
-    /// at that nice value (HelperPriority); without it, at the caller's.</summary>
+    /// at that nice value (HelperPriority); without it, or out of range, at the caller's.</summary>
     [Theory]
     [InlineData("5", 5)]
     [InlineData(null, 0)]
-    [InlineData("-3", 0)] // only lowering the priority is asked of it
+    [InlineData("-3", -3)] // a daemon running above the default priority
+    [InlineData("25", 0)] // out of range: ignored
     public void TheSetupNice_FromTheEnvironment_IsTheShims(string? value, int expected)
     {
         var seen = Path.Combine(_dir, "nice");
