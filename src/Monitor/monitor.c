@@ -1282,7 +1282,7 @@ static int launch(int argc, char **argv)
 	}
 	const char *shim = argv[2];
 	/* The daemon's helpers set up at a lower priority than the daemon (HelperPriority.cs); the
-	 * shim goes back to nice 0 before it creates the container's first process. */
+	 * shim goes back to the daemon's nice value before it creates the container's first process. */
 	const char *nice = getenv("CRIRUNTIME_SETUP_NICE");
 	if (nice) {
 		int n = atoi(nice);

@@ -33,14 +33,16 @@ public static class HelperPriority
     /// asks for, if any; best effort.</summary>
     public static void ApplyFromEnvironment()
     {
-        if (int.TryParse(System.Environment.GetEnvironmentVariable(Variable), out var nice) && nice is >= -20 and <= 19)
-            _ = Libc.Setpriority(Libc.PRIO_PROCESS, (uint)Libc.Gettid(), nice);
+        if (NiceFrom(Variable) is { } nice) _ = Libc.Setpriority(Libc.PRIO_PROCESS, (uint)Libc.Gettid(), nice);
     }
 
     /// <summary>The nice value the shim goes back to: the daemon's (<see cref="BaseVariable"/>), 0
     /// when the environment does not say.</summary>
-    public static int BaseFromEnvironment() =>
-        int.TryParse(System.Environment.GetEnvironmentVariable(BaseVariable), out var nice) && nice is >= -20 and <= 19 ? nice : 0;
+    public static int BaseFromEnvironment() => NiceFrom(BaseVariable) ?? 0;
+
+    /// <summary>A nice value (-20..19) from the environment variable <paramref name="name"/>.</summary>
+    private static int? NiceFrom(string name) =>
+        int.TryParse(System.Environment.GetEnvironmentVariable(name), out var nice) && nice is >= -20 and <= 19 ? nice : null;
 
     /// <summary>Every thread of this process at nice <paramref name="nice"/> (Linux keeps a nice
     /// value per thread, and a child or an exec'd program inherits its creating thread's). Needs

@@ -45,13 +45,14 @@ public sealed class StreamingServer(StreamingListener listener, StreamingRequest
     /// kubelet's streaming server); another method there is 405, any other path 404.</summary>
     public async Task ServeAsync(HttpExchange exchange)
     {
+        Task NotFound() => exchange.RespondAsync(404, "404 page not found\n");
         var path = exchange.Request.Path.AsSpan();
         var slash = path.Length > 1 ? path[1..].IndexOf('/') : -1;
         var kind = slash < 0 ? "" : path[1..(slash + 1)].ToString();
         var token = slash < 0 ? "" : path[(slash + 2)..].ToString();
         if (kind is not ("exec" or "attach" or "portforward") || token.Length == 0 || token.Contains('/'))
         {
-            await exchange.RespondAsync(404, "404 page not found\n").ConfigureAwait(false);
+            await NotFound().ConfigureAwait(false);
             return;
         }
         if (exchange.Request.Method is not ("GET" or "POST"))
@@ -62,7 +63,7 @@ public sealed class StreamingServer(StreamingListener listener, StreamingRequest
         // Single use: a token presented on another kind's path is spent too, and refused.
         if (cache.Consume<StreamRegistration>(token) is not { } r || Kind(r.Request) != kind)
         {
-            await exchange.RespondAsync(404, "404 page not found\n").ConfigureAwait(false);
+            await NotFound().ConfigureAwait(false);
             return;
         }
         using var session = sessions.Begin();

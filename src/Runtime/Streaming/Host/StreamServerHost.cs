@@ -13,7 +13,7 @@ using Google.Protobuf;
 
 namespace CriRuntime.Streaming.Host;
 
-/// <summary>How `criruntime stream-server` was asked to run.</summary>
+/// <summary>How `criruntime-stream-server` was asked to run.</summary>
 public sealed record StreamServerOptions(string State, string Address, int Port, string LogLevel);
 
 /// <summary>`criruntime-stream-server`: the long-lived process that serves exec, attach and

@@ -45,34 +45,37 @@ public sealed class HttpExchange(HttpRequestHead request, Stream connection)
     }
 
     /// <summary>A complete response with a text body; the connection closes after it.</summary>
-    public async Task RespondAsync(int status, string body, IEnumerable<KeyValuePair<string, string>>? headers = null)
+    public Task RespondAsync(int status, string body, IEnumerable<KeyValuePair<string, string>>? headers = null)
     {
         var bytes = Encoding.UTF8.GetBytes(body);
-        var head = new StringBuilder();
-        head.Append(CultureInfo.InvariantCulture, $"HTTP/1.1 {status} {Reason(status)}\r\n");
-        head.Append("Content-Type: text/plain; charset=utf-8\r\n");
-        head.Append(CultureInfo.InvariantCulture, $"Content-Length: {bytes.Length}\r\n");
-        head.Append("Connection: close\r\n");
-        foreach (var (name, value) in headers ?? []) head.Append(CultureInfo.InvariantCulture, $"{name}: {value}\r\n");
-        head.Append("\r\n");
-        _responded = true;
-        await connection.WriteAsync(Encoding.Latin1.GetBytes(head.ToString())).ConfigureAwait(false);
-        await connection.WriteAsync(bytes).ConfigureAwait(false);
-        await connection.FlushAsync().ConfigureAwait(false);
+        return WriteHeadAsync(status,
+        [
+            new("Content-Type", "text/plain; charset=utf-8"),
+            new("Content-Length", bytes.Length.ToString(CultureInfo.InvariantCulture)),
+            new("Connection", "close"),
+            .. headers ?? [],
+        ], bytes);
     }
 
     /// <summary>101 Switching Protocols to <paramref name="protocol"/> with <paramref name="headers"/>;
     /// the connection is then the upgraded protocol's.</summary>
     public async Task<Stream> UpgradeAsync(string protocol, IEnumerable<KeyValuePair<string, string>> headers)
     {
-        var head = new StringBuilder("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n");
-        head.Append(CultureInfo.InvariantCulture, $"Upgrade: {protocol}\r\n");
+        await WriteHeadAsync(101, [new("Connection", "Upgrade"), new("Upgrade", protocol), .. headers], default).ConfigureAwait(false);
+        return connection;
+    }
+
+    /// <summary>The status line, the header fields, the empty line, then <paramref name="body"/>.</summary>
+    private async Task WriteHeadAsync(int status, IEnumerable<KeyValuePair<string, string>> headers, ReadOnlyMemory<byte> body)
+    {
+        var head = new StringBuilder();
+        head.Append(CultureInfo.InvariantCulture, $"HTTP/1.1 {status} {Reason(status)}\r\n");
         foreach (var (name, value) in headers) head.Append(CultureInfo.InvariantCulture, $"{name}: {value}\r\n");
         head.Append("\r\n");
         _responded = true;
         await connection.WriteAsync(Encoding.Latin1.GetBytes(head.ToString())).ConfigureAwait(false);
+        if (!body.IsEmpty) await connection.WriteAsync(body).ConfigureAwait(false);
         await connection.FlushAsync().ConfigureAwait(false);
-        return connection;
     }
 
     /// <summary>Completes the WebSocket handshake with <paramref name="subProtocol"/> (null: none)

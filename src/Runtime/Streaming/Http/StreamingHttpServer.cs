@@ -57,7 +57,7 @@ public sealed partial class StreamingHttpServer(Socket listener, Func<HttpExchan
         HttpExchange? exchange = null;
         try
         {
-            var (head, rest) = await ReadHeadAsync(socket).ConfigureAwait(false);
+            var (head, rest) = await ReadHeadAsync(network).ConfigureAwait(false);
             if (head is null) return;
             Stream connection = rest.Length > 0 ? new PrefixedStream(rest, network) : network;
             HttpRequestHead request;
@@ -67,7 +67,7 @@ public sealed partial class StreamingHttpServer(Socket listener, Func<HttpExchan
             }
             catch (FormatException e)
             {
-                await new HttpExchange(EmptyHead, network).RespondAsync(400, "bad request: " + e.Message + "\n").ConfigureAwait(false);
+                await Refuse(network, 400, "bad request: " + e.Message + "\n").ConfigureAwait(false);
                 return;
             }
             exchange = new HttpExchange(request, connection);
@@ -90,7 +90,7 @@ public sealed partial class StreamingHttpServer(Socket listener, Func<HttpExchan
 
     /// <summary>The head's bytes and whatever came after them; a null head when the client left or
     /// the head was refused (its answer written).</summary>
-    private async Task<(byte[]? Head, byte[] After)> ReadHeadAsync(Socket socket)
+    private async Task<(byte[]? Head, byte[] After)> ReadHeadAsync(NetworkStream connection)
     {
         var buffer = new byte[HttpRequestHead.MaxSize];
         var filled = 0;
@@ -98,10 +98,10 @@ public sealed partial class StreamingHttpServer(Socket listener, Func<HttpExchan
         while (true)
         {
             int n;
-            try { n = await socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, timeout.Token).ConfigureAwait(false); }
+            try { n = await connection.ReadAsync(buffer.AsMemory(filled), timeout.Token).ConfigureAwait(false); }
             catch (OperationCanceledException)
             {
-                await Refuse(socket, 408, "request head not received in time\n").ConfigureAwait(false);
+                await Refuse(connection, 408, "request head not received in time\n").ConfigureAwait(false);
                 return (null, []);
             }
             if (n == 0) return (null, []);
@@ -116,17 +116,15 @@ public sealed partial class StreamingHttpServer(Socket listener, Func<HttpExchan
             }
             if (filled == buffer.Length)
             {
-                await Refuse(socket, 431, $"request head larger than {HttpRequestHead.MaxSize} bytes\n").ConfigureAwait(false);
+                await Refuse(connection, 431, $"request head larger than {HttpRequestHead.MaxSize} bytes\n").ConfigureAwait(false);
                 return (null, []);
             }
         }
     }
 
-    private static async Task Refuse(Socket socket, int status, string message)
-    {
-        using var stream = new NetworkStream(socket, ownsSocket: false);
-        await new HttpExchange(EmptyHead, stream).RespondAsync(status, message).ConfigureAwait(false);
-    }
+    /// <summary>An answer to a request whose head could not be had (nothing else is known of it).</summary>
+    private static Task Refuse(Stream connection, int status, string message) =>
+        new HttpExchange(EmptyHead, connection).RespondAsync(status, message);
 
     [LoggerMessage(EventId = 660, Level = LogLevel.Warning, Message = "streaming listener: accept failed: {Message}")]
     private static partial void LogAcceptFailed(ILogger log, string message);
