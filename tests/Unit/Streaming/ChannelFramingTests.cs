@@ -65,4 +65,70 @@ public class ChannelFramingTests
         await mux.CloseAsync(cts.Token);
         Assert.Equal(WebSocketMessageType.Close, (await client.ReceiveAsync(rbuf, cts.Token)).MessageType);
     }
+
+    /// <summary>A channel's writer cancelled while its message is on the wire (the port-forward
+    /// relay's token fires as the client's close arrives): the message is finished and the socket
+    /// stays open for the close handshake. .NET's WebSocket, given that token, aborts the
+    /// connection, and the client sees it end without a close frame.</summary>
+    [Fact]
+    public async Task SendCancelledMidWrite_FinishesTheMessage_AndTheCloseHandshakeStillHappens()
+    {
+        var (a, b) = TestDuplex.Pair();
+        var gated = new GatedWrites(a);
+        using var server = WebSocket.CreateFromStream(gated, isServer: true, subProtocol: null, keepAliveInterval: Timeout.InfiniteTimeSpan);
+        using var client = WebSocket.CreateFromStream(b, isServer: false, subProtocol: null, keepAliveInterval: Timeout.InfiniteTimeSpan);
+        var mux = new ChannelWebSocket(server, ChannelProtocol.V4, 2);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+
+        using var writer = new CancellationTokenSource();
+        var send = mux.SendAsync(0, "data"u8.ToArray(), writer.Token);
+        await gated.WriteStarted.Task.WaitAsync(timeout.Token);
+        await writer.CancelAsync();
+        gated.Open();
+        await send.WaitAsync(timeout.Token);
+        Assert.Equal(WebSocketState.Open, server.State);
+
+        var buf = new byte[16];
+        var r = await client.ReceiveAsync(buf, timeout.Token);
+        Assert.Equal("\0data", Encoding.ASCII.GetString(buf, 0, r.Count));
+        // A send whose token is already cancelled does not start.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => mux.SendAsync(0, "late"u8.ToArray(), writer.Token));
+        await mux.CloseAsync(timeout.Token);
+        r = await client.ReceiveAsync(buf, timeout.Token);
+        Assert.Equal(WebSocketMessageType.Close, r.MessageType);
+        Assert.Equal(WebSocketCloseStatus.NormalClosure, client.CloseStatus);
+    }
+
+    /// <summary>Holds every write until <see cref="Open"/>.</summary>
+    private sealed class GatedWrites(Stream inner) : Stream
+    {
+        private readonly TaskCompletionSource _gate = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource WriteStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public void Open() => _gate.TrySetResult();
+
+        public override bool CanRead => true;
+        public override bool CanWrite => true;
+        public override bool CanSeek => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() => inner.Flush();
+        public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
+        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default) => inner.ReadAsync(buffer, ct);
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
+        {
+            WriteStarted.TrySetResult();
+            await _gate.Task.WaitAsync(ct).ConfigureAwait(false);
+            await inner.WriteAsync(buffer, ct).ConfigureAwait(false);
+        }
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) => WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) inner.Dispose();
+            base.Dispose(disposing);
+        }
+    }
 }

@@ -13,8 +13,10 @@ public class HelperPriorityTests(RegistryWithImages fixture)
 {
     private readonly RegistryFixture _registry = fixture.Registry;
 
-    /// <summary>Field 19 of /proc/PID/stat (the command name in parentheses has no spaces here).</summary>
-    private static int Nice(string stat) => int.Parse(stat.Trim().Split(' ')[18], System.Globalization.CultureInfo.InvariantCulture);
+    /// <summary>Field 19 of /proc/PID/stat, counted after the command name: a .NET thread's name
+    /// (".NET TP Worker") has spaces in it, so the fields are split only after its closing ')'.</summary>
+    private static int Nice(string stat) =>
+        int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Trim().Split(' ')[16], System.Globalization.CultureInfo.InvariantCulture);
 
     [Fact]
     public async Task CniPluginsAndTheirIpam_RunAtNice5_TheContainersProcessesExecsAndMonitorAt0()

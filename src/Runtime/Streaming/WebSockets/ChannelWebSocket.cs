@@ -32,13 +32,19 @@ public sealed class ChannelWebSocket
     /// <summary>A duplex stream: reads channel <paramref name="channel"/>'s input, writes to it.</summary>
     public Stream Duplex(byte channel) => new ChannelDuplex(Input(channel), Output(channel));
 
+    /// <summary>Sends one message on <paramref name="channel"/>. <paramref name="ct"/> stops a send
+    /// that has not started; one already on the wire is finished. .NET's WebSocket aborts the whole
+    /// connection when a send's token fires mid-send, and one channel's writer that is cancelled
+    /// (its session ending as the peer closes) must not take the close handshake of every channel
+    /// with it. A peer that stops reading is cut by aborting the socket, not by this token.</summary>
     public async Task SendAsync(byte channel, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         var message = Protocol.Encode(channel, data.Span);
         await _sendLock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            await _socket.SendAsync(message, Protocol.Base64 ? WebSocketMessageType.Text : WebSocketMessageType.Binary, true, ct).ConfigureAwait(false);
+            ct.ThrowIfCancellationRequested();
+            await _socket.SendAsync(message, Protocol.Base64 ? WebSocketMessageType.Text : WebSocketMessageType.Binary, true, CancellationToken.None).ConfigureAwait(false);
         }
         finally
         {
