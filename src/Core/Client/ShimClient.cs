@@ -81,6 +81,33 @@ public sealed class ShimClient(string stateDir)
         }
     }
 
+    /// <summary>A pidfd of the shim of <paramref name="stateDir"/>: opened first, then the process
+    /// checked to be that shim, so a pid reused in between is never taken for it. Null when there
+    /// is no such shim.</summary>
+    public static Interop.FdHandle? OpenShimPidfd(string stateDir)
+    {
+        try
+        {
+            var pid = int.Parse(File.ReadAllText(Path.Combine(stateDir, StateFiles.ShimPid)).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            var pidfd = Interop.Libc.PidfdOpen(pid);
+            if (pidfd is null || IsShimAlive(stateDir)) return pidfd;
+            pidfd.Dispose();
+            return null;
+        }
+        catch (Exception e) when (e is IOException or FormatException or OverflowException or Interop.KernelException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>SIGKILLs the shim of <paramref name="stateDir"/> (a stopped one too); false when it
+    /// was gone. Its container's init has PR_SET_PDEATHSIG=SIGKILL and dies with it.</summary>
+    public static bool KillShim(string stateDir)
+    {
+        using var pidfd = OpenShimPidfd(stateDir);
+        return pidfd is not null && Interop.Libc.PidfdSignal(pidfd, Interop.Libc.SIGKILL);
+    }
+
     /// <summary>From /proc/PID/stat: neither a zombie nor dead, nor a kernel thread (whose
     /// cmdline is empty too: a pid reused by one is not our shim).</summary>
     public static bool IsLiveUserProcess(string stat)

@@ -76,6 +76,7 @@ public static class ConfigLoader
                 ShimPath = c.String(["runtime", "shim_path"], defaults.Runtime.ShimPath),
                 CgroupRoot = c.String(["runtime", "cgroup_root"], defaults.Runtime.CgroupRoot),
                 PidsLimit = c.Integer(["runtime", "pids_limit"], defaults.Runtime.PidsLimit, 0, RuntimeSection.MaxPidsLimit),
+                ShimAnswerTimeout = c.PositiveDuration(["runtime", "shim_answer_timeout"], defaults.Runtime.ShimAnswerTimeout),
                 Handlers = c.Handlers(["runtime", "handlers"]),
             },
             Cni = new CniSection

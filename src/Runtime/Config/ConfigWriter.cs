@@ -20,6 +20,7 @@ public static class ConfigWriter
         Kv(sb, "shim_path", Str(c.Runtime.ShimPath));
         Kv(sb, "cgroup_root", Str(c.Runtime.CgroupRoot));
         Kv(sb, "pids_limit", c.Runtime.PidsLimit.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Kv(sb, "shim_answer_timeout", Str(Duration.Format(c.Runtime.ShimAnswerTimeout)));
         foreach (var (name, handler) in c.Runtime.Handlers)
         {
             sb.AppendLine().AppendLine($"[runtime.handlers.{Str(name)}]");

@@ -40,6 +40,10 @@ public sealed record RuntimeSection
     /// <summary>pids.max of every container's cgroup; 0 leaves it unlimited (the kubelet's
     /// podPidsLimit, on the pod cgroup, is then the bound). The CRI has no per-container value.</summary>
     public long PidsLimit { get; init; }
+    /// <summary>How long a shim has to answer a request beyond what the request itself takes (a
+    /// stop's grace period, an exec's timeout). A shim that misses it fails the request with
+    /// DeadlineExceeded; one that misses a stop or a SIGKILL is killed, and its container with it.</summary>
+    public TimeSpan ShimAnswerTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>The largest pid the kernel can hand out (PID_MAX_LIMIT on 64-bit).</summary>
     public const long MaxPidsLimit = 4_194_304;
     /// <summary>[runtime.handlers.NAME]: the RuntimeClass handlers accepted besides the default

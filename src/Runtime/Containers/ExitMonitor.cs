@@ -59,7 +59,7 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
     /// is waited for at once.</summary>
     public void Watch(ContainerRecord c)
     {
-        if (ShimPidfd(c) is { } pidfd)
+        if (ShimClient.OpenShimPidfd(c.StateDir) is { } pidfd)
         {
             var gone = _shimGone[c.Id] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             _shimExits.Watch(pidfd, () =>
@@ -84,24 +84,6 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
     {
         _shimGone.TryRemove(id, out _);
         _released.TryRemove(id, out _);
-    }
-
-    /// <summary>A pidfd of the container's shim: opened first, then the process checked to be
-    /// that shim, so a pid reused in between is never watched in its place.</summary>
-    private static FdHandle? ShimPidfd(ContainerRecord c)
-    {
-        try
-        {
-            var pid = int.Parse(File.ReadAllText(Path.Combine(c.StateDir, StateFiles.ShimPid)).Trim(), System.Globalization.CultureInfo.InvariantCulture);
-            var pidfd = Libc.PidfdOpen(pid);
-            if (pidfd is null || ShimClient.IsShimAlive(c.StateDir)) return pidfd;
-            pidfd.Dispose();
-            return null;
-        }
-        catch (Exception e) when (e is IOException or FormatException or OverflowException or KernelException)
-        {
-            return null;
-        }
     }
 
     public void StopAll()

@@ -26,8 +26,12 @@ public interface IShimRunner
 /// <summary>The daemon's side of the per-container shims: starting one (`criruntime-monitor launch`)
 /// and talking to it over its control socket. A shim that is gone has left its last state in
 /// state.json; that is what is reported then.</summary>
-public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? metrics = null) : IShimRunner
+public sealed partial class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? metrics = null, ILogger<ShimRunner>? log = null) : IShimRunner
 {
+    /// <summary>How long a shim has to answer, beyond what the request itself takes (a stop's
+    /// grace period, an exec's timeout): runtime.shim_answer_timeout.</summary>
+    private readonly TimeSpan _answerTimeout = config.Runtime.ShimAnswerTimeout;
+
     public bool IsAlive(string stateDir) => ShimClient.IsShimAlive(stateDir);
 
     public string ShimPath { get; } = Resolve(config.Runtime.ShimPath);
@@ -164,20 +168,36 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
     }
 
     /// <summary>The stop signal, SIGKILL after <paramref name="timeout"/>; returns once exited.</summary>
+    /// <summary>A shim that does not answer in time (hung, or stopped) is killed: its container was
+    /// to die anyway, and dies with it (its init has PR_SET_PDEATHSIG=SIGKILL; what else ran in its
+    /// cgroup is killed when the exit is recorded). The exit is then the shim's death (exit 255).</summary>
     public async Task StopAsync(string stateDir, int signal, TimeSpan timeout, CancellationToken ct)
     {
         try
         {
-            await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Stop, Signal = signal, Timeout = timeout.TotalSeconds }, ct);
+            await AskAsync(stateDir, new ShimRequest { Op = ShimOps.Stop, Signal = signal, Timeout = timeout.TotalSeconds }, ct);
         }
         catch (ShimGoneException) { }
+        catch (ShimNotAnsweringException e) { KillUnansweringShim(e); }
     }
 
+    /// <summary>As <see cref="StopAsync"/>, a shim that does not answer a SIGKILL in time is killed.</summary>
     public async Task KillAsync(string stateDir, int signal, CancellationToken ct)
     {
-        try { await SendAsync(stateDir, new ShimRequest { Op = ShimOps.Kill, Signal = signal }, ct); }
+        try { await AskAsync(stateDir, new ShimRequest { Op = ShimOps.Kill, Signal = signal }, ct); }
         catch (ShimGoneException) { }
+        catch (ShimNotAnsweringException e) when (signal == 9) { KillUnansweringShim(e); }
+        catch (ShimNotAnsweringException e) { throw Fail.DeadlineExceeded(e.Message); }
     }
+
+    private void KillUnansweringShim(ShimNotAnsweringException e)
+    {
+        var killed = ShimClient.KillShim(e.StateDir);
+        if (log is not null) LogShimKilled(log, e.Message, killed ? "killed it" : "it was gone by then");
+    }
+
+    [LoggerMessage(EventId = 420, Level = LogLevel.Warning, Message = "{Message}: {Outcome}; its container dies with it")]
+    private static partial void LogShimKilled(ILogger log, string message, string outcome);
 
     /// <summary>Blocks until the container exited, then returns its final state. A shim that
     /// died without recording the exit (kill -9) yields <see cref="ShimClient.ShimDied"/>.</summary>
@@ -290,11 +310,36 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
         if (!r.Ok) throw Fail.FailedPrecondition($"reopen log: {r.Error}");
     }
 
-    private static async Task<ShimResponse> SendAsync(string stateDir, ShimRequest request, CancellationToken ct)
+    /// <summary>One request; a shim that does not answer within <see cref="AnswerWithin"/> is
+    /// DeadlineExceeded, naming the request and the shim.</summary>
+    private async Task<ShimResponse> SendAsync(string stateDir, ShimRequest request, CancellationToken ct)
     {
+        try { return await AskAsync(stateDir, request, ct); }
+        catch (ShimNotAnsweringException e) { throw Fail.DeadlineExceeded(e.Message); }
+    }
+
+    /// <summary>How long <paramref name="request"/> may take to be answered: what it asks for
+    /// itself plus <see cref="_answerTimeout"/>; null for a wait without a timeout and an exec
+    /// without one (they last as long as the container or the command).</summary>
+    internal TimeSpan? AnswerWithin(ShimRequest request) => request.Op switch
+    {
+        ShimOps.Wait or ShimOps.Exec when request.Timeout is not > 0 => null,
+        ShimOps.Stop => TimeSpan.FromSeconds(request.Timeout ?? 10) + _answerTimeout,
+        _ => TimeSpan.FromSeconds(request.Timeout ?? 0) + _answerTimeout,
+    };
+
+    private async Task<ShimResponse> AskAsync(string stateDir, ShimRequest request, CancellationToken ct)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var within = AnswerWithin(request);
+        if (within is { } w) deadline.CancelAfter(w);
         try
         {
-            return await new ShimClient(stateDir).SendAsync(request, ct);
+            return await new ShimClient(stateDir).SendAsync(request, deadline.Token);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested && within is { } bound)
+        {
+            throw new ShimNotAnsweringException(stateDir, request.Op, bound);
         }
         catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.AddressNotAvailable or SocketError.NotConnected)
         {
@@ -309,3 +354,11 @@ public sealed class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeMetrics? 
 
 /// <summary>The shim no longer answers: its container has exited and the shim with it.</summary>
 public sealed class ShimGoneException(string stateDir, Exception inner) : Exception($"shim of {stateDir} is gone", inner);
+
+/// <summary>The shim took the request (its socket is there) and did not answer in time: it hangs,
+/// or it is stopped.</summary>
+public sealed class ShimNotAnsweringException(string stateDir, string op, TimeSpan within)
+    : Exception($"the container's shim ({stateDir}) did not answer {op} within {Config.Duration.Format(within)}")
+{
+    public string StateDir { get; } = stateDir;
+}

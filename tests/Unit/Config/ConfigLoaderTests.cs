@@ -78,6 +78,15 @@ public class ConfigLoaderTests
     }
 
     [Fact]
+    public void ShimAnswerTimeout_IsRead_AndMustBePositive()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(30), Load(("main.toml", "")).Runtime.ShimAnswerTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(5), Load(("main.toml", "[runtime]\nshim_answer_timeout = \"5s\"\n")).Runtime.ShimAnswerTimeout);
+        var e = Assert.Throws<ConfigException>(() => Load(("main.toml", "[runtime]\nshim_answer_timeout = \"0s\"\n")));
+        Assert.Contains("runtime.shim_answer_timeout", e.Message);
+    }
+
+    [Fact]
     public void Mirrors_AreReadPerHost_InOrder()
     {
         var c = Load(("main.toml", """
@@ -184,6 +193,7 @@ public class ConfigLoaderTests
             log_level = "debug"
             [runtime]
             pids_limit = 77
+            shim_answer_timeout = "1m30s"
             [runtime.handlers.fast]
             shim_path = "/opt/fast/shim"
             [registry]

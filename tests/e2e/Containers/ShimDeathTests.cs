@@ -10,7 +10,7 @@ namespace CriRuntime.Tests.E2E.Containers;
 /// reports the container exited with a reason, whether it was running at the time or only
 /// set up by a StartContainer cut short, whether the daemon was up or not, and leaves nothing behind (the leak check of Dispose also looks for the container's cgroup).</summary>
 [Collection(RegistryCollection.Name)]
-public class ShimDeathTests(RegistryWithImages fixture)
+public partial class ShimDeathTests(RegistryWithImages fixture)
 {
     private readonly RegistryFixture _registry = fixture.Registry;
 
@@ -178,6 +178,55 @@ public class ShimDeathTests(RegistryWithImages fixture)
             await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
         }
     }
+
+    /// <summary>A shim that takes requests and never answers them (stopped here with SIGSTOP; CI once
+    /// saw one hang after a daemon restart) holds no call longer than runtime.shim_answer_timeout
+    /// beyond the request's own time. A probe's ExecSync is DeadlineExceeded naming the shim;
+    /// StopContainer kills the shim, and the container with it, and reports why; then the
+    /// container and the pod are removed with nothing left (the leak check of Dispose).</summary>
+    [Fact]
+    public async Task ShimThatNeverAnswers_ExecSyncIsDeadlineExceeded_StopContainerKillsIt_AndEverythingIsRemoved()
+    {
+        using var d = new DaemonProcess();
+        File.WriteAllText(Path.Combine(d.DropInDir, "50-shim-answer.toml"), "[runtime]\nshim_answer_timeout = \"2s\"\n");
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        var image = _registry.Image("busybox");
+        var pod = PodConfig("shim-silent");
+        using var c = d.Client();
+        await c.PullAsync(image);
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
+        var (shimPid, containerPid) = Pids(d, id);
+        Assert.Equal(0, Signal(shimPid, 19 /* SIGSTOP */));
+        try
+        {
+            // Every call has a deadline well past the bound: a hang fails the test, not CI's clock.
+            var within = DateTime.UtcNow.AddSeconds(30);
+            var probe = await Assert.ThrowsAsync<RpcException>(() => c.Runtime.ExecSyncAsync(
+                new ExecSyncRequest { ContainerId = id, Cmd = { "true" }, Timeout = 1 }, deadline: within).ResponseAsync);
+            Assert.Equal(StatusCode.DeadlineExceeded, probe.StatusCode);
+            Assert.Contains("shim", probe.Status.Detail, StringComparison.Ordinal);
+            Assert.Contains("did not answer exec within 3s", probe.Status.Detail, StringComparison.Ordinal);
+
+            await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 1 }, deadline: DateTime.UtcNow.AddSeconds(30));
+            var status = await c.StatusAsync(id);
+            AssertDiedWithShim(status);
+            Assert.False(IsRunning(shimPid), $"shim {shimPid} that did not answer stop still runs");
+            Assert.False(IsRunning(containerPid), $"container process {containerPid} outlived its shim");
+            Assert.Contains("did not answer stop within 3s: killed it", d.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Signal(shimPid, 18 /* SIGCONT */);
+        }
+        await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id }, deadline: DateTime.UtcNow.AddSeconds(30));
+        await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = podId }, deadline: DateTime.UtcNow.AddSeconds(30));
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId }, deadline: DateTime.UtcNow.AddSeconds(30));
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Signal(int pid, int signal);
 
     /// <summary>Kills the running container's shim with -9 and waits for the container's
     /// CONTAINER_STOPPED event (subscribed before the kill, so it cannot be missed).</summary>
