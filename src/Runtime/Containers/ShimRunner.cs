@@ -319,12 +319,14 @@ public sealed partial class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeM
     }
 
     /// <summary>How long <paramref name="request"/> may take to be answered: what it asks for
-    /// itself plus <see cref="_answerTimeout"/>; null for a wait without a timeout and an exec
+    /// itself (a start: checkpoint.dump_timeout) plus <see cref="_answerTimeout"/>; null for a wait without a timeout and an exec
     /// without one (they last as long as the container or the command).</summary>
     internal TimeSpan? AnswerWithin(ShimRequest request) => request.Op switch
     {
         ShimOps.Wait or ShimOps.Exec when request.Timeout is not > 0 => null,
         ShimOps.Stop => TimeSpan.FromSeconds(request.Timeout ?? 10) + _answerTimeout,
+        // A start may be a CRIU restore, which the shim runs before it answers: as long as a dump.
+        ShimOps.Start => config.Checkpoint.DumpTimeout + _answerTimeout,
         _ => TimeSpan.FromSeconds(request.Timeout ?? 0) + _answerTimeout,
     };
 
