@@ -41,8 +41,11 @@ public sealed class V1Manager : ICgroupManager
                 var parent = dir;
                 dir = $"{dir}/{part}";
                 // A new v1 cpuset starts with empty cpus and mems and refuses tasks until both are
-                // set; inherit the parent's so intermediate cgroups are usable too.
-                if (_fs.Mkdir(dir) && isCpuset) InheritCpuset(parent, dir);
+                // set; inherit the parent's so intermediate cgroups are usable too. Also where the
+                // level was there already: a concurrent create may have made it and not yet filled
+                // it in (a level that has its values is only read), as runc does.
+                _fs.Mkdir(dir);
+                if (isCpuset) InheritCpuset(parent, dir);
             }
         }
         Apply(resources);

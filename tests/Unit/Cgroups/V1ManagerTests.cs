@@ -96,6 +96,39 @@ public sealed class V1ManagerTests : IDisposable
         Assert.Equal("0", _fs.Text("cpuset/pod/ctr/cpuset.mems"));
     }
 
+    /// <summary>Two creates racing for a parent (two pods' first containers under a new cgroup
+    /// root): the one that did not make it may find it still empty (its maker has not written
+    /// cpus and mems yet). It fills it in as the maker would, rather than give its own cgroup the
+    /// empty set, which the kernel refuses tasks with (ENOSPC: seen at 300 pods). As runc does.</summary>
+    [Fact]
+    public void V1_Cpuset_AParentMadeByAnotherCreatorButStillEmpty_IsFilledInToo()
+    {
+        _fs.Seed("cpuset/pod/cpuset.cpus");
+        _fs.Seed("cpuset/pod/cpuset.mems");
+        _fs.Seed("cpuset/pod/cgroup.procs");
+
+        Manager().Create(new CgroupResources());
+
+        Assert.Equal("0-1", _fs.Text("cpuset/pod/cpuset.cpus"));
+        Assert.Equal("0", _fs.Text("cpuset/pod/cpuset.mems"));
+        Assert.Equal("0-1", _fs.Text("cpuset/pod/ctr/cpuset.cpus"));
+        Assert.Equal("0", _fs.Text("cpuset/pod/ctr/cpuset.mems"));
+    }
+
+    /// <summary>A parent that has its cpus (another's, set as it chose) is read, never written.</summary>
+    [Fact]
+    public void V1_Cpuset_AParentWithItsOwnCpus_IsLeftAsItIs()
+    {
+        _fs.Seed("cpuset/pod/cpuset.cpus", "1\n");
+        _fs.Seed("cpuset/pod/cpuset.mems", "0\n");
+        _fs.Seed("cpuset/pod/cgroup.procs");
+
+        Manager().Create(new CgroupResources());
+
+        Assert.DoesNotContain(_fs.Writes, w => w.File.StartsWith("cpuset/pod/cpuset.", StringComparison.Ordinal));
+        Assert.Equal("1", _fs.Text("cpuset/pod/ctr/cpuset.cpus"));
+    }
+
     [Fact]
     public void V1_Cpuset_ExplicitCpusOverrideTheInheritedOnes()
     {
