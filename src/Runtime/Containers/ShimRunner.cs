@@ -167,10 +167,10 @@ public sealed partial class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeM
             span.Record(p.Name, ShimPhase.ToTime(p.Start), ShimPhase.ToTime(p.End));
     }
 
-    /// <summary>The stop signal, SIGKILL after <paramref name="timeout"/>; returns once exited.</summary>
-    /// <summary>A shim that does not answer in time (hung, or stopped) is killed: its container was
-    /// to die anyway, and dies with it (its init has PR_SET_PDEATHSIG=SIGKILL; what else ran in its
-    /// cgroup is killed when the exit is recorded). The exit is then the shim's death (exit 255).</summary>
+    /// <summary>The stop signal, SIGKILL after <paramref name="timeout"/>; returns once exited. A
+    /// shim that does not answer in time (hung, or stopped) is killed: its container was to die
+    /// anyway, and dies with it (its init has PR_SET_PDEATHSIG=SIGKILL; what else ran in its cgroup
+    /// is killed when the exit is recorded). The exit is then the shim's death (exit 255).</summary>
     public async Task StopAsync(string stateDir, int signal, TimeSpan timeout, CancellationToken ct)
     {
         try
@@ -319,8 +319,8 @@ public sealed partial class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeM
     }
 
     /// <summary>How long <paramref name="request"/> may take to be answered: what it asks for
-    /// itself (a start: checkpoint.dump_timeout) plus <see cref="_answerTimeout"/>; null for a wait without a timeout and an exec
-    /// without one (they last as long as the container or the command).</summary>
+    /// itself (a start: checkpoint.dump_timeout) plus <see cref="_answerTimeout"/>; null for a
+    /// wait and an exec without a timeout (they last as long as the container or the command).</summary>
     internal TimeSpan? AnswerWithin(ShimRequest request) => request.Op switch
     {
         ShimOps.Wait or ShimOps.Exec when request.Timeout is not > 0 => null,

@@ -90,10 +90,16 @@ public sealed class V1ManagerTests : IDisposable
     {
         Manager().Create(new CgroupResources());
 
-        Assert.Equal("0-1", _fs.Text("cpuset/pod/cpuset.cpus"));
-        Assert.Equal("0", _fs.Text("cpuset/pod/cpuset.mems"));
-        Assert.Equal("0-1", _fs.Text("cpuset/pod/ctr/cpuset.cpus"));
-        Assert.Equal("0", _fs.Text("cpuset/pod/ctr/cpuset.mems"));
+        AssertPodAndContainerHaveTheRootsCpuset();
+    }
+
+    private void AssertPodAndContainerHaveTheRootsCpuset()
+    {
+        foreach (var dir in new[] { "cpuset/pod", "cpuset/pod/ctr" })
+        {
+            Assert.Equal("0-1", _fs.Text($"{dir}/cpuset.cpus"));
+            Assert.Equal("0", _fs.Text($"{dir}/cpuset.mems"));
+        }
     }
 
     /// <summary>Two creates racing for a parent (two pods' first containers under a new cgroup
@@ -109,10 +115,7 @@ public sealed class V1ManagerTests : IDisposable
 
         Manager().Create(new CgroupResources());
 
-        Assert.Equal("0-1", _fs.Text("cpuset/pod/cpuset.cpus"));
-        Assert.Equal("0", _fs.Text("cpuset/pod/cpuset.mems"));
-        Assert.Equal("0-1", _fs.Text("cpuset/pod/ctr/cpuset.cpus"));
-        Assert.Equal("0", _fs.Text("cpuset/pod/ctr/cpuset.mems"));
+        AssertPodAndContainerHaveTheRootsCpuset();
     }
 
     /// <summary>A parent that has its cpus (another's, set as it chose) is read, never written.</summary>
