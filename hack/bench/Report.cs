@@ -176,6 +176,10 @@ public sealed class Report(Options opts, string repo)
 
         sb.AppendLine("## Targets (issues 3, 4, 7)");
         sb.AppendLine();
+        sb.AppendLine(Stamp);
+        sb.AppendLine();
+        sb.AppendLine("Restated only by a run of every built-in phase (`make bench`); a section above measured later with `--only` is newer than its row here.");
+        sb.AppendLine();
         sb.AppendLine("| target | measured | |");
         sb.AppendLine("|---|---|---|");
         sb.AppendLine($"| lifecycle calls at most 0.5× containerd (p50, every call, both modes) | worst ratio {F(worst, "F2")} | {Met(double.IsNaN(worst) ? null : worst <= 0.5)} |");
