@@ -220,16 +220,19 @@ public sealed partial class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeM
         }
     }
 
-    /// <summary>The live state; the last recorded one when the shim has exited; a
+    /// <summary>The live state; the last recorded one when the shim has exited or does not answer; a
     /// <see cref="ShimClient.ShimDied"/> state when it died without recording an exit.</summary>
     public async Task<ShimState> StateAsync(string id, string stateDir, CancellationToken ct)
     {
         try
         {
-            if ((await SendAsync(stateDir, new ShimRequest { Op = ShimOps.State }, ct)).State is { } live) return live;
+            if ((await AskAsync(stateDir, new ShimRequest { Op = ShimOps.State }, ct)).State is { } live) return live;
         }
         catch (ShimGoneException) { }
         catch (IOException) { }
+        // A shim that does not answer (the daemon's start-up resumes every container this way):
+        // what it last recorded, rather than holding the caller or failing it.
+        catch (ShimNotAnsweringException) { }
         var last = ShimClient.ReadStateFile(stateDir);
         return last is { Status: ShimStatus.Stopped } || ShimClient.IsShimAlive(stateDir) && last is not null
             ? last

@@ -20,20 +20,10 @@ public sealed partial class CriRuntimeService
         var c = _containers.Get(request.ContainerId);
         if (c.State != ContainerPhase.Running) throw Fail.FailedPrecondition($"container {c.Id} is not running");
         // The shim kills the command at the timeout and answers; should it not answer (wedged, a
-        // command in a frozen cgroup that cannot die), the call still ends, a grace period later.
+        // command in a frozen cgroup that cannot die), ShimRunner ends the call DeadlineExceeded
+        // runtime.shim_answer_timeout after the timeout.
         steps.Mark("checks");
-        using var bound = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
-        if (timeout is { } t) bound.CancelAfter(t + ShimAnswerGrace);
-        ExecResult result;
-        try
-        {
-            result = await _shims.ExecAsync(c.StateDir, [.. request.Cmd], timeout, bound.Token);
-        }
-        catch (OperationCanceledException) when (!context.CancellationToken.IsCancellationRequested)
-        {
-            throw Fail.DeadlineExceeded($"command {string.Join(' ', request.Cmd)}: timeout {request.Timeout}s, and the container's shim " +
-                $"gave no answer {ShimAnswerGrace.TotalSeconds:0} s after it (is the container frozen?)");
-        }
+        var result = await _shims.ExecAsync(c.StateDir, [.. request.Cmd], timeout, context.CancellationToken);
         steps.Mark("shim");
         if (result.TimedOut)
             throw Fail.DeadlineExceeded($"command {string.Join(' ', request.Cmd)} timed out after {request.Timeout}s");
@@ -55,9 +45,6 @@ public sealed partial class CriRuntimeService
         [LoggerMessage(EventId = 1500, Level = LogLevel.Debug, Message = "ExecSync {ContainerId}: {Steps}")]
         public static partial void Steps(ILogger logger, string containerId, Containers.StepTimes steps);
     }
-
-    /// <summary>How long after an exec's timeout the daemon still waits for the shim's answer.</summary>
-    internal static readonly TimeSpan ShimAnswerGrace = TimeSpan.FromSeconds(30);
 
     /// <summary>The CRI's timeout in seconds (0: none) as what the shim waits: at most
     /// int.MaxValue milliseconds (a wait handle's limit, ~24.8 days), so a longer one, which only

@@ -193,7 +193,7 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         await d.StartAsync();
         var image = _registry.Image("busybox");
         var pod = PodConfig("shim-silent");
-        using var c = d.Client();
+        var c = d.Client();
         await c.PullAsync(image);
         var podId = await c.RunPodAsync(pod);
         var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
@@ -209,6 +209,15 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
             Assert.Contains("shim", probe.Status.Detail, StringComparison.Ordinal);
             Assert.Contains("did not answer exec within 3s", probe.Status.Detail, StringComparison.Ordinal);
 
+            // A daemon killed and started again meanwhile asks every shim for its state as it
+            // starts: this one answers nothing, and the daemon still starts and reports the
+            // container as it last recorded it.
+            await d.KillAsync();
+            await d.StartAsync();
+            c.Dispose();
+            c = d.Client();
+            Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
+
             await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 1 }, deadline: DateTime.UtcNow.AddSeconds(30));
             var status = await c.StatusAsync(id);
             AssertDiedWithShim(status);
@@ -223,6 +232,7 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id }, deadline: DateTime.UtcNow.AddSeconds(30));
         await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = podId }, deadline: DateTime.UtcNow.AddSeconds(30));
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId }, deadline: DateTime.UtcNow.AddSeconds(30));
+        c.Dispose();
     }
 
     [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]

@@ -28,8 +28,22 @@ public sealed partial class DaemonProcess : IDisposable
     public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
     public string Output { get { lock (_outputLock) return _output.ToString(); } }
 
+    /// <summary>The daemon of the test whose code is running (it flows with the test's awaits).</summary>
+    private static readonly AsyncLocal<DaemonProcess?> CurrentTest = new();
+    /// <summary>The first assertion that failed in this daemon's test: Dispose's leak report,
+    /// which replaces the test's own exception when the failure skipped its teardown, names it.</summary>
+    private Exception? _testFailure;
+
+    private void OnFirstChance(object? sender, System.Runtime.ExceptionServices.FirstChanceExceptionEventArgs e)
+    {
+        if (e.Exception is Xunit.Sdk.XunitException && ReferenceEquals(CurrentTest.Value, this))
+            Interlocked.CompareExchange(ref _testFailure, e.Exception, null);
+    }
+
     public DaemonProcess(string? configToml = null)
     {
+        CurrentTest.Value = this;
+        AppDomain.CurrentDomain.FirstChanceException += OnFirstChance;
         Dir = Directory.CreateTempSubdirectory("criruntime-e2e-").FullName;
         Directory.CreateDirectory(DropInDir);
         Directory.CreateDirectory(CniConfDir);
@@ -151,6 +165,7 @@ public sealed partial class DaemonProcess : IDisposable
 
     public void Dispose()
     {
+        AppDomain.CurrentDomain.FirstChanceException -= OnFirstChance;
         try
         {
             StopAsync().GetAwaiter().GetResult();
@@ -170,10 +185,11 @@ public sealed partial class DaemonProcess : IDisposable
         }
         catch (Xunit.Sdk.XunitException e)
         {
-            // This raises from Dispose, so it hides the test body's own error, if any: the daemon's
-            // last lines say what it was doing.
+            // This raises from Dispose, so it hides the test body's own error, if any: it is
+            // named first, and the daemon's last lines say what it was doing.
             var lines = Output.Split('\n');
-            throw new Xunit.Sdk.XunitException($"{e.Message}\n---- the daemon's last {Math.Min(80, lines.Length)} lines ----\n{string.Join('\n', lines.TakeLast(80))}{HelperLogs()}");
+            var failure = _testFailure is { } f ? $"the test failed before its teardown: {f.Message}\n{f.StackTrace}\n---- and so ----\n" : "";
+            throw new Xunit.Sdk.XunitException($"{failure}{e.Message}\n---- the daemon's last {Math.Min(80, lines.Length)} lines ----\n{string.Join('\n', lines.TakeLast(80))}{HelperLogs()}");
         }
         finally
         {
