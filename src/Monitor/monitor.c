@@ -893,7 +893,7 @@ static int serve(int i)
 				c->deadline = now_ms() + (long long)(r.timeout * 1000);
 			}
 		} else if (!strcmp(r.op, "stop")) {
-			double t = r.has_timeout ? r.timeout : 10;
+			double t = r.has_timeout ? r.timeout : 10; /* ShimRequest.DefaultStopTimeout */
 			c->park = STOP;
 			if (t > 0) {
 				signal_init(r.has_signal ? (int)r.signal : SIGTERM);

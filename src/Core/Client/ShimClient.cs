@@ -65,7 +65,22 @@ public sealed class ShimClient(string stateDir)
     {
         try
         {
-            var pid = int.Parse(File.ReadAllText(Path.Combine(stateDir, StateFiles.ShimPid)).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            return IsShimProcess(ReadShimPid(stateDir), stateDir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or OverflowException)
+        {
+            return false; // no shim.pid (never created)
+        }
+    }
+
+    private static int ReadShimPid(string stateDir) =>
+        int.Parse(File.ReadAllText(Path.Combine(stateDir, StateFiles.ShimPid)).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Whether <paramref name="pid"/> is a live `supervise` of <paramref name="stateDir"/>.</summary>
+    private static bool IsShimProcess(int pid, string stateDir)
+    {
+        try
+        {
             var cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
             // Empty while the process is inside execve (the .NET supervisor and the monitor exec
             // each other, same pid, docs/shim-protocol.md): between the switch to the new image and
@@ -75,9 +90,9 @@ public sealed class ShimClient(string stateDir)
             var full = Path.GetFullPath(stateDir);
             return args.Contains("supervise") && args.Any(a => a == stateDir || a == full);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or OverflowException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return false; // no shim.pid (never created) or no such process
+            return false; // no such process
         }
     }
 
@@ -88,9 +103,9 @@ public sealed class ShimClient(string stateDir)
     {
         try
         {
-            var pid = int.Parse(File.ReadAllText(Path.Combine(stateDir, StateFiles.ShimPid)).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            var pid = ReadShimPid(stateDir);
             var pidfd = Interop.Libc.PidfdOpen(pid);
-            if (pidfd is null || IsShimAlive(stateDir)) return pidfd;
+            if (pidfd is null || IsShimProcess(pid, stateDir)) return pidfd;
             pidfd.Dispose();
             return null;
         }

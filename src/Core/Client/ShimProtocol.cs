@@ -35,9 +35,12 @@ public sealed record ShimRequest
     public string Op { get; init; } = "";
     /// <summary>kill: the signal (default SIGKILL); stop: the stop signal (default SIGTERM).</summary>
     public int? Signal { get; init; }
-    /// <summary>stop: seconds between the stop signal and SIGKILL (default 10); wait: give up
-    /// after (default forever); exec: SIGKILL the process after (default forever).</summary>
+    /// <summary>stop: seconds between the stop signal and SIGKILL (default
+    /// <see cref="DefaultStopTimeout"/>); wait: give up after (default forever); exec: SIGKILL the
+    /// process after (default forever).</summary>
     public double? Timeout { get; init; }
+    /// <summary>A stop's grace period when the request gives none (monitor.c has the same 10).</summary>
+    public const double DefaultStopTimeout = 10;
     /// <summary>exec: the command; env and cwd default to the container's process.</summary>
     public IReadOnlyList<string>? Args { get; init; }
     public IReadOnlyList<string>? Env { get; init; }

@@ -186,7 +186,7 @@ public sealed partial class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeM
     {
         try { await AskAsync(stateDir, new ShimRequest { Op = ShimOps.Kill, Signal = signal }, ct); }
         catch (ShimGoneException) { }
-        catch (ShimNotAnsweringException e) when (signal == 9) { KillUnansweringShim(e); }
+        catch (ShimNotAnsweringException e) when (signal == Interop.Libc.SIGKILL) { KillUnansweringShim(e); }
         catch (ShimNotAnsweringException e) { throw Fail.DeadlineExceeded(e.Message); }
     }
 
@@ -327,7 +327,7 @@ public sealed partial class ShimRunner(CriRuntimeConfig config, Metrics.RuntimeM
     internal TimeSpan? AnswerWithin(ShimRequest request) => request.Op switch
     {
         ShimOps.Wait or ShimOps.Exec when request.Timeout is not > 0 => null,
-        ShimOps.Stop => TimeSpan.FromSeconds(request.Timeout ?? 10) + _answerTimeout,
+        ShimOps.Stop => TimeSpan.FromSeconds(request.Timeout ?? ShimRequest.DefaultStopTimeout) + _answerTimeout,
         // A start may be a CRIU restore, which the shim runs before it answers: as long as a dump.
         ShimOps.Start => config.Checkpoint.DumpTimeout + _answerTimeout,
         _ => TimeSpan.FromSeconds(request.Timeout ?? 0) + _answerTimeout,

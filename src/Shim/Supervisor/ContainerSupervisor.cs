@@ -354,7 +354,7 @@ public sealed partial class ContainerSupervisor
         ShimOps.Start => Start(r.TraceParent),
         ShimOps.Kill => Kill(r.Signal ?? L.SIGKILL),
         ShimOps.Wait => Wait(r.Timeout),
-        ShimOps.Stop => Stop(r.Signal ?? L.SIGTERM, r.Timeout ?? 10),
+        ShimOps.Stop => Stop(r.Signal ?? L.SIGTERM, r.Timeout ?? ShimRequest.DefaultStopTimeout),
         ShimOps.ReopenLog => ReopenLog(),
         ShimOps.Exec => Exec(r),
         ShimOps.Resize => Resize(r),

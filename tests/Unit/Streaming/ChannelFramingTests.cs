@@ -100,7 +100,7 @@ public class ChannelFramingTests
     }
 
     /// <summary>Holds every write until <see cref="Open"/>.</summary>
-    private sealed class GatedWrites(Stream inner) : Stream
+    private sealed class GatedWrites(Stream inner) : CriRuntime.IO.NonSeekableStream
     {
         private readonly TaskCompletionSource _gate = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public TaskCompletionSource WriteStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -108,14 +108,8 @@ public class ChannelFramingTests
 
         public override bool CanRead => true;
         public override bool CanWrite => true;
-        public override bool CanSeek => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
         public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
-        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
         public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default) => inner.ReadAsync(buffer, ct);
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
         {
             WriteStarted.TrySetResult();
@@ -123,8 +117,6 @@ public class ChannelFramingTests
             await inner.WriteAsync(buffer, ct).ConfigureAwait(false);
         }
         public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) => WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
         protected override void Dispose(bool disposing)
         {
             if (disposing) inner.Dispose();

@@ -6,7 +6,7 @@ namespace CriRuntime.Tests.Unit.Streaming;
 
 /// <summary>Two connected in-memory streams: what one writes, the other reads. Disposing one end
 /// is the peer's end of stream.</summary>
-public sealed class TestDuplex(PipeReader input, PipeWriter output) : Stream
+public sealed class TestDuplex(PipeReader input, PipeWriter output) : CriRuntime.IO.NonSeekableStream
 {
     private readonly Stream _in = input.AsStream();
     private readonly Stream _out = output.AsStream();
@@ -20,9 +20,6 @@ public sealed class TestDuplex(PipeReader input, PipeWriter output) : Stream
 
     public override bool CanRead => true;
     public override bool CanWrite => true;
-    public override bool CanSeek => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
     public override void Flush() => _out.Flush();
     public override Task FlushAsync(CancellationToken ct) => _out.FlushAsync(ct);
     public override int Read(byte[] buffer, int offset, int count) => _in.Read(buffer, offset, count);
@@ -31,8 +28,6 @@ public sealed class TestDuplex(PipeReader input, PipeWriter output) : Stream
     public override void Write(byte[] buffer, int offset, int count) => _out.Write(buffer, offset, count);
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default) => _out.WriteAsync(buffer, ct);
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) => _out.WriteAsync(buffer, offset, count, ct);
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {
