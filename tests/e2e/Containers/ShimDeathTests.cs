@@ -198,7 +198,16 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         var podId = await c.RunPodAsync(pod);
         var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
         var (shimPid, containerPid) = Pids(d, id);
+        // Stopped once it is the monitor, not while the .NET shim execs into it (a stop sent then
+        // can be lost: CI once saw the shim answer), and seen stopped before anything is asked.
+        await ShimMonitorTests.WaitForMonitorAsync(shimPid);
         Assert.Equal(0, Signal(shimPid, 19 /* SIGSTOP */));
+        var stopDeadline = DateTime.UtcNow.AddSeconds(20);
+        while (File.ReadAllText($"/proc/{shimPid}/stat").Split(") ")[1][0] != 'T')
+        {
+            Assert.True(DateTime.UtcNow < stopDeadline, $"shim {shimPid} did not stop");
+            await Task.Delay(10);
+        }
         try
         {
             // Every call has a deadline well past the bound: a hang fails the test, not CI's clock.

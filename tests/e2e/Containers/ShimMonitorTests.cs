@@ -14,11 +14,11 @@ public class ShimMonitorTests(RegistryWithImages fixture)
 {
     private readonly RegistryFixture _registry = fixture.Registry;
 
-    private static string Exe(int pid) => Path.GetFileName(new FileInfo($"/proc/{pid}/exe").LinkTarget ?? "");
+    internal static string Exe(int pid) => Path.GetFileName(new FileInfo($"/proc/{pid}/exe").LinkTarget ?? "");
 
     /// <summary>The handover back happens when the last connection of the request is closed,
     /// after the client has its answer: asked until seen, with a deadline.</summary>
-    private static async Task WaitForMonitorAsync(int pid)
+    internal static async Task WaitForMonitorAsync(int pid)
     {
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (Exe(pid) != "criruntime-monitor")
