@@ -101,7 +101,7 @@ public sealed class Report(Options opts, string repo)
             sb.AppendLine();
             sb.AppendLine(Stamp);
             sb.AppendLine();
-            sb.AppendLine($"N pods, each with one busybox `sleep 3600` container, started by {opts.DensityParallelism} clients; errors include leftovers after teardown (shims, veths on the bridge, mounts under the runtime's directory, cgroups below the pods' parent); a client calls Status every 100 ms throughout; measured once all run, and the daemon's RSS again after 5 s of what a kubelet sends an idle node (ListPodSandbox + ListContainers every second: its PLEG relist); then torn down (StopPodSandbox + RemovePodSandbox) by {opts.DensityParallelism} clients. Memory from `/proc/PID/smaps_rollup`. Shim processes: `criruntime-shim` (one per container; idle, it is `criruntime-monitor`, the same process) for us, `containerd-shim-runc-v2` (one per pod) for containerd; containerd's per-pod `pause` process is listed separately. Memory used = MemTotal - MemAvailable, after minus before starting the pods (includes page cache and kernel memory; noisy on a shared machine).");
+            sb.AppendLine($"N pods, each with one busybox `sleep 3600` container, started by {opts.DensityParallelism} clients; errors include leftovers after teardown (shims, veths on the bridge, mounts under the runtime's directory, cgroups below the pods' parent); a client calls Status every 100 ms throughout (its latency as the client sees it; for ours also the daemon's own time per call, from its Debug log); measured once all run, and the daemon's RSS again after 5 s of what a kubelet sends an idle node (ListPodSandbox + ListContainers every second: its PLEG relist); then torn down (StopPodSandbox + RemovePodSandbox) by {opts.DensityParallelism} clients. Memory from `/proc/PID/smaps_rollup`. Shim processes: `criruntime-shim` (one per container; idle, it is `criruntime-monitor`, the same process) for us, `containerd-shim-runc-v2` (one per pod) for containerd; containerd's per-pod `pause` process is listed separately. Memory used = MemTotal - MemAvailable, after minus before starting the pods (includes page cache and kernel memory; noisy on a shared machine).");
             sb.AppendLine();
             foreach (var n in Density.Select(d => d.Result.Pods).Distinct())
             {
@@ -127,6 +127,7 @@ public sealed class Report(Options opts, string repo)
                 Row("Status calls during the run (every 100 ms)", d => d.StatusCalls, "F0");
                 Row("Status p99 latency (ms)", d => d.StatusP99Ms);
                 Row("Status max latency (ms)", d => d.StatusMaxMs);
+                Row("Status max time in the daemon, from its log (ms)", d => d.DaemonStatusMaxMs);
                 Row("shim processes", d => d.Shims, "F0");
                 Row("shim PSS per container (MiB)", d => d.ShimPssKb / 1024.0 / Math.Max(1, d.Running), "F2");
                 Row("shim RSS per container (MiB)", d => d.ShimRssKb / 1024.0 / Math.Max(1, d.Running), "F2");

@@ -37,6 +37,13 @@ public static partial class StepTimes
     public static List<(string Step, double Ms)> Steps(string text) =>
         [.. Step().Matches(text).Select(m => (m.Groups[1].Value.Trim(), double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)))];
 
+    /// <summary>The time of every successful call of <paramref name="method"/> ("/runtime.v1.RuntimeService/Status ok in 0.3 ms").</summary>
+    public static List<double> CallMs(string log, string method) =>
+        [.. CallOk().Matches(log).Where(m => m.Groups[1].Value == method).Select(m => double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture))];
+
+    [GeneratedRegex(@"/runtime\.v1\.(\w+/\w+) ok in ([0-9.]+) ms")]
+    private static partial Regex CallOk();
+
     [GeneratedRegex(@"\b(CreateContainer|StartContainer|RemoveContainer|ExecSync) [0-9a-f]{64}: (.*)$", RegexOptions.Multiline)]
     private static partial Regex Line();
 

@@ -21,7 +21,7 @@ public sealed class Samples
 public sealed record DensityResult(int Pods, int Running, double StartSeconds, double TeardownSeconds,
     long DaemonRssKb, int DaemonFds, long ShimRssKb, long ShimPssKb, int Shims, long PauseRssKb, long PausePssKb, int Pauses,
     long MemUsedKb, IReadOnlyList<string> Errors, long DaemonSettledRssKb = 0,
-    double StatusMaxMs = double.NaN, double StatusP99Ms = double.NaN, int StatusCalls = 0);
+    double StatusMaxMs = double.NaN, double StatusP99Ms = double.NaN, int StatusCalls = 0, double DaemonStatusMaxMs = double.NaN);
 
 /// <summary>Cold pulls: before each, the image is removed and the runtime's garbage collection
 /// (synchronous in both: ours on RemoveImage, containerd's CRI deletes with SynchronousDelete)
