@@ -22,6 +22,7 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {
         var started = Stopwatch.GetTimestamp();
+        var paused = GC.GetTotalPauseDuration();
         var subject = Subject(request);
         using var scope = SubjectScope(subject);
         using var span = StartSpan(context, request);
@@ -31,7 +32,7 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         {
             var response = await continuation(request, context).ConfigureAwait(false);
             span.Describe(response);
-            Ok(context.Method, started, subject, span);
+            Ok(context.Method, started, subject, span, GC.GetTotalPauseDuration() - paused);
             return response;
         }
         catch (Exception e)
@@ -90,12 +91,17 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
         return span;
     }
 
-    private void Ok(string method, long started, string subject, Activity? span)
+    /// <param name="gcPaused">How long the GC stopped every thread while the call ran (unary
+    /// calls): a slow call says whether that is where its time went.</param>
+    private void Ok(string method, long started, string subject, Activity? span, TimeSpan gcPaused = default)
     {
         span.Outcome(StatusCode.OK);
         var elapsed = Stopwatch.GetElapsedTime(started);
         metrics?.Rpc(method, nameof(StatusCode.OK), elapsed);
-        LogOk(method, elapsed.TotalMilliseconds, subject);
+        if (gcPaused.TotalMilliseconds >= 1)
+            LogOkGcPaused(method, elapsed.TotalMilliseconds, gcPaused.TotalMilliseconds, subject);
+        else
+            LogOk(method, elapsed.TotalMilliseconds, subject);
     }
 
     private RpcException Map(Exception e, string method, long started, string subject, Activity? span)
@@ -177,6 +183,9 @@ public sealed partial class CriErrorInterceptor(ILogger<CriErrorInterceptor> log
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Debug, Message = "{Method} ok in {Ms:F1} ms {Subject}")]
     private partial void LogOk(string method, double ms, string subject);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Debug, Message = "{Method} ok in {Ms:F1} ms ({GcMs:F1} ms of it stopped by the GC) {Subject}")]
+    private partial void LogOkGcPaused(string method, double ms, double gcMs, string subject);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Method} failed in {Ms:F1} ms {Subject}: {Code} {Detail}")]
     private partial void LogFailed(string method, double ms, string subject, StatusCode code, string detail);
