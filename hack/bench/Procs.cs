@@ -49,8 +49,11 @@ public static partial class Procs
     }
 
     /// <summary>MemTotal - MemAvailable, in KiB.</summary>
-    public static long MemUsedKb()
+    /// <summary>MemTotal - MemAvailable; with <paramref name="dropCaches"/>, after dropping the
+    /// page cache first (as the memory-per-pod figure is measured).</summary>
+    public static long MemUsedKb(bool dropCaches = false)
     {
+        if (dropCaches) File.WriteAllText("/proc/sys/vm/drop_caches", "3");
         var text = File.ReadAllText("/proc/meminfo");
         return Stats.MeminfoKb(text, "MemTotal") - Stats.MeminfoKb(text, "MemAvailable");
     }

@@ -146,7 +146,7 @@ public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
     {
         var errors = new List<string>();
         var ids = new System.Collections.Concurrent.ConcurrentBag<string>();
-        var memBefore = Procs.MemUsedKb();
+        var memBefore = Procs.MemUsedKb(dropCaches: true);
         var (netBefore, heldBefore) = (NetDevices(), Held());
         // The node must keep answering while pods come and go: Status every 100 ms, its latency kept.
         using var polling = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -197,7 +197,7 @@ public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
         var daemon = Procs.Memory([rt.DaemonPid]);
         var shims = Procs.Memory(rt.ShimPids(all));
         var pause = Procs.Memory(rt.PausePids(all));
-        var memUsed = Procs.MemUsedKb() - memBefore;
+        var memUsed = Procs.MemUsedKb(dropCaches: true) - memBefore;
         var fds = Procs.OpenFds(rt.DaemonPid);
         // Steady state: 5 s of what a kubelet sends an idle node (its PLEG relist, every second),
         // then the daemon's RSS again; the one above is right after the burst of starts.
