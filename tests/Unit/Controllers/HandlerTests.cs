@@ -32,7 +32,7 @@ public sealed class HandlerTests : IDisposable
 
     private Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest request, Func<TRequest, ServerCallContext, Task<TResponse>> handler)
         where TRequest : class where TResponse : class =>
-        _boundary.UnaryServerHandler(request, new CallContext($"/runtime.v1.RuntimeService/{method}"), (r, c) => handler(r, c));
+        _boundary.UnaryServerHandler(request, new TestCallContext($"/runtime.v1.RuntimeService/{method}"), (r, c) => handler(r, c));
 
     /// <summary>A pod as the kubelet asks for one (kuberuntime_sandbox.go: metadata, hostname,
     /// log directory, labels, the pid namespace per container).</summary>
@@ -168,22 +168,5 @@ public sealed class HandlerTests : IDisposable
 
         Assert.Empty(_f.Pods.All);
         Assert.Empty((await CallAsync("ListPodSandbox", new ListPodSandboxRequest(), _service.ListPodSandbox)).Items);
-    }
-
-    /// <summary>What gRPC hands a handler: the method name and a cancellation token.</summary>
-    private sealed class CallContext(string method) : ServerCallContext
-    {
-        protected override string MethodCore => method;
-        protected override string HostCore => "unix:/run/criruntime/criruntime.sock";
-        protected override string PeerCore => "unix:";
-        protected override DateTime DeadlineCore => DateTime.MaxValue;
-        protected override Metadata RequestHeadersCore { get; } = [];
-        protected override CancellationToken CancellationTokenCore => CancellationToken.None;
-        protected override Metadata ResponseTrailersCore { get; } = [];
-        protected override Status StatusCore { get; set; }
-        protected override WriteOptions? WriteOptionsCore { get; set; }
-        protected override AuthContext AuthContextCore => new(null, []);
-        protected override ContextPropagationToken CreatePropagationTokenCore(ContextPropagationOptions? options) => throw new NotSupportedException();
-        protected override Task WriteResponseHeadersAsyncCore(Metadata responseHeaders) => Task.CompletedTask;
     }
 }

@@ -13,7 +13,7 @@ public sealed class CallLogTests
     {
         var log = new RecordingLogger();
         var boundary = new CriErrorInterceptor(log);
-        await boundary.UnaryServerHandler(new object(), new CallContext("/runtime.v1.RuntimeService/Status"), (_, _) =>
+        await boundary.UnaryServerHandler(new object(), new Controllers.TestCallContext("/runtime.v1.RuntimeService/Status"), (_, _) =>
         {
             // Blocking collections until the process has been stopped at least 1 ms in all.
             var before = GC.GetTotalPauseDuration();
@@ -36,21 +36,5 @@ public sealed class CallLogTests
         public bool IsEnabled(LogLevel logLevel) => true;
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
             Lines.Add(formatter(state, exception));
-    }
-
-    private sealed class CallContext(string method) : ServerCallContext
-    {
-        protected override string MethodCore => method;
-        protected override string HostCore => "unix:/run/criruntime/criruntime.sock";
-        protected override string PeerCore => "unix:";
-        protected override DateTime DeadlineCore => DateTime.MaxValue;
-        protected override Metadata RequestHeadersCore { get; } = [];
-        protected override CancellationToken CancellationTokenCore => CancellationToken.None;
-        protected override Metadata ResponseTrailersCore { get; } = [];
-        protected override Status StatusCore { get; set; }
-        protected override WriteOptions? WriteOptionsCore { get; set; }
-        protected override AuthContext AuthContextCore => new(null, []);
-        protected override ContextPropagationToken CreatePropagationTokenCore(ContextPropagationOptions? options) => throw new NotSupportedException();
-        protected override Task WriteResponseHeadersAsyncCore(Metadata responseHeaders) => Task.CompletedTask;
     }
 }
