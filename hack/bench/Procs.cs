@@ -48,8 +48,7 @@ public static partial class Procs
         return (rss, pss, n);
     }
 
-    /// <summary>MemTotal - MemAvailable, in KiB.</summary>
-    /// <summary>MemTotal - MemAvailable; with <paramref name="dropCaches"/>, after dropping the
+    /// <summary>MemTotal - MemAvailable in KiB; with <paramref name="dropCaches"/>, after dropping the
     /// page cache first (as the memory-per-pod figure is measured).</summary>
     public static long MemUsedKb(bool dropCaches = false)
     {
