@@ -31,7 +31,7 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         await KillShimAndAwaitStoppedAsync(c, id, shimPid);
 
         AssertDiedWithShim(await c.StatusAsync(id));
-        Assert.False(IsRunning(containerPid), $"container process {containerPid} outlived its shim");
+        Assert.False(ProcState.IsRunning(containerPid), $"container process {containerPid} outlived its shim");
         await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
         await Assert.ThrowsAsync<RpcException>(() => c.StatusAsync(id));
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
@@ -106,7 +106,7 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         using (var c = d.Client())
         {
             AssertDiedWithShim(await c.StatusAsync(id));
-            Assert.False(IsRunning(containerPid), $"container process {containerPid} outlived its shim");
+            Assert.False(ProcState.IsRunning(containerPid), $"container process {containerPid} outlived its shim");
             await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id });
             await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
         }
@@ -133,11 +133,11 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
         Assert.NotEmpty(d.ContainerCgroups(id));
         var (shimPid, containerPid) = Pids(d, id);
-        Assert.True(IsRunning(containerPid), $"container process {containerPid} is not running");
+        Assert.True(ProcState.IsRunning(containerPid), $"container process {containerPid} is not running");
         // Once started the shim execs the C monitor from its reaper thread: while the kernel ends
         // the other threads, the thread-group leader reads as a zombie under the same pid (CI once
         // saw it so). The shim is running if it comes out of that.
-        Assert.True(SpinWait.SpinUntil(() => IsRunning(shimPid), TimeSpan.FromSeconds(5)), $"shim {shimPid} is not running");
+        Assert.True(SpinWait.SpinUntil(() => ProcState.IsRunning(shimPid), TimeSpan.FromSeconds(5)), $"shim {shimPid} is not running");
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
@@ -203,7 +203,7 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         await ShimMonitorTests.WaitForMonitorAsync(shimPid);
         Assert.Equal(0, Signal(shimPid, 19 /* SIGSTOP */));
         var stopDeadline = DateTime.UtcNow.AddSeconds(20);
-        while (File.ReadAllText($"/proc/{shimPid}/stat").Split(") ")[1][0] != 'T')
+        while (ProcState.Of(shimPid) != 'T')
         {
             Assert.True(DateTime.UtcNow < stopDeadline, $"shim {shimPid} did not stop");
             await Task.Delay(10);
@@ -230,8 +230,8 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
             await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 1 }, deadline: DateTime.UtcNow.AddSeconds(30));
             var status = await c.StatusAsync(id);
             AssertDiedWithShim(status);
-            Assert.False(IsRunning(shimPid), $"shim {shimPid} that did not answer stop still runs");
-            Assert.False(IsRunning(containerPid), $"container process {containerPid} outlived its shim");
+            Assert.False(ProcState.IsRunning(shimPid), $"shim {shimPid} that did not answer stop still runs");
+            Assert.False(ProcState.IsRunning(containerPid), $"container process {containerPid} outlived its shim");
             Assert.Contains("did not answer stop within 3s: killed it", d.Output, StringComparison.Ordinal);
         }
         finally
@@ -296,10 +296,4 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         shim.WaitForExit();
     }
 
-    /// <summary>Alive and not a zombie (a killed process nobody reaped yet is gone for our purposes).</summary>
-    private static bool IsRunning(int pid)
-    {
-        try { return File.ReadAllText($"/proc/{pid}/stat").Split(") ")[1][0] is not ('Z' or 'X'); }
-        catch (IOException) { return false; }
-    }
 }

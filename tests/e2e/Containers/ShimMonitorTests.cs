@@ -97,12 +97,6 @@ public class ShimMonitorTests(RegistryWithImages fixture)
     }
 
 
-    /// <summary>Alive and not a zombie.</summary>
-    private static bool IsRunning(int pid)
-    {
-        try { return File.ReadAllText($"/proc/{pid}/stat").Split(") ")[1][0] is not ('Z' or 'X'); }
-        catch (IOException) { return false; }
-    }
 
     /// <summary>PR_SET_PDEATHSIG is the process's, which the exec kept: SIGKILL of the monitor
     /// kills the container, and the daemon records the exit status it cannot know as 255.</summary>
@@ -130,7 +124,7 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         Assert.Equal(255, status.ExitCode);
         Assert.Equal("Error", status.Reason);
         Assert.Contains("shim", status.Message, StringComparison.Ordinal);
-        Assert.False(IsRunning(containerPid), $"container process {containerPid} outlived its monitor");
+        Assert.False(ProcState.IsRunning(containerPid), $"container process {containerPid} outlived its monitor");
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
@@ -159,7 +153,7 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         using (var c = d.Client())
         {
             Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
-            Assert.True(IsRunning(containerPid));
+            Assert.True(ProcState.IsRunning(containerPid));
             Assert.Equal("criruntime-monitor", Exe(shimPid));
             await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 30 });
             var exited = await c.StatusAsync(id);
