@@ -98,13 +98,13 @@ public sealed class MemoryBreakdownSection : IBenchSection
         }
         var after = Snapshot();
         // Down again: the namespaces' pid 1 first (it takes its veth end with it), then the cgroups.
-        foreach (var h in hierarchies)
-            for (var i = 0; i < n; i++)
-            {
-                var procs = Path.Combine(h, Parent, $"pod{i}", "c", "cgroup.procs");
-                if (!File.Exists(procs)) continue;
-                foreach (var pid in File.ReadAllText(procs).Split('\n', StringSplitOptions.RemoveEmptyEntries)) Procs.Signal(int.Parse(pid, System.Globalization.CultureInfo.InvariantCulture), 9);
-            }
+        // Every bare pod's processes are in each hierarchy: one hierarchy lists them all.
+        for (var i = 0; i < n; i++)
+        {
+            var procs = Path.Combine(hierarchies[0], Parent, $"pod{i}", "c", "cgroup.procs");
+            if (!File.Exists(procs)) continue;
+            foreach (var pid in File.ReadAllText(procs).Split('\n', StringSplitOptions.RemoveEmptyEntries)) Procs.Signal(int.Parse(pid, System.Globalization.CultureInfo.InvariantCulture), 9);
+        }
         foreach (var holder in holders) { await holder.WaitForExitAsync(ct); holder.Dispose(); }
         foreach (var h in hierarchies)
         {
