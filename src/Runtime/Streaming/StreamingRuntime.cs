@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using System.Threading.Channels;
 using CriRuntime.Containers;
 using CriRuntime.Errors;
+using CriRuntime.Interop;
 using CriRuntime.Shim.Client;
 using CriRuntime.Streaming.PortForward;
 
@@ -89,19 +90,15 @@ public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, ShimRun
                 inputs.Add(CopyInAsync(stdin, inSocket, shutdownOnEnd: c.StdinOnce, done.Token));
         }
 
+        // The init's pidfd, taken while it runs (the shim answered with its state): after the
+        // output ends it tells a container that exited from one that closed its output and runs on.
+        using var init = session.First.State is { Pid: > 0 } running ? Libc.PidfdOpen(running.Pid) : null;
         try
         {
-            // The shim ends the output streams when the container exits (or drops a client
-            // that does not keep up with the output).
+            // The shim ends the output streams when the container's pipes reach end of file (it
+            // exits, or closes them), when it has exited, or when a client does not keep up.
             await Task.WhenAll(outputs).WaitAsync(ct);
-            using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            wait.CancelAfter(TimeSpan.FromSeconds(5));
-            var state = await shims.WaitAsync(c.Id, c.StateDir, wait.Token);
-            return state?.ExitCode ?? throw Fail.Unavailable($"attach to container {c.Id}: the output ended but the container has not exited");
-        }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-        {
-            throw Fail.Unavailable($"attach to container {c.Id}: the output ended but the container has not exited");
+            return await ExitAfterOutputAsync(c, init, ct);
         }
         finally
         {
@@ -109,6 +106,35 @@ public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, ShimRun
             await Quietly(outputs.Concat(inputs));
         }
     }
+
+    /// <summary>The exit code of an attached container whose output has ended. The pipes reach
+    /// end of file as the container exits, before its shim has reaped it and durably recorded the
+    /// exit; on a loaded node that record can take seconds (an fsync behind other writers), and it
+    /// is waited for as long as it takes. Only a container whose init still runs
+    /// <see cref="ExitGrace"/> after its output ended (it closed stdout and stderr) ends the
+    /// attach without an exit code.</summary>
+    private async Task<int> ExitAfterOutputAsync(ContainerTarget c, FdHandle? init, CancellationToken ct)
+    {
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var exit = shims.WaitAsync(c.Id, c.StateDir, wait.Token);
+        using (var grace = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        {
+            var first = await Task.WhenAny(exit, Task.Delay(ExitGrace, grace.Token));
+            await grace.CancelAsync();
+            ct.ThrowIfCancellationRequested();
+            if (first != exit && init is not null && !Libc.PidfdWaitExit(init, TimeSpan.Zero))
+            {
+                await wait.CancelAsync();
+                try { await exit; }
+                catch (OperationCanceledException) { }
+                throw Fail.Unavailable($"attach to container {c.Id}: the output ended but the container has not exited");
+            }
+        }
+        return (await exit).ExitCode ?? throw Fail.Unavailable($"attach to container {c.Id}: its shim recorded no exit code");
+    }
+
+    /// <summary>How long an attached container's init may run on after its output ended.</summary>
+    private static readonly TimeSpan ExitGrace = TimeSpan.FromSeconds(5);
 
     public Task PortForwardAsync(PodTarget pod, int port, Stream stream, CancellationToken ct) =>
         portForwarder.ForwardAsync(pod, port, stream, ct);

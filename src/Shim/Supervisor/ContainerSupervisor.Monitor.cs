@@ -42,11 +42,15 @@ public sealed partial class ContainerSupervisor
 
     /// <summary>What the monitor can carry: a running container without a terminal (its pty
     /// relay stays in .NET), nobody attached and no interactive exec (their relays live in
-    /// this process).</summary>
+    /// this process). Not an init that has exited and is not reaped yet (its output pipes have
+    /// just ended, which is what emptied the attachers): the monitor would only hand it back,
+    /// and its exit would be recorded two process starts later.</summary>
     private bool CanHandOver() =>
         _monitor is not null && _tty is null && !_stopped.IsSet && !_spawner.HasExited
         && Snapshot().Status == ShimStatus.Running && _attachers.IsEmpty && (_execTtys?.Count ?? 0) == 0
-        && _restoreOut is null && _criLog is not null;
+        && _restoreOut is null && _criLog is not null && !InitHasExited();
+
+    private bool InitHasExited() => _pidfd is { } pidfd && Libc.PidfdWaitExit(pidfd, TimeSpan.Zero);
 
     /// <summary>Called by the control loop when the shim is idle. Asks the init's parent thread
     /// to exec the monitor and waits; returns only if it did not (then the shim stays .NET).</summary>

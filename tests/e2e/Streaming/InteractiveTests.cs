@@ -318,4 +318,74 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         Assert.Equal("got-one\ngot-two\nstdin-closed\n", channels.GetValueOrDefault((byte)1));
         Assert.Equal(5, Status.Parse(channels[3]).ExitCode);
     }
+
+    /// <summary>An attached container's exit code comes however long its shim takes to record the
+    /// exit after the output ended (a durable write on a loaded node can take seconds): the shim is
+    /// stopped (SIGSTOP) between the container closing its output and its exit, and the attach
+    /// waits for it rather than ending without an exit code.</summary>
+    [Fact]
+    public async Task Attach_WhenTheShimRecordsTheExitLate_StillReportsTheExitCode()
+    {
+        await using var s = await StartAsync("lateexit", logDir: "logs");
+        var (c, podId, pod) = (s.C, s.PodId, s.Pod);
+        // Closes its output at the first line, exits 5 at the end of its input.
+        var config = Container("main", _registry.Image("busybox"), "sh", "-c", "read line; echo closing; exec >&- 2>&-; cat > /dev/null; exit 5");
+        config.Stdin = true;
+        config.StdinOnce = true;
+        var id = await c.StartNewAsync(podId, pod, config);
+        var stateDir = Path.Combine(s.D.State, "c", id[..20]);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+
+        var shimLog = Path.Combine(stateDir, "shim.log");
+        int HandedOver() => File.ReadAllText(shimLog).Split("the monitor handed over").Length - 1;
+        var handedOverBefore = HandedOver();
+
+        var url = (await c.Runtime.AttachAsync(new AttachRequest { ContainerId = id, Stdin = true, Stdout = true, Stderr = true })).Url;
+        using var ws = new ClientWebSocket();
+        ws.Options.AddSubProtocol("v5.channel.k8s.io");
+        await ws.ConnectAsync(new Uri(url.Replace("http://", "ws://")), cts.Token);
+        var shim = int.Parse(File.ReadAllText(Path.Combine(stateDir, "shim.pid")).Trim());
+        var init = int.Parse(File.ReadAllText(Path.Combine(stateDir, "container.pid")).Trim());
+        await ws.SendAsync("\0first\n"u8.ToArray(), WebSocketMessageType.Binary, true, cts.Token);
+        // The container has closed its output: the shim's output relays ended with it, and with
+        // nobody attached any more, the shim has gone back to the monitor.
+        await Eventually(() => HandedOver() > handedOverBefore && Threads(shim).SequenceEqual(["criruntime-moni"]),
+            () => $"the shim back in the monitor after the attach (threads: {string.Join(", ", Threads(shim))}); shim log: {File.ReadAllText(shimLog)}", cts.Token);
+        var reading = ReadAllChannelsAsync(ws, cts.Token);
+        Assert.Equal(0, Kill(shim, 19 /* SIGSTOP */));
+        try
+        {
+            await ws.SendAsync("\0rest\n"u8.ToArray(), WebSocketMessageType.Binary, true, cts.Token);
+            await ws.SendAsync(new byte[] { 255, 0 }, WebSocketMessageType.Binary, true, cts.Token);
+            await Eventually(() => ProcState.Of(init) is 'Z' or null, () => $"the container exited (state {ProcState.Of(init)})", cts.Token);
+            // Longer than the stream server's grace for a container that runs on without output.
+            var early = await Task.WhenAny(reading, Task.Delay(TimeSpan.FromSeconds(8), cts.Token));
+            Assert.True(early != reading, $"the attach ended while the shim could not record the exit: {(reading.IsCompletedSuccessfully ? string.Join(", ", reading.Result.Select(kv => $"{kv.Key}: {kv.Value}")) : reading.Exception?.Message)}");
+        }
+        finally
+        {
+            Kill(shim, 18 /* SIGCONT */);
+        }
+        var channels = await reading;
+        Assert.Equal("closing\n", channels.GetValueOrDefault((byte)1));
+        Assert.Equal(5, Status.Parse(channels[3]).ExitCode);
+        Assert.Equal(5, (await c.WaitExitedAsync(id)).ExitCode);
+    }
+
+    /// <summary>The names of a process's threads.</summary>
+    private static IEnumerable<string> Threads(int pid) =>
+        Directory.EnumerateDirectories($"/proc/{pid}/task")
+            .Select(t => { try { return File.ReadAllText(Path.Combine(t, "comm")).Trim(); } catch (IOException) { return ""; } });
+
+    private static async Task Eventually(Func<bool> condition, Func<string> what, CancellationToken ct)
+    {
+        while (!condition())
+        {
+            if (ct.IsCancellationRequested) throw new TimeoutException($"not seen: {what()}");
+            await Task.Delay(20, CancellationToken.None);
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
 }
