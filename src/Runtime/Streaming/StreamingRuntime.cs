@@ -110,31 +110,43 @@ public sealed class StreamingRuntime(SandboxPortForwarder portForwarder, ShimRun
     /// <summary>The exit code of an attached container whose output has ended. The pipes reach
     /// end of file as the container exits, before its shim has reaped it and durably recorded the
     /// exit; on a loaded node that record can take seconds (an fsync behind other writers), and it
-    /// is waited for as long as it takes. Only a container whose init still runs
+    /// is waited for up to <see cref="RecordGrace"/>. A container whose init still runs
     /// <see cref="ExitGrace"/> after its output ended (it closed stdout and stderr) ends the
     /// attach without an exit code.</summary>
     private async Task<int> ExitAfterOutputAsync(ContainerTarget c, FdHandle? init, CancellationToken ct)
     {
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var exit = shims.WaitAsync(c.Id, c.StateDir, wait.Token);
-        using (var grace = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        try
         {
-            var first = await Task.WhenAny(exit, Task.Delay(ExitGrace, grace.Token));
-            await grace.CancelAsync();
-            ct.ThrowIfCancellationRequested();
-            if (first != exit && init is not null && !Libc.PidfdWaitExit(init, TimeSpan.Zero))
+            using (var grace = CancellationTokenSource.CreateLinkedTokenSource(ct))
             {
-                await wait.CancelAsync();
-                try { await exit; }
-                catch (OperationCanceledException) { }
-                throw Fail.Unavailable($"attach to container {c.Id}: the output ended but the container has not exited");
+                var first = await Task.WhenAny(exit, Task.Delay(ExitGrace, grace.Token));
+                await grace.CancelAsync();
+                ct.ThrowIfCancellationRequested();
+                if (first != exit && init is not null && !Libc.PidfdWaitExit(init, TimeSpan.Zero))
+                    throw Fail.Unavailable($"attach to container {c.Id}: the output ended but the container has not exited");
             }
+            wait.CancelAfter(RecordGrace);
+            var state = await exit;
+            return state.ExitCode ?? throw Fail.Unavailable($"attach to container {c.Id}: its shim recorded no exit code");
         }
-        return (await exit).ExitCode ?? throw Fail.Unavailable($"attach to container {c.Id}: its shim recorded no exit code");
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw Fail.Unavailable($"attach to container {c.Id}: it exited, and its shim has not recorded the exit within {RecordGrace.TotalSeconds:0} s");
+        }
+        finally
+        {
+            await wait.CancelAsync();
+            await ((Task)exit).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
     }
 
     /// <summary>How long an attached container's init may run on after its output ended.</summary>
     private static readonly TimeSpan ExitGrace = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long the shim may take to record an exit that has happened.</summary>
+    private static readonly TimeSpan RecordGrace = TimeSpan.FromSeconds(30);
 
     public Task PortForwardAsync(PodTarget pod, int port, Stream stream, CancellationToken ct) =>
         portForwarder.ForwardAsync(pod, port, stream, ct);

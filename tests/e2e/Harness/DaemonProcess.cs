@@ -199,9 +199,9 @@ public sealed partial class DaemonProcess : IDisposable
         }
     }
 
-    /// <summary>For a leak report: the last lines of every shim's log and of the stream server's,
-    /// which the daemon's own output does not show.</summary>
-    private string HelperLogs()
+    /// <summary>For a leak report or a failed session: the last lines of every shim's log and of
+    /// the stream server's, which the daemon's own output does not show.</summary>
+    public string HelperLogs()
     {
         var sb = new System.Text.StringBuilder();
         var logs = Directory.Exists(Path.Combine(State, "c"))

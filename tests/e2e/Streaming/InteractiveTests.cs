@@ -114,6 +114,17 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         }
     }
 
+    /// <summary>Awaits the end of a session; if it fails (a timeout), with the shims' and the
+    /// stream server's logs in the message, since the pod and its logs are removed after the test.</summary>
+    private static async Task<T> Logged<T>(PodSession s, Task<T> session)
+    {
+        try { return await session; }
+        catch (Exception e) when (e is OperationCanceledException or IOException or WebSocketException)
+        {
+            throw new InvalidOperationException($"the session did not end: {e.Message}\ndaemon output (tail): {string.Join('\n', s.D.Output.Split('\n').TakeLast(40))}{s.D.HelperLogs()}", e);
+        }
+    }
+
     private async Task<PodSession> StartAsync(string name, string? logDir = null)
     {
         var d = new DaemonProcess();
@@ -314,9 +325,9 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         await ws.SendAsync("\0one\ntwo\n"u8.ToArray(), WebSocketMessageType.Binary, true, cts.Token);
         // v5: close the stdin channel (255, channel 0): end of file for the container's stdin.
         await ws.SendAsync(new byte[] { 255, 0 }, WebSocketMessageType.Binary, true, cts.Token);
-        var channels = await ReadAllChannelsAsync(ws, cts.Token);
+        var channels = await Logged(s, ReadAllChannelsAsync(ws, cts.Token));
         Assert.Equal("got-one\ngot-two\nstdin-closed\n", channels.GetValueOrDefault((byte)1));
-        Assert.Equal(5, Status.Parse(channels[3]).ExitCode);
+        Assert.True(Status.Parse(channels[3]).ExitCode == 5, $"status {channels[3]}{s.D.HelperLogs()}");
     }
 
     /// <summary>An attached container's exit code comes however long its shim takes to record the

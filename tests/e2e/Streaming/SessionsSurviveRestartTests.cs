@@ -131,8 +131,8 @@ public partial class InteractiveTests
 
         // stdin_once: closing stdin ends the container's input; it exits 5.
         await cmd.Stdin.CloseWriteAsync(cts.Token);
-        var status = await cmd.StatusAsync(cts.Token);
-        Assert.Equal(5, status.ExitCode);
+        var status = await Logged(s, cmd.StatusAsync(cts.Token));
+        Assert.True(status.ExitCode == 5, $"status {status}{s.D.HelperLogs()}");
         Assert.Equal(5, (await c.WaitExitedAsync(id)).ExitCode);
     }
 
