@@ -93,6 +93,23 @@ public sealed class ContainerSpawner
     }
 
     public bool WaitExit(TimeSpan timeout) => _exited.Wait(timeout);
+
+    /// <summary>The init has exited (its pidfd says so) and the reaper has not reported it: reaps
+    /// it here. False when its status is lost (it was reaped, and not by <see cref="Reap"/>): the
+    /// exit is then recorded as a shim that lost its container (exit code 255).</summary>
+    public unsafe bool ReapMissedExit()
+    {
+        const int WNOHANG = 1;
+        int status;
+        int got;
+        do got = Libc.Waitpid(Pid, &status, WNOHANG);
+        while (got < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+        if (_exited.IsSet) return true; // the reaper got there after all
+        var found = got == Pid;
+        RawStatus = found ? status : 255 << 8;
+        _exited.Set();
+        return found;
+    }
     public void WaitExit() => _exited.Wait();
 
     private void Run(Spec spec, string exe, IReadOnlyList<string> argv, IReadOnlyList<string> env, IReadOnlyDictionary<int, int> fds, string? rootfs)
