@@ -125,6 +125,16 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         }
     }
 
+    /// <summary>Starts a busybox container running <paramref name="script"/> with stdin and
+    /// stdin_once, as kubectl run -i creates one; returns its id.</summary>
+    private async Task<string> StartStdinOnceAsync(PodSession s, string script)
+    {
+        var config = Container("main", _registry.Image("busybox"), "sh", "-c", script);
+        config.Stdin = true;
+        config.StdinOnce = true;
+        return await s.C.StartNewAsync(s.PodId, s.Pod, config);
+    }
+
     private async Task<PodSession> StartAsync(string name, string? logDir = null)
     {
         var d = new DaemonProcess();
@@ -311,11 +321,8 @@ public partial class InteractiveTests(RegistryWithImages fixture)
     public async Task AttachWithStdinOnce_OverWebSocket_ClosingStdinEndsTheContainersInput()
     {
         await using var s = await StartAsync("stdinonce", logDir: "logs");
-        var (c, podId, pod) = (s.C, s.PodId, s.Pod);
-        var config = Container("main", _registry.Image("busybox"), "sh", "-c", "while read line; do echo got-$line; done; echo stdin-closed; exit 5");
-        config.Stdin = true;
-        config.StdinOnce = true;
-        var id = await c.StartNewAsync(podId, pod, config);
+        var c = s.C;
+        var id = await StartStdinOnceAsync(s, "while read line; do echo got-$line; done; echo stdin-closed; exit 5");
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
 
         var url = (await c.Runtime.AttachAsync(new AttachRequest { ContainerId = id, Stdin = true, Stdout = true, Stderr = true })).Url;
@@ -338,12 +345,9 @@ public partial class InteractiveTests(RegistryWithImages fixture)
     public async Task Attach_WhenTheShimRecordsTheExitLate_StillReportsTheExitCode()
     {
         await using var s = await StartAsync("lateexit", logDir: "logs");
-        var (c, podId, pod) = (s.C, s.PodId, s.Pod);
+        var c = s.C;
         // Closes its output at the first line, exits 5 at the end of its input.
-        var config = Container("main", _registry.Image("busybox"), "sh", "-c", "read line; echo closing; exec >&- 2>&-; cat > /dev/null; exit 5");
-        config.Stdin = true;
-        config.StdinOnce = true;
-        var id = await c.StartNewAsync(podId, pod, config);
+        var id = await StartStdinOnceAsync(s, "read line; echo closing; exec >&- 2>&-; cat > /dev/null; exit 5");
         var stateDir = Path.Combine(s.D.State, "c", id[..20]);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
 

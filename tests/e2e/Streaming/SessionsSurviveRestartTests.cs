@@ -108,11 +108,8 @@ public partial class InteractiveTests
     public async Task AttachSession_OverSpdy_SurvivesADaemonKill9AndRestart()
     {
         await using var s = await StartAsync("survive-attach", logDir: "logs");
-        var (c, podId, pod) = (s.C, s.PodId, s.Pod);
-        var config = Container("main", _registry.Image("busybox"), "sh", "-c", "while read l; do echo got-$l; done; exit 5");
-        config.Stdin = true;
-        config.StdinOnce = true;
-        var id = await c.StartNewAsync(podId, pod, config);
+        var c = s.C;
+        var id = await StartStdinOnceAsync(s, "while read l; do echo got-$l; done; exit 5");
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
 
         var url = (await c.Runtime.AttachAsync(new AttachRequest { ContainerId = id, Stdin = true, Stdout = true, Stderr = true })).Url;
