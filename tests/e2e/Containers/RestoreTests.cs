@@ -44,7 +44,7 @@ public class RestoreTests(RegistryWithImages fixture)
         // A lower bound of the value in memory when CRIU froze it (the archive's files are
         // captured after the container runs on, so they may be ahead of it).
         var checkpointed = await CountAsync(node.C, oldId);
-        var oldInit = File.ReadAllText(Path.Combine(node.D.State, "c", oldId[..20], "container.pid")).Trim();
+        var oldInit = node.D.ContainerPids(oldId).Container.ToString(System.Globalization.CultureInfo.InvariantCulture);
         await node.C.Runtime.CheckpointContainerAsync(new CheckpointContainerRequest { ContainerId = oldId, Location = location, Timeout = 60 });
         Assert.True(checkpointed >= 10, $"checkpointed at {checkpointed}");
         var maskedDirs = MaskedDirs(node, oldId);

@@ -10,7 +10,7 @@ namespace CriRuntime.Tests.E2E.Containers;
 /// reports the container exited with a reason, whether it was running at the time or only
 /// set up by a StartContainer cut short, whether the daemon was up or not, and leaves nothing behind (the leak check of Dispose also looks for the container's cgroup).</summary>
 [Collection(RegistryCollection.Name)]
-public partial class ShimDeathTests(RegistryWithImages fixture)
+public class ShimDeathTests(RegistryWithImages fixture)
 {
     private readonly RegistryFixture _registry = fixture.Registry;
 
@@ -26,7 +26,7 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         await c.PullAsync(image);
         var podId = await c.RunPodAsync(pod);
         var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
-        var (shimPid, containerPid) = Pids(d, id);
+        var (shimPid, containerPid) = d.ContainerPids(id);
 
         await KillShimAndAwaitStoppedAsync(c, id, shimPid);
 
@@ -56,7 +56,7 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
         var cgroups = d.ContainerCgroups(id);
         Assert.NotEmpty(cgroups);
-        var (shimPid, _) = Pids(d, id);
+        var (shimPid, _) = d.ContainerPids(id);
 
         await KillShimAndAwaitStoppedAsync(c, id, shimPid);
         AssertDiedWithShim(await c.StatusAsync(id));
@@ -97,7 +97,7 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
             podId = await c.RunPodAsync(pod);
             id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
         }
-        var (shimPid, containerPid) = Pids(d, id);
+        var (shimPid, containerPid) = d.ContainerPids(id);
 
         await d.KillAsync();
         KillNine(shimPid);
@@ -132,7 +132,7 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
 
         Assert.Equal(ContainerState.ContainerRunning, (await c.StatusAsync(id)).State);
         Assert.NotEmpty(d.ContainerCgroups(id));
-        var (shimPid, containerPid) = Pids(d, id);
+        var (shimPid, containerPid) = d.ContainerPids(id);
         Assert.True(ProcState.IsRunning(containerPid), $"container process {containerPid} is not running");
         // Once started the shim execs the C monitor from its reaper thread: while the kernel ends
         // the other threads, the thread-group leader reads as a zombie under the same pid (CI once
@@ -163,7 +163,7 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         }
         await d.WaitForExitAsync(TimeSpan.FromSeconds(30));
         Assert.NotEmpty(d.ContainerCgroups(id));
-        KillNine(ShimPid(d, id));
+        KillNine(d.ShimPid(id));
         d.Environment.Clear();
         await d.StartAsync();
 
@@ -197,11 +197,11 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         await c.PullAsync(image);
         var podId = await c.RunPodAsync(pod);
         var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
-        var (shimPid, containerPid) = Pids(d, id);
+        var (shimPid, containerPid) = d.ContainerPids(id);
         // Stopped once it is the monitor, not while the .NET shim execs into it (a stop sent then
         // can be lost: CI once saw the shim answer), and seen stopped before anything is asked.
         await ShimMonitorTests.WaitForMonitorAsync(shimPid);
-        Assert.Equal(0, Signal(shimPid, 19 /* SIGSTOP */));
+        Assert.Equal(0, ProcState.Signal(shimPid, ProcState.SigStop));
         var stopDeadline = DateTime.UtcNow.AddSeconds(20);
         while (ProcState.Of(shimPid) != 'T')
         {
@@ -236,16 +236,13 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         }
         finally
         {
-            Signal(shimPid, 18 /* SIGCONT */);
+            ProcState.Signal(shimPid, ProcState.SigCont);
         }
         await c.Runtime.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = id }, deadline: DateTime.UtcNow.AddSeconds(30));
         await c.Runtime.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = podId }, deadline: DateTime.UtcNow.AddSeconds(30));
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId }, deadline: DateTime.UtcNow.AddSeconds(30));
         c.Dispose();
     }
-
-    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Signal(int pid, int signal);
 
     /// <summary>Kills the running container's shim with -9 and waits for the container's
     /// CONTAINER_STOPPED event (subscribed before the kill, so it cannot be missed).</summary>
@@ -271,17 +268,6 @@ public partial class ShimDeathTests(RegistryWithImages fixture)
         Assert.Contains("shim", status.Message, StringComparison.Ordinal);
         Assert.True(status.FinishedAt >= status.StartedAt && status.FinishedAt > 0);
     }
-
-    /// <summary>The shim's and the container's pids, from the container's state dir.</summary>
-    private static (int Shim, int Container) Pids(DaemonProcess d, string id)
-    {
-        var stateDir = Path.Combine(d.State, "c", id[..20]);
-        return (int.Parse(File.ReadAllText(Path.Combine(stateDir, "shim.pid")).Trim()),
-            int.Parse(File.ReadAllText(Path.Combine(stateDir, "container.pid")).Trim()));
-    }
-
-    private static int ShimPid(DaemonProcess d, string id) =>
-        int.Parse(File.ReadAllText(Path.Combine(d.State, "c", id[..20], "shim.pid")).Trim());
 
     private static void KillNine(int shimPid)
     {

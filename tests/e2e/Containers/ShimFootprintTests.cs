@@ -71,7 +71,7 @@ public class ShimFootprintTests(RegistryWithImages fixture, Xunit.Abstractions.I
             ids.Add(await c.StartNewAsync(podId, pod, Container($"idle{i}", image, "sleep", "3600")));
         foreach (var id in ids) await c.Runtime.ReopenContainerLogAsync(new ReopenContainerLogRequest { ContainerId = id });
 
-        var rollups = ids.Select(id => Rollup(int.Parse(File.ReadAllText(Path.Combine(d.State, "c", id[..20], "shim.pid")).Trim()))).ToList();
+        var rollups = ids.Select(id => Rollup(d.ShimPid(id))).ToList();
         // Removed before asserting, so that a bound exceeded is what the test reports (not the
         // leak check of what an early return left).
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });

@@ -51,7 +51,7 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         const int Lines = 400;
         var id = await c.StartNewAsync(podId, pod, Container("talker", image, "sh", "-c",
             $"i=0; while [ $i -lt {Lines} ]; do echo line-$i-$(head -c 300 /dev/zero | tr '\\0' x); i=$((i+1)); usleep 5000; done; echo done; exec sleep 3600"));
-        var shimPid = int.Parse(File.ReadAllText(Path.Combine(d.State, "c", id[..20], "shim.pid")).Trim());
+        var shimPid = d.ShimPid(id);
         await WaitForMonitorAsync(shimPid);
 
         for (var i = 0; i < 5; i++)
@@ -79,7 +79,7 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         Assert.All(records, r => Assert.Equal("F", r[2]));
         var expected = Enumerable.Range(0, Lines).Select(i => $"line-{i}-{new string('x', 300)}").Append("done");
         Assert.Equal(expected, records.Select(r => r[3]));
-        Assert.Equal(shimPid, int.Parse(File.ReadAllText(Path.Combine(d.State, "c", id[..20], "shim.pid")).Trim()));
+        Assert.Equal(shimPid, d.ShimPid(id));
 
         // The exit goes through .NET too: recorded as ever.
         await c.Runtime.StopContainerAsync(new StopContainerRequest { ContainerId = id, Timeout = 1 });
@@ -87,13 +87,6 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         Assert.Equal(ContainerState.ContainerExited, exited.State);
         Assert.Equal(137, exited.ExitCode); // sleep as pid 1 ignores SIGTERM: killed after the timeout
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
-    }
-
-    private static (int Shim, int Container) Pids(DaemonProcess d, string id)
-    {
-        var stateDir = Path.Combine(d.State, "c", id[..20]);
-        return (int.Parse(File.ReadAllText(Path.Combine(stateDir, "shim.pid")).Trim()),
-            int.Parse(File.ReadAllText(Path.Combine(stateDir, "container.pid")).Trim()));
     }
 
 
@@ -112,7 +105,7 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         var pod = PodConfig("monitor-kill");
         var podId = await c.RunPodAsync(pod);
         var id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sleep", "3600"));
-        var (shimPid, containerPid) = Pids(d, id);
+        var (shimPid, containerPid) = d.ContainerPids(id);
         await WaitForMonitorAsync(shimPid);
 
         using (var monitor = Process.GetProcessById(shimPid))
@@ -145,7 +138,7 @@ public class ShimMonitorTests(RegistryWithImages fixture)
             podId = await c.RunPodAsync(pod);
             id = await c.StartNewAsync(podId, pod, Container("sleeper", image, "sh", "-c", "trap 'exit 3' TERM; while true; do sleep 1; done"));
         }
-        var (shimPid, containerPid) = Pids(d, id);
+        var (shimPid, containerPid) = d.ContainerPids(id);
         await WaitForMonitorAsync(shimPid);
         await d.KillAsync();
         await d.StartAsync();
@@ -180,7 +173,7 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         var config = Container("idle", image, "sleep", "3600");
         config.Linux.SecurityContext.RunAsUser = new Int64Value { Value = 1234 };
         var id = await c.StartNewAsync(podId, pod, config);
-        var (shimPid, initPid) = Pids(d, id);
+        var (shimPid, initPid) = d.ContainerPids(id);
         await WaitForMonitorAsync(shimPid);
         var handovers = Handovers(d, id);
         // The baseline is the monitor once it has served an exec: right after its exec it has
@@ -237,7 +230,7 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         var pod = PodConfig("monexecs");
         var podId = await c.RunPodAsync(pod);
         var id = await c.StartNewAsync(podId, pod, Container("idle", image, "sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"));
-        var (shimPid, _) = Pids(d, id);
+        var (shimPid, _) = d.ContainerPids(id);
         await WaitForMonitorAsync(shimPid);
         var handovers = Handovers(d, id);
 
@@ -281,7 +274,7 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         var podId = await c.RunPodAsync(pod);
         var id = await c.StartNewAsync(podId, pod, Container("idle", image, "sleep", "3600"));
         await c.Runtime.ReopenContainerLogAsync(new ReopenContainerLogRequest { ContainerId = id });
-        var shimPid = int.Parse(File.ReadAllText(Path.Combine(d.State, "c", id[..20], "shim.pid")).Trim());
+        var shimPid = d.ShimPid(id);
         Assert.Equal("criruntime-shim", Exe(shimPid));
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }

@@ -6,7 +6,7 @@ namespace CriRuntime.Tests.E2E.Harness;
 
 /// <summary>The real criruntime daemon as a child process, with its own temporary socket, root,
 /// state and config directory. Dispose stops it and asserts that nothing was left behind.</summary>
-public sealed partial class DaemonProcess : IDisposable
+public sealed class DaemonProcess : IDisposable
 {
     private Process? _process;
     private readonly StringBuilder _output = new();
@@ -114,7 +114,7 @@ public sealed partial class DaemonProcess : IDisposable
     public async Task StopAsync()
     {
         if (_process is null || _process.HasExited) return;
-        _ = Kill(_process.Id, 15);
+        _ = ProcState.Signal(_process.Id, ProcState.SigTerm);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         await _process.WaitForExitAsync(cts.Token);
     }
@@ -123,7 +123,7 @@ public sealed partial class DaemonProcess : IDisposable
     public void Signal(int signal)
     {
         if (_process is null || _process.HasExited) throw new InvalidOperationException("daemon not running");
-        if (Kill(_process.Id, signal) != 0) throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+        if (ProcState.Signal(_process.Id, signal) != 0) throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
     }
 
     /// <summary>kill -9: the daemon gets no chance to clean up.</summary>
@@ -230,15 +230,22 @@ public sealed partial class DaemonProcess : IDisposable
         {
             if (!File.ReadAllText($"/proc/{pid}/cmdline").Contains(Dir, StringComparison.Ordinal)) return;
             using var p = Process.GetProcessById(pid);
-            Kill(pid, 15);
+            ProcState.Signal(pid, ProcState.SigTerm);
             if (!p.WaitForExit(TimeSpan.FromSeconds(10))) p.Kill();
             p.WaitForExit();
         }
         catch (Exception e) when (e is IOException or ArgumentException or InvalidOperationException) { } // already gone
     }
 
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Kill(int pid, int signal);
+    /// <summary>A container's shim and init pids, as its shim wrote them in its state dir
+    /// (shim.pid, container.pid).</summary>
+    public (int Shim, int Container) ContainerPids(string id) => (ShimPid(id), ReadPid(id, "container.pid"));
+
+    /// <summary>A container's shim pid (once idle the same process is the monitor).</summary>
+    public int ShimPid(string id) => ReadPid(id, "shim.pid");
+
+    private int ReadPid(string id, string file) =>
+        int.Parse(File.ReadAllText(Path.Combine(State, "c", id[..20], file)).Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>The container's cgroup directories below this daemon's cgroup root (named after its
     /// directory) and a pod's, in every v1 hierarchy and on the cgroup2 mount or root.</summary>

@@ -30,16 +30,6 @@ public sealed class PullFailureTests : IDisposable
 
     /// <summary>Waits for a condition the daemon reaches asynchronously (cleanup after a
     /// cancellation), failing after a bound.</summary>
-    private static async Task EventuallyAsync(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) Assert.Fail($"timed out waiting for: {what}");
-            await Task.Delay(50);
-        }
-    }
-
     [Fact]
     public async Task PullImage_NoBytesForProgressTimeout_IsDeadlineExceeded_AndKeepsNothing()
     {
@@ -62,11 +52,11 @@ public sealed class PullFailureTests : IDisposable
         using var cts = new CancellationTokenSource();
         var pull = cri.Images.PullImageAsync(new PullImageRequest { Image = new ImageSpec { Image = stall.Image } }, cancellationToken: cts.Token).ResponseAsync;
         await stall.LayerStarted.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        await EventuallyAsync(() => Directory.GetFileSystemEntries(Ingest(daemon)).Length > 0, "the layer download reaches the ingest dir");
+        await ProcState.Eventually(() => Directory.GetFileSystemEntries(Ingest(daemon)).Length > 0, "the layer download reaches the ingest dir", TimeSpan.FromSeconds(15));
         cts.Cancel();
         var e = await Assert.ThrowsAsync<RpcException>(() => pull);
         Assert.Equal(StatusCode.Cancelled, e.StatusCode);
-        await EventuallyAsync(() => Directory.GetFileSystemEntries(Ingest(daemon)).Length == 0, "the partial blob is removed");
+        await ProcState.Eventually(() => Directory.GetFileSystemEntries(Ingest(daemon)).Length == 0, "the partial blob is removed", TimeSpan.FromSeconds(15));
         Assert.Null(await cri.StatusAsync(stall.Image));
     }
 
@@ -80,7 +70,7 @@ public sealed class PullFailureTests : IDisposable
 
         var pull = cri.PullAsync(stall.Image);
         await stall.LayerStarted.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        await EventuallyAsync(() => Directory.GetFileSystemEntries(Ingest(daemon)).Length > 0, "the layer download reaches the ingest dir");
+        await ProcState.Eventually(() => Directory.GetFileSystemEntries(Ingest(daemon)).Length > 0, "the layer download reaches the ingest dir", TimeSpan.FromSeconds(15));
         await daemon.KillAsync();
         await Assert.ThrowsAsync<RpcException>(() => pull);
 

@@ -1,7 +1,6 @@
 using CriRuntime.Cri.V1;
 using CriRuntime.Migration.V1;
 using CriRuntime.Tests.E2E.Harness;
-using System.Runtime.InteropServices;
 using Grpc.Core;
 
 namespace CriRuntime.Tests.E2E.Migration;
@@ -191,7 +190,7 @@ public partial class MigrationTests
         }
         var pageServers = PageServers(a);
         Assert.NotEmpty(pageServers);
-        foreach (var pid in pageServers) Assert.Equal(0, Kill(pid, SigStop));
+        foreach (var pid in pageServers) Assert.Equal(0, ProcState.Signal(pid, ProcState.SigStop));
         Assert.Equal("PAGING", (await a.Migration.GetMigrationAsync(new GetMigrationRequest { MigrationId = "m-lazy-paging-abort" })).Phase);
         Assert.Equal(ContainerState.ContainerRunning, restored.State);
 
@@ -244,9 +243,4 @@ public partial class MigrationTests
         }
         return found;
     }
-
-    private const int SigStop = 19;
-
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Kill(int pid, int signal);
 }

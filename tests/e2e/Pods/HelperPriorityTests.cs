@@ -41,9 +41,7 @@ public class HelperPriorityTests(RegistryWithImages fixture)
         Assert.Contains("host-local ADD 5", lines); // started by the bridge: it inherits the nice value
 
         var id = await node.C.StartNewAsync(podId, pod, Container("app", node.Busybox, "sleep", "3600"));
-        var stateDir = Path.Combine(node.D.State, "c", id[..20]);
-        var containerPid = int.Parse(File.ReadAllText(Path.Combine(stateDir, "container.pid")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
-        var shimPid = int.Parse(File.ReadAllText(Path.Combine(stateDir, "shim.pid")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var (shimPid, containerPid) = node.D.ContainerPids(id);
         Assert.Equal(0, Nice(File.ReadAllText($"/proc/{containerPid}/stat")));
         Assert.Equal(0, Nice(File.ReadAllText($"/proc/{shimPid}/stat"))); // the shim, or the monitor it became
         foreach (var task in Directory.EnumerateDirectories($"/proc/{shimPid}/task"))

@@ -77,7 +77,7 @@ public class UserNamespaceTests(RegistryWithImages fixture)
         Assert.Contains("lo", await Exec(c, first, "ls", "/sys/class/net"));
 
         // From the host: the container's process runs as 200000.
-        var pid = int.Parse(File.ReadAllText(Path.Combine(d.State, "c", first[..20], "container.pid")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var pid = d.ContainerPids(first).Container;
         var statusLines = File.ReadAllLines($"/proc/{pid}/status");
         Assert.Contains(statusLines, l => l.StartsWith($"Uid:\t{HostId}\t{HostId}\t{HostId}", StringComparison.Ordinal));
         Assert.Contains(statusLines, l => l.StartsWith($"Gid:\t{HostId}\t{HostId}\t{HostId}", StringComparison.Ordinal));

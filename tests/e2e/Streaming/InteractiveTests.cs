@@ -359,27 +359,26 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         using var ws = new ClientWebSocket();
         ws.Options.AddSubProtocol("v5.channel.k8s.io");
         await ws.ConnectAsync(new Uri(url.Replace("http://", "ws://")), cts.Token);
-        var shim = int.Parse(File.ReadAllText(Path.Combine(stateDir, "shim.pid")).Trim());
-        var init = int.Parse(File.ReadAllText(Path.Combine(stateDir, "container.pid")).Trim());
+        var (shim, init) = s.D.ContainerPids(id);
         await ws.SendAsync("\0first\n"u8.ToArray(), WebSocketMessageType.Binary, true, cts.Token);
         // The container has closed its output: the shim's output relays ended with it, and with
         // nobody attached any more, the shim has gone back to the monitor.
-        await Eventually(() => HandedOver() > handedOverBefore && Threads(shim).SequenceEqual(["criruntime-moni"]),
+        await ProcState.Eventually(() => HandedOver() > handedOverBefore && Threads(shim).SequenceEqual(["criruntime-moni"]),
             () => $"the shim back in the monitor after the attach (threads: {string.Join(", ", Threads(shim))}); shim log: {File.ReadAllText(shimLog)}", cts.Token);
         var reading = ReadAllChannelsAsync(ws, cts.Token);
-        Assert.Equal(0, Kill(shim, 19 /* SIGSTOP */));
+        Assert.Equal(0, ProcState.Signal(shim, ProcState.SigStop));
         try
         {
             await ws.SendAsync("\0rest\n"u8.ToArray(), WebSocketMessageType.Binary, true, cts.Token);
             await ws.SendAsync(new byte[] { 255, 0 }, WebSocketMessageType.Binary, true, cts.Token);
-            await Eventually(() => ProcState.Of(init) is 'Z' or null, () => $"the container exited (state {ProcState.Of(init)})", cts.Token);
+            await ProcState.Eventually(() => ProcState.Of(init) is 'Z' or null, () => $"the container exited (state {ProcState.Of(init)})", cts.Token);
             // Longer than the stream server's grace for a container that runs on without output.
             var early = await Task.WhenAny(reading, Task.Delay(TimeSpan.FromSeconds(8), cts.Token));
             Assert.True(early != reading, $"the attach ended while the shim could not record the exit: {(reading.IsCompletedSuccessfully ? string.Join(", ", reading.Result.Select(kv => $"{kv.Key}: {kv.Value}")) : reading.Exception?.Message)}");
         }
         finally
         {
-            Kill(shim, 18 /* SIGCONT */);
+            ProcState.Signal(shim, ProcState.SigCont);
         }
         var channels = await reading;
         Assert.Equal("closing\n", channels.GetValueOrDefault((byte)1));
@@ -392,15 +391,4 @@ public partial class InteractiveTests(RegistryWithImages fixture)
         Directory.EnumerateDirectories($"/proc/{pid}/task")
             .Select(t => { try { return File.ReadAllText(Path.Combine(t, "comm")).Trim(); } catch (IOException) { return ""; } });
 
-    private static async Task Eventually(Func<bool> condition, Func<string> what, CancellationToken ct)
-    {
-        while (!condition())
-        {
-            if (ct.IsCancellationRequested) throw new TimeoutException($"not seen: {what()}");
-            await Task.Delay(20, CancellationToken.None);
-        }
-    }
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int Kill(int pid, int signal);
 }
