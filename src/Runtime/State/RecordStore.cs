@@ -107,19 +107,59 @@ public sealed class RecordStore<T> where T : class
     public IEnumerable<string> Orphans() =>
         Directory.GetDirectories(Dir).Where(d => !_items.ContainsKey(Path.GetFileName(d)));
 
-    private readonly ConcurrentDictionary<string, SemaphoreSlim> _locks = new(StringComparer.Ordinal);
+    /// <summary>The locks in use, one per record id while someone holds or waits for it: an
+    /// entry goes once its last user leaves, so a node that runs through many pods does not keep
+    /// a lock for every record it ever had.</summary>
+    private readonly Dictionary<string, RecordLock> _locks = new(StringComparer.Ordinal);
+
+    /// <summary>Ids with a lock held or waited for (tests).</summary>
+    internal int LocksInUse { get { lock (_locks) return _locks.Count; } }
 
     /// <summary>Serialises lifecycle changes of one record.</summary>
     public async Task<IDisposable> LockAsync(string id, CancellationToken ct)
     {
-        var sem = _locks.GetOrAdd(id, _ => new SemaphoreSlim(1, 1));
-        await sem.WaitAsync(ct).ConfigureAwait(false);
-        return new Releaser(sem);
+        RecordLock entry;
+        lock (_locks)
+        {
+            if (!_locks.TryGetValue(id, out entry!)) _locks[id] = entry = new RecordLock();
+            entry.Users++;
+        }
+        try
+        {
+            await entry.Semaphore.WaitAsync(ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            Leave(id, entry);
+            throw;
+        }
+        return new Releaser(this, id, entry);
     }
 
-    private sealed class Releaser(SemaphoreSlim sem) : IDisposable
+    private void Leave(string id, RecordLock entry)
+    {
+        lock (_locks)
+        {
+            if (--entry.Users == 0) _locks.Remove(id);
+        }
+    }
+
+    private sealed class RecordLock
+    {
+        public readonly SemaphoreSlim Semaphore = new(1, 1);
+        /// <summary>Holders and waiters (under the dictionary's lock).</summary>
+        public int Users;
+    }
+
+    private sealed class Releaser(RecordStore<T> store, string id, RecordLock entry) : IDisposable
     {
         private int _done;
-        public void Dispose() { if (Interlocked.Exchange(ref _done, 1) == 0) sem.Release(); }
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _done, 1) != 0) return;
+            entry.Semaphore.Release();
+            store.Leave(id, entry);
+        }
     }
 }
