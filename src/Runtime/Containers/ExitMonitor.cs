@@ -59,16 +59,19 @@ public sealed partial class ExitMonitor(ContainerStore containers, ShimRunner sh
     /// is waited for at once.</summary>
     public void Watch(ContainerRecord c)
     {
+        // The callbacks keep the id only: the record they were given is out of date once the
+        // container runs, and one is kept per watched container.
+        var id = c.Id;
         if (ShimClient.OpenShimPidfd(c.StateDir) is { } pidfd)
         {
-            var gone = _shimGone[c.Id] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var gone = _shimGone[id] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             _shimExits.Watch(pidfd, () =>
             {
                 gone.TrySetResult();
-                _ = WatchAsync(c.Id);
+                _ = WatchAsync(id);
             });
         }
-        else _ = Task.Run(() => WatchAsync(c.Id));
+        else _ = Task.Run(() => WatchAsync(id));
     }
 
     public async Task ShimExitedAsync(string id, TimeSpan grace, CancellationToken ct)
