@@ -111,7 +111,15 @@ try
             var d = await new Workloads(rt, env).DensityAsync(n, opts.DensityParallelism, ct);
             // How long our daemon itself took for each Status (its Debug line per call): what the
             // client measured minus this is the client's own wait for a CPU on a loaded node.
-            if (rt is OurRuntime) d = d with { DaemonStatusMaxMs = StepTimes.CallMs(ReadFrom(Path.Combine(env.LogDir, "criruntime.log"), densityLogStart), "RuntimeService/Status").DefaultIfEmpty(double.NaN).Max() };
+            if (rt is OurRuntime)
+            {
+                var log = ReadFrom(Path.Combine(env.LogDir, "criruntime.log"), densityLogStart);
+                d = d with
+                {
+                    DaemonStatusMaxMs = StepTimes.CallMs(log, "RuntimeService/Status").DefaultIfEmpty(double.NaN).Max(),
+                    DaemonManagedHeapKb = StepTimes.ManagedHeapKbAfterTrim(log, d.SettledAt),
+                };
+            }
             report.Density.Add((rt.Name, d));
             Console.WriteLine($"  running {d.Running}/{n}, start {d.StartSeconds:F1}s, teardown {d.TeardownSeconds:F1}s, errors {d.Errors.Count}");
             foreach (var e in d.Errors.Take(5)) Console.WriteLine("    " + e);

@@ -138,6 +138,13 @@ public sealed class Report(Options opts, string repo)
                 Row("memory used per pod (MiB)", d => d.MemUsedKb / 1024.0 / Math.Max(1, d.Pods), "F2");
                 sb.AppendLine();
                 foreach (var (name, d) in new[] { (Ours, o), (Ctd, c) })
+                    if (d?.DaemonSettledParts is { } p)
+                        sb.AppendLine($"- Where {name}'s settled daemon RSS is ({Mb(p.Total)} MiB, `/proc/PID/smaps`): code {Mb(p.Code)}, read-only data {Mb(p.ReadOnly)}, data {Mb(p.Data)}, " +
+                            $"the mapping after the executable (.bss{(name == Ours ? "; NativeAOT: `.hydrated`, the type data the runtime unpacks at start" : "")}) {Mb(p.TypeData)}, " +
+                            $"other anonymous memory (GC heap, thread stacks, runtime data) {Mb(p.Anonymous)}" +
+                            (d.DaemonManagedHeapKb is { } h ? $" (the managed heap after the last idle trim, a compacting GC, before this: {Mb(h)})" : "") +
+                            $", malloc heap {Mb(p.MallocHeap)}, shared libraries {Mb(p.Libraries)}, other {Mb(p.Other)} MiB.");
+                foreach (var (name, d) in new[] { (Ours, o), (Ctd, c) })
                     foreach (var e in d?.Errors.Take(5) ?? []) sb.AppendLine($"- {name} error: {e}");
                 sb.AppendLine();
             }

@@ -41,6 +41,22 @@ public static partial class StepTimes
     public static List<double> CallMs(string log, string method) =>
         [.. CallOk().Matches(log).Where(m => m.Groups[1].Value == method).Select(m => double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture))];
 
+    /// <summary>The managed heap in KiB after the daemon's last idle trim (a compacting GC) logged
+    /// at or before <paramref name="until"/> (its Debug line, Server/IdleTrim.cs); null if none.</summary>
+    public static long? ManagedHeapKbAfterTrim(string log, DateTime until)
+    {
+        long? heap = null;
+        foreach (Match m in Trim().Matches(log))
+        {
+            if (!DateTime.TryParse(m.Groups[1].Value, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var at) || at > until) continue;
+            heap = long.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture);
+        }
+        return heap;
+    }
+
+    [GeneratedRegex(@"^(\S+) dbug: \S*IdleTrim\S* Idle trim: .*; managed heap ([0-9]+) KiB", RegexOptions.Multiline)]
+    private static partial Regex Trim();
+
     [GeneratedRegex(@"/runtime\.v1\.(\w+/\w+) ok in ([0-9.]+) ms")]
     private static partial Regex CallOk();
 

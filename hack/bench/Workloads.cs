@@ -21,7 +21,8 @@ public sealed class Samples
 public sealed record DensityResult(int Pods, int Running, double StartSeconds, double TeardownSeconds,
     long DaemonRssKb, int DaemonFds, long ShimRssKb, long ShimPssKb, int Shims, long PauseRssKb, long PausePssKb, int Pauses,
     long MemUsedKb, IReadOnlyList<string> Errors, long DaemonSettledRssKb = 0,
-    double StatusMaxMs = double.NaN, double StatusP99Ms = double.NaN, int StatusCalls = 0, double DaemonStatusMaxMs = double.NaN);
+    double StatusMaxMs = double.NaN, double StatusP99Ms = double.NaN, int StatusCalls = 0, double DaemonStatusMaxMs = double.NaN,
+    Stats.RssParts? DaemonSettledParts = null, DateTime SettledAt = default, long? DaemonManagedHeapKb = null);
 
 /// <summary>Cold pulls: before each, the image is removed and the runtime's garbage collection
 /// (synchronous in both: ours on RemoveImage, containerd's CRI deletes with SynchronousDelete)
@@ -151,16 +152,22 @@ public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
         // The node must keep answering while pods come and go: Status every 100 ms, its latency kept.
         using var polling = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var statusMs = new List<double>();
+        var slowStatus = new List<(DateTime At, double Ms)>();
         var poller = Task.Run(async () =>
         {
             using var c = Client();
             while (!polling.IsCancellationRequested)
             {
+                var at = DateTime.UtcNow;
                 var t = Stopwatch.StartNew();
                 try { await c.Runtime.StatusAsync(new StatusRequest(), Call(polling.Token)); }
                 catch (RpcException) when (polling.IsCancellationRequested) { break; }
                 catch (RpcException e) { lock (errors) errors.Add($"Status: {e.Status.StatusCode} {e.Status.Detail}"); }
-                lock (statusMs) statusMs.Add(t.Elapsed.TotalMilliseconds);
+                lock (statusMs)
+                {
+                    statusMs.Add(t.Elapsed.TotalMilliseconds);
+                    if (t.Elapsed.TotalMilliseconds > 100) slowStatus.Add((at, t.Elapsed.TotalMilliseconds));
+                }
                 try { await Task.Delay(100, polling.Token); } catch (OperationCanceledException) { break; }
             }
         }, CancellationToken.None);
@@ -211,6 +218,16 @@ public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
             await Task.Delay(TimeSpan.FromSeconds(1), ct);
         }
         var settled = Procs.Memory([rt.DaemonPid]);
+        var settledAt = DateTime.UtcNow;
+        // Where the settled RSS is, by mapping (the smaps kept beside the bench's logs).
+        Stats.RssParts? parts = null;
+        try
+        {
+            var smaps = File.ReadAllText($"/proc/{rt.DaemonPid}/smaps");
+            File.WriteAllText(Path.Combine(env.LogDir, $"density-{pods}-{rt.Name}-daemon.smaps"), smaps);
+            parts = Stats.RssByMapping(smaps, new FileInfo($"/proc/{rt.DaemonPid}/exe").LinkTarget ?? "");
+        }
+        catch (IOException) { }
 
         sw.Restart();
         var queue = new System.Collections.Concurrent.ConcurrentQueue<string>(ids);
@@ -247,9 +264,12 @@ public sealed class Workloads(RuntimeUnderTest rt, BenchEnv env)
         if (heldAfter.Cgroups > heldBefore.Cgroups) errors.Add($"{heldAfter.Cgroups - heldBefore.Cgroups} cgroups left below {rt.CgroupParent} after teardown");
         double[] sorted;
         lock (statusMs) sorted = [.. statusMs.Order()];
+        // When the slow ones were sent, to find them in the daemon's log.
+        foreach (var (at, ms) in slowStatus) Console.WriteLine($"  Status over 100 ms: sent {at:HH:mm:ss.fff} UTC, {ms:F1} ms");
         return new DensityResult(pods, running, startSeconds, teardown, daemon.RssKb, fds, shims.RssKb, shims.PssKb, shims.Count,
             pause.RssKb, pause.PssKb, pause.Count, memUsed, errors, settled.RssKb,
-            sorted.Length == 0 ? double.NaN : sorted[^1], sorted.Length == 0 ? double.NaN : sorted[(int)Math.Min(sorted.Length - 1, Math.Ceiling(sorted.Length * 0.99) - 1)], sorted.Length);
+            sorted.Length == 0 ? double.NaN : sorted[^1], sorted.Length == 0 ? double.NaN : sorted[(int)Math.Min(sorted.Length - 1, Math.Ceiling(sorted.Length * 0.99) - 1)], sorted.Length,
+            DaemonSettledParts: parts, SettledAt: settledAt);
     }
 
     /// <summary>Ports on the bench's bridge: a pod's veth that outlives it stays attached.</summary>

@@ -1,4 +1,5 @@
 using CriRuntime.Interop;
+using Microsoft.Extensions.Logging;
 
 namespace CriRuntime.Server;
 
@@ -11,7 +12,7 @@ namespace CriRuntime.Server;
 /// leaves behind is garbage and warm code the next quiet hours do not need; the kubelet's
 /// periodic List calls allocate little, so they do not set it off every second. Also once after
 /// start-up. The GC pause (milliseconds for this daemon's heap) falls where nothing waits.</summary>
-public sealed class IdleTrim : IDisposable
+public sealed partial class IdleTrim : IDisposable
 {
     public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(1);
     public const long Allocated = 16 << 20;
@@ -24,7 +25,40 @@ public sealed class IdleTrim : IDisposable
     private int _inFlight;
     private long _allocatedAtLastTrim = long.MinValue / 2;
 
-    public IdleTrim() : this(MemoryTrim.Idle, () => GC.GetTotalAllocatedBytes()) { }
+    /// <summary>The daemon's: each trim says at Debug what it left (the managed heap, what the GC
+    /// keeps committed, the process's RSS before and after), so a daemon's settled memory can be
+    /// told apart into the GC's part and the rest.</summary>
+    public IdleTrim(ILogger<IdleTrim> log) : this(() => TrimLogged(log), () => GC.GetTotalAllocatedBytes()) { }
+
+    private static void TrimLogged(ILogger log)
+    {
+        if (!log.IsEnabled(LogLevel.Debug))
+        {
+            MemoryTrim.Idle();
+            return;
+        }
+        var before = RssKb();
+        MemoryTrim.Idle();
+        var gc = GC.GetGCMemoryInfo(GCKind.Any);
+        LogTrimmed(log, before, RssKb(), gc.HeapSizeBytes >> 10, gc.TotalCommittedBytes >> 10, gc.FragmentedBytes >> 10);
+    }
+
+    /// <summary>Resident pages from /proc/self/statm (its second field), in KiB; -1 if unreadable.</summary>
+    internal static long RssKb()
+    {
+        try
+        {
+            var fields = File.ReadAllText("/proc/self/statm").Split(' ');
+            return long.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture) * (Environment.SystemPageSize >> 10);
+        }
+        catch (Exception e) when (e is IOException or FormatException or IndexOutOfRangeException)
+        {
+            return -1;
+        }
+    }
+
+    [LoggerMessage(EventId = 20, Level = LogLevel.Debug, Message = "Idle trim: RSS {BeforeKb} -> {AfterKb} KiB; managed heap {HeapKb} KiB, committed by the GC {CommittedKb} KiB, of it free {FragmentedKb} KiB")]
+    private static partial void LogTrimmed(ILogger log, long beforeKb, long afterKb, long heapKb, long committedKb, long fragmentedKb);
 
     /// <param name="trim">What a trim does (tests: a counter).</param>
     /// <param name="allocatedBytes">How allocation is counted.</param>
