@@ -10,7 +10,7 @@ public sealed record Options
     public int LifecycleIterations { get; init; } = 20;
     public int Clients { get; init; } = 10;
     public int ConcurrentIterations { get; init; } = 2;
-    public IReadOnlyList<int> Density { get; init; } = [100, 500];
+    public IReadOnlyList<int> Density { get; init; } = [100, 1000];
     /// <summary>containerd takes ~3× our time per pod here: its 500-pod run alone would take
     /// ~12 of the 15 minutes, so by default it runs the smaller density runs only.</summary>
     public int ContainerdDensityMax { get; init; } = 100;
@@ -34,7 +34,7 @@ public sealed record Options
           --lifecycle N             sequential pod lifecycles per runtime (default 20)
           --clients N               concurrent CRI clients (default 10)
           --concurrent-iterations N lifecycles per concurrent client (default 2)
-          --density N,N             pod counts of the density runs, in order (default 100,500; 0 skips)
+          --density N,N             pod counts of the density runs, in order (default 100,1000, issue 18's counts; 0 skips)
           --density-parallelism N   clients starting and tearing down density pods (default 10)
           --containerd-density-max N  skip containerd's density runs above N pods (default 100:
                                     its 500-pod run takes ~12 minutes here; 0 = no limit)

@@ -182,7 +182,7 @@ public sealed class Report(Options opts, string repo)
         // The targets weigh the built-in phases together: only a run of all of them restates them.
         if (!Sections.BuiltIn.All(opts.Runs)) return sb.ToString();
 
-        sb.AppendLine("## Targets (issues 3, 4, 7)");
+        sb.AppendLine("## Targets (issues 3, 4, 7, 18)");
         sb.AppendLine();
         sb.AppendLine(Stamp);
         sb.AppendLine();
@@ -200,8 +200,9 @@ public sealed class Report(Options opts, string repo)
         sb.AppendLine($"| shim at most 3 MB RSS per container | {F(rss, "F2")} MiB (worst density run) | {Met(double.IsNaN(rss) ? null : rss <= 3.0)} |");
         var d100 = ours.FirstOrDefault(d => d.Pods == 100);
         sb.AppendLine($"| daemon at most 40 MB RSS with 100 pods (settled: 5 s of kubelet relists after the starts) | {(d100 is null ? "n/a" : Mb(d100.DaemonSettledRssKb) + $" MiB (right after the starts: {Mb(d100.DaemonRssKb)})")} | {Met(d100 is null ? null : d100.DaemonSettledRssKb / 1024.0 <= 40)} |");
-        var d500 = ours.FirstOrDefault(d => d.Pods == 500);
-        sb.AppendLine($"| 500 pods started and torn down with zero errors | {(d500 is null ? "n/a" : $"{d500.Running}/500 running, {d500.Errors.Count} errors")} | {Met(d500 is null ? null : d500.Errors.Count == 0 && d500.Running == 500)} |");
+        // Issue 4's 500 pods, when such a run was asked for (the 1,000-pod row below holds more).
+        if (ours.FirstOrDefault(d => d.Pods == 500) is { } d500)
+            sb.AppendLine($"| 500 pods started and torn down with zero errors | {d500.Running}/500 running, {d500.Errors.Count} errors | {Met(d500.Errors.Count == 0 && d500.Running == 500)} |");
         var d1000 = ours.FirstOrDefault(d => d.Pods == 1000);
         sb.AppendLine($"| 1,000 pods by 10 clients, started and torn down with zero errors and no leftovers (issue 18) | {(d1000 is null ? "n/a" : $"{d1000.Running}/1000 running, {d1000.Errors.Count} errors, start {F(d1000.StartSeconds, "F0")} s, tear down {F(d1000.TeardownSeconds, "F0")} s")} | {Met(d1000 is null ? null : d1000.Errors.Count == 0 && d1000.Running == 1000)} |");
         var worstStatus = ours.Count == 0 ? double.NaN : ours.Max(d => d.StatusMaxMs);
