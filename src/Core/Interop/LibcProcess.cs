@@ -55,6 +55,21 @@ internal static unsafe partial class Libc
     public static partial int Kill(int pid, int sig);
     [LibraryImport("libc", EntryPoint = "waitpid", SetLastError = true)]
     public static partial int Waitpid(int pid, int* status, int options);
+    public const int P_ALL = 0, WEXITED = 4, WNOWAIT = 0x01000000;
+    /// <summary>waitid(2); <paramref name="info"/> is a siginfo_t (128 bytes).</summary>
+    [LibraryImport("libc", EntryPoint = "waitid", SetLastError = true)]
+    public static partial int Waitid(int idtype, int id, byte* info, int options);
+
+    /// <summary>Blocks until some child has exited and returns its pid without reaping it (it
+    /// stays a zombie: waitid P_ALL, WEXITED | WNOWAIT); -1 with the errno set on failure (ECHILD:
+    /// no children).</summary>
+    public static int WaitAnyExitedKeep()
+    {
+        byte* info = stackalloc byte[128];
+        new Span<byte>(info, 128).Clear();
+        if (Waitid(P_ALL, 0, info, WEXITED | WNOWAIT) != 0) return -1;
+        return *(int*)(info + 16); // si_pid: the union after si_signo, si_errno, si_code and padding on 64-bit
+    }
     [LibraryImport("libc", EntryPoint = "posix_spawn", SetLastError = true)]
     public static partial int PosixSpawn(int* pid, byte* path, void* fileActions, void* attr, byte** argv, byte** envp);
     [LibraryImport("libc", EntryPoint = "posix_spawn_file_actions_init")]

@@ -65,12 +65,74 @@ public sealed class ContainerSpawner
     private List<(FdHandle Fd, int Flag)>? _hostNamespaces;
 
     /// <summary>An init the monitor handed back (the supervisor resumed in its process): its
-    /// parent is this process's main thread; reaped from a thread of its own.</summary>
+    /// parent is this process's main thread; reaped from a thread of its own, which only reaps
+    /// while the main thread lets it (<see cref="HoldReaping"/>).</summary>
     public void Adopt(int pid)
     {
         Pid = pid;
         _spawned.Set();
-        new Thread(Reap, 256 * 1024) { IsBackground = true, Name = "reaper" }.Start();
+        new Thread(ReapUnlessHeld, 256 * 1024) { IsBackground = true, Name = "reaper" }.Start();
+    }
+
+    private readonly object _reapGate = new(); // Monitor.Wait needs a monitor, not a Lock
+    private bool _reapingHeld;
+
+    /// <summary>Resumed: the main thread is about to replace the process image (exec the monitor).
+    /// From now on no child is reaped here: a status reaped now would die with this image, and the
+    /// monitor would find the init's pidfd saying "exited" with nothing left to reap (the resumed
+    /// shim then waited for an exit that had already been taken). An exit that comes now stays a
+    /// zombie, which outlives the exec, for whoever comes next. Once this returns,
+    /// <see cref="HasExited"/> no longer changes until <see cref="ReleaseReaping"/>.</summary>
+    public void HoldReaping()
+    {
+        lock (_reapGate) _reapingHeld = true;
+    }
+
+    /// <summary>The exec did not happen: reaping goes on.</summary>
+    public void ReleaseReaping()
+    {
+        lock (_reapGate)
+        {
+            _reapingHeld = false;
+            Monitor.PulseAll(_reapGate);
+        }
+    }
+
+    /// <summary><see cref="Reap"/> for a resumed shim, whose init's parent (the main thread) is
+    /// not this thread: learns which child exited without reaping it, then reaps it only while
+    /// reaping is not held.</summary>
+    private unsafe void ReapUnlessHeld()
+    {
+        while (true)
+        {
+            var exited = Libc.WaitAnyExitedKeep();
+            if (exited < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == Errno.EINTR) continue;
+                return; // ECHILD: nothing left to wait for
+            }
+            int status;
+            int got;
+            lock (_reapGate)
+            {
+                while (_reapingHeld) Monitor.Wait(_reapGate);
+                do got = Libc.Waitpid(exited, &status, 0);
+                while (got < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+                if (got == Pid)
+                {
+                    RawStatus = status;
+                    _exited.Set();
+                    continue;
+                }
+            }
+            if (got < 0) continue; // reaped meanwhile by someone else (ReapMissedExit)
+            Action<int>? callback;
+            lock (_children)
+            {
+                if (!_onExit.Remove(got, out callback)) _unclaimed[got] = status;
+            }
+            callback?.Invoke(status);
+        }
     }
 
     /// <summary>Puts the calling (spawning) thread back into the namespaces it started in.</summary>
@@ -102,13 +164,16 @@ public sealed class ContainerSpawner
         const int WNOHANG = 1;
         int status;
         int got;
-        do got = Libc.Waitpid(Pid, &status, WNOHANG);
-        while (got < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
-        if (_exited.IsSet) return true; // the reaper got there after all
-        var found = got == Pid;
-        RawStatus = found ? status : 255 << 8;
-        _exited.Set();
-        return found;
+        lock (_reapGate)
+        {
+            do got = Libc.Waitpid(Pid, &status, WNOHANG);
+            while (got < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+            if (_exited.IsSet) return true; // the reaper got there after all
+            var found = got == Pid;
+            RawStatus = found ? status : 255 << 8;
+            _exited.Set();
+            return found;
+        }
     }
     public void WaitExit() => _exited.Wait();
 

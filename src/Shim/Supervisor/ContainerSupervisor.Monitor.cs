@@ -34,6 +34,8 @@ public sealed partial class ContainerSupervisor
     /// <see cref="_handoverWake"/> rather than in waitpid.</summary>
     private bool _resumed;
     private readonly ManualResetEventSlim _handoverWake = new();
+    /// <summary>$CRIRUNTIME_SHIM_FAULT: a fault point for e2e tests, as the daemon's $CRIRUNTIME_FAULT.</summary>
+    private static readonly string? Fault = Environment.GetEnvironmentVariable("CRIRUNTIME_SHIM_FAULT");
     private readonly ManualResetEventSlim _handoverFailed = new();
     private volatile ControlServer.Handover? _pendingHandover;
 
@@ -79,9 +81,18 @@ public sealed partial class ContainerSupervisor
     {
         if (_pendingHandover is not { } handover) return;
         _pendingHandover = null;
+        // Resumed, the reaper is another thread: it must not take the init's exit between the
+        // check below and the exec (that status would be lost with this image).
+        if (_resumed) _spawner.HoldReaping();
         try
         {
             if (!CanHandOver()) return;
+            if (_resumed && Fault == "resumed-handover-delay")
+            {
+                // e2e: an exit that comes between the check and the exec (ShimMonitorTests).
+                _log.Info("fault point resumed-handover-delay: the handover waits 2 s (CRIRUNTIME_SHIM_FAULT)");
+                Thread.Sleep(2000);
+            }
             lock (_pumpGate) _pumpsPaused = true;
             try { ExecMonitor(handover); }
             catch (Exception e) when (e is KernelException or IOException or InvalidOperationException)
@@ -95,7 +106,11 @@ public sealed partial class ContainerSupervisor
                 Monitor.PulseAll(_pumpGate);
             }
         }
-        finally { _handoverFailed.Set(); }
+        finally
+        {
+            if (_resumed) _spawner.ReleaseReaping();
+            _handoverFailed.Set();
+        }
     }
 
     private unsafe void ExecMonitor(ControlServer.Handover handover)
@@ -215,10 +230,11 @@ public sealed partial class ContainerSupervisor
 
             // This (main) thread is the init's parent now: it stays until the exit, and is the one
             // that execs the monitor again.
-            // The init's exit also shows on its pidfd: a resumed shim once waited here with its
-            // init reaped and the reaper thread gone, never woken (e2e, ~1 in 10 runs, after an
-            // exit handed back by the monitor). So the wait also looks at the pidfd once a
-            // second, and reaps here what the reaper has not reported within two looks.
+            // The init's exit also shows on its pidfd: a resumed shim used to wait here for ever
+            // when the previous image's reaper had taken the exit just before its exec of the
+            // monitor (now held: ContainerSpawner.HoldReaping). As a last resort the wait still
+            // looks at the pidfd once a second, and reaps here what the reaper has not reported
+            // within two looks (logged as an error: it should never happen).
             var missed = 0;
             while (true)
             {

@@ -89,7 +89,41 @@ public class ShimMonitorTests(RegistryWithImages fixture)
         await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
+    /// <summary>A resumed shim going back to the monitor leaves an exit that comes between its
+    /// last check and the exec to whoever comes next. Its reaper is another thread than the one
+    /// that execs: it used to reap the init in that gap, the status died with the old image, and
+    /// the monitor handed back an exit nobody could reap (the resumed shim then waited for ever,
+    /// later recorded 255). The shim's fault point holds the handover 2 s after the check; the
+    /// container exits then, and its own exit code is recorded.</summary>
+    [Fact]
+    public async Task AnExitAsTheResumedShimGoesBackToTheMonitor_IsRecordedWithItsOwnCode()
+    {
+        using var d = new DaemonProcess();
+        d.Environment["CRIRUNTIME_SHIM_FAULT"] = "resumed-handover-delay";
+        using var net = new TestNetwork(d);
+        await d.StartAsync();
+        using var c = d.Client();
+        var image = _registry.Image("busybox");
+        await c.PullAsync(image);
+        var pod = PodConfig("late-exit", Path.Combine(d.Dir, "logs"));
+        var podId = await c.RunPodAsync(pod);
+        var id = await c.StartNewAsync(podId, pod, Container("waiter", image, "sh", "-c", "while [ ! -e /tmp/go ]; do usleep 20000; done; exit 3"));
+        var (shimPid, initPid) = d.ContainerPids(id);
+        await WaitForMonitorAsync(shimPid);
+        var shimLog = Path.Combine(d.State, "c", id[..20], "shim.log");
 
+        // An update goes to .NET; answered, .NET goes back to the monitor, held at the fault point.
+        await c.Runtime.UpdateContainerResourcesAsync(new UpdateContainerResourcesRequest { ContainerId = id, Linux = new LinuxContainerResources { CpuShares = 512 } });
+        await ProcState.Eventually(() => File.ReadAllText(shimLog).Contains("fault point resumed-handover-delay", StringComparison.Ordinal),
+            "the resumed shim held between its check and the exec", TimeSpan.FromSeconds(30));
+        File.WriteAllText($"/proc/{initPid}/root/tmp/go", "");
+
+        var exited = await c.WaitExitedAsync(id);
+        var log = File.ReadAllText(shimLog);
+        Assert.True(exited.ExitCode == 3, $"exit code {exited.ExitCode} ({exited.Reason}: {exited.Message}); shim log: {log}");
+        Assert.DoesNotContain("the reaper had not reported it", log, StringComparison.Ordinal);
+        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
+    }
 
     /// <summary>PR_SET_PDEATHSIG is the process's, which the exec kept: SIGKILL of the monitor
     /// kills the container, and the daemon records the exit status it cannot know as 255.</summary>
