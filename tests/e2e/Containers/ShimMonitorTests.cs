@@ -98,31 +98,23 @@ public class ShimMonitorTests(RegistryWithImages fixture)
     [Fact]
     public async Task AnExitAsTheResumedShimGoesBackToTheMonitor_IsRecordedWithItsOwnCode()
     {
-        using var d = new DaemonProcess();
-        d.Environment["CRIRUNTIME_SHIM_FAULT"] = "resumed-handover-delay";
-        using var net = new TestNetwork(d);
-        await d.StartAsync();
-        using var c = d.Client();
-        var image = _registry.Image("busybox");
-        await c.PullAsync(image);
-        var pod = PodConfig("late-exit", Path.Combine(d.Dir, "logs"));
-        var podId = await c.RunPodAsync(pod);
-        var id = await c.StartNewAsync(podId, pod, Container("waiter", image, "sh", "-c", "while [ ! -e /tmp/go ]; do usleep 20000; done; exit 3"));
-        var (shimPid, initPid) = d.ContainerPids(id);
+        await using var node = await TestNode.StartAsync(_registry, d => d.Environment["CRIRUNTIME_SHIM_FAULT"] = "resumed-handover-delay");
+        var (podId, pod) = await node.RunPodAsync("late-exit");
+        var id = await node.C.StartNewAsync(podId, pod, Container("waiter", node.Busybox, "sh", "-c", "while [ ! -e /tmp/go ]; do usleep 20000; done; exit 3"));
+        var (shimPid, initPid) = node.D.ContainerPids(id);
         await WaitForMonitorAsync(shimPid);
-        var shimLog = Path.Combine(d.State, "c", id[..20], "shim.log");
+        var shimLog = Path.Combine(node.D.State, "c", id[..20], "shim.log");
 
         // An update goes to .NET; answered, .NET goes back to the monitor, held at the fault point.
-        await c.Runtime.UpdateContainerResourcesAsync(new UpdateContainerResourcesRequest { ContainerId = id, Linux = new LinuxContainerResources { CpuShares = 512 } });
+        await node.C.Runtime.UpdateContainerResourcesAsync(new UpdateContainerResourcesRequest { ContainerId = id, Linux = new LinuxContainerResources { CpuShares = 512 } });
         await ProcState.Eventually(() => File.ReadAllText(shimLog).Contains("fault point resumed-handover-delay", StringComparison.Ordinal),
             "the resumed shim held between its check and the exec", TimeSpan.FromSeconds(30));
         File.WriteAllText($"/proc/{initPid}/root/tmp/go", "");
 
-        var exited = await c.WaitExitedAsync(id);
+        var exited = await node.C.WaitExitedAsync(id);
         var log = File.ReadAllText(shimLog);
         Assert.True(exited.ExitCode == 3, $"exit code {exited.ExitCode} ({exited.Reason}: {exited.Message}); shim log: {log}");
         Assert.DoesNotContain("the reaper had not reported it", log, StringComparison.Ordinal);
-        await c.Runtime.RemovePodSandboxAsync(new RemovePodSandboxRequest { PodSandboxId = podId });
     }
 
     /// <summary>PR_SET_PDEATHSIG is the process's, which the exec kept: SIGKILL of the monitor
