@@ -62,6 +62,17 @@ public sealed record ContainerRecord
     [JsonIgnore]
     public ContainerMetadata Metadata => new() { Name = Name, Attempt = Attempt };
 
+    /// <summary>This record with the strings containers hold alike taken from <paramref name="pool"/>:
+    /// the image's id and references, the keys of its labels and annotations.</summary>
+    internal ContainerRecord Shared(StringPool pool) => this with
+    {
+        ImageId = pool.Get(ImageId),
+        ImageRef = pool.Get(ImageRef),
+        UserSpecifiedImage = pool.Get(UserSpecifiedImage),
+        Labels = pool.Keys(Labels),
+        Annotations = pool.Keys(Annotations),
+    };
+
     [JsonIgnore]
     public string NameKey => ContainerStore.Key(PodId, Name, Attempt);
 }
@@ -80,7 +91,8 @@ public sealed class ContainerStore
     private readonly RecordStore<ContainerRecord> _store;
 
     public ContainerStore(string root) =>
-        _store = new RecordStore<ContainerRecord>(Path.Combine(root, "containers"), "container.json", ContainerJson.Default.ContainerRecord, c => c.Id, "container", Upgrade);
+        _store = new RecordStore<ContainerRecord>(Path.Combine(root, "containers"), "container.json", ContainerJson.Default.ContainerRecord, c => c.Id, "container", Upgrade,
+            c => c.Shared(StringPool.Records));
 
     /// <summary>A record of an earlier version with the fields it lacked taken from its config (the
     /// request as the kubelet sent it, kept verbatim and never rewritten: an earlier version

@@ -66,6 +66,17 @@ public sealed record PodSandboxRecord
     [JsonIgnore]
     public PodSandboxMetadata Metadata => new() { Name = Name, Namespace = Namespace, Uid = Uid, Attempt = Attempt };
 
+    /// <summary>This record with the strings pods hold alike taken from <paramref name="pool"/>:
+    /// the namespace, runtime handler and network name, the keys of its labels and annotations.</summary>
+    internal PodSandboxRecord Shared(StringPool pool) => this with
+    {
+        Namespace = pool.Get(Namespace),
+        RuntimeHandler = pool.Get(RuntimeHandler),
+        NetworkName = NetworkName is null ? null : pool.Get(NetworkName),
+        Labels = pool.Keys(Labels),
+        Annotations = pool.Keys(Annotations),
+    };
+
     [JsonIgnore]
     public string NameKey => PodSandboxStore.Key(Name, Namespace, Uid, Attempt);
 }
@@ -83,7 +94,7 @@ public sealed class PodSandboxStore
     /// versions that did not record the path (those made before it could change).</param>
     public PodSandboxStore(string root, string cgroupRoot = "criruntime") =>
         _store = new RecordStore<PodSandboxRecord>(Path.Combine(root, "pods"), "sandbox.json", PodJson.Default.PodSandboxRecord, p => p.Id, "pod sandbox",
-            p => Upgrade(p, cgroupRoot));
+            p => Upgrade(p, cgroupRoot), p => p.Shared(StringPool.Records));
 
     /// <summary>A record of an earlier version with the fields it lacked taken from its config,
     /// as that version decided them (it rewrote the config's resources on update: they are the

@@ -17,25 +17,29 @@ public sealed class RecordStore<T> where T : class
     private readonly JsonTypeInfo<T> _json;
     private readonly Func<T, string> _id;
     private readonly string _what;
+    private readonly Func<T, T> _share;
 
     public string Dir { get; }
 
     /// <param name="upgrade">Brings a record written by an earlier version up to date as it is
     /// loaded (fills fields it did not have yet); the file is rewritten at its next change.</param>
-    public RecordStore(string dir, string file, JsonTypeInfo<T> json, Func<T, string> id, string what, Func<T, T>? upgrade = null)
+    /// <param name="share">The record as kept in memory, with strings many records hold alike
+    /// shared (<see cref="StringPool"/>); what is written is the record as given.</param>
+    public RecordStore(string dir, string file, JsonTypeInfo<T> json, Func<T, string> id, string what, Func<T, T>? upgrade = null, Func<T, T>? share = null)
     {
         Dir = dir;
         _file = file;
         _json = json;
         _id = id;
         _what = what;
+        _share = share ?? (item => item);
         Directory.CreateDirectory(dir);
         foreach (var sub in Directory.GetDirectories(dir))
         {
             var path = Path.Combine(sub, file);
             if (!File.Exists(path)) continue;
             var item = JsonSerializer.Deserialize(File.ReadAllBytes(path), json);
-            if (item is not null) _items[id(item)] = upgrade is null ? item : upgrade(item);
+            if (item is not null) _items[id(item)] = _share(upgrade is null ? item : upgrade(item));
         }
     }
 
@@ -67,11 +71,14 @@ public sealed class RecordStore<T> where T : class
 
     /// <param name="durable">false for an update that only a crash of the host could lose and
     /// that a reboot voids anyway (see <see cref="AtomicFile"/>); the rename keeps it atomic.</param>
-    public void Save(T item, bool durable = true)
+    /// <returns>The record as kept (see the constructor's share).</returns>
+    public T Save(T item, bool durable = true)
     {
         var id = _id(item);
         AtomicFile.Write(Path.Combine(ItemDir(id), _file), JsonSerializer.SerializeToUtf8Bytes(item, _json), durable: durable);
-        _items[id] = item;
+        var kept = _share(item);
+        _items[id] = kept;
+        return kept;
     }
 
     /// <summary>Replaces a record by <paramref name="change"/> of the current one (the caller holds
@@ -84,8 +91,7 @@ public sealed class RecordStore<T> where T : class
         var next = change(current);
         if (ReferenceEquals(next, current)) return current; // nothing changed: nothing to write
         if (_id(next) != id) throw new InvalidOperationException($"{_what} {id}: an update cannot change the id");
-        Save(next, durable);
-        return next;
+        return Save(next, durable);
     }
 
     /// <param name="discard">Removes the record's directory instead of a recursive delete (e.g.
