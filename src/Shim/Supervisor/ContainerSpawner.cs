@@ -126,12 +126,7 @@ public sealed class ContainerSpawner
                 }
             }
             if (got < 0) continue; // reaped meanwhile by someone else (ReapMissedExit)
-            Action<int>? callback;
-            lock (_children)
-            {
-                if (!_onExit.Remove(got, out callback)) _unclaimed[got] = status;
-            }
-            callback?.Invoke(status);
+            HandOn(got, status);
         }
     }
 
@@ -156,8 +151,10 @@ public sealed class ContainerSpawner
 
     public bool WaitExit(TimeSpan timeout) => _exited.Wait(timeout);
 
+    public void WaitExit() => _exited.Wait();
+
     /// <summary>The init has exited (its pidfd says so) and the reaper has not reported it: reaps
-    /// it here. False when its status is lost (it was reaped, and not by <see cref="Reap"/>): the
+    /// it here. False when its status is lost (it was reaped, and not by <see cref="ReapUnlessHeld"/>): the
     /// exit is then recorded as a shim that lost its container (exit code 255).</summary>
     public unsafe bool ReapMissedExit()
     {
@@ -175,7 +172,6 @@ public sealed class ContainerSpawner
             return found;
         }
     }
-    public void WaitExit() => _exited.Wait();
 
     private void Run(Spec spec, string exe, IReadOnlyList<string> argv, IReadOnlyList<string> env, IReadOnlyDictionary<int, int> fds, string? rootfs)
     {
@@ -305,12 +301,7 @@ public sealed class ContainerSpawner
                 return 1 << 8; // ECHILD cannot happen while pid is ours
             }
             if (got == pid) return status;
-            Action<int>? callback;
-            lock (_children)
-            {
-                if (!_onExit.Remove(got, out callback)) _unclaimed[got] = status;
-            }
-            callback?.Invoke(status);
+            HandOn(got, status);
         }
     }
 
@@ -332,15 +323,22 @@ public sealed class ContainerSpawner
                 _exited.Set();
                 continue;
             }
-            // Runs on this thread, which cannot create threads: callbacks only record and signal.
-            Action<int>? callback;
-            lock (_children)
-            {
-                if (!_onExit.Remove(pid, out callback)) _unclaimed[pid] = status;
-            }
-            callback?.Invoke(status);
+            HandOn(pid, status);
             Reaped?.Invoke();
         }
+    }
+
+    /// <summary>The status of a reaped child other than the init goes to whoever registered for it
+    /// (<see cref="OnExit"/>), or is kept until they do. Runs on a reaping thread, which may be
+    /// unable to create threads: callbacks only record and signal.</summary>
+    private void HandOn(int pid, int status)
+    {
+        Action<int>? callback;
+        lock (_children)
+        {
+            if (!_onExit.Remove(pid, out callback)) _unclaimed[pid] = status;
+        }
+        callback?.Invoke(status);
     }
 
     /// <summary>Calls <paramref name="onExit"/> with the waitpid status of child
